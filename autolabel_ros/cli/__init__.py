@@ -1,0 +1,1 @@
+"""Command-line faces: autolabel-eval, -sim, -kitti, -build-prior, -bag."""

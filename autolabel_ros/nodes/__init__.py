@@ -1,0 +1,1 @@
+"""rclpy adapters (the only place that imports rclpy / ROS message packages)."""

@@ -1,0 +1,1 @@
+"""Promptable segmenters (SAM family): prompts -> instance masks."""

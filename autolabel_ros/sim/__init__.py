@@ -1,0 +1,1 @@
+"""Synthetic camera + LiDAR drives: scenes, sensors, writers."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and print its path.
+# The venv lives outside the clone, keyed by a hash of the requirement files, so CI and
+# repeated runs reuse the ~5 GB torch install instead of reinstalling it every time.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${AUTOLABEL_CACHE:-$HOME/.cache/autolabel_ros}"
+key="$(cat "$root"/requirements.txt "$root"/requirements-nodeps.txt "$root"/requirements-dev.txt | sha256sum | cut -c1-16)"
+venv="$cache/venv-$key"
+py="${PYTHON:-python3}"
+if [ ! -f "$venv/.complete" ]; then
+  echo "[env] creating $venv (first run installs torch from local disk, a few minutes)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  # torch first and alone, so pip takes the pinned local build and nothing pulls another one.
+  "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 >&2
+  "$venv/bin/python" -m pip install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt" >&2
+  "$venv/bin/python" -m pip install -q --no-deps -r "$root/requirements-nodeps.txt" >&2
+  touch "$venv/.complete"
+fi
+# The package itself is installed editable on every call (cheap), so the checkout in use is the one run.
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >&2
+echo "$venv"
