@@ -1,0 +1,333 @@
+"""KITTI 3D object benchmark I/O: ``image_2``, ``velodyne``, ``calib``, ``label_2``.
+
+Frames: ``calib.T_rect_lidar = R0_rect @ Tr_velo_to_cam`` maps LiDAR points into the *rectified
+reference* camera (camera 0) in which KITTI labels live. Image 2 sits beside it, shifted by a
+baseline that ``P2 = K [I | t]`` encodes as ``t = K^-1 P2[:, 3]``; so ``calib.T_cam_lidar`` (what a
+:class:`SensorFrame` carries and what ``K`` projects from) is ``[I | t] @ T_rect_lidar``.
+Label boxes are converted with ``T_rect_lidar`` (exact, :mod:`autolabel_ros.core.geometry`),
+projections into the image use ``K`` and ``T_cam_lidar``.
+
+Every format problem raises :class:`KittiFormatError` (a ``ValueError``) naming the file, also for
+missing files, so callers need to catch one type.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_box_to_kitti,
+                                         projected_box2d)
+from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
+
+
+class KittiFormatError(ValueError):
+    """A KITTI file is missing or malformed; the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------
+# calibration
+
+_REQUIRED_CALIB = ('P2', 'R0_rect', 'Tr_velo_to_cam')
+# Other KITTI releases (tracking, raw) spell some keys differently.
+_CALIB_ALIASES = {'R_rect': 'R0_rect', 'Tr_velo_cam': 'Tr_velo_to_cam', 'Tr_imu_velo': 'Tr_imu_to_velo'}
+_CALIB_SHAPES = {'P0': (3, 4), 'P1': (3, 4), 'P2': (3, 4), 'P3': (3, 4), 'R0_rect': (3, 3),
+                 'Tr_velo_to_cam': (3, 4), 'Tr_imu_to_velo': (3, 4)}
+
+
+def _pad4(M: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[:M.shape[0], :M.shape[1]] = M
+    return out
+
+
+@dataclass
+class KittiCalib:
+    """The calibration of one KITTI frame (matrices as in the file)."""
+
+    P2: np.ndarray                         # 3 x 4 projection of the left colour camera (rectified)
+    R0_rect: np.ndarray                    # 3 x 3 rectifying rotation
+    Tr_velo_to_cam: np.ndarray             # 3 x 4 LiDAR -> reference camera
+    P0: Optional[np.ndarray] = None
+    P1: Optional[np.ndarray] = None
+    P3: Optional[np.ndarray] = None
+    Tr_imu_to_velo: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        for key, shape in _CALIB_SHAPES.items():
+            val = getattr(self, key)
+            if val is not None:
+                setattr(self, key, np.asarray(val, dtype=np.float64).reshape(shape))
+
+    @property
+    def K(self) -> np.ndarray:
+        """3 x 3 intrinsics of image_2."""
+        return self.P2[:, :3].copy()
+
+    @property
+    def T_rect_lidar(self) -> np.ndarray:
+        """4 x 4 LiDAR -> rectified reference camera (the frame of label_2 boxes)."""
+        return _pad4(self.R0_rect) @ _pad4(self.Tr_velo_to_cam)
+
+    @property
+    def T_cam_lidar(self) -> np.ndarray:
+        """4 x 4 LiDAR -> image_2 camera: K @ T_cam_lidar reproduces P2 @ T_rect_lidar."""
+        shift = np.eye(4)
+        shift[:3, 3] = np.linalg.solve(self.K, self.P2[:, 3])
+        return shift @ self.T_rect_lidar
+
+
+def calib_from_K(K, T_cam_lidar) -> KittiCalib:
+    """Calibration for synthetic data: P2 = [K | 0], R0_rect = I, Tr_velo_to_cam = T_cam_lidar."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    T = np.asarray(T_cam_lidar, dtype=np.float64).reshape(4, 4)
+    return KittiCalib(P2=np.hstack([K, np.zeros((3, 1))]), R0_rect=np.eye(3), Tr_velo_to_cam=T[:3])
+
+
+def read_calib(path) -> KittiCalib:
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f'{path}: calibration file not found')
+    values: dict[str, np.ndarray] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, rest = line.partition(':')
+        if not sep:
+            raise KittiFormatError(f'{path}:{lineno}: expected "KEY: numbers", got {line[:60]!r}')
+        key = _CALIB_ALIASES.get(key.strip(), key.strip())
+        try:
+            nums = np.array(rest.split(), dtype=np.float64)
+        except ValueError:
+            raise KittiFormatError(f'{path}:{lineno}: non-numeric value in {key}') from None
+        shape = _CALIB_SHAPES.get(key)
+        if shape is not None:
+            if nums.size != shape[0] * shape[1]:
+                raise KittiFormatError(f'{path}:{lineno}: {key} needs {shape[0] * shape[1]} numbers, '
+                                       f'got {nums.size}')
+            values[key] = nums.reshape(shape)
+    for key in _REQUIRED_CALIB:
+        if key not in values:
+            raise KittiFormatError(f'{path}: calibration key {key!r} missing')
+    return KittiCalib(**values)
+
+
+def write_calib(path, calib: KittiCalib) -> None:
+    """Write all seven KITTI keys; absent optional ones are filled (P0/P1/P3 = P2, Tr_imu_to_velo =
+    [I | 0]) so that standard KITTI tools read the file."""
+    default = {'P0': calib.P2, 'P1': calib.P2, 'P3': calib.P2, 'Tr_imu_to_velo': np.eye(4)[:3]}
+    lines = []
+    for key in ('P0', 'P1', 'P2', 'P3', 'R0_rect', 'Tr_velo_to_cam', 'Tr_imu_to_velo'):
+        val = getattr(calib, key)
+        val = default[key] if val is None else val
+        lines.append(f'{key}: ' + ' '.join(f'{v:.12e}' for v in np.asarray(val).ravel()))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('\n'.join(lines) + '\n')
+
+
+# ----------------------------------------------------------------------------------------------
+# labels
+
+@dataclass
+class KittiObject:
+    """One line of a label_2 file (camera-rect frame; ``location`` is the bottom centre)."""
+
+    type: str
+    truncated: float
+    occluded: int
+    alpha: float
+    bbox: np.ndarray                       # x1 y1 x2 y2, pixels
+    hwl: np.ndarray                        # height, width, length (m)
+    location: np.ndarray                   # bottom centre x y z in the rectified camera frame
+    ry: float                              # rotation about the camera y axis
+    score: Optional[float] = None          # detections only (16th column)
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.bbox = np.asarray(self.bbox, dtype=np.float64).reshape(4)
+        self.hwl = np.asarray(self.hwl, dtype=np.float64).reshape(3)
+        self.location = np.asarray(self.location, dtype=np.float64).reshape(3)
+        self.truncated = float(self.truncated)
+        self.occluded = int(self.occluded)
+        self.alpha = float(self.alpha)
+        self.ry = float(self.ry)
+        if self.score is not None:
+            self.score = float(self.score)
+
+    @property
+    def height2d(self) -> float:
+        return float(self.bbox[3] - self.bbox[1])
+
+
+def read_label_file(path) -> list[KittiObject]:
+    """Read a label_2 file: 15 columns (ground truth) or 16 (with a trailing score)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f'{path}: label file not found')
+    objs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) not in (15, 16):
+            raise KittiFormatError(f'{path}:{lineno}: expected 15 or 16 columns, got {len(cols)}')
+        try:
+            v = [float(c) for c in cols[1:]]
+        except ValueError:
+            raise KittiFormatError(f'{path}:{lineno}: non-numeric column in {line.strip()[:80]!r}') from None
+        objs.append(KittiObject(type=cols[0], truncated=v[0], occluded=int(round(v[1])), alpha=v[2],
+                                bbox=v[3:7], hwl=v[7:10], location=v[10:13], ry=v[13],
+                                score=v[14] if len(v) == 15 else None))
+    return objs
+
+
+def _label_line(o: KittiObject) -> str:
+    nums = [f'{o.truncated:.2f}', f'{o.occluded:d}', f'{o.alpha:.6f}']
+    nums += [f'{x:.2f}' for x in o.bbox]
+    nums += [f'{x:.6f}' for x in np.concatenate([o.hwl, o.location, [o.ry]])]
+    if o.score is not None:
+        nums.append(f'{o.score:.6f}')
+    return ' '.join([o.type] + nums)
+
+
+def write_label_file(path, objs: Sequence[KittiObject]) -> None:
+    """Write label_2 lines; a 16th score column for objects whose score is not None."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(''.join(_label_line(o) + '\n' for o in objs))
+
+
+def label3d_to_kitti(label: Label3D, calib: KittiCalib, width=None, height=None) -> KittiObject:
+    """LiDAR-frame label -> KITTI object with alpha and the projected 2D box (clipped to the image
+    when its size is given; (0, 0, 0, 0) when the box lies behind the camera)."""
+    hwl, bottom, ry = lidar_box_to_kitti(label.center, label.size, label.yaw, calib.T_rect_lidar)
+    box = projected_box2d(calib.K, calib.T_cam_lidar, label.center, label.size, label.yaw, width, height)
+    if box is None:
+        box = np.zeros(4)
+    return KittiObject(type=label.cls, truncated=label.truncation, occluded=label.occlusion,
+                       alpha=kitti_alpha(ry, bottom), bbox=box, hwl=hwl, location=bottom, ry=ry,
+                       score=None if label.score is None else float(label.score))
+
+
+def kitti_to_label3d(obj: KittiObject, calib: KittiCalib, id: int = 0) -> Label3D:
+    center, size, yaw = kitti_box_to_lidar(obj.hwl, obj.location, obj.ry, calib.T_rect_lidar)
+    return Label3D(center=center, size=size, yaw=yaw, cls=obj.type,
+                   score=1.0 if obj.score is None else obj.score, id=id, box2d=obj.bbox.copy(),
+                   truncation=obj.truncated, occlusion=obj.occluded)
+
+
+# ----------------------------------------------------------------------------------------------
+# sensor data
+
+def read_velodyne(path) -> np.ndarray:
+    """N x 4 float32 (x, y, z, reflectance) in the LiDAR frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f'{path}: velodyne file not found')
+    size = path.stat().st_size
+    if size % 16:
+        raise KittiFormatError(f'{path}: size {size} bytes is not a multiple of 16 '
+                               '(4 float32 per point); truncated or not a KITTI scan')
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+
+
+def read_image(path) -> np.ndarray:
+    """H x W x 3 uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f'{path}: image not found')
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as e:
+        raise KittiFormatError(f'{path}: cannot decode image ({e})') from None
+
+
+def write_kitti_frame(root, frame_id: str, image, points, calib: KittiCalib, objects=()) -> None:
+    """Write one frame in the KITTI object layout under ``root``. ``objects`` may hold
+    :class:`KittiObject` or :class:`Label3D` (converted with the image size)."""
+    from PIL import Image
+
+    root = Path(root)
+    image = np.asarray(image, dtype=np.uint8)
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[1] not in (3, 4):
+        raise ValueError(f'frame {frame_id}: points must be Nx3 or Nx4, got {pts.shape}')
+    if pts.shape[1] == 3:   # KITTI scans always carry reflectance
+        pts = np.hstack([pts, np.zeros((len(pts), 1), np.float32)])
+    for sub in ('image_2', 'velodyne', 'calib', 'label_2'):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / 'image_2' / f'{frame_id}.png')
+    np.ascontiguousarray(pts).tofile(root / 'velodyne' / f'{frame_id}.bin')
+    write_calib(root / 'calib' / f'{frame_id}.txt', calib)
+    h, w = image.shape[:2]
+    objs = [label3d_to_kitti(o, calib, w, h) if isinstance(o, Label3D) else o for o in objects]
+    write_label_file(root / 'label_2' / f'{frame_id}.txt', objs)
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset
+
+class KittiObjectDataset:
+    """A KITTI object split (the folder holding image_2/, velodyne/, calib/[, label_2/]).
+
+    A root that only holds ``training/`` is accepted too. ``frame_ids`` are the stems found in
+    image_2, velodyne or calib; a frame missing one of its files fails on load with the file named.
+    """
+
+    def __init__(self, root):
+        root = Path(root)
+        if not (root / 'calib').is_dir() and (root / 'training' / 'calib').is_dir():
+            root = root / 'training'
+        subdirs = [root / s for s in ('image_2', 'velodyne', 'calib')]
+        if not any(d.is_dir() for d in subdirs):
+            raise KittiFormatError(f'{root}: not a KITTI object split (no image_2/, velodyne/ or calib/)')
+        self.root = root
+        ids = set()
+        for d in subdirs:
+            if d.is_dir():
+                ids.update(p.stem for p in d.iterdir() if p.suffix in ('.png', '.bin', '.txt'))
+        self.frame_ids = sorted(ids)
+
+    def calib(self, fid: str) -> KittiCalib:
+        return read_calib(self.root / 'calib' / f'{fid}.txt')
+
+    def labels(self, fid: str) -> list[KittiObject]:
+        return read_label_file(self.root / 'label_2' / f'{fid}.txt')
+
+    def load_frame(self, fid: str) -> SensorFrame:
+        calib = self.calib(fid)
+        return SensorFrame(image=read_image(self.root / 'image_2' / f'{fid}.png'), K=calib.K,
+                           points=read_velodyne(self.root / 'velodyne' / f'{fid}.bin'),
+                           T_cam_lidar=calib.T_cam_lidar, frame_id=fid)
+
+    def prompts(self, fid: str, mode: str = 'gt-boxes', classes=('Car',), seed: int = 0) -> list[Prompt]:
+        """Prompts from the ground truth; ``Prompt.id`` is the object's line index in label_2.
+
+        ``gt-boxes``: the 2D box. ``gt-points``: 3 positive clicks drawn uniformly from the central
+        half (in x and y) of the 2D box, so that they land on the car rather than on the background
+        visible at the box corners; seeded by (seed, frame id), independent of the call order.
+        """
+        if mode not in ('gt-boxes', 'gt-points'):
+            raise ValueError(f"prompt mode must be 'gt-boxes' or 'gt-points', got {mode!r}")
+        rng = np.random.default_rng([seed, zlib.crc32(str(fid).encode())])
+        out = []
+        for i, o in enumerate(self.labels(fid)):
+            if o.type not in classes:
+                continue
+            x1, y1, x2, y2 = o.bbox
+            if not (x2 > x1 and y2 > y1):
+                continue
+            if mode == 'gt-boxes':
+                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type))
+            else:
+                cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
+                pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
+                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type))
+        return out
