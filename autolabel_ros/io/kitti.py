@@ -13,7 +13,7 @@ missing files, so callers need to catch one type.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -145,7 +145,6 @@ class KittiObject:
     location: np.ndarray                   # bottom centre x y z in the rectified camera frame
     ry: float                              # rotation about the camera y axis
     score: Optional[float] = None          # detections only (16th column)
-    extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.bbox = np.asarray(self.bbox, dtype=np.float64).reshape(4)
