@@ -1,0 +1,102 @@
+"""rclpy glue shared by the nodes: message factory, parameter declaration, QoS, startup errors."""
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+from autolabel_ros.config import ConfigError
+from autolabel_ros.io.messages import MessageFactory, class_factory
+from autolabel_ros.nodes.logic import ParamSpec
+
+
+class StartupError(RuntimeError):
+    """A node cannot start (bad parameter, missing model, unavailable device); the text says why."""
+
+
+def rclpy_factory() -> MessageFactory:
+    """Builders' factory over the installed ROS message packages: 'sensor_msgs/msg/Image' ->
+    ``sensor_msgs.msg.Image``."""
+
+    def resolve(typename: str):
+        pkg, kind, name = typename.split('/')
+        return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+
+    return class_factory(resolve)
+
+
+def declare_parameters(node, specs: Sequence[ParamSpec]) -> dict:
+    """Declare every parameter (read-only: models and settings are loaded once at startup) with a
+    descriptor, and return name -> value. A wrong type or range in the params file becomes a
+    ConfigError naming the parameter."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    values = {}
+    for s in specs:
+        text = s.description
+        if s.choices:
+            text += f' (one of: {", ".join(s.choices)})'
+        desc = ParameterDescriptor(description=text, read_only=True)
+        if (s.min is not None or s.max is not None) and not isinstance(s.default, bool):
+            lo = s.min if s.min is not None else -1e12
+            hi = s.max if s.max is not None else 1e12
+            if isinstance(s.default, int):
+                desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            elif isinstance(s.default, float):
+                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
+                                                                step=0.0)]
+        try:
+            param = node.declare_parameter(s.name, s.default, desc)
+        except Exception as e:   # rclpy's InvalidParameterType/ValueException carry no parameter context
+            raise ConfigError(f'{node.get_name()}: parameter {s.name!r} (default {s.default!r}): '
+                              f'{type(e).__name__}: {e}') from None
+        values[s.name] = param.value
+    return values
+
+
+def sensor_qos(reliability: str, depth: int):
+    """Sensor subscriptions: best effort (= qos_profile_sensor_data, accepts any publisher) or reliable."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+                      reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
+                      else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def output_qos(depth: int = 5):
+    """Outputs are reliable + volatile: RViz and `ros2 topic echo` subscribe with either reliability."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+def image_msg_type(compressed: bool):
+    from sensor_msgs.msg import CompressedImage, Image
+
+    return CompressedImage if compressed else Image
+
+
+def run_node(make_node, args=None) -> int:
+    """rclpy.init, build the node, spin until Ctrl-C / shutdown; startup errors -> one line, exit 2."""
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ConfigError, StartupError) as e:
+        print(f'[FATAL] {e}', file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code

@@ -1,0 +1,98 @@
+"""detector_node: camera image -> vision_msgs/Detection2DArray of vehicles (same header as the image).
+
+Subscribes ``image`` (sensor_msgs/Image, or CompressedImage with ``compressed_image``), publishes
+``detections``; remap both. The backend (``detector.backend``: ssd_mobilenet, torchvision
+detectors from local weights, none) is built once at startup by ``autolabel_ros.detect``.
+Detection runs on a worker thread behind a one-slot queue, so a slow detector skips frames
+(counted, logged) instead of lagging behind.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.node import Node
+
+from autolabel_ros.io import messages as M
+from autolabel_ros.nodes import logic
+from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
+                                        rclpy_factory, run_node, sensor_qos)
+
+
+class DetectorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('autolabel_detector', **kwargs)
+        specs = logic.detector_specs()
+        values = declare_parameters(self, specs)
+        self.cfg, self.settings = logic.validate_parameters(values, specs, self.get_name())
+        self.factory = rclpy_factory()
+        t0 = time.perf_counter()
+        try:
+            from autolabel_ros.core.device import resolve_device
+            from autolabel_ros.detect import make_detector
+            self.detector = make_detector(self.cfg.detector, resolve_device(self.cfg.device))
+        except Exception as e:   # DetectorUnavailable / DeviceError carry the how-to-fix text
+            raise StartupError(f'{self.get_name()}: cannot build detector {self.cfg.detector.backend!r}: '
+                               f'{type(e).__name__}: {e}') from e
+        d = self.cfg.detector
+        self.get_logger().info(f'detector {d.backend!r} ready in {time.perf_counter() - t0:.1f} s '
+                               f'(classes {d.classes}, score >= {d.score_threshold})')
+
+        from vision_msgs.msg import Detection2DArray
+
+        self.pub = self.create_publisher(Detection2DArray, 'detections', output_qos(10))
+        self.create_subscription(image_msg_type(self.settings.compressed_image), 'image', self._on_image,
+                                 sensor_qos(self.settings.reliability, self.settings.qos_depth))
+        self.slot = logic.LatestSlot()
+        self.stats = logic.LatencyStats()
+        self._frames_at_last_log = 0
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, name='autolabel_detector_worker', daemon=True)
+        self.worker.start()
+        self.create_timer(10.0, self._log_stats)
+
+    def _on_image(self, msg):
+        self.slot.put(msg)
+
+    def _log_stats(self):
+        if self.stats.frames != self._frames_at_last_log or self.slot.dropped:
+            self._frames_at_last_log = self.stats.frames
+            self.get_logger().info(self.stats.summary(self.slot.dropped))
+
+    def _work(self):
+        while not self._stop.is_set():
+            msg = self.slot.get(timeout=0.5)
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except Exception as e:   # one bad image must never stop the node
+                self.get_logger().error(f'image skipped: {type(e).__name__}: {e}', throttle_duration_sec=5.0)
+
+    def _process(self, msg):
+        t0 = time.perf_counter()
+        if self.settings.compressed_image:
+            image = M.compressed_image_to_numpy(msg)
+        else:
+            image = M.image_to_numpy(msg)
+        prompts = self.detector.detect(image)
+        stamp_ns = M.header_stamp_ns(msg)
+        # same header as the image (stamp and frame), so the fitter's synchronizer pairs them exactly
+        self.pub.publish(M.prompts_to_detection2d_array(prompts, stamp_ns, msg.header.frame_id, self.factory))
+        latency = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+        self.stats.add(time.perf_counter() - t0, latency, len(prompts))
+
+    def destroy_node(self):
+        self._stop.set()
+        self.slot.close()
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(DetectorNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

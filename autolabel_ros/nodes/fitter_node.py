@@ -1,0 +1,245 @@
+"""fitter_node: synchronized camera + LiDAR (+ 2D detections, + RViz clicks) -> 3D labels.
+
+Subscribes (relative names, remap them): ``image`` (sensor_msgs/Image, or CompressedImage with
+``compressed_image``), ``camera_info``, ``points`` (sensor_msgs/PointCloud2), ``detections``
+(vision_msgs/Detection2DArray, unless ``sync_detections`` is false) and the RViz "Publish Point"
+topic (``/clicked_point``). Publishes ``~/markers`` (MarkerArray), ``~/detections_3d``
+(Detection3DArray, LiDAR frame, cloud stamp) and ``~/debug_image``.
+
+The synchronizer callback only stores the set in a one-slot queue; a worker thread converts,
+looks up TF, runs the Autolabeler and publishes, so a slow fit drops stale frames (counted and
+logged) instead of building a backlog. All decisions live in ``nodes/logic.py`` and
+``io/messages.py``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from message_filters import ApproximateTimeSynchronizer, Subscriber
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.time import Time
+from tf2_ros import Buffer, TransformException, TransformListener
+
+from autolabel_ros.config import ConfigError
+from autolabel_ros.core.geometry import transform_points
+from autolabel_ros.core.types import SensorFrame
+from autolabel_ros.io import messages as M
+from autolabel_ros.nodes import logic
+from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
+                                        rclpy_factory, run_node, sensor_qos)
+
+
+class FitterNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('autolabel_fitter', **kwargs)
+        values = declare_parameters(self, logic.fitter_specs())
+        self.cfg, self.settings = logic.validate_parameters(values, logic.fitter_specs(), self.get_name())
+        s = self.settings
+        self.factory = rclpy_factory()
+
+        # Models once, at startup (lifecycle-style "configure"); failures end the node with exit 2.
+        t0 = time.perf_counter()
+        try:
+            from autolabel_ros.pipeline import Autolabeler
+            self.labeler = Autolabeler(self.cfg)
+        except (ConfigError, StartupError):
+            raise
+        except Exception as e:
+            raise StartupError(f'{self.get_name()}: cannot build the Autolabeler: '
+                               f'{type(e).__name__}: {e}') from e
+        self.get_logger().info(f'Autolabeler ready in {time.perf_counter() - t0:.1f} s '
+                               f'(device {self.cfg.device}, segmenter {self.cfg.segmenter.model})')
+
+        self.tf_buffer = Buffer()
+        self.tf_listener = TransformListener(self.tf_buffer, self)
+
+        from vision_msgs.msg import Detection2DArray, Detection3DArray
+        from visualization_msgs.msg import MarkerArray
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from geometry_msgs.msg import PointStamped
+
+        self.pub_markers = self.create_publisher(MarkerArray, '~/markers', output_qos())
+        self.pub_det3d = self.create_publisher(Detection3DArray, '~/detections_3d', output_qos())
+        self.pub_debug = (self.create_publisher(Image, '~/debug_image', output_qos(2))
+                          if s.publish_debug_image else None)
+
+        qos = sensor_qos(s.reliability, s.qos_depth)
+        self.subs = [Subscriber(self, image_msg_type(s.compressed_image), 'image', qos_profile=qos),
+                     Subscriber(self, CameraInfo, 'camera_info', qos_profile=qos),
+                     Subscriber(self, PointCloud2, 'points', qos_profile=qos)]
+        if s.sync_detections:
+            self.subs.append(Subscriber(self, Detection2DArray, 'detections', qos_profile=qos))
+        resolved = [sub.sub.topic_name for sub in self.subs]
+        self.monitor = logic.SyncMonitor(resolved, s.sync_warn_after, logic.now_wall())
+        for sub, name in zip(self.subs, resolved):
+            sub.registerCallback(self._seen, name)
+        self.sync = ApproximateTimeSynchronizer(self.subs, s.queue_size, s.slop)
+        self.sync.registerCallback(self._on_frame)
+        self.create_subscription(PointStamped, s.clicked_point_topic, self._on_click, 10)
+
+        self.clicks = logic.ClickBuffer(s.click_max_age)
+        self.slot = logic.LatestSlot()
+        self.stats = logic.LatencyStats()
+        self._last_job = None
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, name='autolabel_fitter_worker', daemon=True)
+        self.worker.start()
+        self.create_timer(1.0, self._watchdog)
+        self.create_timer(10.0, self._log_stats)
+        self._frames_at_last_log = 0
+        self.get_logger().info(
+            f'waiting for {", ".join(resolved)} (slop {s.slop} s, queue {s.queue_size}, '
+            f'{s.reliability}); clicks on {s.clicked_point_topic}')
+
+    # ------------------------------------------------------------------ callbacks (executor thread)
+
+    def _seen(self, msg, topic: str):
+        self.monitor.note(topic, M.header_stamp_ns(msg), logic.now_wall())
+
+    def _on_frame(self, image, info, cloud, dets=None):
+        self.monitor.synced(logic.now_wall())
+        job = (image, info, cloud, dets)
+        self._last_job = job
+        if self.slot.put(job):
+            self.get_logger().debug('worker busy: dropped the previous unprocessed frame')
+
+    def _on_click(self, msg):
+        p = msg.point
+        self.clicks.add([p.x, p.y, p.z], msg.header.frame_id, logic.now_wall())
+        self.get_logger().info(f'click at ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}: '
+                               f'point prompt for the next frame')
+        # A paused bag sends no new frame: re-run the last one so the click takes effect now.
+        if self._last_job is not None:
+            self.slot.put(self._last_job)
+
+    def _watchdog(self):
+        text = self.monitor.check(logic.now_wall())
+        if text:
+            self.get_logger().warning(text)
+
+    def _log_stats(self):
+        if self.stats.frames != self._frames_at_last_log or self.slot.dropped:
+            self._frames_at_last_log = self.stats.frames
+            self.get_logger().info(self.stats.summary(self.slot.dropped))
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _work(self):
+        while not self._stop.is_set():
+            job = self.slot.get(timeout=0.5)
+            if job is None:
+                continue
+            try:
+                self._process(*job)
+            except Exception as e:   # one bad frame must never stop the node
+                self.get_logger().error(f'frame skipped: {type(e).__name__}: {e}', throttle_duration_sec=5.0)
+
+    def _lookup(self, target: str, source: str, stamp, timeout: float):
+        """4x4 target <- source at ``stamp`` (rclpy Time; Time() = latest), or None."""
+        try:
+            tf = self.tf_buffer.lookup_transform(target, source, stamp, timeout=Duration(seconds=timeout))
+        except TransformException as e:
+            self.get_logger().debug(f'TF {source} -> {target}: {e}')
+            return None
+        return M.transform_to_matrix(tf.transform)
+
+    def _extrinsic(self, camera_frame: str, lidar_frame: str, stamp):
+        T = self._lookup(camera_frame, lidar_frame, stamp, self.settings.tf_timeout)
+        if T is None:
+            T = self._lookup(camera_frame, lidar_frame, Time(), 0.0)   # a static mount: latest is fine
+        if T is None and self.settings.T_cam_lidar_static is not None:
+            T = self.settings.T_cam_lidar_static
+        if T is None:
+            self.get_logger().warning(
+                f'no TF {lidar_frame} -> {camera_frame} at the frame stamp (waited '
+                f'{self.settings.tf_timeout} s) and no static_transform parameter: frame skipped',
+                throttle_duration_sec=5.0)
+        return T
+
+    def _click_prompts(self, T_cam_lidar, lidar_frame, camera_frame, K, width, height):
+        clicks = self.clicks.take(logic.now_wall())
+        if not clicks:
+            return []
+        pts = []
+        for c in clicks:
+            if c.frame_id in (lidar_frame, ''):
+                pts.append(transform_points(T_cam_lidar, c.xyz[None])[0])
+            elif c.frame_id == camera_frame:
+                pts.append(c.xyz)
+            else:
+                T = self._lookup(camera_frame, c.frame_id, Time(), self.settings.tf_timeout)
+                if T is None:
+                    self.get_logger().warning(f'click in frame {c.frame_id!r}: no TF to '
+                                              f'{camera_frame!r}; ignored')
+                    continue
+                pts.append(transform_points(T, c.xyz[None])[0])
+        prompts, outside = logic.clicks_to_prompts(np.array(pts).reshape(-1, 3), K, width, height)
+        if outside:
+            self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
+        return prompts
+
+    def _process(self, image_msg, info_msg, cloud_msg, det_msg):
+        t0 = time.perf_counter()
+        s = self.settings
+        if s.compressed_image:
+            image = M.compressed_image_to_numpy(image_msg)
+        else:
+            image = M.image_to_numpy(image_msg)
+        K, w, h = M.camera_info_to_intrinsics(info_msg, use_projection=s.use_rectified_projection)
+        if (w, h) != (image.shape[1], image.shape[0]) and w > 0 and h > 0:
+            self.get_logger().warning(f'camera_info is {w}x{h} but the image is '
+                                      f'{image.shape[1]}x{image.shape[0]}: frame skipped',
+                                      throttle_duration_sec=5.0)
+            return
+        points = M.pointcloud2_to_numpy(cloud_msg)
+        lidar_frame = s.lidar_frame or cloud_msg.header.frame_id
+        camera_frame = s.camera_frame or image_msg.header.frame_id
+        cloud_stamp_ns = M.header_stamp_ns(cloud_msg)
+        image_stamp_ns = M.header_stamp_ns(image_msg)
+        T = self._extrinsic(camera_frame, lidar_frame, Time.from_msg(cloud_msg.header.stamp))
+        if T is None:
+            return
+        prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
+        prompts += self._click_prompts(T, lidar_frame, camera_frame, K, image.shape[1], image.shape[0])
+
+        labels = []
+        masks = None
+        if prompts:
+            frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=T, stamp_ns=cloud_stamp_ns,
+                                frame_id=str(cloud_stamp_ns), lidar_frame=lidar_frame,
+                                camera_frame=camera_frame)
+            labels = self.labeler.label(frame, prompts)
+            masks = getattr(self.labeler, 'last_masks', None)
+        f = self.factory
+        # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
+        self.pub_markers.publish(M.labels_to_marker_array(labels, cloud_stamp_ns, lidar_frame, f,
+                                                          namespace=s.marker_namespace))
+        self.pub_det3d.publish(M.labels_to_detection3d_array(labels, cloud_stamp_ns, lidar_frame, f,
+                                                             include_rejected=s.publish_rejected))
+        if self.pub_debug is not None:
+            overlay = logic.draw_debug_image(image, K, T, labels, prompts, masks)
+            self.pub_debug.publish(M.make_image(overlay, image_stamp_ns, camera_frame, f))
+        processing = time.perf_counter() - t0
+        latency = (self.get_clock().now().nanoseconds - cloud_stamp_ns) / 1e9
+        self.stats.add(processing, latency, len(labels))
+        accepted = sum(lab.accepted for lab in labels)
+        self.get_logger().debug(f'{len(prompts)} prompts -> {accepted}/{len(labels)} accepted labels in '
+                                f'{processing:.2f} s (latency {latency:.2f} s)')
+
+    def destroy_node(self):
+        self._stop.set()
+        self.slot.close()
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(FitterNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
