@@ -239,7 +239,7 @@ def evaluate(gt_dir, pred_dir, frames: Optional[Iterable[str]] = None) -> dict:
     ``gt_dir``. A frame without a prediction file counts as one without detections (one warning).
     Returns the AP tables (``"3D@0.5"`` ... ``"NS@1.0m"``: {easy, moderate, hard} -> 0..100) and
     ``mean_iou3d``, ``median_yaw_err_deg``, ``flip_rate``, ``n_gt``, ``n_gt_per_difficulty``,
-    ``n_frames``, ``n_det``.
+    ``n_matched``, ``n_frames``, ``n_det`` (NaN where undefined).
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     for d, what in ((gt_dir, 'ground-truth'), (pred_dir, 'prediction')):
