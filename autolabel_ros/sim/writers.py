@@ -1,0 +1,104 @@
+"""Write simulated frames as a KITTI object folder and as a rosbag2 (MCAP or sqlite3, version 8).
+
+Bag topics (frame ids 'camera' / 'lidar' as in :class:`SensorFrame`):
+``/camera/image_raw`` (sensor_msgs/Image rgb8), ``/camera/camera_info``, ``/lidar/points``
+(sensor_msgs/PointCloud2: x, y, z, intensity float32 + ring uint16), ``/tf_static`` (one
+lidar -> camera transform, transient-local QoS like a static broadcaster), and
+``/ground_truth/detections`` (vision_msgs/Detection3DArray of the ground-truth boxes in the LiDAR
+frame, ``id`` = instance id). Messages are built by :mod:`autolabel_ros.io.messages` and logged at
+their header stamps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from autolabel_ros.core.geometry import invert_transform
+from autolabel_ros.io.kitti import label3d_to_kitti, write_kitti_frame
+from autolabel_ros.sim.drive import SimFrame
+
+TOPICS = {
+    'image': ('/camera/image_raw', 'sensor_msgs/msg/Image'),
+    'info': ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    'points': ('/lidar/points', 'sensor_msgs/msg/PointCloud2'),
+    'tf': ('/tf_static', 'tf2_msgs/msg/TFMessage'),
+    'gt': ('/ground_truth/detections', 'vision_msgs/msg/Detection3DArray'),
+}
+
+
+def kitti_objects(sf: SimFrame):
+    """KittiObjects of a frame's ground truth; the 2D box is the amodal silhouette box of the
+    simulator (KITTI's convention), not the projected 3D box."""
+    W, H = sf.frame.width, sf.frame.height
+    out = []
+    for lab in sf.gt:
+        obj = label3d_to_kitti(lab, sf.calib, W, H)
+        obj.bbox = np.asarray(lab.box2d, dtype=np.float64).copy()
+        obj.score = None            # ground truth: 15 columns
+        out.append(obj)
+    return out
+
+
+def write_kitti(root, sf: SimFrame) -> None:
+    """One frame into ``root`` (the split folder holding image_2/, velodyne/, calib/, label_2/)."""
+    write_kitti_frame(root, sf.frame.frame_id, sf.frame.image, sf.frame.points, sf.calib, kitti_objects(sf))
+
+
+def _static_qos():
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, zero, zero,
+                QosLiveliness.AUTOMATIC, zero, False)]
+
+
+class BagWriter:
+    """rosbag2 writer for simulated frames; use as a context manager. ``storage``: 'mcap' or
+    'sqlite3'. ``path`` must not exist yet (rosbags refuses to overwrite)."""
+
+    def __init__(self, path, storage: str = 'mcap'):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        from autolabel_ros.io.messages import rosbags_factory
+        from autolabel_ros.io.ros_types import get_typestore
+
+        plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+        if storage not in plugins:
+            raise ValueError(f"bag storage must be 'mcap' or 'sqlite3', got {storage!r}")
+        self.path = Path(path)
+        self.typestore = get_typestore()
+        self.factory = rosbags_factory(self.typestore)
+        self._writer = Writer(self.path, version=8, storage_plugin=plugins[storage])
+        self._conns = {}
+        self._tf_done = False
+
+    def __enter__(self):
+        self._writer.open()
+        for key, (topic, msgtype) in TOPICS.items():
+            qos = _static_qos() if key == 'tf' else ()
+            self._conns[key] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                           offered_qos_profiles=qos)
+        return self
+
+    def __exit__(self, *exc):
+        self._writer.close()
+        return False
+
+    def _put(self, key: str, msg, stamp: int):
+        data = self.typestore.serialize_cdr(msg, TOPICS[key][1])
+        self._writer.write(self._conns[key], int(stamp), data)
+
+    def write(self, sf: SimFrame) -> None:
+        from autolabel_ros.io import messages as M
+
+        f, fac = sf.frame, self.factory
+        st = int(f.stamp_ns)
+        if not self._tf_done:   # one static transform: parent lidar, child camera
+            self._put('tf', M.make_tf_static(invert_transform(f.T_cam_lidar), f.lidar_frame, f.camera_frame,
+                                             st, fac), st)
+            self._tf_done = True
+        self._put('info', M.make_camera_info(f.K, f.width, f.height, st, f.camera_frame, fac), st)
+        self._put('image', M.make_image(f.image, st, f.camera_frame, fac), st)
+        self._put('points', M.make_pointcloud2(f.points, st, f.lidar_frame, fac, ring=sf.ring), st)
+        self._put('gt', M.labels_to_detection3d_array(sf.gt, st, f.lidar_frame, fac), st)
