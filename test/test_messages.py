@@ -298,6 +298,8 @@ def _labels():
                     mesh=Mesh(verts, faces)),
             Label3D(center=[-5, 8, -0.9], size=[4.5, 1.9, 1.6], yaw=-2.5, cls='Car', score=0.2, id=9,
                     accepted=False, reasons=['mask_iou']),
+            Label3D(center=[np.nan] * 3, size=[4, 2, 1.5], yaw=0.0, score=0.0, id=11, accepted=False,
+                    reasons=['empty_box']),    # never placed: no 3D message at all
             ]
 
 

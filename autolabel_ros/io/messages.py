@@ -506,6 +506,13 @@ def prompts_to_detection2d_array(prompts: Sequence[Prompt], stamp_ns: int, frame
                        detections=dets)
 
 
+def drawable_labels(labels: Sequence[Label3D]) -> list[Label3D]:
+    """Labels with a finite box: a prompt the pipeline could not place (NaN centre) has no 3D message
+    (RViz rejects markers with NaN and consumers of Detection3D expect numbers)."""
+    return [lab for lab in labels
+            if np.all(np.isfinite(lab.center)) and np.all(np.isfinite(lab.size)) and np.isfinite(lab.yaw)]
+
+
 def _box_pose(label: Label3D, factory: MessageFactory):
     return factory.new('geometry_msgs/msg/Pose', position=_point(label.center, factory),
                        orientation=_yaw_quaternion(label.yaw, factory))
@@ -514,9 +521,10 @@ def _box_pose(label: Label3D, factory: MessageFactory):
 def labels_to_detection3d_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: str,
                                 factory: MessageFactory, include_rejected: bool = False):
     """Labels -> vision_msgs/Detection3DArray: bbox centre pose (yaw about +z), size = (l, w, h),
-    one hypothesis (class, score), id = str(label.id). Rejected labels only with ``include_rejected``."""
+    one hypothesis (class, score), id = str(label.id). Rejected labels only with ``include_rejected``;
+    labels without a finite box are left out."""
     dets = []
-    for lab in labels:
+    for lab in drawable_labels(labels):
         if not lab.accepted and not include_rejected:
             continue
         l, w, h = (float(v) for v in lab.size)
@@ -566,6 +574,7 @@ def labels_to_marker_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: s
     a mesh, a TRIANGLE_LIST. Each kind has its own namespace ``<namespace>/<kind>`` and the marker id
     is ``label.id``, so ids are stable per object and kinds can be toggled in RViz. Lifetime 0
     (forever, until the next DELETEALL); stamp = the sensor stamp; green = accepted, red = rejected.
+    Labels without a finite box are left out.
     """
     M = factory('visualization_msgs/msg/Marker')
     header = make_header(stamp_ns, frame_id, factory)
@@ -584,7 +593,7 @@ def labels_to_marker_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: s
         return factory.new('visualization_msgs/msg/Marker', **base)
 
     markers = [marker('', 0, M.CUBE, action=int(M.DELETEALL))]
-    for lab in labels:
+    for lab in drawable_labels(labels):
         rgb = ACCEPTED_RGB if lab.accepted else REJECTED_RGB
         l, w, h = (float(v) for v in lab.size)
         markers.append(marker('box', lab.id, M.CUBE, pose=_box_pose(lab, factory),

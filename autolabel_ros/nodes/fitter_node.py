@@ -25,7 +25,6 @@ from tf2_ros import Buffer, TransformException, TransformListener
 
 from autolabel_ros.config import ConfigError
 from autolabel_ros.core.geometry import transform_points
-from autolabel_ros.core.types import SensorFrame
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
@@ -45,6 +44,7 @@ class FitterNode(Node):
         try:
             from autolabel_ros.pipeline import Autolabeler
             self.labeler = Autolabeler(self.cfg)
+            _ = self.labeler.segmenter   # SAM loads lazily: load it now, not on the first frame
         except (ConfigError, StartupError):
             raise
         except Exception as e:
@@ -159,12 +159,10 @@ class FitterNode(Node):
                 throttle_duration_sec=5.0)
         return T
 
-    def _click_prompts(self, T_cam_lidar, lidar_frame, camera_frame, K, width, height):
-        clicks = self.clicks.take(logic.now_wall())
-        if not clicks:
-            return []
+    def _clicks_in_camera(self, T_cam_lidar, lidar_frame: str, camera_frame: str) -> np.ndarray:
+        """Pending clicks transformed into the camera optical frame (N x 3)."""
         pts = []
-        for c in clicks:
+        for c in self.clicks.take(logic.now_wall()):
             if c.frame_id in (lidar_frame, ''):
                 pts.append(transform_points(T_cam_lidar, c.xyz[None])[0])
             elif c.frame_id == camera_frame:
@@ -176,54 +174,38 @@ class FitterNode(Node):
                                               f'{camera_frame!r}; ignored')
                     continue
                 pts.append(transform_points(T, c.xyz[None])[0])
-        prompts, outside = logic.clicks_to_prompts(np.array(pts).reshape(-1, 3), K, width, height)
-        if outside:
-            self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
-        return prompts
+        return np.array(pts, dtype=np.float64).reshape(-1, 3)
 
     def _process(self, image_msg, info_msg, cloud_msg, det_msg):
         t0 = time.perf_counter()
         s = self.settings
-        if s.compressed_image:
-            image = M.compressed_image_to_numpy(image_msg)
-        else:
-            image = M.image_to_numpy(image_msg)
-        K, w, h = M.camera_info_to_intrinsics(info_msg, use_projection=s.use_rectified_projection)
-        if (w, h) != (image.shape[1], image.shape[0]) and w > 0 and h > 0:
-            self.get_logger().warning(f'camera_info is {w}x{h} but the image is '
-                                      f'{image.shape[1]}x{image.shape[0]}: frame skipped',
-                                      throttle_duration_sec=5.0)
-            return
-        points = M.pointcloud2_to_numpy(cloud_msg)
         lidar_frame = s.lidar_frame or cloud_msg.header.frame_id
         camera_frame = s.camera_frame or image_msg.header.frame_id
-        cloud_stamp_ns = M.header_stamp_ns(cloud_msg)
-        image_stamp_ns = M.header_stamp_ns(image_msg)
         T = self._extrinsic(camera_frame, lidar_frame, Time.from_msg(cloud_msg.header.stamp))
         if T is None:
             return
-        prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
-        prompts += self._click_prompts(T, lidar_frame, camera_frame, K, image.shape[1], image.shape[0])
-
-        labels = []
-        masks = None
+        try:
+            frame, prompts, outside = logic.prepare_frame(
+                image_msg, info_msg, cloud_msg, det_msg, T, s,
+                clicks_cam=self._clicks_in_camera(T, lidar_frame, camera_frame))
+        except logic.SkipFrame as e:
+            self.get_logger().warning(f'frame skipped: {e}', throttle_duration_sec=5.0)
+            return
+        if outside:
+            self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
+        labels, masks = [], None
         if prompts:
-            frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=T, stamp_ns=cloud_stamp_ns,
-                                frame_id=str(cloud_stamp_ns), lidar_frame=lidar_frame,
-                                camera_frame=camera_frame)
             labels = self.labeler.label(frame, prompts)
             masks = getattr(self.labeler, 'last_masks', None)
-        f = self.factory
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
-        self.pub_markers.publish(M.labels_to_marker_array(labels, cloud_stamp_ns, lidar_frame, f,
-                                                          namespace=s.marker_namespace))
-        self.pub_det3d.publish(M.labels_to_detection3d_array(labels, cloud_stamp_ns, lidar_frame, f,
-                                                             include_rejected=s.publish_rejected))
+        out = logic.frame_outputs(frame, labels, prompts, s, self.factory,
+                                  image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks)
+        self.pub_markers.publish(out['markers'])
+        self.pub_det3d.publish(out['detections_3d'])
         if self.pub_debug is not None:
-            overlay = logic.draw_debug_image(image, K, T, labels, prompts, masks)
-            self.pub_debug.publish(M.make_image(overlay, image_stamp_ns, camera_frame, f))
+            self.pub_debug.publish(out['debug_image'])
         processing = time.perf_counter() - t0
-        latency = (self.get_clock().now().nanoseconds - cloud_stamp_ns) / 1e9
+        latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
         self.stats.add(processing, latency, len(labels))
         accepted = sum(lab.accepted for lab in labels)
         self.get_logger().debug(f'{len(prompts)} prompts -> {accepted}/{len(labels)} accepted labels in '

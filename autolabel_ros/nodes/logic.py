@@ -21,7 +21,7 @@ import numpy as np
 
 from autolabel_ros.config import AutolabelConfig, ConfigError, from_flat_dict, to_flat_dict
 from autolabel_ros.core.geometry import BOX_EDGES, box_corners, project, transform_points
-from autolabel_ros.core.types import Label3D, Prompt
+from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 
 # --------------------------------------------------------------------------------------------
 # Parameter schema
@@ -469,6 +469,63 @@ def clicks_to_prompts(points_cam: np.ndarray, K: np.ndarray, width: int, height:
     prompts = [Prompt(id=first_id + i, points=uv[i:i + 1], point_labels=np.ones(1, np.int64), cls=cls)
                for i in np.flatnonzero(ok)]
     return prompts, int((~ok).sum())
+
+
+# --------------------------------------------------------------------------------------------
+# One synchronized set -> pipeline input -> messages (the fitter node's work, minus ROS calls)
+# --------------------------------------------------------------------------------------------
+
+class SkipFrame(Exception):
+    """This synchronized set cannot be processed; the text says why (logged, throttled)."""
+
+
+def prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T_cam_lidar: np.ndarray, settings: NodeSettings,
+                  clicks_cam: Optional[np.ndarray] = None) -> tuple[SensorFrame, list[Prompt], int]:
+    """Messages (rclpy or rosbags) + extrinsic -> (SensorFrame, prompts, clicks outside the image).
+
+    The frame is stamped and named by the cloud (labels live in the LiDAR frame); prompts are the
+    synchronized detections followed by the clicked points (already in the camera frame).
+    """
+    from autolabel_ros.io import messages as M
+
+    if settings.compressed_image:
+        image = M.compressed_image_to_numpy(image_msg)
+    else:
+        image = M.image_to_numpy(image_msg)
+    K, w, h = M.camera_info_to_intrinsics(info_msg, use_projection=settings.use_rectified_projection)
+    if w > 0 and h > 0 and (w, h) != (image.shape[1], image.shape[0]):
+        raise SkipFrame(f'camera_info is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}')
+    points = M.pointcloud2_to_numpy(cloud_msg)
+    stamp_ns = M.header_stamp_ns(cloud_msg)
+    frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=T_cam_lidar, stamp_ns=stamp_ns,
+                        frame_id=str(stamp_ns), lidar_frame=settings.lidar_frame or cloud_msg.header.frame_id,
+                        camera_frame=settings.camera_frame or image_msg.header.frame_id)
+    prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
+    outside = 0
+    if clicks_cam is not None and len(clicks_cam):
+        used = {p.id for p in prompts}
+        first = max([CLICK_ID_BASE] + [i + 1 for i in used if i >= CLICK_ID_BASE])
+        extra, outside = clicks_to_prompts(clicks_cam, K, frame.width, frame.height, first_id=first)
+        prompts += extra
+    return frame, prompts, outside
+
+
+def frame_outputs(frame: SensorFrame, labels: Sequence[Label3D], prompts: Sequence[Prompt],
+                  settings: NodeSettings, factory, image_stamp_ns: Optional[int] = None,
+                  masks: Optional[Sequence[np.ndarray]] = None) -> dict:
+    """The messages the fitter publishes for one frame: 'markers', 'detections_3d' (LiDAR frame,
+    cloud stamp) and, when enabled, 'debug_image' (camera frame, image stamp)."""
+    from autolabel_ros.io import messages as M
+
+    out = {'markers': M.labels_to_marker_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
+                                               namespace=settings.marker_namespace),
+           'detections_3d': M.labels_to_detection3d_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
+                                                          include_rejected=settings.publish_rejected)}
+    if settings.publish_debug_image:
+        overlay = draw_debug_image(frame.image, frame.K, frame.T_cam_lidar, labels, prompts, masks)
+        stamp = frame.stamp_ns if image_stamp_ns is None else image_stamp_ns
+        out['debug_image'] = M.make_image(overlay, stamp, frame.camera_frame, factory)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

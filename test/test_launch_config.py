@@ -1,0 +1,118 @@
+"""The launch file, the params YAML and the RViz config parse and agree with the nodes (no ROS needed)."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autolabel_ros.config import AutolabelConfig, load_config, to_flat_dict
+from autolabel_ros.nodes import logic
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / 'launch' / 'autolabel.launch.py'
+PARAMS = ROOT / 'config' / 'autolabel.yaml'
+RVIZ = ROOT / 'config' / 'autolabel.rviz'
+
+
+def _strings(path: Path) -> set:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def _launch_arguments() -> dict:
+    """name -> default of the ARGUMENTS table in the launch file (read without importing launch)."""
+    tree = ast.parse(LAUNCH.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'ARGUMENTS':
+            return {name: default for name, default, _ in ast.literal_eval(node.value)}
+    raise AssertionError('ARGUMENTS table not found')
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_launch_file_is_valid_python_with_its_arguments():
+    tree = ast.parse(LAUNCH.read_text())
+    assert 'generate_launch_description' in [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    strings = _strings(LAUNCH)
+    args = _launch_arguments()
+    for name in ('image_topic', 'camera_info_topic', 'cloud_topic', 'use_sim_time', 'detector', 'rviz'):
+        assert name in args
+    assert {'params_file', 'rviz_config', 'autolabel.yaml', 'autolabel.rviz'} <= strings
+    # executables and node names match setup.py and the nodes
+    setup = (ROOT / 'setup.py').read_text()
+    for exe, module, node_name in (('detector_node', 'detector_node', 'autolabel_detector'),
+                                   ('fitter_node', 'fitter_node', 'autolabel_fitter')):
+        assert exe in strings and node_name in strings
+        assert f'{exe} = autolabel_ros.nodes.{module}:main' in setup
+        node_src = ROOT / 'autolabel_ros' / 'nodes' / f'{module}.py'
+        assert node_name in _strings(node_src)
+        funcs = [n.name for n in ast.parse(node_src.read_text()).body if isinstance(n, ast.FunctionDef)]
+        assert 'main' in funcs
+    # the remapped names are the nodes' relative topic names
+    for topic in ('image', 'camera_info', 'points', 'detections'):
+        assert topic in strings and topic in _strings(ROOT / 'autolabel_ros' / 'nodes' / 'fitter_node.py')
+    assert "glob('launch/*.launch.py')" in setup and "glob('config/*.rviz')" in setup
+
+
+def test_launch_description_builds_with_ros():
+    pytest.importorskip('launch_ros', reason='launch_ros (ROS 2) is not installed here')
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('autolabel_launch', LAUNCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    names = {a.name for a in ld.get_launch_arguments()}
+    assert {'image_topic', 'camera_info_topic', 'cloud_topic', 'params_file', 'use_sim_time', 'detector',
+            'rviz'} <= names
+
+
+def test_params_yaml_has_every_parameter_typed_and_documented():
+    text = PARAMS.read_text()
+    data = yaml.safe_load(text)
+    assert list(data) == ['/**'] and list(data['/**']) == ['ros__parameters']
+    flat = _flatten(data['/**']['ros__parameters'])
+    schema = {s.name: s.default for s in logic.fitter_specs()}
+    missing = sorted(set(to_flat_dict(AutolabelConfig())) - set(flat))
+    assert not missing, f'pipeline keys missing in {PARAMS.name}: {missing}'
+    assert not sorted(set(schema) - set(flat)), 'node parameters missing in the YAML'
+    assert not sorted(set(flat) - set(schema)), 'unknown keys in the YAML (typo?)'
+    for name, value in flat.items():
+        default = schema[name]
+        # ROS parameters are typed: a YAML int for a float parameter fails at node startup
+        assert type(value) is type(default), f'{name}: {value!r} is {type(value).__name__}, ' \
+                                             f'the node declares {type(default).__name__}'
+        if isinstance(default, list):
+            assert value and all(type(v) is type(default[0]) for v in value), name
+    lines = text.splitlines()
+    key_lines = [i for i, line in enumerate(lines) if re.match(r'^\s+\w+: \S', line)]   # "key: value"
+    assert len(key_lines) == len(flat)
+    for i in key_lines:
+        assert lines[i - 1].strip().startswith('#'), f'undocumented parameter: {lines[i]!r}'
+    assert load_config(PARAMS) is not None    # the CLIs read the same file
+
+
+def test_rviz_config_matches_node_topics():
+    data = yaml.safe_load(RVIZ.read_text())
+    vm = data['Visualization Manager']
+    displays = {d['Class']: d for d in vm['Displays']}
+    for cls in ('Image', 'PointCloud2', 'MarkerArray', 'TF', 'Grid'):
+        assert f'rviz_default_plugins/{cls}' in displays
+    args = _launch_arguments()
+    assert vm['Global Options']['Fixed Frame'] == args['fixed_frame'] == 'lidar'
+    assert displays['rviz_default_plugins/PointCloud2']['Topic']['Value'] == args['cloud_topic']
+    assert displays['rviz_default_plugins/PointCloud2']['Topic']['Reliability Policy'] == 'Best Effort'
+    assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/autolabel_fitter/markers'
+    assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/autolabel_fitter/debug_image'
+    tools = {t['Class']: t for t in vm['Tools']}
+    click_default = {s.name: s.default for s in logic.FITTER_PARAMS}['clicked_point_topic']
+    assert tools['rviz_default_plugins/PublishPoint']['Topic']['Value'] == click_default

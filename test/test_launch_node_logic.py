@@ -1,0 +1,257 @@
+"""The ROS nodes' decisions, tested without ROS (autolabel_ros/nodes/logic.py).
+
+Messages are the real ROS 2 definitions from the rosbags typestore; what the fitter publishes is
+serialized to CDR.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from autolabel_ros.config import AutolabelConfig, ConfigError, to_flat_dict
+from autolabel_ros.core.geometry import box_corners, project, transform_points
+from autolabel_ros.core.types import Label3D, Prompt
+from autolabel_ros.io import messages as M
+from autolabel_ros.io.ros_types import get_typestore
+from autolabel_ros.nodes import logic
+
+TS = get_typestore()
+F = M.rosbags_factory(TS)
+
+# LiDAR (x fwd, y left, z up) -> camera optical (x right, y down, z fwd), camera 0.3 m above the LiDAR
+T_CAM_LIDAR = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0.3], [1, 0, 0, 0], [0, 0, 0, 1]])
+K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+
+
+def defaults(specs):
+    return {s.name: s.default for s in specs}
+
+
+def cdr(msg):
+    name = msg.__msgtype__
+    return TS.deserialize_cdr(bytes(TS.serialize_cdr(msg, name)), name)
+
+
+# ---------------------------------------------------------------------------------- parameters
+
+def test_schema_covers_every_pipeline_key_once():
+    specs = logic.fitter_specs()
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    assert set(to_flat_dict(AutolabelConfig())) <= set(names)
+    assert all(s.description for s in specs)
+    det = [s.name for s in logic.detector_specs()]
+    assert 'device' in det and 'detector.backend' in det and 'fit.iterations' not in det
+    # descriptions come from config.py's own comments where it has them
+    assert logic.pipeline_specs(['segmenter.model'])[0].description != 'pipeline config segmenter.model'
+
+
+def test_validate_defaults_and_values():
+    specs = logic.fitter_specs()
+    cfg, st = logic.validate_parameters(defaults(specs), specs, 'fitter')
+    assert cfg == AutolabelConfig()
+    assert st.reliability == 'best_effort' and st.T_cam_lidar_static is None
+    vals = defaults(specs) | {'fit.iterations': 7, 'detector.classes': ['car'], 'slop': 1,
+                              'static_transform': '0 0.3 0 0.5 -0.5 0.5 0.5'}
+    cfg, st = logic.validate_parameters(vals, specs, 'fitter')
+    assert cfg.fit.iterations == 7 and cfg.detector.classes == ['car'] and st.slop == 1.0
+    # that quaternion is the LiDAR -> optical rotation of T_CAM_LIDAR
+    np.testing.assert_allclose(st.T_cam_lidar_static, T_CAM_LIDAR, atol=1e-12)
+
+
+@pytest.mark.parametrize('key,value,match', [
+    ('reliability', 'sometimes', "'reliability' = 'sometimes'; expected one of best_effort, reliable"),
+    ('queue_size', 0, "'queue_size' = 0 is below the minimum"),
+    ('queue_size', 2.5, "'queue_size' must be an integer"),
+    ('slop', float('nan'), "'slop' must be a finite number"),
+    ('sync_detections', 'yes', "'sync_detections' must be true or false"),
+    ('detector.score_threshold', 1.5, 'detector.score_threshold = 1.5 must lie in'),
+    ('fit.iterations', 'many', "fit.iterations"),
+    ('static_transform', '1 2 3', 'expected 7 numbers'),
+    ('static_transform', ' '.join(['2'] * 16), 'not a rigid transform'),
+    ('static_transform', '0 0 0 0 0 0 0', 'zero quaternion'),
+])
+def test_validate_errors_name_the_parameter(key, value, match):
+    specs = logic.fitter_specs()
+    with pytest.raises(ConfigError, match=match) as e:
+        logic.validate_parameters(defaults(specs) | {key: value}, specs, 'autolabel_fitter')
+    assert 'autolabel_fitter' in str(e.value)
+
+
+def test_static_transform_16_numbers():
+    T = logic.parse_static_transform(' '.join(str(v) for v in T_CAM_LIDAR.ravel()))
+    np.testing.assert_allclose(T, T_CAM_LIDAR)
+    assert logic.parse_static_transform('  ') is None
+
+
+# ---------------------------------------------------------------------------------- worker queue
+
+def test_latest_slot_drops_stale_items():
+    slot = logic.LatestSlot()
+    assert slot.get(timeout=0.01) is None
+    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
+    assert slot.get() == 3 and slot.dropped == 2 and slot.accepted == 3
+    assert slot.get(timeout=0.01) is None
+
+
+def test_latest_slot_slow_worker_sees_newest_frames():
+    slot, seen = logic.LatestSlot(), []
+
+    def worker():
+        while True:
+            item = slot.get(timeout=1.0)
+            if item is None:
+                return
+            seen.append(item)
+            time.sleep(0.02)      # "slow pipeline"
+
+    t = threading.Thread(target=worker)
+    t.start()
+    for i in range(50):           # producer 4x faster than the worker
+        slot.put(i)
+        time.sleep(0.005)
+    time.sleep(0.1)
+    slot.close()
+    t.join(timeout=3)
+    assert not t.is_alive()
+    assert seen[-1] == 49 and seen == sorted(seen)
+    assert 5 < len(seen) < 40 and slot.dropped == 50 - len(seen)
+
+
+def test_latency_stats_summary():
+    st = logic.LatencyStats()
+    assert 'no frame processed' in st.summary(dropped=3)
+    st.add(0.5, 0.7, 2)
+    st.add(1.5, 1.9, 1)
+    line = st.summary(dropped=4)
+    assert '2 frame(s)' in line and 'processing mean 1.000 s (max 1.500)' in line
+    assert '3 objects' in line and 'dropped 4' in line
+    assert 'no frame processed' in st.summary(0)     # window reset, totals kept
+    assert st.frames == 2
+
+
+# ---------------------------------------------------------------------------------- sync watchdog
+
+def test_sync_monitor_reports_once_with_stamps():
+    mon = logic.SyncMonitor(['/cam/image', '/cam/info', '/lidar/points'], warn_after=5.0, start_time=100.0)
+    mon.note('/cam/image', 1_000_500_000_000, now=101.0)
+    mon.note('/lidar/points', 1_700_000_000_000_000_000, now=102.0)
+    assert mon.check(104.0) is None
+    text = mon.check(106.0)
+    assert text.startswith('no synchronized frame since start 6.0 s')
+    assert '/cam/info: nothing received' in text and '/cam/image: 1 msgs, last stamp 1000.500 s' in text
+    assert 'last stamps span' in text and 'QoS' in text
+    assert mon.check(107.0) is None            # once
+    mon.synced(108.0)
+    assert mon.check(110.0) is None
+    assert mon.check(113.5).startswith('no synchronized frame for 5.5 s')
+
+
+# ---------------------------------------------------------------------------------- clicks
+
+def test_clicks_to_prompts_projects_and_filters():
+    lidar_pts = np.array([[10.0, 1.0, 0.0], [10.0, -100.0, 0.0], [-5.0, 0.0, 0.0]])   # ok, outside, behind
+    cam = transform_points(T_CAM_LIDAR, lidar_pts)
+    prompts, outside = logic.clicks_to_prompts(cam, K, 640, 480)
+    assert outside == 2 and len(prompts) == 1
+    p = prompts[0]
+    uv, _ = project(K, cam[:1])
+    np.testing.assert_allclose(p.points, uv)
+    assert p.id == logic.CLICK_ID_BASE and p.box is None and p.point_labels.tolist() == [1]
+
+
+def test_click_buffer_expires_and_clears():
+    buf = logic.ClickBuffer(max_age=10.0)
+    buf.add([1, 2, 3], 'lidar', now=0.0)
+    buf.add([4, 5, 6], 'map', now=8.0)
+    buf.add([np.nan, 0, 0], 'lidar', now=8.0)   # ignored
+    assert len(buf) == 2
+    clicks = buf.take(now=12.0)
+    assert [c.frame_id for c in clicks] == ['map'] and len(buf) == 0
+
+
+# ---------------------------------------------------------------------------------- one frame
+
+def _scene():
+    """A box-shaped 'car' 12 m ahead in LiDAR points, an image, and its label."""
+    rng = np.random.default_rng(0)
+    label = Label3D(center=[12.0, 1.0, -0.8], size=[4.2, 1.8, 1.5], yaw=0.3, cls='Car', score=0.9, id=2)
+    surf = rng.uniform(-0.5, 0.5, (400, 3)) * label.size
+    surf[:, 0] = np.sign(surf[:, 0]) * label.size[0] / 2
+    c, s = np.cos(label.yaw), np.sin(label.yaw)
+    pts = surf @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + label.center
+    ground = np.c_[rng.uniform(0, 30, 600), rng.uniform(-10, 10, 600), np.full(600, -1.55)]
+    cloud = np.vstack([pts, ground]).astype(np.float32)
+    image = np.full((480, 640, 3), 90, np.uint8)
+    return label, cloud, image
+
+
+def _messages(det_prompts, stamp=1_000_000_000_123, dt=20_000_000):
+    label, cloud, image = _scene()
+    img = cdr(M.make_image(image, stamp, 'camera', F))
+    info = cdr(M.make_camera_info(K, 640, 480, stamp, 'camera', F))
+    pc = cdr(M.make_pointcloud2(np.c_[cloud, np.ones(len(cloud))], stamp + dt, 'lidar', F))
+    det = cdr(M.prompts_to_detection2d_array(det_prompts, stamp, 'camera', F))
+    return label, img, info, pc, det
+
+
+def test_prepare_frame_from_messages_with_clicks():
+    specs = logic.fitter_specs()
+    _, st = logic.validate_parameters(defaults(specs), specs)
+    det_prompt = Prompt(id=5, box=[300, 200, 400, 260], cls='Car', score=0.8)
+    label, img, info, pc, det = _messages([det_prompt])
+    click_cam = transform_points(T_CAM_LIDAR, label.center[None])
+    frame, prompts, outside = logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st, clicks_cam=click_cam)
+    assert outside == 0
+    assert frame.stamp_ns == 1_000_020_000_123
+    assert frame.lidar_frame == 'lidar' and frame.camera_frame == 'camera'
+    assert frame.points.shape == (1000, 4) and frame.image.shape == (480, 640, 3)
+    np.testing.assert_allclose(frame.K, K)
+    assert [p.id for p in prompts] == [5, logic.CLICK_ID_BASE]
+    np.testing.assert_allclose(prompts[0].box, det_prompt.box)
+    assert prompts[1].points.shape == (1, 2)
+    # frame-name overrides; a camera_info of another size is a skipped frame, not a crash
+    st.lidar_frame, st.camera_frame = 'velodyne', 'cam_optical'
+    frame, prompts, _ = logic.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
+    assert (frame.lidar_frame, frame.camera_frame, prompts) == ('velodyne', 'cam_optical', [])
+    info.width = 1280
+    with pytest.raises(logic.SkipFrame, match='camera_info is 1280x480 but the image is 640x480'):
+        logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+
+
+def test_frame_outputs_are_valid_ros_messages():
+    specs = logic.fitter_specs()
+    _, st = logic.validate_parameters(defaults(specs), specs)
+    label, img, info, pc, det = _messages([])
+    frame, _, _ = logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+    rejected = Label3D(center=[20, -4, -0.8], size=[4, 1.8, 1.5], yaw=1.0, score=0.1, id=3, accepted=False)
+    prompts = [Prompt(id=2, box=[250, 180, 380, 280])]
+    out = logic.frame_outputs(frame, [label, rejected], prompts, st, F, image_stamp_ns=1_000_000_000_123)
+    assert set(out) == {'markers', 'detections_3d', 'debug_image'}
+    markers, det3d, dbg = (cdr(out[k]) for k in ('markers', 'detections_3d', 'debug_image'))
+    assert markers.markers[0].action == 3 and len(markers.markers) == 1 + 3 + 3
+    for m in markers.markers:
+        assert m.header.frame_id == 'lidar' and M.header_stamp_ns(m) == frame.stamp_ns
+    assert [d.id for d in det3d.detections] == ['2'] and det3d.header.frame_id == 'lidar'
+    assert dbg.header.frame_id == 'camera' and M.header_stamp_ns(dbg) == 1_000_000_000_123
+    overlay = M.image_to_numpy(dbg)
+    assert overlay.shape == (480, 640, 3) and (overlay != 90).any()
+    st.publish_debug_image, st.publish_rejected = False, True
+    out = logic.frame_outputs(frame, [label, rejected], prompts, st, F)
+    assert 'debug_image' not in out and len(cdr(out['detections_3d']).detections) == 2
+
+
+def test_debug_image_draws_projected_box_prompts_and_masks():
+    label, _, image = _scene()
+    mask = np.zeros(image.shape[:2], bool)
+    mask[10:20, 10:20] = True
+    prompts = [Prompt(id=1, box=[100, 100, 200, 150]), Prompt(id=2, points=[[500, 300]])]
+    out = logic.draw_debug_image(image, K, T_CAM_LIDAR, [label], prompts, masks=[mask])
+    assert (image == 90).all()                      # input untouched
+    assert (out[15, 15] != 90).any() and (out[30, 30] == 90).all()
+    assert tuple(out[100, 150]) == (255, 210, 0)    # yellow prompt box edge
+    uv, _ = project(K, transform_points(T_CAM_LIDAR, box_corners(label.center, label.size, label.yaw)))
+    u, v = np.round(uv[0]).astype(int)              # a box corner: green pixels around it
+    patch = out[v - 2:v + 3, u - 2:u + 3].reshape(-1, 3)
+    assert any(tuple(px) == (40, 220, 70) for px in patch)
