@@ -99,8 +99,8 @@ def build_sam_model(model: str, checkpoint: Path):
 
     package, key = SAM_MODELS[model]
     registry = importlib.import_module(package).sam_model_registry
+    state = _load_state_dict(checkpoint)     # first: an unreadable file fails before the build
     net = registry[key](checkpoint=None)    # the registry's own loader uses torch.load without weights_only
-    state = _load_state_dict(checkpoint)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
