@@ -1,0 +1,64 @@
+"""Meshes from SDF grids (marching cubes) and their placement in the LiDAR frame."""
+from __future__ import annotations
+
+import numpy as np
+
+from autolabel_ros.core.geometry import rot_z
+from autolabel_ros.core.types import Mesh
+
+
+def _grid_bounds(sdf_shape, prior_or_bounds) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) corners (x, y, z) of a grid given a ShapePrior, an extent (3,) or bounds (2, 3)."""
+    if hasattr(prior_or_bounds, 'extent'):
+        ext = np.asarray(prior_or_bounds.extent, float)
+        return -ext, ext
+    b = np.asarray(prior_or_bounds, float)
+    if b.shape == (3,):
+        return -b, b
+    if b.shape == (2, 3):
+        return b[0], b[1]
+    raise ValueError('prior_or_bounds must be a ShapePrior, an extent (3,) or bounds (2, 3); '
+                     f'got shape {b.shape}')
+
+
+def sdf_to_mesh(sdf_grid: np.ndarray, prior_or_bounds, level: float = 0.0) -> Mesh:
+    """Watertight triangle mesh of ``{phi = level}`` in canonical metres.
+
+    ``sdf_grid`` is (nz, ny, nx) (the prior's layout, phi > 0 outside) with samples spanning the
+    bounds exactly (``linspace(lo, hi, n)`` per axis). The grid is padded with one layer of
+    outside values so surfaces touching the border close. Faces are oriented outwards.
+    Returns an empty mesh (0 vertices) when the level set is empty.
+    """
+    from skimage.measure import marching_cubes
+
+    grid = np.asarray(sdf_grid, dtype=np.float32)
+    if grid.ndim != 3:
+        raise ValueError(f'sdf_grid must be 3-D (nz, ny, nx), got shape {grid.shape}')
+    lo, hi = _grid_bounds(grid.shape, prior_or_bounds)
+    n_xyz = np.array(grid.shape[::-1], float)
+    spacing = (hi - lo) / (n_xyz - 1.0)
+    if not (grid.min() < level < grid.max()):
+        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+    outside = max(float(grid.max()), level + 1e-3)
+    padded = np.pad(grid, 1, mode='constant', constant_values=outside)
+    verts_zyx, faces, _, _ = marching_cubes(padded, level=level, spacing=tuple(spacing[::-1]))
+    verts = verts_zyx[:, ::-1] + (lo - spacing)          # back to (x, y, z), undo the padding
+    # swapping the axis order mirrors the index space, which flips the winding: restore outward
+    faces = faces[:, ::-1].astype(np.int64)
+    return Mesh(verts.astype(np.float64), faces)
+
+
+def transform_mesh(mesh: Mesh, center, yaw: float) -> Mesh:
+    """Canonical-frame mesh -> LiDAR frame: rotate by ``yaw`` about +z, then translate by ``center``."""
+    v = np.asarray(mesh.vertices, float) @ rot_z(float(yaw)).T + np.asarray(center, float).reshape(1, 3)
+    return Mesh(v, np.asarray(mesh.faces).copy())
+
+
+def tight_extent(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(center, size) of the mesh's axis-aligned bounding box in its own frame; size = (l, w, h)
+    for a canonical-frame mesh. Zeros for an empty mesh."""
+    v = np.asarray(mesh.vertices, float)
+    if len(v) == 0:
+        return np.zeros(3), np.zeros(3)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    return (lo + hi) / 2.0, hi - lo
