@@ -210,10 +210,11 @@ def _ring(z_bot, z_top, hw, hw_top, belt, crown_w):
     zm = min(belt, z0 + 0.75 * (z3 - z0))       # top of the vertical door panel
     hw_b = hw * (0.985 if zm >= belt - 1e-6 else 1.0)
     right = [(hw - fb * 0.8, z_bot), (hw - 0.2 * fb, z_bot + 0.4 * fb), (hw, z0)]
-    for s in (1 / 3, 2 / 3, 1.0):               # door panel, slight outward bulge
-        right.append((hw + 0.012 * np.sin(np.pi * s) * hw, z0 + s * (zm - z0)))
+    for s, k in ((1 / 3, 1.0), (2 / 3, 0.997), (1.0, 0.99)):   # door panel, leaning in slightly
+        right.append((k * hw, z0 + s * (zm - z0)))
     for s in (0.2, 0.45, 0.7, 1.0):             # greenhouse, tumblehome to the roof
-        right.append((hw_b + (hw_top - hw_b) * s + 0.02 * np.sin(np.pi * s) * (hw_b - hw_top), zm + s * (z3 - zm)))
+        y = hw_b + (hw_top - hw_b) * s + 0.02 * np.sin(np.pi * s) * (hw_b - hw_top)
+        right.append((y, zm + s * (z3 - zm)))
     right += [(hw_top - 0.5 * ft, z_top - 0.15 * ft)]
     right += [(hw_top - ft, z_top)]
     right = np.array(right)                      # _N_SIDE points

@@ -143,7 +143,7 @@ def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, 
         kind, where = slots[int(rng.integers(len(slots)))]
         cseed = SIM_CAR_SEED_BASE + int(rng.integers(0, 2 ** 31 - SIM_CAR_SEED_BASE))
         params = random_car_params(cseed)
-        size = np.array([params.length, params.width * 1.02, params.height])   # mesh built if placed
+        size = np.array([params.length, params.width, params.height])   # the mesh is built if placed
         x = float(rng.uniform(5.0, x_max))
         if kind == 'lane':
             y = where + float(rng.normal(0, 0.25))
