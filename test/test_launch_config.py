@@ -116,3 +116,14 @@ def test_rviz_config_matches_node_topics():
     tools = {t['Class']: t for t in vm['Tools']}
     click_default = {s.name: s.default for s in logic.FITTER_PARAMS}['clicked_point_topic']
     assert tools['rviz_default_plugins/PublishPoint']['Topic']['Value'] == click_default
+
+
+def test_ros_doc_lists_every_node_parameter_and_launch_argument():
+    doc = (ROOT / 'docs' / 'ROS.md').read_text()
+    for s in logic.FITTER_PARAMS:
+        assert f'| `{s.name}` |' in doc, s.name
+    for name in _launch_arguments():
+        assert f'| `{name}` |' in doc, name
+    for needle in ('colcon build --symlink-install', 'rosdep install', 'ros2 bag play --clock',
+                   'use_sim_time:=true', 'Publish Point', 'QoS mismatch', 'TF missing'):
+        assert needle in doc, needle
