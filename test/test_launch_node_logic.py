@@ -89,8 +89,8 @@ def test_static_transform_16_numbers():
 
 def test_latest_slot_drops_stale_items():
     slot = logic.LatestSlot()
-    assert slot.get(timeout=0.01) is None
-    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
+    assert slot.get(timeout=0.01) is None and not slot.pending
+    assert slot.put(1) is False and slot.pending and slot.put(2) is True and slot.put(3) is True
     assert slot.get() == 3 and slot.dropped == 2 and slot.accepted == 3
     assert slot.get(timeout=0.01) is None
 

@@ -45,7 +45,7 @@ class DetectorNode(Node):
                                  sensor_qos(self.settings.reliability, self.settings.qos_depth))
         self.slot = logic.LatestSlot()
         self.stats = logic.LatencyStats()
-        self._frames_at_last_log = 0
+        self._logged_at = (0, 0)
         self._stop = threading.Event()
         self.worker = threading.Thread(target=self._work, name='autolabel_detector_worker', daemon=True)
         self.worker.start()
@@ -55,8 +55,9 @@ class DetectorNode(Node):
         self.slot.put(msg)
 
     def _log_stats(self):
-        if self.stats.frames != self._frames_at_last_log or self.slot.dropped:
-            self._frames_at_last_log = self.stats.frames
+        now = (self.stats.frames, self.slot.dropped)
+        if now != self._logged_at:    # only when something happened since the last line
+            self._logged_at = now
             self.get_logger().info(self.stats.summary(self.slot.dropped))
 
     def _work(self):

@@ -89,7 +89,7 @@ class FitterNode(Node):
         self.worker.start()
         self.create_timer(1.0, self._watchdog)
         self.create_timer(10.0, self._log_stats)
-        self._frames_at_last_log = 0
+        self._logged_at = (0, 0)
         self.get_logger().info(
             f'waiting for {", ".join(resolved)} (slop {s.slop} s, queue {s.queue_size}, '
             f'{s.reliability}); clicks on {s.clicked_point_topic}')
@@ -112,7 +112,7 @@ class FitterNode(Node):
         self.get_logger().info(f'click at ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}: '
                                f'point prompt for the next frame')
         # A paused bag sends no new frame: re-run the last one so the click takes effect now.
-        if self._last_job is not None:
+        if self._last_job is not None and not self.slot.pending:
             self.slot.put(self._last_job)
 
     def _watchdog(self):
@@ -121,8 +121,9 @@ class FitterNode(Node):
             self.get_logger().warning(text)
 
     def _log_stats(self):
-        if self.stats.frames != self._frames_at_last_log or self.slot.dropped:
-            self._frames_at_last_log = self.stats.frames
+        now = (self.stats.frames, self.slot.dropped)
+        if now != self._logged_at:    # only when something happened since the last line
+            self._logged_at = now
             self.get_logger().info(self.stats.summary(self.slot.dropped))
 
     # ------------------------------------------------------------------ worker thread

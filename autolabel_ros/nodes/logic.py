@@ -324,6 +324,12 @@ class LatestSlot:
             item, self._item, self._has = self._item, None, False
             return item
 
+    @property
+    def pending(self) -> bool:
+        """An item waits for the worker."""
+        with self._cond:
+            return self._has
+
     def close(self):
         with self._cond:
             self._closed = True
@@ -352,7 +358,8 @@ class LatencyStats:
     def summary(self, dropped: int) -> str:
         """One log line over the frames since the last summary (then resets the window)."""
         if not self._proc:
-            return f'no frame processed yet; dropped {dropped} stale frame(s)'
+            return (f'no frame processed since the last report; total {self.frames} frames, '
+                    f'dropped {dropped} stale frame(s)')
         p, lat = np.array(self._proc), np.array(self._lat)
         line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), '
                 f'latency mean {lat.mean():.3f} s (max {lat.max():.3f}); total {self.frames} frames, '
