@@ -362,3 +362,97 @@ def test_labels_to_marker_array_content():
     assert rejected_text.text == 'Car 0.20 #9 rejected: mask_iou'
     # no labels: just the DELETEALL that clears the last frame
     assert len(cdr(m.labels_to_marker_array([], STAMP, 'lidar', F)).markers) == 1
+
+
+# ---------------------------------------------------------------------------------- rclpy flavour
+
+class _RclpyLike:
+    """Message classes that enforce rosidl_generator_py's setter rules (rclpy is not installable
+    here): exact Python types for primitives, numpy of the right dtype/size for fixed arrays,
+    array.array (or a real sequence, never numpy) for unbounded primitive sequences, instances of
+    the right class for nested messages. Builders in the 'rclpy' flavour must satisfy them."""
+
+    CODES = {'uint8': 'B', 'int8': 'b', 'uint16': 'H', 'int16': 'h', 'uint32': 'I', 'int32': 'i',
+             'float32': 'f', 'float64': 'd'}
+
+    def __init__(self):
+        self.classes = {}
+
+    def resolve(self, typename):
+        if typename not in self.classes:
+            consts = {name: value for name, _, value in TS.fielddefs[typename][0]}
+            self.classes[typename] = type(typename.replace('/', '_'), (),
+                                          {'__init__': self._init(typename), **consts})
+        return self.classes[typename]
+
+    def _check_base(self, tname, v, where):
+        if tname == 'string':
+            assert isinstance(v, str), where
+        elif tname == 'bool':
+            assert isinstance(v, bool), where
+        elif tname.startswith('float'):
+            assert isinstance(v, float), f'{where}: {type(v).__name__} is not float'
+        else:
+            assert isinstance(v, int) and not isinstance(v, np.integer), f'{where}: {type(v).__name__}'
+
+    def _check(self, desc, v, where):
+        from rosbags.interfaces import Nodetype
+        kind, rest = desc
+        if kind == Nodetype.BASE:
+            self._check_base(rest[0], v, where)
+        elif kind == Nodetype.NAME:
+            assert isinstance(v, self.resolve(rest)), f'{where}: not a {rest}'
+        else:
+            (sub_kind, sub), n = rest
+            if sub_kind == Nodetype.BASE and sub[0] in self.CODES and kind == Nodetype.ARRAY:
+                assert isinstance(v, np.ndarray) and v.dtype == np.dtype(sub[0]) and v.size == n, where
+            elif sub_kind == Nodetype.BASE and sub[0] in self.CODES:
+                if isinstance(v, array.array):
+                    assert v.typecode == self.CODES[sub[0]], where
+                else:
+                    assert isinstance(v, (list, tuple, bytes)), f'{where}: {type(v).__name__} not a sequence'
+            else:
+                assert isinstance(v, (list, tuple)), where
+                for x in v:
+                    self._check((sub_kind, sub), x, where + '[]')
+
+    def _init(self, typename):
+        fielddefs = dict(TS.fielddefs[typename][1])
+        outer = self
+
+        def __init__(obj, **kwargs):
+            unknown = set(kwargs) - set(fielddefs)
+            assert not unknown, f'{typename}: unknown fields {unknown}'
+            for name, desc in fielddefs.items():
+                if name in kwargs:
+                    outer._check(desc, kwargs[name], f'{typename}.{name}')
+                    setattr(obj, name, kwargs[name])
+                else:    # ROS default: reuse the rosbags default value (converted lazily; never checked)
+                    setattr(obj, name, None)
+        return __init__
+
+
+def test_rclpy_flavour_builders_satisfy_rclpy_setter_rules():
+    like = _RclpyLike()
+    rf = m.class_factory(like.resolve)
+    for bad in (dict(x=1), dict(x=np.float32(1.0)), dict(q=1.0)):     # the rules bite
+        with pytest.raises(AssertionError):
+            rf.new('geometry_msgs/msg/Point', **bad)
+    with pytest.raises(AssertionError, match='not a sequence'):
+        rf.new('sensor_msgs/msg/Image', data=np.zeros(3, np.uint8))
+    rgb = _rgb()
+    img = m.make_image(rgb, STAMP, 'camera', rf)
+    assert isinstance(img.data, array.array)
+    np.testing.assert_array_equal(m.image_to_numpy(img), rgb)       # readers take rclpy-style data
+    info = m.make_camera_info(np.eye(3) * 500, 640, 480, STAMP, 'camera', rf)
+    assert isinstance(info.d, array.array) and info.k.dtype == np.float64
+    pts = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    cloud = m.make_pointcloud2(pts, STAMP, 'lidar', rf, ring=np.arange(20))
+    np.testing.assert_array_equal(m.pointcloud2_to_numpy(cloud), pts)
+    tf = m.make_tf_static(np.eye(4), 'camera', 'lidar', STAMP, rf)
+    np.testing.assert_allclose(m.transform_to_matrix(tf.transforms[0]), np.eye(4))
+    d2 = m.prompts_to_detection2d_array([Prompt(id=np.int64(3), box=[1, 2, 30, 40])], STAMP, 'camera', rf)
+    assert [p.id for p in m.detection2d_array_to_prompts(d2)] == [3]
+    m.labels_to_detection3d_array(_labels(), STAMP, 'lidar', rf)
+    mk = m.labels_to_marker_array(_labels(), STAMP, 'lidar', rf)
+    assert len(mk.markers) == 8
