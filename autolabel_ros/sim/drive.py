@@ -3,7 +3,8 @@
 One frame at time t: the scene's meshes are posed in the current LiDAR frame and put in one
 open3d ``RaycastingScene``; the camera casts one ray per pixel (shaded RGB + modal instance
 masks), shadow rays towards the sun light the hits, the LiDAR casts its beam pattern (range noise,
-dropout, reflectance). Ground truth per car whose amodal silhouette touches the image:
+dropout, reflectance). Ground truth per car with at least one visible pixel (a hidden car is not
+annotated, as in KITTI):
 
 - ``Label3D`` in the LiDAR frame: the car mesh's bounding box (centre, (l, w, h), yaw), ``id`` =
   instance id (the value in ``masks``), ``cls='Car'``;
@@ -274,6 +275,8 @@ class Simulator:
                 if h2.sum() > 0:
                     trunc = float(1.0 - (h2 & inside).sum() / h2.sum())
             vis = int(visible_px[car.id])
+            if vis == 0:        # hidden behind others: not annotated (as in KITTI)
+                continue
             frac = vis / amodal
             c = self.scene.car_center(car, t) - ego
             labels.append(Label3D(

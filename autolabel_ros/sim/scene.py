@@ -113,8 +113,8 @@ def _footprint(x, y, yaw, size, margin):
 def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, duration: float = 0.0,
                clutter: bool = True) -> Scene:
     """Random street scene. ``n_cars`` (default 2-15 per 60 m of road ahead) cars are placed
-    5..``road_length`` m ahead of the ego (and further by the ego's travel over ``duration``
-    seconds), on lanes and parking rows, without overlaps at any time of the drive."""
+    0..``road_length`` m ahead of the ego (plus its travel over ``duration`` seconds) and at least
+    5 m away from it, on lanes and parking rows, without overlaps at any time of the drive."""
     rng = np.random.default_rng([int(seed), 0x5CE])
     ground = Ground(gx=float(np.tan(np.radians(rng.uniform(-1.0, 1.0)))),
                     gy=float(np.tan(np.radians(rng.uniform(-0.5, 0.5)))),
@@ -144,30 +144,31 @@ def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, 
         cseed = SIM_CAR_SEED_BASE + int(rng.integers(0, 2 ** 31 - SIM_CAR_SEED_BASE))
         params = random_car_params(cseed)
         size = np.array([params.length, params.width, params.height])   # the mesh is built if placed
-        x = float(rng.uniform(5.0, x_max))
+        x = float(rng.uniform(0.0, x_max))
         if kind == 'lane':
             y = where + float(rng.normal(0, 0.25))
             yaw = (np.pi if where > 0 else 0.0) + float(rng.normal(0, 0.03))
-            if where == 0.0 and x < 8.0:
-                continue
+            speed = lane_speed[where]
+        elif rows[where] == 'parallel':
+            y = where * (KERB + 1.25) + float(rng.normal(0, 0.1))
+            yaw = float(rng.choice([0.0, np.pi])) + float(rng.normal(0, 0.05))
+            speed = 0.0
+        else:
+            y = where * (KERB + 0.3 + size[0] / 2) + float(rng.normal(0, 0.1))
+            yaw = where * np.pi / 2 + float(rng.choice([0.0, np.pi])) + float(rng.normal(0, 0.15))
+            speed = 0.0
+        if np.hypot(x, y) < 5.0 or (kind == 'lane' and where == 0.0 and x < 8.0):
+            continue                                    # >= 5 m away; room ahead in the ego lane
+        if kind == 'lane':
             gap = 2.0 + (lane_speed[where] * 0.8 if where > 0 else 2.0)
             if any(abs(x - ox) < (size[0] + ol) / 2 + gap for ox, ol in lane_cars[where]):
                 continue
             lane_cars[where].append((x, size[0]))
-            speed = lane_speed[where]
         else:
-            side = where
-            if rows[side] == 'parallel':
-                y = side * (KERB + 1.25) + float(rng.normal(0, 0.1))
-                yaw = float(rng.choice([0.0, np.pi])) + float(rng.normal(0, 0.05))
-            else:
-                y = side * (KERB + 0.3 + size[0] / 2) + float(rng.normal(0, 0.1))
-                yaw = side * np.pi / 2 + float(rng.choice([0.0, np.pi])) + float(rng.normal(0, 0.15))
             poly = _footprint(x, y, yaw, size, 0.3)
             if any(poly.intersects(o) for o in foot_static):
                 continue
             foot_static.append(poly)
-            speed = 0.0
         mesh = make_car_mesh(params)
         cars.append(SimCar(id=len(cars) + 1, seed=cseed, mesh=mesh, parts=face_parts(mesh),
                            paint=_paint(rng), x=x, y=y, yaw=float(yaw), speed=speed, slot=kind))
