@@ -4,7 +4,6 @@ Messages are the real ROS 2 definitions from the rosbags typestore; what the fit
 serialized to CDR.
 """
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -95,28 +94,32 @@ def test_latest_slot_drops_stale_items():
     assert slot.get(timeout=0.01) is None
 
 
-def test_latest_slot_slow_worker_sees_newest_frames():
+def test_latest_slot_busy_worker_gets_only_the_newest_frame():
+    """Deterministic: the worker is held while the producer puts a burst; it then sees the last one."""
     slot, seen = logic.LatestSlot(), []
+    got, release = threading.Event(), threading.Event()
 
     def worker():
-        while True:
-            item = slot.get(timeout=1.0)
-            if item is None:
-                return
+        while (item := slot.get(timeout=2.0)) is not None:
             seen.append(item)
-            time.sleep(0.02)      # "slow pipeline"
+            got.set()
+            release.wait(2.0)
+            release.clear()
 
     t = threading.Thread(target=worker)
     t.start()
-    for i in range(50):           # producer 4x faster than the worker
-        slot.put(i)
-        time.sleep(0.005)
-    time.sleep(0.1)
+    for burst in ([0], range(1, 10), range(10, 20)):
+        for i in burst:
+            slot.put(i)
+        if burst != [0]:
+            release.set()            # let the worker go on to the next item
+        assert got.wait(2.0)
+        got.clear()
+    release.set()
     slot.close()
     t.join(timeout=3)
     assert not t.is_alive()
-    assert seen[-1] == 49 and seen == sorted(seen)
-    assert 5 < len(seen) < 40 and slot.dropped == 50 - len(seen)
+    assert seen == [0, 9, 19] and slot.dropped == 8 + 9 and slot.accepted == 20
 
 
 def test_latency_stats_summary():
