@@ -71,6 +71,14 @@ def output_qos(depth: int = 5):
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
+def steady_timer(node, period_s: float, callback):
+    """A timer on the steady clock: watchdogs and statistics keep running when ``use_sim_time`` is
+    true but no /clock arrives (the case they have to report)."""
+    from rclpy.clock import Clock, ClockType
+
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
 def image_msg_type(compressed: bool):
     from sensor_msgs.msg import CompressedImage, Image
 

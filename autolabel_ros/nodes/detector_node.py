@@ -16,7 +16,7 @@ from rclpy.node import Node
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos)
+                                        rclpy_factory, run_node, sensor_qos, steady_timer)
 
 
 class DetectorNode(Node):
@@ -49,7 +49,7 @@ class DetectorNode(Node):
         self._stop = threading.Event()
         self.worker = threading.Thread(target=self._work, name='autolabel_detector_worker', daemon=True)
         self.worker.start()
-        self.create_timer(10.0, self._log_stats)
+        steady_timer(self, 10.0, self._log_stats)
 
     def _on_image(self, msg):
         self.slot.put(msg)

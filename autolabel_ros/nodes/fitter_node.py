@@ -28,7 +28,7 @@ from autolabel_ros.core.geometry import transform_points
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos)
+                                        rclpy_factory, run_node, sensor_qos, steady_timer)
 
 
 class FitterNode(Node):
@@ -87,8 +87,8 @@ class FitterNode(Node):
         self._stop = threading.Event()
         self.worker = threading.Thread(target=self._work, name='autolabel_fitter_worker', daemon=True)
         self.worker.start()
-        self.create_timer(1.0, self._watchdog)
-        self.create_timer(10.0, self._log_stats)
+        steady_timer(self, 1.0, self._watchdog)
+        steady_timer(self, 10.0, self._log_stats)
         self._logged_at = (0, 0)
         self.get_logger().info(
             f'waiting for {", ".join(resolved)} (slop {s.slop} s, queue {s.queue_size}, '
