@@ -1,0 +1,208 @@
+"""The run report of the offline tool: ``report/summary.json`` and figures to judge a run at a glance.
+
+- ``summary.json``: input and pairing counts, frames (labelled / failed with reasons), objects
+  (accepted / rejected, rejection reasons counted), per-frame counts, and under ``timing`` and ``run``
+  the wall-clock numbers (percentiles, frames/s, workers) — the only part that differs between two
+  runs over the same input.
+- ``bev_sheet.png``: bird's-eye views (LiDAR points + boxes, green accepted / red rejected, heading
+  tick) of up to 30 frames spread over the run; ``bev/<frame>.png`` per frame for runs of at most
+  ``PER_FRAME_BEV_MAX`` frames.
+- ``confidence.png``: histogram of label scores, accepted vs rejected, and the rejection reasons.
+- ``timing.png``: per-frame time over the run and the stage breakdown.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autolabel_ros.core.geometry import bev_corners
+
+PER_FRAME_BEV_MAX = 25
+SHEET_MAX = 30
+TIMING_KEYS = ('frame_s', 'detect_s', 'segment_s', 'fit_s', 'total_s')
+
+
+def percentiles(values: Sequence[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if not len(v):
+        return {}
+    return {'n': int(len(v)), 'mean': float(v.mean()), 'p50': float(np.percentile(v, 50)),
+            'p90': float(np.percentile(v, 90)), 'p99': float(np.percentile(v, 99)), 'max': float(v.max())}
+
+
+def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info: dict, pairing: dict,
+                  selected: int, outputs: dict) -> dict:
+    """Everything but the wall-clock parts (see :func:`timing_summary`)."""
+    accepted = rejected = 0
+    reasons: Counter = Counter()
+    classes: Counter = Counter()
+    scores_acc, scores_rej = [], []
+    per_frame = []
+    n_prompts = 0
+    for r in records:
+        acc = [lab for lab in r['labels'] if lab['accepted']]
+        rej = [lab for lab in r['labels'] if not lab['accepted']]
+        accepted += len(acc)
+        rejected += len(rej)
+        n_prompts += len(r['prompts'])
+        classes.update(lab['cls'] for lab in acc)
+        for lab in rej:
+            reasons.update(lab['reasons'] or ['unspecified'])
+        scores_acc += [lab['score'] for lab in acc]
+        scores_rej += [lab['score'] for lab in rej]
+        per_frame.append({'frame': r['name'], 'index': r['index'], 'stamp_ns': r['stamp_ns'],
+                          'prompts': len(r['prompts']), 'accepted': len(acc), 'rejected': len(rej)})
+    fail_reasons = Counter(f['error'].split(':')[0] for f in failures)
+    return {
+        'input': source_info,
+        'pairing': pairing,
+        'frames': {'selected': selected, 'labelled': len(records), 'failed': len(failures),
+                   'failed_frames': [{'frame': f['name'], 'index': f['index'], 'error': f['error']}
+                                     for f in failures],
+                   'failure_kinds': dict(sorted(fail_reasons.items()))},
+        'objects': {'prompts': n_prompts, 'labels': accepted + rejected, 'accepted': accepted,
+                    'rejected': rejected, 'rejection_reasons': dict(sorted(reasons.items())),
+                    'accepted_by_class': dict(sorted(classes.items())),
+                    'score_accepted': percentiles(scores_acc), 'score_rejected': percentiles(scores_rej)},
+        'per_frame': per_frame,
+        'outputs': outputs,
+    }
+
+
+def timing_summary(records: Sequence[dict]) -> dict:
+    keys = sorted({k for r in records for k in r.get('timings', {})})
+    return {k: percentiles([r['timings'].get(k) for r in records]) for k in keys}
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
+    if bev is not None and len(bev):
+        pts = np.asarray(bev, dtype=np.float32)
+        ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True)
+    for lab in record['labels']:
+        color = 'tab:green' if lab['accepted'] else 'tab:red'
+        c = bev_corners(lab['center'], lab['size'], lab['yaw'])
+        poly = np.vstack([c, c[:1]])
+        ax.plot(poly[:, 0], poly[:, 1], '-', color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
+        front = np.asarray(lab['center'][:2]) + 0.5 * lab['size'][0] * np.array([np.cos(lab['yaw']),
+                                                                                  np.sin(lab['yaw'])])
+        ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color, lw=1.2)
+        ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5, color=color)
+    ax.plot(0, 0, marker='>', color='k', ms=5)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect('equal')
+    n_acc = sum(lab['accepted'] for lab in record['labels'])
+    ax.set_title(f"{record['name']}: {n_acc} ok / {len(record['labels']) - n_acc} rej "
+                 f"({len(record['prompts'])} prompts)", fontsize=7)
+    ax.tick_params(labelsize=5)
+
+
+def _extent(records):
+    """A common BEV window covering all labels (at least 0..50 m ahead, +-20 m aside)."""
+    xs = [lab['center'][0] for r in records for lab in r['labels']] or [0.0]
+    ys = [lab['center'][1] for r in records for lab in r['labels']] or [0.0]
+    x_hi = float(np.clip(max(50.0, max(xs) + 8), 50, 80))
+    y_hi = float(np.clip(max(20.0, max(abs(v) for v in ys) + 6), 20, 60))
+    return (-5.0, x_hi), (-y_hi, y_hi)
+
+
+def save_fig(fig, path: Path):
+    """PNG without a timestamp in its metadata (matplotlib adds none for PNG besides 'Software')."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={'Software': None})
+
+
+def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list[str]:
+    """All report PNGs; returns their paths relative to ``report_dir``."""
+    plt = _plt()
+    report_dir = Path(report_dir)
+    written = []
+    xlim, ylim = _extent(records)
+    if records:
+        idx = np.unique(np.linspace(0, len(records) - 1, min(SHEET_MAX, len(records))).round().astype(int))
+        sel = [records[i] for i in idx]
+        cols = min(5, len(sel))
+        rows = int(np.ceil(len(sel) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+        for ax, r in zip(axes.ravel(), sel):
+            _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
+        for ax in axes.ravel()[len(sel):]:
+            ax.axis('off')
+        fig.suptitle(f'bird\'s-eye views, {len(sel)} of {len(records)} frames (green accepted, red rejected)',
+                     fontsize=9)
+        fig.tight_layout()
+        save_fig(fig, report_dir / 'bev_sheet.png')
+        plt.close(fig)
+        written.append('bev_sheet.png')
+        if len(records) <= PER_FRAME_BEV_MAX:
+            for r in records:
+                fig, ax = plt.subplots(figsize=(6, 5))
+                _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
+                ax.set_xlabel('x forward [m]', fontsize=7)
+                ax.set_ylabel('y left [m]', fontsize=7)
+                fig.tight_layout()
+                save_fig(fig, report_dir / 'bev' / f"{r['name']}.png")
+                plt.close(fig)
+                written.append(f"bev/{r['name']}.png")
+
+    # confidence histogram + rejection reasons
+    acc = [lab['score'] for r in records for lab in r['labels'] if lab['accepted']]
+    rej = [lab['score'] for r in records for lab in r['labels'] if not lab['accepted']]
+    reasons = Counter(x for r in records for lab in r['labels'] if not lab['accepted']
+                      for x in (lab['reasons'] or ['unspecified']))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    bins = np.linspace(0, 1, 21)
+    a1.hist([acc, rej], bins=bins, stacked=True, color=['tab:green', 'tab:red'],
+            label=[f'accepted ({len(acc)})', f'rejected ({len(rej)})'])
+    a1.set_xlabel('label confidence')
+    a1.set_ylabel('labels')
+    a1.legend(fontsize=8)
+    a1.set_title('confidence')
+    if reasons:
+        names = sorted(reasons)
+        a2.barh(names, [reasons[n] for n in names], color='tab:red')
+        a2.tick_params(labelsize=7)
+    else:
+        a2.text(0.5, 0.5, 'no rejected labels', ha='center', va='center')
+        a2.set_axis_off()
+    a2.set_title('rejection reasons')
+    fig.tight_layout()
+    save_fig(fig, report_dir / 'confidence.png')
+    plt.close(fig)
+    written.append('confidence.png')
+    written.append(write_timing_figure(report_dir, records))
+    return written
+
+
+def write_timing_figure(report_dir: Path, records: Sequence[dict]) -> str:
+    """Per-frame wall time along the run and the per-stage distribution (changes from run to run)."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    t = [r['timings'].get('frame_s', np.nan) for r in records]
+    a1.plot([r['index'] for r in records], t, '.-', color='tab:blue')
+    a1.set_xlabel('frame index')
+    a1.set_ylabel('seconds per frame')
+    a1.set_title('time per frame (incl. detection)')
+    keys = [k for k in TIMING_KEYS if any(k in r['timings'] for r in records)]
+    data = [[r['timings'][k] for r in records if k in r['timings']] for k in keys]
+    if data:
+        a2.boxplot(data, tick_labels=keys, showfliers=True)
+    a2.set_ylabel('seconds')
+    a2.set_title('stages')
+    a2.tick_params(labelsize=7)
+    fig.tight_layout()
+    save_fig(fig, Path(report_dir) / 'timing.png')
+    plt.close(fig)
+    return 'timing.png'

@@ -1,0 +1,315 @@
+"""The offline autolabeling job: input -> per-frame results (persisted, resumable) -> outputs.
+
+Outputs are always assembled from the persisted per-frame results, after all frames are done, in a
+staging folder moved into place at the end. So an interrupted run that is resumed gives the same
+bytes as an uninterrupted one (everything but ``report/timing.png`` and the ``timing`` / ``run``
+entries of ``report/summary.json``), whatever the number of workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from autolabel_ros.io.bags import BagError, BagSource
+from autolabel_ros.offline.store import FrameStore, atomic_write_bytes, atomic_write_text, canonical_json
+from autolabel_ros.offline.worker import FrameTask, label_from_dict, prompt_from_dict
+
+log = logging.getLogger(__name__)
+
+MARKERS_TOPIC = '/autolabel/markers'
+DET3D_TOPIC = '/autolabel/detections_3d'
+DET2D_TOPIC = '/autolabel/detections_2d'
+
+
+@dataclass
+class BagJob:
+    """Options of one run (the CLI flags of ``autolabel-bag``)."""
+
+    input: str
+    out: str
+    config: Optional[str] = None
+    image_topic: Optional[str] = None
+    info_topic: Optional[str] = None
+    cloud_topic: Optional[str] = None
+    prompts: str = 'detector'          # detector | topic:NAME | gt (KITTI object folders)
+    start: Optional[float] = None      # seconds after the first frame
+    end: Optional[float] = None
+    max_frames: Optional[int] = None
+    workers: int = 1
+    ray: Optional[str] = None          # 'local' or a cluster address
+    resume: bool = True
+    copy_sensors: bool = True
+    calib: Optional[str] = None        # KITTI calib file: extrinsic (and K without camera_info)
+    storage: str = 'mcap'              # label bag storage: mcap | sqlite3
+    tolerance: float = 0.05            # camera/LiDAR pairing tolerance, seconds
+    progress: bool = True
+
+
+def parse_prompts(spec: str) -> tuple[str, Optional[str]]:
+    spec = (spec or 'detector').strip()
+    if spec == 'detector':
+        return 'detector', None
+    if spec == 'gt':
+        return 'gt', None
+    if spec.startswith('topic:') and len(spec) > 6:
+        return 'topic', spec[6:]
+    raise BagError(f"--prompts must be 'detector', 'topic:NAME' or 'gt', got {spec!r}")
+
+
+def open_source(job: BagJob, calib=None):
+    """A BagSource, KittiRawSource or KittiObjectSource depending on what INPUT is."""
+    from autolabel_ros.io.kitti_raw import KittiObjectSource, KittiRawSource, is_kitti_object, is_kitti_raw
+
+    path = Path(job.input)
+    mode, topic = parse_prompts(job.prompts)
+    if path.is_dir() and is_kitti_raw(path):
+        return KittiRawSource(path, calib=calib)
+    if path.is_dir() and is_kitti_object(path):
+        return KittiObjectSource(path, calib=calib)
+    if path.is_dir() and not (path / 'metadata.yaml').is_file():
+        raise BagError(f'{path}: not a rosbag2 folder (no metadata.yaml), KITTI raw drive (image_02/data, '
+                       f'velodyne_points/data) or KITTI object folder (calib/, velodyne/, image_2/)')
+    return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic, cloud_topic=job.cloud_topic,
+                     prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance)
+
+
+def _calib_dict(calib) -> Optional[dict]:
+    if calib is None:
+        return None
+    return {k: np.asarray(getattr(calib, k)).tolist() for k in ('P2', 'R0_rect', 'Tr_velo_to_cam')}
+
+
+def _calib_of(record: dict):
+    from autolabel_ros.io.kitti import KittiCalib, calib_from_K
+
+    if record.get('calib'):
+        c = record['calib']
+        return KittiCalib(P2=np.array(c['P2']), R0_rect=np.array(c['R0_rect']),
+                          Tr_velo_to_cam=np.array(c['Tr_velo_to_cam']))
+    return calib_from_K(np.array(record['K']), np.array(record['T_cam_lidar']))
+
+
+def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> dict:
+    """Run (or resume) a job and write all outputs; returns the summary dict.
+
+    ``on_frame(n_done_this_run)`` is called after each persisted frame (tests interrupt through it).
+    """
+    from autolabel_ros.config import load_config, to_dict
+
+    t_start = time.perf_counter()
+    cfg = load_config(job.config)
+    calib = None
+    if job.calib:
+        from autolabel_ros.io.kitti import read_calib
+        calib = read_calib(job.calib)
+    mode, _ = parse_prompts(job.prompts)
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open_source(job, calib) as source:
+        if mode == 'gt' and source.kind != 'kitti_object':
+            raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
+        refs = source.select(job.start, job.end, job.max_frames)
+        if not refs:
+            raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
+                           f'({len(source.index())} frames in the input)')
+        info = source.describe()
+        key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
+               'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}
+        store = FrameStore(out / '.frames', key, resume=job.resume)
+        done = store.done()
+        todo = [r for r in refs if r.index not in done]
+        log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo), len(todo))
+        failures = _label(job, cfg, source, todo, mode, calib, store, on_frame)
+        wall = time.perf_counter() - t_start
+        failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
+                     for i, reason in source.stats.corrupt_frames]
+        failures.sort(key=lambda f: f['index'])
+        summary = assemble(job, source, refs, store, failures, info,
+                           run_info={'workers': job.workers, 'ray': job.ray, 'labelled_this_run':
+                                     len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
+                                     'wall_s': wall,
+                                     'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
+    return summary
+
+
+def _name(refs, index):
+    for r in refs:
+        if r.index == index:
+            return r.name
+    return str(index)
+
+
+def _file_hash(path) -> Optional[str]:
+    if not path:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
+    """Label the frames still to do; persists each result as it arrives. Returns worker failures."""
+    from tqdm import tqdm
+
+    from autolabel_ros.config import to_dict
+    from autolabel_ros.offline.parallel import run_tasks
+
+    if not todo:
+        return []
+
+    def tasks():
+        for ref, frame, prompts in source.iter_frames(todo, prompts_from_topic=(mode == 'topic'),
+                                                       **({'gt_prompts': True} if mode == 'gt' else {})):
+            kcal = calib or (source.kitti_calib(ref) if hasattr(source, 'kitti_calib') else None)
+            yield FrameTask(index=ref.index, name=ref.name, stamp_ns=ref.stamp_ns, frame=frame,
+                            prompts=None if mode == 'detector' else prompts, calib=_calib_dict(kcal))
+
+    failures = []
+    n = 0
+    bar = tqdm(total=len(todo), unit='frame', desc='autolabel', disable=not job.progress, dynamic_ncols=True)
+    try:
+        for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray):
+            if arrays is None:
+                failures.append(record)
+            else:
+                store.save(record, arrays)
+            n += 1
+            bar.update(1)
+            bar.set_postfix(failed=len(failures) + len(source.stats.corrupt_frames))
+            if on_frame is not None:
+                on_frame(n)
+    except KeyboardInterrupt:
+        bar.close()
+        log.warning('interrupted: %d frames are saved under %s; run the same command again to resume',
+                    len(store.done()), store.root)
+        raise
+    bar.close()
+    return failures
+
+
+# ----------------------------------------------------------------------------------------------
+# assembly
+
+def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_info) -> dict:
+    from autolabel_ros.io import report, writers
+
+    out = Path(job.out)
+    stage = out / '.assemble'
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    loaded = [store.load(r.index) for r in refs if store.has(r.index)]
+    records = [rec for rec, _ in loaded]
+    arrays = {rec['index']: arr for rec, arr in loaded}
+    labels = {rec['index']: [label_from_dict(d, arrays[rec['index']], k) for k, d in enumerate(rec['labels'])]
+              for rec in records}
+
+    # KITTI label_2 + calib (accepted labels; an empty file for a frame without any)
+    for rec in records:
+        acc = [lab for lab in labels[rec['index']] if lab.accepted]
+        writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], acc, _calib_of(rec), rec['width'],
+                                         rec['height'])
+    # meshes
+    n_meshes = 0
+    for rec in records:
+        for lab in labels[rec['index']]:
+            if lab.accepted and lab.mesh is not None:
+                atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply", writers.mesh_to_ply_bytes(lab.mesh))
+                n_meshes += 1
+    # OpenLABEL
+    first = records[0] if records else None
+    doc = writers.build_openlabel(
+        [{'index': rec['index'], 'name': rec['name'], 'stamp_ns': rec['stamp_ns'],
+          'labels': [lab for lab in labels[rec['index']] if lab.accepted]} for rec in records],
+        K=first and first['K'], T_cam_lidar=first and first['T_cam_lidar'], width=first and first['width'],
+        height=first and first['height'], lidar_frame=first['lidar_frame'] if first else 'lidar',
+        camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name)
+    atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
+    # label bag
+    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures)
+    # report
+    outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
+               'kitti_label_files': len(records), 'meshes': n_meshes, 'openlabel': 'openlabel.json'}
+    summary = report.build_summary(records, failures, info, source.stats.as_dict(), len(refs), outputs)
+    figures = report.write_figures(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()})
+    summary['outputs']['figures'] = ['report/' + f for f in figures]
+    summary['timing'] = report.timing_summary(records)
+    summary['run'] = run_info
+    atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
+    # move into place
+    for name in ('kitti', 'meshes', 'openlabel.json', 'labels.bag', 'report'):
+        src, dst = stage / name, out / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        elif dst.exists():
+            dst.unlink()
+        if src.exists():
+            src.rename(dst)
+    shutil.rmtree(stage)
+    return summary
+
+
+def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures) -> dict:
+    """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections."""
+    from autolabel_ros.io import messages as M
+    from autolabel_ros.io.kitti_raw import CAMERA_FRAME, LIDAR_FRAME
+    from autolabel_ros.io.label_bag import BagWriter
+    from autolabel_ros.io.ros_types import get_typestore
+
+    ts = get_typestore()
+    fac = M.rosbags_factory(ts)
+    ann = []   # (t, order, topic, msg)
+    by_index = {rec['index']: rec for rec in records}
+    failed = {f['index'] for f in failures}
+    for ref in refs:
+        rec = by_index.get(ref.index)
+        if rec is None and ref.index not in failed:
+            continue
+        t = ref.stamp_ns
+        lidar = rec['lidar_frame'] if rec else ref.extra.get('lidar_frame') or LIDAR_FRAME
+        camera = rec['camera_frame'] if rec else ref.extra.get('camera_frame') or CAMERA_FRAME
+        labs = labels.get(ref.index, [])
+        prompts = [prompt_from_dict(p) for p in rec['prompts']] if rec else []
+        ann.append((t, 0, MARKERS_TOPIC, M.labels_to_marker_array(labs, t, lidar, fac)))
+        ann.append((t, 1, DET3D_TOPIC, M.labels_to_detection3d_array(labs, t, lidar, fac)))
+        ann.append((t, 2, DET2D_TOPIC, M.prompts_to_detection2d_array(prompts, t, camera, fac)))
+    with BagWriter(path, storage=job.storage, typestore=ts) as w:
+        if isinstance(source, BagSource) and source.calib is None and source.tf_topics:
+            tf_msgs = list(source.tf_static_messages())
+        else:
+            tf_msgs = []
+        if not tf_msgs and records:
+            r0 = records[0]
+            msg = M.make_tf_static(np.array(r0['T_cam_lidar']), r0['camera_frame'], r0['lidar_frame'],
+                                   r0['stamp_ns'], fac)
+            tf_msgs = [('/tf_static', msg.__msgtype__, r0['stamp_ns'],
+                        bytes(ts.serialize_cdr(msg, msg.__msgtype__)), None)]
+        for topic, msgtype, t, data, conn in tf_msgs:
+            w.write_raw(topic, msgtype, t, data, conn)
+        sensors = source.sensor_messages(refs) if job.copy_sensors else iter(())
+        anns = ((t, topic, msg) for t, _, topic, msg in sorted(ann, key=lambda a: (a[0], a[1])))
+        merged = heapq.merge(((m[2], 0, m) for m in sensors), ((a[0], 1, a) for a in anns),
+                             key=lambda x: (x[0], x[1]))
+        for _, kind, item in merged:
+            if kind == 0:
+                topic, msgtype, t, data, conn = item
+                w.write_raw(topic, msgtype, t, data, conn)
+            else:
+                t, topic, msg = item
+                w.write(topic, msg, t)
+        counts = dict(sorted(w.counts.items()))
+    return counts
+
+
+def job_from_dict(d: dict) -> BagJob:
+    return BagJob(**d)
+
+
+def job_to_dict(job: BagJob) -> dict:
+    return asdict(job)
