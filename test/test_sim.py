@@ -10,7 +10,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from autolabel_ros.core.geometry import projected_box2d, rot_z
+from autolabel_ros.core.geometry import points_in_box, projected_box2d, rot_z
 from autolabel_ros.io.kitti import KittiObjectDataset, kitti_to_label3d
 from autolabel_ros.sim import Simulator, simulate_drive
 from autolabel_ros.sim.sensors import Camera, Lidar, beam_elevations
@@ -90,6 +90,9 @@ def test_masks_lie_inside_projected_gt_boxes_and_gt_attributes(sim, frames):
             rows, cols = np.nonzero(sf.masks == lab.id)
             assert lab.metrics['visible_px'] == len(rows)
             assert 0 < lab.metrics['visible_px'] <= lab.metrics['amodal_px'] or lab.occlusion == 3
+            # the true surface fills its box exactly
+            assert np.all(points_in_box(lab.mesh.vertices, lab.center, lab.size, lab.yaw, margin=1e-6))
+            np.testing.assert_allclose(np.ptp(lab.mesh.vertices[:, 2]), lab.size[2], atol=1e-6)
             if len(rows) == 0:
                 continue
             box = projected_box2d(f.K, f.T_cam_lidar, lab.center, lab.size, lab.yaw, W, H)
@@ -235,7 +238,7 @@ def test_cli_writes_kitti_and_bag_and_eval_reads_it(tmp_path, capsys):
 
     out = tmp_path / 'run'
     assert main(['--out', str(out), '--frames', '2', '--seed', '3', '--beams', '16', '--scale', '0.25',
-                 '--format', 'sqlite3', '--quiet']) == 0
+                 '--format', 'sqlite3', '--cars', '6', '--azimuth-step', '0.2', '--quiet']) == 0
     root = out / 'kitti' / 'training'
     assert sorted(p.name for p in root.iterdir()) == ['calib', 'image_2', 'label_2', 'velodyne']
     assert (out / 'bag' / 'metadata.yaml').is_file()

@@ -17,6 +17,11 @@ def main(argv=None) -> int:
     p.add_argument('--seed', type=int, default=0, help='scene seed (default 0)')
     p.add_argument('--beams', type=int, default=64, choices=(64, 32, 16), help='LiDAR beams (default 64)')
     p.add_argument('--format', default='mcap', choices=('mcap', 'sqlite3'), help='bag storage (default mcap)')
+    p.add_argument('--azimuth-step', type=float, default=0.17,
+                   help='LiDAR azimuth step in degrees, 0.08-0.2 (default 0.17, HDL-64E at 10 Hz)')
+    p.add_argument('--cars', type=int, default=None,
+                   help='number of cars (default: 2-15 per 60 m of road, more for long drives)')
+    p.add_argument('--no-clutter', action='store_true', help='no poles, bushes and buildings')
     p.add_argument('--scale', type=float, default=1.0,
                    help='camera resolution scale of the 1242x375 KITTI camera (default 1)')
     p.add_argument('--no-bag', action='store_true', help='write only the KITTI folder')
@@ -30,7 +35,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from autolabel_ros.sim.drive import simulate_drive
-    from autolabel_ros.sim.sensors import Camera
+    from autolabel_ros.sim.sensors import Camera, Lidar
     from autolabel_ros.sim.writers import BagWriter, write_kitti
 
     out = Path(args.out)
@@ -44,7 +49,9 @@ def main(argv=None) -> int:
     n_labels = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
-        frames = simulate_drive(args.frames, args.seed, beams=args.beams, camera=Camera.kitti(args.scale))
+        lidar = Lidar(beams=args.beams, azimuth_step_deg=args.azimuth_step)
+        frames = simulate_drive(args.frames, args.seed, camera=Camera.kitti(args.scale), lidar=lidar,
+                                n_cars=args.cars, clutter=not args.no_clutter)
         bag = None if args.no_bag else BagWriter(bag_path, args.format)
         if bag is not None:
             bag.__enter__()

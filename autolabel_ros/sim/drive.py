@@ -16,7 +16,8 @@ annotated, as in KITTI):
 - ``occlusion``: from the visible fraction f of the in-image amodal silhouette (visible = modal
   mask): 0 if f >= 0.9, 1 if f >= 0.5, 2 if f >= 0.05, else 3 (KITTI's 'unknown'; excluded from
   every KITTI difficulty);
-- ``metrics``: visible_px, amodal_px, lidar_points, body_type, seed.
+- ``mesh``: the car's true surface in the LiDAR frame (for shape metrics);
+- ``metrics``: visible_px, amodal_px, visible_frac, lidar_points, body_type, seed, speed.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from autolabel_ros.core.geometry import invert_transform, rot_z, transform_points
-from autolabel_ros.core.types import Label3D, SensorFrame
+from autolabel_ros.core.types import Label3D, Mesh, SensorFrame
 from autolabel_ros.io.kitti import KittiCalib, calib_from_K
 from autolabel_ros.shape.cars import PART_IDS
 from autolabel_ros.sim.render import Textures, ground_albedo, lidar_reflectance, shade_camera
@@ -281,6 +282,7 @@ class Simulator:
             c = self.scene.car_center(car, t) - ego
             labels.append(Label3D(
                 center=c, size=car.size, yaw=car.pose(t)[2], cls='Car', score=1.0, id=car.id, box2d=box2d,
+                mesh=Mesh(vertices=v_lidar, faces=car.mesh.faces),
                 truncation=round(min(max(trunc, 0.0), 1.0), 2), occlusion=_occlusion_level(frac),
                 metrics={'visible_px': vis, 'amodal_px': amodal, 'visible_frac': round(frac, 4),
                          'lidar_points': int(lidar_pts[car.id]), 'seed': car.seed, 'speed': car.speed,

@@ -69,8 +69,8 @@ class Lidar:
     dropout: float = 0.05               # random missing returns
 
     def __post_init__(self):
-        if not 0.08 <= self.azimuth_step_deg <= 0.5:
-            raise ValueError(f'azimuth_step_deg must lie in [0.08, 0.5], got {self.azimuth_step_deg}')
+        if not 0.08 <= self.azimuth_step_deg <= 0.2:   # what spinning LiDARs do at 5-20 Hz
+            raise ValueError(f'azimuth_step_deg must lie in [0.08, 0.2], got {self.azimuth_step_deg}')
         self.elevations = beam_elevations(self.beams)
 
     def rays(self) -> tuple[np.ndarray, np.ndarray]:
