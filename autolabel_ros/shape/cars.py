@@ -265,7 +265,12 @@ def _body(p: CarParams):
     # extra stations hug the arch edges so the notches are crisp
     r_arch = p.wheel_radius + p.arch_gap
     extra = np.concatenate([a + r_arch * np.cos(np.linspace(0, np.pi, 15)) for a in axles])
-    d = np.unique(np.round(np.concatenate([d, extra]), 6))
+    # ... and the window edges, so glass boundaries follow station lines
+    lo, hi = glass['side']
+    pillar = lo + 0.48 * (hi - lo)
+    edges = [glass['ws'][0], glass['ws'][1], lo, hi, pillar - 0.05, pillar + 0.05, glass['rear'][0] + 0.03,
+             glass['rear'][1] - 0.02]
+    d = np.unique(np.round(np.clip(np.concatenate([d, extra, edges]), 0.0, L), 6))
     zt, zb = top_f(d), bot_f(d)
     hw = _plan_halfwidth(d, L, W, p.corner_front, p.corner_rear)
     roof_h = H - p.crown
@@ -278,13 +283,15 @@ def _body(p: CarParams):
         rings.append(np.column_stack([x, ring[:, 0], ring[:, 1]]))
     n = len(rings[0])
     verts = np.vstack(rings)
-    faces = []
-    for k in range(len(d) - 1):
-        a, b = k * n, (k + 1) * n
-        for i in range(n):
-            j = (i + 1) % n
-            faces += [(a + i, b + i, b + j), (a + i, b + j, a + j)]
-    faces = np.array(faces)
+    # loft quads (station k, ring slot i) -> two triangles; remember each face's band i and station
+    k, i = np.meshgrid(np.arange(len(d) - 1), np.arange(n), indexing='ij')
+    k, i = k.ravel(), i.ravel()
+    a, b, j = k * n, (k + 1) * n, (i + 1) % n
+    faces = np.stack([np.stack([a + i, b + i, b + j], 1), np.stack([a + i, b + j, a + j], 1)], 1)
+    faces = faces.reshape(-1, 3)
+    band = np.repeat(i, 2)
+    d_mid = np.repeat((d[k] + d[k + 1]) / 2, 2)
+    top_mid = np.repeat((zt[k] + zt[k + 1]) / 2, 2)
     fv, ff = _cap(rings[0], 0, len(verts), reverse=False)
     verts = np.vstack([verts, fv])
     faces = np.vstack([faces, ff])
@@ -293,7 +300,11 @@ def _body(p: CarParams):
     faces = np.vstack([faces, rf])
     if trimesh.Trimesh(verts, faces, process=False).volume < 0:   # outward normals
         faces = faces[:, ::-1].copy()
-    return verts, faces, belt, axles, glass
+    n_cap = len(faces) - len(band)
+    loft = dict(band=np.concatenate([band, np.full(n_cap, -1)]),
+                d=np.concatenate([d_mid, np.full(n_cap, np.nan)]),
+                top=np.concatenate([top_mid, np.full(n_cap, np.nan)]))
+    return verts, faces, belt, axles, glass, loft
 
 
 def _wheel(p: CarParams):
@@ -333,8 +344,14 @@ def _well(p: CarParams, y_half: float):
     return v, f
 
 
-def _body_parts(p: CarParams, verts, faces, belt, glass):
-    """Face labels from position on the body (x measured from the front as d)."""
+# Loft bands (quads between consecutive ring slots, see _ring): the greenhouse sides and the roof.
+_GREENHOUSE_BANDS = (6, 7, 8, 9, 16, 17, 18, 19)
+_ROOF_GLASS_BANDS = (11, 12, 13, 14)     # bands 10 and 15 (roof-edge fillets) stay paint: the pillars
+
+
+def _body_parts(p: CarParams, verts, faces, belt, glass, loft):
+    """Face labels. Glass comes from the loft structure (band across the section, station along
+    the car), so window edges follow mesh lines; lights and trim from position and normal."""
     tri = verts[faces]
     c = tri.mean(axis=1)
     nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -342,19 +359,16 @@ def _body_parts(p: CarParams, verts, faces, belt, glass):
     d = p.length / 2 - c[:, 0]
     z = c[:, 2]
     part = np.full(len(faces), PART_IDS['paint'])
-    up = nrm[:, 2]
-    above = z > belt + 0.05
-    roof_top = z > p.height - p.crown - 0.04
-    ws = (d > glass['ws'][0]) & (d < glass['ws'][1]) & above & ~roof_top & (up > 0.2)
-    rear = (d > glass['rear'][0] + 0.03) & (d < glass['rear'][1] - 0.02) & above & ~roof_top & (up > 0.05)
-    lo, hi = glass['side']
-    pillar_b = lo + 0.48 * (hi - lo)
-    side = (np.abs(nrm[:, 1]) > 0.6) & above & (z < p.height - p.crown - 0.07) & (d > lo) & (d < hi) \
-        & (np.abs(d - pillar_b) > 0.05)
-    part[ws | rear | side] = PART_IDS['glass']
-    if p.body_type in ('hatchback', 'wagon', 'suv', 'van'):   # hatch glass on the steep rear face
-        hatch = (nrm[:, 0] < -0.3) & above & ~roof_top & (d > p.length - 0.6)
-        part[hatch] = PART_IDS['glass']
+    band, ds = loft['band'], loft['d']
+    with np.errstate(invalid='ignore'):
+        tall = loft['top'] > belt + 0.15               # stations with a real greenhouse
+        lo, hi = glass['side']
+        pillar = lo + 0.48 * (hi - lo)
+        side = np.isin(band, _GREENHOUSE_BANDS) & tall & (ds > lo) & (ds < hi) & (np.abs(ds - pillar) > 0.05)
+        top = np.isin(band, _ROOF_GLASS_BANDS) & tall
+        ws = top & (ds > glass['ws'][0]) & (ds < glass['ws'][1])
+        rear = top & (ds > glass['rear'][0] + 0.03) & (ds < glass['rear'][1] - 0.02)
+    part[side | ws | rear] = PART_IDS['glass']
     hood_front = belt - p.hood_drop
     face_fwd, face_back = nrm[:, 0] > 0.5, nrm[:, 0] < -0.5
     light_band = (z > hood_front - 0.22) & (z < hood_front - 0.04)
@@ -375,8 +389,8 @@ def make_car_mesh(params: CarParams | dict) -> trimesh.Trimesh:
     """Watertight car mesh (body + 4 wheels, disjoint closed components) in the canonical frame,
     with ``metadata['face_part']`` (index into :data:`PART_NAMES`) and ``metadata['params']``."""
     p = CarParams(**params) if isinstance(params, dict) else params
-    bv, bf, belt, axles, glass = _body(p)
-    parts = [_body_parts(p, bv, bf, belt, glass)]
+    bv, bf, belt, axles, glass, loft = _body(p)
+    parts = [_body_parts(p, bv, bf, belt, glass, loft)]
     verts, faces = [bv], [bf]
     nv = len(bv)
     wv, wf, wp = _wheel(p)
