@@ -21,16 +21,19 @@ EXIT_INTERRUPTED = 130
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='autolabel-bag', description=__doc__.split('\n')[0],
-                                epilog='Subcommand: autolabel-bag import-kitti-raw DRIVE --out BAG (see --help there).')
+                                epilog='Subcommand: autolabel-bag import-kitti-raw DRIVE --out BAG '
+                                       '(see --help there).')
     p.add_argument('input', help='rosbag2 folder, ROS 1 .bag, KITTI raw drive or KITTI object folder')
-    p.add_argument('--out', required=True, help='output folder (created; results of a previous run are resumed)')
+    p.add_argument('--out', required=True,
+                   help='output folder (created; results of a previous run are resumed)')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     p.add_argument('--image-topic', help='camera topic (default: the only Image/CompressedImage topic)')
     p.add_argument('--info-topic', help='camera_info topic (default: the only CameraInfo topic)')
     p.add_argument('--cloud-topic', help='LiDAR topic (default: the only PointCloud2 topic)')
     p.add_argument('--prompts', default='detector',
-                   help="'detector' (2D detector of the config), 'topic:NAME' (a vision_msgs/Detection2DArray "
-                        "topic of the bag, matched by stamp) or 'gt' (label_2 boxes of a KITTI object folder)")
+                   help="'detector' (2D detector of the config), 'topic:NAME' (a "
+                        "vision_msgs/Detection2DArray topic of the bag, matched by stamp) or 'gt' "
+                        "(label_2 boxes of a KITTI object folder)")
     p.add_argument('--start', type=float, help='first frame, seconds after the first frame of the input')
     p.add_argument('--end', type=float, help='last frame, seconds after the first frame of the input')
     p.add_argument('--max-frames', type=int, help='label at most this many frames of the window')
@@ -41,9 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--no-resume', action='store_true', help='discard per-frame results of a previous run')
     p.add_argument('--no-copy-sensors', action='store_true',
                    help='label bag without the input camera/cloud topics (annotations and /tf_static only)')
-    p.add_argument('--calib', help='KITTI calib file for the LiDAR->camera extrinsic (and K without camera_info)')
+    p.add_argument('--calib',
+                   help='KITTI calib file for the LiDAR->camera extrinsic (and K without camera_info)')
     p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'), help='label bag storage plugin')
-    p.add_argument('--tolerance', type=float, default=0.05, help='camera/LiDAR stamp pairing tolerance, seconds')
+    p.add_argument('--tolerance', type=float, default=0.05,
+                   help='camera/LiDAR stamp pairing tolerance, seconds')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -58,7 +63,8 @@ def _import_parser() -> argparse.ArgumentParser:
     p.add_argument('--calib', help='calib file (object-benchmark format) if not DRIVE/calib.txt')
     p.add_argument('--rate', type=float, default=10.0, help='frame rate for synthesized stamps (Hz)')
     p.add_argument('--start-time', type=float,
-                   help='stamp of the first frame, seconds since the epoch (default: the date in the folder name)')
+                   help='stamp of the first frame, seconds since the epoch '
+                        '(default: the date in the folder name)')
     return p
 
 
@@ -68,8 +74,10 @@ def _errors():
     from autolabel_ros.io.kitti import KittiFormatError
 
     errs = [BagError, ConfigError, KittiFormatError, FileNotFoundError]
-    for mod, name in (('autolabel_ros.core.device', 'DeviceError'), ('autolabel_ros.io.messages', 'MessageError'),
-                      ('autolabel_ros.detect', 'DetectorUnavailable'), ('autolabel_ros.segment', 'SegmenterUnavailable')):
+    for mod, name in (('autolabel_ros.core.device', 'DeviceError'), ('autolabel_ros.io.messages',
+                                                                     'MessageError'),
+                      ('autolabel_ros.detect', 'DetectorUnavailable'), ('autolabel_ros.segment',
+                                                                        'SegmenterUnavailable')):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -85,8 +93,10 @@ def _import_main(argv) -> int:
     try:
         if Path(a.out).exists():
             raise FileExistsError(f'{a.out} exists; choose a new folder for the bag')
-        res = import_kitti_raw(a.drive, a.out, storage=a.storage, calib=read_calib(a.calib) if a.calib else None,
-                               rate_hz=a.rate, start_ns=None if a.start_time is None else int(a.start_time * 1e9))
+        res = import_kitti_raw(a.drive, a.out, storage=a.storage,
+                               calib=read_calib(a.calib) if a.calib else None,
+                               rate_hz=a.rate,
+                               start_ns=None if a.start_time is None else int(a.start_time * 1e9))
     except (FileExistsError, *_errors()) as e:
         print(f'autolabel-bag import-kitti-raw: error: {e}', file=sys.stderr)
         return EXIT_USAGE
@@ -106,8 +116,9 @@ def main(argv=None) -> int:
     if a.workers < 1:
         print('autolabel-bag: error: --workers must be >= 1', file=sys.stderr)
         return EXIT_USAGE
-    job = BagJob(input=a.input, out=a.out, config=a.config, image_topic=a.image_topic, info_topic=a.info_topic,
-                 cloud_topic=a.cloud_topic, prompts=a.prompts, start=a.start, end=a.end, max_frames=a.max_frames,
+    job = BagJob(input=a.input, out=a.out, config=a.config, image_topic=a.image_topic,
+                 info_topic=a.info_topic, cloud_topic=a.cloud_topic, prompts=a.prompts, start=a.start,
+                 end=a.end, max_frames=a.max_frames,
                  workers=a.workers, ray=a.ray, resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet)
     try:

@@ -296,7 +296,8 @@ class BagSource:
                     self._prompts.append((stamp_to_ns(msg.header.stamp), M.detection2d_array_to_prompts(msg)))
                 else:
                     for tr in msg.transforms:
-                        self.tf.add(tr.header.frame_id, tr.child_frame_id, M.transform_to_matrix(tr.transform),
+                        self.tf.add(tr.header.frame_id, tr.child_frame_id,
+                                    M.transform_to_matrix(tr.transform),
                                     static=conn.topic.endswith('tf_static'))
             except Exception as e:   # a corrupt message is skipped, never fatal
                 log.warning('skipping corrupt message on %s at %d: %s', conn.topic, t, e)
@@ -454,7 +455,8 @@ class BagSource:
                 last = (conn, t, raw)
             if last is not None:
                 yield self._cdr(*last)
-        for conn, t, raw in self.reader.messages(connections=[self._conns[t] for t in topics], start=lo, stop=hi):
+        for conn, t, raw in self.reader.messages(connections=[self._conns[t] for t in topics], start=lo,
+                                                 stop=hi):
             yield self._cdr(conn, t, raw)
 
     def _cdr(self, conn, t, raw):

@@ -91,7 +91,8 @@ class _FolderSource:
 
     def describe(self) -> dict:
         return {'input': str(self.path), 'kind': self.kind, 'image_topic': None, 'info_topic': None,
-                'cloud_topic': None, 'prompts_topic': None, 'rate_hz': self.rate_hz, 'start_ns': self.start_ns}
+                'cloud_topic': None, 'prompts_topic': None, 'rate_hz': self.rate_hz,
+                'start_ns': self.start_ns}
 
     def load(self, ref: FrameRef) -> SensorFrame:   # pragma: no cover - overridden
         raise NotImplementedError
@@ -99,7 +100,8 @@ class _FolderSource:
     def gt_prompts(self, ref: FrameRef):
         raise BagError(f'{self.path}: --prompts gt needs a KITTI object folder with label_2/')
 
-    def iter_frames(self, refs: Iterable[FrameRef], prompts_from_topic: bool = False, gt_prompts: bool = False):
+    def iter_frames(self, refs: Iterable[FrameRef], prompts_from_topic: bool = False,
+                    gt_prompts: bool = False):
         """Yield (ref, SensorFrame, prompts or None); unreadable frames are logged, counted and skipped."""
         if prompts_from_topic:
             raise BagError(f'{self.path}: a KITTI folder has no prompt topic; use --prompts detector')
@@ -130,7 +132,8 @@ class _FolderSource:
         for ref, frame, _ in self.iter_frames(refs):
             t = ref.stamp_ns
             msgs = [(IMAGE_TOPIC, M.make_image(frame.image, t, CAMERA_FRAME, fac)),
-                    (INFO_TOPIC, M.make_camera_info(frame.K, frame.width, frame.height, t, CAMERA_FRAME, fac)),
+                    (INFO_TOPIC, M.make_camera_info(frame.K, frame.width, frame.height, t, CAMERA_FRAME,
+                                                    fac)),
                     (CLOUD_TOPIC, M.make_pointcloud2(frame.points, t, LIDAR_FRAME, fac))]
             for topic, msg in msgs:
                 yield topic, msg.__msgtype__, t, bytes(ts.serialize_cdr(msg, msg.__msgtype__)), None
@@ -145,7 +148,8 @@ class _FolderSource:
         ts = get_typestore()
         msg = M.make_tf_static(frame.T_cam_lidar, CAMERA_FRAME, LIDAR_FRAME, refs[0].stamp_ns,
                                M.rosbags_factory(ts))
-        yield TF_STATIC_TOPIC, msg.__msgtype__, refs[0].stamp_ns, bytes(ts.serialize_cdr(msg, msg.__msgtype__)), None
+        data = bytes(ts.serialize_cdr(msg, msg.__msgtype__))
+        yield TF_STATIC_TOPIC, msg.__msgtype__, refs[0].stamp_ns, data, None
 
 
 def find_raw_calib(drive: Path) -> Optional[Path]:
@@ -167,7 +171,8 @@ class KittiRawSource(_FolderSource):
         self.image_dir = self.path / 'image_02' / 'data'
         self.velo_dir = self.path / 'velodyne_points' / 'data'
         if not self.image_dir.is_dir() or not self.velo_dir.is_dir():
-            raise BagError(f'{self.path}: not a KITTI raw drive (need image_02/data and velodyne_points/data)')
+            raise BagError(f'{self.path}: not a KITTI raw drive '
+                           f'(need image_02/data and velodyne_points/data)')
         if calib is None:
             cpath = find_raw_calib(self.path)
             if cpath is None:
@@ -186,7 +191,8 @@ class KittiRawSource(_FolderSource):
         self.stats.unmatched_images = len(images) - len(stems)
         self.stats.unmatched_clouds = len(clouds) - len(stems)
         if not stems:
-            raise BagError(f'{self.path}: no frame has both image_02/data/<n>.png and velodyne_points/data/<n>.bin '
+            raise BagError(f'{self.path}: no frame has both image_02/data/<n>.png and '
+                           f'velodyne_points/data/<n>.bin '
                            f'({len(images)} images, {len(clouds)} clouds)')
         all_stems = sorted(images)
         stamps = _read_timestamps(self.path / 'image_02' / 'timestamps.txt')
@@ -203,7 +209,8 @@ class KittiRawSource(_FolderSource):
 
         s = ref.extra['stem']
         return SensorFrame(image=read_image(self.image_dir / f'{s}.png'), K=self.calib.K,
-                           points=read_velodyne(self.velo_dir / f'{s}.bin'), T_cam_lidar=self.calib.T_cam_lidar,
+                           points=read_velodyne(self.velo_dir / f'{s}.bin'),
+                           T_cam_lidar=self.calib.T_cam_lidar,
                            stamp_ns=ref.stamp_ns, frame_id=ref.name, lidar_frame=LIDAR_FRAME,
                            camera_frame=CAMERA_FRAME)
 

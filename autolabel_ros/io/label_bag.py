@@ -70,12 +70,14 @@ class BagWriter:
         if conn is None:
             qos = _static_qos() if topic.endswith('tf_static') else []
             msgdef = getattr(recorded, 'msgdef', None)
-            if msgdef is not None and msgdef.data and str(getattr(recorded, 'digest', '')).startswith('RIHS01_'):
+            if msgdef is not None and msgdef.data and str(getattr(recorded, 'digest',
+                                                                  '')).startswith('RIHS01_'):
                 # a copied ROS 2 message keeps the definition it was recorded with
                 conn = self._writer.add_connection(topic, msgtype, msgdef=recorded.msgdef.data,
                                                    rihs01=recorded.digest, offered_qos_profiles=qos)
             else:
-                conn = self._writer.add_connection(topic, msgtype, typestore=self.ts, offered_qos_profiles=qos)
+                conn = self._writer.add_connection(topic, msgtype, typestore=self.ts,
+                                                   offered_qos_profiles=qos)
             self._conns[topic] = conn
         return conn
 

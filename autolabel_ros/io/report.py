@@ -94,7 +94,7 @@ def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
         color = 'tab:green' if lab['accepted'] else 'tab:red'
         c = bev_corners(lab['center'], lab['size'], lab['yaw'])
         poly = np.vstack([c, c[:1]])
-        ax.plot(poly[:, 0], poly[:, 1], '-', color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
+        ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
         front = np.asarray(lab['center'][:2]) + 0.5 * lab['size'][0] * np.array([np.cos(lab['yaw']),
                                                                                   np.sin(lab['yaw'])])
         ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color, lw=1.2)

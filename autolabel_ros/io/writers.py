@@ -50,7 +50,8 @@ def build_openlabel(frames: Sequence[dict], K=None, T_cam_lidar=None, width=None
             if lab.box2d is not None:
                 x1, y1, x2, y2 = (float(v) for v in lab.box2d)
                 fobjs[uid]['object_data']['bbox'] = [{'name': 'prompt2D', 'stream': 'camera',
-                                                       'val': [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]}]
+                                                       'val': [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1,
+                                                               y2 - y1]}]
         ol_frames[str(n)] = {'objects': fobjs,
                              'frame_properties': {'timestamp': int(fr['stamp_ns']) / 1e9,
                                                   'streams': {'camera': {'stream_properties': {'sync': {

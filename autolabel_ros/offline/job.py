@@ -77,7 +77,8 @@ def open_source(job: BagJob, calib=None):
     if path.is_dir() and not (path / 'metadata.yaml').is_file():
         raise BagError(f'{path}: not a rosbag2 folder (no metadata.yaml), KITTI raw drive (image_02/data, '
                        f'velodyne_points/data) or KITTI object folder (calib/, velodyne/, image_2/)')
-    return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic, cloud_topic=job.cloud_topic,
+    return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic,
+                     cloud_topic=job.cloud_topic,
                      prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance)
 
 
@@ -126,7 +127,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         store = FrameStore(out / '.frames', key, resume=job.resume)
         done = store.done()
         todo = [r for r in refs if r.index not in done]
-        log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo), len(todo))
+        log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo),
+                 len(todo))
         failures = _label(job, cfg, source, todo, mode, calib, store, on_frame)
         wall = time.perf_counter() - t_start
         failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
@@ -220,7 +222,8 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     for rec in records:
         for lab in labels[rec['index']]:
             if lab.accepted and lab.mesh is not None:
-                atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply", writers.mesh_to_ply_bytes(lab.mesh))
+                atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply",
+                                   writers.mesh_to_ply_bytes(lab.mesh))
                 n_meshes += 1
     # OpenLABEL
     first = records[0] if records else None

@@ -78,7 +78,8 @@ def start_ray(address: str, workers: int):
     return True
 
 
-def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int, address: str = 'local') -> Iterator[tuple]:
+def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
+            address: str = 'local') -> Iterator[tuple]:
     import ray
 
     started = start_ray(address, workers)

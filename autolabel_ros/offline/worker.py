@@ -59,8 +59,9 @@ def label_from_dict(d: dict, arrays: Optional[dict] = None, k: int = 0) -> Label
     mesh = None
     if d.get('has_mesh') and arrays is not None and f'mesh{k}_v' in arrays:
         mesh = Mesh(vertices=arrays[f'mesh{k}_v'], faces=arrays[f'mesh{k}_f'])
-    return Label3D(center=d['center'], size=d['size'], yaw=d['yaw'], cls=d['cls'], score=d['score'], id=d['id'],
-                   latent=None if d['latent'] is None else np.asarray(d['latent']), mesh=mesh, box2d=d['box2d'],
+    latent = None if d['latent'] is None else np.asarray(d['latent'])
+    return Label3D(center=d['center'], size=d['size'], yaw=d['yaw'], cls=d['cls'], score=d['score'],
+                   id=d['id'], latent=latent, mesh=mesh, box2d=d['box2d'],
                    accepted=d['accepted'], reasons=list(d['reasons']), metrics=dict(d['metrics']))
 
 

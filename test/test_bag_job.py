@@ -1,0 +1,143 @@
+"""The whole offline job with the real pipeline (box masks and a short fit keep it fast): outputs,
+kill-and-resume identity, a corrupt frame skipped, workers=2 and Ray giving the same bytes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from test_bag_fixtures import PERIOD, T0, car_box, fast_config, write_tiny_bag
+
+from autolabel_ros.offline.job import BagJob, run_job
+
+N_FRAMES = 5            # frame 1: undecodable image message, frame 3: unknown image encoding
+# files whose content depends on wall-clock times (see docs/OFFLINE.md)
+TIMING_FILES = {'report/timing.png'}
+
+
+def output_tree(out: Path) -> dict:
+    """{relative path: bytes} of all outputs; summary.json without its 'timing' and 'run' entries."""
+    tree = {}
+    for p in sorted(out.rglob('*')):
+        rel = p.relative_to(out).as_posix()
+        if not p.is_file() or rel.startswith('.frames/') or rel in TIMING_FILES:
+            continue
+        if rel == 'report/summary.json':
+            s = json.loads(p.read_text())
+            s.pop('timing')
+            s.pop('run')
+            tree[rel] = json.dumps(s, sort_keys=True).encode()
+        else:
+            tree[rel] = p.read_bytes()
+    return tree
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp('job')
+    bag = write_tiny_bag(d / 'drive.bag', n=N_FRAMES, corrupt_message_at=1, bad_encoding_at=3)
+    return bag, fast_config(d / 'fast.yaml')
+
+
+def _job(inputs, out, **kw):
+    bag, cfg = inputs
+    return BagJob(input=str(bag), out=str(out), config=str(cfg), prompts='topic:/prompts', progress=False,
+                  **kw)
+
+
+@pytest.fixture(scope='module')
+def reference(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp('ref')
+    summary = run_job(_job(inputs, out))
+    return out, summary, output_tree(out)
+
+
+def test_outputs_complete_and_readable(reference):
+    from rosbags.rosbag2 import Reader
+
+    from autolabel_ros.io.ros_types import get_typestore
+
+    out, summary, _ = reference
+    fr = summary['frames']
+    assert (fr['selected'], fr['labelled'], fr['failed']) == (4, 3, 1)
+    assert 'yuv422_weird' in fr['failed_frames'][0]['error']
+    assert summary['pairing']['corrupt_messages'] == 1 and summary['pairing']['unmatched_clouds'] == 1
+    assert summary['objects']['labels'] == 3
+    assert set(summary['timing']) >= {'frame_s', 'fit_s'} and summary['timing']['frame_s']['n'] == 3
+    # frames are numbered by pair: bag frames 0, 2, 4 are pairs 000000, 000001, 000003 (000002 failed)
+    for name in ['000000', '000001', '000003']:
+        line = (out / 'kitti' / 'label_2' / f'{name}.txt').read_text().split('\n')[0].split()
+        assert (out / 'kitti' / 'calib' / f'{name}.txt').is_file()
+        if line:
+            assert line[0] == 'Car' and len(line) == 16
+    # every accepted label: a mesh that trimesh opens
+    for p in (out / 'meshes').glob('*.ply'):
+        m = trimesh.load(p, process=False)
+        assert len(m.faces) > 100
+    # OpenLABEL cuboids in the lidar frame
+    doc = json.loads((out / 'openlabel.json').read_text())['openlabel']
+    assert doc['metadata']['schema_version'] == '1.0.0'
+    for frame in doc['frames'].values():
+        for obj in frame['objects'].values():
+            val = obj['object_data']['cuboid'][0]['val']
+            assert len(val) == 10
+    # the label bag: rosbag2 v8 MCAP, sensors copied, one MarkerArray per frame (also the failed one)
+    meta = (out / 'labels.bag' / 'metadata.yaml').read_text()
+    assert 'version: 8' in meta and 'storage_identifier: mcap' in meta
+    stamps = {}
+    ts = get_typestore()
+    # rosbags' AnyReader takes any path ending in .bag for ROS 1: open the rosbag2 folder with its Reader
+    with Reader(out / 'labels.bag') as r:
+        topics = {c.topic: c.msgtype for c in r.connections}
+        assert topics['/autolabel/markers'] == 'visualization_msgs/msg/MarkerArray'
+        assert topics['/autolabel/detections_3d'] == 'vision_msgs/msg/Detection3DArray'
+        assert {'/camera/image_raw', '/lidar/points', '/tf_static', '/autolabel/detections_2d'} <= set(topics)
+        markers = [c for c in r.connections if c.topic == '/autolabel/markers']
+        for c, t, raw in r.messages(connections=markers):
+            msg = ts.deserialize_cdr(raw, c.msgtype)
+            stamps[t] = msg
+    expected = [T0 + i * PERIOD for i in (0, 2, 3, 4)]
+    assert sorted(stamps) == expected
+    assert stamps[T0].markers[0].action == 3                  # DELETEALL first
+    assert len(stamps[T0 + 3 * PERIOD].markers) == 1          # the failed frame: DELETEALL only
+    c, _, _ = car_box(0)
+    cube = [m for m in stamps[T0].markers if m.ns.endswith('box')][0]
+    assert np.hypot(cube.pose.position.x - c[0], cube.pose.position.y - c[1]) < 1.0
+    for f in ('bev_sheet.png', 'confidence.png', 'timing.png', 'bev/000000.png'):
+        assert (out / 'report' / f).stat().st_size > 5000
+
+
+def test_interrupted_then_resumed_run_is_byte_identical(inputs, reference, tmp_path):
+    out = tmp_path / 'resumed'
+
+    def stop_after_one(n):
+        if n == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(_job(inputs, out), on_frame=stop_after_one)
+    assert len(list((out / '.frames').glob('0*.json'))) == 1 and not (out / 'openlabel.json').exists()
+    summary = run_job(_job(inputs, out))
+    assert summary['run']['resumed_frames'] == 1 and summary['run']['labelled_this_run'] == 2
+    tree, ref = output_tree(out), reference[2]
+    assert sorted(tree) == sorted(ref)
+    assert [k for k in ref if tree[k] != ref[k]] == []
+    # --no-resume discards the saved frames
+    summary = run_job(_job(inputs, out, resume=False, copy_sensors=False, start=0.0, end=0.05))
+    assert summary['run']['resumed_frames'] == 0 and summary['frames']['selected'] == 1
+
+
+def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path):
+    run_job(_job(inputs, tmp_path / 'w2', workers=2))
+    tree, ref = output_tree(tmp_path / 'w2'), reference[2]
+    assert [k for k in ref if tree.get(k) != ref[k]] == []
+
+
+def test_ray_local_two_cpus_gives_the_same_outputs(inputs, reference, tmp_path):
+    pytest.importorskip('ray')
+    summary = run_job(_job(inputs, tmp_path / 'ray', workers=2, ray='local'))
+    assert summary['run']['ray'] == 'local'
+    tree, ref = output_tree(tmp_path / 'ray'), reference[2]
+    assert [k for k in ref if tree.get(k) != ref[k]] == []
