@@ -66,7 +66,7 @@ class SsdMobilenetDetector(Detector):
     def detect(self, image: np.ndarray):
         import cv2
 
-        image = check_image(image)
+        image = np.ascontiguousarray(check_image(image))
         h, w = image.shape[:2]
         t0 = time.perf_counter()
         # the graph normalizes internally (Preprocessor/mul, sub) and expects RGB, as given

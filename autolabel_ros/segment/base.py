@@ -65,7 +65,8 @@ def clean_prompt(prompt: Prompt, width: int, height: int) -> CleanPrompt:
     if prompt.points is not None:
         p = np.asarray(prompt.points, dtype=np.float64).reshape(-1, 2)
         lab = np.asarray(prompt.point_labels, dtype=np.int64).reshape(-1)
-        inside = (p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)
+        # pixel i spans [i - 0.5, i + 0.5)
+        inside = (p[:, 0] >= -0.5) & (p[:, 0] < width - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] < height - 0.5)
         p, lab = p[inside], lab[inside]
         if len(p) > MAX_CLICKS:
             raise ValueError(f'prompt {prompt.id}: {len(p)} clicks inside the image, at most '
