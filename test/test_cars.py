@@ -80,7 +80,8 @@ def test_deterministic_by_seed_and_varied():
     sizes = np.array([[p.length, p.width, p.height] for p in params])
     assert sizes[:, 0].std() > 0.3 and sizes[:, 2].std() > 0.1
     meshes = car_collection([1, 2, 3])
-    assert len(meshes) == 3 and np.array_equal(meshes[0].vertices, make_car_mesh(random_car_params(1)).vertices)
+    assert len(meshes) == 3
+    assert np.array_equal(meshes[0].vertices, make_car_mesh(random_car_params(1)).vertices)
 
 
 def test_unknown_body_type_is_rejected():

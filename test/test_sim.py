@@ -128,6 +128,7 @@ def test_drive_motion_and_timestamps(sim, frames):
             np.testing.assert_allclose(d[:2], expect, atol=1e-6)
             moved += car.speed > 0
     assert moved >= 1
+    assert all(car.seed >= 100000 for car in sim.scene.cars)     # disjoint from the prior's seeds
 
 
 def test_kitti_folder_round_trips_through_the_reader(tmp_path, frames):
