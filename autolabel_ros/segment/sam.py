@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import logging
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
@@ -98,7 +99,11 @@ def build_sam_model(model: str, checkpoint: Path):
     import importlib
 
     package, key = SAM_MODELS[model]
-    registry = importlib.import_module(package).sam_model_registry
+    with warnings.catch_warnings():
+        # mobile_sam imports timm's deprecated paths and re-registers TinyViT names: harmless noise
+        warnings.filterwarnings('ignore', message='Importing from timm', category=FutureWarning)
+        warnings.filterwarnings('ignore', message='Overwriting tiny_vit', category=UserWarning)
+        registry = importlib.import_module(package).sam_model_registry
     state = _load_state_dict(checkpoint)     # first: an unreadable file fails before the build
     net = registry[key](checkpoint=None)    # the registry's own loader uses torch.load without weights_only
     expected = net.state_dict()
