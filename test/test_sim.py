@@ -175,7 +175,7 @@ def test_bag_has_the_five_topics_and_decodes_to_the_frames(tmp_path, frames, sto
     counts, msgs = _bag_contents(tmp_path / 'bag')
     n = len(frames)
     assert counts == {TOPICS['image'][0]: n, TOPICS['info'][0]: n, TOPICS['points'][0]: n, TOPICS['tf'][0]: 1,
-                      TOPICS['gt'][0]: n}
+                      TOPICS['gt'][0]: n, TOPICS['gt2d'][0]: n}
     clouds = [m for topic, _, _, m in msgs if topic == '/lidar/points']
     images = [m for topic, _, _, m in msgs if topic == '/camera/image_raw']
     for sf, cloud, img in zip(frames, clouds, images):
@@ -192,6 +192,9 @@ def test_bag_has_the_five_topics_and_decodes_to_the_frames(tmp_path, frames, sto
     d0 = dets[0].detections[0]
     assert d0.id == str(frames[0].gt[0].id)
     assert d0.bbox.center.position.x == pytest.approx(frames[0].gt[0].center[0])
+    boxes = [M.detection2d_array_to_prompts(m) for topic, _, _, m in msgs if topic == TOPICS['gt2d'][0]]
+    assert [p.id for p in boxes[0]] == [lab.id for lab in frames[0].gt]
+    np.testing.assert_allclose(boxes[0][0].box, frames[0].gt[0].box2d)
     info = next(m for topic, _, _, m in msgs if topic == '/camera/camera_info')
     K, w, h = M.camera_info_to_intrinsics(info)
     np.testing.assert_allclose(K, frames[0].frame.K)

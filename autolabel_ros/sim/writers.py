@@ -5,8 +5,9 @@ Bag topics (frame ids 'camera' / 'lidar' as in :class:`SensorFrame`):
 (sensor_msgs/PointCloud2: x, y, z, intensity float32 + ring uint16), ``/tf_static`` (one
 lidar -> camera transform, transient-local QoS like a static broadcaster), and
 ``/ground_truth/detections`` (vision_msgs/Detection3DArray of the ground-truth boxes in the LiDAR
-frame, ``id`` = instance id). Messages are built by :mod:`autolabel_ros.io.messages` and logged at
-their header stamps.
+frame, ``id`` = instance id), ``/ground_truth/detections_2d`` (vision_msgs/Detection2DArray of their
+2D boxes in the camera frame, same ids: prompts for the bag tool). Messages are built by
+:mod:`autolabel_ros.io.messages` and logged at their header stamps.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel_ros.core.geometry import invert_transform
+from autolabel_ros.core.types import Prompt
 from autolabel_ros.io.kitti import label3d_to_kitti, write_kitti_frame
 from autolabel_ros.sim.drive import SimFrame
 
@@ -24,6 +26,7 @@ TOPICS = {
     'points': ('/lidar/points', 'sensor_msgs/msg/PointCloud2'),
     'tf': ('/tf_static', 'tf2_msgs/msg/TFMessage'),
     'gt': ('/ground_truth/detections', 'vision_msgs/msg/Detection3DArray'),
+    'gt2d': ('/ground_truth/detections_2d', 'vision_msgs/msg/Detection2DArray'),
 }
 
 
@@ -102,3 +105,7 @@ class BagWriter:
         self._put('image', M.make_image(f.image, st, f.camera_frame, fac), st)
         self._put('points', M.make_pointcloud2(f.points, st, f.lidar_frame, fac, ring=sf.ring), st)
         self._put('gt', M.labels_to_detection3d_array(sf.gt, st, f.lidar_frame, fac), st)
+        # the ground-truth 2D boxes stand in for a person's box prompts (autolabel-bag --prompts topic:)
+        boxes = [Prompt(id=lab.id, box=lab.box2d, cls=lab.cls) for lab in sf.gt
+                 if lab.box2d is not None and lab.box2d[2] > lab.box2d[0] and lab.box2d[3] > lab.box2d[1]]
+        self._put('gt2d', M.prompts_to_detection2d_array(boxes, st, f.camera_frame, fac), st)
