@@ -214,3 +214,17 @@ def test_kitti_000008_masks_cover_the_car_boxes(sam, kitti_training):
         assert iou >= 0.65, ious
     assert np.mean(ious) >= 0.8, ious
     assert min(scores) > 0.8
+
+
+def test_own_thread_count_is_restored(sam, scene):
+    import torch
+
+    img, gts = scene
+    before = torch.get_num_threads()
+    sam.num_threads = 1 if before != 1 else 2
+    try:
+        masks, _ = sam.segment(img, [Prompt(id=0, box=_bbox(gts[1]))])
+    finally:
+        sam.num_threads = None
+    assert torch.get_num_threads() == before
+    assert _iou(masks[0], gts[1]) >= 0.8
