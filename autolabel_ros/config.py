@@ -36,19 +36,42 @@ class DetectorConfig:
 
 @dataclass
 class FitConfig:
-    iterations: int = 100            # Adam steps
-    lr: float = 0.05                 # learning rate on pose
-    lr_shape: float = 0.05           # learning rate on the shape code
+    """Differentiable fit (autolabel_ros/fit). Lengths in metres, angles in radians."""
+    iterations: int = 80             # Adam steps in all (0 = initialisation only)
+    prune_after: int = 30            # steps with every heading hypothesis, then keep the best few
+    mask_from: int = 30              # step from which the silhouette term is on (cheap terms before)
+    keep_hypotheses: int = 2         # hypotheses per object kept after pruning
+    lr: float = 0.05                 # learning rate on the position (m per step, Adam)
+    lr_yaw: float = 0.05             # learning rate on the heading (rad)
+    lr_shape: float = 0.05           # learning rate on the shape code (in prior standard deviations)
+    lr_scale: float = 0.01           # learning rate on the per-axis log scales (when log_scales)
+    lr_final_frac: float = 0.2       # learning rates decay geometrically to this fraction
     yaw_hypotheses: int = 4          # headings optimized in parallel (>= 4, includes flips)
-    crop_size: int = 64              # silhouette render resolution (pixels, square crop)
-    ray_samples: int = 32            # samples per pixel ray inside the object's bounding volume
-    zeta: float = 8.0                # silhouette hardness (per metre of SDF)
+    crop_size: int = 24              # silhouette render resolution (pixels, square crop)
+    final_crop_size: int = 64        # resolution of the confidence (mask IoU) render
+    box_padding: float = 0.1         # crop padding around the 2D box, fraction of its size per side
+    ray_samples: int = 12            # samples per pixel ray inside the object's bounding volume
+    zeta: float = 20.0               # silhouette hardness at the end (per metre of SDF)
+    zeta_start: float = 5.0          # hardness at the start (wider basin), grows geometrically
     w_mask: float = 1.0
     w_lidar: float = 1.0
+    w_freespace: float = 1.0         # first-hit / free-space term, relative to w_lidar
     w_ground: float = 1.0
     w_shape: float = 0.01            # keeps the shape code near the prior's distribution
+    w_scale: float = 1.0             # keeps the log scales near 0 (when log_scales)
+    log_scales: bool = False         # optimize small per-axis log scales beyond the PCA shape
     energies: list = field(default_factory=lambda: ['mask', 'lidar', 'ground'])
-    max_points: int = 1024           # frustum points kept per object (random subset)
+    lidar_robust: float = 0.3        # tau of the robust LiDAR term tau*tanh(|phi|/tau)
+    freespace_samples: int = 3       # free-space samples per point (first-hit approximation)
+    freespace_step: float = 0.25     # their spacing towards the sensor
+    max_points: int = 256            # frustum points kept per object (seeded random subset)
+    mask_erode_px: int = 2           # erode the instance mask before selecting frustum points
+    cluster_radius: float = 0.6      # Euclidean clustering of frustum points (keep the largest)
+    sdf_mode: str = 'decode'         # decode | shared (SDF lookup strategy, same result)
+    threads: int = 1                 # torch CPU threads during the fit (0 = leave torch's setting):
+    #                                  the fit's tensors are small, intra-op threading costs more
+    #                                  than it gains and collapses when other processes load the CPU
+    sdf_downsample: int = 2          # fit on a 2x coarser prior grid (mesh and box use the full grid)
 
 
 @dataclass
@@ -56,6 +79,7 @@ class GroundConfig:
     ransac_iterations: int = 200
     inlier_threshold: float = 0.15   # metres
     max_slope_deg: float = 15.0
+    removal_height: float = 0.25     # points lower than this above the plane are ground
 
 
 @dataclass
@@ -63,7 +87,9 @@ class VerifyConfig:
     min_mask_iou: float = 0.7        # SDFLabel: rendered vs SAM mask
     surface_band: float = 0.2        # metres
     min_surface_ratio: float = 0.6   # share of nearby LiDAR points within the band
-    min_points: int = 5              # fewer frustum points than this: rejected
+    near_distance: float = 0.35      # "nearby" = non-ground points with SDF below this (or inside);
+    #                                  keep it below the prior's SDF truncation (0.4 m by default)
+    min_points: int = 5              # fewer frustum points than this: rejected (no_lidar_points if 0)
 
 
 @dataclass

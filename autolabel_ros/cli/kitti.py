@@ -57,7 +57,8 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         prompts = ds.prompts(fid, mode=prompts_mode, seed=al.cfg.seed)
         given = None
         if masks == 'gt':
-            given = read_instance_masks(ds.root / 'instance_2' / f'{fid}.png', prompts, frame.image.shape[:2])
+            given = read_instance_masks(ds.root / 'instance_2' / f'{fid}.png', prompts,
+                                        frame.image.shape[:2])
         load_s = time.perf_counter() - tl
         labels = al.label(frame, prompts, given)
         objs = []
@@ -91,7 +92,8 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-kitti', description=__doc__.split(':', 1)[-1].strip())
-    p.add_argument('--data', required=True, help='KITTI object split folder (image_2, velodyne, calib, label_2)')
+    p.add_argument('--data', required=True,
+                   help='KITTI object split folder (image_2, velodyne, calib, label_2)')
     p.add_argument('--out', required=True, help='output folder for the predicted label_2 files')
     p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'))
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
         Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
         Path(args.stats).write_text(json.dumps(stats, indent=1, default=float))
     s = stats['summary']
-    print(f'autolabel-kitti: {s["n_instances"]} labels ({s["n_accepted"]} accepted) in {s["n_frames"]} frames '
+    print(f'autolabel-kitti: {s["n_instances"]} labels ({s["n_accepted"]} accepted) '
+          f'in {s["n_frames"]} frames '
           f'-> {args.out}; median fit {s["median_fit_s_per_instance"]} s/instance, '
           f'median frame {s["median_frame_s"]} s')
     return 0

@@ -1,0 +1,89 @@
+"""Energies of a batch of hypotheses (B = objects x headings); each returns a (B,) tensor.
+
+- mask: Dice between the rendered silhouette times the occlusion/validity map O and the instance
+  mask, on the object's crop. O is 0 on pixels owned by nearer objects (median LiDAR depth order)
+  and outside the image, so the render is not asked to explain what it cannot see.
+- lidar: robust mean |phi| of the object's frustum points, ``tau * tanh(|phi| / tau)`` (outliers
+  left by the clustering saturate instead of dragging the shape), plus the first-hit term
+  approximated by free-space samples: K points on each LiDAR ray just in front of the measured
+  point (between sensor and point) must lie outside the model; ``relu(-phi(q))`` penalises a model
+  surface hit before the point (the model explaining a point with its back side). The samples are
+  fixed in the LiDAR frame, so they cost one more SDF lookup per sample and no ray casting.
+- ground: ``(z - h(s)/2 - g(x, y))^2``, h(s) from the linear size regression over the prior.
+- shape: ``|s / stdev|^2 / d`` (code in prior standard deviations); scale: ``|log scales|^2 / 3``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from autolabel_ros.fit.render import render_silhouettes, to_object_frame
+
+
+@dataclass
+class FitBatch:
+    """Tensors of one frame's objects (N of them); per-hypothesis tensors are indexed by ``obj``."""
+
+    ray_o: torch.Tensor          # 3, camera centre in the LiDAR frame
+    ray_d: torch.Tensor          # N, P, 3 crop ray directions
+    target: torch.Tensor         # N, P instance mask on the crop (area-resampled, [0, 1])
+    valid: torch.Tensor          # N, P occlusion/validity map O
+    pts: torch.Tensor            # N, M, 3 frustum points (padded)
+    w: torch.Tensor              # N, M point weights (0 = padding)
+    fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
+    ground: torch.Tensor | None  # 3: z = a x + b y + c
+    has_mask: torch.Tensor       # N bool: non-empty target
+
+
+def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    r = render * valid
+    inter = (r * target).sum(-1)
+    return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target.sum(-1) + 1.0)
+
+
+def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
+                     log_scale: torch.Tensor | None, cfg, zeta: float, on=None) -> dict[str, torch.Tensor]:
+    """Energy terms (unweighted) for hypotheses ``obj`` (B,) with poses (B, 4), normalized codes (B, d)
+    and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``)."""
+    on = set(cfg.energies if on is None else on)
+    codes = code_n * sdf.stdev
+    scales = torch.exp(log_scale) if log_scale is not None else None
+    vols = sdf.volumes(codes)
+    B = pose.shape[0]
+    out: dict[str, torch.Tensor] = {}
+    zero = torch.zeros(B, device=pose.device)
+    if 'mask' in on:
+        m = render_silhouettes(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta,
+                               scales, vols)
+        e = dice_energy(m, batch.target[obj], batch.valid[obj])
+        out['mask'] = torch.where(batch.has_mask[obj], e, zero)
+    if 'lidar' in on:
+        w = batch.w[obj]                                            # B, M
+        M = w.shape[1]
+        K = batch.fs.shape[2]
+        p = to_object_frame(batch.pts[obj], pose)                   # B, M, 3
+        q = to_object_frame(batch.fs[obj].reshape(B, M * K, 3), pose)
+        hyp = torch.arange(B, device=pose.device)
+        phi = sdf.query(torch.cat([p, q], 1), hyp, codes, scales, vols)        # B, M * (K + 1)
+        tau = cfg.lidar_robust
+        rho = tau * torch.tanh(phi[:, :M].abs() / tau)
+        wsum = w.sum(-1).clamp_min(1e-6)
+        out['lidar'] = (rho * w).sum(-1) / wsum
+        fs = torch.relu(-phi[:, M:]).view(B, M, K).mean(-1)
+        out['freespace'] = (fs * w).sum(-1) / wsum
+    if 'ground' in on and batch.ground is not None:
+        size = sdf.size_of(codes)
+        h = size[:, 2] * (scales[:, 2] if scales is not None else 1.0)
+        g = batch.ground[0] * pose[:, 0] + batch.ground[1] * pose[:, 1] + batch.ground[2]
+        out['ground'] = (pose[:, 2] - h / 2 - g) ** 2
+    out['shape'] = (code_n ** 2).mean(-1)
+    if log_scale is not None:
+        out['scale'] = (log_scale ** 2).mean(-1)
+    return out
+
+
+def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
+    weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
+               'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale}
+    return sum(weights[k] * v for k, v in terms.items())

@@ -1,0 +1,127 @@
+"""Batched Adam over all objects x heading hypotheses of a frame.
+
+Schedule: all hypotheses run for ``prune_after`` steps on the cheap terms (LiDAR, ground, shape;
+the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypothesis is scored with
+the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
+energy ones per object go on with the full energy, so the render cost goes to the survivors. The silhouette
+hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``; learning rates
+decay to ``lr_final_frac`` of their start. Each object keeps its lowest final energy hypothesis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from autolabel_ros.fit.energies import FitBatch, compute_energies, total_energy
+
+
+@dataclass
+class ObjectFit:
+    pose: np.ndarray                 # x, y, z, yaw (LiDAR frame; z = centre of the prior box)
+    code: np.ndarray                 # shape code (metric units of the prior)
+    scales: np.ndarray               # per-axis scale (1 when log scales are off)
+    energy: float
+    terms: dict = field(default_factory=dict)
+    hyp_energies: list = field(default_factory=list)   # (yaw, energy) of every initial hypothesis
+    hyp_index: int = 0                                  # which initial hypothesis won
+
+
+def _zeta(cfg, it: int, n: int) -> float:
+    if n <= 1:
+        return float(cfg.zeta)
+    f = it / (n - 1)
+    return float(cfg.zeta_start * (cfg.zeta / cfg.zeta_start) ** f)
+
+
+class _State:
+    def __init__(self, xyz, yaw, code_n, log_scale, obj, hyp_id, cfg):
+        self.xyz = xyz.clone().requires_grad_(True)
+        self.yaw = yaw.clone().requires_grad_(True)
+        self.code_n = code_n.clone().requires_grad_(True)
+        self.log_scale = None if log_scale is None else log_scale.clone().requires_grad_(True)
+        self.obj, self.hyp_id = obj, hyp_id
+        groups = [{'params': [self.xyz], 'lr': cfg.lr}, {'params': [self.yaw], 'lr': cfg.lr_yaw},
+                  {'params': [self.code_n], 'lr': cfg.lr_shape}]
+        if self.log_scale is not None:
+            groups.append({'params': [self.log_scale], 'lr': cfg.lr_scale})
+        self.opt = torch.optim.Adam(groups)
+        self.base_lr = [g['lr'] for g in groups]
+
+    def pose(self):
+        return torch.cat([self.xyz, self.yaw[:, None]], 1)
+
+    def subset(self, keep, cfg):
+        ls = None if self.log_scale is None else self.log_scale.detach()[keep]
+        return _State(self.xyz.detach()[keep], self.yaw.detach()[keep], self.code_n.detach()[keep], ls,
+                      self.obj[keep], self.hyp_id[keep], cfg)
+
+
+def _energies(sdf, batch, st: _State, cfg, zeta, on=None):
+    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on)
+    return terms, total_energy(terms, cfg)
+
+
+def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int) -> np.ndarray:
+    keep = []
+    for i in range(n_obj):
+        idx = np.flatnonzero(obj == i)
+        keep.extend(idx[np.argsort(energy[idx], kind='stable')[:k]].tolist())
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
+             device) -> list[ObjectFit]:
+    """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
+    the best one per object (objects 0..N-1)."""
+    n_obj = int(batch.ray_d.shape[0])
+    B = len(obj)
+    f32 = dict(dtype=torch.float32, device=device)
+    st = _State(torch.as_tensor(init_xyz, **f32), torch.as_tensor(init_yaw, **f32),
+                torch.zeros(B, sdf.d, **f32), torch.zeros(B, 3, **f32) if cfg.log_scales else None,
+                torch.as_tensor(obj, dtype=torch.long, device=device), torch.arange(B, device=device), cfg)
+    n_it = int(cfg.iterations)
+    hyp_energy0 = None
+    for it in range(n_it):
+        zeta = _zeta(cfg, it, n_it)
+        frac = it / max(n_it - 1, 1)
+        for g, lr0 in zip(st.opt.param_groups, st.base_lr):
+            g['lr'] = lr0 * cfg.lr_final_frac ** frac
+        on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
+        terms, e = _energies(sdf, batch, st, cfg, zeta, on)
+        st.opt.zero_grad(set_to_none=True)
+        e.sum().backward()
+        st.opt.step()
+        if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
+            with torch.no_grad():
+                _, e = _energies(sdf, batch, st, cfg, zeta)
+            e_np = e.cpu().numpy()
+            hyp_energy0 = e_np.copy()
+            keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses)
+            st = st.subset(torch.as_tensor(keep, device=device), cfg)
+    with torch.no_grad():
+        terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it))
+    e_np = e.cpu().numpy()
+    if hyp_energy0 is None:
+        hyp_energy0 = np.full(B, np.nan)
+        hyp_energy0[st.hyp_id.cpu().numpy()] = e_np
+    obj_np = st.obj.cpu().numpy()
+    hyp_np = st.hyp_id.cpu().numpy()
+    best = _best_per_object(e_np, obj_np, n_obj, 1)
+    out: list[ObjectFit] = []
+    xyz = st.xyz.detach().cpu().numpy()
+    yaw = st.yaw.detach().cpu().numpy()
+    code = (st.code_n.detach() * sdf.stdev).cpu().numpy()
+    scl = (torch.exp(st.log_scale.detach()).cpu().numpy() if st.log_scale is not None
+           else np.ones((len(e_np), 3)))
+    final_by_hyp = {int(h): float(v) for h, v in zip(hyp_np, e_np)}
+    for i, b in enumerate(best):
+        assert obj_np[b] == i
+        idx0 = np.flatnonzero(obj == i)
+        hyps = [{'yaw0': float(init_yaw[j]), 'energy_pruning': float(hyp_energy0[j]),
+                 'energy_final': final_by_hyp.get(int(j))} for j in idx0]
+        out.append(ObjectFit(pose=np.concatenate([xyz[b], [yaw[b]]]), code=code[b], scales=scl[b],
+                             energy=float(e_np[b]), terms={k: float(v[b]) for k, v in terms.items()},
+                             hyp_energies=hyps, hyp_index=int(hyp_np[b] - idx0[0])))
+    return out

@@ -1,0 +1,170 @@
+"""Batched, differentiable SDF lookup of a PCA shape prior: ``phi(p; s) = mean(p) + sum_k s_k basis_k(p)``.
+
+The prior volume is metric, in the canonical box frame (x forward, y left, z up, origin at the box
+centre), sampled on an R^3 grid spanning ``[-extent, +extent]`` per axis. Inside the grid the SDF is
+read by trilinear interpolation (``grid_sample``); outside, the distance to the grid box is added to
+the value at the nearest grid point, so points far from the object still pull it closer.
+
+Two equivalent lookup modes (see benchmarks/RESULTS.md for the timing of both):
+- ``decode``: build one R^3 volume per hypothesis (``mean + codes @ basis``, cheap at R=32),
+  stack them along one axis and sample every point with a single ``grid_sample`` call;
+- ``shared``: sample the (1+d)-channel prior volume once per point and combine the channels with the
+  point's hypothesis code (no per-hypothesis volume, but 1+d channels to interpolate).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class PriorArrays:
+    """What the fitter needs from a shape prior, as plain arrays (grids ordered [iz, iy, ix], the
+    layout of :class:`autolabel_ros.shape.prior.ShapePrior` and of ``grid_sample``)."""
+
+    mean: np.ndarray      # nz x ny x nx metric SDF (phi > 0 outside)
+    basis: np.ndarray     # d x nz x ny x nx
+    stdev: np.ndarray     # d, standard deviation of the codes (regulariser scale)
+    extent: np.ndarray    # 3, half-size of the grid box in metres (grid points at +-extent)
+    sizes: np.ndarray     # M x 3, (l, w, h) per prior model
+    codes: np.ndarray     # M x d
+    name: str = 'prior'
+
+
+def prior_arrays(prior) -> PriorArrays:
+    """Adapt a :class:`autolabel_ros.shape.prior.ShapePrior` (or a PriorArrays) to the fitter."""
+    if isinstance(prior, PriorArrays):
+        return prior
+    extent = np.broadcast_to(np.asarray(prior.extent, dtype=np.float64), (3,)).copy()
+    return PriorArrays(mean=np.asarray(prior.mean, np.float32), basis=np.asarray(prior.basis, np.float32),
+                       stdev=np.asarray(prior.stdev, np.float32), extent=extent,
+                       sizes=np.asarray(prior.sizes, np.float64), codes=np.asarray(prior.codes, np.float64),
+                       name=str(getattr(prior, 'meta', {}).get('name', 'prior')
+                                if isinstance(getattr(prior, 'meta', None), dict) else 'prior'))
+
+
+def analytic_prior(res: int = 32) -> PriorArrays:
+    """A small analytic car-like prior (body box + set-back cabin, rounded), with 5 basis volumes =
+    derivatives w.r.t. length, width, height, cabin offset and cabin length. Used by unit tests and
+    as a fallback when no prior file exists; the real default is the packaged procedural-car prior."""
+    extent = np.array([2.8, 1.2, 1.0])
+    axes = [np.linspace(-e, e, res) for e in extent]
+    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing='ij')
+    P = np.stack([xx, yy, zz], -1)                    # [iz, iy, ix] layout
+
+    def rbox(p, c, half, r):
+        q = np.abs(p - c) - (np.asarray(half) - r)
+        return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0) - r
+
+    def car(theta):
+        L, W, H, off, cl = theta
+        body = rbox(P, np.array([0, 0, -H * 0.2]), [L / 2, W / 2, H * 0.3], 0.12)
+        cabin = rbox(P, np.array([off, 0, H * 0.25]), [cl / 2, W * 0.42, H * 0.25], 0.15)
+        return np.minimum(body, cabin)
+
+    theta0 = np.array([4.2, 1.7, 1.45, -0.35, 2.2])
+    mean = car(theta0)
+    stdev = np.array([0.25, 0.08, 0.1, 0.15, 0.2])
+    basis = np.stack([(car(theta0 + np.eye(5)[k] * 1e-2) - car(theta0 - np.eye(5)[k] * 1e-2)) / 2e-2
+                      for k in range(5)])
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(40, 5)) * stdev
+    sizes = np.stack([[c[0] + theta0[0], c[1] + theta0[1], theta0[2] + c[2]] for c in codes])
+    return PriorArrays(mean=mean.astype(np.float32), basis=basis.astype(np.float32),
+                       stdev=stdev.astype(np.float32), extent=extent, sizes=sizes, codes=codes,
+                       name='analytic')
+
+
+class SdfModel(torch.nn.Module):
+    """Torch side of a prior: batched SDF queries and a linear size model ``(l, w, h) ~ [1, s]``."""
+
+    def __init__(self, prior, device='cpu', mode: str = 'decode', downsample: int = 1):
+        super().__init__()
+        pa = prior_arrays(prior)
+        self.arrays = pa
+        self.mode = mode
+        self.d = int(pa.basis.shape[0])
+        vol = torch.as_tensor(np.concatenate([pa.mean[None], pa.basis], 0), dtype=torch.float32)
+        if downsample > 1:
+            # coarser grid with nodes still on the box faces (align_corners): cheaper decode/backward
+            size = [(n - 1) // downsample + 1 for n in vol.shape[1:]]
+            vol = F.interpolate(vol[None], size=size, mode='trilinear', align_corners=True)[0]
+        self.vol = vol.contiguous().to(device)                  # (1+d, nz, ny, nx)
+        self.shape = tuple(self.vol.shape[1:])
+        self.extent = torch.as_tensor(pa.extent, dtype=torch.float32, device=device)
+        self.stdev = torch.as_tensor(pa.stdev, dtype=torch.float32, device=device)
+        # least squares sizes ~ [1, codes]: differentiable size (and bottom offset -h/2) of any code
+        A = np.concatenate([np.ones((len(pa.codes), 1)), pa.codes], 1)
+        coef, *_ = np.linalg.lstsq(A, pa.sizes, rcond=None)
+        self.size_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)   # (1+d) x 3
+        self.mean_size = pa.sizes.mean(0)
+        self.device = torch.device(device)
+
+    def size_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, 3) predicted (l, w, h) of shape codes (B, d), by the linear regression over the prior."""
+        return self.size_coef[0] + codes @ self.size_coef[1:]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) SDF volumes of codes (B, d), grid_sample layout."""
+        return self.vol[0] + (codes @ self.vol[1:].reshape(self.d, -1)).view((-1,) + self.shape)
+
+    def volumes(self, codes: torch.Tensor):
+        """Per-iteration lookup state: the stacked decoded volumes (decode mode) or None (shared)."""
+        if self.mode == 'shared':
+            return None
+        nz, ny, nx = self.shape
+        # stack the B volumes along z (D axis): hypothesis b occupies slices [b*nz, (b+1)*nz)
+        return self.decode(codes).reshape(1, 1, -1, ny, nx)
+
+    def fold(self, g: torch.Tensor, hyp: torch.Tensor, n_hyp: int, direction: bool = False) -> torch.Tensor:
+        """Map normalized canonical coordinates g (..., 3) in [-1, 1] of hypothesis ``hyp`` (broadcast to
+        g[..., 0]) into the stacked volume of :meth:`volumes` (decode mode; identity in shared mode).
+        The map is affine in z, so rays can be folded once per ray (``direction=True`` for directions)."""
+        if self.mode == 'shared':
+            return g
+        nz = self.shape[0]
+        n_slices = nz * n_hyp
+        a = (nz - 1) / (n_slices - 1)
+        if direction:
+            return torch.cat([g[..., :2], g[..., 2:] * a], -1)
+        b = (nz - 1 + 2.0 * nz * hyp.to(g.dtype)) / (n_slices - 1) - 1.0
+        return torch.cat([g[..., :2], g[..., 2:] * a + b.unsqueeze(-1)], -1)
+
+    def sample(self, gg: torch.Tensor, hyp_rows: torch.Tensor, codes: torch.Tensor,
+               vols=None) -> torch.Tensor:
+        """SDF at folded grid coordinates gg (R, T, 3) whose rows belong to hypotheses hyp_rows (R,)."""
+        R, T, _ = gg.shape
+        if self.mode == 'shared':
+            f = F.grid_sample(self.vol[None], gg.view(1, R, T, 1, 3), mode='bilinear',
+                              padding_mode='border', align_corners=True).view(1 + self.d, R, T)
+            return f[0] + torch.einsum('krt,rk->rt', f[1:], codes[hyp_rows])
+        if vols is None:
+            vols = self.volumes(codes)
+        return F.grid_sample(vols, gg.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
+                             align_corners=True).view(R, T)
+
+    def query(self, pts: torch.Tensor, hyp: torch.Tensor, codes: torch.Tensor,
+              scales: torch.Tensor | None = None, vols=None) -> torch.Tensor:
+        """SDF of metric canonical points ``pts`` (R, T, 3); row r belongs to hypothesis ``hyp[r]``;
+        codes (B, d); optional per-axis scales (B, 3) stretch the shape (phi is then multiplied by the
+        smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
+        across the calls of one iteration. Outside the grid box the distance to the box is added to
+        the border value. Returns (R, T)."""
+        half = self.extent if scales is None else self.extent * scales[hyp][:, None, :]
+        g = pts / half
+        gc = g.clamp(-1.0, 1.0)
+        outside = torch.linalg.norm((g - gc) * half, dim=-1)
+        phi = self.sample(self.fold(gc, hyp[:, None].expand(gc.shape[:2]), codes.shape[0]), hyp, codes, vols)
+        phi = phi + outside
+        if scales is not None:
+            phi = phi * scales[hyp].min(-1).values[:, None]
+        return phi
+
+    def decode_full(self, code: np.ndarray) -> np.ndarray:
+        """One volume at the prior's full resolution, [iz, iy, ix] (for meshing and tight extents)."""
+        pa = self.arrays
+        c = np.asarray(code, np.float32)
+        return pa.mean + np.tensordot(c, pa.basis, axes=(0, 0))
