@@ -119,6 +119,7 @@ def test_drive_motion_and_timestamps(sim, frames):
     assert [sf.frame.stamp_ns - frames[0].frame.stamp_ns for sf in frames] == [0, 100_000_000, 200_000_000]
     by_id = [{lab.id: lab for lab in sf.gt} for sf in frames]
     ego_step = sim.scene.ego_speed * 0.1
+    assert frames[1].T_world_lidar[0, 3] - frames[0].T_world_lidar[0, 3] == pytest.approx(ego_step)
     moved = 0
     for car in sim.scene.cars:
         if car.id in by_id[0] and car.id in by_id[1]:

@@ -52,6 +52,7 @@ class SimFrame:
     points_clean: np.ndarray            # N x 3 returns before range noise (for checks)
     index: int = 0
     time_s: float = 0.0
+    T_world_lidar: np.ndarray = field(default_factory=lambda: np.eye(4))   # ego pose (world = frame 0)
     timings: dict = field(default_factory=dict)
 
 
@@ -171,8 +172,10 @@ class Simulator:
         fid = f'{index:06d}'
         sf = SensorFrame(image=image, K=self.camera.K, points=points, T_cam_lidar=self.T_cam_lidar,
                          stamp_ns=START_NS + index * FRAME_PERIOD_NS, frame_id=fid)
+        pose = np.eye(4)
+        pose[:3, 3] = ego
         return SimFrame(frame=sf, gt=gt, masks=masks, calib=self.calib, ring=ring, point_instance=pinst,
-                        points_clean=clean, index=int(index), time_s=t, timings=tm)
+                        points_clean=clean, index=int(index), time_s=t, T_world_lidar=pose, timings=tm)
 
     def _render_camera(self, posed: _Posed, ego: np.ndarray, rng):
         cam = self.camera
