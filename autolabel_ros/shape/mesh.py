@@ -37,7 +37,7 @@ def sdf_to_mesh(sdf_grid: np.ndarray, prior_or_bounds, level: float = 0.0) -> Me
     lo, hi = _grid_bounds(grid.shape, prior_or_bounds)
     n_xyz = np.array(grid.shape[::-1], float)
     spacing = (hi - lo) / (n_xyz - 1.0)
-    if not (grid.min() < level < grid.max()):
+    if not grid.min() < level:                              # nothing inside
         return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     outside = max(float(grid.max()), level + 1e-3)
     padded = np.pad(grid, 1, mode='constant', constant_values=outside)
