@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
-from test_bag_fixtures import K, PERIOD, T0, T_CAM_LIDAR, car_box, scene, write_tiny_bag
+from test_bag_fixtures import (K, PERIOD, T0, T_BASE_CAM, T_BASE_LIDAR, T_CAM_LIDAR, car_box, scene,
+                               write_tiny_bag)
 
 from autolabel_ros.core.types import Label3D, Mesh
 from autolabel_ros.io.bags import BagError, BagSource, TfTree, pair_stamps
@@ -212,3 +213,39 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert 'several LiDAR PointCloud2 topics' in err and 'Traceback' not in err
     assert main([str(tmp_path / 'nothing'), '--out', str(tmp_path / 'o'), '--quiet']) == 2
     assert main([str(bag), '--out', str(tmp_path / 'o'), '--prompts', 'bogus', '--quiet']) == 2
+
+
+def test_ros1_bag_is_read(tmp_path):
+    from rosbags.rosbag1 import Writer as Ros1Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from autolabel_ros.io import messages as M
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    ts.register(get_types_from_msg('geometry_msgs/TransformStamped[] transforms', 'tf2_msgs/msg/TFMessage'))
+    fac = M.rosbags_factory(ts)
+    path = tmp_path / 'drive.bag'
+    img, pts, _ = scene(0)
+    info_cls = ts.types['sensor_msgs/msg/CameraInfo']
+    roi = fac.new('sensor_msgs/msg/RegionOfInterest')
+    with Ros1Writer(path) as w:
+        def put(topic, msg, t):
+            conn = next((c for c in w.connections if c.topic == topic), None) or \
+                w.add_connection(topic, msg.__msgtype__, typestore=ts)
+            w.write(conn, t, ts.serialize_ros1(msg, msg.__msgtype__))
+
+        for parent, child, T in (('base_link', 'lidar', T_BASE_LIDAR), ('base_link', 'camera', T_BASE_CAM)):
+            put('/tf_static', M.make_tf_static(T, parent, child, T0, fac), T0)
+        # ROS 1 CameraInfo spells its matrices D, K, R, P
+        put('/camera/camera_info', info_cls(header=M.make_header(T0, 'camera', fac), height=120, width=320,
+                                            distortion_model='plumb_bob', D=np.zeros(5), K=K.ravel(),
+                                            R=np.eye(3).ravel(), P=np.hstack([K, np.zeros((3, 1))]).ravel(),
+                                            binning_x=0, binning_y=0, roi=roi), T0)
+        put('/camera/image_raw', M.make_image(img, T0, 'camera', fac), T0)
+        put('/velodyne_points', M.make_pointcloud2(pts, T0, 'lidar', fac), T0)
+    with BagSource(path) as src:
+        assert src.is_ros1 and src.cloud_topic == '/velodyne_points'
+        (_, frame, _), = list(src.iter_frames(src.index()))
+        assert list(src.sensor_messages(src.index())) == []     # not CDR: not copied
+    assert np.array_equal(frame.image, img) and np.allclose(frame.points, pts)
+    assert np.allclose(frame.K, K) and np.allclose(frame.T_cam_lidar, T_CAM_LIDAR)
