@@ -33,6 +33,15 @@ Design
   grid), ``c_k ~ N(0, stdev_k^2)`` over the training models; ``codes`` (M x d) are the training
   models' coefficients. A fitter usually optimizes whitened codes ``z = c / stdev`` (see
   ``torch_tensors(whitened=True)``).
+
+Measured (``benchmarks/prior_quality.py``; least-squares codes of models NOT used to build the prior;
+SDF error = mean |phi error| within 0.1 m of the surface; IoU of the grid occupancies):
+- default prior (150 procedural cars), 50 held-out procedural cars: d=1 4.9 cm / 0.83, d=3 3.4 cm / 0.89,
+  d=5 2.6 cm / 0.91, d=8 1.9 cm / 0.93; box of the meshed reconstruction at d=5: mean |l,w,h| error
+  4.1 cm (IoU 0.95). Float16 storage of the basis changes none of these digits.
+- ApolloCar3D 5-fold: d=5 2.4 cm / 0.92. Apollo models coded by the default prior: d=5 4.6 cm / 0.86.
+  Apollo grids lose the side mirrors (thinner than a voxel; the clean-up's opening removes them):
+  their boxes are body boxes, 10.7 cm narrower than the CAD bounding box on average.
 """
 from __future__ import annotations
 
