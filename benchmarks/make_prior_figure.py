@@ -16,7 +16,6 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from autolabel_ros.shape.mesh import sdf_to_mesh, tight_extent  # noqa: E402
 from autolabel_ros.shape.prior import load_prior  # noqa: E402
 
-LIGHT = np.array([0.4, 0.3, 0.85]) / np.linalg.norm([0.4, 0.3, 0.85])
 
 
 def draw(ax, mesh, view: str):
@@ -30,9 +29,11 @@ def draw(ax, mesh, view: str):
     keep = np.flatnonzero(facing)
     order = keep[np.argsort(sign * tri[keep, :, depth_axis].mean(axis=1))[::-1]] if view == 'side' else \
         keep[np.argsort(tri[keep, :, 2].mean(axis=1))]
-    shade = 0.35 + 0.65 * np.clip(np.abs(n[order] @ LIGHT), 0, 1)
-    ax.add_collection(PolyCollection(tri[order][:, :, axes], facecolors=plt.cm.Blues(0.25 + 0.6 * shade),
-                                     edgecolors='none'))
+    light = np.array([0.3, -0.5, 0.8]) if view == 'side' else np.array([0.3, 0.3, 0.9])
+    shade = np.clip(n[order] @ (light / np.linalg.norm(light)), 0, 1)
+    colors = plt.cm.Blues(0.3 + 0.6 * shade)
+    ax.add_collection(PolyCollection(tri[order][:, :, axes], facecolors=colors, edgecolors=colors,
+                                     linewidths=0.3))
     ax.set_xlim(-3.0, 3.0)
     ax.set_ylim(-1.2, 1.2)
     ax.set_aspect('equal')
