@@ -20,6 +20,16 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/python" -m pip install -q --no-deps -r "$root/requirements-nodeps.txt" >&2
   touch "$venv/.complete"
 fi
+# open3d's wheel links the system libusb-1.0, which minimal Debian images lack.
+if ! "$venv/bin/python" -c "import open3d" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[env] installing libusb-1.0-0 (needed by open3d)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0) >&2
+  fi
+  "$venv/bin/python" -c "import open3d" >/dev/null 2>&1 || {
+    echo "[env] open3d does not import: install the system package libusb-1.0-0 (Debian/Ubuntu) and retry" >&2
+    exit 1; }
+fi
 # The package itself is installed editable on every call (cheap), so the checkout in use is the one run.
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >&2
 echo "$venv"
