@@ -18,7 +18,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['data/*.npz']},
+    package_data={PACKAGE + '.data': ['*.npz']},
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
@@ -33,7 +33,6 @@ setup(
     maintainer_email='maintainers@autolabel-ros.dev',
     description='Automatic 3D cuboid and shape labels from camera + LiDAR and 2D prompts.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'autolabel-eval = autolabel_ros.cli.eval:main',

@@ -31,5 +31,7 @@ if ! "$venv/bin/python" -c "import open3d" >/dev/null 2>&1; then
     exit 1; }
 fi
 # The package itself is installed editable on every call (cheap), so the checkout in use is the one run.
-"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >&2
+log="$cache/editable-install.log"
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >"$log" 2>&1 \
+  || { cat "$log" >&2; echo "[env] installing the package failed (log above)" >&2; exit 1; }
 echo "$venv"
