@@ -46,7 +46,7 @@ class FitConfig:
     lr_shape: float = 0.05           # learning rate on the shape code (in prior standard deviations)
     lr_scale: float = 0.01           # learning rate on the per-axis log scales (when log_scales)
     lr_final_frac: float = 0.2       # learning rates decay geometrically to this fraction
-    yaw_hypotheses: int = 4          # headings optimized in parallel (>= 4, includes flips)
+    yaw_hypotheses: int = 8          # headings optimized in parallel (yaw0 + k * 360/n; >= 4 has the flips)
     crop_size: int = 24              # silhouette render resolution (pixels, square crop)
     final_crop_size: int = 64        # resolution of the confidence (mask IoU) render
     box_padding: float = 0.1         # crop padding around the 2D box, fraction of its size per side
@@ -57,6 +57,7 @@ class FitConfig:
     w_lidar: float = 1.0
     w_freespace: float = 1.0         # first-hit / free-space term, relative to w_lidar
     w_ground: float = 1.0
+    w_lamps: float = 0.1             # front/back choice: red rear-lamp cue (fit/heading.py), 0 = off
     w_shape: float = 0.01            # keeps the shape code near the prior's distribution
     w_scale: float = 1.0             # keeps the log scales near 0 (when log_scales)
     log_scales: bool = False         # optimize small per-axis log scales beyond the PCA shape

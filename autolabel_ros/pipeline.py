@@ -27,6 +27,7 @@ from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 from autolabel_ros.fit.energies import FitBatch
 from autolabel_ros.fit.ground import fit_ground
+from autolabel_ros.fit.heading import lamp_cue, redness
 from autolabel_ros.fit.init import init_object, mask_points, select_cluster
 from autolabel_ros.fit.optimize import optimize
 from autolabel_ros.fit.render import camera_rays, crop_box, crop_pixels, crop_resample
@@ -150,7 +151,9 @@ class Autolabeler:
             idx = idx[keep]
             pts = xyz[idx]
             if len(pts) > fc.max_points:
-                sel = np.sort(rng.choice(len(pts), fc.max_points, replace=False))
+                # seeded per prompt id: an object's subset does not depend on the other prompts
+                sub = np.random.default_rng([cfg.seed, int(prompts[i].id) & 0xFFFFFFFF])
+                sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
                 pts, idx = pts[sel], idx[sel]
             if n_frustum == 0 or len(pts) == 0:
                 reasons[i].append('no_lidar_points')
@@ -234,13 +237,9 @@ class Autolabeler:
         obj = np.concatenate([np.full(len(o['init'].yaw), k) for k, o in enumerate(objs)])
         prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
-        n_threads = torch.get_num_threads()
-        if fc.threads > 0 and dev.type == 'cpu':
-            torch.set_num_threads(fc.threads)
-        try:
-            fits = optimize(self.sdf, batch, init_xyz, init_yaw, obj, fc, dev)
-        finally:
-            torch.set_num_threads(n_threads)
+        fits = optimize(self.sdf, batch, init_xyz, init_yaw, obj, fc, dev)
+        if fc.w_lamps > 0:
+            fits = self._choose_heading(frame, objs, fits)
         fit_s = time.perf_counter() - tf
         # confidence: hard render at a finer crop vs the mask, on unoccluded pixels
         Sf = fc.final_crop_size
@@ -257,6 +256,29 @@ class Autolabeler:
         ious = mask_ious(self.sdf, pose, codes, scales, batch.ray_o, torch.as_tensor(np.stack(rd), **f32),
                          np.stack(tg), np.stack(vd))
         return fits, dict(prep_s=prep_s, fit_s=fit_s, ious=ious)
+
+    def _choose_heading(self, frame, objs, fits):
+        """Re-rank each object's surviving hypotheses with the lamp-colour cue (fit/heading.py)."""
+        red = redness(frame.image)
+        out = []
+        for o, f in zip(objs, fits):
+            alts = f.alternatives or [f]
+            if len(alts) < 2:
+                out.append(f)
+                continue
+            # the paint's redness: upper quartile of the mask (glass and tyres are darker, lamps small)
+            base = float(np.percentile(red[o['mask']], 75)) if o['mask'].any() else 0.0
+            scores = []
+            for a in alts:
+                size = self.sdf.size_of(torch.as_tensor(a.code[None], dtype=torch.float32,
+                                                        device=self.device))[0].cpu().numpy()
+                t = lamp_cue(a.pose, size, frame, o['mask'], red, base)
+                a.terms['lamps'] = t
+                scores.append(a.energy + self.cfg.fit.w_lamps * t)
+            best = alts[int(np.argmin(scores))]
+            best.alternatives = alts
+            out.append(best)
+        return out
 
     @staticmethod
     def _box_of(o):

@@ -26,6 +26,7 @@ class ObjectFit:
     terms: dict = field(default_factory=dict)
     hyp_energies: list = field(default_factory=list)   # (yaw, energy) of every initial hypothesis
     hyp_index: int = 0                                  # which initial hypothesis won
+    alternatives: list = field(default_factory=list)   # every surviving hypothesis (ObjectFit), best first
 
 
 def _zeta(cfg, it: int, n: int) -> float:
@@ -74,7 +75,17 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int) ->
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
              device) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
-    the best one per object (objects 0..N-1)."""
+    the best one per object (objects 0..N-1). Runs with ``cfg.threads`` torch threads on CPU."""
+    n_threads = torch.get_num_threads()
+    if cfg.threads > 0 and torch.device(device).type == 'cpu':
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device)
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+def _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device) -> list[ObjectFit]:
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -121,7 +132,12 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
         idx0 = np.flatnonzero(obj == i)
         hyps = [{'yaw0': float(init_yaw[j]), 'energy_pruning': float(hyp_energy0[j]),
                  'energy_final': final_by_hyp.get(int(j))} for j in idx0]
-        out.append(ObjectFit(pose=np.concatenate([xyz[b], [yaw[b]]]), code=code[b], scales=scl[b],
-                             energy=float(e_np[b]), terms={k: float(v[b]) for k, v in terms.items()},
-                             hyp_energies=hyps, hyp_index=int(hyp_np[b] - idx0[0])))
+        alts = []
+        for r in sorted(np.flatnonzero(obj_np == i), key=lambda r: e_np[r]):
+            alts.append(ObjectFit(pose=np.concatenate([xyz[r], [yaw[r]]]), code=code[r], scales=scl[r],
+                                  energy=float(e_np[r]), terms={k: float(v[r]) for k, v in terms.items()},
+                                  hyp_energies=hyps, hyp_index=int(hyp_np[r] - idx0[0])))
+        best_fit = alts[0]
+        best_fit.alternatives = alts
+        out.append(best_fit)
     return out

@@ -1,0 +1,272 @@
+"""Fit benchmarks: ``make benchmark`` (= ``python benchmarks/run_all.py``) -> benchmarks/RESULTS.md
+and benchmarks/results.json.
+
+Sections (``--only a,b``): ``data`` (export the synthetic sets), ``kitti`` (real KITTI frames from
+../shared/data, skipped when absent), ``synthetic`` (simulator cars), ``timing`` (end to end with
+the segmenter, no mask cache), ``figure`` (benchmarks/figures/kitti_fits.png). Results of sections
+not run are kept from the previous results.json, so ``--only timing`` refreshes just the timings.
+
+Synthetic sets are exported once to ~/.cache/autolabel_ros/bench/ (KITTI layout plus
+``instance_2/`` oracle masks; 64 beams: ``--sim-frames`` independent scenes, seeds 300000+i; 32 and
+16 beams: the first ``--beam-frames`` of the same scenes). Segmenter masks are cached per frame and
+prompt mode (the ablation rows differ only in the fit), the timing section never uses the cache.
+Runs go to a pool of ``--jobs`` processes; each fit uses one thread (``fit.threads``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+KITTI = ROOT.parent / 'shared' / 'data' / 'kitti_object' / 'training'
+CACHE = Path(os.environ.get('AUTOLABEL_BENCH_CACHE', Path.home() / '.cache' / 'autolabel_ros' / 'bench'))
+APOLLO = Path.home() / '.cache' / 'autolabel_ros' / 'apollo_prior.npz'
+SIM_SEED0 = 300000
+
+
+# ---------------------------------------------------------------------------------------- data
+def _export_frame(args):
+    root, seed, beams, fid = args
+    import cv2
+
+    from autolabel_ros.sim.drive import simulate_frame
+    from autolabel_ros.sim.writers import write_kitti
+    root = Path(root)
+    if (root / 'instance_2' / f'{fid}.png').exists():
+        return fid
+    sf = simulate_frame(seed, beams=beams)
+    sf.frame.frame_id = fid
+    write_kitti(root, sf)
+    # oracle masks: value k = the object on line k-1 of label_2 (written in sf.gt order)
+    inst = np.zeros(sf.masks.shape, np.uint16)
+    for k, g in enumerate(sf.gt):
+        inst[sf.masks == g.id] = k + 1
+    (root / 'instance_2').mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / 'instance_2' / f'{fid}.png'), inst)
+    return fid
+
+
+def sim_root(beams: int) -> Path:
+    return CACHE / f'sim{beams}' / 'training'
+
+
+def export_sim(n64: int, n_beam: int, jobs: int):
+    tasks = [(str(sim_root(64)), SIM_SEED0 + i, 64, f'{i:06d}') for i in range(n64)]
+    for b in (32, 16):
+        tasks += [(str(sim_root(b)), SIM_SEED0 + i, b, f'{i:06d}') for i in range(n_beam)]
+    t = time.perf_counter()
+    with ProcessPoolExecutor(jobs) as ex:
+        list(ex.map(_export_frame, tasks))
+    print(f'[data] {len(tasks)} synthetic frames ready in {time.perf_counter() - t:.0f} s ({CACHE})')
+
+
+# ------------------------------------------------------------------------------------ mask cache
+class CachedSegmenter:
+    """Wraps the real segmenter; masks cached on disk per (dataset, frame, prompt mode)."""
+
+    def __init__(self, al, key: str):
+        self.al, self.key = al, key
+        self.fid = None
+
+    def segment(self, image, prompts):
+        path = CACHE / 'masks' / f'{self.key}_{self.fid}.npz'
+        if path.exists():
+            z = np.load(path)
+            return list(z['masks']), list(z['scores'])
+        from autolabel_ros.segment import make_segmenter
+        if getattr(self.al, '_real_seg', None) is None:
+            self.al._real_seg = make_segmenter(self.al.cfg.segmenter, self.al.device)
+        masks, scores = self.al._real_seg.segment(image, prompts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, masks=np.stack(masks) if masks else np.zeros((0, 1, 1), bool),
+                            scores=np.asarray(scores, float))
+        return masks, scores
+
+
+# ------------------------------------------------------------------------------------------ runs
+def run_one(spec: dict) -> dict:
+    """One benchmark row: label a split with a config, evaluate, return the row."""
+    import torch
+
+    from autolabel_ros.cli.kitti import label_frames
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.eval import evaluate
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.pipeline import Autolabeler
+
+    torch.set_num_threads(1)
+    cfg = from_dict(spec.get('config', {}))
+    al = Autolabeler(cfg)
+    data = Path(spec['data'])
+    frames = spec.get('frames') or KittiObjectDataset(data).frame_ids
+    out = CACHE / 'pred' / spec['name']
+    if spec['masks'] == 'sam' and spec.get('cache_masks', True):
+        seg = CachedSegmenter(al, f'{spec["dataset"]}_{spec["prompts"]}')
+        al._segmenter = seg
+        stats = {'frames': [], 'instances': []}
+        for fid in frames:       # per frame, so the cache knows the frame id
+            seg.fid = fid
+            s = label_frames(data, out, spec['prompts'], [fid], None, 'sam', False, al)
+            stats['frames'] += s['frames']
+            stats['instances'] += s['instances']
+    else:
+        stats = label_frames(data, out, spec['prompts'], frames, None, spec['masks'], False, al)
+    res = evaluate(data / 'label_2', out, frames)
+    per_inst = [f['per_instance_s'] for f in stats['frames'] if f['n'] > 0]
+    acc = [i['accepted'] for i in stats['instances']]
+    return {'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
+            'accepted_share': float(np.mean(acc)) if acc else None,
+            'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,
+            'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
+            'n_frames': len(frames)}
+
+
+def kitti_specs(apollo: bool) -> list[dict]:
+    base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
+    rows = [
+        dict(base, name='kitti: init only', config={'fit': {'iterations': 0}}),
+        dict(base, name='kitti: LiDAR term only', config={'fit': {'energies': ['lidar']}}),
+        dict(base, name='kitti: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
+        dict(base, name='kitti: LiDAR + mask + ground (full)', config={}),
+        dict(base, name='kitti: full, point prompts', prompts='gt-points', config={}),
+    ]
+    if apollo:
+        rows.append(dict(base, name='kitti: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
+    return rows
+
+
+def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
+    fr = [f'{i:06d}' for i in range(n64)]
+    base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
+    rows = [
+        dict(base, name='sim: init only', config={'fit': {'iterations': 0}}),
+        dict(base, name='sim: LiDAR term only', config={'fit': {'energies': ['lidar']}}),
+        dict(base, name='sim: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
+        dict(base, name='sim: LiDAR + mask + ground (full)', config={}),
+        dict(base, name='sim: full, oracle masks', masks='gt', config={}),
+        dict(base, name='sim: full, point prompts', prompts='gt-points', config={}),
+    ]
+    if apollo:
+        rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
+    fb = [f'{i:06d}' for i in range(n_beam)]
+    for b in (64, 32, 16):
+        rows.append(dict(base, name=f'sim: full, {b} beams ({n_beam} frames)', dataset=f'sim{b}',
+                         data=str(sim_root(b)), frames=fb, config={}))
+    return rows
+
+
+def timing_specs(n_frames: int) -> list[dict]:
+    if KITTI.is_dir():
+        return [dict(name='timing: KITTI end to end (MobileSAM + fit)', dataset='kitti', data=str(KITTI),
+                     prompts='gt-boxes', masks='sam', cache_masks=False, config={})]
+    fr = [f'{i:06d}' for i in range(n_frames)]
+    return [dict(name='timing: synthetic end to end (MobileSAM + fit)', dataset='sim64',
+                 data=str(sim_root(64)),
+                 prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={})]
+
+
+# --------------------------------------------------------------------------------------- report
+def _f(v, fmt='.1f'):
+    return 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
+
+
+def write_report(results: dict, path: Path):
+    lines = ['# Fit benchmarks', '',
+             'Written by `python benchmarks/run_all.py` (`make benchmark`); numbers come from that run '
+             '(see results.json for the full evaluator output).', '',
+             'AP R40 (Car, autolabel-eval). Prompts = ground-truth 2D boxes unless stated; masks = '
+             'MobileSAM unless stated. "acc." = share of labels accepted by the verification.', '',
+             '| run | frames | 3D@0.5 mod | 3D@0.7 mod | BEV@0.7 mod | 3D@0.5 easy/hard | mean IoU3D | '
+             'flip rate | median yaw err | acc. | fit s/inst |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for row in results.get('rows', []):
+        r = row['result']
+        lines.append(
+            f'| {row["name"]} | {row["n_frames"]} | {_f(r["3D@0.5"]["moderate"])} | '
+            f'{_f(r["3D@0.7"]["moderate"])} | '
+            f'{_f(r["BEV@0.7"]["moderate"])} | {_f(r["3D@0.5"]["easy"])}/{_f(r["3D@0.5"]["hard"])} | '
+            f'{_f(r.get("mean_iou3d"), ".3f")} | {_f(r.get("flip_rate"), ".3f")} | '
+            f'{_f(r.get("median_yaw_err_deg"), ".1f")} | {_f(row.get("accepted_share"), ".2f")} | '
+            f'{_f(row.get("median_fit_s_per_instance"), ".2f")} |')
+    lines += ['']
+    for row in results.get('timing', []):
+        lines += [f'**{row["name"]}** ({row["n_frames"]} frames): median fit '
+                  f'{_f(row["median_fit_s_per_instance"], ".2f")} s per instance (batched, CPU, 1 thread), '
+                  f'median {_f(row["median_frame_s"], ".2f")} s per frame end to end incl. the segmenter.',
+                  '']
+    lines += [f'Run at {results.get("date", "?")} on {results.get("machine", "?")}; '
+              f'load average at the start {results.get("load", "?")}. ' + results.get('note', ''), '']
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--only', default='data,kitti,synthetic,timing,figure')
+    p.add_argument('--sim-frames', type=int, default=40)
+    p.add_argument('--beam-frames', type=int, default=12)
+    p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--out', default=str(ROOT / 'benchmarks'))
+    args = p.parse_args(argv)
+    only = set(args.only.split(','))
+    out = Path(args.out)
+    jpath = out / 'results.json'
+    results = json.loads(jpath.read_text()) if jpath.exists() else {}
+    apollo = APOLLO.is_file()
+    if 'data' in only or 'synthetic' in only:
+        export_sim(args.sim_frames, args.beam_frames, args.jobs)
+    specs = []
+    if 'kitti' in only and KITTI.is_dir():
+        specs += kitti_specs(apollo)
+    if 'synthetic' in only:
+        specs += synthetic_specs(apollo, args.sim_frames, args.beam_frames)
+    t0 = time.perf_counter()
+    if specs:
+        # segmenter masks first (one process, both cores), so the parallel fits only read the cache
+        warmed = set()
+        for s in specs:
+            k = (s['dataset'], s['prompts'])
+            if s['masks'] == 'sam' and k not in warmed:
+                warmed.add(k)
+                run_one(dict(s, name=f'_warm_{k[0]}_{k[1]}', config={'fit': {'iterations': 0}}))
+        with ProcessPoolExecutor(args.jobs) as ex:
+            rows = list(ex.map(run_one, specs))
+        old = {r['name']: r for r in results.get('rows', [])}
+        for r in rows:
+            old[r['name']] = r
+            print(f'[{r["name"]}] 3D@0.5 mod {_f(r["result"]["3D@0.5"]["moderate"])}  '
+                  f'3D@0.7 mod {_f(r["result"]["3D@0.7"]["moderate"])}  '
+                  f'flip {_f(r["result"].get("flip_rate"), ".3f")}')
+        order = [s['name'] for s in kitti_specs(True)
+                 + synthetic_specs(True, args.sim_frames, args.beam_frames)]
+        results['rows'] = sorted(old.values(),
+                                 key=lambda r: order.index(r['name']) if r['name'] in order else 99)
+    if 'timing' in only:
+        results['timing'] = [run_one(s) for s in timing_specs(8)]
+        for r in results['timing']:
+            print(f'[{r["name"]}] fit {r["median_fit_s_per_instance"]:.2f} s/inst, '
+                  f'frame {r["median_frame_s"]:.2f} s')
+    if 'figure' in only and KITTI.is_dir():
+        from benchmarks.kitti_figure import make_figure
+        make_figure(out / 'figures' / 'kitti_fits.png')
+    results['date'] = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    results['machine'] = f'{os.cpu_count()} CPU cores, no GPU'
+    results['load'] = ' '.join(f'{x:.1f}' for x in os.getloadavg())
+    results['note'] = ('Until ~16:40 UTC the machine was shared with 6 other processes (load average '
+                       'well above the 2 cores), so timings taken before then are pessimistic; '
+                       '`python benchmarks/run_all.py --only timing` re-measures them alone.')
+    results['wall_s'] = time.perf_counter() - t0
+    jpath.write_text(json.dumps(results, indent=1, default=float))
+    write_report(results, out / 'RESULTS.md')
+    print(f'wrote {out / "RESULTS.md"} ({time.perf_counter() - t0:.0f} s)')
+
+
+if __name__ == '__main__':
+    main()

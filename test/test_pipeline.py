@@ -1,0 +1,100 @@
+"""End-to-end tests of the Autolabeler on a simulated frame with oracle (ground-truth) masks."""
+import numpy as np
+import pytest
+
+from autolabel_ros.config import AutolabelConfig
+from autolabel_ros.core.types import Prompt, SensorFrame, wrap_angle
+from autolabel_ros.pipeline import Autolabeler
+
+SEED = 100004     # a scene with two unoccluded, dense cars seen from the side and several far ones
+
+
+@pytest.fixture(scope='module')
+def sim():
+    from autolabel_ros.sim.drive import simulate_frame
+    return simulate_frame(SEED)
+
+
+@pytest.fixture(scope='module')
+def labeler():
+    return Autolabeler(AutolabelConfig(device='cpu'))
+
+
+@pytest.fixture(scope='module')
+def labelled(sim, labeler):
+    prompts = [Prompt(id=g.id, box=g.box2d) for g in sim.gt]
+    masks = [sim.masks == g.id for g in sim.gt]
+    return prompts, masks, labeler.label(sim.frame, prompts, masks)
+
+
+def _well_observed(g):
+    """Unoccluded, (nearly) untruncated, dense, and seen obliquely enough that its side is visible
+    (the length of a car seen exactly end-on is not observable by any cue)."""
+    side = abs(np.sin(g.yaw - np.arctan2(g.center[1], g.center[0])))
+    return g.occlusion == 0 and g.truncation <= 0.15 and g.metrics['lidar_points'] >= 200 and side > 0.2
+
+
+def test_fit_recovers_known_boxes(sim, labelled):
+    prompts, _, labels = labelled
+    assert [lab.id for lab in labels] == [p.id for p in prompts]
+    easy = [(g, lab) for g, lab in zip(sim.gt, labels) if _well_observed(g)]
+    assert len(easy) >= 2
+    for g, lab in easy:
+        assert np.linalg.norm(lab.center - g.center) < 0.3, (g.id, lab.center, g.center)
+        assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10, (g.id, lab.yaw, g.yaw)   # flips fail
+        # width and height within 0.3 m; the length within 0.5 m: from the side the silhouette and the
+        # scan constrain it, but bumper tips are thin in a 5-component prior (see benchmarks/RESULTS.md)
+        assert np.all(np.abs(lab.size - g.size) < [0.5, 0.3, 0.3]), (g.id, lab.size, g.size)
+        assert lab.accepted and lab.score > 0.7
+        assert lab.mesh is not None and len(lab.mesh.faces) > 100 and lab.latent is not None
+        assert lab.metrics['surface_ratio'] >= 0.6 and lab.metrics['mask_iou'] >= 0.7
+
+
+def test_zero_prompts_and_no_lidar(sim, labeler):
+    assert labeler.label(sim.frame, []) == []
+    g = max(sim.gt, key=lambda g: g.metrics['lidar_points'])
+    empty = SensorFrame(image=sim.frame.image, K=sim.frame.K, points=np.zeros((0, 4), np.float32),
+                        T_cam_lidar=sim.frame.T_cam_lidar)
+    (lab,) = labeler.label(empty, [Prompt(id=7, box=g.box2d)], [sim.masks == g.id])
+    assert lab.id == 7 and not lab.accepted and 'no_lidar_points' in lab.reasons
+    assert np.all(np.isfinite(lab.center))          # a monocular guess from mask + box size
+
+
+def test_prompts_outside_and_partly_outside_the_image(sim, labeler):
+    W, H = sim.frame.width, sim.frame.height
+    g = next(g for g in sim.gt if _well_observed(g))
+    x1, y1, x2, y2 = g.box2d
+    wide = Prompt(id=1, box=[x1 - 5000, y1, x2, y2 + 3000])        # reaches far outside the image
+    gone = Prompt(id=2, box=[W + 10, 0, W + 50, 40])                 # nothing left after clipping
+    labs = labeler.label(sim.frame, [wide, gone], [sim.masks == g.id, np.zeros((H, W), bool)])
+    assert [lab.id for lab in labs] == [1, 2]
+    assert np.all(labs[0].box2d >= 0) and labs[0].box2d[2] <= W and labs[0].box2d[3] <= H
+    assert np.linalg.norm(labs[0].center - g.center) < 0.5
+    assert not labs[1].accepted and labs[1].reasons == ['empty_box']
+
+
+def test_batch_equals_one_at_a_time(sim, labelled, labeler):
+    prompts, masks, labels = labelled
+    # cars whose masks' boxes do not overlap any other car (no occlusion interplay)
+    boxes = [p.box for p in prompts]
+
+    def alone(i):
+        a = boxes[i]
+        return all(j == i or a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
+                   for j, b in enumerate(boxes))
+    idx = [i for i in range(len(prompts)) if alone(i) and labels[i].metrics['n_points'] > 20][:2]
+    assert idx
+    for i in idx:
+        (one,) = labeler.label(sim.frame, [prompts[i]], [masks[i]])
+        assert np.linalg.norm(one.center - labels[i].center) < 0.05
+        assert abs(wrap_angle(one.yaw - labels[i].yaw)) < np.radians(2)
+        assert np.allclose(one.size, labels[i].size, atol=0.05)
+
+
+def test_deterministic(sim, labelled, labeler):
+    prompts, masks, labels = labelled
+    again = labeler.label(sim.frame, prompts[:2], masks[:2])
+    twice = labeler.label(sim.frame, prompts[:2], masks[:2])
+    for a, b in zip(again, twice):
+        assert np.array_equal(a.center, b.center) and a.yaw == b.yaw
+    assert set(labeler.timings) >= {'segment_s', 'fit_s', 'total_s', 'per_instance_s'}
