@@ -124,9 +124,14 @@ def test_interrupted_then_resumed_run_is_byte_identical(inputs, reference, tmp_p
     tree, ref = output_tree(out), reference[2]
     assert sorted(tree) == sorted(ref)
     assert [k for k in ref if tree[k] != ref[k]] == []
-    # --no-resume discards the saved frames
-    summary = run_job(_job(inputs, out, resume=False, copy_sensors=False, start=0.0, end=0.05))
+    # --no-resume discards the saved frames; a window; annotations only, in sqlite3
+    summary = run_job(_job(inputs, out, resume=False, copy_sensors=False, start=0.0, end=0.05,
+                           storage='sqlite3'))
     assert summary['run']['resumed_frames'] == 0 and summary['frames']['selected'] == 1
+    assert set(summary['outputs']['bag_messages']) == {'/tf_static', '/autolabel/markers',
+                                                       '/autolabel/detections_3d', '/autolabel/detections_2d'}
+    assert 'storage_identifier: sqlite3' in (out / 'labels.bag' / 'metadata.yaml').read_text()
+    assert sorted(p.name for p in (out / 'kitti' / 'label_2').iterdir()) == ['000000.txt']
 
 
 def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path):
