@@ -308,7 +308,9 @@ class Autolabeler:
                        n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
                        hypotheses=f.hyp_energies, hypothesis=f.hyp_index, depth=float(init.depth),
                        init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),
-                       scales=np.asarray(f.scales).tolist())
+                       scales=np.asarray(f.scales).tolist(),
+                       alternatives=[{'pose': np.asarray(a.pose).tolist(), 'energy': a.energy,
+                                      'lamps': a.terms.get('lamps', 0.0)} for a in (f.alternatives or [f])])
         return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
                        latent=np.asarray(f.code, float), mesh=mesh, box2d=box, accepted=not reasons,
                        reasons=reasons, metrics=metrics)

@@ -9,7 +9,7 @@ the paint's redness (upper quartile over the mask), floored at 0 (a red car is r
 evidence). Only
 red counts (one-sided): no red lamp is no evidence either way. The cue is
 
-    t = -side * clip((lamp_redness - max(car_redness, 0)) / 40, 0, 1) * visibility
+    t = -side * clip((lamp_redness - max(car_redness, 0) - DEAD_ZONE) / 40, 0, 1) * visibility
 
 with side = +1 when the hypothesis says the visible end is the rear, -1 for the front, and
 visibility = |cos| between the end face normal and the viewing direction (0 for a pure side view).
@@ -22,6 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from autolabel_ros.core.geometry import project, rot_z, transform_points
+
+# Redness below this (R - max(G, B), 0-255 scale) above the paint is not a lamp: camera colour
+# fringes at bright edges (head-lamp highlights, chrome) reach ~20 in real images.
+DEAD_ZONE = 25.0
 
 
 def redness(image: np.ndarray) -> np.ndarray:
@@ -67,5 +71,5 @@ def lamp_cue(pose, size, frame, mask: np.ndarray, red: np.ndarray, base: float) 
         return 0.0
     # one-sided: red lamps are evidence for the rear; their absence (dark glass, a shadow, lamps out
     # of the patch) is no evidence for the front. A blue car is not "less red" than a lamp: base >= 0.
-    contrast = max(0.0, float(np.mean(vals)) - max(base, 0.0))
+    contrast = float(np.mean(vals)) - max(base, 0.0) - DEAD_ZONE
     return -side * float(np.clip(contrast / 40.0, 0.0, 1.0)) * vis
