@@ -218,6 +218,12 @@ def test_prepare_frame_from_messages_with_clicks():
     st.lidar_frame, st.camera_frame = 'velodyne', 'cam_optical'
     frame, prompts, _ = logic.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
     assert (frame.lidar_frame, frame.camera_frame, prompts) == ('velodyne', 'cam_optical', [])
+    # ROS 1 style ids ('/velodyne'): tf2 rejects a leading slash in lookups, so it is dropped
+    st.lidar_frame, st.camera_frame = '', ''
+    pc.header.frame_id, img.header.frame_id = '/velodyne', '/cam'
+    assert logic.frame_ids(st, img, pc) == ('velodyne', 'cam')
+    frame, _, _ = logic.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
+    assert (frame.lidar_frame, frame.camera_frame) == ('velodyne', 'cam')
     info.width = 1280
     with pytest.raises(logic.SkipFrame, match='camera_info is 1280x480 but the image is 640x480'):
         logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)

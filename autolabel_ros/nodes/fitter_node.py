@@ -164,12 +164,13 @@ class FitterNode(Node):
         """Pending clicks transformed into the camera optical frame (N x 3)."""
         pts = []
         for c in self.clicks.take(logic.now_wall()):
-            if c.frame_id in (lidar_frame, ''):
+            frame_id = logic.tf_frame_id(c.frame_id)
+            if frame_id in (lidar_frame, ''):
                 pts.append(transform_points(T_cam_lidar, c.xyz[None])[0])
-            elif c.frame_id == camera_frame:
+            elif frame_id == camera_frame:
                 pts.append(c.xyz)
             else:
-                T = self._lookup(camera_frame, c.frame_id, Time(), self.settings.tf_timeout)
+                T = self._lookup(camera_frame, frame_id, Time(), self.settings.tf_timeout)
                 if T is None:
                     self.get_logger().warning(f'click in frame {c.frame_id!r}: no TF to '
                                               f'{camera_frame!r}; ignored')
@@ -180,8 +181,7 @@ class FitterNode(Node):
     def _process(self, image_msg, info_msg, cloud_msg, det_msg):
         t0 = time.perf_counter()
         s = self.settings
-        lidar_frame = s.lidar_frame or cloud_msg.header.frame_id
-        camera_frame = s.camera_frame or image_msg.header.frame_id
+        lidar_frame, camera_frame = logic.frame_ids(s, image_msg, cloud_msg)
         T = self._extrinsic(camera_frame, lidar_frame, Time.from_msg(cloud_msg.header.stamp))
         if T is None:
             return

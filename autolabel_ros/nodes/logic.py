@@ -86,7 +86,8 @@ COMMON_PARAMS = (
 )
 
 FITTER_PARAMS = COMMON_PARAMS + (
-    ParamSpec('queue_size', 10, 'ApproximateTimeSynchronizer queue length per topic', min=1, max=1000),
+    ParamSpec('queue_size', 30, 'ApproximateTimeSynchronizer queue length per topic; it must cover the '
+              'detector latency (camera rate x latency, e.g. 30 Hz x 0.5 s = 15 images)', min=1, max=1000),
     ParamSpec('slop', 0.1, 'ApproximateTimeSynchronizer: largest stamp difference within a set (seconds)',
               min=0.0, max=10.0),
     ParamSpec('sync_detections', True, 'synchronize a vision_msgs/Detection2DArray with each frame; '
@@ -176,7 +177,7 @@ class NodeSettings:
     reliability: str = 'best_effort'
     qos_depth: int = 5
     compressed_image: bool = False
-    queue_size: int = 10
+    queue_size: int = 30
     slop: float = 0.1
     sync_detections: bool = True
     sync_warn_after: float = 5.0
@@ -486,6 +487,18 @@ class SkipFrame(Exception):
     """This synchronized set cannot be processed; the text says why (logged, throttled)."""
 
 
+def tf_frame_id(name) -> str:
+    """A frame id as tf2 accepts it: ROS 2 tf2 rejects lookups of ids with a leading '/' (ROS 1 style,
+    e.g. bags converted from ROS 1) and stores such transforms without the slash."""
+    return str(name or '').strip().lstrip('/')
+
+
+def frame_ids(settings: NodeSettings, image_msg, cloud_msg) -> tuple[str, str]:
+    """(LiDAR frame, camera frame) of a synchronized set: the overrides, else the headers' frame ids."""
+    return (tf_frame_id(settings.lidar_frame or cloud_msg.header.frame_id),
+            tf_frame_id(settings.camera_frame or image_msg.header.frame_id))
+
+
 def prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T_cam_lidar: np.ndarray, settings: NodeSettings,
                   clicks_cam: Optional[np.ndarray] = None) -> tuple[SensorFrame, list[Prompt], int]:
     """Messages (rclpy or rosbags) + extrinsic -> (SensorFrame, prompts, clicks outside the image).
@@ -504,9 +517,9 @@ def prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T_cam_lidar: np.ndarr
         raise SkipFrame(f'camera_info is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}')
     points = M.pointcloud2_to_numpy(cloud_msg)
     stamp_ns = M.header_stamp_ns(cloud_msg)
+    lidar_frame, camera_frame = frame_ids(settings, image_msg, cloud_msg)
     frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=T_cam_lidar, stamp_ns=stamp_ns,
-                        frame_id=str(stamp_ns), lidar_frame=settings.lidar_frame or cloud_msg.header.frame_id,
-                        camera_frame=settings.camera_frame or image_msg.header.frame_id)
+                        frame_id=str(stamp_ns), lidar_frame=lidar_frame, camera_frame=camera_frame)
     prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
     outside = 0
     if clicks_cam is not None and len(clicks_cam):
