@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import trimesh
 
 from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Mesh
@@ -23,10 +22,13 @@ def canonical_mesh(sdf_grid: np.ndarray, extent: np.ndarray, scales=None) -> Mes
     v = verts[:, ::-1] - spacing - np.asarray(extent, float)     # (z, y, x) -> (x, y, z), undo pad
     if scales is not None:
         v = v * np.asarray(scales, float)
-    m = trimesh.Trimesh(v, faces, process=True)
-    if m.volume < 0:
-        m.invert()
-    return Mesh(vertices=np.asarray(m.vertices), faces=np.asarray(m.faces))
+    faces = np.asarray(faces, dtype=np.int64)
+    # orientation from the signed volume (sum of tetrahedra to the origin), flipped to point outwards;
+    # marching cubes output is already indexed, no trimesh processing needed
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    if np.einsum('ij,ij->i', a, np.cross(b, c)).sum() < 0:
+        faces = faces[:, ::-1].copy()
+    return Mesh(vertices=v, faces=faces)
 
 
 def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarray):
