@@ -4,6 +4,7 @@ Messages are the real ROS 2 definitions from the rosbags typestore; what the fit
 serialized to CDR.
 """
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from autolabel_ros.io import messages as M
 from autolabel_ros.io.ros_types import get_typestore
 from autolabel_ros.nodes import logic
 
+ROOT = Path(__file__).resolve().parents[1]
 TS = get_typestore()
 F = M.rosbags_factory(TS)
 
@@ -264,3 +266,65 @@ def test_debug_image_draws_projected_box_prompts_and_masks():
     u, v = np.round(uv[0]).astype(int)              # a box corner: green pixels around it
     patch = out[v - 2:v + 3, u - 2:u + 3].reshape(-1, 3)
     assert any(tuple(px) == (40, 220, 70) for px in patch)
+
+
+def test_launch_test_frame_end_to_end_without_ros():
+    """The launch test's frame (simulator seed 100000, GT 2D boxes as prompts, the YAML plus its
+    overrides) through the fitter's path without rclpy: parameters -> prepare_frame -> Autolabeler ->
+    frame_outputs -> CDR, and the launch test's own assertions on the result. The simulator's masks
+    stand in for SAM (the node's only step not run here) to keep this test short."""
+    import yaml
+
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.sim import simulate_frame
+
+    def flat(d, prefix=''):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    specs = logic.fitter_specs()
+    params = yaml.safe_load((ROOT / 'config' / 'autolabel.yaml').read_text())['/**']['ros__parameters']
+    values = flat(params) | {'device': 'cpu', 'fit.iterations': 30, 'publish_rejected': True,
+                             'sync_warn_after': 30.0}     # the launch test's overrides
+    cfg, st = logic.validate_parameters(values, specs, 'autolabel_fitter')
+    sf = simulate_frame(100000)
+    fr = sf.frame
+    gt = [g for g in sf.gt if g.box2d is not None]
+    assert gt
+    stamp = fr.stamp_ns
+    img = cdr(M.make_image(fr.image, stamp, 'camera', F))
+    info = cdr(M.make_camera_info(fr.K, fr.width, fr.height, stamp, 'camera', F))
+    pc = cdr(M.make_pointcloud2(fr.points, stamp, 'lidar', F, ring=sf.ring))
+    det = cdr(M.prompts_to_detection2d_array([Prompt(id=g.id, box=g.box2d, cls='Car', score=1.0) for g in gt],
+                                             stamp, 'camera', F))
+    tf = cdr(M.make_tf_static(fr.T_cam_lidar, 'camera', 'lidar', stamp, F))
+    T = M.transform_to_matrix(tf.transforms[0])       # what lookup_transform('camera', 'lidar') returns
+    np.testing.assert_allclose(T, fr.T_cam_lidar, atol=1e-9)
+    frame, prompts, outside = logic.prepare_frame(img, info, pc, det, T, st, clicks_cam=np.zeros((0, 3)))
+    assert outside == 0 and sorted(p.id for p in prompts) == sorted(g.id for g in gt)
+    labeler = Autolabeler(cfg)
+    labels = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
+    out = logic.frame_outputs(frame, labels, prompts, st, F, image_stamp_ns=M.header_stamp_ns(img),
+                              masks=labeler.last_masks)
+    d3, mk = cdr(out['detections_3d']), cdr(out['markers']).markers
+    # the assertions of test_launch_nodes.py
+    assert d3.header.frame_id == 'lidar' and M.header_stamp_ns(d3) == stamp
+    by_id = {int(d.id): d for d in d3.detections}
+    assert sorted(by_id) == sorted(g.id for g in gt)
+    for g in gt:
+        d = by_id[g.id]
+        c = d.bbox.center.position
+        assert d.results[0].hypothesis.class_id == 'Car'
+        assert np.hypot(c.x - g.center[0], c.y - g.center[1]) < 3.0, g.id
+        assert 2.5 < d.bbox.size.x < 6.5 and 1.2 < d.bbox.size.y < 2.5, g.id
+    assert mk[0].action == 3                          # DELETEALL
+    kinds = {}
+    for m in mk[1:]:
+        assert m.header.frame_id == 'lidar'
+        kinds.setdefault(m.ns.split('/')[-1], []).append(m)
+    assert len(kinds['box']) == len(gt)
+    assert all(m.type == 5 and len(m.points) == 26 for m in kinds['edges'])           # LINE_LIST
+    assert all(m.type == 9 and 'Car' in m.text for m in kinds['text'])               # TEXT_VIEW_FACING
+    assert all(m.type == 11 and len(m.points) % 3 == 0 for m in kinds.get('mesh', []))  # TRIANGLE_LIST
