@@ -48,7 +48,7 @@ class FitConfig:
     lr_final_frac: float = 0.2       # learning rates decay geometrically to this fraction
     yaw_hypotheses: int = 8          # headings optimized in parallel (yaw0 + k * 360/n; >= 4 has the flips)
     crop_size: int = 24              # silhouette render resolution (pixels, square crop)
-    final_crop_size: int = 64        # resolution of the confidence (mask IoU) render
+    final_crop_size: int = 48        # resolution of the confidence (mask IoU) render
     box_padding: float = 0.1         # crop padding around the 2D box, fraction of its size per side
     ray_samples: int = 12            # samples per pixel ray inside the object's bounding volume
     zeta: float = 20.0               # silhouette hardness at the end (per metre of SDF)

@@ -224,7 +224,7 @@ slab-clipped bounding volume, hardness annealed 5 -> 20 per metre). The winner i
 final energy, re-ranked by a red rear-lamp cue (fit/heading.py: the visible end of the car shows
 red lamps when it is the rear; one-sided, with a dead zone against colour fringes). Box = tight
 extent of the marching-cubes mesh of the fitted code. Confidence = IoU of the hard rendered
-silhouette (64x64 crop) with the mask over unoccluded pixels; accepted when IoU >= 0.7 and >= 60 %
+silhouette (48x48 crop) with the mask over unoccluded pixels; accepted when IoU >= 0.7 and >= 60 %
 of the nearby scan points lie within 0.2 m of the surface.
 
 SDF lookup: both strategies are implemented (`fit.sdf_mode`). *decode* builds one volume per

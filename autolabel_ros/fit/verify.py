@@ -8,7 +8,7 @@ from autolabel_ros.fit.render import render_silhouettes, to_object_frame
 
 
 def mask_ious(sdf, pose: torch.Tensor, codes: torch.Tensor, scales, ray_o, ray_d, target: np.ndarray,
-              valid: np.ndarray, n_samples: int = 48, zeta: float = 60.0) -> np.ndarray:
+              valid: np.ndarray, n_samples: int = 32, zeta: float = 60.0) -> np.ndarray:
     """IoU (per object) between the hard rendered silhouette (mask > 0.5) and the instance mask
     (> 0.5) over the valid (unoccluded, inside-image) pixels of each crop."""
     with torch.no_grad():
