@@ -91,6 +91,8 @@ def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
         pts = np.asarray(bev, dtype=np.float32)
         ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True)
     for lab in record['labels']:
+        if not np.all(np.isfinite(lab['center'])):
+            continue   # a prompt that could not be lifted at all (e.g. an empty box)
         color = 'tab:green' if lab['accepted'] else 'tab:red'
         c = bev_corners(lab['center'], lab['size'], lab['yaw'])
         poly = np.vstack([c, c[:1]])
@@ -98,7 +100,8 @@ def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
         front = np.asarray(lab['center'][:2]) + 0.5 * lab['size'][0] * np.array([np.cos(lab['yaw']),
                                                                                   np.sin(lab['yaw'])])
         ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color, lw=1.2)
-        ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5, color=color)
+        ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5, color=color,
+                clip_on=True)
     ax.plot(0, 0, marker='>', color='k', ms=5)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
@@ -133,9 +136,11 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list
     if records:
         idx = np.unique(np.linspace(0, len(records) - 1, min(SHEET_MAX, len(records))).round().astype(int))
         sel = [records[i] for i in idx]
-        cols = min(5, len(sel))
+        cols = min(4, len(sel))
         rows = int(np.ceil(len(sel) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+        ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, (4.2 * ratio + 0.45) * rows + 0.4),
+                                 squeeze=False)
         for ax, r in zip(axes.ravel(), sel):
             _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
         for ax in axes.ravel()[len(sel):]:
@@ -148,7 +153,8 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list
         written.append('bev_sheet.png')
         if len(records) <= PER_FRAME_BEV_MAX:
             for r in records:
-                fig, ax = plt.subplots(figsize=(6, 5))
+                ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+                fig, ax = plt.subplots(figsize=(8, 8 * ratio + 0.9))
                 _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
                 ax.set_xlabel('x forward [m]', fontsize=7)
                 ax.set_ylabel('y left [m]', fontsize=7)

@@ -277,7 +277,8 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
         t = ref.stamp_ns
         lidar = rec['lidar_frame'] if rec else ref.extra.get('lidar_frame') or LIDAR_FRAME
         camera = rec['camera_frame'] if rec else ref.extra.get('camera_frame') or CAMERA_FRAME
-        labs = labels.get(ref.index, [])
+        # a prompt that could not be lifted at all has a non-finite box: nothing to draw
+        labs = [lab for lab in labels.get(ref.index, []) if np.all(np.isfinite(lab.box7))]
         prompts = [prompt_from_dict(p) for p in rec['prompts']] if rec else []
         ann.append((t, 0, MARKERS_TOPIC, M.labels_to_marker_array(labs, t, lidar, fac)))
         ann.append((t, 1, DET3D_TOPIC, M.labels_to_detection3d_array(labs, t, lidar, fac)))
