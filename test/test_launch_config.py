@@ -123,6 +123,7 @@ def test_ros_doc_lists_every_node_parameter_and_launch_argument():
     # node and pipeline parameters with their current defaults (a config change must reach the doc)
     for s in logic.fitter_specs():
         assert f'| `{s.name}` | `{logic._yaml_value(s.default)}` |' in doc, s.name
+    assert logic.update_doc_tables(doc) == doc, 'run: python -m autolabel_ros.nodes.logic --doc docs/ROS.md'
     for name in _launch_arguments():
         assert f'| `{name}` |' in doc, name
     for needle in ('colcon build --symlink-install', 'rosdep install', 'ros2 bag play --clock',

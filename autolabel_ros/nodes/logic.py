@@ -656,5 +656,41 @@ def render_params_yaml() -> str:
     return '\n'.join(lines) + '\n'
 
 
+def param_table_rows(specs: Sequence[ParamSpec], both: set) -> list[str]:
+    """Markdown rows ``| `name` | `default` | both/fitter | description |`` of docs/ROS.md."""
+    rows = []
+    for s in specs:
+        text = s.description + (f' (one of: {", ".join(s.choices)})' if s.choices else '')
+        if s.min is not None or s.max is not None:
+            text += f'; range [{"-inf" if s.min is None else s.min}, {"inf" if s.max is None else s.max}]'
+        node = 'both' if s.name in both else 'fitter'
+        rows.append(f'| `{s.name}` | `{_yaml_value(s.default)}` | {node} | {text.replace("|", "/")} |')
+    return rows
+
+
+def update_doc_tables(text: str) -> str:
+    """docs/ROS.md with its two parameter tables (node, pipeline) regenerated from the schema."""
+    both = {s.name for s in COMMON_PARAMS} | set(detector_pipeline_keys())
+    lines = text.split('\n')
+    for first, rows in ((FITTER_PARAMS[0].name, param_table_rows(FITTER_PARAMS, both)),
+                        ('device', param_table_rows(pipeline_specs(), both))):
+        i = next(k for k, line in enumerate(lines) if line.startswith(f'| `{first}` |'))
+        j = i
+        while j < len(lines) and lines[j].startswith('| `'):
+            j += 1
+        lines[i:j] = rows
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
-    print(render_params_yaml(), end='')
+    # python -m autolabel_ros.nodes.logic > config/autolabel.yaml
+    # python -m autolabel_ros.nodes.logic --doc docs/ROS.md     (rewrites its parameter tables)
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == '--doc':
+        from pathlib import Path
+
+        doc = Path(sys.argv[2])
+        doc.write_text(update_doc_tables(doc.read_text()))
+    else:
+        print(render_params_yaml(), end='')
