@@ -41,6 +41,7 @@ class FitConfig:
     prune_after: int = 30            # steps with every heading hypothesis, then keep the best few
     mask_from: int = 30              # step from which the silhouette term is on (cheap terms before)
     keep_hypotheses: int = 2         # hypotheses per object kept after pruning
+    prune_diverse: bool = True       # kept ones must differ by > 90 deg (the best and its flip)
     lr: float = 0.05                 # learning rate on the position (m per step, Adam)
     lr_yaw: float = 0.05             # learning rate on the heading (rad)
     lr_shape: float = 0.05           # learning rate on the shape code (in prior standard deviations)
@@ -58,6 +59,7 @@ class FitConfig:
     w_freespace: float = 1.0         # first-hit / free-space term, relative to w_lidar
     w_ground: float = 1.0
     w_lamps: float = 0.1             # front/back choice: red rear-lamp cue (fit/heading.py), 0 = off
+    w_select_iou: float = 0.0        # final choice between hypotheses: weight of (1 - fine mask IoU)
     w_shape: float = 0.01            # keeps the shape code near the prior's distribution
     w_scale: float = 1.0             # keeps the log scales near 0 (when log_scales)
     log_scales: bool = False         # optimize small per-axis log scales beyond the PCA shape

@@ -238,10 +238,8 @@ class Autolabeler:
         prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
         fits = optimize(self.sdf, batch, init_xyz, init_yaw, obj, fc, dev)
-        if fc.w_lamps > 0:
-            fits = self._choose_heading(frame, objs, fits)
-        fit_s = time.perf_counter() - tf
-        # confidence: hard render at a finer crop vs the mask, on unoccluded pixels
+        # confidence: hard render at a finer crop vs the mask, on unoccluded pixels; computed for every
+        # surviving hypothesis, it also takes part in the final choice between them
         Sf = fc.final_crop_size
         rd, tg, vd = [], [], []
         for k, o in enumerate(objs):
@@ -250,16 +248,24 @@ class Autolabeler:
             tg.append(crop_resample(o['mask'], crops[k], Sf, (H, W)).ravel())
             inside = crop_resample(None, crops[k], Sf, (H, W))
             vd.append((inside * (1.0 - crop_resample(o['nearer'], crops[k], Sf, (H, W)))).ravel())
-        pose = torch.as_tensor(np.stack([f.pose for f in fits]), **f32)
-        codes = torch.as_tensor(np.stack([f.code for f in fits]), **f32)
-        scales = torch.as_tensor(np.stack([f.scales for f in fits]), **f32) if fc.log_scales else None
-        ious = mask_ious(self.sdf, pose, codes, scales, batch.ray_o, torch.as_tensor(np.stack(rd), **f32),
-                         np.stack(tg), np.stack(vd))
-        return fits, dict(prep_s=prep_s, fit_s=fit_s, ious=ious)
+        alts = [(k, a) for k, f in enumerate(fits) for a in (f.alternatives or [f])]
+        ak = np.array([k for k, _ in alts])
+        pose = torch.as_tensor(np.stack([a.pose for _, a in alts]), **f32)
+        codes = torch.as_tensor(np.stack([a.code for _, a in alts]), **f32)
+        scales = torch.as_tensor(np.stack([a.scales for _, a in alts]), **f32) if fc.log_scales else None
+        ious = mask_ious(self.sdf, pose, codes, scales, batch.ray_o, torch.as_tensor(np.stack(rd)[ak], **f32),
+                         np.stack(tg)[ak], np.stack(vd)[ak])
+        for (_, a), iou in zip(alts, ious):
+            a.terms['mask_iou_hi'] = float(iou)
+        fits = self._choose_heading(frame, objs, fits)
+        fit_s = time.perf_counter() - tf
+        return fits, dict(prep_s=prep_s, fit_s=fit_s, ious=np.array([f.terms['mask_iou_hi'] for f in fits]))
 
     def _choose_heading(self, frame, objs, fits):
-        """Re-rank each object's surviving hypotheses with the lamp-colour cue (fit/heading.py)."""
-        red = redness(frame.image)
+        """Re-rank each object's surviving hypotheses: final energy + ``w_lamps`` x lamp-colour cue
+        (fit/heading.py) + ``w_select_iou`` x (1 - mask IoU of the finer hard render)."""
+        fc = self.cfg.fit
+        red = redness(frame.image) if fc.w_lamps > 0 else None
         out = []
         for o, f in zip(objs, fits):
             alts = f.alternatives or [f]
@@ -272,9 +278,9 @@ class Autolabeler:
             for a in alts:
                 size = self.sdf.size_of(torch.as_tensor(a.code[None], dtype=torch.float32,
                                                         device=self.device))[0].cpu().numpy()
-                t = lamp_cue(a.pose, size, frame, o['mask'], red, base)
+                t = lamp_cue(a.pose, size, frame, o['mask'], red, base) if red is not None else 0.0
                 a.terms['lamps'] = t
-                scores.append(a.energy + self.cfg.fit.w_lamps * t)
+                scores.append(a.energy + fc.w_lamps * t + fc.w_select_iou * (1 - a.terms['mask_iou_hi']))
             best = alts[int(np.argmin(scores))]
             best.alternatives = alts
             out.append(best)
@@ -310,7 +316,8 @@ class Autolabeler:
                        init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),
                        scales=np.asarray(f.scales).tolist(),
                        alternatives=[{'pose': np.asarray(a.pose).tolist(), 'energy': a.energy,
-                                      'lamps': a.terms.get('lamps', 0.0)} for a in (f.alternatives or [f])])
+                                      'lamps': a.terms.get('lamps', 0.0), 'iou': a.terms.get('mask_iou_hi')}
+                                     for a in (f.alternatives or [f])])
         return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
                        latent=np.asarray(f.code, float), mesh=mesh, box2d=box, accepted=not reasons,
                        reasons=reasons, metrics=metrics)

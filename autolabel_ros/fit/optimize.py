@@ -3,9 +3,11 @@
 Schedule: all hypotheses run for ``prune_after`` steps on the cheap terms (LiDAR, ground, shape;
 the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypothesis is scored with
 the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
-energy ones per object go on with the full energy, so the render cost goes to the survivors. The silhouette
-hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``; learning rates
-decay to ``lr_final_frac`` of their start. Each object keeps its lowest final energy hypothesis.
+energy ones per object go on with the full energy, so the render cost goes to the survivors
+(``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
+The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
+learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
+for the pipeline's final choice (lamp cue).
 """
 from __future__ import annotations
 
@@ -64,11 +66,27 @@ def _energies(sdf, batch, st: _State, cfg, zeta, on=None):
     return terms, total_energy(terms, cfg)
 
 
-def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int) -> np.ndarray:
+def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
+                     yaw: np.ndarray | None = None, min_sep_deg: float = 90.0) -> np.ndarray:
+    """Indices of the k lowest-energy hypotheses per object. With ``yaw``, diverse ones: after the
+    best, each next one must differ by > ``min_sep_deg`` in heading from those kept (so the front/back
+    flip of the best stays in the race instead of a near-copy of it), falling back to energy order."""
     keep = []
     for i in range(n_obj):
         idx = np.flatnonzero(obj == i)
-        keep.extend(idx[np.argsort(energy[idx], kind='stable')[:k]].tolist())
+        order = idx[np.argsort(energy[idx], kind='stable')]
+        if yaw is None:
+            keep.extend(order[:k].tolist())
+            continue
+        sel = [order[0]]
+        for j in order[1:]:
+            if len(sel) >= k:
+                break
+            d = np.abs((yaw[j] - yaw[sel] + np.pi) % (2 * np.pi) - np.pi)
+            if np.all(d > np.radians(min_sep_deg)):
+                sel.append(j)
+        sel += [j for j in order if j not in sel][:k - len(sel)]
+        keep.extend(sel)
     return np.array(sorted(keep), dtype=np.int64)
 
 
@@ -109,7 +127,8 @@ def _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device) -> list[ObjectFi
                 _, e = _energies(sdf, batch, st, cfg, zeta)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
-            keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses)
+            keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
+                                    st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
     with torch.no_grad():
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it))
