@@ -228,3 +228,21 @@ def test_own_thread_count_is_restored(sam, scene):
         sam.num_threads = None
     assert torch.get_num_threads() == before
     assert _iou(masks[0], gts[1]) >= 0.8
+
+
+def test_kitti_three_clicks_segment_the_whole_car(kitti_training):
+    """Clicks often land on windows; with several clicks the whole car is meant (real KITTI frames)."""
+    from autolabel_ros.config import SegmenterConfig
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.segment import make_segmenter
+
+    seg = make_segmenter(SegmenterConfig(), 'cpu')
+    ds = KittiObjectDataset(kitti_training)
+    ious = []
+    for fid in ('000003', '000008'):
+        frame = ds.load_frame(fid)
+        by_box, _ = seg.segment(frame.image, ds.prompts(fid, mode='gt-boxes'))
+        by_clicks, _ = seg.segment(frame.image, ds.prompts(fid, mode='gt-points'))
+        ious += [_iou(a, b) for a, b in zip(by_box, by_clicks)]
+    assert len(ious) == 7
+    assert np.mean(ious) >= 0.85 and min(ious) >= 0.5, ious

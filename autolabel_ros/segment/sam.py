@@ -204,7 +204,16 @@ class SamSegmenter(Segmenter):
             t0 = time.perf_counter()
             self.timings['embedding_reused'] = not self._set_image(image)
             t1 = time.perf_counter()
+            # Several clicks on one object are still ambiguous (they may all land on windows): SAM's
+            # multimask output spans part-to-whole, and a labeler clicking a car several times means the
+            # whole car. A single click keeps SAM's own best (it may mean a part). Such prompts get their
+            # own decoder call, so a prompt's mask never depends on what it is batched with.
+            calls = []
             for (has_box, has_points), indices in groups.items():
+                whole = [i for i in indices if not has_box and int(np.sum(cleaned[i].labels > 0)) >= 2]
+                rest = [i for i in indices if i not in whole]
+                calls += [(has_box, has_points, False, rest), (has_box, has_points, True, whole)]
+            for has_box, has_points, whole, indices in calls:
                 for start in range(0, len(indices), self.max_batch):
                     chunk = indices[start:start + self.max_batch]
                     batch = [cleaned[i] for i in chunk]
@@ -219,8 +228,9 @@ class SamSegmenter(Segmenter):
                         boxes = torch.as_tensor(transform.apply_boxes(b, (h, w)), dtype=torch.float,
                                                 device=self.device)
                     out, iou, _ = self.predictor.predict_torch(coords, labels, boxes,
-                                                               multimask_output=self.multimask)
-                    best = iou.argmax(dim=1)                     # keep SAM's best-rated of the 3
+                                                               multimask_output=self.multimask or whole)
+                    # keep SAM's best-rated of the 3, or for several clicks the whole object
+                    best = _largest_confident(out, iou) if whole else iou.argmax(dim=1)
                     rows = torch.arange(len(chunk), device=iou.device)
                     sel = out[rows, best].cpu().numpy()
                     sc = iou[rows, best].float().cpu().numpy()
@@ -232,3 +242,12 @@ class SamSegmenter(Segmenter):
         self.timings['embed_s'] = t1 - t0
         self.timings['decode_s'] = t2 - t1
         return masks, scores
+
+
+def _largest_confident(masks, iou, tolerance: float = 0.03):
+    """Index of the largest mask among those SAM rates within ``tolerance`` of its best (per prompt)."""
+    import torch
+
+    area = masks.flatten(2).sum(-1).float()
+    ok = iou >= iou.max(dim=1, keepdim=True).values - tolerance
+    return torch.where(ok, area, torch.full_like(area, -1.0)).argmax(dim=1)
