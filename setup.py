@@ -1,5 +1,6 @@
 """ament_python package that also installs with plain pip (the offline tools need no ROS)."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -7,7 +8,8 @@ PACKAGE = 'autolabel_ros'
 
 
 def _requirements():
-    with open('requirements.txt') as f:
+    # resolved from this file: colcon --symlink-install runs setup.py from build/
+    with open(Path(__file__).resolve().parent / 'requirements.txt') as f:
         lines = [ln.split('#')[0].strip() for ln in f]
     # torch is installed by scripts/env.sh from local disk (or by the ROS user); listing it here
     # would let pip pull another build, so it stays out of install_requires.
