@@ -98,3 +98,33 @@ def test_deterministic(sim, labelled, labeler):
     for a, b in zip(again, twice):
         assert np.array_equal(a.center, b.center) and a.yaw == b.yaw
     assert set(labeler.timings) >= {'segment_s', 'fit_s', 'total_s', 'per_instance_s'}
+
+
+def test_cli_on_a_simulated_kitti_folder(sim, tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from autolabel_ros.cli.kitti import main
+    from autolabel_ros.io.kitti import read_label_file
+    from autolabel_ros.sim.writers import write_kitti
+    root = tmp_path / 'training'
+    sim.frame.frame_id = '000000'
+    write_kitti(root, sim)
+    inst = np.zeros(sim.masks.shape, np.uint16)
+    for k, g in enumerate(sim.gt):
+        inst[sim.masks == g.id] = k + 1
+    (root / 'instance_2').mkdir()
+    cv2.imwrite(str(root / 'instance_2' / '000000.png'), inst)
+    cfg = tmp_path / 'cfg.yaml'
+    cfg.write_text('fit:\n  iterations: 20\n  prune_after: 10\n  mask_from: 10\n')
+    rc = main(['--data', str(root), '--out', str(tmp_path / 'pred'), '--masks', 'gt', '--config', str(cfg),
+               '--stats', str(tmp_path / 'stats.json'), '--quiet'])
+    assert rc == 0
+    pred = read_label_file(tmp_path / 'pred' / '000000.txt')
+    assert len(pred) == len(sim.gt)        # every prompt, rejected ones with a halved score
+    assert all(o.score is not None and 0 <= o.score <= 1 for o in pred)
+    stats = json.loads((tmp_path / 'stats.json').read_text())
+    assert stats['summary']['n_instances'] == len(pred) and stats['frames'][0]['fit_s'] > 0
+    assert main(['--data', str(tmp_path / 'nope'), '--out', str(tmp_path / 'p2'), '--quiet']) == 2
+    assert 'autolabel-kitti: error' in capsys.readouterr().err
