@@ -1,7 +1,8 @@
 """Segment, Lift and Fit: 2D prompts + image + LiDAR -> metric 3D car labels with shapes.
 
 ``Autolabeler(config).label(frame, prompts, masks=None)`` returns one :class:`Label3D` per prompt
-(``id`` = prompt id, ``box2d`` = the prompt box clipped to the image). Steps:
+(``id`` = prompt id, ``box2d`` = the prompt box clipped to the image; for click prompts the box
+of the mask). Steps:
 
 1. masks: the given ones, or the promptable segmenter (built on first use);
 2. ground plane by RANSAC; frustum points of every mask (ground and off-object clusters removed);
@@ -139,6 +140,9 @@ class Autolabeler:
                 idx = mask_points(uv_int, valid & nonground, m, 0)
             n_frustum = len(idx)
             b = boxes[i]
+            if prompts[i].box is None and 'empty_mask' not in reasons[i]:
+                # click prompts: the clicks' bounding box says nothing about the car's extent, the mask does
+                b = boxes[i] = self._box_of({'mask': m})
             centre_px = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]])
             o, dc = camera_rays(frame.K, frame.T_cam_lidar, centre_px)
             # depth implied by the box height for a mean-height car (for cluster choice and no-point init);
