@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--end', type=float, help='last frame, seconds after the first frame of the input')
     p.add_argument('--max-frames', type=int, help='label at most this many frames of the window')
     p.add_argument('--workers', type=int, default=1, help='local worker processes, or Ray actors with --ray')
+    p.add_argument('--threads', type=int,
+                   help='torch threads per worker (default: cpus / workers; 1 per Ray actor). Outputs are '
+                        'bit-identical across --workers/--ray when this is the same')
     p.add_argument('--ray', metavar='ADDRESS',
                    help="run on Ray: 'local' starts a private instance with --workers CPUs, else a cluster "
                         "address ('auto', 'ray://host:10001')")
@@ -118,8 +121,8 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     job = BagJob(input=a.input, out=a.out, config=a.config, image_topic=a.image_topic,
                  info_topic=a.info_topic, cloud_topic=a.cloud_topic, prompts=a.prompts, start=a.start,
-                 end=a.end, max_frames=a.max_frames,
-                 workers=a.workers, ray=a.ray, resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
+                 end=a.end, max_frames=a.max_frames, workers=a.workers, threads=a.threads, ray=a.ray,
+                 resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet)
     try:
         summary = run_job(job)

@@ -12,7 +12,7 @@ import heapq
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -44,6 +44,7 @@ class BagJob:
     end: Optional[float] = None
     max_frames: Optional[int] = None
     workers: int = 1
+    threads: Optional[int] = None      # torch threads per worker (default: cpus / workers; 1 per Ray actor)
     ray: Optional[str] = None          # 'local' or a cluster address
     resume: bool = True
     copy_sensors: bool = True
@@ -135,7 +136,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                      for i, reason in source.stats.corrupt_frames]
         failures.sort(key=lambda f: f['index'])
         summary = assemble(job, source, refs, store, failures, info,
-                           run_info={'workers': job.workers, 'ray': job.ray, 'labelled_this_run':
+                           run_info={'workers': job.workers, 'threads': job.threads, 'ray': job.ray,
+                                     'labelled_this_run':
                                      len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
                                      'wall_s': wall,
                                      'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
@@ -176,7 +178,8 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
     n = 0
     bar = tqdm(total=len(todo), unit='frame', desc='autolabel', disable=not job.progress, dynamic_ncols=True)
     try:
-        for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray):
+        for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray,
+                                        threads=job.threads):
             if arrays is None:
                 failures.append(record)
             else:
@@ -279,6 +282,8 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
         camera = rec['camera_frame'] if rec else ref.extra.get('camera_frame') or CAMERA_FRAME
         # a prompt that could not be lifted at all has a non-finite box: nothing to draw
         labs = [lab for lab in labels.get(ref.index, []) if np.all(np.isfinite(lab.box7))]
+        # rejected labels are drawn as red boxes without their mesh (meshes are most of the bag's size)
+        labs = [lab if lab.accepted else replace(lab, mesh=None) for lab in labs]
         prompts = [prompt_from_dict(p) for p in rec['prompts']] if rec else []
         ann.append((t, 0, MARKERS_TOPIC, M.labels_to_marker_array(labs, t, lidar, fac)))
         ann.append((t, 1, DET3D_TOPIC, M.labels_to_detection3d_array(labs, t, lidar, fac)))

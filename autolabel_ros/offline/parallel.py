@@ -33,18 +33,21 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def run_inprocess(tasks: Iterable[FrameTask], cfg_dict: dict) -> Iterator[tuple]:
-    labeler = FrameLabeler(cfg_dict)
+def run_inprocess(tasks: Iterable[FrameTask], cfg_dict: dict,
+                  threads: Optional[int] = None) -> Iterator[tuple]:
+    labeler = FrameLabeler(cfg_dict, torch_threads=threads)
     for task in tasks:
         yield labeler(task)
 
 
-def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int) -> Iterator[tuple]:
+def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
+                  threads: Optional[int] = None) -> Iterator[tuple]:
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: torch's thread pools do not survive a fork of a process that already used them
+    threads = threads or threads_per_worker(workers)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
-                               initializer=_init_worker, initargs=(cfg_dict, threads_per_worker(workers)))
+                               initializer=_init_worker, initargs=(cfg_dict, threads))
     inflight: deque = deque()
     try:
         for task in tasks:
@@ -78,14 +81,15 @@ def start_ray(address: str, workers: int):
     return True
 
 
-def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
+def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int, threads: Optional[int] = None,
             address: str = 'local') -> Iterator[tuple]:
     import ray
 
-    started = start_ray(address, workers)
+    started = start_ray(address, workers * (threads or 1))
     try:
-        Actor = ray.remote(num_cpus=1)(FrameLabeler)
-        actors = [Actor.remote(cfg_dict, torch_threads=1) for _ in range(workers)]
+        # one CPU and one torch thread per actor unless told otherwise
+        Actor = ray.remote(num_cpus=threads or 1)(FrameLabeler)
+        actors = [Actor.remote(cfg_dict, torch_threads=threads or 1) for _ in range(workers)]
         inflight: deque = deque()
         k = 0
         for task in tasks:
@@ -101,9 +105,11 @@ def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
 
 
 def run_tasks(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int = 1,
-              ray_address: Optional[str] = None) -> Iterator[tuple]:
+              ray_address: Optional[str] = None, threads: Optional[int] = None) -> Iterator[tuple]:
+    """``threads``: torch threads per worker (default: cpus / workers locally, 1 per Ray actor).
+    Results are bit-identical across worker counts and Ray when the threads per worker are equal."""
     if ray_address:
-        return run_ray(tasks, cfg_dict, max(1, workers), ray_address)
+        return run_ray(tasks, cfg_dict, max(1, workers), threads, ray_address)
     if workers > 1:
-        return run_processes(tasks, cfg_dict, workers)
-    return run_inprocess(tasks, cfg_dict)
+        return run_processes(tasks, cfg_dict, workers, threads)
+    return run_inprocess(tasks, cfg_dict, threads)
