@@ -277,7 +277,7 @@ class Autolabeler:
                 out.append(f)
                 continue
             # the paint's redness: upper quartile of the mask (glass and tyres are darker, lamps small)
-            base = float(np.percentile(red[o['mask']], 75)) if o['mask'].any() else 0.0
+            base = float(np.percentile(red[o['mask']], 75)) if red is not None and o['mask'].any() else 0.0
             scores = []
             for a in alts:
                 size = self.sdf.size_of(torch.as_tensor(a.code[None], dtype=torch.float32,

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +206,7 @@ NOTES = """
   paper's ablation order). All rows use the same prior (the packaged procedural-car prior) unless
   they say *ApolloCar3D prior* (built from the 79 ApolloCar3D models by
   benchmarks/build_apollo_prior.sh into ~/.cache, never shipped).
-- **sim** = 40 independent simulator scenes (seeds 300000-300039, 64 beams, clutter, shadows),
+- **sim** = 46 independent simulator scenes (308 cars; seeds 300000-300045, 64 beams, clutter, shadows),
   exported once to ~/.cache/autolabel_ros/bench; the 32/16-beam rows use the same first 12 scenes
   re-simulated with fewer beams (compare them with the 64-beam row over the same 12 frames).
   *oracle masks* = the simulator's instance masks instead of MobileSAM.
@@ -281,7 +281,7 @@ def write_report(results: dict, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', default='data,kitti,synthetic,extra,timing,figure')
-    p.add_argument('--sim-frames', type=int, default=40)
+    p.add_argument('--sim-frames', type=int, default=46)      # 308 cars
     p.add_argument('--beam-frames', type=int, default=12)
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--extra-frames', type=int, default=12)
@@ -314,8 +314,14 @@ def main(argv=None):
             if s['masks'] == 'sam' and k not in warmed:
                 warmed.add(k)
                 run_one(dict(s, name=f'_warm_{k[0]}_{k[1]}', config={'fit': {'iterations': 0}}))
+        rows = []
         with ProcessPoolExecutor(args.jobs) as ex:
-            rows = list(ex.map(run_one, specs))
+            futs = {ex.submit(run_one, s): s['name'] for s in specs}
+            for fut in as_completed(futs):
+                try:
+                    rows.append(fut.result())
+                except Exception as e:        # one failing row must not lose the others
+                    print(f'[{futs[fut]}] FAILED: {type(e).__name__}: {e}')
         old = {r['name']: r for r in results.get('rows', [])}
         for r in rows:
             old[r['name']] = r
