@@ -117,7 +117,7 @@ def test_cli_on_a_simulated_kitti_folder(sim, tmp_path, capsys):
     (root / 'instance_2').mkdir()
     cv2.imwrite(str(root / 'instance_2' / '000000.png'), inst)
     cfg = tmp_path / 'cfg.yaml'
-    cfg.write_text('fit:\n  iterations: 20\n  prune_after: 10\n  mask_from: 10\n')
+    cfg.write_text('fit:\n  iterations: 20\n  prune_after: 10\n  mask_from: 10\n  w_lamps: 0.0\n')
     rc = main(['--data', str(root), '--out', str(tmp_path / 'pred'), '--masks', 'gt', '--config', str(cfg),
                '--stats', str(tmp_path / 'stats.json'), '--quiet'])
     assert rc == 0
