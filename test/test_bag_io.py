@@ -249,3 +249,20 @@ def test_ros1_bag_is_read(tmp_path):
         assert list(src.sensor_messages(src.index())) == []     # not CDR: not copied
     assert np.array_equal(frame.image, img) and np.allclose(frame.points, pts)
     assert np.allclose(frame.K, K) and np.allclose(frame.T_cam_lidar, T_CAM_LIDAR)
+
+
+def test_kitti_object_folder_source_with_gt_prompts(kitti_training):
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.io.kitti_raw import KittiObjectSource, is_kitti_object
+
+    assert is_kitti_object(kitti_training)
+    src = KittiObjectSource(kitti_training)
+    refs = src.index()
+    ds = KittiObjectDataset(kitti_training)
+    assert [r.name for r in refs] == ds.frame_ids          # KITTI ids kept as frame names
+    ref = next(r for r in refs if r.name == '000004')
+    (_, frame, prompts), = list(src.iter_frames([ref], gt_prompts=True))
+    assert np.allclose(frame.T_cam_lidar, ds.calib('000004').T_cam_lidar)
+    assert [p.cls for p in prompts] == ['Car', 'Car']         # the two cars of frame 000004
+    with pytest.raises(BagError, match='no prompt topic'):
+        list(src.iter_frames([ref], prompts_from_topic=True))
