@@ -21,7 +21,7 @@ SCALE = 0.3
 
 @pytest.fixture(scope='module')
 def sim():
-    return Simulator(3, n_frames=3, camera=Camera.kitti(SCALE), n_cars=12)
+    return Simulator(4, n_frames=3, camera=Camera.kitti(SCALE), n_cars=12)  # has truncated + occluded cars
 
 
 @pytest.fixture(scope='module')

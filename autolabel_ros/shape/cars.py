@@ -35,9 +35,11 @@ BODY_TYPES = ('sedan', 'hatchback', 'wagon', 'coupe', 'suv', 'van', 'pickup')
 PART_NAMES = ('paint', 'glass', 'tyre', 'rim', 'headlight', 'taillight', 'trim')
 PART_IDS = {n: i for i, n in enumerate(PART_NAMES)}
 
-# How often each body type is drawn when none is asked for (roughly a European street mix).
-_TYPE_WEIGHTS = {'sedan': 0.24, 'hatchback': 0.2, 'wagon': 0.12, 'coupe': 0.07, 'suv': 0.2,
-                 'van': 0.07, 'pickup': 0.1}
+# How often each body type is drawn when none is asked for: a European passenger-car fleet, where
+# compact hatchbacks lead and pickups are rare (mean length ~4.3 m). This mix sets the default shape
+# prior's mean car, so a US-style mix (many pickups and SUVs) biases every under-observed fit long.
+_TYPE_WEIGHTS = {'sedan': 0.22, 'hatchback': 0.35, 'wagon': 0.15, 'coupe': 0.05, 'suv': 0.15,
+                 'van': 0.05, 'pickup': 0.03}
 
 # Per type: ranges (lo, hi) of the overall size, ground clearance, wheel radius and the top-profile
 # segment fractions of the length: hood, windshield, roof, rear glass (or cab back), deck/bed.
