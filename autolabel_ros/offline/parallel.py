@@ -18,6 +18,7 @@ from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 log = logging.getLogger(__name__)
 
 _WORKER: Optional[FrameLabeler] = None
+THREAD_ENV = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')
 
 
 def _init_worker(cfg_dict: dict, torch_threads: int):
@@ -46,6 +47,10 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
 
     # spawn, not fork: torch's thread pools do not survive a fork of a process that already used them
     threads = threads or threads_per_worker(workers)
+    # the workers inherit these at spawn: OpenMP/BLAS/OpenCV pools sized like torch's, so N workers do
+    # not oversubscribe the cores (Ray does the same for its actors)
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(threads) for k in THREAD_ENV})
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                initializer=_init_worker, initargs=(cfg_dict, threads))
     inflight: deque = deque()
@@ -60,6 +65,11 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
         for f in inflight:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def start_ray(address: str, workers: int):

@@ -89,7 +89,10 @@ class FrameLabeler:
             import torch
 
             if self.torch_threads:
+                import cv2
+
                 torch.set_num_threads(int(self.torch_threads))
+                cv2.setNumThreads(int(self.torch_threads))   # the SSD detector runs in OpenCV DNN
             from autolabel_ros.pipeline import Autolabeler
 
             self._labeler = Autolabeler(self.cfg)
