@@ -8,14 +8,14 @@ ROS_MODULES = ('rclpy', 'message_filters', 'tf2_ros', 'sensor_msgs', 'std_msgs',
                'sensor_msgs_py', 'cv_bridge')
 # A folder may import only folders on its own floor or below (ARCHITECTURE.md); faces import anything.
 FORBIDDEN = {
-    'core': ('shape', 'segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline'),
-    'shape': ('segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline'),
-    'fit': ('io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect'),
-    'segment': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline'),
-    'detect': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline'),
-    'io': ('fit', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect'),
-    'eval': ('fit', 'sim', 'cli', 'nodes', 'pipeline', 'segment', 'detect'),
-    'sim': ('fit', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect'),
+    'core': ('shape', 'segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
+    'shape': ('segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
+    'fit': ('io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
+    'segment': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
+    'detect': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
+    'io': ('fit', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
+    'eval': ('fit', 'sim', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
+    'sim': ('fit', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
 }
 
 
