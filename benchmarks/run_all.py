@@ -191,6 +191,37 @@ def timing_specs(n_frames: int) -> list[dict]:
                  prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={})]
 
 
+# -------------------------------------------------------------------------------------- offline
+def offline_throughput(n_frames: int) -> list[dict]:
+    """Frames/s of the offline bag tool (autolabel-bag, SAM + fit + all writers) on a simulated bag
+    with its ground-truth 2D-box topic as prompts: 1 worker, 2 local workers, Ray with 2 actors.
+    Each run is a fresh process and a fresh output folder (no resume)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = Path(sys.executable).parent
+    bag = CACHE / f'offline_sim_{n_frames}' / 'bag'
+    if not bag.exists():
+        subprocess.run([str(exe / 'autolabel-sim'), '--out', str(bag.parent), '--frames', str(n_frames),
+                        '--seed', '7'], check=True)
+    rows = []
+    for name, extra in (('1 worker', ['--workers', '1']), ('2 local workers', ['--workers', '2']),
+                        ('Ray local, 2 actors', ['--ray', 'local', '--workers', '2'])):
+        out = Path(tempfile.mkdtemp(prefix='offline_bench_'))
+        cmd = [str(exe / 'autolabel-bag'), str(bag), '--out', str(out / 'run'), '--quiet',
+               '--prompts', 'topic:/ground_truth/detections_2d', '--no-resume'] + extra
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        wall = time.perf_counter() - t0
+        summary = json.loads((out / 'run' / 'report' / 'summary.json').read_text())
+        rows.append(dict(name=name, n_frames=n_frames, wall_s=wall, frames_per_s=n_frames / wall,
+                         accepted=summary.get('objects', {}).get('accepted')))
+        shutil.rmtree(out, ignore_errors=True)
+        print(f'[offline: {name}] {n_frames / wall:.3f} frames/s ({wall:.0f} s)')
+    return rows
+
+
 # --------------------------------------------------------------------------------------- report
 def _f(v, fmt='.1f'):
     return 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
@@ -239,20 +270,24 @@ under load). Profiling (cProfile / torch.profiler) showed the silhouette render'
 backward (`grid_sample` and its backward plus elementwise ops on ~100k samples per step) as ~85 %
 of the fit; that is why the silhouette only joins for the 2 surviving hypotheses.
 
-## Findings of the design checks (extra rows, 12 scenes, oracle masks)
+## Findings (the run above)
 
-- The red rear-lamp cue is what keeps flips rare on the simulator: flip rate 0.162 without it,
-  0.027 with it. Keeping the 2 best (diverse) hypotheses after pruning instead of 1: 0.243 -> 0.027.
-- `sdf_mode` decode and shared give the same boxes (up to float rounding); decode is the faster one
-  (see the fit s/inst column; both measured under the same parallel load).
-- 8 heading hypotheses vs 4: flip rate 0.027 vs 0.056 on this subset.
-- Per-axis log scales (`fit.log_scales: true`) raise 3D@0.7 on this subset (60.2 -> 75.2) and lower
-  3D@0.5 a little; on the full 46 scenes they lower 3D@0.7 (88.9 -> 82.3, separately run rows below
-  the table), so they stay off by default.
-- On the 12-scene subset, oracle and MobileSAM masks give similar AP; on the full 46 scenes the
-  oracle-mask row is lower at IoU 0.7 than the SAM row, which we have not explained yet (the
-  confidence used for ranking is the mask IoU, which is near 1 for most oracle-mask fits, so the
-  ranking there is less informative).
+- Energy ablation (the paper's order): on the simulator every term helps (3D@0.7 moderate: init
+  14.3, LiDAR 74.1, + mask 80.7, + ground 87.1). On the 7 real KITTI frames (8 moderate cars, each
+  one ~12 AP points) the LiDAR-only fit scores higher at 3D@0.5 than the full energy (84.7 vs 73.0)
+  but flips more headings (0.286 vs 0.143): on real images MobileSAM masks leave out dark tyres and
+  shadowed lower edges, which lifts and shortens the silhouette fit. Too few cars to tune on; the
+  defaults are chosen on the simulator.
+- Heading: keeping the best 2 (diverse) hypotheses after pruning instead of 1 lowers the flip rate
+  on the 12-scene subset from 0.200 to 0.083; without the red rear-lamp cue it is 0.167.
+  4 vs 8 heading hypotheses: 0.056 vs 0.083 here (within noise of 12 scenes; 8 is the default).
+- `sdf_mode` decode and shared give the same boxes (up to float rounding); decode is faster.
+- Per-axis log scales (`fit.log_scales: true`) raise 3D@0.7 on the subset (81.4 -> 84.4); off by
+  default until measured on the full sets.
+- The ApolloCar3D prior does not beat the packaged procedural-car prior on either set (KITTI 3D@0.7
+  14.7 vs 28.6; simulator 85.8 vs 87.1, where the cars come from the same generator as the prior).
+- Click prompts (3 clicks) lose to boxes on the simulator (80.5 vs 96.4 at 3D@0.5), mostly on hard
+  (occluded) cars whose clicks select the occluder's mask.
 
 ## Known limits
 
@@ -288,11 +323,17 @@ def write_report(results: dict, path: Path):
                   f'{_f(row["median_fit_s_per_instance"], ".2f")} s per instance (batched, CPU, 1 thread), '
                   f'median {_f(row["median_frame_s"], ".2f")} s per frame end to end incl. the segmenter.',
                   '']
+    if results.get('offline'):
+        lines += ['**Offline bag tool** (`autolabel-bag` on a simulated bag, MobileSAM + fit + every '
+                  'writer, wall clock incl. start-up and model loading):', '',
+                  '| run | frames | wall s | frames/s |', '|---|---|---|---|']
+        lines += [f'| {r["name"]} | {r["n_frames"]} | {r["wall_s"]:.0f} | {r["frames_per_s"]:.3f} |'
+                  for r in results['offline']]
+        lines += ['']
     lines += [f'Run at {results.get("date", "?")} on {results.get("machine", "?")}; '
               f'load average at the end {results.get("load", "?")}. ' + results.get('note', ''), '',
-              'The "fit s/inst" column of the table is measured while two rows run in parallel (and, '
-              'before ~16:40 UTC, beside the other helpers\' jobs): it is only a rough, pessimistic '
-              'indication; the timing line above runs alone.', '']
+              'The "fit s/inst" column of the table is measured while two rows run in parallel: it is '
+              'only a rough, pessimistic indication; the timing line above runs alone.', '']
     for row in results.get('manual_rows', []):
         r = row['result']
         lines.append(f'- {row["name"]} ({row["n_frames"]} frames, run separately with the same code): '
@@ -305,7 +346,8 @@ def write_report(results: dict, path: Path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--only', default='data,kitti,synthetic,extra,timing,figure')
+    p.add_argument('--only', default='data,kitti,synthetic,extra,timing,offline,figure')
+    p.add_argument('--offline-frames', type=int, default=8)
     p.add_argument('--sim-frames', type=int, default=46)      # 308 cars
     p.add_argument('--beam-frames', type=int, default=12)
     p.add_argument('--jobs', type=int, default=2)
@@ -362,15 +404,16 @@ def main(argv=None):
         for r in results['timing']:
             print(f'[{r["name"]}] fit {r["median_fit_s_per_instance"]:.2f} s/inst, '
                   f'frame {r["median_frame_s"]:.2f} s')
+    if 'offline' in only:
+        results['offline'] = offline_throughput(args.offline_frames)
     if 'figure' in only and KITTI.is_dir():
         from benchmarks.kitti_figure import make_figure
         make_figure(out / 'figures' / 'kitti_fits.png')
     results['date'] = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     results['machine'] = f'{os.cpu_count()} CPU cores, no GPU'
     results['load'] = ' '.join(f'{x:.1f}' for x in os.getloadavg())
-    results['note'] = ('Until ~16:40 UTC the machine was shared with 6 other processes (load average '
-                       'well above the 2 cores), so timings taken before then are pessimistic; '
-                       '`python benchmarks/run_all.py --only timing` re-measures them alone.')
+    results['note'] = ('Timings depend on what else runs on the machine: rerun '
+                       '`python benchmarks/run_all.py --only timing` on a quiet one.')
     results['wall_s'] = time.perf_counter() - t0
     jpath.write_text(json.dumps(results, indent=1, default=float))
     write_report(results, out / 'RESULTS.md')
