@@ -287,7 +287,7 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
 - The ApolloCar3D prior does not beat the packaged procedural-car prior on either set (KITTI 3D@0.7
   14.7 vs 28.6; simulator 85.8 vs 87.1, where the cars come from the same generator as the prior).
 - Click prompts (3 clicks) lose to boxes on the simulator (80.5 vs 96.4 at 3D@0.5), mostly on hard
-  (occluded) cars whose clicks select the occluder's mask.
+  (occluded) cars (3D@0.5 hard 63.3 vs 86.0; not yet analysed).
 
 ## Known limits
 
