@@ -140,6 +140,15 @@ class Label3D:
         return np.concatenate([self.center, self.size, [self.yaw]])
 
 
+def check_rgb_image(image, who: str) -> np.ndarray:
+    """The image as an HxWx3 uint8 array, or a ValueError naming ``who`` asked for it."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f'{who}: image must be HxWx3 uint8 RGB, got shape {image.shape} '
+                         f'dtype {image.dtype}')
+    return image
+
+
 def wrap_angle(a):
     """Wrap angle(s) to [-pi, pi)."""
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi

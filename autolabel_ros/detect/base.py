@@ -5,7 +5,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from autolabel_ros.core.types import Prompt
+from autolabel_ros.core.types import Prompt, check_rgb_image
 
 # COCO category ids as used by the TF model zoo and torchvision (91-id numbering) -> (COCO name,
 # KITTI-style name). Only road users: the rest of COCO never becomes a prompt.
@@ -44,11 +44,7 @@ class NullDetector(Detector):
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f'detector: image must be HxWx3 uint8 RGB, got shape {image.shape} '
-                         f'dtype {image.dtype}')
-    return image
+    return check_rgb_image(image, 'detector')
 
 
 def resolve_classes(classes: Optional[Iterable[str]]) -> set[int]:

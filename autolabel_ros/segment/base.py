@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from autolabel_ros.core.types import Prompt
+from autolabel_ros.core.types import Prompt, check_rgb_image
 
 MAX_CLICKS = 8   # SAM was trained with a handful of clicks; more is almost always a UI mistake
 
@@ -40,11 +40,7 @@ class CleanPrompt:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f'segmenter: image must be HxWx3 uint8 RGB, got shape {image.shape} '
-                         f'dtype {image.dtype}')
-    return image
+    return check_rgb_image(image, 'segmenter')
 
 
 def clean_prompt(prompt: Prompt, width: int, height: int) -> CleanPrompt:
