@@ -85,6 +85,15 @@ def image_msg_type(compressed: bool):
     return CompressedImage if compressed else Image
 
 
+def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
+    """Shared shutdown of a node's worker thread: signal it, close its one-slot queue, wait a bounded
+    time (a fit in progress may outlast it; the thread is a daemon)."""
+    stop_event.set()
+    slot.close()
+    if worker.is_alive():
+        worker.join(timeout=timeout)
+
+
 def run_node(make_node, args=None) -> int:
     """rclpy.init, build the node, spin until Ctrl-C / shutdown; startup errors -> one line, exit 2."""
     import sys

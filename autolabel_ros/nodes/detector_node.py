@@ -16,7 +16,7 @@ from rclpy.node import Node
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos, steady_timer)
+                                        rclpy_factory, run_node, sensor_qos, steady_timer, stop_worker)
 
 
 class DetectorNode(Node):
@@ -84,10 +84,7 @@ class DetectorNode(Node):
         self.stats.add(time.perf_counter() - t0, latency, len(prompts))
 
     def destroy_node(self):
-        self._stop.set()
-        self.slot.close()
-        if self.worker.is_alive():
-            self.worker.join(timeout=5.0)
+        stop_worker(self._stop, self.slot, self.worker)
         return super().destroy_node()
 
 

@@ -28,7 +28,7 @@ from autolabel_ros.core.geometry import transform_points
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos, steady_timer)
+                                        rclpy_factory, run_node, sensor_qos, steady_timer, stop_worker)
 
 
 class FitterNode(Node):
@@ -213,10 +213,7 @@ class FitterNode(Node):
                                 f'{processing:.2f} s (latency {latency:.2f} s)')
 
     def destroy_node(self):
-        self._stop.set()
-        self.slot.close()
-        if self.worker.is_alive():
-            self.worker.join(timeout=5.0)
+        stop_worker(self._stop, self.slot, self.worker)
         return super().destroy_node()
 
 
