@@ -27,7 +27,7 @@ def test_each_body_type_is_a_closed_car_in_the_canonical_frame(body_type):
     np.testing.assert_allclose(m.bounds.mean(axis=0), 0.0, atol=1e-9)
     l, w, h = m.extents
     assert l == pytest.approx(p.length) and w == pytest.approx(p.width)
-    assert 3.4 <= l <= 5.6 and 1.55 <= w <= 2.05 and 1.25 <= h <= 2.1
+    assert 3.0 <= l <= 5.0 and 1.44 <= w <= 1.91 and 1.23 <= h <= 2.08
     # wheels touch the ground (box bottom) at both axles, and the body clears it in between
     v = m.vertices
     low = v[:, 2] < -h / 2 + 0.01

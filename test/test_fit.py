@@ -143,3 +143,26 @@ def test_cluster_choice_prefers_box_consistent_depth():
     assert keep[:len(car)].all() and not keep[len(car):].any()
     keep = select_cluster(pts, depth, 0.6, box_depth=None)          # no box cue: the largest cluster
     assert keep[len(car):].all()
+
+
+def test_ground_gap_is_the_mesh_bottom_above_a_tilted_plane():
+    """The ground term reads the shape's own lowest point: it must agree with the marching-cubes mesh
+    (the label's box), follow the plane's tilt and give gradients to height, heading and shape."""
+    from autolabel_ros.fit.energies import ground_gap
+    from autolabel_ros.shape.prior import load_prior
+    sdf = SdfModel(load_prior(None), downsample=2)
+    rng = np.random.default_rng(3)
+    codes = torch.as_tensor(np.concatenate([np.zeros((1, sdf.d)), rng.standard_normal((3, sdf.d))])
+                            * sdf.arrays.stdev, dtype=torch.float32).requires_grad_(True)
+    pose = torch.tensor([[10.0, 2.0, -0.9, 0.3]] * 4, requires_grad=True)
+    plane = torch.tensor([0.03, -0.02, -1.8])                      # a ~2 deg slope
+    gap = ground_gap(sdf, pose, codes, None, plane)
+    for b in range(4):
+        mesh = canonical_mesh(sdf.decode_full(codes[b].detach().numpy()), sdf.arrays.extent)
+        _, _, _, m = box_from_fit(pose[b].detach().numpy(), mesh, np.ones(3))
+        v = m.vertices
+        expected = (v[:, 2] - (0.03 * v[:, 0] - 0.02 * v[:, 1] - 1.8)).min()
+        assert float(gap[b].detach()) == pytest.approx(expected, abs=0.015)
+    gap.sum().backward()
+    assert torch.allclose(pose.grad[:, 2], torch.ones(4))                # d gap / d z = 1
+    assert torch.all(pose.grad[:, 3] != 0) and torch.all(codes.grad.abs().sum(1) > 0)

@@ -6,7 +6,7 @@ from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.core.types import Prompt, SensorFrame, wrap_angle
 from autolabel_ros.pipeline import Autolabeler
 
-SEED = 100004     # a scene with two unoccluded, dense cars seen from the side and several far ones
+SEED = 100006     # a scene with two unoccluded, dense cars seen obliquely and several far ones
 
 
 @pytest.fixture(scope='module')

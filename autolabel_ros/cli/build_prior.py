@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument('--procedural', type=int, metavar='N',
                      help='use N procedural cars (autolabel_ros.shape.cars, seeds --seed-start..+N-1)')
     p.add_argument('--seed-start', type=int, default=0, help='first procedural seed (0..9999 are for priors)')
+    p.add_argument('--size-scale', type=lambda t: _triple(float, t), default=None, metavar='L,W,H',
+                   help='procedural cars: scale of the manufacturer size ranges (default: the '
+                   'KITTI box convention, autolabel_ros.shape.cars.DEFAULT_SIZE_SCALE; 1,1,1 = '
+                   'manufacturer sizes)')
     p.add_argument('--out', required=True, help='output .npz')
     p.add_argument('--components', type=int, default=DEFAULT_COMPONENTS, help='PCA components d (default 5)')
     p.add_argument('--resolution', type=lambda t: _triple(int, t), default=DEFAULT_RESOLUTION,
@@ -58,10 +62,12 @@ def main(argv=None) -> int:
         else:
             if args.procedural < 2:
                 raise ValueError(f'--procedural needs at least 2 cars, got {args.procedural}')
-            from autolabel_ros.shape.cars import car_collection
+            from autolabel_ros.shape.cars import DEFAULT_SIZE_SCALE, car_collection
             seeds = range(args.seed_start, args.seed_start + args.procedural)
-            meshes = car_collection(seeds)
-            source = f'procedural cars autolabel_ros.shape.cars seeds {seeds.start}..{seeds.stop - 1}'
+            scale = args.size_scale or DEFAULT_SIZE_SCALE
+            meshes = car_collection(seeds, size_scale=scale)
+            source = (f'procedural cars autolabel_ros.shape.cars seeds {seeds.start}..{seeds.stop - 1}, '
+                      f'size scale {",".join(f"{v:g}" for v in scale)}')
         prior = build_prior(meshes, resolution=args.resolution, n_components=args.components,
                             truncation=args.truncation, extent=args.extent, source=source, progress=progress)
         prior.save(args.out)

@@ -102,6 +102,67 @@ class SdfModel(torch.nn.Module):
         self.size_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)   # (1+d) x 3
         self.mean_size = pa.sizes.mean(0)
         self.device = torch.device(device)
+        self._init_bottom(pa, device)
+
+    def _init_bottom(self, pa: PriorArrays, device, slab_m: float = 0.9, margin_m: float = 0.12):
+        """Bottom slab of the full-resolution prior for :meth:`bottom_heights`: the lowest surface is
+        where the car meets the ground and must be read at the resolution the label's mesh and box
+        come from (thin tyre contacts vanish on the coarse fitting grid, and near the mean code the
+        linear size regression puts the bottom ~8 cm too low). Only the columns that come within
+        ``margin_m`` of the lowest one for some code (the prior's own, random ones, the mean) are
+        kept: the search over them runs every fit step."""
+        nz, ny, nx = pa.mean.shape
+        ez = float(pa.extent[2])
+        z = np.linspace(-ez, ez, nz)
+        k = int(np.searchsorted(z, -ez + slab_m)) + 1
+        chans = np.concatenate([pa.mean[None, :k], pa.basis[:, :k]], 0).reshape(1 + self.d, k, ny * nx)
+        self.bot_z = torch.as_tensor(z[:k], dtype=torch.float32, device=device)
+        ys = np.linspace(-pa.extent[1], pa.extent[1], ny)
+        xs = np.linspace(-pa.extent[0], pa.extent[0], nx)
+        yy, xx = np.meshgrid(ys, xs, indexing='ij')
+        xy = np.stack([xx.ravel(), yy.ravel()], -1)
+        rng = np.random.default_rng(0)
+        probe = np.concatenate([np.zeros((1, self.d)), np.asarray(pa.codes, float),
+                                rng.standard_normal((128, self.d)) * np.asarray(pa.stdev, float)])
+        self.bot_vol = torch.as_tensor(chans, dtype=torch.float32)
+        zc, valid, _ = self.bottom_heights(torch.as_tensor(probe, dtype=torch.float32))
+        zc = torch.where(valid, zc, torch.full_like(zc, np.inf))
+        keep = (zc <= zc.min(1, keepdim=True).values + margin_m).any(0).numpy()
+        if not keep.any():                       # an empty prior slab: keep everything (never lowest)
+            keep[:] = True
+        self.bot_vol = torch.as_tensor(chans[:, :, keep], dtype=torch.float32, device=device)  # 1+d, k, C
+        self.bot_xy = torch.as_tensor(xy[keep], dtype=torch.float32, device=device)          # C, 2
+
+    def bottom_heights(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lowest surface crossing of every kept vertical grid column, without gradient: heights (B, C)
+        in the canonical frame (linear interpolation between the last outside and the first inside
+        node), validity (B, C) (the column meets the shape in the slab) and the first inside node
+        (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``."""
+        k = self.bot_vol.shape[1]
+        with torch.no_grad():
+            phi = self.bot_vol[0] + torch.einsum('bj,jkc->bkc', codes.detach(), self.bot_vol[1:])
+            first = torch.zeros(phi.shape[0], phi.shape[2], dtype=torch.long, device=phi.device)
+            valid = torch.zeros_like(first, dtype=torch.bool)
+            for j in range(k - 1, -1, -1):                    # top-down: the last hit is the lowest
+                hit = phi[:, j] <= 0
+                first = torch.where(hit, j, first)
+                valid |= hit
+            p0 = phi.gather(1, (first - 1).clamp_min(0)[:, None]).squeeze(1)
+            p1 = phi.gather(1, first[:, None]).squeeze(1)
+            return self._crossing(p0, p1, first), valid, first
+
+    def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
+        node is ``first`` (B,) (from :meth:`bottom_heights`): only two nodes per code carry gradient."""
+        lo = (first - 1).clamp_min(0)
+        v = torch.stack([self.bot_vol[:, lo, col], self.bot_vol[:, first, col]], -1)    # 1+d, B, 2
+        p = v[0] + torch.einsum('kbt,bk->bt', v[1:], codes)
+        return self._crossing(p[:, 0], p[:, 1], first)
+
+    def _crossing(self, p0, p1, first):
+        dz = self.bot_z[1] - self.bot_z[0]
+        t = (p0 / (p0 - p1).clamp_min(1e-6)).clamp(0.0, 1.0)
+        return self.bot_z[(first - 1).clamp_min(0)] + torch.where(first > 0, t, torch.zeros_like(t)) * dz
 
     def size_of(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, 3) predicted (l, w, h) of shape codes (B, d), by the linear regression over the prior."""

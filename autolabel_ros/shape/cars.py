@@ -41,6 +41,15 @@ PART_IDS = {n: i for i, n in enumerate(PART_NAMES)}
 _TYPE_WEIGHTS = {'sedan': 0.22, 'hatchback': 0.35, 'wagon': 0.15, 'coupe': 0.05, 'suv': 0.15,
                  'van': 0.05, 'pickup': 0.03}
 
+# The ranges below are manufacturer dimensions (fleet mean ~4.41 x 1.78 x 1.54 m). Labelled boxes are
+# smaller: the mean KITTI Car box is 3.88 x 1.63 x 1.53 m (l x w x h; the per-class mean size used by
+# Frustum PointNets and the anchor sizes of KITTI detectors), partly older and smaller cars, partly
+# boxes drawn tight to the LiDAR returns of the body (no mirrors, rounded bumper ends). The prior's
+# mean car sets the length of every car whose length the data cannot see (end-on cars), so by
+# default sizes and overhangs are scaled to that box convention; ``size_scale=(1, 1, 1)`` gives
+# manufacturer sizes (e.g. ``autolabel-build-prior --procedural 150 --size-scale 1,1,1``).
+DEFAULT_SIZE_SCALE = (0.89, 0.93, 0.99)
+
 # Per type: ranges (lo, hi) of the overall size, ground clearance, wheel radius and the top-profile
 # segment fractions of the length: hood, windshield, roof, rear glass (or cab back), deck/bed.
 _RANGES = {
@@ -99,8 +108,10 @@ class CarParams:
         return asdict(self)
 
 
-def random_car_params(seed: int, body_type: str | None = None) -> CarParams:
-    """Random, realistic car parameters, deterministic by ``seed`` (and ``body_type`` if given)."""
+def random_car_params(seed: int, body_type: str | None = None,
+                      size_scale: tuple = DEFAULT_SIZE_SCALE) -> CarParams:
+    """Random, realistic car parameters, deterministic by ``seed`` (and ``body_type`` if given);
+    ``size_scale`` (l, w, h) multiplies the manufacturer-size ranges (see DEFAULT_SIZE_SCALE)."""
     rng = np.random.default_rng([int(seed), 0xCA7])
     if body_type is None:
         names = list(_TYPE_WEIGHTS)
@@ -113,16 +124,17 @@ def random_car_params(seed: int, body_type: str | None = None) -> CarParams:
     def u(lo_hi):
         return float(rng.uniform(*lo_hi))
 
-    L, W, H = u(r['L']), u(r['W']), u(r['H'])
+    sl, sw, sh = (float(v) for v in size_scale)
+    L, W, H = u(r['L']) * sl, u(r['W']) * sw, u(r['H']) * sh
     rw = u(r['rw'])
     seg = np.array([u(s) for s in r['seg']])
     seg = tuple((seg / seg.sum()).tolist())
-    fo = rw + u((0.45, 0.65)) * (1.0 if body_type != 'van' else 0.8)
-    ro = rw + u((0.45, 0.75))
+    fo = rw + u((0.45, 0.65)) * (1.0 if body_type != 'van' else 0.8) * sl
+    ro = rw + u((0.45, 0.75)) * sl
     if body_type in ('hatchback',):
-        ro = rw + u((0.30, 0.45))
+        ro = rw + u((0.30, 0.45)) * sl
     if body_type == 'pickup':
-        ro = rw + u((0.75, 1.0))
+        ro = rw + u((0.75, 1.0)) * sl
     big = body_type in ('suv', 'van', 'pickup')
     gap = u((0.03, 0.07))
     belt = u(r['belt'])
@@ -417,9 +429,9 @@ def make_car_mesh(params: CarParams | dict) -> trimesh.Trimesh:
     return mesh
 
 
-def car_collection(seeds) -> list[trimesh.Trimesh]:
+def car_collection(seeds, size_scale: tuple = DEFAULT_SIZE_SCALE) -> list[trimesh.Trimesh]:
     """One random car per seed (seeds 0..9999 are for priors, the simulator uses >= 100000)."""
-    return [make_car_mesh(random_car_params(int(s))) for s in seeds]
+    return [make_car_mesh(random_car_params(int(s), size_scale=size_scale)) for s in seeds]
 
 
 def face_parts(mesh: trimesh.Trimesh) -> np.ndarray:
