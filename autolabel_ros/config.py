@@ -62,7 +62,7 @@ class FitConfig:
     w_select_iou: float = 0.0        # final choice between hypotheses: weight of (1 - fine mask IoU)
     w_shape: float = 0.01            # keeps the shape code near the prior's distribution
     w_scale: float = 1.0             # keeps the log scales near 0 (when log_scales)
-    log_scales: bool = False         # optimize small per-axis log scales beyond the PCA shape
+    log_scales: bool = True          # optimize small per-axis log scales beyond the PCA shape
     energies: list = field(default_factory=lambda: ['mask', 'lidar', 'ground'])
     lidar_robust: float = 0.3        # tau of the robust LiDAR term tau*tanh(|phi|/tau)
     freespace_samples: int = 3       # free-space samples per point (first-hit approximation)

@@ -30,6 +30,9 @@ sys.path.insert(0, str(ROOT))
 KITTI = ROOT.parent / 'shared' / 'data' / 'kitti_object' / 'training'
 CACHE = Path(os.environ.get('AUTOLABEL_BENCH_CACHE', Path.home() / '.cache' / 'autolabel_ros' / 'bench'))
 APOLLO = Path.home() / '.cache' / 'autolabel_ros' / 'apollo_prior.npz'
+# the same procedural cars at manufacturer sizes (size scale 1,1,1): the prior before the default was
+# scaled to the KITTI box convention (autolabel_ros.shape.cars.DEFAULT_SIZE_SCALE); built on demand
+MANUFACTURER = Path.home() / '.cache' / 'autolabel_ros' / 'prior_manufacturer_sizes.npz'
 SIM_SEED0 = 300000
 
 
@@ -139,9 +142,17 @@ def kitti_specs(apollo: bool) -> list[dict]:
         dict(base, name='kitti: LiDAR + mask + ground (full)', config={}),
         dict(base, name='kitti: full, point prompts', prompts='gt-points', config={}),
     ]
+    rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
     if apollo:
         rows.append(dict(base, name='kitti: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     return rows
+
+
+def ensure_manufacturer_prior():
+    if not MANUFACTURER.is_file():
+        import subprocess
+        subprocess.run([sys.executable, '-m', 'autolabel_ros.cli.build_prior', '--procedural', '150',
+                        '--size-scale', '1,1,1', '--no-progress', '--out', str(MANUFACTURER)], check=True)
 
 
 def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
@@ -172,7 +183,7 @@ def extra_specs(n: int) -> list[dict]:
     return [
         dict(base, name=f'extra: default (oracle masks, {n} frames)', config={}),
         dict(base, name='extra: sdf_mode shared', config={'fit': {'sdf_mode': 'shared'}}),
-        dict(base, name='extra: + per-axis log scales', config={'fit': {'log_scales': True}}),
+        dict(base, name='extra: no per-axis log scales', config={'fit': {'log_scales': False}}),
         dict(base, name='extra: keep 1 hypothesis after pruning', config={'fit': {'keep_hypotheses': 1}}),
         dict(base, name='extra: 4 heading hypotheses', config={'fit': {'yaw_hypotheses': 4}}),
         dict(base, name='extra: lamp cue off', config={'fit': {'w_lamps': 0.0}}),
@@ -367,6 +378,7 @@ def main(argv=None):
         export_sim(args.sim_frames, args.beam_frames, args.jobs)
     specs = []
     if 'kitti' in only and KITTI.is_dir():
+        ensure_manufacturer_prior()
         specs += kitti_specs(apollo)
     if 'synthetic' in only:
         specs += synthetic_specs(apollo, args.sim_frames, args.beam_frames)
