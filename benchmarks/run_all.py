@@ -245,9 +245,11 @@ NOTES = """
   centre from the frustum points pushed back along the viewing ray, heading from the bird's-eye
   minimum-area rectangle). **LiDAR term only**: robust |SDF| of the frustum points + free-space
   (first-hit) term. **+ mask**: adds the silhouette Dice. **full**: adds the ground term (the
-  paper's ablation order). All rows use the same prior (the packaged procedural-car prior) unless
-  they say *ApolloCar3D prior* (built from the 79 ApolloCar3D models by
-  benchmarks/build_apollo_prior.sh into ~/.cache, never shipped).
+  paper's ablation order). All rows use the same prior (the packaged procedural-car prior, sizes in
+  the KITTI box convention) unless they say *manufacturer-size prior* (the same 150 procedural cars
+  at manufacturer sizes, `--size-scale 1,1,1`: the default before it was scaled) or *ApolloCar3D
+  prior* (built from the 79 ApolloCar3D models by benchmarks/build_apollo_prior.sh into ~/.cache,
+  never shipped).
 - **sim** = 46 independent simulator scenes (308 cars; seeds 300000-300045, 64 beams, clutter, shadows),
   exported once to ~/.cache/autolabel_ros/bench; the 32/16-beam rows use the same first 12 scenes
   re-simulated with fewer beams (compare them with the 64-beam row over the same 12 frames).
@@ -258,8 +260,12 @@ NOTES = """
 ## How the fit works (autolabel_ros/fit, pipeline.py)
 
 All objects of a frame x 8 heading hypotheses (yaw0 + k*45 deg, yaw0 from the minimum-area
-rectangle of the frustum points) are one batch. Parameters per hypothesis: x, y, z, yaw and the
-5-d shape code (whitened, L2-regularised). 30 Adam steps on the cheap terms (LiDAR, free space,
+rectangle of the frustum points) are one batch. Parameters per hypothesis: x, y, z, yaw, the
+5-d shape code (whitened, L2-regularised) and three small per-axis log scales (regularised to 0).
+The ground term asks the lowest point of the shape itself to touch the RANSAC plane: the lowest
+surface crossing of the prior's full-resolution vertical grid columns, under the plane's tilt (near
+the mean code the PCA blurs the tyre contacts, and a regressed height put the box bottom ~6 cm
+above the ground). 30 Adam steps on the cheap terms (LiDAR, free space,
 ground, shape), then every hypothesis is scored once with the full energy and the best 2 per
 object go on for 50 steps with the silhouette term (24x24 crop, 12 samples per ray inside the
 slab-clipped bounding volume, hardness annealed 5 -> 20 per metre). The winner is the lowest
@@ -283,27 +289,44 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
 
 ## Findings (the run above)
 
-- Energy ablation (the paper's order): on the simulator every term helps (3D@0.7 moderate: init
-  14.3, LiDAR 74.1, + mask 80.7, + ground 87.1). On the 7 real KITTI frames (8 moderate cars, each
-  one ~12 AP points) the LiDAR-only fit scores higher at 3D@0.5 than the full energy (84.7 vs 73.0)
-  but flips more headings (0.286 vs 0.143): on real images MobileSAM masks leave out dark tyres and
-  shadowed lower edges, which lifts and shortens the silhouette fit. Too few cars to tune on; the
-  defaults are chosen on the simulator.
-- Heading: keeping the best 2 (diverse) hypotheses after pruning instead of 1 lowers the flip rate
-  on the 12-scene subset from 0.200 to 0.083; without the red rear-lamp cue it is 0.167.
-  4 vs 8 heading hypotheses: 0.056 vs 0.083 here (within noise of 12 scenes; 8 is the default).
-- `sdf_mode` decode and shared give the same boxes (up to float rounding); decode is faster.
-- Per-axis log scales (`fit.log_scales: true`) raise 3D@0.7 on the subset (81.4 -> 84.4); off by
-  default until measured on the full sets.
-- The ApolloCar3D prior does not beat the packaged procedural-car prior on either set (KITTI 3D@0.7
-  14.7 vs 28.6; simulator 85.8 vs 87.1, where the cars come from the same generator as the prior).
-- Click prompts (3 clicks) lose to boxes on the simulator (80.5 vs 96.4 at 3D@0.5), mostly on hard
-  (occluded) cars (3D@0.5 hard 63.3 vs 86.0; not yet analysed).
+- The two changes of this run, both chosen on the simulator and the labelling convention, not on
+  the KITTI frames: (1) the default prior's cars are scaled to the KITTI box convention (mean
+  3.9 x 1.66 x 1.53 m instead of manufacturer 4.41 x 1.78 x 1.54 m). The prior's mean car sets the
+  length of every car whose length the data cannot see, and the old prior made KITTI fits 0.6 m too
+  long on average (`benchmarks/per_car.py` gives the signed per-car errors). On KITTI the
+  manufacturer-size prior scores 74.0 at 3D@0.5 moderate and the default 100.0. (2) The ground
+  term now reads the lowest point of the shape itself. On the simulator the box bottom sat 6.5 cm
+  above the ground before and 3 cm now.
+- Per-axis log scales (`fit.log_scales`) are now on. On all 46 scenes with MobileSAM masks,
+  3D@0.7 moderate goes from 87.3 to 90.0 and the flip rate from 0.039 to 0.028. On the 12-scene
+  oracle-mask subset it is 85.0 without them and 90.0 with them.
+- Energy ablation (the paper's order) on the simulator: 3D@0.7 moderate goes init 16.3, LiDAR
+  79.6, + mask 86.3, + ground 90.0, so every term helps. On the 7 KITTI frames (8 moderate cars,
+  each one ~12 AP points) the order is the same at 3D@0.5: LiDAR only 84.4, + mask 100.0, full
+  100.0. The LiDAR-only fit has no flips there, and the full fit flips 1 of 8 moderate cars.
+- Heading: keeping 2 diverse hypotheses after pruning and the red rear-lamp cue are what hold the
+  flip rate down. On the 12-scene subset: default 0.053, 1 hypothesis 0.132, lamp cue off 0.184.
+  Their higher 3D@0.7 on that subset (92.5) comes from 2 or 3 better-placed cars, and they flip
+  2.5-3.5x more.
+- `sdf_mode` decode and shared give the same boxes (up to float rounding), and decode is faster.
+  The full-resolution grid is not more accurate than the 2x coarser fitting grid, and it is 1.7x
+  slower.
+- ApolloCar3D prior: on KITTI it scores 68.1 at 3D@0.5, lower than the default. On the simulator it
+  reaches 3D@0.7 67.1 against 90.0, since the simulator's cars now follow the (smaller) KITTI box
+  convention and the ApolloCar3D models keep manufacturer sizes.
+- Click prompts (3 clicks) lose to boxes on the simulator (81.9 vs 97.5 at 3D@0.5), mostly on hard,
+  occluded cars (hard 66.9 vs 89.4), where a click can land on the occluder's side of the mask.
+  On KITTI they score 87.5 with no flips.
+- Fewer beams: with 32 and 16 beams 3D@0.5 holds at 94.7 and 84.9 (64 beams: 97.5), but 3D@0.7
+  drops to 72.2 and 68.8 (86.9), and flips rise to 0.09-0.11.
 
 ## Known limits
 
 - Front/back flips remain the main heading error: a car seen end-on has nearly the same silhouette
-  and scan either way round; the lamp cue decides only when the rear lamps are clearly red.
+  and scan either way round; the lamp cue decides only when the rear lamps are clearly red. On
+  KITTI the flips are far cars (35 m and 54 m, one of them oncoming, so no red lamps to see).
+- A far car (61 m, KITTI 000001) with 9 scan points can lose them to the cluster choice: a
+  background cluster within the depth tolerance of the box-height depth guess wins on point count.
 - The length of a car seen exactly end-on is not observable (silhouette and scan only see one
   face); the fit then keeps the prior's length tendency. This dominates the IoU@0.7 misses.
 - Cars with no LiDAR point are still fitted (silhouette + ground, box-size depth) but rejected.
@@ -409,8 +432,9 @@ def main(argv=None):
                   f'flip {_f(r["result"].get("flip_rate"), ".3f")}')
         order = [s['name'] for s in kitti_specs(True)
                  + synthetic_specs(True, args.sim_frames, args.beam_frames) + extra_specs(args.extra_frames)]
-        results['rows'] = sorted(old.values(),
-                                 key=lambda r: order.index(r['name']) if r['name'] in order else 99)
+        # rows of renamed or removed specs are dropped, so the table never mixes runs of old code
+        results['rows'] = sorted((r for r in old.values() if r['name'] in order),
+                                 key=lambda r: order.index(r['name']))
     if 'timing' in only:
         results['timing'] = [run_one(s) for s in timing_specs(8)]
         for r in results['timing']:

@@ -87,3 +87,15 @@ def test_deterministic_by_seed_and_varied():
 def test_unknown_body_type_is_rejected():
     with pytest.raises(ValueError, match='limousine'):
         random_car_params(0, 'limousine')
+
+
+def test_size_scale_maps_manufacturer_sizes_to_the_box_convention():
+    from autolabel_ros.shape.cars import DEFAULT_SIZE_SCALE
+    for seed in range(5):
+        a, b = random_car_params(seed), random_car_params(seed, size_scale=(1, 1, 1))
+        assert a.body_type == b.body_type and a.wheel_radius == b.wheel_radius
+        np.testing.assert_allclose([a.length / b.length, a.width / b.width, a.height / b.height],
+                                   DEFAULT_SIZE_SCALE)
+    # the default fleet's mean box is the KITTI Car mean (3.88 x 1.63 x 1.53 m) within a few cm
+    sizes = np.array([[p.length, p.width, p.height] for p in map(random_car_params, range(400))])
+    assert np.all(np.abs(sizes.mean(0) - [3.88, 1.63, 1.53]) < [0.1, 0.05, 0.03]), sizes.mean(0)

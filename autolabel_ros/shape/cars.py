@@ -36,8 +36,9 @@ PART_NAMES = ('paint', 'glass', 'tyre', 'rim', 'headlight', 'taillight', 'trim')
 PART_IDS = {n: i for i, n in enumerate(PART_NAMES)}
 
 # How often each body type is drawn when none is asked for: a European passenger-car fleet, where
-# compact hatchbacks lead and pickups are rare (mean length ~4.3 m). This mix sets the default shape
-# prior's mean car, so a US-style mix (many pickups and SUVs) biases every under-observed fit long.
+# compact hatchbacks lead and pickups are rare (mean length ~4.4 m before DEFAULT_SIZE_SCALE). This
+# mix sets the default shape prior's mean car, so a US-style mix (many pickups and SUVs) biases every
+# under-observed fit long.
 _TYPE_WEIGHTS = {'sedan': 0.22, 'hatchback': 0.35, 'wagon': 0.15, 'coupe': 0.05, 'suv': 0.15,
                  'van': 0.05, 'pickup': 0.03}
 
