@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autolabel_ros.shape.prior import grid_axes
+
 
 @dataclass
 class PriorArrays:
@@ -78,6 +80,29 @@ def analytic_prior(res: int = 32) -> PriorArrays:
                        name='analytic')
 
 
+def _crossing(z: torch.Tensor, p0, p1, first):
+    """Height of the zero crossing between node ``first - 1`` (SDF p0 > 0) and ``first`` (p1 <= 0) of
+    a column with node heights z, by linear interpolation (the node itself when first == 0)."""
+    t = (p0 / (p0 - p1).clamp_min(1e-6)).clamp(0.0, 1.0)
+    return z[(first - 1).clamp_min(0)] + torch.where(first > 0, t, torch.zeros_like(t)) * (z[1] - z[0])
+
+
+def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
+    """Lowest zero crossing of each column of a (1+d, k, C) slab of prior channels for codes (B, d),
+    without gradient: heights (B, C), validity (B, C) and the first inside node (B, C)."""
+    with torch.no_grad():
+        phi = vol[0] + torch.einsum('bj,jkc->bkc', codes.detach(), vol[1:])
+        first = torch.zeros(phi.shape[0], phi.shape[2], dtype=torch.long, device=phi.device)
+        valid = torch.zeros_like(first, dtype=torch.bool)
+        for j in range(vol.shape[1] - 1, -1, -1):           # top-down: the last hit is the lowest
+            hit = phi[:, j] <= 0
+            first = torch.where(hit, j, first)
+            valid |= hit
+        p0 = phi.gather(1, (first - 1).clamp_min(0)[:, None]).squeeze(1)
+        p1 = phi.gather(1, first[:, None]).squeeze(1)
+        return _crossing(z, p0, p1, first), valid, first
+
+
 class SdfModel(torch.nn.Module):
     """Torch side of a prior: batched SDF queries and a linear size model ``(l, w, h) ~ [1, s]``."""
 
@@ -112,44 +137,30 @@ class SdfModel(torch.nn.Module):
         ``margin_m`` of the lowest one for some code (the prior's own, random ones, the mean) are
         kept: the search over them runs every fit step."""
         nz, ny, nx = pa.mean.shape
-        ez = float(pa.extent[2])
-        z = np.linspace(-ez, ez, nz)
-        k = int(np.searchsorted(z, -ez + slab_m)) + 1
-        chans = np.concatenate([pa.mean[None, :k], pa.basis[:, :k]], 0).reshape(1 + self.d, k, ny * nx)
-        self.bot_z = torch.as_tensor(z[:k], dtype=torch.float32, device=device)
-        ys = np.linspace(-pa.extent[1], pa.extent[1], ny)
-        xs = np.linspace(-pa.extent[0], pa.extent[0], nx)
-        yy, xx = np.meshgrid(ys, xs, indexing='ij')
-        xy = np.stack([xx.ravel(), yy.ravel()], -1)
+        xs, ys, zs = grid_axes((nx, ny, nz), pa.extent)
+        k = int(np.searchsorted(zs, zs[0] + slab_m)) + 1
+        vol = torch.as_tensor(np.concatenate([pa.mean[None, :k], pa.basis[:, :k]], 0)
+                              .reshape(1 + self.d, k, ny * nx), dtype=torch.float32)
+        z = torch.as_tensor(zs[:k], dtype=torch.float32)
         rng = np.random.default_rng(0)
         probe = np.concatenate([np.zeros((1, self.d)), np.asarray(pa.codes, float),
                                 rng.standard_normal((128, self.d)) * np.asarray(pa.stdev, float)])
-        self.bot_vol = torch.as_tensor(chans, dtype=torch.float32)
-        zc, valid, _ = self.bottom_heights(torch.as_tensor(probe, dtype=torch.float32))
+        zc, valid, _ = _lowest_crossings(vol, z, torch.as_tensor(probe, dtype=torch.float32))
         zc = torch.where(valid, zc, torch.full_like(zc, np.inf))
-        keep = (zc <= zc.min(1, keepdim=True).values + margin_m).any(0).numpy()
+        keep = (zc <= zc.min(1, keepdim=True).values + margin_m).any(0)
         if not keep.any():                       # an empty prior slab: keep everything (never lowest)
             keep[:] = True
-        self.bot_vol = torch.as_tensor(chans[:, :, keep], dtype=torch.float32, device=device)  # 1+d, k, C
-        self.bot_xy = torch.as_tensor(xy[keep], dtype=torch.float32, device=device)          # C, 2
+        yy, xx = np.meshgrid(ys, xs, indexing='ij')
+        xy = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], -1), dtype=torch.float32)
+        self.bot_vol = vol[:, :, keep].contiguous().to(device)                 # 1+d, k, C
+        self.bot_z = z.to(device)
+        self.bot_xy = xy[keep].to(device)                                      # C, 2
 
     def bottom_heights(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lowest surface crossing of every kept vertical grid column, without gradient: heights (B, C)
-        in the canonical frame (linear interpolation between the last outside and the first inside
-        node), validity (B, C) (the column meets the shape in the slab) and the first inside node
-        (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``."""
-        k = self.bot_vol.shape[1]
-        with torch.no_grad():
-            phi = self.bot_vol[0] + torch.einsum('bj,jkc->bkc', codes.detach(), self.bot_vol[1:])
-            first = torch.zeros(phi.shape[0], phi.shape[2], dtype=torch.long, device=phi.device)
-            valid = torch.zeros_like(first, dtype=torch.bool)
-            for j in range(k - 1, -1, -1):                    # top-down: the last hit is the lowest
-                hit = phi[:, j] <= 0
-                first = torch.where(hit, j, first)
-                valid |= hit
-            p0 = phi.gather(1, (first - 1).clamp_min(0)[:, None]).squeeze(1)
-            p1 = phi.gather(1, first[:, None]).squeeze(1)
-            return self._crossing(p0, p1, first), valid, first
+        in the canonical frame, validity (B, C) (the column meets the shape in the slab) and the first
+        inside node (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``."""
+        return _lowest_crossings(self.bot_vol, self.bot_z, codes)
 
     def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
@@ -157,12 +168,7 @@ class SdfModel(torch.nn.Module):
         lo = (first - 1).clamp_min(0)
         v = torch.stack([self.bot_vol[:, lo, col], self.bot_vol[:, first, col]], -1)    # 1+d, B, 2
         p = v[0] + torch.einsum('kbt,bk->bt', v[1:], codes)
-        return self._crossing(p[:, 0], p[:, 1], first)
-
-    def _crossing(self, p0, p1, first):
-        dz = self.bot_z[1] - self.bot_z[0]
-        t = (p0 / (p0 - p1).clamp_min(1e-6)).clamp(0.0, 1.0)
-        return self.bot_z[(first - 1).clamp_min(0)] + torch.where(first > 0, t, torch.zeros_like(t)) * dz
+        return _crossing(self.bot_z, p[:, 0], p[:, 1], first)
 
     def size_of(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, 3) predicted (l, w, h) of shape codes (B, d), by the linear regression over the prior."""
