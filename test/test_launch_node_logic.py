@@ -4,6 +4,7 @@ Messages are the real ROS 2 definitions from the rosbags typestore; what the fit
 serialized to CDR.
 """
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +329,38 @@ def test_launch_test_frame_end_to_end_without_ros():
     assert all(m.type == 5 and len(m.points) == 26 for m in kinds['edges'])           # LINE_LIST
     assert all(m.type == 9 and 'Car' in m.text for m in kinds['text'])               # TEXT_VIEW_FACING
     assert all(m.type == 11 and len(m.points) % 3 == 0 for m in kinds.get('mesh', []))  # TRIANGLE_LIST
+
+
+def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
+    """The nodes' worker thread body (nodes.common.worker_loop, rclpy-free): items are handled in
+    order, one that raises is logged and skipped, and stop_worker ends the thread."""
+    from autolabel_ros.nodes.common import stop_worker, worker_loop
+
+    class Log:                      # the two calls the loop makes on an rclpy logger
+        def __init__(self):
+            self.errors = []
+
+        def error(self, text, throttle_duration_sec=None):
+            self.errors.append((text, throttle_duration_sec))
+
+    slot, stop, log, done = logic.LatestSlot(), threading.Event(), Log(), []
+    handled = threading.Event()
+
+    def handle(item):
+        if item == 'bad':
+            raise ValueError('broken image')
+        done.append(item)
+        handled.set()
+
+    t = threading.Thread(target=worker_loop, args=(stop, slot, handle, log, 'image'), daemon=True)
+    t.start()
+    for item in ('bad', 'good'):
+        handled.clear()
+        slot.put(item)
+        while slot.pending:
+            time.sleep(0.01)
+    assert handled.wait(2.0)
+    stop_worker(stop, slot, t, timeout=2.0)
+    assert not t.is_alive()
+    assert done == ['good']
+    assert log.errors == [('image skipped: ValueError: broken image', 5.0)]

@@ -85,6 +85,35 @@ def image_msg_type(compressed: bool):
     return CompressedImage if compressed else Image
 
 
+def worker_loop(stop_event, slot, handle, logger, what: str) -> None:
+    """Body of a node's worker thread: handle the newest item of its one-slot queue until stopped.
+    One bad item is logged (throttled) and skipped: it must never stop the node."""
+    while not stop_event.is_set():
+        item = slot.get(timeout=0.5)
+        if item is None:
+            continue
+        try:
+            handle(item)
+        except Exception as e:
+            logger.error(f'{what} skipped: {type(e).__name__}: {e}', throttle_duration_sec=5.0)
+
+
+class StatsLine:
+    """Timer callback of both nodes: the latency statistics line, only when something happened
+    since the last one."""
+
+    def __init__(self, node):
+        self.node = node
+        self.last = (0, 0)
+
+    def __call__(self):
+        n = self.node
+        now = (n.stats.frames, n.slot.dropped)
+        if now != self.last:
+            self.last = now
+            n.get_logger().info(n.stats.summary(n.slot.dropped))
+
+
 def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
     """Shared shutdown of a node's worker thread: signal it, close its one-slot queue, wait a bounded
     time (a fit in progress may outlast it; the thread is a daemon)."""

@@ -15,8 +15,9 @@ from rclpy.node import Node
 
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
-from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos, steady_timer, stop_worker)
+from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_parameters, image_msg_type,
+                                        output_qos, rclpy_factory, run_node, sensor_qos, steady_timer,
+                                        stop_worker, worker_loop)
 
 
 class DetectorNode(Node):
@@ -45,30 +46,15 @@ class DetectorNode(Node):
                                  sensor_qos(self.settings.reliability, self.settings.qos_depth))
         self.slot = logic.LatestSlot()
         self.stats = logic.LatencyStats()
-        self._logged_at = (0, 0)
         self._stop = threading.Event()
-        self.worker = threading.Thread(target=self._work, name='autolabel_detector_worker', daemon=True)
+        self.worker = threading.Thread(target=worker_loop, name='autolabel_detector_worker', daemon=True,
+                                       args=(self._stop, self.slot, self._process, self.get_logger(),
+                                             'image'))
         self.worker.start()
-        steady_timer(self, 10.0, self._log_stats)
+        steady_timer(self, 10.0, StatsLine(self))
 
     def _on_image(self, msg):
         self.slot.put(msg)
-
-    def _log_stats(self):
-        now = (self.stats.frames, self.slot.dropped)
-        if now != self._logged_at:    # only when something happened since the last line
-            self._logged_at = now
-            self.get_logger().info(self.stats.summary(self.slot.dropped))
-
-    def _work(self):
-        while not self._stop.is_set():
-            msg = self.slot.get(timeout=0.5)
-            if msg is None:
-                continue
-            try:
-                self._process(msg)
-            except Exception as e:   # one bad image must never stop the node
-                self.get_logger().error(f'image skipped: {type(e).__name__}: {e}', throttle_duration_sec=5.0)
 
     def _process(self, msg):
         t0 = time.perf_counter()

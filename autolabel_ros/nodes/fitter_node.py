@@ -27,8 +27,9 @@ from autolabel_ros.config import ConfigError
 from autolabel_ros.core.geometry import transform_points
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes import logic
-from autolabel_ros.nodes.common import (StartupError, declare_parameters, image_msg_type, output_qos,
-                                        rclpy_factory, run_node, sensor_qos, steady_timer, stop_worker)
+from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_parameters, image_msg_type,
+                                        output_qos, rclpy_factory, run_node, sensor_qos, steady_timer,
+                                        stop_worker, worker_loop)
 
 
 class FitterNode(Node):
@@ -85,11 +86,12 @@ class FitterNode(Node):
         self.stats = logic.LatencyStats()
         self._last_job = None
         self._stop = threading.Event()
-        self.worker = threading.Thread(target=self._work, name='autolabel_fitter_worker', daemon=True)
+        self.worker = threading.Thread(target=worker_loop, name='autolabel_fitter_worker', daemon=True,
+                                       args=(self._stop, self.slot, lambda job: self._process(*job),
+                                             self.get_logger(), 'frame'))
         self.worker.start()
         steady_timer(self, 1.0, self._watchdog)
-        steady_timer(self, 10.0, self._log_stats)
-        self._logged_at = (0, 0)
+        steady_timer(self, 10.0, StatsLine(self))
         self.get_logger().info(
             f'waiting for {", ".join(resolved)} (slop {s.slop} s, queue {s.queue_size}, '
             f'{s.reliability}); clicks on {s.clicked_point_topic}')
@@ -120,23 +122,7 @@ class FitterNode(Node):
         if text:
             self.get_logger().warning(text)
 
-    def _log_stats(self):
-        now = (self.stats.frames, self.slot.dropped)
-        if now != self._logged_at:    # only when something happened since the last line
-            self._logged_at = now
-            self.get_logger().info(self.stats.summary(self.slot.dropped))
-
     # ------------------------------------------------------------------ worker thread
-
-    def _work(self):
-        while not self._stop.is_set():
-            job = self.slot.get(timeout=0.5)
-            if job is None:
-                continue
-            try:
-                self._process(*job)
-            except Exception as e:   # one bad frame must never stop the node
-                self.get_logger().error(f'frame skipped: {type(e).__name__}: {e}', throttle_duration_sec=5.0)
 
     def _lookup(self, target: str, source: str, stamp, timeout: float):
         """4x4 target <- source at ``stamp`` (rclpy Time; Time() = latest), or None."""
