@@ -70,6 +70,9 @@ class FitConfig:
     max_points: int = 256            # frustum points kept per object (seeded random subset)
     mask_erode_px: int = 2           # erode the instance mask before selecting frustum points
     cluster_radius: float = 0.6      # Euclidean clustering of frustum points (keep the largest)
+    lidar_occluders: bool = True     # LiDAR points in front of the object also zero the occlusion map
+    occluder_margin: float = 0.3     # ... when nearer than the object's nearest point by this (m)
+    occluder_radius_px: int = 3      # ... each point covering a disk of this radius (beam spacing)
     sdf_mode: str = 'decode'         # decode | shared (SDF lookup strategy, same result)
     threads: int = 1                 # torch CPU threads during the fit (0 = leave torch's setting):
     #                                  the fit's tensors are small, intra-op threading costs more

@@ -6,7 +6,8 @@ of the mask). Steps:
 
 1. masks: the given ones, or the promptable segmenter (built on first use);
 2. ground plane by RANSAC; frustum points of every mask (ground and off-object clusters removed);
-3. occlusion order by median LiDAR depth; per object crop, rays, target and occlusion maps;
+3. occlusion order by median LiDAR depth; per object crop, rays, target and occlusion maps (the
+   masks of nearer objects and the pixels of LiDAR returns in front of the object: poles, cyclists);
 4. one batched fit over all objects x heading hypotheses (:mod:`autolabel_ros.fit.optimize`);
 5. mesh + tight box from the fitted code, confidence = rendered-vs-mask IoU, verification flags.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 
+import cv2
 import numpy as np
 import torch
 
@@ -153,6 +155,7 @@ class Autolabeler:
             at_border = b[0] <= 2 or b[1] <= 2 or b[2] >= W - 2 or b[3] >= H - 2
             keep = select_cluster(xyz[idx], pc[idx, 2], fc.cluster_radius, None if at_border else box_depth)
             idx = idx[keep]
+            near_depth = float(pc[idx, 2].min()) if len(idx) else None
             pts = xyz[idx]
             if len(pts) > fc.max_points:
                 # seeded per prompt id: an object's subset does not depend on the other prompts
@@ -166,7 +169,11 @@ class Autolabeler:
             depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
             init = init_object(pts, n_frustum, depth, ground, mean_size, max(1, fc.yaw_hypotheses),
                                box_center_ray=dc[0], cam_origin=o, box_depth=box_depth)
-            objs.append(dict(i=i, init=init, mask=m))
+            ob = dict(i=i, init=init, mask=m)
+            if fc.lidar_occluders and near_depth is not None:
+                ob['occluders'] = self._lidar_occluders(uv, pc[:, 2], valid & nonground, m, near_depth,
+                                                        (H, W))
+            objs.append(ob)
 
         labels: list[Label3D | None] = [None] * len(prompts)
         if objs:
@@ -206,6 +213,8 @@ class Autolabeler:
             for j, q in enumerate(objs):
                 if j != k and rank[j] < rank[k]:
                     nearer |= q['mask']
+            if 'occluders' in o:
+                nearer |= o['occluders']
             b = self._box_of(o)
             crop = crop_box(b, W, H, fc.box_padding)
             crops.append(crop)
@@ -289,6 +298,26 @@ class Autolabeler:
             best.alternatives = alts
             out.append(best)
         return out
+
+    def _lidar_occluders(self, uv, depth, ok, mask, near_depth, shape):
+        """Full-image bool map of the pixels covered by LiDAR returns in front of an object (nearer than
+        its nearest clustered point by ``occluder_margin``) around its mask: a pole, cyclist or bush
+        there hides part of the car, so the silhouette term must not ask the render to explain it."""
+        fc = self.cfg.fit
+        H, W = shape
+        ys, xs = np.nonzero(mask)
+        r = int(fc.occluder_radius_px)
+        pad = 0.1 * max(xs.max() - xs.min(), ys.max() - ys.min()) + r
+        box = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
+        sel = ok & (depth < near_depth - fc.occluder_margin) & (uv[:, 0] >= box[0]) & (uv[:, 0] <= box[2]) \
+            & (uv[:, 1] >= box[1]) & (uv[:, 1] <= box[3])
+        occ = np.zeros((H, W), np.uint8)
+        if sel.any():
+            u = np.clip(uv[sel, 0].astype(int), 0, W - 1)
+            v = np.clip(uv[sel, 1].astype(int), 0, H - 1)
+            occ[v, u] = 1
+            occ = cv2.dilate(occ, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        return occ.astype(bool)
 
     @staticmethod
     def _box_of(o):

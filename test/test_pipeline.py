@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from autolabel_ros.config import AutolabelConfig
+from autolabel_ros.config import AutolabelConfig, from_dict
 from autolabel_ros.core.types import Prompt, SensorFrame, wrap_angle
 from autolabel_ros.pipeline import Autolabeler
 
@@ -128,3 +128,51 @@ def test_cli_on_a_simulated_kitti_folder(sim, tmp_path, capsys):
     assert stats['summary']['n_instances'] == len(pred) and stats['frames'][0]['fit_s'] > 0
     assert main(['--data', str(tmp_path / 'nope'), '--out', str(tmp_path / 'p2'), '--quiet']) == 2
     assert 'autolabel-kitti: error' in capsys.readouterr().err
+
+
+def test_a_pole_in_front_is_not_asked_of_the_render(sim, labeler):
+    """A pole the prompts do not name stands between the sensor and a car; the mask excludes it (as
+    SAM does). Its LiDAR returns mark those pixels occluded, so the fit and its confidence ignore
+    them; without that the render is scored on the hole and the confidence drops."""
+    import cv2
+
+    from autolabel_ros.core.geometry import project, transform_points
+    g = next(g for g in sim.gt if _well_observed(g))
+    c = g.center.copy()
+    ray = c[:2] / np.linalg.norm(c[:2])
+    base = c[:2] * 0.6                                 # 60 % of the way to the car
+    across = np.array([-ray[1], ray[0]])
+    s, t = np.meshgrid(np.linspace(-0.15, 0.15, 7), np.linspace(0.0, 2.2, 45))
+    bottom = c[2] - g.size[2] / 2
+    pole = np.c_[base[0] + s.ravel() * across[0], base[1] + s.ravel() * across[1], bottom + t.ravel()]
+    pts = np.concatenate([sim.frame.points, np.c_[pole, np.full(len(pole), 0.5)].astype(np.float32)])
+    frame = SensorFrame(image=sim.frame.image, K=sim.frame.K, points=pts, T_cam_lidar=sim.frame.T_cam_lidar)
+    uv, _ = project(sim.frame.K, transform_points(sim.frame.T_cam_lidar, pole))
+    hole = np.zeros(sim.masks.shape, np.uint8)
+    H, W = hole.shape
+    ok = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    hole[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] = 1
+    hole = cv2.dilate(hole, np.ones((7, 7), np.uint8)).astype(bool)
+    full = sim.masks == g.id
+    mask = full & ~hole
+    assert 0.1 < 1 - mask.sum() / full.sum() < 0.6         # the pole hides a good part of the car
+    prompt = [Prompt(id=g.id, box=g.box2d)]
+    (lab,) = labeler.label(frame, prompt, [mask])
+    assert np.linalg.norm(lab.center - g.center) < 0.3 and abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
+    assert lab.accepted and lab.metrics['mask_iou'] > 0.8
+    blind = Autolabeler(from_dict({'device': 'cpu', 'fit': {'lidar_occluders': False}}))
+    (lab0,) = blind.label(frame, prompt, [mask])
+    assert lab.metrics['mask_iou'] > lab0.metrics['mask_iou'] + 0.1
+
+
+def test_lidar_occluders_mark_only_points_in_front_near_the_mask(labeler):
+    H, W = 100, 200
+    mask = np.zeros((H, W), bool)
+    mask[40:60, 80:120] = True
+    uv = np.array([[100.0, 50.0], [90.0, 45.0], [10.0, 50.0], [110.0, 55.0], [100.0, 30.0]])
+    depth = np.array([5.0, 19.8, 5.0, 25.0, 5.0])   # in front; own surface; far left; behind; above
+    occ = labeler._lidar_occluders(uv, depth, np.ones(5, bool), mask, 20.0, (H, W))
+    r = labeler.cfg.fit.occluder_radius_px
+    assert occ[50, 100] and occ[50, 100 + r] and not occ[50, 100 + r + 1]
+    assert not occ[45, 90] and not occ[50, 10] and not occ[55, 110] and not occ[30, 100]
+    assert occ[50 - r:51 + r, 100 - r:101 + r].sum() == occ.sum()     # one disk, nothing else

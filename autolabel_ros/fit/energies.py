@@ -1,8 +1,10 @@
 """Energies of a batch of hypotheses (B = objects x headings); each returns a (B,) tensor.
 
-- mask: Dice between the rendered silhouette times the occlusion/validity map O and the instance
-  mask, on the object's crop. O is 0 on pixels owned by nearer objects (median LiDAR depth order)
-  and outside the image, so the render is not asked to explain what it cannot see.
+- mask: Dice between the rendered silhouette and the instance mask, both times the occlusion/validity
+  map O, on the object's crop. O is 0 on pixels owned by nearer objects (median LiDAR depth order),
+  on pixels of LiDAR returns in front of the object (a pole or cyclist the prompts do not name) and
+  outside the image, so the render is not asked to explain what it cannot see, and a mask that
+  leaks onto an occluder does not pull the shape there.
 - lidar: robust mean |phi| of the object's frustum points, ``tau * tanh(|phi| / tau)`` (outliers
   left by the clustering saturate instead of dragging the shape), plus the first-hit term
   approximated by free-space samples: K points on each LiDAR ray just in front of the measured
@@ -43,6 +45,7 @@ class FitBatch:
 
 def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     r = render * valid
+    target = target * valid          # occluded pixels say nothing either way
     inter = (r * target).sum(-1)
     return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target.sum(-1) + 1.0)
 
