@@ -141,6 +141,7 @@ def kitti_specs(apollo: bool) -> list[dict]:
         dict(base, name='kitti: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
         dict(base, name='kitti: LiDAR + mask + ground (full)', config={}),
         dict(base, name='kitti: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name='kitti: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
     ]
     rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
     if apollo:
@@ -165,6 +166,7 @@ def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
         dict(base, name='sim: LiDAR + mask + ground (full)', config={}),
         dict(base, name='sim: full, oracle masks', masks='gt', config={}),
         dict(base, name='sim: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name='sim: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
     ]
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
