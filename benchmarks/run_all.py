@@ -133,16 +133,27 @@ def run_one(spec: dict) -> dict:
             'n_frames': len(frames)}
 
 
+def energy_ladder(base: dict, prefix: str) -> list[dict]:
+    """The paper's ablation order, the same on every dataset: init, LiDAR, + mask, + ground (full)."""
+    return [
+        dict(base, name=f'{prefix}: init only', config={'fit': {'iterations': 0}}),
+        dict(base, name=f'{prefix}: LiDAR term only', config={'fit': {'energies': ['lidar']}}),
+        dict(base, name=f'{prefix}: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
+        dict(base, name=f'{prefix}: LiDAR + mask + ground (full)', config={}),
+    ]
+
+
+def full_variants(base: dict, prefix: str) -> list[dict]:
+    """The full fit with click prompts, and without the LiDAR occluders."""
+    return [
+        dict(base, name=f'{prefix}: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name=f'{prefix}: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
+    ]
+
+
 def kitti_specs(apollo: bool) -> list[dict]:
     base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
-    rows = [
-        dict(base, name='kitti: init only', config={'fit': {'iterations': 0}}),
-        dict(base, name='kitti: LiDAR term only', config={'fit': {'energies': ['lidar']}}),
-        dict(base, name='kitti: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
-        dict(base, name='kitti: LiDAR + mask + ground (full)', config={}),
-        dict(base, name='kitti: full, point prompts', prompts='gt-points', config={}),
-        dict(base, name='kitti: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
-    ]
+    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti')
     rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
     if apollo:
         rows.append(dict(base, name='kitti: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
@@ -159,15 +170,8 @@ def ensure_manufacturer_prior():
 def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
     fr = [f'{i:06d}' for i in range(n64)]
     base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
-    rows = [
-        dict(base, name='sim: init only', config={'fit': {'iterations': 0}}),
-        dict(base, name='sim: LiDAR term only', config={'fit': {'energies': ['lidar']}}),
-        dict(base, name='sim: LiDAR + mask', config={'fit': {'energies': ['lidar', 'mask']}}),
-        dict(base, name='sim: LiDAR + mask + ground (full)', config={}),
-        dict(base, name='sim: full, oracle masks', masks='gt', config={}),
-        dict(base, name='sim: full, point prompts', prompts='gt-points', config={}),
-        dict(base, name='sim: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
-    ]
+    rows = (energy_ladder(base, 'sim') + [dict(base, name='sim: full, oracle masks', masks='gt', config={})]
+            + full_variants(base, 'sim'))
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     fb = [f'{i:06d}' for i in range(n_beam)]
