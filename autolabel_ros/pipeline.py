@@ -27,6 +27,7 @@ import torch
 from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.core.device import resolve_device
 from autolabel_ros.core.geometry import project, transform_points
+from autolabel_ros.core.prompts import check_prompts
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 from autolabel_ros.fit.energies import FitBatch
 from autolabel_ros.fit.ground import fit_ground
@@ -89,10 +90,12 @@ class Autolabeler:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         W, H = frame.width, frame.height
+        # prompts no model can use (outside the image, over the cap): rejected labels, reason logged
+        dropped = {d.index: d.reason for d in check_prompts(prompts, W, H, cfg.max_prompts, frame.frame_id)}
         boxes = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             b = np.clip(p.bounding_box().astype(np.float64), 0, [W, H, W, H])
-            boxes.append(b if (b[2] - b[0] >= 1 and b[3] - b[1] >= 1) else None)
+            boxes.append(b if (i not in dropped and b[2] - b[0] >= 1 and b[3] - b[1] >= 1) else None)
         ok = [i for i, b in enumerate(boxes) if b is not None]
 
         # 1. masks
@@ -190,7 +193,8 @@ class Autolabeler:
         for i, p in enumerate(prompts):
             if labels[i] is None:
                 labels[i] = Label3D(center=np.full(3, np.nan), size=mean_size, yaw=0.0, cls=p.cls, score=0.0,
-                                    id=p.id, box2d=p.bounding_box(), accepted=False, reasons=['empty_box'])
+                                    id=p.id, box2d=p.bounding_box(), accepted=False,
+                                    reasons=[dropped.get(i, 'empty_box')])
         self.timings['total_s'] = time.perf_counter() - t0
         n_fit = max(len(objs), 1)
         self.timings['per_instance_s'] = (self.timings['fit_s'] + self.timings['post_s']) / n_fit

@@ -42,6 +42,20 @@ class SensorFrame:
             raise ValueError(f'frame {self.frame_id!r}: points must be Nx3 or Nx4, got {pts.shape}')
         self.points = pts
         self.T_cam_lidar = np.asarray(self.T_cam_lidar, dtype=np.float64).reshape(4, 4)
+        self._check_calibration()
+
+    def _check_calibration(self):
+        """Intrinsics that cannot belong to this image give 0 labels without a word: refuse them."""
+        K, who = self.K, f'frame {self.frame_id!r}'
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(f'{who}: intrinsics K without a positive focal length: {K.tolist()}')
+        if not np.all(np.isfinite(self.T_cam_lidar)):
+            raise ValueError(f'{who}: LiDAR -> camera transform has non-finite values')
+        cx, cy = K[0, 2], K[1, 2]
+        if not (0 <= cx <= self.width and 0 <= cy <= self.height):
+            raise ValueError(f'{who}: image {self.width}x{self.height} does not match the calibration '
+                             f'(principal point ({cx:.1f}, {cy:.1f}) lies outside it): wrong calibration '
+                             f'or a resized image')
 
     @property
     def width(self) -> int:

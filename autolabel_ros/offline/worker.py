@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from autolabel_ros.core.prompts import screen_prompts, warn_dropped
 from autolabel_ros.core.types import Label3D, Mesh, Prompt, SensorFrame
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class FrameTask:
     frame: SensorFrame
     prompts: Optional[list]          # None: run the detector
     calib: Optional[dict] = None     # KITTI calib matrices of the source, when it has them
+    dropped_prompts: list = field(default_factory=list)   # dicts of prompts the reader could not use
+    prompt_chunk: int = 32           # prompts fitted together (bounds memory; progress per chunk)
 
 
 def prompt_to_dict(p: Prompt) -> dict:
@@ -111,8 +114,6 @@ class FrameLabeler:
                     'traceback': traceback.format_exc(limit=5)}, None
 
     def _run(self, task: FrameTask):
-        import torch
-
         t0 = time.perf_counter()
         labeler, detector = self._models(task.prompts is None)
         timings = {}
@@ -123,18 +124,20 @@ class FrameLabeler:
             prompts = detector.detect(task.frame.image)
             timings['detect_s'] = time.perf_counter() - t
             prompt_source = 'detector'
-        torch.manual_seed(self.cfg.seed)
-        np.random.seed(self.cfg.seed)
-        labels = labeler.label(task.frame, list(prompts)) if prompts else []
-        timings.update({k: v for k, v in (getattr(labeler, 'timings', None) or {}).items()
-                        if isinstance(v, (int, float)) and prompts})
-        timings['frame_s'] = time.perf_counter() - t0
         f = task.frame
+        # boxes no model can use (outside the image, degenerate, over the cap) are dropped with a reason
+        n_given = len(prompts) + len(task.dropped_prompts)
+        prompts, dropped = screen_prompts(list(prompts), f.width, f.height, self.cfg.max_prompts)
+        dropped = list(task.dropped_prompts) + [d.as_dict() for d in dropped]
+        warn_dropped(log, f'frame {task.name}', dropped, n_given)
+        labels = self._label_chunks(labeler, task, prompts, timings)
+        timings['frame_s'] = time.perf_counter() - t0
         record = {
             'index': task.index, 'name': task.name, 'stamp_ns': int(task.stamp_ns),
             'width': f.width, 'height': f.height, 'K': f.K.tolist(), 'T_cam_lidar': f.T_cam_lidar.tolist(),
             'lidar_frame': f.lidar_frame, 'camera_frame': f.camera_frame, 'calib': task.calib,
             'prompt_source': prompt_source, 'prompts': [prompt_to_dict(p) for p in prompts],
+            'dropped_prompts': dropped,
             'labels': [label_to_dict(lab) for lab in labels], 'timings': timings,
         }
         arrays = {'bev': bev_points(f.points)}
@@ -143,3 +146,28 @@ class FrameLabeler:
                 arrays[f'mesh{k}_v'] = np.asarray(lab.mesh.vertices, dtype=np.float32)
                 arrays[f'mesh{k}_f'] = np.asarray(lab.mesh.faces, dtype=np.int32)
         return record, arrays
+
+    def _label_chunks(self, labeler, task: FrameTask, prompts: list, timings: dict) -> list:
+        """Label the prompts in chunks of ``task.prompt_chunk``: a frame with hundreds of prompts
+        keeps its memory bounded and logs its progress. Frames with fewer prompts than a chunk (all
+        usual ones) are labelled in one call, exactly as before."""
+        import torch
+
+        if not prompts:
+            return []
+        size = max(1, int(task.prompt_chunk))
+        labels = []
+        for start in range(0, len(prompts), size):
+            torch.manual_seed(self.cfg.seed)
+            np.random.seed(self.cfg.seed)
+            labels += labeler.label(task.frame, prompts[start:start + size])
+            for k, v in (getattr(labeler, 'timings', None) or {}).items():
+                if isinstance(v, (int, float)):
+                    timings[k] = timings.get(k, 0) + v if start else v
+            if len(prompts) > size:
+                log.info('frame %s: %d/%d prompts labelled', task.name, min(start + size, len(prompts)),
+                         len(prompts))
+        if len(prompts) > size and 'per_instance_s' in timings:
+            fit_post = timings.get('fit_s', 0.0) + timings.get('post_s', 0.0)
+            timings['per_instance_s'] = fit_post / len(prompts)
+        return labels
