@@ -171,9 +171,10 @@ def main(argv=None) -> int:
              if (Path(a.out) / n.rstrip('/')).exists()]
     print(f"outputs in {a.out}: {', '.join(names)}")
     if fr['labelled'] == 0:
-        kinds = ', '.join(f'{k} x{n}' for k, n in fr.get('failure_kinds', {}).items()) or 'see the log'
-        print(f"autolabel-bag: error: 0 of {fr['selected']} frames could be labelled ({kinds}); details in "
-              f"{Path(a.out) / 'report' / 'summary.json'}", file=sys.stderr)
+        failed = fr.get('failed_frames') or [{}]
+        first = f"frame {failed[0]['frame']}: {failed[0]['error']}" if failed[0] else 'see the log'
+        print(f"autolabel-bag: error: 0 of {fr['selected']} frames could be labelled (first: {first}); all "
+              f"errors in {Path(a.out) / 'report' / 'summary.json'}", file=sys.stderr)
         return EXIT_NOTHING_LABELLED
     return 0
 

@@ -23,6 +23,7 @@ from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_
                                          projected_box2d)
 from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
+from autolabel_ros.io.outdir import write_text_atomic
 
 
 class KittiFormatError(ValueError):
@@ -143,7 +144,7 @@ def write_calib(path, calib: KittiCalib) -> None:
         lines.append(f'{key}: ' + ' '.join(f'{v:.12e}' for v in np.asarray(val).ravel()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('\n'.join(lines) + '\n')
+    write_text_atomic(path, '\n'.join(lines) + '\n')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def write_label_file(path, objs: Sequence[KittiObject]) -> None:
     """Write label_2 lines; a 16th score column for objects whose score is not None."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(_label_line(o) + '\n' for o in objs))
+    write_text_atomic(path, ''.join(_label_line(o) + '\n' for o in objs))
 
 
 def label3d_to_kitti(label: Label3D, calib: KittiCalib, width=None, height=None) -> KittiObject:

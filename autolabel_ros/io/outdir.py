@@ -41,12 +41,20 @@ def read_marker(folder) -> Optional[dict]:
 
 def _write_marker(folder: Path, tool: str, files: Iterable[str]) -> None:
     data = json.dumps({'tool': tool, 'files': sorted(set(files))}, indent=1, sort_keys=True) + '\n'
-    tmp = folder / f'{MARKER}.tmp{os.getpid()}'
+    write_text_atomic(folder / MARKER, data)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write through a temporary file moved into place: a full disk or a kill never leaves a half
+    file under the real name, and the temporary is removed when the write fails."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        tmp.write_text(data)
-        os.replace(tmp, folder / MARKER)
-    finally:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def _file_in_the_way(path: Path) -> Optional[Path]:
@@ -108,6 +116,8 @@ def prepare_output_dir(path, tool: str, overwrite: bool = False, flag: str = '--
         raise OutputDirError(f'{flag} {path}: cannot create the folder ({e.strerror})') from None
     _probe_writable(path, flag, path)
     files = marker['files'] if marker is not None and marker['tool'] == tool else []
+    for tmp in path.glob(f'.{MARKER}.tmp*'):      # a marker update cut short by a kill
+        tmp.unlink(missing_ok=True)
     try:
         _write_marker(path, tool, files)
     except OSError as e:
