@@ -106,15 +106,23 @@ def interrupted_run(bag, cfg, out: Path, seed: int, sig=signal.SIGKILL, phase=No
             'rc': proc.returncode, 'stderr': err}
 
 
-def campaign(bag, cfg, work: Path, seeds, reference: dict, sig=signal.SIGKILL) -> list[dict]:
-    """One interrupted + resumed run per seed; each result says whether the outputs are identical."""
+def resume_in_subprocess(bag, cfg, out) -> tuple[int, str]:
+    r = run(bag, cfg, out)
+    return r.returncode, r.stderr
+
+
+def campaign(bag, cfg, work: Path, seeds, reference: dict, sig=signal.SIGKILL, resume=resume_in_subprocess
+             ) -> list[dict]:
+    """One interrupted + resumed run per seed; each result says whether the outputs are identical.
+    ``resume(bag, cfg, out) -> (exit code, stderr)`` runs the same command again (the tests run it
+    in-process: the models need not load in a new interpreter)."""
     results = []
     for seed in seeds:
         out = work / f'{signal.Signals(sig).name.lower()}_{seed}'
         r = interrupted_run(bag, cfg, out, seed, sig)
-        resumed = run(bag, cfg, out)
+        rc, err = resume(bag, cfg, out)
         tree = output_tree(out)
-        r.update(resume_rc=resumed.returncode, resume_stderr=resumed.stderr[-2000:],
+        r.update(resume_rc=rc, resume_stderr=err[-2000:],
                  differing=sorted(k for k in set(tree) | set(reference) if tree.get(k) != reference.get(k)),
                  leftovers=leftovers(out))
         results.append(r)

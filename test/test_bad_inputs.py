@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from fault_campaign import campaign, interrupted_run, leftovers, output_tree, run
+from fault_campaign import campaign, command, interrupted_run, leftovers, output_tree
 from test_bag_fixtures import H, K, PERIOD, T0, T_CAM_LIDAR, W, fast_config, scene, write_tiny_bag
 
 from autolabel_ros.cli import bag as bag_cli
@@ -464,11 +464,21 @@ def test_report_survives_a_label_without_centre(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # signals: SIGINT and kill -9 at random moments, then resume to identical outputs
 
+def _resume_in_process(bag, cfg, out):
+    """The same command as the interrupted process ran, in this process (no model reloading)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        rc = bag_cli.main(command(bag, cfg, out)[3:])
+    return rc, err.getvalue()
+
+
 @pytest.fixture(scope='module')
 def reference_run(world, tmp_path_factory):
     out = tmp_path_factory.mktemp('reference') / 'out'
-    r = run(world['bag'], world['cfg'], out)
-    assert r.returncode == 0, r.stderr
+    rc, err = _resume_in_process(world['bag'], world['cfg'], out)
+    assert rc == 0, err
     return output_tree(out)
 
 
@@ -478,16 +488,18 @@ def test_sigint_then_resume_gives_identical_outputs(world, reference_run, tmp_pa
     if r['sent']:
         assert r['rc'] == 130 and 'interrupted; finished frames are kept' in r['stderr'], r['stderr']
         assert 'Traceback' not in r['stderr']
-    assert run(world['bag'], world['cfg'], tmp_path / 'out').returncode == 0
+    assert _resume_in_process(world['bag'], world['cfg'], tmp_path / 'out')[0] == 0
     tree = output_tree(tmp_path / 'out')
     assert sorted(tree) == sorted(reference_run)
     assert [k for k in tree if tree[k] != reference_run[k]] == []
+    assert leftovers(tmp_path / 'out') == []
 
 
 def test_kill_9_at_random_moments_then_resume_gives_identical_outputs(world, reference_run, tmp_path):
     """Seeds 1 and 2: kill -9 while labelling and while the outputs are written (the 10-seed campaign
     with SIGINT too is ``python test/fault_campaign.py``)."""
-    results = campaign(world['bag'], world['cfg'], tmp_path, [1, 2], reference_run, signal.SIGKILL)
+    results = campaign(world['bag'], world['cfg'], tmp_path, [1, 2], reference_run, signal.SIGKILL,
+                       resume=_resume_in_process)
     assert [r['phase'] for r in results] == ['labelling', 'output']
     for r in results:
         assert r['resume_rc'] == 0, r['resume_stderr']
