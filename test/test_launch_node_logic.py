@@ -128,10 +128,11 @@ def test_latest_slot_busy_worker_gets_only_the_newest_frame():
 def test_latency_stats_summary():
     st = runtime.LatencyStats()
     assert 'no frame processed' in st.summary(dropped=3)
-    st.add(0.5, 0.7, 2)
-    st.add(1.5, 1.9, 1)
+    st.add(0.5, 0.7, 2, publish_s=0.02)
+    st.add(1.5, 1.9, 1, publish_s=0.04)
     line = st.summary(dropped=4)
     assert '2 frame(s)' in line and 'processing mean 1.000 s (max 1.500)' in line
+    assert 'publish mean 0.030 s (max 0.040)' in line
     assert '3 objects' in line and 'dropped 4' in line
     assert 'no frame processed' in st.summary(0)     # window reset, totals kept
     assert st.frames == 2
@@ -176,6 +177,66 @@ def test_click_buffer_expires_and_clears():
     taken = buf.take(now=12.0)
     assert [c.frame_id for c in taken] == ['map'] and len(buf) == 0
 
+
+
+class TfStore:
+    """An in-memory TF buffer with tf2's lookup semantics that matter here: a transform at an exact
+    stamp, or the latest one (stamp None); None when it has nothing."""
+
+    def __init__(self):
+        self.edges = {}
+
+    def set(self, target, source, stamp_ns, T):
+        self.edges.setdefault((target, source), {})[stamp_ns] = np.asarray(T, float)
+
+    def __call__(self, target, source, stamp_ns, timeout):
+        hist = self.edges.get((target, source), {})
+        if not hist:
+            return None
+        return hist[max(hist)] if stamp_ns is None else hist.get(stamp_ns)
+
+
+def _shift(x):
+    T = np.eye(4)
+    T[0, 3] = x
+    return T
+
+
+def test_tf_lookup_order_stamp_then_latest_then_fallback():
+    from autolabel_ros.nodes.tf_lookup import transform_at
+
+    tf = TfStore()
+    tf.set('camera', 'map', 100, _shift(1.0))
+    tf.set('camera', 'map', 200, _shift(2.0))
+    T, how = transform_at(tf, 'camera', 'map', 100, 0.1)
+    assert how == 'stamp' and T[0, 3] == 1.0
+    T, how = transform_at(tf, 'camera', 'map', 150, 0.1)          # no transform at that stamp
+    assert how == 'latest' and T[0, 3] == 2.0
+    T, how = transform_at(tf, 'camera', 'map', 0, 0.1)            # no stamp: latest
+    assert how == 'latest' and T[0, 3] == 2.0
+    T, how = transform_at(tf, 'camera', 'lidar', 100, 0.1, fallback=_shift(5.0))
+    assert how == 'fallback' and T[0, 3] == 5.0
+    assert transform_at(tf, 'camera', 'lidar', 100, 0.1) == (None, 'none')
+
+
+def test_clicks_are_transformed_at_their_own_stamp():
+    """A click in a moving frame (map) uses the TF at the click's stamp, not the latest; a click in the
+    LiDAR frame without any TF falls back to the frame's extrinsic; an unknown frame is reported."""
+    tf = TfStore()
+    tf.set('camera', 'map', 1_000, _shift(1.0))       # the vehicle moved between the two stamps
+    tf.set('camera', 'map', 2_000, _shift(7.0))
+    buf = clicks.ClickBuffer(max_age=10.0)
+    buf.add([10, 0, 0], 'map', now=0.0, stamp_ns=1_000)
+    buf.add([10, 0, 0], 'map', now=0.0, stamp_ns=0)            # RViz without a stamp: latest
+    buf.add([10, 1, 0], '/lidar', now=0.0, stamp_ns=1_000)      # ROS 1 style id, no TF: the extrinsic
+    buf.add([3, 3, 3], 'camera', now=0.0, stamp_ns=1_000)       # already in the camera frame
+    buf.add([1, 1, 1], 'odom', now=0.0, stamp_ns=1_000)         # no TF at all
+    pts, ignored = clicks.clicks_in_camera(buf.take(now=1.0), tf, 'camera', 'lidar', T_CAM_LIDAR, 0.1)
+    np.testing.assert_allclose(pts[0], [11, 0, 0])
+    np.testing.assert_allclose(pts[1], [17, 0, 0])
+    np.testing.assert_allclose(pts[2], transform_points(T_CAM_LIDAR, np.array([[10.0, 1, 0]]))[0])
+    np.testing.assert_allclose(pts[3], [3, 3, 3])
+    assert len(pts) == 4 and ignored == ['odom']
 
 # ---------------------------------------------------------------------------------- one frame
 
@@ -242,7 +303,8 @@ def test_frame_outputs_are_valid_ros_messages():
     out = outputs.frame_outputs(frame, [label, rejected], prompts, st, F, image_stamp_ns=1_000_000_000_123)
     assert set(out) == {'markers', 'detections_3d', 'debug_image'}
     markers, det3d, dbg = (cdr(out[k]) for k in ('markers', 'detections_3d', 'debug_image'))
-    assert markers.markers[0].action == 3 and len(markers.markers) == 1 + 3 + 3
+    assert markers.markers[0].action == 3 and markers.markers[0].ns == ''    # DELETEALL of every namespace
+    assert len(markers.markers) == 1 + 3 + 3
     for m in markers.markers:
         assert m.header.frame_id == 'lidar' and M.header_stamp_ns(m) == frame.stamp_ns
     assert [d.id for d in det3d.detections] == ['2'] and det3d.header.frame_id == 'lidar'
@@ -252,6 +314,9 @@ def test_frame_outputs_are_valid_ros_messages():
     st.publish_debug_image, st.publish_rejected = False, True
     out = outputs.frame_outputs(frame, [label, rejected], prompts, st, F)
     assert 'debug_image' not in out and len(cdr(out['detections_3d']).detections) == 2
+    # the node passes debug_image=False while nobody subscribes: nothing drawn
+    st.publish_debug_image = True
+    assert 'debug_image' not in outputs.frame_outputs(frame, [label], prompts, st, F, debug_image=False)
 
 
 def test_debug_image_draws_projected_box_prompts_and_masks():

@@ -27,7 +27,8 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 
 from autolabel_ros.core.types import Prompt, SensorFrame
-from autolabel_ros.io.frames import CameraModel, camera_from_info, camera_from_matrix, sensor_frame
+from autolabel_ros.io.frames import (CameraModel, FrameError, camera_from_info, camera_from_matrix,
+                                     sensor_frame)
 from autolabel_ros.io.messages import stamp_to_ns
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,10 @@ class BagSource:
     kind = 'bag'
 
     def __init__(self, path, image_topic=None, info_topic=None, cloud_topic=None, prompts_topic=None,
-                 calib=None, tolerance_s: float = DEFAULT_TOLERANCE_S):
+                 calib=None, tolerance_s: float = DEFAULT_TOLERANCE_S, rectified: bool = False,
+                 undistort: bool = True):
         self.path = Path(path)
+        self.rectified, self.undistort = bool(rectified), bool(undistort)   # see io.frames.camera_from_info
         self.reader = open_reader(self.path)
         self.is_ros1 = not self.reader.is2
         self.tolerance_ns = int(round(tolerance_s * 1e9))
@@ -265,7 +268,8 @@ class BagSource:
         return {'input': str(self.path), 'kind': 'rosbag1' if self.is_ros1 else 'rosbag2',
                 'image_topic': self.image_topic, 'info_topic': self.info_topic,
                 'cloud_topic': self.cloud_topic, 'prompts_topic': self.prompts_topic,
-                'tf_topics': self.tf_topics, 'tolerance_s': self.tolerance_ns / 1e9}
+                'tf_topics': self.tf_topics, 'tolerance_s': self.tolerance_ns / 1e9,
+                'rectified': self.rectified, 'undistort': self.undistort}
 
     # -- pass 1 -------------------------------------------------------------------------------
     def _deser(self, raw, conn):
@@ -292,7 +296,12 @@ class BagSource:
                     item = (stamp, (conn.topic, t, stamp), msg.header.frame_id)
                     (images if conn.topic == self.image_topic else clouds).append(item)
                 elif conn.topic == self.info_topic:
-                    self._infos.append((stamp_to_ns(msg.header.stamp), camera_from_info(msg)))
+                    try:
+                        camera = camera_from_info(msg, self.rectified, self.undistort,
+                                                  where=f'camera_info on {conn.topic}')
+                    except FrameError as e:   # the camera cannot be used at all: one clear error
+                        raise BagError(str(e)) from None
+                    self._infos.append((stamp_to_ns(msg.header.stamp), camera))
                 elif conn.topic == self.prompts_topic:
                     self._prompts.append((stamp_to_ns(msg.header.stamp), M.detection2d_array_to_prompts(msg)))
                 else:
@@ -300,6 +309,8 @@ class BagSource:
                         self.tf.add(tr.header.frame_id, tr.child_frame_id,
                                     M.transform_to_matrix(tr.transform),
                                     static=conn.topic.endswith('tf_static'))
+            except BagError:
+                raise
             except Exception as e:   # a corrupt message is skipped, never fatal
                 log.warning('skipping corrupt message on %s at %d: %s', conn.topic, t, e)
                 self.stats.corrupt_messages.append((conn.topic, t, f'{type(e).__name__}: {e}'))

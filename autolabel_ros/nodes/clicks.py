@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from autolabel_ros.core.geometry import project
+from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import Prompt
+from autolabel_ros.io.frames import tf_frame_id
+from autolabel_ros.nodes.tf_lookup import Lookup, transform_at
 
 
 @dataclass
@@ -16,6 +19,7 @@ class Click:
     xyz: np.ndarray        # in frame_id
     frame_id: str
     received: float        # wall clock seconds
+    stamp_ns: int = 0      # header stamp of the click (0 = none given)
 
 
 class ClickBuffer:
@@ -26,12 +30,12 @@ class ClickBuffer:
         self._lock = threading.Lock()
         self._clicks: list[Click] = []
 
-    def add(self, xyz, frame_id: str, now: float):
+    def add(self, xyz, frame_id: str, now: float, stamp_ns: int = 0):
         p = np.asarray(xyz, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(p)):
             return
         with self._lock:
-            self._clicks.append(Click(p, str(frame_id), float(now)))
+            self._clicks.append(Click(p, str(frame_id), float(now), int(stamp_ns)))
 
     def take(self, now: float) -> list[Click]:
         """All fresh clicks (removed from the buffer); stale ones are dropped."""
@@ -42,6 +46,24 @@ class ClickBuffer:
     def __len__(self):
         with self._lock:
             return len(self._clicks)
+
+
+def clicks_in_camera(clicks: Sequence[Click], lookup: Lookup, camera_frame: str, lidar_frame: str,
+                     T_cam_lidar: np.ndarray, timeout: float) -> tuple[np.ndarray, list[str]]:
+    """Clicked points -> camera optical frame (N x 3), each transformed at its own stamp with the
+    cloud's fallbacks (latest TF; for a click in the LiDAR frame, the frame's extrinsic). A click
+    without a frame id is taken in the LiDAR frame. Returns (points, frame ids of the clicks that
+    could not be transformed)."""
+    pts, ignored = [], []
+    for c in clicks:
+        frame_id = tf_frame_id(c.frame_id) or lidar_frame
+        fallback = T_cam_lidar if frame_id == lidar_frame else None
+        T, _ = transform_at(lookup, camera_frame, frame_id, c.stamp_ns, timeout, fallback)
+        if T is None:
+            ignored.append(c.frame_id)
+            continue
+        pts.append(transform_points(T, c.xyz[None])[0])
+    return np.array(pts, dtype=np.float64).reshape(-1, 3), ignored
 
 
 CLICK_ID_BASE = 100000   # click prompt ids start here so they never collide with detector ids

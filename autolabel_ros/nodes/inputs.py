@@ -27,17 +27,22 @@ def frame_ids(settings: NodeSettings, image_msg, cloud_msg) -> tuple[str, str]:
 
 
 def prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T_cam_lidar: np.ndarray, settings: NodeSettings,
-                  clicks_cam: Optional[np.ndarray] = None) -> tuple[SensorFrame, list[Prompt], int]:
+                  clicks_cam: Optional[np.ndarray] = None, info_topic: str = 'camera_info'
+                  ) -> tuple[SensorFrame, list[Prompt], int]:
     """Messages (rclpy or rosbags) + extrinsic -> (SensorFrame, prompts, clicks outside the image).
 
-    The frame is stamped and named by the cloud (labels live in the LiDAR frame); prompts are the
-    synchronized detections followed by the clicked points (already in the camera frame).
+    The frame is stamped and named by the cloud (labels live in the LiDAR frame); the image is
+    undistorted when the camera_info says so (``undistort``); prompts are the synchronized detections
+    followed by the clicked points (already in the camera frame). ``info_topic`` names the
+    camera_info in the SkipFrame texts.
     """
-    camera = F.camera_from_info(info_msg, rectified=settings.use_rectified_projection)
+    camera = F.camera_from_info(info_msg, rectified=settings.use_rectified_projection,
+                                undistort=settings.undistort, where=f'camera_info on {info_topic}')
     stamp_ns = M.header_stamp_ns(cloud_msg)
     lidar_frame, camera_frame = frame_ids(settings, image_msg, cloud_msg)
     frame = F.sensor_frame(image_msg, cloud_msg, camera, T_cam_lidar, stamp_ns=stamp_ns,
-                           frame_id=str(stamp_ns), lidar_frame=lidar_frame, camera_frame=camera_frame)
+                           frame_id=str(stamp_ns), lidar_frame=lidar_frame, camera_frame=camera_frame,
+                           info_where=f'camera_info on {info_topic}')
     prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
     outside = 0
     if clicks_cam is not None and len(clicks_cam):

@@ -14,14 +14,18 @@ from autolabel_ros.nodes.params import NodeSettings
 
 def frame_outputs(frame: SensorFrame, labels: Sequence[Label3D], prompts: Sequence[Prompt],
                   settings: NodeSettings, factory, image_stamp_ns: Optional[int] = None,
-                  masks: Optional[Sequence[np.ndarray]] = None) -> dict:
+                  masks: Optional[Sequence[np.ndarray]] = None, debug_image: Optional[bool] = None) -> dict:
     """The messages the fitter publishes for one frame: 'markers', 'detections_3d' (LiDAR frame,
-    cloud stamp) and, when enabled, 'debug_image' (camera frame, image stamp)."""
+    cloud stamp) and 'debug_image' (camera frame, image stamp) when ``debug_image`` (default: the
+    publish_debug_image setting; the node passes false while nobody subscribes, so the overlay is
+    not drawn for nothing)."""
     out = {'markers': M.labels_to_marker_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
-                                               namespace=settings.marker_namespace),
+                                               namespace=settings.marker_namespace,
+                                               meshes=settings.publish_meshes,
+                                               mesh_max_triangles=settings.mesh_max_triangles),
            'detections_3d': M.labels_to_detection3d_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
                                                           include_rejected=settings.publish_rejected)}
-    if settings.publish_debug_image:
+    if settings.publish_debug_image if debug_image is None else debug_image:
         overlay = draw_debug_image(frame.image, frame.K, frame.T_cam_lidar, labels, prompts, masks)
         stamp = frame.stamp_ns if image_stamp_ns is None else image_stamp_ns
         out['debug_image'] = M.make_image(overlay, stamp, frame.camera_frame, factory)

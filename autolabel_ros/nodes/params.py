@@ -76,6 +76,8 @@ COMMON_PARAMS = (
     ParamSpec('qos_depth', 5, 'QoS history depth of the sensor subscriptions', min=1, max=1000),
     ParamSpec('compressed_image', False, 'subscribe to sensor_msgs/CompressedImage on the image topic '
               '(remap "image" to e.g. /camera/image_raw/compressed) instead of sensor_msgs/Image'),
+    ParamSpec('autostart', True, 'lifecycle node: configure (load models) and activate (subscribe) at '
+              'startup; false = stay unconfigured until `ros2 lifecycle set` or a lifecycle manager'),
 )
 
 FITTER_PARAMS = COMMON_PARAMS + (
@@ -94,9 +96,16 @@ FITTER_PARAMS = COMMON_PARAMS + (
     ParamSpec('lidar_frame', '', 'override the LiDAR frame id; empty = header.frame_id of the cloud'),
     ParamSpec('camera_frame', '', 'override the camera optical frame id; empty = header.frame_id of '
               'the image'),
-    ParamSpec('use_rectified_projection', False, 'use CameraInfo P (left 3x3) instead of K: set true '
-              'when the image topic is rectified (image_rect)'),
-    ParamSpec('publish_debug_image', True, 'publish ~/debug_image (masks, prompts, projected boxes)'),
+    ParamSpec('use_rectified_projection', False, 'use CameraInfo P (left 3x3) instead of K and ignore d: '
+              'set true when the image topic is rectified (image_rect)'),
+    ParamSpec('undistort', True, 'raw images (use_rectified_projection false) whose CameraInfo has '
+              'non-zero d (plumb_bob, rational_polynomial, equidistant) are undistorted with OpenCV before '
+              'labelling; false = skip such frames with a warning naming the camera_info topic'),
+    ParamSpec('publish_debug_image', True, 'publish ~/debug_image (masks, prompts, projected boxes); it is '
+              'drawn only while someone subscribes'),
+    ParamSpec('publish_meshes', True, 'add each label\'s fitted mesh (TRIANGLE_LIST) to ~/markers'),
+    ParamSpec('mesh_max_triangles', 2000, 'decimate each published mesh to at most this many triangles '
+              '(0 = full resolution)', min=0, max=1000000),
     ParamSpec('publish_rejected', False, 'also put rejected labels in ~/detections_3d (markers always '
               'show them, in red)'),
     ParamSpec('clicked_point_topic', '/clicked_point', 'geometry_msgs/PointStamped topic of RViz '
@@ -170,6 +179,7 @@ class NodeSettings:
     reliability: str = 'best_effort'
     qos_depth: int = 5
     compressed_image: bool = False
+    autostart: bool = True
     queue_size: int = 30
     slop: float = 0.1
     sync_detections: bool = True
@@ -179,7 +189,10 @@ class NodeSettings:
     lidar_frame: str = ''
     camera_frame: str = ''
     use_rectified_projection: bool = False
+    undistort: bool = True
     publish_debug_image: bool = True
+    publish_meshes: bool = True
+    mesh_max_triangles: int = 2000
     publish_rejected: bool = False
     clicked_point_topic: str = '/clicked_point'
     click_max_age: float = 30.0
@@ -312,7 +325,7 @@ def render_params_yaml() -> str:
              '# keep their decimal point (1.0, not 1) and lists must not be empty.',
              '/**:', '  ros__parameters:',
              '    # ---- node settings (fitter_node; detector_node reads reliability, qos_depth,',
-             '    # compressed_image)']
+             '    # compressed_image, autostart)']
     for s in FITTER_PARAMS:
         text = s.description + (f' (one of: {", ".join(s.choices)})' if s.choices else '')
         lines += comment(text, '    ') + [f'    {s.name}: {_yaml_value(s.default)}']

@@ -67,19 +67,24 @@ class LatestSlot:
 
 
 class LatencyStats:
-    """Running processing time and sensor-to-output latency, for periodic log lines."""
+    """Running processing time, publish time and sensor-to-output latency, for periodic log lines."""
 
     def __init__(self):
         self.frames = 0
         self.objects = 0
         self._proc: list[float] = []
         self._lat: list[float] = []
+        self._pub: list[float] = []
 
-    def add(self, processing_s: float, latency_s: float, n_objects: int):
+    def add(self, processing_s: float, latency_s: float, n_objects: int, publish_s: Optional[float] = None):
+        """One frame: total processing, latency from the sensor stamp, objects, and the part of the
+        processing spent building + publishing the output messages (None when not measured)."""
         self.frames += 1
         self.objects += int(n_objects)
         self._proc.append(float(processing_s))
         self._lat.append(float(latency_s))
+        if publish_s is not None:
+            self._pub.append(float(publish_s))
 
     def summary(self, dropped: int) -> str:
         """One log line over the frames since the last summary (then resets the window)."""
@@ -87,13 +92,17 @@ class LatencyStats:
             return (f'no frame processed since the last report; total {self.frames} frames, '
                     f'dropped {dropped} stale frame(s)')
         p, lat = np.array(self._proc), np.array(self._lat)
-        line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), '
+        pub = ''
+        if self._pub:
+            q = np.array(self._pub)
+            pub = f'publish mean {q.mean():.3f} s (max {q.max():.3f}), '
+        line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), {pub}'
                 f'latency mean {lat.mean():.3f} s (max {lat.max():.3f}); total {self.frames} frames, '
                 f'{self.objects} objects, dropped {dropped} stale frame(s)')
         self._proc.clear()
         self._lat.clear()
+        self._pub.clear()
         return line
-
 
 
 class SyncMonitor:
