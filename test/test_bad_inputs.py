@@ -304,7 +304,7 @@ ROWS = [
         2, 'image 100x30 does not match the calibration'),
     Row('image_size_differs_from_camera_info', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=custom_bag(t / 'b.bag', info_size=(1242, 375))), []), 1,
-        'does not match the calibration'),
+        'camera_info on /camera/camera_info is 1242x375 but the image is 320x120'),
     Row('depth_16uc1_as_camera', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=custom_bag(t / 'b.bag', encoding='16UC1')), []), 1,
         'depth image, not a camera image'),

@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--prompt-chunk', type=int, default=32,
                    help='prompts fitted together; frames with more are labelled in chunks of this size '
                         '(bounds memory, logs progress); the config key max_prompts caps them per frame')
+    p.add_argument('--rectified', action='store_true',
+                   help='the image topic is rectified (image_rect): project with camera_info P and ignore d')
+    p.add_argument('--no-undistort', action='store_true',
+                   help='refuse raw images whose camera_info has non-zero distortion d (default: undistort '
+                        'them with OpenCV, as the fitter node does)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -144,7 +149,8 @@ def main(argv=None) -> int:
                  end=a.end, max_frames=a.max_frames, workers=a.workers, threads=a.threads, ray=a.ray,
                  resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet,
-                 overwrite=a.overwrite, prompt_chunk=a.prompt_chunk)
+                 rectified=a.rectified, undistort=not a.no_undistort, overwrite=a.overwrite,
+                 prompt_chunk=a.prompt_chunk)
     frames_dir = Path(a.out) / '.frames'
     try:
         summary = run_job(job)
