@@ -103,8 +103,7 @@ class AutolabelConfig:
     device: str = 'auto'             # auto | cpu | cuda | cuda:N
     prior: str = ''                  # path to a prior .npz; empty = the packaged default
     seed: int = 0
-    max_prompts: int = 100           # prompts labelled per frame at most (highest scores), 0 = all;
-    #                                  the others are dropped with reason over_cap and reported
+    max_prompts: int = 100           # prompts labelled per frame at most (the rest: over_cap), 0 = all
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
