@@ -203,6 +203,20 @@ def _check_cap(world, tmp, text):
     assert 'prompts labelled' in text      # progress inside the frame (chunks of 2)
 
 
+def _bad_label_boxes(kd):
+    """A second car line per frame: outside the image in 000000, inverted in 000001."""
+    for fid, box in (('000000', '1000 10 1100 50'), ('000001', '60 20 30 50')):
+        f = kd / 'label_2' / f'{fid}.txt'
+        f.write_text(f.read_text() + f'Car 0.00 0 0.0 {box} 1.5 1.8 4.2 1.0 1.0 10.0 0.0\n')
+
+
+def _check_label_boxes(world, tmp, text):
+    s = _summary(tmp / 'out')
+    assert s['objects']['dropped_prompts'] == {'inverted': 1, 'outside_image': 1}
+    assert [f['dropped_prompts'] for f in s['per_frame']] == [{'outside_image': 1}, {'inverted': 1}]
+    assert s['frames']['labelled'] == 2 and s['objects']['labels'] == 2
+
+
 def _cap_config(world, tmp):
     cfg = tmp / 'cap.yaml'
     cfg.write_text(Path(world['cfg']).read_text() + 'max_prompts: 4\n')
@@ -320,6 +334,10 @@ ROWS = [
                                 bag=custom_bag(t / 'b.bag', extra_boxes=[(10 + 20 * k, 20, 30 + 20 * k, 60)
                                                                          for k in range(6)])), []),
         0, 'over_cap', _check_cap),
+    Row('kitti_label_boxes_outside_and_inverted', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', prompts='gt', bag=kitti_copy(w, t, _bad_label_boxes)),
+                      [t / 'kitti_in']),
+        0, '1 of 2 prompts dropped (1 outside_image', _check_label_boxes),
     # --- labels, scans
     Row('nan_in_ground_truth_label', 'eval',
         lambda w, t: ([str(kitti_copy(w, t, lambda kd: (kd / 'label_2' / '000001.txt').write_text(

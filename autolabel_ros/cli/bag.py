@@ -139,6 +139,14 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == 'import-kitti-raw':
         return _import_main(argv[1:])
+    try:
+        return _label_main(argv)
+    except KeyboardInterrupt:    # Ctrl-C before the run started (while the libraries load)
+        print('autolabel-bag: interrupted before any frame was labelled', file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _label_main(argv) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')

@@ -12,6 +12,7 @@ missing files, so callers need to catch one type.
 """
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,12 @@ import numpy as np
 
 from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_box_to_kitti,
                                          projected_box2d)
-from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem
+from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem, warn_dropped
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 from autolabel_ros.io.outdir import write_text_atomic
+
+
+log = logging.getLogger(__name__)
 
 
 class KittiFormatError(ValueError):
@@ -362,4 +366,5 @@ class KittiObjectDataset:
                 cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
                 pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
                 out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type))
+        warn_dropped(log, str(self.root / 'label_2' / f'{fid}.txt'), out.dropped, len(out) + len(out.dropped))
         return out

@@ -160,8 +160,11 @@ class FrameLabeler:
         for start in range(0, len(prompts), size):
             torch.manual_seed(self.cfg.seed)
             np.random.seed(self.cfg.seed)
-            labels += labeler.label(task.frame, prompts[start:start + size])
-            for k, v in (getattr(labeler, 'timings', None) or {}).items():
+            result = labeler.label(task.frame, prompts[start:start + size])
+            # a list of labels (timings on the labeler) or a result with .labels and .timings
+            labels += list(getattr(result, 'labels', result))
+            chunk_timings = getattr(result, 'timings', None) or getattr(labeler, 'timings', None) or {}
+            for k, v in chunk_timings.items():
                 if isinstance(v, (int, float)):
                     timings[k] = timings.get(k, 0) + v if start else v
             if len(prompts) > size:
