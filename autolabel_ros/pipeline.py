@@ -12,8 +12,9 @@ of the mask). Steps:
 5. mesh + tight box from the fitted code, confidence = rendered-vs-mask IoU, verification flags.
 
 Objects without LiDAR points are still fitted (mask + ground: a monocular guess) but rejected
-with reason ``no_lidar_points``; a prompt box that is empty after clipping to the image gives a
-rejected label with reason ``empty_box`` and a non-finite centre (writers skip it).
+with reason ``no_lidar_points``; a prompt no model can use (outside the image, over the
+``max_prompts`` cap: core/prompts.py) gives a rejected label with that reason and a non-finite
+centre (writers skip it), and one warning line per frame.
 """
 from __future__ import annotations
 
