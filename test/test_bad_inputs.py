@@ -522,3 +522,36 @@ def test_kill_9_at_random_moments_then_resume_gives_identical_outputs(world, ref
     for r in results:
         assert r['resume_rc'] == 0, r['resume_stderr']
         assert r['differing'] == [] and r['leftovers'] == [], r
+
+
+def test_install_tree_replaces_only_the_tools_own_files(tmp_path):
+    from autolabel_ros.io.outdir import install_tree, own_files, prepare_output_dir
+    out = prepare_output_dir(tmp_path / 'out', 'autolabel-bag')
+    for run, names in ((1, ['kitti/label_2/000000.txt', 'kitti/label_2/000001.txt', 'meshes/000001_0.ply']),
+                       (2, ['kitti/label_2/000000.txt'])):
+        stage = out / '.assemble'
+        for n in names:
+            (stage / n).parent.mkdir(parents=True, exist_ok=True)
+            (stage / n).write_text(f'run {run}\n')
+        if run == 1:
+            install_tree(stage, out, 'autolabel-bag')
+            (out / 'kitti' / 'label_2' / 'mine.txt').write_text('the user wrote this\n')
+        else:
+            assert install_tree(stage, out, 'autolabel-bag') == names
+    assert (out / 'kitti' / 'label_2' / '000000.txt').read_text() == 'run 2\n'
+    assert not (out / 'kitti' / 'label_2' / '000001.txt').exists() and not (out / 'meshes').exists()
+    assert (out / 'kitti' / 'label_2' / 'mine.txt').read_text() == 'the user wrote this\n'
+    assert own_files(out) == {'kitti/label_2/000000.txt'} and not (out / '.assemble').exists()
+
+
+def test_prompt_screening_reasons_and_cap():
+    from autolabel_ros.core.prompts import box_problem, screen_prompts
+    boxes = ([0, 0, np.nan, 5], [10, 0, 5, 5], [3, 3, 3, 9], [100, 0, 150, 9], [-20, -20, 0.5, 10],
+             [90, 40, 120, 60])
+    assert [box_problem(b, 100, 50) for b in boxes] == \
+        ['non_finite', 'inverted', 'zero_area', 'outside_image', 'outside_image', None]
+    ps = [Prompt(id=i, box=[10 * i, 0, 10 * i + 8, 8], score=s) for i, s in enumerate([0.5, 0.9, 0.5, 0.7])]
+    ps.append(Prompt(id=9, box=[500, 0, 510, 8]))
+    kept, dropped = screen_prompts(ps, 100, 50, max_prompts=2)
+    assert [p.id for p in kept] == [1, 3]              # highest scores, input order kept
+    assert [(d.id, d.reason) for d in dropped] == [(0, 'over_cap'), (2, 'over_cap'), (9, 'outside_image')]
