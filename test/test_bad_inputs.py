@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from fault_campaign import campaign, command, interrupted_run, leftovers, output_tree
+from fault_campaign import campaign, command, interrupted_run, leftovers, output_tree, stopped_as_expected
 from test_bag_fixtures import H, K, PERIOD, T0, T_CAM_LIDAR, W, fast_config, scene, write_tiny_bag
 
 from autolabel_ros.cli import bag as bag_cli
@@ -503,9 +503,9 @@ def reference_run(world, tmp_path_factory):
 def test_sigint_then_resume_gives_identical_outputs(world, reference_run, tmp_path):
     r = interrupted_run(world['bag'], world['cfg'], tmp_path / 'out', seed=1, sig=signal.SIGINT,
                         phase='labelling')
+    assert stopped_as_expected(r), r
     if r['sent']:
-        assert r['rc'] == 130 and 'interrupted; finished frames are kept' in r['stderr'], r['stderr']
-        assert 'Traceback' not in r['stderr']
+        assert 'interrupted; finished frames are kept' in r['stderr'], r['stderr']
     assert _resume_in_process(world['bag'], world['cfg'], tmp_path / 'out')[0] == 0
     tree = output_tree(tmp_path / 'out')
     assert sorted(tree) == sorted(reference_run)
@@ -520,6 +520,7 @@ def test_kill_9_at_random_moments_then_resume_gives_identical_outputs(world, ref
                        resume=_resume_in_process)
     assert [r['phase'] for r in results] == ['labelling', 'output']
     for r in results:
+        assert stopped_as_expected(r), r
         assert r['resume_rc'] == 0, r['resume_stderr']
         assert r['differing'] == [] and r['leftovers'] == [], r
 
