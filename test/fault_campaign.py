@@ -88,6 +88,8 @@ def stopped_as_expected(r: dict) -> bool:
         return r['rc'] == 0
     if r['signal'] == 'SIGKILL':
         return r['rc'] == -signal.SIGKILL
+    if r['rc'] == -signal.SIGINT:     # before the interpreter ran any of the tool: nothing written
+        return not r['out_existed']
     return r['rc'] == 130 and 'interrupted' in r['stderr'] and 'Traceback' not in r['stderr']
 
 
@@ -118,7 +120,7 @@ def interrupted_run(bag, cfg, out: Path, seed: int, sig=signal.SIGKILL, phase=No
         proc.kill()
         _, err = proc.communicate()
     return {'seed': seed, 'phase': phase, 'signal': signal.Signals(sig).name, 'sent': sent,
-            'rc': proc.returncode, 'stderr': err}
+            'rc': proc.returncode, 'stderr': err, 'out_existed': out.exists()}
 
 
 def resume_in_subprocess(bag, cfg, out) -> tuple[int, str]:

@@ -141,9 +141,32 @@ def main(argv=None) -> int:
         return _import_main(argv[1:])
     try:
         return _label_main(argv)
-    except KeyboardInterrupt:    # Ctrl-C before the run started (while the libraries load)
-        print('autolabel-bag: interrupted before any frame was labelled', file=sys.stderr)
+    except KeyboardInterrupt:    # Ctrl-C outside the labelling (while the libraries load, ...)
+        print('autolabel-bag: interrupted; run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as e:
+        # some extensions turn a Ctrl-C during their import into another error (open3d: ImportError
+        # 'initialization failed', raised from the KeyboardInterrupt)
+        if not _caused_by_interrupt(e):
+            raise
+        print(f'autolabel-bag: interrupted; finished frames are kept in {_frames_dir(argv)}, run the same '
+              f'command again to resume', file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _frames_dir(argv) -> Path:
+    out = argv[argv.index('--out') + 1] if '--out' in argv[:-1] else '.'
+    return Path(out) / '.frames'
 
 
 def _label_main(argv) -> int:

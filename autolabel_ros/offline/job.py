@@ -153,6 +153,7 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     if job.ray:
         check_ray_address(job.ray)
     out = prepare_output_dir(job.out, TOOL, overwrite=job.overwrite)
+    _preload_output_libraries()
     with open_source(job, calib) as source:
         if mode == 'gt' and source.kind != 'kitti_object':
             raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
@@ -182,6 +183,16 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                                      'wall_s': wall,
                                      'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
     return summary
+
+
+def _preload_output_libraries():
+    """Import the extensions the output phase needs now: open3d turns a Ctrl-C that lands in its
+    import into an ImportError, which would make an interruption of the output phase look like a
+    crash (exit 1) instead of exit 130."""
+    try:
+        import open3d  # noqa: F401
+    except ImportError:       # the mesh decimation says so itself when it needs it
+        pass
 
 
 def _name(refs, index):
