@@ -306,9 +306,10 @@ def test_launch_test_frame_end_to_end_without_ros():
     frame, prompts, outside = logic.prepare_frame(img, info, pc, det, T, st, clicks_cam=np.zeros((0, 3)))
     assert outside == 0 and sorted(p.id for p in prompts) == sorted(g.id for g in gt)
     labeler = Autolabeler(cfg)
-    labels = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
+    result = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
+    labels = result.labels
     out = logic.frame_outputs(frame, labels, prompts, st, F, image_stamp_ns=M.header_stamp_ns(img),
-                              masks=labeler.last_masks)
+                              masks=result.masks)
     d3, mk = cdr(out['detections_3d']), cdr(out['markers']).markers
     # the assertions of test_launch_nodes.py
     assert d3.header.frame_id == 'lidar' and M.header_stamp_ns(d3) == stamp
