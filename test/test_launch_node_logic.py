@@ -68,7 +68,7 @@ def test_validate_defaults_and_values():
     ('queue_size', 2.5, "'queue_size' must be an integer"),
     ('slop', float('nan'), "'slop' must be a finite number"),
     ('sync_detections', 'yes', "'sync_detections' must be true or false"),
-    ('detector.score_threshold', 1.5, 'detector.score_threshold = 1.5 must lie in'),
+    ('detector.score_threshold', 1.5, r'score_threshold: got 1.5; allowed: a number in \[0.0, 1.0\]'),
     ('fit.iterations', 'many', "fit.iterations"),
     ('static_transform', '1 2 3', 'expected 7 numbers'),
     ('static_transform', ' '.join(['2'] * 16), 'not a rigid transform'),

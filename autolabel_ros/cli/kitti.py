@@ -48,7 +48,10 @@ def main(argv=None) -> int:
         frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
         set_torch_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
-    except (ConfigError, DeviceError, KittiFormatError, PriorError, SegmenterUnavailable,
+    except ConfigError as e:
+        print(f'autolabel-kitti: config error: {e}', file=sys.stderr)
+        return 2
+    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable,
             FileNotFoundError, ValueError) as e:
         print(f'autolabel-kitti: error: {e}', file=sys.stderr)
         return 2

