@@ -1,9 +1,8 @@
 """Label the frames of a KITTI object split with the pipeline: the library behind ``autolabel-kitti``
 and the KITTI sections of ``benchmarks/run_all.py``.
 
-Every prompt gives one output line, rejected labels included: their score is the confidence (mask
-IoU) halved, so that they rank below every accepted label in an AP evaluation. Prompts whose box is
-empty after clipping to the image produce no line. ``masks='gt'`` reads oracle instance masks from
+What the label files hold is :mod:`autolabel_ros.io.kitti_policy` (the same for ``autolabel-bag``):
+every fitted prompt, rejected ones at half their confidence. ``masks='gt'`` reads oracle instance masks from
 ``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of label_2, 0 = none), as
 written by the benchmarks' simulator export.
 """
@@ -13,9 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REJECTED_SCORE_FACTOR = 0.5
-
 
 def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
     import cv2
@@ -33,6 +29,7 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
     from tqdm import tqdm
 
     from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
+    from autolabel_ros.io.kitti_policy import kitti_predictions
     from autolabel_ros.pipeline import Autolabeler
 
     ds = KittiObjectDataset(data)
@@ -56,11 +53,7 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         load_s = time.perf_counter() - tl
         result = al.label(frame, prompts, given)
         objs = []
-        for lab in result.labels:
-            if not np.all(np.isfinite(lab.center)):
-                continue
-            score = lab.score if lab.accepted else lab.score * REJECTED_SCORE_FACTOR
-            lab.score = float(np.clip(score, 0.0, 1.0))
+        for lab in kitti_predictions(result.labels):
             objs.append(label3d_to_kitti(lab, calib, frame.width, frame.height))
             m = lab.metrics
             stats['instances'].append({
