@@ -29,7 +29,9 @@ from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.core.device import resolve_device
 from autolabel_ros.core.types import LabelResult, Prompt, SensorFrame
 from autolabel_ros.fit.fitter import Fitter
-from autolabel_ros.fit.lift import lift
+from autolabel_ros.fit.init import init_object
+from autolabel_ros.fit.lift import Initialiser, lift
+from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.result import make_label, unfitted_label
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
 
@@ -52,13 +54,19 @@ def load_fit_prior(path: str = ''):
 
 
 class Autolabeler:
-    def __init__(self, config: AutolabelConfig | None = None, prior=None):
+    """The pipeline with its parts: the shape space (``self.sdf``, from the prior), the renderer and
+    the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
+    :func:`autolabel_ros.fit.init.init_object`) and the segmenter (built on first use)."""
+
+    def __init__(self, config: AutolabelConfig | None = None, prior=None, renderer: Renderer | None = None,
+                 initialiser: Initialiser | None = None):
         self.cfg = config or AutolabelConfig()
         self.device = resolve_device(self.cfg.device)
         prior = prior if prior is not None else load_fit_prior(self.cfg.prior)
         self.sdf = SdfModel(prior, device=self.device, mode=self.cfg.fit.sdf_mode,
                             downsample=self.cfg.fit.sdf_downsample)
-        self.fitter = Fitter(self.sdf, self.cfg.fit, self.device)
+        self.initialiser = initialiser or init_object
+        self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer or render_silhouettes)
         self._segmenter = None
 
     @property
@@ -80,7 +88,8 @@ class Autolabeler:
         masks = self._masks(frame, prompts, boxes, masks)
         t['segment_s'] = time.perf_counter() - ts if prompts else 0.0
         tp = time.perf_counter()
-        evidence = lift(frame, prompts, boxes, masks, self.cfg, self.sdf.mean_size) if prompts else None
+        evidence = lift(frame, prompts, boxes, masks, self.cfg, self.sdf.mean_size,
+                        self.initialiser) if prompts else None
         t['prep_s'] = time.perf_counter() - tp
         labels = [unfitted_label(p, self.sdf.mean_size) for p in prompts]
         if evidence is not None and evidence.objects:
