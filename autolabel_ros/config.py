@@ -183,14 +183,17 @@ class ParamInfo:
 
 
 def schema(cls=AutolabelConfig, prefix: str = '') -> list[ParamInfo]:
-    """Every leaf key of a config dataclass, in declaration order, sections flattened with dots."""
+    """Every leaf key of a config dataclass (fields declared with :func:`param`), in declaration order,
+    sections flattened with dots."""
     out = []
     for f in dataclasses.fields(cls):
         if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
             out += schema(f.default_factory, prefix + f.name + '.')
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         m = f.metadata
+        if 'help' not in m:            # derived state, not a parameter
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         out.append(ParamInfo(prefix + f.name, default, m.get('help', ''), m.get('min'), m.get('max'),
                              m.get('choices'), m.get('items')))
     return out
@@ -206,8 +209,6 @@ def check_value(info: ParamInfo, value: Any):
     if t is bool:
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
-        if isinstance(value, str) and value.strip().lower() in ('true', 'false', 'yes', 'no'):
-            return value.strip().lower() in ('true', 'yes')
         raise bad()
     if t is int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, number) or not math.isfinite(value) \

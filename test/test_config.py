@@ -109,3 +109,20 @@ def test_cli_reports_a_bad_config_in_one_line_with_exit_2(tmp_path, capsys):
     assert rc == 2 and '\n' not in err
     assert err == (f"autolabel-kitti: config error: {f}: fit.sdf_mode: got 'foo'; "
                    "allowed: one of decode, shared")
+
+
+def test_node_parameters_are_declared_once_in_the_same_schema():
+    """The nodes' own parameters are fields of NodeSettings declared with config.param: the descriptor
+    specs, their defaults and the validated settings cannot drift apart."""
+    from dataclasses import fields
+
+    from autolabel_ros.nodes import params
+    declared = [f.name for f in fields(params.NodeSettings) if 'help' in f.metadata]
+    assert [s.name for s in params.FITTER_PARAMS] == declared
+    assert [s.name for s in params.COMMON_PARAMS] == list(params.COMMON_NAMES)
+    specs = params.fitter_specs()
+    cfg, st = params.validate_parameters({s.name: s.default for s in specs}, specs, 'n')
+    assert cfg == AutolabelConfig()
+    assert all(getattr(st, s.name) == s.default for s in params.FITTER_PARAMS)
+    by = {s.name: s for s in specs}
+    assert by['qos_depth'].min == 1 and by['fit.crop_size'].min == 4 and by['fit.sdf_mode'].choices

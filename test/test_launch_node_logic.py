@@ -63,11 +63,11 @@ def test_validate_defaults_and_values():
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('reliability', 'sometimes', "'reliability' = 'sometimes'; expected one of best_effort, reliable"),
-    ('queue_size', 0, "'queue_size' = 0 is below the minimum"),
-    ('queue_size', 2.5, "'queue_size' must be an integer"),
-    ('slop', float('nan'), "'slop' must be a finite number"),
-    ('sync_detections', 'yes', "'sync_detections' must be true or false"),
+    ('reliability', 'sometimes', "reliability: got 'sometimes'; allowed: one of best_effort, reliable"),
+    ('queue_size', 0, r"queue_size: got 0; allowed: an integer in \[1, 1000\]"),
+    ('queue_size', 2.5, r"queue_size: got 2.5; allowed: an integer in \[1, 1000\]"),
+    ('slop', float('nan'), r"slop: got nan; allowed: a number in \[0.0, 10.0\]"),
+    ('sync_detections', 'yes', "sync_detections: got 'yes'; allowed: true or false"),
     ('detector.score_threshold', 1.5, r'score_threshold: got 1.5; allowed: a number in \[0.0, 1.0\]'),
     ('fit.iterations', 'many', "fit.iterations"),
     ('static_transform', '1 2 3', 'expected 7 numbers'),
