@@ -126,3 +126,15 @@ def test_node_parameters_are_declared_once_in_the_same_schema():
     assert all(getattr(st, s.name) == s.default for s in params.FITTER_PARAMS)
     by = {s.name: s for s in specs}
     assert by['qos_depth'].min == 1 and by['fit.crop_size'].min == 4 and by['fit.sdf_mode'].choices
+
+
+@pytest.mark.parametrize('layout', ['plain', 'ros'])
+def test_bag_cli_reports_a_bad_config_in_one_line_with_exit_2_before_writing(tmp_path, capsys, layout):
+    from autolabel_ros.cli.bag import main
+    f = tmp_path / 'c.yaml'
+    text = 'fit:\n  keep_hypotheses: 0\n'
+    f.write_text(text if layout == 'plain' else _ros_layout(text))
+    rc = main([str(tmp_path), '--out', str(tmp_path / 'out'), '--config', str(f), '--quiet'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not (tmp_path / 'out').exists()
+    assert err == f'autolabel-bag: config error: {f}: fit.keep_hypotheses: got 0; allowed: an integer >= 1'

@@ -137,7 +137,9 @@ def main(argv=None) -> int:
               f'run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except _errors() as e:
-        print(f'autolabel-bag: error: {e}', file=sys.stderr)
+        from autolabel_ros.config import ConfigError
+        kind = 'config error' if isinstance(e, ConfigError) else 'error'
+        print(f'autolabel-bag: {kind}: {e}', file=sys.stderr)
         return EXIT_USAGE
     fr, ob = summary['frames'], summary['objects']
     print(f"{fr['labelled']}/{fr['selected']} frames labelled ({fr['failed']} failed), "
