@@ -213,3 +213,18 @@ def test_renderer_and_initialiser_are_swappable_parts(sim):
     # verification on final_crop_size^2 rays
     assert set(calls['render']) == {cfg.fit.crop_size ** 2, cfg.fit.final_crop_size ** 2}
     assert calls['render'][-1] == cfg.fit.final_crop_size ** 2
+
+
+def test_occlusion_maps_hold_the_nearer_objects_and_own_occluders():
+    from autolabel_ros.fit.lift import occlusion_maps
+    H, W = 20, 30
+    a, b, c = (np.zeros((H, W), bool) for _ in range(3))
+    a[2:8, 2:10] = True       # the nearest
+    b[5:15, 5:20] = True      # behind a
+    c[0:4, 25:30] = True      # the farthest
+    pole = np.zeros((H, W), bool)
+    pole[:, 12] = True
+    near = occlusion_maps([b, a, c], [20.0, 8.0, 40.0], [pole, None, None], (H, W))
+    assert np.array_equal(near[1], np.zeros((H, W), bool))      # nothing in front of the nearest
+    assert np.array_equal(near[0], a | pole)                      # b: a and its own LiDAR occluders
+    assert np.array_equal(near[2], a | b)                         # c: both nearer masks
