@@ -306,11 +306,14 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
                        lambda _r, ref=ref: load(ref))
 
-    # KITTI label_2 + calib (accepted labels; an empty file for a frame without any)
+    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels at half score; an empty file for a frame
+    # without any)
+    from autolabel_ros.io.kitti_policy import kitti_predictions
+
     def kitti(rec):
-        acc = [lab for lab in labels[rec['index']] if lab.accepted and np.all(np.isfinite(lab.box7))]
+        preds = [lab for lab in kitti_predictions(labels[rec['index']]) if np.all(np.isfinite(lab.box7))]
         try:
-            writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], acc, _calib_of(rec),
+            writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], preds, _calib_of(rec),
                                              rec['width'], rec['height'])
         except Exception:
             for sub in ('label_2', 'calib'):    # no half of a frame in the outputs

@@ -89,12 +89,13 @@ class FrameLabeler:
 
     def _models(self, need_detector: bool):
         if self._labeler is None:
-            import torch
+            from autolabel_ros.core.device import set_torch_threads
 
+            # the process' torch threads: the fit's setting (fit.threads), else the worker's share
+            set_torch_threads(self.cfg.fit.threads or self.torch_threads or 0)
             if self.torch_threads:
                 import cv2
 
-                torch.set_num_threads(int(self.torch_threads))
                 cv2.setNumThreads(int(self.torch_threads))   # the SSD detector runs in OpenCV DNN
             from autolabel_ros.pipeline import Autolabeler
 
@@ -158,13 +159,12 @@ class FrameLabeler:
         size = max(1, int(task.prompt_chunk))
         labels = []
         for start in range(0, len(prompts), size):
+            # global RNGs re-seeded per call: a frame's result does not depend on what ran before
             torch.manual_seed(self.cfg.seed)
             np.random.seed(self.cfg.seed)
             result = labeler.label(task.frame, prompts[start:start + size])
-            # a list of labels (timings on the labeler) or a result with .labels and .timings
-            labels += list(getattr(result, 'labels', result))
-            chunk_timings = getattr(result, 'timings', None) or getattr(labeler, 'timings', None) or {}
-            for k, v in chunk_timings.items():
+            labels += result.labels
+            for k, v in result.timings.items():
                 if isinstance(v, (int, float)):
                     timings[k] = timings.get(k, 0) + v if start else v
             if len(prompts) > size:
