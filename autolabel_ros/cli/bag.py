@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -153,7 +154,11 @@ def main(argv=None) -> int:
             raise
         print(f'autolabel-bag: interrupted; finished frames are kept in {_frames_dir(argv)}, run the same '
               f'command again to resume', file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # the half-initialised extension can fail the interpreter's shutdown (seen: exit 1), so the
+        # process ends here; only a real Ctrl-C gets here, never a call from a test
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _caused_by_interrupt(e: BaseException) -> bool:
