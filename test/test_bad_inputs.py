@@ -397,7 +397,8 @@ def test_bad_input(row, world, tmp_path, capsys, caplog):
     assert row.fragment in text, text[-3000:]
     assert 'Traceback' not in err
     if rc == 2:   # one error line, naming the problem
-        assert len([ln for ln in err.splitlines() if re.match(r'autolabel-[a-z -]+: (\w+ )?error: ', ln)]) == 1, err
+        error_lines = [ln for ln in err.splitlines() if re.match(r'autolabel-[a-z -]+: (\w+ )?error: ', ln)]
+        assert len(error_lines) == 1, err
         assert elapsed < 20, f'{row.name}: the error took {elapsed:.1f} s (checked before the models?)'
     if row.check:
         row.check(world, tmp_path, text)
