@@ -325,9 +325,10 @@ class KittiObjectDataset:
             if not (x2 > x1 and y2 > y1):
                 continue
             if mode == 'gt-boxes':
-                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type))
+                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type, sources=('gt',)))
             else:
                 cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
                 pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
-                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type))
+                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type,
+                                  sources=('gt',)))
         return out
