@@ -52,6 +52,9 @@ class DetectorConfig:
     classes: list = param(['car', 'truck', 'bus'],
                           'classes to keep (COCO or KITTI names, e.g. car, truck, bus)')
     max_detections: int = param(50, 'at most this many detections per image (highest scores)', min=1)
+    tiles: int = param(0, 'ssd_mobilenet: also detect in this many square tiles across the image (a wide '
+                       'image squeezed to 300 x 300 loses distant cars; each tile costs one more forward '
+                       'pass)', min=0, max=16)
 
 
 @dataclass
