@@ -152,10 +152,12 @@ class ProposalConfig:
                               min=0.1)
     max_width: float = param(3.0, 'widest short side of the footprint', min=0.1)
     min_top: float = param(0.8, 'lowest top of a proposal above the ground (kerbs, low bushes)', min=0.0)
-    max_top: float = param(2.05, 'highest top (a cluster reaching band_high goes on upwards: pole, wall, '
+    max_top: float = param(2.15, 'highest top (a cluster reaching band_high goes on upwards: pole, wall, '
                            'tree)', min=0.1)
     max_above: float = param(0.3, 'reject a cluster with more returns above the band over its footprint '
                              '(per cluster point)', min=0.0)
+    car_height: float = param(1.45, "a cluster's box stands on the ground and is at least this tall before "
+                              'it is projected (distant cars show only a few rings)', min=0.0)
     box_margin: float = param(0.05, 'the 2D box widened by this fraction of its size per side', min=0.0,
                               max=1.0)
     lidar_score: float = param(0.5, 'score of a LiDAR-only prompt with many points (sparser: lower)',
@@ -166,6 +168,9 @@ class ProposalConfig:
     confirm_iou: float = param(0.3, '... overlapping it by this IoU', min=0.0, max=1.0)
     lidar_only: bool = param(False, 'also prompt the LiDAR proposals no detection confirms (recall up, '
                              'precision down: the verification must reject the clutter)')
+    merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
+                            "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
+                            "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
     merge_iou: float = param(0.5, 'a detector box and a LiDAR box are one object from this IoU ...',
                              min=0.0, max=1.0)
     merge_containment: float = param(0.8, '... or when this share of the smaller box lies in the larger',

@@ -5,9 +5,10 @@ inside the other (intersection / smaller area >= ``merge_containment``) and they
 size (smaller / larger area >= ``containment_min_ratio``: a distant car seen through the gap of a
 near car's box stays its own object). Matching is greedy, best pair first.
 
-The merged prompt keeps the box of the source listed first in ``prefer`` (the detector: it was
-drawn on the image, a LiDAR box only approximates the visible extent) and the highest score; its
-``sources`` is the union. Click (point-only) prompts pass through untouched.
+The merged prompt keeps the box of the earlier group (the detector's: it was drawn on the image, a
+LiDAR box only approximates the visible extent), or the later group's or the union of both
+(``merged_box``), and the highest score; its ``sources`` is the union. Click (point-only) prompts
+pass through untouched.
 """
 from __future__ import annotations
 
@@ -82,6 +83,12 @@ def fuse_prompts(groups: Sequence[tuple[str, Sequence[Prompt]]], cfg) -> list[Pr
                     continue
                 taken_old[i] = taken_new[j] = True
                 f = fused[i]
+                if getattr(cfg, 'merged_box', 'detector') == 'union':
+                    b = boxes[j].box
+                    f['box'] = np.array([min(f['box'][0], b[0]), min(f['box'][1], b[1]),
+                                         max(f['box'][2], b[2]), max(f['box'][3], b[3])])
+                elif getattr(cfg, 'merged_box', 'detector') == 'lidar' and name == 'lidar':
+                    f['box'] = np.asarray(boxes[j].box, float)
                 if name not in f['sources']:
                     f['sources'].append(name)
                 f['score'] = max(f['score'], float(boxes[j].score))

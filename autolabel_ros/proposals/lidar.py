@@ -86,9 +86,32 @@ def footprint(xy: np.ndarray) -> tuple[float, float]:
     return float(max(a, b)), float(min(a, b))
 
 
+def split_at_valleys(xy: np.ndarray, idx: np.ndarray, cfg, depth: int = 0) -> list[np.ndarray]:
+    """A cluster still longer than a car (two parked cars joined by stray returns): cut along its long
+    axis at the emptiest 0.2 m slice at least ``min_length`` from both ends, recursively."""
+    if depth > 4 or len(idx) < 2 * cfg.min_points or footprint(xy[idx])[0] <= cfg.max_length:
+        return [idx]
+    p = xy[idx] - xy[idx].mean(0)
+    axis = np.linalg.svd(p, full_matrices=False)[2][0]
+    t = p @ axis
+    edges = np.arange(t.min(), t.max() + 0.2, 0.2)
+    counts, _ = np.histogram(t, edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    inner = np.flatnonzero((centres > t.min() + cfg.min_length) & (centres < t.max() - cfg.min_length))
+    if len(inner) == 0:
+        return [idx]
+    cut = centres[inner[np.argmin(counts[inner])]]
+    out = []
+    for part in (idx[t < cut], idx[t >= cut]):
+        if len(part) >= cfg.min_points:
+            out += split_at_valleys(xy, part, cfg, depth + 1)
+    return out
+
+
 def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
-    """Point index arrays of the clusters: components at ``cell``, and those longer than a car again
-    at ``split_cell`` (gaps between parked cars are often narrower than the coarse cell)."""
+    """Point index arrays of the clusters: components at ``cell``; those longer than a car again at
+    ``split_cell`` (gaps between parked cars are often narrower than the coarse cell), and what is
+    still too long at its emptiest cross-sections (:func:`split_at_valleys`)."""
     out = []
     comp = bev_components(xy, cfg.cell)
     order = np.argsort(comp, kind='stable')
@@ -101,20 +124,35 @@ def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
             for k in range(sub.max() + 1):
                 part = idx[sub == k]
                 if len(part) >= cfg.min_points:
-                    out.append(part)
+                    out += split_at_valleys(xy, part, cfg)
         else:
             out.append(idx)
     return out
 
 
+def standing_box_corners(pts: np.ndarray, ground: GroundPlane, min_height: float) -> np.ndarray:
+    """8 x 3 corners of the cluster's minimum-area rectangle standing on the ground, at least
+    ``min_height`` tall (the band cuts off the wheels; a distant car shows only a few rings)."""
+    rect = cv2.boxPoints(cv2.minAreaRect(pts[:, :2].astype(np.float32))).astype(np.float64)
+    top = max(float(ground.height_above(pts).max()), min_height)
+    z0 = ground.height_at(rect)
+    return np.concatenate([np.column_stack([rect, z0]), np.column_stack([rect, z0 + top])])
+
+
 def proposal_box(frame: SensorFrame, ground: GroundPlane, pts: np.ndarray, uv: np.ndarray,
-                 margin: float) -> np.ndarray | None:
-    """2D box of the cluster's projected points and of their foot points on the ground, widened by
-    ``margin`` of its size per side (at least 2 px), clipped to the image."""
-    foot = pts.copy()
-    foot[:, 2] = ground.height_at(foot[:, :2])
-    fuv, fz = project(frame.K, transform_points(frame.T_cam_lidar, foot))
-    allu = np.concatenate([uv, fuv[fz > 1.0]])
+                 cfg) -> np.ndarray | None:
+    """2D box of the cluster's projected points together with the projection of its standing box
+    (:func:`standing_box_corners`), widened by ``box_margin`` of its size per side (at least 2 px),
+    clipped to the image."""
+    margin = cfg.box_margin
+    corners = standing_box_corners(pts, ground, cfg.car_height)
+    cuv, cz = project(frame.K, transform_points(frame.T_cam_lidar, corners))
+    if np.any(cz <= 1.0):              # the box reaches behind the camera: the points' own box
+        foot = pts.copy()
+        foot[:, 2] = ground.height_at(foot[:, :2])
+        cuv, cz = project(frame.K, transform_points(frame.T_cam_lidar, foot))
+        cuv = cuv[cz > 1.0]
+    allu = np.concatenate([uv, cuv])
     x1, y1 = allu.min(0)
     x2, y2 = allu.max(0)
     mx, my = max(2.0, margin * (x2 - x1)), max(2.0, margin * (y2 - y1))
@@ -148,7 +186,7 @@ def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None) 
         if not (pc.min_length <= length <= pc.max_length and width <= pc.max_width
                 and pc.min_top <= top <= pc.max_top):
             continue
-        box = proposal_box(frame, ground, xyz[idx], uv[idx], pc.box_margin)
+        box = proposal_box(frame, ground, xyz[idx], uv[idx], pc)
         if box is None:
             continue
         n = len(idx)
