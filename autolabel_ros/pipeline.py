@@ -54,17 +54,19 @@ def load_fit_prior(path: str = ''):
 
 
 class Autolabeler:
-    """The pipeline with its parts: the shape space (``self.sdf``, from the prior), the renderer and
-    the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
+    """The pipeline with its parts: the shape space (``self.sdf``: ``shape``, else an SdfModel of the
+    prior), the renderer and the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
     :func:`autolabel_ros.fit.init.init_object`) and the segmenter (built on first use)."""
 
     def __init__(self, config: AutolabelConfig | None = None, prior=None, renderer: Renderer | None = None,
-                 initialiser: Initialiser | None = None):
+                 initialiser: Initialiser | None = None, shape=None):
         self.cfg = config or AutolabelConfig()
         self.device = resolve_device(self.cfg.device)
-        prior = prior if prior is not None else load_fit_prior(self.cfg.prior)
-        self.sdf = SdfModel(prior, device=self.device, mode=self.cfg.fit.sdf_mode,
-                            downsample=self.cfg.fit.sdf_downsample)
+        if shape is None:
+            prior = prior if prior is not None else load_fit_prior(self.cfg.prior)
+            shape = SdfModel(prior, device=self.device, mode=self.cfg.fit.sdf_mode,
+                             downsample=self.cfg.fit.sdf_downsample)
+        self.sdf = shape
         self.initialiser = initialiser or init_object
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer or render_silhouettes)
         self._segmenter = None

@@ -187,3 +187,44 @@ def test_lidar_occluders_mark_only_points_in_front_near_the_mask(labeler):
     assert occ[50, 100] and occ[50, 100 + r] and not occ[50, 100 + r + 1]
     assert not occ[45, 90] and not occ[50, 10] and not occ[55, 110] and not occ[30, 100]
     assert occ[50 - r:51 + r, 100 - r:101 + r].sum() == occ.sum()     # one disk, nothing else
+
+
+def test_renderer_and_initialiser_are_swappable_parts(sim):
+    """A renderer and an initialiser handed to the Autolabeler are the ones the lift, the fit and the
+    verification use (the seams the next shape spaces / renderers / initialisers plug into)."""
+    from autolabel_ros.fit.init import init_object
+    from autolabel_ros.fit.render import render_silhouettes
+    calls = {'render': [], 'init': 0}
+
+    def renderer(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales=None, vols=None):
+        calls['render'].append(ray_d.shape[1])
+        return render_silhouettes(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales, vols)
+
+    def initialiser(*args, **kwargs):
+        calls['init'] += 1
+        return init_object(*args, **kwargs)
+
+    cfg = from_dict({'device': 'cpu', 'fit': {'iterations': 4, 'prune_after': 2, 'mask_from': 2}})
+    g = next(g for g in sim.gt if _well_observed(g))
+    res = Autolabeler(cfg, renderer=renderer, initialiser=initialiser).label(
+        sim.frame, [Prompt(id=g.id, box=g.box2d)], [sim.masks == g.id])
+    assert calls['init'] == 1 and len(res.labels) == 1
+    # fit renders on crop_size^2 rays (steps 2, 3, the pruning pass and the final energy), the
+    # verification on final_crop_size^2 rays
+    assert set(calls['render']) == {cfg.fit.crop_size ** 2, cfg.fit.final_crop_size ** 2}
+    assert calls['render'][-1] == cfg.fit.final_crop_size ** 2
+
+
+def test_occlusion_maps_hold_the_nearer_objects_and_own_occluders():
+    from autolabel_ros.fit.lift import occlusion_maps
+    H, W = 20, 30
+    a, b, c = (np.zeros((H, W), bool) for _ in range(3))
+    a[2:8, 2:10] = True       # the nearest
+    b[5:15, 5:20] = True      # behind a
+    c[0:4, 25:30] = True      # the farthest
+    pole = np.zeros((H, W), bool)
+    pole[:, 12] = True
+    near = occlusion_maps([b, a, c], [20.0, 8.0, 40.0], [pole, None, None], (H, W))
+    assert np.array_equal(near[1], np.zeros((H, W), bool))      # nothing in front of the nearest
+    assert np.array_equal(near[0], a | pole)                      # b: a and its own LiDAR occluders
+    assert np.array_equal(near[2], a | b)                         # c: both nearer masks

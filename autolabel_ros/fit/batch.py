@@ -38,7 +38,7 @@ class FitBatch:
 
 def object_crops(objects, width: int, height: int, pad_frac: float) -> list[np.ndarray]:
     """Integer crop of each object: its mask's box, padded (may extend outside the image)."""
-    return [crop_box(o.crop_box, width, height, pad_frac) for o in objects]
+    return [crop_box(o.mask_bounds, width, height, pad_frac) for o in objects]
 
 
 def crop_views(frame, objects, crops, size: int) -> CropViews:

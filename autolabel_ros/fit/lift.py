@@ -41,7 +41,7 @@ class ObjectEvidence:
     reasons: tuple = ()             # rejection reasons found while lifting
 
     @property
-    def crop_box(self) -> np.ndarray:
+    def mask_bounds(self) -> np.ndarray:
         """The mask's tight box (x1, y1, x2, y2), around which the fit crops the image."""
         return mask_box(self.mask)
 
