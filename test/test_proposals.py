@@ -142,3 +142,18 @@ def test_sources_travel_from_prompt_to_label_and_the_bag_record(sim):
     by_source = summary['objects']['prompts_by_source']
     assert by_source == source_counts(prompts)
     assert summary['per_frame'][0]['prompts_by_source'] == by_source
+
+
+def test_bag_tool_accepts_fused_prompts_and_the_node_statistics_count_sources():
+    from autolabel_ros.io.bags import BagError
+    from autolabel_ros.nodes.runtime import LatencyStats
+    from autolabel_ros.offline.job import parse_prompts
+
+    assert parse_prompts('fused') == ('fused', None)
+    with pytest.raises(BagError, match="'detector', 'fused', 'topic:NAME' or 'gt'"):
+        parse_prompts('lidar')
+    stats = LatencyStats()
+    stats.add(0.5, 0.7, 3, sources={'detector': 2, 'lidar': 2, 'detector+lidar': 1})
+    stats.add(0.4, 0.6, 1, sources={'lidar': 1})
+    line = stats.summary(0)
+    assert line.endswith('objects by source: detector 2, detector+lidar 1, lidar 3'), line
