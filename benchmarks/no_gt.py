@@ -163,7 +163,7 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
 
     ds = KittiObjectDataset(data)
     out.mkdir(parents=True, exist_ok=True)
-    n_acc, n_nocar, accepted = 0, 0, []
+    n_acc, n_nocar, accepted, nocar_by = 0, 0, [], {}
     t_frames = []
     for row in rows:
         fid = row['fid']
@@ -183,12 +183,15 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
             res, _ = match(boxes, gts)
             n_acc += len(acc)
             n_nocar += int((res < 0).sum())
+            for lab in np.array(acc, dtype=object)[res < 0]:
+                key = '+'.join(sorted(lab.sources)) or 'given'
+                nocar_by[key] = nocar_by.get(key, 0) + 1
         objs = [label3d_to_kitti(lab, calib, frame.width, frame.height) for lab in kitti_predictions(labels)]
         write_label_file(out / f'{fid}.txt', objs)
     res = evaluate(data / 'label_2', out, [r['fid'] for r in rows])
     return {'source': source, 'result': res, 'n_accepted': n_acc, 'accepted_no_car': n_nocar,
             'accepted_no_car_share': n_nocar / n_acc if n_acc else None,
-            'accepted_by_source': source_counts(accepted),
+            'accepted_by_source': source_counts(accepted), 'no_car_by_source': dict(sorted(nocar_by.items())),
             'median_frame_s': float(np.median(t_frames)) if t_frames else None}
 
 
@@ -275,6 +278,10 @@ def _p(v, pct=True):
     return f'{100 * v:.1f}' if pct else f'{v:.1f}'
 
 
+def _by(counts) -> str:
+    return '(' + ', '.join(f'{k} {v}' for k, v in counts.items()) + ') ' if counts else ''
+
+
 def report_lines(sec: dict) -> list[str]:
     """Markdown for RESULTS.md."""
     if not sec:
@@ -312,7 +319,7 @@ def report_lines(sec: dict) -> list[str]:
                 lines.append(f'| {src} | {_p(r["3D@0.5"]["moderate"], False)} | '
                              f'{_p(r["3D@0.7"]["moderate"], False)} | {_p(r["3D@0.5"]["easy"], False)}/'
                              f'{_p(r["3D@0.5"]["hard"], False)} | {e["n_accepted"]} | '
-                             f'{_p(e["accepted_no_car_share"])} % | '
+                             f'{_p(e["accepted_no_car_share"])} % {_by(e.get("no_car_by_source"))}| '
                              + ', '.join(f'{k} {v}' for k, v in e['accepted_by_source'].items()) + ' |')
             lines.append('')
     return lines
