@@ -116,7 +116,7 @@ def pipeline_specs(keys: Optional[Sequence[str]] = None) -> tuple[ParamSpec, ...
 
 def detector_pipeline_keys() -> list[str]:
     return ['device'] + [k for k in to_flat_dict(AutolabelConfig()) if k.startswith('detector.')] \
-        + ['proposals.lidar', 'proposals.confirm_score']
+        + ['proposals.lidar', 'proposals.confirm_score', 'proposals.detector_tiles']
 
 
 def fitter_specs() -> tuple[ParamSpec, ...]:

@@ -21,9 +21,11 @@ def lidar_prompts(frame: SensorFrame, cfg) -> list[Prompt]:
 
 def fused_detector_config(cfg):
     """The detector settings for fused prompts: the detections down to ``proposals.confirm_score``
-    are wanted (the weak ones only confirm LiDAR proposals)."""
-    d = cfg.detector
-    return dataclasses.replace(d, score_threshold=min(d.score_threshold, cfg.proposals.confirm_score))
+    are wanted (the weak ones only confirm LiDAR proposals), from at least
+    ``proposals.detector_tiles`` tiles."""
+    d, pc = cfg.detector, cfg.proposals
+    return dataclasses.replace(d, score_threshold=min(d.score_threshold, pc.confirm_score),
+                               tiles=max(d.tiles, pc.detector_tiles))
 
 
 def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[list[Prompt], dict]:
