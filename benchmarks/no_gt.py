@@ -272,6 +272,18 @@ def run_section(sim_frames: int = 12, fit: bool = True, kitti: Path = KITTI) -> 
     return out
 
 
+RESULTS = ROOT / 'benchmarks' / 'no_gt_results.json'
+
+
+def save_results(sec: dict, path: Path = RESULTS):
+    sec = dict(sec, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+    path.write_text(json.dumps(sec, indent=1, default=float))
+
+
+def load_results(path: Path = RESULTS) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _p(v, pct=True):
     if v is None:
         return '-'
@@ -291,8 +303,11 @@ def report_lines(sec: dict) -> list[str]:
              f'{MIN_GT_POINTS} LiDAR points in their box (2D IoU >= 0.5), precision over all prompts '
              '(prompts on ignored objects -- smaller or pointless cars, Vans, Trucks, DontCare -- do not '
              'count). End to end: AP R40 of the labels (autolabel-eval); "no car" = accepted labels whose '
-             '2D box matches no Car/Van/Truck/DontCare.', '']
+             '2D box matches no Car/Van/Truck/DontCare.'
+             + (f' Run at {sec["date"]}.' if 'date' in sec else ''), '']
     for name, d in sec.items():
+        if not isinstance(d, dict):
+            continue
         bands = list(next(iter(d['prompts'].values()))['bands'])
         lines += [f'**{name}** ({d["n_frames"]} frames)', '',
                   '| source | prompts | recall | precision | '
@@ -330,12 +345,12 @@ def main(argv=None):
     ap.add_argument('--data', default=str(KITTI))
     ap.add_argument('--sim-frames', type=int, default=12)
     ap.add_argument('--skip-fit', action='store_true', help='prompt quality only')
-    ap.add_argument('--json', default='')
+    ap.add_argument('--json', default=str(RESULTS), help='results file (read by run_all.py for RESULTS.md)')
     a = ap.parse_args(argv)
     sec = run_section(a.sim_frames, not a.skip_fit, Path(a.data))
     print('\n'.join(report_lines(sec)))
     if a.json:
-        Path(a.json).write_text(json.dumps(sec, indent=1, default=float))
+        save_results(sec, Path(a.json))
 
 
 if __name__ == '__main__':
