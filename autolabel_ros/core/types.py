@@ -125,10 +125,10 @@ class Label3D:
     accepted: bool = True
     reasons: list[str] = field(default_factory=list)   # why rejected (empty when accepted)
     metrics: dict = field(default_factory=dict)        # e.g. mask_iou, lidar_inlier_ratio, energy
-    sources: tuple = ()                          # the prompt's sources (see Prompt.sources)
     # KITTI ground-truth extras (only set by readers of labelled data)
     truncation: float = 0.0
     occlusion: int = 0
+    sources: tuple = ()                          # the prompt's sources (see Prompt.sources)
 
     def __post_init__(self):
         self.center = np.asarray(self.center, dtype=np.float64).reshape(3)
