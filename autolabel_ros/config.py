@@ -174,6 +174,9 @@ class ProposalConfig:
     merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
                             "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
                             "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
+    duplicate_iou: float = param(0.3, "after the fit: an accepted label whose bird's-eye footprint overlaps "
+                                 "a better-scored one's by this IoU is rejected as 'duplicate'", min=0.0,
+                                 max=1.0)
     merge_iou: float = param(0.5, 'a detector box and a LiDAR box are one object from this IoU ...',
                              min=0.0, max=1.0)
     merge_containment: float = param(0.8, '... or when this share of the smaller box lies in the larger',

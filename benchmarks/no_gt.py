@@ -172,6 +172,9 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
         prompts = ds.prompts(fid, 'gt-boxes') if source == 'gt' else row['prompts'][source]
         t = time.perf_counter()
         labels = al.label(frame, prompts).labels if prompts else []
+        if source == 'fused':       # as autolabel-bag --prompts fused does
+            from autolabel_ros.proposals import reject_duplicates
+            reject_duplicates(labels, cfg.proposals.duplicate_iou)
         t_frames.append(time.perf_counter() - t)
         acc = [lab for lab in labels if lab.accepted and np.all(np.isfinite(lab.box7))]
         accepted += acc

@@ -195,6 +195,9 @@ class FitterNode(Node):
         if prompts:
             result = self.labeler.label(frame, prompts)
             labels, masks = result.labels, result.masks
+            if self.cfg.proposals.lidar:
+                from autolabel_ros.proposals import reject_duplicates
+                reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                                   image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks)

@@ -143,6 +143,9 @@ class FrameLabeler:
         if prompts:
             result = labeler.label(task.frame, list(prompts))
             labels = result.labels
+            if task.fused:
+                from autolabel_ros.proposals import reject_duplicates
+                reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
             timings.update({k: v for k, v in result.timings.items() if isinstance(v, (int, float))})
         timings['frame_s'] = time.perf_counter() - t0
         f = task.frame

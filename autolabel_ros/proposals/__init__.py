@@ -6,11 +6,12 @@ import dataclasses
 import time
 
 from autolabel_ros.core.types import Prompt, SensorFrame
+from autolabel_ros.proposals.dedupe import reject_duplicates
 from autolabel_ros.proposals.fusion import confirmed, fuse_prompts, source_counts
 from autolabel_ros.proposals.lidar import LidarProposal, lidar_proposals
 
 __all__ = ['LidarProposal', 'lidar_proposals', 'fuse_prompts', 'source_counts', 'lidar_prompts',
-           'fused_prompts', 'fused_detector_config']
+           'fused_prompts', 'fused_detector_config', 'reject_duplicates']
 
 
 def lidar_prompts(frame: SensorFrame, cfg) -> list[Prompt]:
