@@ -157,3 +157,19 @@ def test_bag_tool_accepts_fused_prompts_and_the_node_statistics_count_sources():
     stats.add(0.4, 0.6, 1, sources={'lidar': 1})
     line = stats.summary(0)
     assert line.endswith('objects by source: detector 2, detector+lidar 1, lidar 3'), line
+
+
+def test_duplicate_labels_of_one_car_are_rejected_after_the_fit():
+    from autolabel_ros.core.types import Label3D
+    from autolabel_ros.proposals import reject_duplicates
+
+    size = [4.0, 1.7, 1.5]
+    a = Label3D(center=[10, 2, -1], size=size, yaw=0.0, score=0.9, id=0)
+    b = Label3D(center=[10.6, 2.2, -1], size=size, yaw=0.1, score=0.8, id=1)     # same car, worse
+    c = Label3D(center=[10, -1.0, -1], size=size, yaw=0.0, score=0.85, id=2)     # the car beside it
+    d = Label3D(center=[10, 2, -1], size=size, yaw=0.0, score=0.95, id=3, accepted=False,
+                reasons=['low_mask_iou'])                                         # rejected: no say
+    labels = [a, b, c, d]
+    assert reject_duplicates(labels, 0.3) == 1
+    assert [lab.accepted for lab in labels] == [True, False, True, False]
+    assert b.reasons == ['duplicate'] and d.reasons == ['low_mask_iou']
