@@ -307,7 +307,8 @@ def report_lines(sec: dict) -> list[str]:
              '(prompts on ignored objects -- smaller or pointless cars, Vans, Trucks, DontCare -- do not '
              'count). End to end: AP R40 of the labels (autolabel-eval); "no car" = accepted labels whose '
              '2D box matches no Car/Van/Truck/DontCare.'
-             + (f' Run at {sec["date"]}.' if 'date' in sec else ''), '']
+             + (f' Run at {sec["date"]}.' if 'date' in sec else '')
+             + (f' {sec["note"]}' if 'note' in sec else ''), '']
     for name, d in sec.items():
         if not isinstance(d, dict):
             continue
