@@ -5,7 +5,7 @@ stays the project's own).
 Frame: the package's reader (:func:`autolabel_ros.shape.mesh_io.load_apollo_json`) maps the JSON's
 camera-like axes (x lateral, y DOWN, z to the FRONT) to the car frame (x forward, y left, z up);
 checked here by rendering models side and top on: wheels at the bottom, the bonnet, windscreen and
-side mirrors towards +x. Sizes stay the real ones of the models (mean 4.61 x 1.84 x 1.61 m without
+side mirrors towards +x. Sizes stay the real ones of the models (mean 4.61 x 1.83 x 1.61 m without
 mirrors), which are larger than the KITTI box convention the procedural cars follow (mean 3.9 x
 1.66 x 1.53 m): a fit that only reproduces its prior's sizes shows up here as short boxes.
 
@@ -34,8 +34,8 @@ from autolabel_ros.shape.mesh_io import find_model_files, load_apollo_json
 SHARED = Path(os.environ.get('AUTOLABEL_SHARED_DATA',
                              Path(__file__).resolve().parents[2] / 'shared' / 'data'))
 MODELS = SHARED / 'cars' / 'apollocar3d' / 'car_models_json'
-BODY_BELOW = 0.6            # the body's width is measured below this fraction of the height
-MIRROR_BAND = (0.5, 0.92)   # mirrors sit in this height band (fractions of the height)
+BODY_BELOW = 0.5            # the body's width is measured below this fraction of the height
+MIRROR_BAND = (BODY_BELOW, 0.92)   # mirrors sit in this height band (fractions of the height)
 BELT = 0.6                  # glass above this fraction of the height ...
 ROOF_NZ = 0.95              # ... unless the face is this flat (the roof)
 

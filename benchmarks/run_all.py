@@ -348,8 +348,23 @@ NOTES = """
   exported once to ~/.cache/autolabel_ros/bench; the 32/16-beam rows use the same first 12 scenes
   re-simulated with fewer beams (compare them with the 64-beam row over the same 12 frames).
   *oracle masks* = the simulator's instance masks instead of MobileSAM.
+- **kitti** = the 12 real KITTI development frames in ../shared/data (37 Car labels; the headline
+  rows); *the 7 first development frames* = the set the earlier results were measured on (000000
+  000001 000003 000004 000005 000008 000134), for comparison with them.
+- **apollo** = 40 simulator scenes with the same seeds, roads and clutter as the first 40 **sim**
+  scenes, whose cars are the 79 ApolloCar3D CAD models (benchmarks/apollo_cars.py; scene i takes
+  models 8i, 8i+1, ... mod 79, so every model appears several times; nothing is held out because the
+  fit's prior is the project's own and never saw them). The models keep their real sizes (mean
+  4.61 x 1.83 x 1.61 m), larger than the KITTI box convention the procedural cars and the prior
+  follow. Ground truth = the tight box of the model without its side mirrors (cut off the mesh, as
+  KITTI boxes leave mirrors out). Glass, lamps and tyres are painted from the geometry.
+- *detector prompts (end to end)*: the shipped detector's Car boxes (SSD-MobileNet-v2, score >=
+  0.4, as `autolabel-bag --prompts detector`) instead of ground-truth boxes
+  (benchmarks/detector_split.py); its labels are matched to the cars by 3D IoU.
 - **extra** rows: design checks on the first 12 sim scenes with oracle masks (fit only).
 - Point prompts: 3 seeded clicks in the central half of the ground-truth 2D box (io.kitti).
+- The per-car tables (benchmarks/car_records.py) read a record per label kept in results.json for
+  the *full* rows: with ground-truth prompts a label belongs to the car its prompt came from.
 
 ## How the fit works (autolabel_ros/fit, pipeline.py)
 
