@@ -136,6 +136,8 @@ def failures(recs: list[dict]) -> dict:
     return dict(cars=len(own),
                 flips=sum(r['flipped'] for r in own),
                 depth_over_1m=sum(abs(r['depth_err']) > DEPTH_FAIL_M for r in own),
+                # a partly hidden car whose box went > 1 m nearer: it took the points of what hides it
+                nearer_occluded=sum(r['depth_err'] < -DEPTH_FAIL_M and r['occluded'] >= 1 for r in own),
                 iou_below_05=sum(r['iou3d'] < RIGHT_IOU for r in own),
                 accepted_wrong=sum(r['accepted'] and not r['right'] for r in own),
                 rejected_right=sum((not r['accepted']) and r['right'] for r in own),
@@ -193,11 +195,14 @@ def report_lines(rows: list[dict], headline: list[str]) -> list[str]:
               'Ground-truth 2D boxes as prompts, MobileSAM masks, the default fit. Counts over the labelled '
               'cars (every difficulty); a car can fail in several ways. *depth > 1 m* = the box centre is '
               'more than 1 m nearer or farther from the camera than the car\'s.', '',
-              '| set | cars | flipped | depth > 1 m | IoU3D < 0.5 | accepted but wrong | '
-              'rejected but right | no label |', '|---|---|---|---|---|---|---|---|']
+              '*nearer, occluded* = of those, partly hidden cars whose box came out > 1 m nearer (on the '
+              'object in front of them).', '',
+              '| set | cars | flipped | depth > 1 m | nearer, occluded | IoU3D < 0.5 | accepted but wrong | '
+              'rejected but right | no label |', '|' + '---|' * 9]
     for r in head:
         f = failures(r['cars'])
         lines.append(f'| {_set_name(r)} | {f["cars"]} | {f["flips"]} | {f["depth_over_1m"]} | '
+                     f'{f["nearer_occluded"]} | '
                      f'{f["iou_below_05"]} | {f["accepted_wrong"]} | {f["rejected_right"]} | {f["missed"]} |')
     lines += ['', 'Signed size errors (label minus truth, metres) over the cars whose label sits on them '
               '(not flipped, depth error < 1 m):', '',
