@@ -100,7 +100,7 @@ def test_outputs_complete_and_readable(reference):
             stamps[t] = msg
     expected = [T0 + i * PERIOD for i in (0, 2, 3, 4)]
     assert sorted(stamps) == expected
-    assert stamps[T0].markers[0].action == 3                  # DELETEALL first
+    assert stamps[T0].markers[0].action == 3 and stamps[T0].markers[0].ns == ''   # DELETEALL first, all ns
     assert len(stamps[T0 + 3 * PERIOD].markers) == 1          # the failed frame: DELETEALL only
     c, _, _ = car_box(0)
     cube = [m for m in stamps[T0].markers if m.ns.endswith('box')][0]

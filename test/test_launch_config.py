@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from autolabel_ros.config import AutolabelConfig, load_config, to_flat_dict
-from autolabel_ros.nodes import logic
+from autolabel_ros.nodes import params
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / 'launch' / 'autolabel.launch.py'
@@ -81,7 +81,7 @@ def test_params_yaml_has_every_parameter_typed_and_documented():
     data = yaml.safe_load(text)
     assert list(data) == ['/**'] and list(data['/**']) == ['ros__parameters']
     flat = _flatten(data['/**']['ros__parameters'])
-    schema = {s.name: s.default for s in logic.fitter_specs()}
+    schema = {s.name: s.default for s in params.fitter_specs()}
     missing = sorted(set(to_flat_dict(AutolabelConfig())) - set(flat))
     assert not missing, f'pipeline keys missing in {PARAMS.name}: {missing}'
     assert not sorted(set(schema) - set(flat)), 'node parameters missing in the YAML'
@@ -114,16 +114,16 @@ def test_rviz_config_matches_node_topics():
     assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/autolabel_fitter/markers'
     assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/autolabel_fitter/debug_image'
     tools = {t['Class']: t for t in vm['Tools']}
-    click_default = {s.name: s.default for s in logic.FITTER_PARAMS}['clicked_point_topic']
+    click_default = {s.name: s.default for s in params.FITTER_PARAMS}['clicked_point_topic']
     assert tools['rviz_default_plugins/PublishPoint']['Topic']['Value'] == click_default
 
 
 def test_ros_doc_lists_every_node_parameter_and_launch_argument():
     doc = (ROOT / 'docs' / 'ROS.md').read_text()
     # node and pipeline parameters with their current defaults (a config change must reach the doc)
-    for s in logic.fitter_specs():
-        assert f'| `{s.name}` | `{logic._yaml_value(s.default)}` |' in doc, s.name
-    assert logic.update_doc_tables(doc) == doc, 'run: python -m autolabel_ros.nodes.logic --doc docs/ROS.md'
+    for s in params.fitter_specs():
+        assert f'| `{s.name}` | `{params._yaml_value(s.default)}` |' in doc, s.name
+    assert params.update_doc_tables(doc) == doc, 'run: python -m autolabel_ros.nodes.params --doc docs/ROS.md'
     for name in _launch_arguments():
         assert f'| `{name}` |' in doc, name
     for needle in ('colcon build --symlink-install', 'rosdep install', 'ros2 bag play --clock',

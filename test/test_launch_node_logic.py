@@ -1,4 +1,4 @@
-"""The ROS nodes' decisions, tested without ROS (autolabel_ros/nodes/logic.py).
+"""The ROS nodes' decisions, tested without ROS (nodes/params, runtime, clicks, inputs, outputs).
 
 Messages are the real ROS 2 definitions from the rosbags typestore; what the fitter publishes is
 serialized to CDR.
@@ -15,7 +15,7 @@ from autolabel_ros.core.geometry import box_corners, project, transform_points
 from autolabel_ros.core.types import Label3D, Prompt
 from autolabel_ros.io import messages as M
 from autolabel_ros.io.ros_types import get_typestore
-from autolabel_ros.nodes import logic
+from autolabel_ros.nodes import clicks, inputs, outputs, params, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = get_typestore()
@@ -38,25 +38,25 @@ def cdr(msg):
 # ---------------------------------------------------------------------------------- parameters
 
 def test_schema_covers_every_pipeline_key_once():
-    specs = logic.fitter_specs()
+    specs = params.fitter_specs()
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     assert set(to_flat_dict(AutolabelConfig())) <= set(names)
     assert all(s.description for s in specs)
-    det = [s.name for s in logic.detector_specs()]
+    det = [s.name for s in params.detector_specs()]
     assert 'device' in det and 'detector.backend' in det and 'fit.iterations' not in det
     # descriptions come from config.py's own comments where it has them
-    assert logic.pipeline_specs(['segmenter.model'])[0].description != 'pipeline config segmenter.model'
+    assert params.pipeline_specs(['segmenter.model'])[0].description != 'pipeline config segmenter.model'
 
 
 def test_validate_defaults_and_values():
-    specs = logic.fitter_specs()
-    cfg, st = logic.validate_parameters(defaults(specs), specs, 'fitter')
+    specs = params.fitter_specs()
+    cfg, st = params.validate_parameters(defaults(specs), specs, 'fitter')
     assert cfg == AutolabelConfig()
     assert st.reliability == 'best_effort' and st.T_cam_lidar_static is None
     vals = defaults(specs) | {'fit.iterations': 7, 'detector.classes': ['car'], 'slop': 1,
                               'static_transform': '0 0.3 0 0.5 -0.5 0.5 0.5'}
-    cfg, st = logic.validate_parameters(vals, specs, 'fitter')
+    cfg, st = params.validate_parameters(vals, specs, 'fitter')
     assert cfg.fit.iterations == 7 and cfg.detector.classes == ['car'] and st.slop == 1.0
     # that quaternion is the LiDAR -> optical rotation of T_CAM_LIDAR
     np.testing.assert_allclose(st.T_cam_lidar_static, T_CAM_LIDAR, atol=1e-12)
@@ -75,22 +75,22 @@ def test_validate_defaults_and_values():
     ('static_transform', '0 0 0 0 0 0 0', 'zero quaternion'),
 ])
 def test_validate_errors_name_the_parameter(key, value, match):
-    specs = logic.fitter_specs()
+    specs = params.fitter_specs()
     with pytest.raises(ConfigError, match=match) as e:
-        logic.validate_parameters(defaults(specs) | {key: value}, specs, 'autolabel_fitter')
+        params.validate_parameters(defaults(specs) | {key: value}, specs, 'autolabel_fitter')
     assert 'autolabel_fitter' in str(e.value)
 
 
 def test_static_transform_16_numbers():
-    T = logic.parse_static_transform(' '.join(str(v) for v in T_CAM_LIDAR.ravel()))
+    T = params.parse_static_transform(' '.join(str(v) for v in T_CAM_LIDAR.ravel()))
     np.testing.assert_allclose(T, T_CAM_LIDAR)
-    assert logic.parse_static_transform('  ') is None
+    assert params.parse_static_transform('  ') is None
 
 
 # ---------------------------------------------------------------------------------- worker queue
 
 def test_latest_slot_drops_stale_items():
-    slot = logic.LatestSlot()
+    slot = runtime.LatestSlot()
     assert slot.get(timeout=0.01) is None and not slot.pending
     assert slot.put(1) is False and slot.pending and slot.put(2) is True and slot.put(3) is True
     assert slot.get() == 3 and slot.dropped == 2 and slot.accepted == 3
@@ -99,7 +99,7 @@ def test_latest_slot_drops_stale_items():
 
 def test_latest_slot_busy_worker_gets_only_the_newest_frame():
     """Deterministic: the worker is held while the producer puts a burst; it then sees the last one."""
-    slot, seen = logic.LatestSlot(), []
+    slot, seen = runtime.LatestSlot(), []
     got, release = threading.Event(), threading.Event()
 
     def worker():
@@ -126,12 +126,13 @@ def test_latest_slot_busy_worker_gets_only_the_newest_frame():
 
 
 def test_latency_stats_summary():
-    st = logic.LatencyStats()
+    st = runtime.LatencyStats()
     assert 'no frame processed' in st.summary(dropped=3)
-    st.add(0.5, 0.7, 2)
-    st.add(1.5, 1.9, 1)
+    st.add(0.5, 0.7, 2, publish_s=0.02)
+    st.add(1.5, 1.9, 1, publish_s=0.04)
     line = st.summary(dropped=4)
     assert '2 frame(s)' in line and 'processing mean 1.000 s (max 1.500)' in line
+    assert 'publish mean 0.030 s (max 0.040)' in line
     assert '3 objects' in line and 'dropped 4' in line
     assert 'no frame processed' in st.summary(0)     # window reset, totals kept
     assert st.frames == 2
@@ -140,7 +141,7 @@ def test_latency_stats_summary():
 # ---------------------------------------------------------------------------------- sync watchdog
 
 def test_sync_monitor_reports_once_with_stamps():
-    mon = logic.SyncMonitor(['/cam/image', '/cam/info', '/lidar/points'], warn_after=5.0, start_time=100.0)
+    mon = runtime.SyncMonitor(['/cam/image', '/cam/info', '/lidar/points'], warn_after=5.0, start_time=100.0)
     mon.note('/cam/image', 1_000_500_000_000, now=101.0)
     mon.note('/lidar/points', 1_700_000_000_000_000_000, now=102.0)
     assert mon.check(104.0) is None
@@ -159,23 +160,83 @@ def test_sync_monitor_reports_once_with_stamps():
 def test_clicks_to_prompts_projects_and_filters():
     lidar_pts = np.array([[10.0, 1.0, 0.0], [10.0, -100.0, 0.0], [-5.0, 0.0, 0.0]])   # ok, outside, behind
     cam = transform_points(T_CAM_LIDAR, lidar_pts)
-    prompts, outside = logic.clicks_to_prompts(cam, K, 640, 480)
+    prompts, outside = clicks.clicks_to_prompts(cam, K, 640, 480)
     assert outside == 2 and len(prompts) == 1
     p = prompts[0]
     uv, _ = project(K, cam[:1])
     np.testing.assert_allclose(p.points, uv)
-    assert p.id == logic.CLICK_ID_BASE and p.box is None and p.point_labels.tolist() == [1]
+    assert p.id == clicks.CLICK_ID_BASE and p.box is None and p.point_labels.tolist() == [1]
 
 
 def test_click_buffer_expires_and_clears():
-    buf = logic.ClickBuffer(max_age=10.0)
+    buf = clicks.ClickBuffer(max_age=10.0)
     buf.add([1, 2, 3], 'lidar', now=0.0)
     buf.add([4, 5, 6], 'map', now=8.0)
     buf.add([np.nan, 0, 0], 'lidar', now=8.0)   # ignored
     assert len(buf) == 2
-    clicks = buf.take(now=12.0)
-    assert [c.frame_id for c in clicks] == ['map'] and len(buf) == 0
+    taken = buf.take(now=12.0)
+    assert [c.frame_id for c in taken] == ['map'] and len(buf) == 0
 
+
+
+class TfStore:
+    """An in-memory TF buffer with tf2's lookup semantics that matter here: a transform at an exact
+    stamp, or the latest one (stamp None); None when it has nothing."""
+
+    def __init__(self):
+        self.edges = {}
+
+    def set(self, target, source, stamp_ns, T):
+        self.edges.setdefault((target, source), {})[stamp_ns] = np.asarray(T, float)
+
+    def __call__(self, target, source, stamp_ns, timeout):
+        hist = self.edges.get((target, source), {})
+        if not hist:
+            return None
+        return hist[max(hist)] if stamp_ns is None else hist.get(stamp_ns)
+
+
+def _shift(x):
+    T = np.eye(4)
+    T[0, 3] = x
+    return T
+
+
+def test_tf_lookup_order_stamp_then_latest_then_fallback():
+    from autolabel_ros.nodes.tf_lookup import transform_at
+
+    tf = TfStore()
+    tf.set('camera', 'map', 100, _shift(1.0))
+    tf.set('camera', 'map', 200, _shift(2.0))
+    T, how = transform_at(tf, 'camera', 'map', 100, 0.1)
+    assert how == 'stamp' and T[0, 3] == 1.0
+    T, how = transform_at(tf, 'camera', 'map', 150, 0.1)          # no transform at that stamp
+    assert how == 'latest' and T[0, 3] == 2.0
+    T, how = transform_at(tf, 'camera', 'map', 0, 0.1)            # no stamp: latest
+    assert how == 'latest' and T[0, 3] == 2.0
+    T, how = transform_at(tf, 'camera', 'lidar', 100, 0.1, fallback=_shift(5.0))
+    assert how == 'fallback' and T[0, 3] == 5.0
+    assert transform_at(tf, 'camera', 'lidar', 100, 0.1) == (None, 'none')
+
+
+def test_clicks_are_transformed_at_their_own_stamp():
+    """A click in a moving frame (map) uses the TF at the click's stamp, not the latest; a click in the
+    LiDAR frame without any TF falls back to the frame's extrinsic; an unknown frame is reported."""
+    tf = TfStore()
+    tf.set('camera', 'map', 1_000, _shift(1.0))       # the vehicle moved between the two stamps
+    tf.set('camera', 'map', 2_000, _shift(7.0))
+    buf = clicks.ClickBuffer(max_age=10.0)
+    buf.add([10, 0, 0], 'map', now=0.0, stamp_ns=1_000)
+    buf.add([10, 0, 0], 'map', now=0.0, stamp_ns=0)            # RViz without a stamp: latest
+    buf.add([10, 1, 0], '/lidar', now=0.0, stamp_ns=1_000)      # ROS 1 style id, no TF: the extrinsic
+    buf.add([3, 3, 3], 'camera', now=0.0, stamp_ns=1_000)       # already in the camera frame
+    buf.add([1, 1, 1], 'odom', now=0.0, stamp_ns=1_000)         # no TF at all
+    pts, ignored = clicks.clicks_in_camera(buf.take(now=1.0), tf, 'camera', 'lidar', T_CAM_LIDAR, 0.1)
+    np.testing.assert_allclose(pts[0], [11, 0, 0])
+    np.testing.assert_allclose(pts[1], [17, 0, 0])
+    np.testing.assert_allclose(pts[2], transform_points(T_CAM_LIDAR, np.array([[10.0, 1, 0]]))[0])
+    np.testing.assert_allclose(pts[3], [3, 3, 3])
+    assert len(pts) == 4 and ignored == ['odom']
 
 # ---------------------------------------------------------------------------------- one frame
 
@@ -203,46 +264,47 @@ def _messages(det_prompts, stamp=1_000_000_000_123, dt=20_000_000):
 
 
 def test_prepare_frame_from_messages_with_clicks():
-    specs = logic.fitter_specs()
-    _, st = logic.validate_parameters(defaults(specs), specs)
+    specs = params.fitter_specs()
+    _, st = params.validate_parameters(defaults(specs), specs)
     det_prompt = Prompt(id=5, box=[300, 200, 400, 260], cls='Car', score=0.8)
     label, img, info, pc, det = _messages([det_prompt])
     click_cam = transform_points(T_CAM_LIDAR, label.center[None])
-    frame, prompts, outside = logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st, clicks_cam=click_cam)
+    frame, prompts, outside = inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st, clicks_cam=click_cam)
     assert outside == 0
     assert frame.stamp_ns == 1_000_020_000_123
     assert frame.lidar_frame == 'lidar' and frame.camera_frame == 'camera'
     assert frame.points.shape == (1000, 4) and frame.image.shape == (480, 640, 3)
     np.testing.assert_allclose(frame.K, K)
-    assert [p.id for p in prompts] == [5, logic.CLICK_ID_BASE]
+    assert [p.id for p in prompts] == [5, clicks.CLICK_ID_BASE]
     np.testing.assert_allclose(prompts[0].box, det_prompt.box)
     assert prompts[1].points.shape == (1, 2)
     # frame-name overrides; a camera_info of another size is a skipped frame, not a crash
     st.lidar_frame, st.camera_frame = 'velodyne', 'cam_optical'
-    frame, prompts, _ = logic.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
+    frame, prompts, _ = inputs.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
     assert (frame.lidar_frame, frame.camera_frame, prompts) == ('velodyne', 'cam_optical', [])
     # ROS 1 style ids ('/velodyne'): tf2 rejects a leading slash in lookups, so it is dropped
     st.lidar_frame, st.camera_frame = '', ''
     pc.header.frame_id, img.header.frame_id = '/velodyne', '/cam'
-    assert logic.frame_ids(st, img, pc) == ('velodyne', 'cam')
-    frame, _, _ = logic.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
+    assert inputs.frame_ids(st, img, pc) == ('velodyne', 'cam')
+    frame, _, _ = inputs.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)
     assert (frame.lidar_frame, frame.camera_frame) == ('velodyne', 'cam')
     info.width = 1280
-    with pytest.raises(logic.SkipFrame, match='camera_info is 1280x480 but the image is 640x480'):
-        logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+    with pytest.raises(inputs.SkipFrame, match='camera_info is 1280x480 but the image is 640x480'):
+        inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
 
 
 def test_frame_outputs_are_valid_ros_messages():
-    specs = logic.fitter_specs()
-    _, st = logic.validate_parameters(defaults(specs), specs)
+    specs = params.fitter_specs()
+    _, st = params.validate_parameters(defaults(specs), specs)
     label, img, info, pc, det = _messages([])
-    frame, _, _ = logic.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+    frame, _, _ = inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
     rejected = Label3D(center=[20, -4, -0.8], size=[4, 1.8, 1.5], yaw=1.0, score=0.1, id=3, accepted=False)
     prompts = [Prompt(id=2, box=[250, 180, 380, 280])]
-    out = logic.frame_outputs(frame, [label, rejected], prompts, st, F, image_stamp_ns=1_000_000_000_123)
+    out = outputs.frame_outputs(frame, [label, rejected], prompts, st, F, image_stamp_ns=1_000_000_000_123)
     assert set(out) == {'markers', 'detections_3d', 'debug_image'}
     markers, det3d, dbg = (cdr(out[k]) for k in ('markers', 'detections_3d', 'debug_image'))
-    assert markers.markers[0].action == 3 and len(markers.markers) == 1 + 3 + 3
+    assert markers.markers[0].action == 3 and markers.markers[0].ns == ''    # DELETEALL of every namespace
+    assert len(markers.markers) == 1 + 3 + 3
     for m in markers.markers:
         assert m.header.frame_id == 'lidar' and M.header_stamp_ns(m) == frame.stamp_ns
     assert [d.id for d in det3d.detections] == ['2'] and det3d.header.frame_id == 'lidar'
@@ -250,8 +312,11 @@ def test_frame_outputs_are_valid_ros_messages():
     overlay = M.image_to_numpy(dbg)
     assert overlay.shape == (480, 640, 3) and (overlay != 90).any()
     st.publish_debug_image, st.publish_rejected = False, True
-    out = logic.frame_outputs(frame, [label, rejected], prompts, st, F)
+    out = outputs.frame_outputs(frame, [label, rejected], prompts, st, F)
     assert 'debug_image' not in out and len(cdr(out['detections_3d']).detections) == 2
+    # the node passes debug_image=False while nobody subscribes: nothing drawn
+    st.publish_debug_image = True
+    assert 'debug_image' not in outputs.frame_outputs(frame, [label], prompts, st, F, debug_image=False)
 
 
 def test_debug_image_draws_projected_box_prompts_and_masks():
@@ -259,7 +324,7 @@ def test_debug_image_draws_projected_box_prompts_and_masks():
     mask = np.zeros(image.shape[:2], bool)
     mask[10:20, 10:20] = True
     prompts = [Prompt(id=1, box=[100, 100, 200, 150]), Prompt(id=2, points=[[500, 300]])]
-    out = logic.draw_debug_image(image, K, T_CAM_LIDAR, [label], prompts, masks=[mask])
+    out = outputs.draw_debug_image(image, K, T_CAM_LIDAR, [label], prompts, masks=[mask])
     assert (image == 90).all()                      # input untouched
     assert (out[15, 15] != 90).any() and (out[30, 30] == 90).all()
     assert tuple(out[100, 150]) == (255, 210, 0)    # yellow prompt box edge
@@ -285,11 +350,11 @@ def test_launch_test_frame_end_to_end_without_ros():
             out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
         return out
 
-    specs = logic.fitter_specs()
-    params = yaml.safe_load((ROOT / 'config' / 'autolabel.yaml').read_text())['/**']['ros__parameters']
-    values = flat(params) | {'device': 'cpu', 'fit.iterations': 30, 'publish_rejected': True,
-                             'sync_warn_after': 30.0}     # the launch test's overrides
-    cfg, st = logic.validate_parameters(values, specs, 'autolabel_fitter')
+    specs = params.fitter_specs()
+    yaml_params = yaml.safe_load((ROOT / 'config' / 'autolabel.yaml').read_text())['/**']['ros__parameters']
+    values = flat(yaml_params) | {'device': 'cpu', 'fit.iterations': 30, 'publish_rejected': True,
+                                  'sync_warn_after': 30.0}     # the launch test's overrides
+    cfg, st = params.validate_parameters(values, specs, 'autolabel_fitter')
     sf = simulate_frame(100000)
     fr = sf.frame
     gt = [g for g in sf.gt if g.box2d is not None]
@@ -303,11 +368,11 @@ def test_launch_test_frame_end_to_end_without_ros():
     tf = cdr(M.make_tf_static(fr.T_cam_lidar, 'camera', 'lidar', stamp, F))
     T = M.transform_to_matrix(tf.transforms[0])       # what lookup_transform('camera', 'lidar') returns
     np.testing.assert_allclose(T, fr.T_cam_lidar, atol=1e-9)
-    frame, prompts, outside = logic.prepare_frame(img, info, pc, det, T, st, clicks_cam=np.zeros((0, 3)))
+    frame, prompts, outside = inputs.prepare_frame(img, info, pc, det, T, st, clicks_cam=np.zeros((0, 3)))
     assert outside == 0 and sorted(p.id for p in prompts) == sorted(g.id for g in gt)
     labeler = Autolabeler(cfg)
     labels = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
-    out = logic.frame_outputs(frame, labels, prompts, st, F, image_stamp_ns=M.header_stamp_ns(img),
+    out = outputs.frame_outputs(frame, labels, prompts, st, F, image_stamp_ns=M.header_stamp_ns(img),
                               masks=labeler.last_masks)
     d3, mk = cdr(out['detections_3d']), cdr(out['markers']).markers
     # the assertions of test_launch_nodes.py
@@ -343,7 +408,7 @@ def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
         def error(self, text, throttle_duration_sec=None):
             self.errors.append((text, throttle_duration_sec))
 
-    slot, stop, log, done = logic.LatestSlot(), threading.Event(), Log(), []
+    slot, stop, log, done = runtime.LatestSlot(), threading.Event(), Log(), []
     handled = threading.Event()
 
     def handle(item):

@@ -291,6 +291,25 @@ def test_detection2d_round_trip_to_prompts():
     assert [p.id for p in back] == [0, 7] and back[1].cls == 'Car' and back[1].score == 1.0
 
 
+
+def test_detection2d_reused_ids_become_unique():
+    """A detector that reuses ids (or leaves them empty) must not give two prompts one id."""
+    boxes = [Prompt(id=5, box=[10, 20, 110, 80]), Prompt(id=5, box=[200, 20, 300, 80]),
+             Prompt(id=1, box=[400, 20, 500, 80]), Prompt(id=0, box=[10, 200, 110, 280])]
+    msg = cdr(m.prompts_to_detection2d_array(boxes, STAMP, 'camera', F))
+    msg.detections[3].id = ''                  # no id: its index 3 is free
+    back = m.detection2d_array_to_prompts(msg)
+    assert [p.id for p in back] == [5, 6, 1, 3]
+    np.testing.assert_allclose(back[1].box, [200, 20, 300, 80])
+    msg.detections[3].id = '1'                 # reused, and its index... 3 is free again
+    msg.detections[2].id = 'x'                 # index 2 free
+    assert [p.id for p in m.detection2d_array_to_prompts(msg)] == [5, 6, 2, 1]
+    for d in msg.detections:                   # every detection "0": 0, then the indices 1, 2, 3
+        d.id = '0'
+    assert [p.id for p in m.detection2d_array_to_prompts(msg)] == [0, 1, 2, 3]
+    msg.detections[0].id = '2'                 # 2 and 0 taken; index 2 is not free: 3, then 4
+    assert [p.id for p in m.detection2d_array_to_prompts(msg)] == [2, 0, 3, 4]
+
 def _labels():
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float) + [10, 2, -1]
     faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
@@ -330,7 +349,8 @@ def test_labels_to_marker_array_content():
     msg = cdr(m.labels_to_marker_array(labels, STAMP, 'lidar', F))
     M = TS.types['visualization_msgs/msg/Marker']
     mk = msg.markers
-    assert mk[0].action == M.DELETEALL
+    # RViz (ros2/rviz#685) clears only the DELETEALL's own namespace unless it is empty
+    assert mk[0].action == M.DELETEALL and mk[0].ns == ''
     # label 4: cube, edges, text, mesh; label 9 (no mesh): cube, edges, text
     B, E, T, TL = M.CUBE, M.LINE_LIST, M.TEXT_VIEW_FACING, M.TRIANGLE_LIST
     assert [(x.ns, x.id, x.type) for x in mk[1:]] == [
@@ -363,6 +383,28 @@ def test_labels_to_marker_array_content():
     # no labels: just the DELETEALL that clears the last frame
     assert len(cdr(m.labels_to_marker_array([], STAMP, 'lidar', F)).markers) == 1
 
+
+
+def test_marker_meshes_are_decimated_or_left_out():
+    """A full-resolution mesh (an icosphere of 20480 triangles) is sent with at most
+    mesh_max_triangles triangles; meshes=False sends none; 0 = full resolution."""
+    import open3d as o3d
+
+    sphere = o3d.geometry.TriangleMesh.create_sphere(radius=1.0, resolution=100)
+    verts, faces = np.asarray(sphere.vertices) + [10, 2, 0], np.asarray(sphere.triangles)
+    assert len(faces) > 10000
+    lab = Label3D(center=[10, 2, 0], size=[2, 2, 2], yaw=0.0, id=1, mesh=Mesh(verts, faces))
+    M = TS.types['visualization_msgs/msg/Marker']
+    mk = cdr(m.labels_to_marker_array([lab], STAMP, 'lidar', F, mesh_max_triangles=500)).markers
+    mesh = [x for x in mk if x.type == M.TRIANGLE_LIST]
+    assert len(mesh) == 1 and 0 < len(mesh[0].points) <= 3 * 500 and len(mesh[0].points) % 3 == 0
+    pts = np.array([[p.x, p.y, p.z] for p in mesh[0].points])
+    r = np.linalg.norm(pts - [10, 2, 0], axis=1)
+    assert r.min() > 0.9 and r.max() < 1.05          # still the same sphere
+    full = cdr(m.labels_to_marker_array([lab], STAMP, 'lidar', F, mesh_max_triangles=0)).markers
+    assert len([x for x in full if x.type == M.TRIANGLE_LIST][0].points) == 3 * len(faces)
+    none = cdr(m.labels_to_marker_array([lab], STAMP, 'lidar', F, meshes=False)).markers
+    assert [x.type for x in none] == [M.CUBE, M.CUBE, M.LINE_LIST, M.TEXT_VIEW_FACING]
 
 # ---------------------------------------------------------------------------------- rclpy flavour
 

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'), help='label bag storage plugin')
     p.add_argument('--tolerance', type=float, default=0.05,
                    help='camera/LiDAR stamp pairing tolerance, seconds')
+    p.add_argument('--rectified', action='store_true',
+                   help='the image topic is rectified (image_rect): project with camera_info P and ignore d')
+    p.add_argument('--no-undistort', action='store_true',
+                   help='refuse raw images whose camera_info has non-zero distortion d (default: undistort '
+                        'them with OpenCV, as the fitter node does)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -123,7 +128,8 @@ def main(argv=None) -> int:
                  info_topic=a.info_topic, cloud_topic=a.cloud_topic, prompts=a.prompts, start=a.start,
                  end=a.end, max_frames=a.max_frames, workers=a.workers, threads=a.threads, ray=a.ray,
                  resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
-                 calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet)
+                 calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet,
+                 rectified=a.rectified, undistort=not a.no_undistort)
     try:
         summary = run_job(job)
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ Reading happens in two passes so big bags never sit in memory:
 The LiDAR -> camera extrinsic comes from ``/tf_static`` (edges of ``/tf`` fill in what the static tree
 lacks; the camera-LiDAR mount is assumed rigid, so the latest value of an edge is used) by walking the
 TF tree from the cloud's ``frame_id`` to the image's ``frame_id``, or from a KITTI calib file.
-All message conversions are the shared ones of :mod:`autolabel_ros.io.messages`.
+Frames are built by :mod:`autolabel_ros.io.frames`, the builder the fitter node uses too.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 
 from autolabel_ros.core.types import Prompt, SensorFrame
+from autolabel_ros.io.frames import (CameraModel, FrameError, camera_from_info, camera_from_matrix,
+                                     sensor_frame)
 from autolabel_ros.io.messages import stamp_to_ns
 
 log = logging.getLogger(__name__)
@@ -220,8 +222,10 @@ class BagSource:
     kind = 'bag'
 
     def __init__(self, path, image_topic=None, info_topic=None, cloud_topic=None, prompts_topic=None,
-                 calib=None, tolerance_s: float = DEFAULT_TOLERANCE_S):
+                 calib=None, tolerance_s: float = DEFAULT_TOLERANCE_S, rectified: bool = False,
+                 undistort: bool = True):
         self.path = Path(path)
+        self.rectified, self.undistort = bool(rectified), bool(undistort)   # see io.frames.camera_from_info
         self.reader = open_reader(self.path)
         self.is_ros1 = not self.reader.is2
         self.tolerance_ns = int(round(tolerance_s * 1e9))
@@ -264,7 +268,8 @@ class BagSource:
         return {'input': str(self.path), 'kind': 'rosbag1' if self.is_ros1 else 'rosbag2',
                 'image_topic': self.image_topic, 'info_topic': self.info_topic,
                 'cloud_topic': self.cloud_topic, 'prompts_topic': self.prompts_topic,
-                'tf_topics': self.tf_topics, 'tolerance_s': self.tolerance_ns / 1e9}
+                'tf_topics': self.tf_topics, 'tolerance_s': self.tolerance_ns / 1e9,
+                'rectified': self.rectified, 'undistort': self.undistort}
 
     # -- pass 1 -------------------------------------------------------------------------------
     def _deser(self, raw, conn):
@@ -280,7 +285,7 @@ class BagSource:
         wanted += [t for t in (self.info_topic, self.prompts_topic) if t]
         conns = [self._conns[t] for t in wanted]
         images, clouds = [], []          # (stamp, key, frame_id)
-        self._infos: list[tuple[int, tuple]] = []     # (stamp, (K, w, h))
+        self._infos: list[tuple[int, CameraModel]] = []   # (stamp, camera model)
         self._prompts: list[tuple[int, list]] = []    # (stamp, prompts)
         self.tf = TfTree()
         for conn, t, raw in self.reader.messages(connections=conns):
@@ -291,7 +296,12 @@ class BagSource:
                     item = (stamp, (conn.topic, t, stamp), msg.header.frame_id)
                     (images if conn.topic == self.image_topic else clouds).append(item)
                 elif conn.topic == self.info_topic:
-                    self._infos.append((stamp_to_ns(msg.header.stamp), M.camera_info_to_intrinsics(msg)))
+                    try:
+                        camera = camera_from_info(msg, self.rectified, self.undistort,
+                                                  where=f'camera_info on {conn.topic}')
+                    except FrameError as e:   # the camera cannot be used at all: one clear error
+                        raise BagError(str(e)) from None
+                    self._infos.append((stamp_to_ns(msg.header.stamp), camera))
                 elif conn.topic == self.prompts_topic:
                     self._prompts.append((stamp_to_ns(msg.header.stamp), M.detection2d_array_to_prompts(msg)))
                 else:
@@ -299,6 +309,8 @@ class BagSource:
                         self.tf.add(tr.header.frame_id, tr.child_frame_id,
                                     M.transform_to_matrix(tr.transform),
                                     static=conn.topic.endswith('tf_static'))
+            except BagError:
+                raise
             except Exception as e:   # a corrupt message is skipped, never fatal
                 log.warning('skipping corrupt message on %s at %d: %s', conn.topic, t, e)
                 self.stats.corrupt_messages.append((conn.topic, t, f'{type(e).__name__}: {e}'))
@@ -332,12 +344,12 @@ class BagSource:
         return select_window(self.index(), start_s, end_s, max_frames)
 
     # -- per-frame context ----------------------------------------------------------------------
-    def intrinsics(self, stamp_ns: int):
-        """(K, width, height) of the latest camera_info at or before the stamp (the first one when all
+    def camera(self, stamp_ns: int) -> CameraModel:
+        """The camera model of the latest camera_info at or before the stamp (the first one when all
         come later: drivers often publish camera_info just after the first image)."""
         if self.info_topic is None or not self._infos:
             if self.calib is not None:
-                return np.asarray(self.calib.K), None, None
+                return camera_from_matrix(self.calib.K)
             raise BagError(f'no readable camera_info on {self.info_topic}; give --calib')
         stamps = [s for s, _ in self._infos]
         k = max(0, bisect.bisect_right(stamps, stamp_ns) - 1)
@@ -363,19 +375,11 @@ class BagSource:
         return list(self._prompts[best][1])
 
     # -- pass 2 -------------------------------------------------------------------------------
-    def _build_frame(self, ref: FrameRef, img_msg, img_type: str, cloud_msg) -> SensorFrame:
-        from autolabel_ros.io import messages as M
-
-        if img_type.endswith('CompressedImage'):
-            image = M.compressed_image_to_numpy(img_msg)
-        else:
-            image = M.image_to_numpy(img_msg)
-        points = M.pointcloud2_to_numpy(cloud_msg, with_intensity=True)
-        K, _, _ = self.intrinsics(ref.stamp_ns)
+    def _build_frame(self, ref: FrameRef, img_msg, cloud_msg) -> SensorFrame:
         cam, lid = ref.extra['camera_frame'], ref.extra['lidar_frame']
-        T = self.extrinsic(cam, lid)
-        return SensorFrame(image=image, K=K, points=points, T_cam_lidar=T, stamp_ns=ref.stamp_ns,
-                           frame_id=ref.name, lidar_frame=lid or 'lidar', camera_frame=cam or 'camera')
+        return sensor_frame(img_msg, cloud_msg, self.camera(ref.stamp_ns), self.extrinsic(cam, lid),
+                            stamp_ns=ref.stamp_ns, frame_id=ref.name, lidar_frame=lid or 'lidar',
+                            camera_frame=cam or 'camera', info_where=f'camera_info on {self.info_topic}')
 
     def iter_frames(self, refs: Iterable[FrameRef], prompts_from_topic: bool = False
                     ) -> Iterator[tuple[FrameRef, SensorFrame, Optional[list[Prompt]]]]:
@@ -418,8 +422,7 @@ class BagSource:
 
     def _emit(self, r: FrameRef, got, prompts_from_topic):
         try:
-            img, img_type = got[r.image_key]
-            frame = self._build_frame(r, img, img_type, got[r.cloud_key][0])
+            frame = self._build_frame(r, got[r.image_key][0], got[r.cloud_key][0])
         except BagError:
             raise
         except Exception as e:   # bad encoding, truncated data...: skip this frame only

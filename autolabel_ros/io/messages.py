@@ -356,13 +356,15 @@ def _bbox2d_center(bbox) -> tuple[float, float]:
 
 
 def detection2d_array_to_prompts(msg, default_cls: str = 'Car') -> list[Prompt]:
-    """vision_msgs/Detection2DArray -> box prompts.
+    """vision_msgs/Detection2DArray -> box prompts with unique ids.
 
-    Class and score come from ``results[0].hypothesis`` (``default_cls`` / 1.0 without results);
-    the prompt id is ``Detection2D.id`` when it is an integer, else the detection's index. Boxes with
+    Class and score come from ``results[0].hypothesis`` (``default_cls`` / 1.0 without results).
+    The prompt id is ``Detection2D.id`` when it is an integer not used by an earlier detection of the
+    array, else the detection's index when that is free, else the next free integer: detectors that
+    leave ids empty or reuse them must not give two labels (and two RViz markers) one id. Boxes with
     zero or non-finite size are skipped (a detector's degenerate output must not stop the fitter).
     """
-    prompts = []
+    kept = []
     for i, det in enumerate(msg.detections):
         cx, cy = _bbox2d_center(det.bbox)
         sx, sy = float(det.bbox.size_x), float(det.bbox.size_y)
@@ -374,10 +376,26 @@ def detection2d_array_to_prompts(msg, default_cls: str = 'Car') -> list[Prompt]:
             cls = str(getattr(hyp, 'class_id', '') or default_cls)
             score = float(hyp.score)
         ident = str(getattr(det, 'id', '')).strip()
-        pid = int(ident) if ident.lstrip('-').isdigit() else i
-        prompts.append(Prompt(id=pid, box=np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2]),
-                              cls=cls, score=score))
-    return prompts
+        given = int(ident) if ident.lstrip('-').isdigit() else None
+        kept.append((i, given, np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2]), cls, score))
+    # integer ids first come, first served; then the rest take their index or the next free number
+    used, ids = set(), {}
+    for i, given, *_ in kept:
+        if given is not None and given not in used:
+            used.add(given)
+            ids[i] = given
+    next_free = max(used, default=-1) + 1
+    for i, *_ in kept:
+        if i in ids:
+            continue
+        if i not in used:
+            ids[i] = i
+        else:
+            while next_free in used:
+                next_free += 1
+            ids[i] = next_free
+        used.add(ids[i])
+    return [Prompt(id=ids[i], box=box, cls=cls, score=score) for i, _, box, cls, score in kept]
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,18 +582,32 @@ def label_edge_points(label: Label3D) -> np.ndarray:
     return np.vstack([edges, label.center, front])
 
 
+def _points(xyz: np.ndarray, factory: MessageFactory) -> list:
+    """N x 3 -> [geometry_msgs/Point]: one class lookup and plain floats (the cost of big markers)."""
+    P = factory('geometry_msgs/msg/Point')
+    return [P(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, dtype=np.float64).reshape(-1, 3).tolist()]
+
+
+DEFAULT_MESH_MAX_TRIANGLES = 2000
+
+
 def labels_to_marker_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: str,
                            factory: MessageFactory, namespace: str = 'autolabel',
-                           line_width: float = 0.05, text_height: float = 0.6):
+                           line_width: float = 0.05, text_height: float = 0.6, meshes: bool = True,
+                           mesh_max_triangles: int = DEFAULT_MESH_MAX_TRIANGLES):
     """Labels -> visualization_msgs/MarkerArray for RViz.
 
     A DELETEALL marker first (clears the previous frame), then per label: a translucent CUBE, a
     LINE_LIST (12 edges + heading line), a TEXT_VIEW_FACING (class, score, id) and, when the label has
-    a mesh, a TRIANGLE_LIST. Each kind has its own namespace ``<namespace>/<kind>`` and the marker id
-    is ``label.id``, so ids are stable per object and kinds can be toggled in RViz. Lifetime 0
-    (forever, until the next DELETEALL); stamp = the sensor stamp; green = accepted, red = rejected.
-    Labels without a finite box are left out.
+    a mesh and ``meshes`` is true, a TRIANGLE_LIST decimated to ``mesh_max_triangles`` (0 = full
+    resolution). Each kind has its own namespace ``<namespace>/<kind>`` and the marker id is
+    ``label.id``, so ids are stable per object and kinds can be toggled in RViz. The DELETEALL has
+    ``ns=''``: since ros2/rviz#685 a DELETEALL clears only its own namespace unless that is empty.
+    Lifetime 0 (forever, until the next DELETEALL); stamp = the sensor stamp; green = accepted,
+    red = rejected. Labels without a finite box are left out.
     """
+    from autolabel_ros.shape.mesh import decimate_mesh
+
     M = factory('visualization_msgs/msg/Marker')
     header = make_header(stamp_ns, frame_id, factory)
     zero = factory.new('builtin_interfaces/msg/Duration', sec=0, nanosec=0)
@@ -585,10 +617,9 @@ def labels_to_marker_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: s
     def vec(x: float, y: float, z: float):
         return factory.new('geometry_msgs/msg/Vector3', x=float(x), y=float(y), z=float(z))
 
-    def marker(kind: str, ident: int, mtype: int, **fields):
-        base = dict(header=header, ns=f'{namespace}/{kind}' if kind else namespace, id=int(ident),
-                    type=int(mtype), action=int(M.ADD), pose=identity, scale=unit, lifetime=zero,
-                    frame_locked=False)
+    def marker(ns: str, ident: int, mtype: int, **fields):
+        base = dict(header=header, ns=ns, id=int(ident), type=int(mtype), action=int(M.ADD), pose=identity,
+                    scale=unit, lifetime=zero, frame_locked=False)
         base.update(fields)
         return factory.new('visualization_msgs/msg/Marker', **base)
 
@@ -596,20 +627,21 @@ def labels_to_marker_array(labels: Sequence[Label3D], stamp_ns: int, frame_id: s
     for lab in drawable_labels(labels):
         rgb = ACCEPTED_RGB if lab.accepted else REJECTED_RGB
         l, w, h = (float(v) for v in lab.size)
-        markers.append(marker('box', lab.id, M.CUBE, pose=_box_pose(lab, factory),
+        markers.append(marker(f'{namespace}/box', lab.id, M.CUBE, pose=_box_pose(lab, factory),
                               scale=vec(l, w, h),
                               color=_color(rgb, 0.25, factory)))
-        markers.append(marker('edges', lab.id, M.LINE_LIST,
+        markers.append(marker(f'{namespace}/edges', lab.id, M.LINE_LIST,
                               scale=vec(line_width, 0.0, 0.0),
                               color=_color(rgb, 1.0, factory),
-                              points=[_point(p, factory) for p in label_edge_points(lab)]))
+                              points=_points(label_edge_points(lab), factory)))
         top = lab.center + np.array([0.0, 0.0, h / 2 + text_height])
-        markers.append(marker('text', lab.id, M.TEXT_VIEW_FACING,
+        markers.append(marker(f'{namespace}/text', lab.id, M.TEXT_VIEW_FACING,
                               pose=factory.new('geometry_msgs/msg/Pose', position=_point(top, factory)),
                               scale=vec(0.0, 0.0, text_height),
                               color=_color((1.0, 1.0, 1.0), 1.0, factory), text=label_text(lab)))
-        if lab.mesh is not None and len(lab.mesh.faces):
-            tri = np.asarray(lab.mesh.vertices, dtype=np.float64)[np.asarray(lab.mesh.faces).reshape(-1)]
-            markers.append(marker('mesh', lab.id, M.TRIANGLE_LIST, color=_color(rgb, 0.7, factory),
-                                  points=[_point(p, factory) for p in tri]))
+        if meshes and lab.mesh is not None and len(lab.mesh.faces):
+            mesh = decimate_mesh(lab.mesh, mesh_max_triangles)
+            tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces).reshape(-1)]
+            markers.append(marker(f'{namespace}/mesh', lab.id, M.TRIANGLE_LIST,
+                                  color=_color(rgb, 0.7, factory), points=_points(tri, factory)))
     return factory.new('visualization_msgs/msg/MarkerArray', markers=markers)

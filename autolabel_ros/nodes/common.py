@@ -6,7 +6,7 @@ from typing import Sequence
 
 from autolabel_ros.config import ConfigError
 from autolabel_ros.io.messages import MessageFactory, class_factory
-from autolabel_ros.nodes.logic import ParamSpec
+from autolabel_ros.nodes.params import ParamSpec
 
 
 class StartupError(RuntimeError):

@@ -14,7 +14,8 @@ import time
 from rclpy.node import Node
 
 from autolabel_ros.io import messages as M
-from autolabel_ros.nodes import logic
+from autolabel_ros.nodes.params import detector_specs, validate_parameters
+from autolabel_ros.nodes.runtime import LatencyStats, LatestSlot
 from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_parameters, image_msg_type,
                                         output_qos, rclpy_factory, run_node, sensor_qos, steady_timer,
                                         stop_worker, worker_loop)
@@ -23,9 +24,9 @@ from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_paramet
 class DetectorNode(Node):
     def __init__(self, **kwargs):
         super().__init__('autolabel_detector', **kwargs)
-        specs = logic.detector_specs()
+        specs = detector_specs()
         values = declare_parameters(self, specs)
-        self.cfg, self.settings = logic.validate_parameters(values, specs, self.get_name())
+        self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
         self.factory = rclpy_factory()
         t0 = time.perf_counter()
         try:
@@ -44,8 +45,8 @@ class DetectorNode(Node):
         self.pub = self.create_publisher(Detection2DArray, 'detections', output_qos(10))
         self.create_subscription(image_msg_type(self.settings.compressed_image), 'image', self._on_image,
                                  sensor_qos(self.settings.reliability, self.settings.qos_depth))
-        self.slot = logic.LatestSlot()
-        self.stats = logic.LatencyStats()
+        self.slot = LatestSlot()
+        self.stats = LatencyStats()
         self._stop = threading.Event()
         self.worker = threading.Thread(target=worker_loop, name='autolabel_detector_worker', daemon=True,
                                        args=(self._stop, self.slot, self._process, self.get_logger(),

@@ -8,8 +8,9 @@ topic (``/clicked_point``). Publishes ``~/markers`` (MarkerArray), ``~/detection
 
 The synchronizer callback only stores the set in a one-slot queue; a worker thread converts,
 looks up TF, runs the Autolabeler and publishes, so a slow fit drops stale frames (counted and
-logged) instead of building a backlog. All decisions live in ``nodes/logic.py`` and
-``io/messages.py``.
+logged) instead of building a backlog. All decisions live in the ROS-free modules
+(``nodes/params.py``, ``runtime.py``, ``clicks.py``, ``inputs.py``, ``outputs.py``, ``io/frames.py``,
+``io/messages.py``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ from tf2_ros import Buffer, TransformException, TransformListener
 from autolabel_ros.config import ConfigError
 from autolabel_ros.core.geometry import transform_points
 from autolabel_ros.io import messages as M
-from autolabel_ros.nodes import logic
+from autolabel_ros.io.frames import tf_frame_id
+from autolabel_ros.nodes.clicks import ClickBuffer
+from autolabel_ros.nodes.inputs import SkipFrame, frame_ids, prepare_frame
+from autolabel_ros.nodes.outputs import frame_outputs
+from autolabel_ros.nodes.params import fitter_specs, validate_parameters
+from autolabel_ros.nodes.runtime import LatencyStats, LatestSlot, SyncMonitor, now_wall
 from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_parameters, image_msg_type,
                                         output_qos, rclpy_factory, run_node, sensor_qos, steady_timer,
                                         stop_worker, worker_loop)
@@ -35,8 +41,8 @@ from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_paramet
 class FitterNode(Node):
     def __init__(self, **kwargs):
         super().__init__('autolabel_fitter', **kwargs)
-        values = declare_parameters(self, logic.fitter_specs())
-        self.cfg, self.settings = logic.validate_parameters(values, logic.fitter_specs(), self.get_name())
+        values = declare_parameters(self, fitter_specs())
+        self.cfg, self.settings = validate_parameters(values, fitter_specs(), self.get_name())
         s = self.settings
         self.factory = rclpy_factory()
 
@@ -74,16 +80,16 @@ class FitterNode(Node):
         if s.sync_detections:
             self.subs.append(Subscriber(self, Detection2DArray, 'detections', qos_profile=qos))
         resolved = [sub.sub.topic_name for sub in self.subs]
-        self.monitor = logic.SyncMonitor(resolved, s.sync_warn_after, logic.now_wall())
+        self.monitor = SyncMonitor(resolved, s.sync_warn_after, now_wall())
         for sub, name in zip(self.subs, resolved):
             sub.registerCallback(self._seen, name)
         self.sync = ApproximateTimeSynchronizer(self.subs, s.queue_size, s.slop)
         self.sync.registerCallback(self._on_frame)
         self.create_subscription(PointStamped, s.clicked_point_topic, self._on_click, 10)
 
-        self.clicks = logic.ClickBuffer(s.click_max_age)
-        self.slot = logic.LatestSlot()
-        self.stats = logic.LatencyStats()
+        self.clicks = ClickBuffer(s.click_max_age)
+        self.slot = LatestSlot()
+        self.stats = LatencyStats()
         self._last_job = None
         self._stop = threading.Event()
         self.worker = threading.Thread(target=worker_loop, name='autolabel_fitter_worker', daemon=True,
@@ -99,10 +105,10 @@ class FitterNode(Node):
     # ------------------------------------------------------------------ callbacks (executor thread)
 
     def _seen(self, msg, topic: str):
-        self.monitor.note(topic, M.header_stamp_ns(msg), logic.now_wall())
+        self.monitor.note(topic, M.header_stamp_ns(msg), now_wall())
 
     def _on_frame(self, image, info, cloud, dets=None):
-        self.monitor.synced(logic.now_wall())
+        self.monitor.synced(now_wall())
         job = (image, info, cloud, dets)
         self._last_job = job
         if self.slot.put(job):
@@ -110,7 +116,7 @@ class FitterNode(Node):
 
     def _on_click(self, msg):
         p = msg.point
-        self.clicks.add([p.x, p.y, p.z], msg.header.frame_id, logic.now_wall())
+        self.clicks.add([p.x, p.y, p.z], msg.header.frame_id, now_wall())
         self.get_logger().info(f'click at ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}: '
                                f'point prompt for the next frame')
         # A paused bag sends no new frame: re-run the last one so the click takes effect now.
@@ -118,7 +124,7 @@ class FitterNode(Node):
             self.slot.put(self._last_job)
 
     def _watchdog(self):
-        text = self.monitor.check(logic.now_wall())
+        text = self.monitor.check(now_wall())
         if text:
             self.get_logger().warning(text)
 
@@ -149,8 +155,8 @@ class FitterNode(Node):
     def _clicks_in_camera(self, T_cam_lidar, lidar_frame: str, camera_frame: str) -> np.ndarray:
         """Pending clicks transformed into the camera optical frame (N x 3)."""
         pts = []
-        for c in self.clicks.take(logic.now_wall()):
-            frame_id = logic.tf_frame_id(c.frame_id)
+        for c in self.clicks.take(now_wall()):
+            frame_id = tf_frame_id(c.frame_id)
             if frame_id in (lidar_frame, ''):
                 pts.append(transform_points(T_cam_lidar, c.xyz[None])[0])
             elif frame_id == camera_frame:
@@ -167,15 +173,15 @@ class FitterNode(Node):
     def _process(self, image_msg, info_msg, cloud_msg, det_msg):
         t0 = time.perf_counter()
         s = self.settings
-        lidar_frame, camera_frame = logic.frame_ids(s, image_msg, cloud_msg)
+        lidar_frame, camera_frame = frame_ids(s, image_msg, cloud_msg)
         T = self._extrinsic(camera_frame, lidar_frame, Time.from_msg(cloud_msg.header.stamp))
         if T is None:
             return
         try:
-            frame, prompts, outside = logic.prepare_frame(
+            frame, prompts, outside = prepare_frame(
                 image_msg, info_msg, cloud_msg, det_msg, T, s,
                 clicks_cam=self._clicks_in_camera(T, lidar_frame, camera_frame))
-        except logic.SkipFrame as e:
+        except SkipFrame as e:
             self.get_logger().warning(f'frame skipped: {e}', throttle_duration_sec=5.0)
             return
         if outside:
@@ -185,7 +191,7 @@ class FitterNode(Node):
             labels = self.labeler.label(frame, prompts)
             masks = getattr(self.labeler, 'last_masks', None)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
-        out = logic.frame_outputs(frame, labels, prompts, s, self.factory,
+        out = frame_outputs(frame, labels, prompts, s, self.factory,
                                   image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks)
         self.pub_markers.publish(out['markers'])
         self.pub_det3d.publish(out['detections_3d'])

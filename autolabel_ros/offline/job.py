@@ -51,6 +51,8 @@ class BagJob:
     calib: Optional[str] = None        # KITTI calib file: extrinsic (and K without camera_info)
     storage: str = 'mcap'              # label bag storage: mcap | sqlite3
     tolerance: float = 0.05            # camera/LiDAR pairing tolerance, seconds
+    rectified: bool = False            # the image topic is rectified: camera_info P, no undistortion
+    undistort: bool = True             # remove camera_info d from raw images (false: refuse them)
     progress: bool = True
 
 
@@ -80,7 +82,8 @@ def open_source(job: BagJob, calib=None):
                        f'velodyne_points/data) or KITTI object folder (calib/, velodyne/, image_2/)')
     return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic,
                      cloud_topic=job.cloud_topic,
-                     prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance)
+                     prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance,
+                     rectified=job.rectified, undistort=job.undistort)
 
 
 def _calib_dict(calib) -> Optional[dict]:

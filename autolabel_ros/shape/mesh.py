@@ -62,3 +62,17 @@ def tight_extent(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(3), np.zeros(3)
     lo, hi = v.min(axis=0), v.max(axis=0)
     return (lo + hi) / 2.0, hi - lo
+
+
+def decimate_mesh(mesh: Mesh, max_triangles: int) -> Mesh:
+    """At most ``max_triangles`` faces (open3d quadric decimation); the mesh itself when it is already
+    small enough or ``max_triangles`` <= 0 (no limit). For display: RViz draws every triangle sent."""
+    faces = np.asarray(mesh.faces)
+    if max_triangles <= 0 or len(faces) <= max_triangles:
+        return mesh
+    import open3d as o3d
+
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, np.float64)),
+                                  o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    small = m.simplify_quadric_decimation(target_number_of_triangles=int(max_triangles))
+    return Mesh(np.asarray(small.vertices, np.float64), np.asarray(small.triangles, np.int64))

@@ -1,31 +1,24 @@
-"""Every decision the ROS nodes make, without ROS (tested here; the nodes only wire it to rclpy).
+"""The nodes' parameter schema: node parameters + the pipeline config flattened with dots
+(``fit.iterations``), so one schema serves ``config/autolabel.yaml``, the nodes and the CLIs;
+startup validation with errors that name the parameter; the generators of the params YAML and of
+docs/ROS.md's parameter tables. ROS-free (the nodes only declare what is listed here).
 
-- the parameter schema: node parameters + the pipeline config flattened with dots
-  (``fit.iterations``), so one schema serves ``config/autolabel.yaml``, the nodes and the CLIs;
-- startup validation with errors that name the parameter;
-- the one-slot job queue that drops stale frames, latency / drop statistics;
-- the "nothing synchronizes" watchdog that reports the stamps seen per topic;
-- RViz "Publish Point" clicks -> point prompts; the debug overlay image.
+Regenerate after a config change::
+
+    python -m autolabel_ros.nodes.params > config/autolabel.yaml
+    python -m autolabel_ros.nodes.params --doc docs/ROS.md
 """
 from __future__ import annotations
 
 import inspect
 import math
 import re
-import threading
-import time
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from autolabel_ros.config import AutolabelConfig, ConfigError, from_flat_dict, to_flat_dict
-from autolabel_ros.core.geometry import BOX_EDGES, box_corners, project, transform_points
-from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
-
-# --------------------------------------------------------------------------------------------
-# Parameter schema
-# --------------------------------------------------------------------------------------------
 
 # Descriptions of the pipeline parameters (config.py); a key without an entry still works and gets
 # a generic description, so a new config field never breaks the nodes.
@@ -83,6 +76,8 @@ COMMON_PARAMS = (
     ParamSpec('qos_depth', 5, 'QoS history depth of the sensor subscriptions', min=1, max=1000),
     ParamSpec('compressed_image', False, 'subscribe to sensor_msgs/CompressedImage on the image topic '
               '(remap "image" to e.g. /camera/image_raw/compressed) instead of sensor_msgs/Image'),
+    ParamSpec('autostart', True, 'lifecycle node: configure (load models) and activate (subscribe) at '
+              'startup; false = stay unconfigured until `ros2 lifecycle set` or a lifecycle manager'),
 )
 
 FITTER_PARAMS = COMMON_PARAMS + (
@@ -101,9 +96,16 @@ FITTER_PARAMS = COMMON_PARAMS + (
     ParamSpec('lidar_frame', '', 'override the LiDAR frame id; empty = header.frame_id of the cloud'),
     ParamSpec('camera_frame', '', 'override the camera optical frame id; empty = header.frame_id of '
               'the image'),
-    ParamSpec('use_rectified_projection', False, 'use CameraInfo P (left 3x3) instead of K: set true '
-              'when the image topic is rectified (image_rect)'),
-    ParamSpec('publish_debug_image', True, 'publish ~/debug_image (masks, prompts, projected boxes)'),
+    ParamSpec('use_rectified_projection', False, 'use CameraInfo P (left 3x3) instead of K and ignore d: '
+              'set true when the image topic is rectified (image_rect)'),
+    ParamSpec('undistort', True, 'raw images (use_rectified_projection false) whose CameraInfo has '
+              'non-zero d (plumb_bob, rational_polynomial, equidistant) are undistorted with OpenCV before '
+              'labelling; false = skip such frames with a warning naming the camera_info topic'),
+    ParamSpec('publish_debug_image', True, 'publish ~/debug_image (masks, prompts, projected boxes); it is '
+              'drawn only while someone subscribes'),
+    ParamSpec('publish_meshes', True, 'add each label\'s fitted mesh (TRIANGLE_LIST) to ~/markers'),
+    ParamSpec('mesh_max_triangles', 2000, 'decimate each published mesh to at most this many triangles '
+              '(0 = full resolution)', min=0, max=1000000),
     ParamSpec('publish_rejected', False, 'also put rejected labels in ~/detections_3d (markers always '
               'show them, in red)'),
     ParamSpec('clicked_point_topic', '/clicked_point', 'geometry_msgs/PointStamped topic of RViz '
@@ -177,6 +179,7 @@ class NodeSettings:
     reliability: str = 'best_effort'
     qos_depth: int = 5
     compressed_image: bool = False
+    autostart: bool = True
     queue_size: int = 30
     slop: float = 0.1
     sync_detections: bool = True
@@ -186,7 +189,10 @@ class NodeSettings:
     lidar_frame: str = ''
     camera_frame: str = ''
     use_rectified_projection: bool = False
+    undistort: bool = True
     publish_debug_image: bool = True
+    publish_meshes: bool = True
+    mesh_max_triangles: int = 2000
     publish_rejected: bool = False
     clicked_point_topic: str = '/clicked_point'
     click_max_age: float = 30.0
@@ -285,324 +291,6 @@ def validate_parameters(values: dict, specs: Sequence[ParamSpec], node: str = 'n
     return cfg, settings
 
 
-# --------------------------------------------------------------------------------------------
-# Worker queue and statistics
-# --------------------------------------------------------------------------------------------
-
-class LatestSlot:
-    """A one-slot queue: ``put`` replaces a waiting item (counted as dropped), ``get`` blocks.
-
-    The subscription callback puts, the worker thread gets: a slow pipeline always works on the
-    newest frame and never builds a backlog.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-        self._has = False
-        self._closed = False
-        self.dropped = 0
-        self.accepted = 0
-
-    def put(self, item) -> bool:
-        """Store ``item``; returns True when it replaced an unprocessed one."""
-        with self._cond:
-            replaced = self._has
-            if replaced:
-                self.dropped += 1
-            self._item, self._has = item, True
-            self.accepted += 1
-            self._cond.notify()
-            return replaced
-
-    def get(self, timeout: Optional[float] = None):
-        """The waiting item, or None after ``timeout`` seconds / when closed."""
-        with self._cond:
-            if not self._has and not self._closed:
-                self._cond.wait(timeout)
-            if not self._has:
-                return None
-            item, self._item, self._has = self._item, None, False
-            return item
-
-    @property
-    def pending(self) -> bool:
-        """An item waits for the worker."""
-        with self._cond:
-            return self._has
-
-    def close(self):
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-
-class LatencyStats:
-    """Running processing time and sensor-to-output latency, for periodic log lines."""
-
-    def __init__(self):
-        self.frames = 0
-        self.objects = 0
-        self._proc: list[float] = []
-        self._lat: list[float] = []
-
-    def add(self, processing_s: float, latency_s: float, n_objects: int):
-        self.frames += 1
-        self.objects += int(n_objects)
-        self._proc.append(float(processing_s))
-        self._lat.append(float(latency_s))
-
-    def summary(self, dropped: int) -> str:
-        """One log line over the frames since the last summary (then resets the window)."""
-        if not self._proc:
-            return (f'no frame processed since the last report; total {self.frames} frames, '
-                    f'dropped {dropped} stale frame(s)')
-        p, lat = np.array(self._proc), np.array(self._lat)
-        line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), '
-                f'latency mean {lat.mean():.3f} s (max {lat.max():.3f}); total {self.frames} frames, '
-                f'{self.objects} objects, dropped {dropped} stale frame(s)')
-        self._proc.clear()
-        self._lat.clear()
-        return line
-
-
-# --------------------------------------------------------------------------------------------
-# "Nothing synchronizes" watchdog
-# --------------------------------------------------------------------------------------------
-
-class SyncMonitor:
-    """Remembers the last stamp and arrival per input topic and the last synchronized set.
-
-    ``check(now)`` returns a message once when nothing synchronized for ``warn_after`` seconds
-    (again only after a successful sync), listing what each topic delivered, so the usual causes
-    (a silent topic, a QoS mismatch, stamps from different clocks) are visible in one line.
-    """
-
-    def __init__(self, topics: Sequence[str], warn_after: float, start_time: float):
-        self.topics = list(topics)
-        self.warn_after = float(warn_after)
-        self.last_stamp_ns: dict[str, Optional[int]] = {t: None for t in self.topics}
-        self.last_arrival: dict[str, Optional[float]] = {t: None for t in self.topics}
-        self.counts: dict[str, int] = {t: 0 for t in self.topics}
-        self.last_sync = float(start_time)
-        self.syncs = 0
-        self._warned = False
-
-    def note(self, topic: str, stamp_ns: int, now: float):
-        self.last_stamp_ns[topic] = int(stamp_ns)
-        self.last_arrival[topic] = float(now)
-        self.counts[topic] = self.counts.get(topic, 0) + 1
-
-    def synced(self, now: float):
-        self.last_sync = float(now)
-        self.syncs += 1
-        self._warned = False
-
-    def check(self, now: float) -> Optional[str]:
-        if self._warned or now - self.last_sync < self.warn_after:
-            return None
-        self._warned = True
-        parts = []
-        for t in self.topics:
-            if self.counts.get(t, 0) == 0:
-                parts.append(f'{t}: nothing received')
-            else:
-                parts.append(f'{t}: {self.counts[t]} msgs, last stamp {self.last_stamp_ns[t] / 1e9:.3f} s, '
-                             f'{now - self.last_arrival[t]:.1f} s ago')
-        stamps = [s for s in self.last_stamp_ns.values() if s is not None]
-        spread = ''
-        if len(stamps) > 1:
-            spread = f'; last stamps span {(max(stamps) - min(stamps)) / 1e9:.3f} s'
-        what = 'since start' if self.syncs == 0 else 'for'
-        return (f'no synchronized frame {what} {now - self.last_sync:.1f} s: ' + '; '.join(parts) + spread +
-                ' (check topic names/remaps, QoS reliability, the slop parameter and use_sim_time)')
-
-
-# --------------------------------------------------------------------------------------------
-# Human-in-the-loop clicks
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Click:
-    xyz: np.ndarray        # in frame_id
-    frame_id: str
-    received: float        # wall clock seconds
-
-
-class ClickBuffer:
-    """Clicked 3D points waiting for the next frame (thread-safe)."""
-
-    def __init__(self, max_age: float = 30.0):
-        self.max_age = float(max_age)
-        self._lock = threading.Lock()
-        self._clicks: list[Click] = []
-
-    def add(self, xyz, frame_id: str, now: float):
-        p = np.asarray(xyz, dtype=np.float64).reshape(3)
-        if not np.all(np.isfinite(p)):
-            return
-        with self._lock:
-            self._clicks.append(Click(p, str(frame_id), float(now)))
-
-    def take(self, now: float) -> list[Click]:
-        """All fresh clicks (removed from the buffer); stale ones are dropped."""
-        with self._lock:
-            clicks, self._clicks = self._clicks, []
-        return [c for c in clicks if self.max_age <= 0 or now - c.received <= self.max_age]
-
-    def __len__(self):
-        with self._lock:
-            return len(self._clicks)
-
-
-CLICK_ID_BASE = 100000   # click prompt ids start here so they never collide with detector ids
-
-
-def clicks_to_prompts(points_cam: np.ndarray, K: np.ndarray, width: int, height: int,
-                      first_id: int = CLICK_ID_BASE, cls: str = 'Car') -> tuple[list[Prompt], int]:
-    """Clicked points already in the camera optical frame -> one point prompt each.
-
-    Returns (prompts, number of clicks that fell behind the camera or outside the image).
-    """
-    pts = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
-    if len(pts) == 0:
-        return [], 0
-    uv, z = project(np.asarray(K, dtype=np.float64), pts)
-    ok = (z > 1e-3) & np.all(np.isfinite(uv), axis=1) & (uv[:, 0] >= 0) & (uv[:, 0] < width) \
-        & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    prompts = [Prompt(id=first_id + i, points=uv[i:i + 1], point_labels=np.ones(1, np.int64), cls=cls)
-               for i in np.flatnonzero(ok)]
-    return prompts, int((~ok).sum())
-
-
-# --------------------------------------------------------------------------------------------
-# One synchronized set -> pipeline input -> messages (the fitter node's work, minus ROS calls)
-# --------------------------------------------------------------------------------------------
-
-class SkipFrame(Exception):
-    """This synchronized set cannot be processed; the text says why (logged, throttled)."""
-
-
-def tf_frame_id(name) -> str:
-    """A frame id as tf2 accepts it: ROS 2 tf2 rejects lookups of ids with a leading '/' (ROS 1 style,
-    e.g. bags converted from ROS 1) and stores such transforms without the slash."""
-    return str(name or '').strip().lstrip('/')
-
-
-def frame_ids(settings: NodeSettings, image_msg, cloud_msg) -> tuple[str, str]:
-    """(LiDAR frame, camera frame) of a synchronized set: the overrides, else the headers' frame ids."""
-    return (tf_frame_id(settings.lidar_frame or cloud_msg.header.frame_id),
-            tf_frame_id(settings.camera_frame or image_msg.header.frame_id))
-
-
-def prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T_cam_lidar: np.ndarray, settings: NodeSettings,
-                  clicks_cam: Optional[np.ndarray] = None) -> tuple[SensorFrame, list[Prompt], int]:
-    """Messages (rclpy or rosbags) + extrinsic -> (SensorFrame, prompts, clicks outside the image).
-
-    The frame is stamped and named by the cloud (labels live in the LiDAR frame); prompts are the
-    synchronized detections followed by the clicked points (already in the camera frame).
-    """
-    from autolabel_ros.io import messages as M
-
-    if settings.compressed_image:
-        image = M.compressed_image_to_numpy(image_msg)
-    else:
-        image = M.image_to_numpy(image_msg)
-    K, w, h = M.camera_info_to_intrinsics(info_msg, use_projection=settings.use_rectified_projection)
-    if w > 0 and h > 0 and (w, h) != (image.shape[1], image.shape[0]):
-        raise SkipFrame(f'camera_info is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}')
-    points = M.pointcloud2_to_numpy(cloud_msg)
-    stamp_ns = M.header_stamp_ns(cloud_msg)
-    lidar_frame, camera_frame = frame_ids(settings, image_msg, cloud_msg)
-    frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=T_cam_lidar, stamp_ns=stamp_ns,
-                        frame_id=str(stamp_ns), lidar_frame=lidar_frame, camera_frame=camera_frame)
-    prompts = M.detection2d_array_to_prompts(det_msg) if det_msg is not None else []
-    outside = 0
-    if clicks_cam is not None and len(clicks_cam):
-        used = {p.id for p in prompts}
-        first = max([CLICK_ID_BASE] + [i + 1 for i in used if i >= CLICK_ID_BASE])
-        extra, outside = clicks_to_prompts(clicks_cam, K, frame.width, frame.height, first_id=first)
-        prompts += extra
-    return frame, prompts, outside
-
-
-def frame_outputs(frame: SensorFrame, labels: Sequence[Label3D], prompts: Sequence[Prompt],
-                  settings: NodeSettings, factory, image_stamp_ns: Optional[int] = None,
-                  masks: Optional[Sequence[np.ndarray]] = None) -> dict:
-    """The messages the fitter publishes for one frame: 'markers', 'detections_3d' (LiDAR frame,
-    cloud stamp) and, when enabled, 'debug_image' (camera frame, image stamp)."""
-    from autolabel_ros.io import messages as M
-
-    out = {'markers': M.labels_to_marker_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
-                                               namespace=settings.marker_namespace),
-           'detections_3d': M.labels_to_detection3d_array(labels, frame.stamp_ns, frame.lidar_frame, factory,
-                                                          include_rejected=settings.publish_rejected)}
-    if settings.publish_debug_image:
-        overlay = draw_debug_image(frame.image, frame.K, frame.T_cam_lidar, labels, prompts, masks)
-        stamp = frame.stamp_ns if image_stamp_ns is None else image_stamp_ns
-        out['debug_image'] = M.make_image(overlay, stamp, frame.camera_frame, factory)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Debug overlay
-# --------------------------------------------------------------------------------------------
-
-_GREEN, _RED, _YELLOW, _CYAN = (40, 220, 70), (240, 40, 40), (255, 210, 0), (0, 220, 255)
-
-
-def draw_debug_image(image: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, labels: Sequence[Label3D],
-                     prompts: Sequence[Prompt] = (), masks: Optional[Sequence[np.ndarray]] = None,
-                     mask_alpha: float = 0.4) -> np.ndarray:
-    """RGB overlay: segmentation masks (tinted), prompts (yellow boxes, cyan clicks) and the labels'
-    3D boxes projected into the image (green accepted, red rejected). Returns a new H x W x 3 uint8."""
-    from PIL import Image, ImageDraw
-
-    out = np.array(image, dtype=np.uint8, copy=True)
-    h, w = out.shape[:2]
-    if masks is not None:
-        palette = np.array([[255, 80, 80], [80, 160, 255], [255, 200, 60], [160, 255, 120], [220, 100, 255]],
-                           dtype=np.float32)
-        for i, m in enumerate(masks):
-            m = np.asarray(m, dtype=bool)
-            if m.shape != (h, w) or not m.any():
-                continue
-            out[m] = ((1 - mask_alpha) * out[m] + mask_alpha * palette[i % len(palette)]).astype(np.uint8)
-    pil = Image.fromarray(out)
-    draw = ImageDraw.Draw(pil)
-    for p in prompts:
-        if p.box is not None:
-            draw.rectangle([float(v) for v in p.box], outline=_YELLOW, width=2)
-        if p.points is not None:
-            for (u, v), lab in zip(p.points, p.point_labels):
-                r = 5
-                draw.ellipse([u - r, v - r, u + r, v + r], outline=_CYAN if lab > 0 else _RED, width=2)
-    K = np.asarray(K, dtype=np.float64)
-    for lab in labels:
-        cam = transform_points(T_cam_lidar, box_corners(lab.center, lab.size, lab.yaw))
-        uv, z = project(K, cam)
-        color = _GREEN if lab.accepted else _RED
-        for a, b in BOX_EDGES:
-            if z[a] > 0.1 and z[b] > 0.1:    # skip edges crossing behind the camera
-                draw.line([tuple(uv[a]), tuple(uv[b])], fill=color, width=2)
-        if np.all(z > 0.1):
-            top = uv[np.argmin(uv[:, 1])]
-            draw.text((float(top[0]), max(0.0, float(top[1]) - 12)), f'{lab.cls} {lab.score:.2f} #{lab.id}',
-                      fill=color)
-    return np.asarray(pil, dtype=np.uint8)
-
-
-def now_wall() -> float:
-    return time.monotonic()
-
-
-# --------------------------------------------------------------------------------------------
-# The params file
-# --------------------------------------------------------------------------------------------
 
 def _yaml_value(v) -> str:
     if isinstance(v, bool):
@@ -623,7 +311,7 @@ def _yaml_value(v) -> str:
 def render_params_yaml() -> str:
     """config/autolabel.yaml from the schema: every parameter with its default and description.
 
-    Regenerate after a config change: ``python -m autolabel_ros.nodes.logic > config/autolabel.yaml``.
+    Regenerate after a config change: ``python -m autolabel_ros.nodes.params > config/autolabel.yaml``.
     """
     import textwrap
 
@@ -632,12 +320,12 @@ def render_params_yaml() -> str:
 
     lines = ["# Parameters of autolabel_ros' nodes (detector_node, fitter_node), also read by the CLIs",
              '# (load_config() takes the pipeline sections). Generated by',
-             '#   python -m autolabel_ros.nodes.logic > config/autolabel.yaml',
+             '#   python -m autolabel_ros.nodes.params > config/autolabel.yaml',
              '# Nested keys are dotted ROS parameter names (fit.iterations). Parameters are typed: floats',
              '# keep their decimal point (1.0, not 1) and lists must not be empty.',
              '/**:', '  ros__parameters:',
              '    # ---- node settings (fitter_node; detector_node reads reliability, qos_depth,',
-             '    # compressed_image)']
+             '    # compressed_image, autostart)']
     for s in FITTER_PARAMS:
         text = s.description + (f' (one of: {", ".join(s.choices)})' if s.choices else '')
         lines += comment(text, '    ') + [f'    {s.name}: {_yaml_value(s.default)}']
@@ -683,8 +371,8 @@ def update_doc_tables(text: str) -> str:
 
 
 if __name__ == '__main__':
-    # python -m autolabel_ros.nodes.logic > config/autolabel.yaml
-    # python -m autolabel_ros.nodes.logic --doc docs/ROS.md     (rewrites its parameter tables)
+    # python -m autolabel_ros.nodes.params > config/autolabel.yaml
+    # python -m autolabel_ros.nodes.params --doc docs/ROS.md     (rewrites its parameter tables)
     import sys
 
     if len(sys.argv) == 3 and sys.argv[1] == '--doc':

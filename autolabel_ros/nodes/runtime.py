@@ -1,0 +1,154 @@
+"""What the nodes keep while running, ROS-free: the one-slot job queue that drops stale frames,
+latency / drop statistics and the "nothing synchronizes" watchdog."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def now_wall() -> float:
+    """Monotonic seconds: click ages, the watchdog and arrival times must not follow sim time."""
+    return time.monotonic()
+
+
+class LatestSlot:
+    """A one-slot queue: ``put`` replaces a waiting item (counted as dropped), ``get`` blocks.
+
+    The subscription callback puts, the worker thread gets: a slow pipeline always works on the
+    newest frame and never builds a backlog.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._has = False
+        self._closed = False
+        self.dropped = 0
+        self.accepted = 0
+
+    def put(self, item) -> bool:
+        """Store ``item``; returns True when it replaced an unprocessed one."""
+        with self._cond:
+            replaced = self._has
+            if replaced:
+                self.dropped += 1
+            self._item, self._has = item, True
+            self.accepted += 1
+            self._cond.notify()
+            return replaced
+
+    def get(self, timeout: Optional[float] = None):
+        """The waiting item, or None after ``timeout`` seconds / when closed."""
+        with self._cond:
+            if not self._has and not self._closed:
+                self._cond.wait(timeout)
+            if not self._has:
+                return None
+            item, self._item, self._has = self._item, None, False
+            return item
+
+    @property
+    def pending(self) -> bool:
+        """An item waits for the worker."""
+        with self._cond:
+            return self._has
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class LatencyStats:
+    """Running processing time, publish time and sensor-to-output latency, for periodic log lines."""
+
+    def __init__(self):
+        self.frames = 0
+        self.objects = 0
+        self._proc: list[float] = []
+        self._lat: list[float] = []
+        self._pub: list[float] = []
+
+    def add(self, processing_s: float, latency_s: float, n_objects: int, publish_s: Optional[float] = None):
+        """One frame: total processing, latency from the sensor stamp, objects, and the part of the
+        processing spent building + publishing the output messages (None when not measured)."""
+        self.frames += 1
+        self.objects += int(n_objects)
+        self._proc.append(float(processing_s))
+        self._lat.append(float(latency_s))
+        if publish_s is not None:
+            self._pub.append(float(publish_s))
+
+    def summary(self, dropped: int) -> str:
+        """One log line over the frames since the last summary (then resets the window)."""
+        if not self._proc:
+            return (f'no frame processed since the last report; total {self.frames} frames, '
+                    f'dropped {dropped} stale frame(s)')
+        p, lat = np.array(self._proc), np.array(self._lat)
+        pub = ''
+        if self._pub:
+            q = np.array(self._pub)
+            pub = f'publish mean {q.mean():.3f} s (max {q.max():.3f}), '
+        line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), {pub}'
+                f'latency mean {lat.mean():.3f} s (max {lat.max():.3f}); total {self.frames} frames, '
+                f'{self.objects} objects, dropped {dropped} stale frame(s)')
+        self._proc.clear()
+        self._lat.clear()
+        self._pub.clear()
+        return line
+
+
+class SyncMonitor:
+    """Remembers the last stamp and arrival per input topic and the last synchronized set.
+
+    ``check(now)`` returns a message once when nothing synchronized for ``warn_after`` seconds
+    (again only after a successful sync), listing what each topic delivered, so the usual causes
+    (a silent topic, a QoS mismatch, stamps from different clocks) are visible in one line.
+    """
+
+    def __init__(self, topics: Sequence[str], warn_after: float, start_time: float):
+        self.topics = list(topics)
+        self.warn_after = float(warn_after)
+        self.last_stamp_ns: dict[str, Optional[int]] = {t: None for t in self.topics}
+        self.last_arrival: dict[str, Optional[float]] = {t: None for t in self.topics}
+        self.counts: dict[str, int] = {t: 0 for t in self.topics}
+        self.last_sync = float(start_time)
+        self.syncs = 0
+        self._warned = False
+
+    def note(self, topic: str, stamp_ns: int, now: float):
+        self.last_stamp_ns[topic] = int(stamp_ns)
+        self.last_arrival[topic] = float(now)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def synced(self, now: float):
+        self.last_sync = float(now)
+        self.syncs += 1
+        self._warned = False
+
+    def check(self, now: float) -> Optional[str]:
+        if self._warned or now - self.last_sync < self.warn_after:
+            return None
+        self._warned = True
+        parts = []
+        for t in self.topics:
+            if self.counts.get(t, 0) == 0:
+                parts.append(f'{t}: nothing received')
+            else:
+                parts.append(f'{t}: {self.counts[t]} msgs, last stamp {self.last_stamp_ns[t] / 1e9:.3f} s, '
+                             f'{now - self.last_arrival[t]:.1f} s ago')
+        stamps = [s for s in self.last_stamp_ns.values() if s is not None]
+        spread = ''
+        if len(stamps) > 1:
+            spread = f'; last stamps span {(max(stamps) - min(stamps)) / 1e9:.3f} s'
+        what = 'since start' if self.syncs == 0 else 'for'
+        return (f'no synchronized frame {what} {now - self.last_sync:.1f} s: ' + '; '.join(parts) + spread +
+                ' (check topic names/remaps, QoS reliability, the slop parameter and use_sim_time)')
+
