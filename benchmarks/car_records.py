@@ -4,8 +4,10 @@ decision's precision/recall, and signed size errors.
 A record per label (one per prompt) and per ground-truth car no label is about:
 - with ground-truth prompts, a label belongs to the car of its prompt (the prompt id is the car's
   line in label_2), so no matching decides who is whose;
-- with detector prompts, labels take the ground-truth Car of highest 3D IoU (> 0) in descending
-  score order; a label that overlaps none is a false detection.
+- with detector prompts, a label is about the ground-truth object its detector box covers: in
+  descending detector score, each detection takes the unmatched object of highest 2D box IoU
+  (>= 0.5). On a Car it is that car's label; on another object (Van, Truck, DontCare, ...) it is
+  left out of the counts, as the KITTI evaluation ignores it; on nothing it is a false detection.
 
 A label is *right* when its 3D IoU with its car is >= 0.5 and its heading is not flipped (error
 <= 90 degrees). ``depth_err`` is the signed difference of the box centres' distances from the
@@ -63,9 +65,12 @@ def _gt_fields(g, line: int, models: list) -> dict:
                 model=models[line] if line < len(models) else None)
 
 
-def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list, linked: bool) -> list[dict]:
+def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list,
+                prompt_dir: Path | None = None) -> list[dict]:
     """Records of one row; ``instances`` = the per-instance stats of the labelling run (in the
-    order of the prediction files' lines), ``linked`` = prompts made from the ground truth."""
+    order of the prediction files' lines); ``prompt_dir`` = the detections' label_2 when the
+    prompts came from a detector (None: from the ground truth, ``id`` = the car's line)."""
+    from autolabel_ros.eval.iou import box2d_overlap
     from autolabel_ros.io.kitti import read_label_file
     by_frame: dict = {}
     for inst in instances:
@@ -82,14 +87,16 @@ def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list, linked: b
             raise ValueError(f'{pf}: {len(preds)} lines but {len(insts)} labelled instances')
         cars = [k for k, g in enumerate(gts) if g.type == 'Car']
         owner: dict = {}
-        if linked:
+        if prompt_dir is None:
             for j, inst in enumerate(insts):
                 owner[j] = int(inst['id'])
-        else:
-            ious = {(j, k): _iou3d(p, gts[k]) for j, p in enumerate(preds) for k in cars}
+        elif insts and gts:
+            dets = read_label_file(prompt_dir / f'{fid}.txt')
+            boxes = [dets[int(i['id'])] for i in insts]
+            iou2d = box2d_overlap(np.array([d.bbox for d in boxes]), np.array([g.bbox for g in gts]))
             taken = set()
-            for j in sorted(range(len(preds)), key=lambda j: -(preds[j].score or 0.0)):
-                cand = [(ious[j, k], k) for k in cars if k not in taken and ious[j, k] > 0]
+            for j in sorted(range(len(boxes)), key=lambda j: -(boxes[j].score or 0.0)):
+                cand = [(iou2d[j, k], k) for k in range(len(gts)) if k not in taken and iou2d[j, k] >= 0.5]
                 if cand:
                     owner[j] = max(cand)[1]
                     taken.add(owner[j])
@@ -98,7 +105,9 @@ def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list, linked: b
                        surface_ratio=inst.get('surface_ratio'), n_points=inst.get('n_points'),
                        score=float(p.score or 0.0))
             k = owner.get(j)
-            if k is None or gts[k].type != 'Car':
+            if k is not None and gts[k].type != 'Car':
+                continue                    # a label on a Van, DontCare, ...: not counted
+            if k is None:
                 rec.update(line=None, right=False, false_detection=True)
             else:
                 rec.update(_gt_fields(gts[k], k, models))

@@ -187,7 +187,7 @@ def run_one(spec: dict) -> dict:
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
             'n_frames': len(frames), 'prompts': spec['prompts'],
             'cars': compact(car_records(data / 'label_2', out, frames, stats['instances'],
-                                        linked=spec['prompts'] != 'detector'))}
+                                        src / 'label_2' if src != data else None))}
 
 
 def energy_ladder(base: dict, prefix: str) -> list[dict]:
