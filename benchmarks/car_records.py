@@ -225,7 +225,8 @@ def report_lines(rows: list[dict], headline: list[str]) -> list[str]:
             continue
         bad = [c for c in r['cars'] if is_failure(c)]
         lines += ['', f'Failing KITTI cars of "{r["name"]}" (label line = 1-based line of '
-                  '`label_2/FRAME.txt`; conf. = mask IoU of the verification):', '',
+                  '`label_2/FRAME.txt`, one more than a 0-based object index; conf. = mask IoU of the '
+                  'verification; fit points = scan points the fit used):', '',
                   '| frame | line | difficulty | occl. | range m | fit points | IoU3D | yaw err deg | '
                   'depth err m | accepted | conf. | what |', '|' + '---|' * 12]
         for c in sorted(bad, key=lambda c: (c['frame'], c.get('line') or 0)):
