@@ -153,6 +153,7 @@ def run_one(spec: dict) -> dict:
     from autolabel_ros.config import from_dict
     from autolabel_ros.eval import evaluate
     from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.kitti_labeling import label_frames
     from autolabel_ros.pipeline import Autolabeler
     from benchmarks.car_records import car_records, compact
 

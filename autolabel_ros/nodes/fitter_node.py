@@ -49,7 +49,9 @@ class FitterNode(Node):
         # Models once, at startup (lifecycle-style "configure"); failures end the node with exit 2.
         t0 = time.perf_counter()
         try:
+            from autolabel_ros.core.device import set_torch_threads
             from autolabel_ros.pipeline import Autolabeler
+            set_torch_threads(self.cfg.fit.threads)     # the process' torch threads, once at start
             self.labeler = Autolabeler(self.cfg)
             _ = self.labeler.segmenter   # SAM loads lazily: load it now, not on the first frame
         except (ConfigError, StartupError):
@@ -188,8 +190,8 @@ class FitterNode(Node):
             self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
         labels, masks = [], None
         if prompts:
-            labels = self.labeler.label(frame, prompts)
-            masks = getattr(self.labeler, 'last_masks', None)
+            result = self.labeler.label(frame, prompts)
+            labels, masks = result.labels, result.masks
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                                   image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks)
