@@ -140,8 +140,8 @@ class CachedSegmenter:
 
 # ------------------------------------------------------------------------------------------ runs
 def label_split(data: Path, out: Path, prompts: str, frames: list, masks: str, al) -> dict:
-    """Label frames of a KITTI-layout split; the one call into the labelling CLI's library code."""
-    from autolabel_ros.cli.kitti import label_frames
+    """Label frames of a KITTI-layout split: the one call into autolabel_ros.kitti_labeling."""
+    from autolabel_ros.kitti_labeling import label_frames
     return label_frames(data, out, prompts, frames, None, masks, False, al)
 
 
@@ -153,7 +153,6 @@ def run_one(spec: dict) -> dict:
     from autolabel_ros.config import from_dict
     from autolabel_ros.eval import evaluate
     from autolabel_ros.io.kitti import KittiObjectDataset
-    from autolabel_ros.kitti_labeling import label_frames
     from autolabel_ros.pipeline import Autolabeler
     from benchmarks.car_records import car_records, compact
 
