@@ -252,11 +252,19 @@ def sim_split(n: int) -> Path:
 
 
 def apollo_split(n: int) -> Path | None:
-    """Simulator scenes with ApolloCar3D cars: the benchmark's export (``run_all.py --only apollo``,
-    benchmarks/apollo_cars.py) when it holds ``n`` frames, else None (the section skips them)."""
-    root = CACHE / 'apollo64' / 'training'
-    ok = all((root / 'label_2' / f'{i:06d}.txt').is_file() for i in range(n))
-    return root if ok else None
+    """Simulator scenes with ApolloCar3D cars (the benchmark's export, benchmarks/apollo_cars.py; made
+    when missing), or None when the ApolloCar3D models are not there (the section skips them)."""
+    from benchmarks.run_all import apollo_root, export_for
+
+    root = apollo_root()
+    frames = [f'{i:06d}' for i in range(n)]
+    if not all((root / 'label_2' / f'{f}.txt').is_file() for f in frames):
+        try:
+            export_for([{'dataset': 'apollo64', 'data': str(root), 'frames': frames}], 2)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            print(f'[no_gt] no ApolloCar3D scenes: {e}')
+            return None
+    return root
 
 
 def run_section(sim_frames: int = 12, fit: bool = True, kitti: Path = KITTI) -> dict:
