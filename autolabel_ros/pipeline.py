@@ -145,4 +145,5 @@ def clip_box(p: Prompt, width: int, height: int) -> np.ndarray | None:
 def clipped_prompt(p: Prompt, box: np.ndarray) -> Prompt:
     if p.box is None:
         return p
-    return Prompt(id=p.id, box=box, points=p.points, point_labels=p.point_labels, cls=p.cls, score=p.score)
+    return Prompt(id=p.id, box=box, points=p.points, point_labels=p.point_labels, cls=p.cls, score=p.score,
+                  sources=p.sources)

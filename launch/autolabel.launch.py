@@ -5,6 +5,8 @@
         cloud_topic:=/lidar/points detector:=ssd_mobilenet use_sim_time:=true rviz:=true
 
 detector:=none  -> no detector node; prompts come only from RViz "Publish Point" clicks.
+detector:=fused -> the SSD detector node (down to proposals.confirm_score) and a fitter that fuses its
+                   boxes with LiDAR object proposals (proposals.lidar on both nodes).
 detector:=external -> no detector node; the fitter synchronizes with detections_topic published
                       by another node (vision_msgs/Detection2DArray with the image's header).
 """
@@ -26,7 +28,8 @@ ARGUMENTS = [
     ('detections_topic', '/autolabel/detections_2d', 'vision_msgs/Detection2DArray between detector and '
      'fitter'),
     ('detector', 'ssd_mobilenet', 'detector backend (ssd_mobilenet, fasterrcnn, retinanet, fcos, ...), '
-     'none (clicks only) or external (another node publishes detections_topic)'),
+     'fused (SSD + LiDAR proposals), none (clicks only) or external (another node publishes '
+     'detections_topic)'),
     ('use_sim_time', 'false', 'true when replaying a bag with `ros2 bag play --clock`'),
     ('rviz', 'true', 'start RViz with config/autolabel.rviz'),
     ('fixed_frame', 'lidar', "RViz fixed frame (the LiDAR's frame id)"),
@@ -52,15 +55,19 @@ def generate_launch_description():
     run_detector = IfCondition(PythonExpression(["'", detector, "' not in ('none', 'external')"]))
     sync_detections = ParameterValue(PythonExpression(["'", detector, "' != 'none'"]), value_type=bool)
     ros_args = ['--ros-args', '--log-level', cfg('log_level')]
+    fused = ParameterValue(PythonExpression(["'", detector, "' == 'fused'"]), value_type=bool)
+    backend = PythonExpression(["'ssd_mobilenet' if '", detector, "' == 'fused' else '", detector, "'"])
 
     detector_node = Node(
         package=PACKAGE, executable='detector_node', name='autolabel_detector', output='screen',
-        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'detector.backend': detector}],
+        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'detector.backend': backend,
+                                         'proposals.lidar': fused}],
         remappings=[('image', cfg('image_topic')), ('detections', cfg('detections_topic'))],
         arguments=ros_args, condition=run_detector)
     fitter_node = Node(
         package=PACKAGE, executable='fitter_node', name='autolabel_fitter', output='screen',
-        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'sync_detections': sync_detections}],
+        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'sync_detections': sync_detections,
+                                         'proposals.lidar': fused}],
         remappings=[('image', cfg('image_topic')), ('camera_info', cfg('camera_info_topic')),
                     ('points', cfg('cloud_topic')), ('detections', cfg('detections_topic'))],
         arguments=ros_args)

@@ -1,7 +1,7 @@
 """``autolabel-bag``: autolabel a recorded drive offline (no ROS install needed).
 
     autolabel-bag INPUT --out OUTDIR [--config YAML] [--image-topic T] [--info-topic T] [--cloud-topic T]
-                  [--prompts detector|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
+                  [--prompts detector|fused|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
                   [--no-resume] [--no-copy-sensors] [--calib FILE] [--storage mcap|sqlite3]
     autolabel-bag import-kitti-raw DRIVE --out BAG [--storage mcap|sqlite3] [--rate HZ] [--start-time SEC]
 
@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--info-topic', help='camera_info topic (default: the only CameraInfo topic)')
     p.add_argument('--cloud-topic', help='LiDAR topic (default: the only PointCloud2 topic)')
     p.add_argument('--prompts', default='detector',
-                   help="'detector' (2D detector of the config), 'topic:NAME' (a "
+                   help="'detector' (2D detector of the config), 'fused' (its boxes fused with "
+                        "LiDAR object proposals, config section proposals), 'topic:NAME' (a "
                         "vision_msgs/Detection2DArray topic of the bag, matched by stamp) or 'gt' "
                         "(label_2 boxes of a KITTI object folder)")
     p.add_argument('--start', type=float, help='first frame, seconds after the first frame of the input')
@@ -210,6 +211,10 @@ def _label_main(argv) -> int:
     print(f"{fr['labelled']}/{fr['selected']} frames labelled ({fr['failed']} failed), "
           f"{ob['accepted']} labels accepted, {ob['rejected']} rejected"
           + (f", {sum(ob['dropped_prompts'].values())} prompts dropped" if ob.get('dropped_prompts') else ''))
+    if ob.get('prompts_by_source'):
+        print('prompts by source: ' + ', '.join(f'{k} {v}' for k, v in ob['prompts_by_source'].items())
+              + '; accepted labels by source: '
+              + (', '.join(f'{k} {v}' for k, v in ob['accepted_by_source'].items()) or 'none'))
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')

@@ -86,8 +86,10 @@ class Prompt:
     point_labels: Optional[np.ndarray] = None   # K, 1 = on the object, 0 = background
     cls: str = 'Car'
     score: float = 1.0
+    sources: tuple = ()       # who proposed it: 'detector', 'lidar', 'topic', 'click', 'gt'; () = not said
 
     def __post_init__(self):
+        self.sources = tuple(str(s) for s in (self.sources or ()))
         if self.box is None and self.points is None:
             raise ValueError(f'prompt {self.id}: needs a box or points')
         if self.box is not None:
@@ -140,11 +142,13 @@ class Label3D:
     # KITTI ground-truth extras (only set by readers of labelled data)
     truncation: float = 0.0
     occlusion: int = 0
+    sources: tuple = ()                          # the prompt's sources (see Prompt.sources)
 
     def __post_init__(self):
         self.center = np.asarray(self.center, dtype=np.float64).reshape(3)
         self.size = np.asarray(self.size, dtype=np.float64).reshape(3)
         self.yaw = float(wrap_angle(self.yaw))
+        self.sources = tuple(str(s) for s in (self.sources or ()))
         if self.box2d is not None:
             self.box2d = np.asarray(self.box2d, dtype=np.float64).reshape(4)
 

@@ -361,10 +361,11 @@ class KittiObjectDataset:
                                                  tuple(float(v) for v in o.bbox)))
                 continue
             if mode == 'gt-boxes':
-                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type))
+                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type, sources=('gt',)))
             else:
                 cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
                 pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
-                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type))
+                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type,
+                                  sources=('gt',)))
         warn_dropped(log, str(self.root / 'label_2' / f'{fid}.txt'), out.dropped, len(out) + len(out.dropped))
         return out

@@ -407,8 +407,8 @@ def detection2d_array_to_prompts(msg, default_cls: str = 'Car') -> list[Prompt]:
                 next_free += 1
             ids[i] = next_free
         used.add(ids[i])
-    return PromptList([Prompt(id=ids[i], box=box, cls=cls, score=score) for i, _, box, cls, score in kept],
-                      dropped)
+    return PromptList([Prompt(id=ids[i], box=box, cls=cls, score=score, sources=('topic',))
+                       for i, _, box, cls, score in kept], dropped)
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,20 @@ def percentiles(values: Sequence[float]) -> dict:
             'p90': float(np.percentile(v, 90)), 'p99': float(np.percentile(v, 99)), 'max': float(v.max())}
 
 
+def _source_keys(sources) -> tuple:
+    src = sorted(sources or ()) or ['given']
+    return tuple(src) + (('+'.join(src),) if len(src) > 1 else ())
+
+
+def _flatten(counter: Counter) -> dict:
+    """{source: objects it proposed (alone or with others), 'a+b': objects exactly a and b proposed}."""
+    out: Counter = Counter()
+    for keys, n in counter.items():
+        for k in keys:
+            out[k] += n
+    return dict(sorted(out.items()))
+
+
 def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info: dict, pairing: dict,
                   selected: int, outputs: dict) -> dict:
     """Everything but the wall-clock parts (see :func:`timing_summary`)."""
@@ -44,12 +58,16 @@ def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info
     per_frame = []
     n_prompts = 0
     dropped: Counter = Counter()
+    by_source: Counter = Counter()        # prompts per source (see proposals.source_counts)
+    acc_by_source: Counter = Counter()
     for r in records:
         acc = [lab for lab in r['labels'] if lab['accepted']]
         rej = [lab for lab in r['labels'] if not lab['accepted']]
         accepted += len(acc)
         rejected += len(rej)
         n_prompts += len(r['prompts'])
+        by_source.update(_source_keys(p.get('sources')) for p in r['prompts'])
+        acc_by_source.update(_source_keys(lab.get('sources')) for lab in acc)
         classes.update(lab['cls'] for lab in acc)
         for lab in rej:
             reasons.update(lab['reasons'] or ['unspecified'])
@@ -59,7 +77,9 @@ def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info
         dropped.update(drop)
         per_frame.append({'frame': r['name'], 'index': r['index'], 'stamp_ns': r['stamp_ns'],
                           'prompts': len(r['prompts']), 'accepted': len(acc), 'rejected': len(rej),
-                          'dropped_prompts': drop})
+                          'dropped_prompts': drop,
+                          'prompts_by_source': _flatten(Counter(_source_keys(p.get('sources'))
+                                                                for p in r['prompts']))})
     fail_reasons = Counter(f['error'].split(':')[0] for f in failures)
     return {
         'input': source_info,
@@ -72,6 +92,7 @@ def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info
                     'labels': accepted + rejected, 'accepted': accepted,
                     'rejected': rejected, 'rejection_reasons': dict(sorted(reasons.items())),
                     'accepted_by_class': dict(sorted(classes.items())),
+                    'prompts_by_source': _flatten(by_source), 'accepted_by_source': _flatten(acc_by_source),
                     'score_accepted': percentiles(scores_acc), 'score_rejected': percentiles(scores_rej)},
         'per_frame': per_frame,
         'outputs': outputs,

@@ -188,10 +188,16 @@ class FitterNode(Node):
             return
         if outside:
             self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
+        if self.cfg.proposals.lidar:
+            from autolabel_ros.proposals import fused_prompts
+            prompts, _ = fused_prompts(frame, prompts, self.cfg)
         labels, masks = [], None
         if prompts:
             result = self.labeler.label(frame, prompts)
             labels, masks = result.labels, result.masks
+            if self.cfg.proposals.lidar:
+                from autolabel_ros.proposals import reject_duplicates
+                reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                                   image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks)
@@ -201,7 +207,11 @@ class FitterNode(Node):
             self.pub_debug.publish(out['debug_image'])
         processing = time.perf_counter() - t0
         latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
-        self.stats.add(processing, latency, len(labels))
+        sources = None
+        if self.cfg.proposals.lidar:
+            from autolabel_ros.proposals import source_counts
+            sources = source_counts(labels)
+        self.stats.add(processing, latency, len(labels), sources=sources)
         accepted = sum(lab.accepted for lab in labels)
         self.get_logger().debug(f'{len(prompts)} prompts -> {accepted}/{len(labels)} accepted labels in '
                                 f'{processing:.2f} s (latency {latency:.2f} s)')

@@ -39,7 +39,7 @@ class BagJob:
     image_topic: Optional[str] = None
     info_topic: Optional[str] = None
     cloud_topic: Optional[str] = None
-    prompts: str = 'detector'          # detector | topic:NAME | gt (KITTI object folders)
+    prompts: str = 'detector'          # detector | fused (detector + LiDAR) | topic:NAME | gt (KITTI object)
     start: Optional[float] = None      # seconds after the first frame
     end: Optional[float] = None
     max_frames: Optional[int] = None
@@ -87,13 +87,13 @@ def check_options(job: BagJob) -> None:
 
 def parse_prompts(spec: str) -> tuple[str, Optional[str]]:
     spec = (spec or 'detector').strip()
-    if spec == 'detector':
-        return 'detector', None
+    if spec in ('detector', 'fused'):
+        return spec, None
     if spec == 'gt':
         return 'gt', None
     if spec.startswith('topic:') and len(spec) > 6:
         return 'topic', spec[6:]
-    raise BagError(f"--prompts must be 'detector', 'topic:NAME' or 'gt', got {spec!r}")
+    raise BagError(f"--prompts must be 'detector', 'fused', 'topic:NAME' or 'gt', got {spec!r}")
 
 
 def open_source(job: BagJob, calib=None):
@@ -223,7 +223,8 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
                                                        **({'gt_prompts': True} if mode == 'gt' else {})):
             kcal = calib or (source.kitti_calib(ref) if hasattr(source, 'kitti_calib') else None)
             yield FrameTask(index=ref.index, name=ref.name, stamp_ns=ref.stamp_ns, frame=frame,
-                            prompts=None if mode == 'detector' else list(prompts), calib=_calib_dict(kcal),
+                            prompts=None if mode in ('detector', 'fused') else list(prompts),
+                            calib=_calib_dict(kcal), fused=mode == 'fused',
                             dropped_prompts=[d.as_dict() for d in getattr(prompts, 'dropped', ())],
                             prompt_chunk=job.prompt_chunk)
 

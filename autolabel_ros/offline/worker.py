@@ -35,10 +35,11 @@ class FrameTask:
     calib: Optional[dict] = None     # KITTI calib matrices of the source, when it has them
     dropped_prompts: list = field(default_factory=list)   # dicts of prompts the reader could not use
     prompt_chunk: int = 32           # prompts fitted together (bounds memory; progress per chunk)
+    fused: bool = False              # with prompts None: the detector's boxes fused with LiDAR proposals
 
 
 def prompt_to_dict(p: Prompt) -> dict:
-    return {'id': int(p.id), 'cls': p.cls, 'score': float(p.score),
+    return {'id': int(p.id), 'cls': p.cls, 'score': float(p.score), 'sources': list(p.sources),
             'box': None if p.box is None else [float(v) for v in p.box],
             'points': None if p.points is None else np.asarray(p.points).tolist(),
             'point_labels': None if p.point_labels is None else np.asarray(p.point_labels).tolist()}
@@ -46,7 +47,7 @@ def prompt_to_dict(p: Prompt) -> dict:
 
 def prompt_from_dict(d: dict) -> Prompt:
     return Prompt(id=d['id'], box=d['box'], points=d['points'], point_labels=d['point_labels'],
-                  cls=d['cls'], score=d['score'])
+                  cls=d['cls'], score=d['score'], sources=tuple(d.get('sources') or ()))
 
 
 def label_to_dict(lab: Label3D) -> dict:
@@ -55,7 +56,7 @@ def label_to_dict(lab: Label3D) -> dict:
             'box2d': None if lab.box2d is None else lab.box2d.tolist(),
             'latent': None if lab.latent is None else np.asarray(lab.latent, dtype=np.float64).tolist(),
             'reasons': [str(r) for r in lab.reasons], 'metrics': dict(lab.metrics),
-            'has_mesh': lab.mesh is not None}
+            'has_mesh': lab.mesh is not None, 'sources': list(lab.sources)}
 
 
 def label_from_dict(d: dict, arrays: Optional[dict] = None, k: int = 0) -> Label3D:
@@ -65,7 +66,8 @@ def label_from_dict(d: dict, arrays: Optional[dict] = None, k: int = 0) -> Label
     latent = None if d['latent'] is None else np.asarray(d['latent'])
     return Label3D(center=d['center'], size=d['size'], yaw=d['yaw'], cls=d['cls'], score=d['score'],
                    id=d['id'], latent=latent, mesh=mesh, box2d=d['box2d'],
-                   accepted=d['accepted'], reasons=list(d['reasons']), metrics=dict(d['metrics']))
+                   accepted=d['accepted'], reasons=list(d['reasons']), metrics=dict(d['metrics']),
+                   sources=tuple(d.get('sources') or ()))
 
 
 def bev_points(points: np.ndarray) -> np.ndarray:
@@ -86,8 +88,9 @@ class FrameLabeler:
         self.torch_threads = torch_threads
         self._labeler = None
         self._detector = None
+        self._fused = False
 
-    def _models(self, need_detector: bool):
+    def _models(self, need_detector: bool, fused: bool = False):
         if self._labeler is None:
             from autolabel_ros.core.device import set_torch_threads
 
@@ -100,10 +103,14 @@ class FrameLabeler:
             from autolabel_ros.pipeline import Autolabeler
 
             self._labeler = Autolabeler(self.cfg)
-        if need_detector and self._detector is None:
+        if need_detector and (self._detector is None or self._fused != fused):
             from autolabel_ros.detect import make_detector
+            from autolabel_ros.proposals import fused_detector_config
 
-            self._detector = make_detector(self.cfg.detector, self.cfg.device)
+            # fused prompts want the weak detections too (they confirm LiDAR proposals)
+            dcfg = fused_detector_config(self.cfg) if fused else self.cfg.detector
+            self._detector = make_detector(dcfg, self.cfg.device)
+            self._fused = fused
         return self._labeler, self._detector
 
     def __call__(self, task: FrameTask):
@@ -116,7 +123,7 @@ class FrameLabeler:
 
     def _run(self, task: FrameTask):
         t0 = time.perf_counter()
-        labeler, detector = self._models(task.prompts is None)
+        labeler, detector = self._models(task.prompts is None, task.fused)
         timings = {}
         prompts = task.prompts
         prompt_source = 'given'
@@ -125,6 +132,12 @@ class FrameLabeler:
             prompts = detector.detect(task.frame.image)
             timings['detect_s'] = time.perf_counter() - t
             prompt_source = 'detector'
+            if task.fused:
+                from autolabel_ros.proposals import fused_prompts
+
+                prompts, pt = fused_prompts(task.frame, prompts, self.cfg)
+                timings['proposals_s'] = pt['proposals_s']
+                prompt_source = 'fused'
         f = task.frame
         # boxes no model can use (outside the image, degenerate, over the cap) are dropped with a reason
         n_given = len(prompts) + len(task.dropped_prompts)
@@ -132,6 +145,9 @@ class FrameLabeler:
         dropped = list(task.dropped_prompts) + [d.as_dict() for d in dropped]
         warn_dropped(log, f'frame {task.name}', dropped, n_given)
         labels = self._label_chunks(labeler, task, prompts, timings)
+        if task.fused and labels:
+            from autolabel_ros.proposals import reject_duplicates
+            reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
         timings['frame_s'] = time.perf_counter() - t0
         record = {
             'index': task.index, 'name': task.name, 'stamp_ns': int(task.stamp_ns),
