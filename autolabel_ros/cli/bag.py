@@ -241,5 +241,17 @@ def _remove_partial_bag(path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def console_main() -> None:
+    """The command's entry point. After a Ctrl-C the process ends without the interpreter's
+    finalisation: an extension interrupted while importing (torch, open3d) can fail it and turn the
+    documented exit code 130 into 1."""
+    rc = main()
+    if rc == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    sys.exit(rc)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    console_main()
