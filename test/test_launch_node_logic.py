@@ -53,7 +53,7 @@ def test_validate_defaults_and_values():
     specs = params.fitter_specs()
     cfg, st = params.validate_parameters(defaults(specs), specs, 'fitter')
     assert cfg == AutolabelConfig()
-    assert st.reliability == 'best_effort' and st.T_cam_lidar_static is None
+    assert st.reliability == 'auto' and st.T_cam_lidar_static is None
     vals = defaults(specs) | {'fit.iterations': 7, 'detector.classes': ['car'], 'slop': 1,
                               'static_transform': '0 0.3 0 0.5 -0.5 0.5 0.5'}
     cfg, st = params.validate_parameters(vals, specs, 'fitter')
@@ -63,7 +63,7 @@ def test_validate_defaults_and_values():
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('reliability', 'sometimes', "'reliability' = 'sometimes'; expected one of best_effort, reliable"),
+    ('reliability', 'sometimes', "'reliability' = 'sometimes'; expected one of auto, best_effort, reliable"),
     ('queue_size', 0, "'queue_size' = 0 is below the minimum"),
     ('queue_size', 2.5, "'queue_size' must be an integer"),
     ('slop', float('nan'), "'slop' must be a finite number"),

@@ -1,4 +1,5 @@
-"""rclpy glue shared by the nodes: message factory, parameter declaration, QoS, startup errors."""
+"""rclpy glue shared by the nodes: message factory, parameter declaration, QoS, the lifecycle base,
+startup errors and the process main."""
 from __future__ import annotations
 
 import importlib
@@ -63,6 +64,18 @@ def sensor_qos(reliability: str, depth: int):
                       durability=DurabilityPolicy.VOLATILE)
 
 
+def publishers_reliability(node, topic: str):
+    """'reliable' when every publisher of ``topic`` offers reliable delivery, 'best_effort' when one
+    does not, None while there is no publisher (the 'auto' reliability waits for one)."""
+    from rclpy.qos import ReliabilityPolicy
+
+    infos = node.get_publishers_info_by_topic(topic)
+    if not infos:
+        return None
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+    return 'reliable' if reliable else 'best_effort'
+
+
 def output_qos(depth: int = 5):
     """Outputs are reliable + volatile: RViz and `ros2 topic echo` subscribe with either reliability."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -124,18 +137,24 @@ def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
 
 
 def run_node(make_node, args=None) -> int:
-    """rclpy.init, build the node, spin until Ctrl-C / shutdown; startup errors -> one line, exit 2."""
+    """rclpy.init, build the node, bring it to active when its ``autostart`` parameter says so, spin
+    until Ctrl-C / shutdown; startup errors -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
+    keeps TF, clicks and the sensor callbacks served while the worker thread fits."""
     import sys
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = make_node()
-        rclpy.spin(node)
+        if node.settings.autostart:
+            node.autostart()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ConfigError, StartupError) as e:
@@ -143,6 +162,7 @@ def run_node(make_node, args=None) -> int:
         code = 2
     finally:
         if node is not None:
+            node.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return code

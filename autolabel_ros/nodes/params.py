@@ -56,7 +56,7 @@ PIPELINE_DESCRIPTIONS = {
     'verify.min_points': 'reject objects with fewer frustum LiDAR points than this',
 }
 
-RELIABILITY = ('best_effort', 'reliable')
+RELIABILITY = ('auto', 'best_effort', 'reliable')
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ class ParamSpec:
 
 # Parameters shared by both nodes (sensor subscriptions).
 COMMON_PARAMS = (
-    ParamSpec('reliability', 'best_effort', 'QoS reliability of the sensor subscriptions: best_effort '
-              '(sensor data, matches any publisher) | reliable', choices=RELIABILITY),
+    ParamSpec('reliability', 'auto', 'QoS reliability of the sensor subscriptions: auto (wait for the '
+              'publishers, then reliable when they all are, else best effort: rosbag2 and most drivers '
+              'publish reliably, and a best-effort link loses multi-MB clouds), best_effort (matches any '
+              'publisher) or reliable', choices=RELIABILITY),
     ParamSpec('qos_depth', 5, 'QoS history depth of the sensor subscriptions', min=1, max=1000),
     ParamSpec('compressed_image', False, 'subscribe to sensor_msgs/CompressedImage on the image topic '
               '(remap "image" to e.g. /camera/image_raw/compressed) instead of sensor_msgs/Image'),
@@ -176,7 +178,7 @@ def detector_specs() -> tuple[ParamSpec, ...]:
 class NodeSettings:
     """Validated node (non-pipeline) parameters."""
 
-    reliability: str = 'best_effort'
+    reliability: str = 'auto'
     qos_depth: int = 5
     compressed_image: bool = False
     autostart: bool = True
