@@ -124,7 +124,9 @@ class StatsLine:
         now = (n.stats.frames, n.slot.dropped)
         if now != self.last:
             self.last = now
-            n.get_logger().info(n.stats.summary(n.slot.dropped))
+            monitor = getattr(n, 'monitor', None)
+            extra = f'; {monitor.received()}' if monitor is not None else ''
+            n.get_logger().info(n.stats.summary(n.slot.dropped) + extra)
 
 
 def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:

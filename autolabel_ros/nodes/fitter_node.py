@@ -188,8 +188,14 @@ class FitterNode(ManagedNode):
         t0 = time.perf_counter()
         s = self.settings
         lidar_frame, camera_frame = frame_ids(s, image_msg, cloud_msg)
-        T, _ = transform_at(self._lookup, camera_frame, lidar_frame, M.header_stamp_ns(cloud_msg),
-                            s.tf_timeout, s.T_cam_lidar_static)
+        T, source = transform_at(self._lookup, camera_frame, lidar_frame, M.header_stamp_ns(cloud_msg),
+                                 s.tf_timeout, s.T_cam_lidar_static)
+        missing = f'no TF {lidar_frame} -> {camera_frame} at the cloud stamp (waited {s.tf_timeout} s)'
+        if source == 'latest':
+            self.get_logger().warning(f'{missing}: using the latest one', throttle_duration_sec=5.0)
+        elif source == 'fallback':
+            self.get_logger().warning(f'{missing}: using the static_transform parameter',
+                                      throttle_duration_sec=5.0)
         if T is None:
             self.get_logger().warning(
                 f'no TF {lidar_frame} -> {camera_frame} at the frame stamp (waited {s.tf_timeout} s) and '

@@ -171,9 +171,14 @@ class ManagedNode(LifecycleNode):
         self.release_models()
 
     def close(self):
-        """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop. A fit in
-        progress finishes on its daemon thread and finds the node closing."""
+        """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop (a fit in
+        progress finishes on its daemon thread and finds the node closing); one last statistics line."""
         with self._publish_lock:
             self._closing = True
         if self.worker is not None:
             stop_worker(self._stop, self.slot, self.worker, timeout=2.0)
+        if self.slot is not None:
+            monitor = getattr(self, 'monitor', None)
+            self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
+                                   f'dropped by the one-slot queue'
+                                   + (f'; {monitor.received()}' if monitor else ''))
