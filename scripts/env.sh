@@ -8,10 +8,14 @@ cache="${AUTOLABEL_CACHE:-$HOME/.cache/autolabel_ros}"
 key="$(cat "$root"/requirements.txt "$root"/requirements-nodeps.txt "$root"/requirements-dev.txt | sha256sum | cut -c1-16)"
 venv="$cache/venv-$key"
 py="${PYTHON:-python3}"
+mkdir -p "$cache"
+# One builder at a time: a second caller (a parallel `make test`, CI next to a demo) waits here
+# instead of deleting a venv that is half installed.
+exec 9>"$cache/.env.lock"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "[env] creating $venv (first run installs torch from local disk, a few minutes)" >&2
   rm -rf "$venv"
-  mkdir -p "$cache"
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   # torch first and alone, so pip takes the pinned local build and nothing pulls another one.
