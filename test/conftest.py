@@ -33,18 +33,26 @@ def ros_ws(tmp_path_factory):
     return ros_harness.ros_workspace(tmp_path_factory.mktemp('colcon'))
 
 
+_ROS_TESTS: set = set()
+
+
+def pytest_collection_modifyitems(items):
+    _ROS_TESTS.update(item.nodeid for item in items if item.get_closest_marker('ros'))
+
+
 def pytest_terminal_summary(terminalreporter):
     """One line that says how many ROS tests ran (CI prints it; .ci/run sources ROS when present)."""
     counts, reasons = {}, set()
     for outcome in ('passed', 'failed', 'skipped', 'error'):
         for rep in terminalreporter.stats.get(outcome, []):
-            if 'ros' in getattr(rep, 'keywords', {}) and getattr(rep, 'when', 'call') in ('call', 'setup'):
-                if outcome == 'passed' and rep.when != 'call':
-                    continue
-                counts[outcome] = counts.get(outcome, 0) + 1
-                if outcome == 'skipped' and isinstance(rep.longrepr, tuple):
-                    reasons.add(str(rep.longrepr[2]).removeprefix('Skipped: '))
-    if counts:
-        text = ', '.join(f'{n} {k}' for k, n in counts.items())
+            if getattr(rep, 'nodeid', None) not in _ROS_TESTS:
+                continue
+            if outcome == 'passed' and rep.when != 'call':
+                continue
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome == 'skipped' and isinstance(rep.longrepr, tuple):
+                reasons.add(str(rep.longrepr[2]).removeprefix('Skipped: '))
+    if _ROS_TESTS:
+        text = ', '.join(f'{n} {k}' for k, n in counts.items()) or 'none run'
         why = f' ({"; ".join(sorted(reasons))})' if reasons else ''
         terminalreporter.write_line(f'ROS 2 tests: {text}{why}')
