@@ -3,7 +3,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from autolabel_ros.config import AutolabelConfig, load_config, to_flat_dict
