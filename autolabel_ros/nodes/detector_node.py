@@ -26,7 +26,7 @@ class DetectorNode(ManagedNode):
         self.detector = None
         self.pub = None
         self.sub = None
-        self.timers = []
+        self.input_timers = []
 
     def load_models(self):
         t0 = time.perf_counter()
@@ -55,7 +55,7 @@ class DetectorNode(ManagedNode):
             self.pub = None
 
     def create_inputs(self):
-        self.timers = [steady_timer(self, 10.0, StatsLine(self))]
+        self.input_timers = [steady_timer(self, 10.0, StatsLine(self))]
         self.subscribe_when_published([self.resolve_topic_name('image')], self._subscribe)
 
     def _subscribe(self, reliability_by_topic: dict):
@@ -68,14 +68,14 @@ class DetectorNode(ManagedNode):
         if self.sub is not None:
             self.destroy_subscription(self.sub)
             self.sub = None
-        for t in self.timers:
+        for t in self.input_timers:
             self.destroy_timer(t)
-        self.timers = []
+        self.input_timers = []
 
     def _on_image(self, msg):
         self.slot.put(msg)
 
-    def handle(self, msg):
+    def process_item(self, msg):
         t0 = time.perf_counter()
         if self.settings.compressed_image:
             image = M.compressed_image_to_numpy(msg)

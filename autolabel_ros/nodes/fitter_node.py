@@ -42,7 +42,7 @@ class FitterNode(ManagedNode):
         self.labeler = None
         self.tf_buffer = self.tf_listener = None
         self.pub_markers = self.pub_det3d = self.pub_debug = None
-        self.subs, self.timers, self.sync = [], [], None
+        self.subs, self.input_timers, self.sync = [], [], None
         self.click_sub = None
         self.clicks = ClickBuffer(self.settings.click_max_age)
         self.monitor = None
@@ -114,7 +114,8 @@ class FitterNode(ManagedNode):
         resolved = [self.resolve_topic_name(name) for _, name in self._sensor_topics()]
         self.monitor = SyncMonitor(resolved, s.sync_warn_after, now_wall())
         self.click_sub = self.create_subscription(PointStamped, s.clicked_point_topic, self._on_click, 10)
-        self.timers = [steady_timer(self, 1.0, self._watchdog), steady_timer(self, 10.0, StatsLine(self))]
+        self.input_timers = [steady_timer(self, 1.0, self._watchdog),
+                             steady_timer(self, 10.0, StatsLine(self))]
         self.subscribe_when_published(resolved, self._subscribe)
 
     def _subscribe(self, reliability_by_topic: dict):
@@ -138,9 +139,9 @@ class FitterNode(ManagedNode):
         if self.click_sub is not None:
             self.destroy_subscription(self.click_sub)
             self.click_sub = None
-        for t in self.timers:
+        for t in self.input_timers:
             self.destroy_timer(t)
-        self.timers = []
+        self.input_timers = []
         self._last_job = None
 
     # ------------------------------------------------------------------ callbacks (executor threads)
@@ -183,7 +184,7 @@ class FitterNode(ManagedNode):
             return None
         return M.transform_to_matrix(tf.transform)
 
-    def handle(self, job):
+    def process_item(self, job):
         image_msg, info_msg, cloud_msg, det_msg = job
         t0 = time.perf_counter()
         s = self.settings

@@ -15,6 +15,7 @@ publisher once the node is closing (Ctrl-C while a fit runs).
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import Callable, Optional
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -28,7 +29,8 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 
 class ManagedNode(LifecycleNode):
-    """Subclasses implement load_models / create_outputs / create_inputs / destroy_inputs / handle."""
+    """Subclasses implement load_models / create_outputs / create_inputs / destroy_inputs / process_item
+    (rclpy.Node owns the names handle, timers, publishers, subscriptions, ...: not used here)."""
 
     worker_what = 'item'     # what one work item is, in the worker's error lines
 
@@ -66,7 +68,7 @@ class ManagedNode(LifecycleNode):
     def destroy_inputs(self):
         """Destroy subscriptions and timers."""
 
-    def handle(self, item):
+    def process_item(self, item):
         """Process one item of the one-slot queue (worker thread)."""
 
     # ------------------------------------------------------------------ state
@@ -134,33 +136,49 @@ class ManagedNode(LifecycleNode):
         self.slot = LatestSlot()
         self._stop.clear()
         self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
-                                       args=(self._stop, self.slot, self.handle, self.get_logger(),
+                                       args=(self._stop, self.slot, self.process_item, self.get_logger(),
                                              self.worker_what))
         self.worker.start()
         return SUCCESS
 
+    def _logged(self, transition: str, body) -> TransitionCallbackReturn:
+        """rclpy turns an exception in a transition into ERROR without a word: say what failed."""
+        try:
+            return body()
+        except Exception:
+            self.get_logger().error(f'{transition} failed:\n{traceback.format_exc()}')
+            return TransitionCallbackReturn.ERROR
+
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self.create_inputs()
-        self._active = True
-        return super().on_activate(state)      # enables the lifecycle publishers
+        def body():
+            self.create_inputs()
+            self._active = True
+            return LifecycleNode.on_activate(self, state)      # enables the lifecycle publishers
+        return self._logged('activate', body)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._active = False
-        self._cancel_qos_wait()
-        self.destroy_inputs()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._release()
-        return super().on_cleanup(state)
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        if self._active:
+        def body():
             self._active = False
             self._cancel_qos_wait()
             self.destroy_inputs()
-        self._release()
-        return SUCCESS
+            return LifecycleNode.on_deactivate(self, state)
+        return self._logged('deactivate', body)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        def body():
+            self._release()
+            return LifecycleNode.on_cleanup(self, state)
+        return self._logged('cleanup', body)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        def body():
+            if self._active:
+                self._active = False
+                self._cancel_qos_wait()
+                self.destroy_inputs()
+            self._release()
+            return SUCCESS
+        return self._logged('shutdown', body)
 
     def _release(self):
         if self.worker is not None:
