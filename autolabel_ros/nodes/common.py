@@ -150,6 +150,7 @@ def run_node(make_node, args=None) -> int:
     rclpy.init(args=args)
     node = None
     code = 0
+    worker_ended = True
     try:
         node = make_node()
         if node.settings.autostart:
@@ -164,7 +165,15 @@ def run_node(make_node, args=None) -> int:
         code = 2
     finally:
         if node is not None:
-            node.close()
+            worker_ended = node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+    if not worker_ended:
+        # A fit is still running on the daemon worker (torch in C++): interpreter finalization under it
+        # can crash, so leave now; nothing is left to publish or save.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code

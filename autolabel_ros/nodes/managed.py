@@ -188,15 +188,19 @@ class ManagedNode(LifecycleNode):
             self.destroy_outputs()
         self.release_models()
 
-    def close(self):
+    def close(self) -> bool:
         """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop (a fit in
-        progress finishes on its daemon thread and finds the node closing); one last statistics line."""
+        progress finishes on its daemon thread and finds the node closing); one last statistics line.
+        Returns whether the worker has ended (within 3 s: ros2 launch escalates to SIGTERM after 5)."""
         with self._publish_lock:
             self._closing = True
+        ended = True
         if self.worker is not None:
-            stop_worker(self._stop, self.slot, self.worker, timeout=2.0)
+            stop_worker(self._stop, self.slot, self.worker, timeout=3.0)
+            ended = not self.worker.is_alive()
         if self.slot is not None:
             monitor = getattr(self, 'monitor', None)
             self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
                                    f'dropped by the one-slot queue'
                                    + (f'; {monitor.received()}' if monitor else ''))
+        return ended
