@@ -55,7 +55,7 @@ def ros_workspace(tmp_root: Path) -> dict:
     build, install, log = tmp_root / 'build', tmp_root / 'install', tmp_root / 'log'
     env = dict(os.environ)
     cmd = ['colcon', '--log-base', str(log), 'build', '--base-paths', str(ROOT), '--build-base', str(build),
-           '--install-base', str(install), '--event-handlers', 'console_direct-']
+           '--install-base', str(install), '--merge-install', '--event-handlers', 'console_direct-']
     t0 = time.monotonic()
     res = subprocess.run(cmd, cwd=tmp_root, env=env, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
