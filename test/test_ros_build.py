@@ -89,7 +89,7 @@ def test_params_file_loads_and_a_bad_value_is_one_fatal_line(ros_ws, tmp_path):
     finally:
         peer.close()
         assert node.stop() == 0, node.output[-3000:]
-    for i, (params, needle) in enumerate([({'queue_size': 0}, "'queue_size' = 0 is below the minimum"),
+    for i, (params, needle) in enumerate([({'queue_size': 0}, "parameter 'queue_size'"),
                                           ({'reliability': 'sometimes'}, "'reliability' = 'sometimes'"),
                                           ({'slop': 'abc'}, "parameter 'slop'")]):
         bad = tmp_path / f'bad{i}.yaml'

@@ -262,8 +262,11 @@ def test_sigint_during_a_fit_exits_cleanly(fitter, scene):
     feed.send_tf(scene.frame.T_cam_lidar, 'camera', 'lidar', stamp)
     time.sleep(0.3)
     mark = len(proc.output)
-    feed.send(scene, stamp, gt_prompts(scene))
-    time.sleep(1.5)                        # SAM + the fit take several seconds: interrupt in the middle
+    from autolabel_ros.core.types import Prompt
+
+    many = [Prompt(id=200 + i, box=p.box) for i, p in enumerate(gt_prompts(scene) * 8)]   # a long fit
+    feed.send(scene, stamp, many)
+    time.sleep(1.0)                        # interrupt in the middle of the fit
     assert not outputs_at(peer, '/autolabel_fitter/detections_3d', stamp), 'the fit ended too soon to test'
     n_before = len(peer.messages('/autolabel_fitter/markers'))
     code = proc.stop(timeout=30)
