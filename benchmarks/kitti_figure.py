@@ -81,8 +81,8 @@ def make_figure(out: Path, config=None, cars=None, masks_cache=None):
             frame = ds.load_frame(fid)
             prompts = ds.prompts(fid)
             masks = (masks_cache or {}).get(fid)
-            labs = al.label(frame, prompts, masks)
-            masks = al.last_masks
+            result = al.label(frame, prompts, masks)
+            labs, masks = result.labels, result.masks
             done[fid] = (frame, prompts, labs, masks, ds.labels(fid), ds.calib(fid))
         frame, prompts, labs, masks, objs, calib = done[fid]
         j = [p.id for p in prompts].index(oid)

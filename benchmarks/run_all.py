@@ -100,10 +100,10 @@ def run_one(spec: dict) -> dict:
     """One benchmark row: label a split with a config, evaluate, return the row."""
     import torch
 
-    from autolabel_ros.cli.kitti import label_frames
     from autolabel_ros.config import from_dict
     from autolabel_ros.eval import evaluate
     from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.kitti_labeling import label_frames
     from autolabel_ros.pipeline import Autolabeler
 
     torch.set_num_threads(1)

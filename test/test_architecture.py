@@ -6,17 +6,24 @@ PKG = Path(__file__).resolve().parents[1] / 'autolabel_ros'
 ROS_MODULES = ('rclpy', 'message_filters', 'tf2_ros', 'sensor_msgs', 'std_msgs', 'geometry_msgs',
                'visualization_msgs', 'vision_msgs', 'builtin_interfaces', 'launch', 'launch_ros',
                'sensor_msgs_py', 'cv_bridge')
-# A folder may import only folders on its own floor or below (ARCHITECTURE.md); faces import anything.
-FORBIDDEN = {
-    'core': ('shape', 'segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
-    'shape': ('segment', 'detect', 'fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
-    'fit': ('io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
-    'segment': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
-    'detect': ('fit', 'io', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'offline'),
-    'io': ('fit', 'sim', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
-    'eval': ('fit', 'sim', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
-    'sim': ('fit', 'eval', 'cli', 'nodes', 'pipeline', 'segment', 'detect', 'offline'),
-}
+DOC = PKG.parent / 'docs' / 'ARCHITECTURE.md'
+
+
+def _floors() -> dict:
+    """unit -> allowed units ('*' = anything) from the floors table of docs/ARCHITECTURE.md."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 4 and cells[0].isdigit():
+            unit = cells[1].strip('`').rstrip('/').removesuffix('.py')
+            allowed = {u.strip() for u in cells[3].split(',') if u.strip('- ')}
+            rows[unit] = {'*'} if cells[3] == '*' else allowed
+    return rows
+
+
+def _unit(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
 def _imports(path: Path):
@@ -40,12 +47,24 @@ def test_only_nodes_import_ros():
     assert not offenders, offenders
 
 
-def test_layers_import_downwards_only():
+def test_every_unit_is_on_a_floor_of_the_architecture_doc():
+    floors = _floors()
+    units = {_unit(p) for p in PKG.rglob('*.py')} - {'__init__', 'data'}
+    assert units - set(floors) == set(), 'add these to the floors table of docs/ARCHITECTURE.md'
+    assert set(floors) - units == set(), 'the floors table names units that do not exist'
+
+
+def test_layers_import_only_what_the_architecture_doc_allows():
+    floors = _floors()
+    faces = {u for u, allowed in floors.items() if allowed == {'*'}}
     offenders = []
-    for folder, banned in FORBIDDEN.items():
-        for path in (PKG / folder).rglob('*.py'):
-            for mod in _imports(path):
-                parts = mod.split('.')
-                if parts[0] == 'autolabel_ros' and len(parts) > 1 and parts[1] in banned:
-                    offenders.append(f'{path.relative_to(PKG)} imports {mod}')
+    for path in PKG.rglob('*.py'):
+        unit = _unit(path)
+        allowed = floors.get(unit, {'*'})
+        for mod in _imports(path):
+            parts = mod.split('.')
+            if parts[0] != 'autolabel_ros' or len(parts) < 2 or parts[1] == unit:
+                continue
+            if parts[1] in faces or (allowed != {'*'} and parts[1] not in allowed):
+                offenders.append(f'{path.relative_to(PKG)} imports {mod}')
     assert not offenders, offenders

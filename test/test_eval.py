@@ -168,12 +168,12 @@ def test_real_ground_truth_against_itself_is_100(kitti_training, capsys):
     labels = kitti_training / 'label_2'
     r = evaluate(labels, labels)
     _all(r, 100.0)
-    assert r['n_gt'] == 13
+    assert r['n_gt'] == 37           # Car labels in the 12 development frames (shared/data/README.md)
     assert eval_main([str(labels), str(labels), '--json']) == 0
     out = json.loads(capsys.readouterr().out)
     for k in AP_KEYS:
         assert out[k] == {'easy': 100.0, 'moderate': 100.0, 'hard': 100.0}
-    assert out['n_gt'] == 13 and out['mean_iou3d'] == pytest.approx(1.0)
+    assert out['n_gt'] == 37 and out['mean_iou3d'] == pytest.approx(1.0)
 
 
 def test_difficulty_filtering(tmp_path):

@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from autolabel_ros.config import AutolabelConfig, GroundConfig
-from autolabel_ros.fit.energies import FitBatch, compute_energies, total_energy
+from autolabel_ros.fit.batch import FitBatch
+from autolabel_ros.fit.energies import compute_energies, total_energy
 from autolabel_ros.fit.ground import fit_ground
 from autolabel_ros.fit.init import select_cluster
-from autolabel_ros.fit.render import camera_rays, crop_box, crop_pixels, render_silhouettes
+from autolabel_ros.fit.rays import camera_rays, crop_box, crop_pixels
+from autolabel_ros.fit.render import render_silhouettes
 from autolabel_ros.fit.result import box_from_fit, canonical_mesh
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
 

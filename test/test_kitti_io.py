@@ -202,7 +202,7 @@ def test_real_kitti_projection_lands_in_gt_boxes(kitti_training):
     """T_cam_lidar must map into the image_2 camera: the LiDAR points inside each Car's 3D box project
     into its 2D box, and the projected 3D box reproduces the annotated 2D box within a few pixels."""
     ds = KittiObjectDataset(kitti_training.parent)   # the root holding training/ is accepted too
-    n_cars = 0
+    n_cars = n_seen = 0
     for fid in ds.frame_ids:
         frame, calib = ds.load_frame(fid), ds.calib(fid)
         assert frame.points.shape[1] == 4 and frame.image.shape == (frame.height, frame.width, 3)
@@ -213,10 +213,17 @@ def test_real_kitti_projection_lands_in_gt_boxes(kitti_training):
             lab = kitti_to_label3d(o, calib)
             inside = points_in_box(frame.xyz, lab.center, lab.size, lab.yaw)
             uv, z = project(frame.K, transform_points(frame.T_cam_lidar, frame.xyz[inside]))
+            # a truncated car's 2D box is clipped to the image: judge the points that land in the image
+            in_img = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < frame.width) & (uv[:, 1] >= 0) & (uv[:, 1] < frame.height)
+            uv = uv[in_img]
             x1, y1, x2, y2 = o.bbox
             ok = (uv[:, 0] >= x1 - 2) & (uv[:, 0] <= x2 + 2) & (uv[:, 1] >= y1 - 2) & (uv[:, 1] <= y2 + 2)
-            assert inside.sum() >= 3 and ok.mean() >= 0.9, (fid, inside.sum(), ok.mean())
+            # a far or hidden car may keep only a point or two; those say nothing about the mapping
+            if len(uv) >= 3:
+                n_seen += 1
+                assert ok.mean() >= 0.9, (fid, inside.sum(), ok.mean())
             proj = label3d_to_kitti(lab, calib, frame.width, frame.height)
             assert np.abs(proj.bbox - o.bbox).max() < 4.0, (fid, proj.bbox, o.bbox)
             assert abs(proj.alpha - o.alpha) < 0.05
-    assert n_cars == 13
+    # the 12 development frames hold 37 Car labels (shared/data/README.md); nearly all carry points
+    assert n_cars == 37 and n_seen >= 34, (n_cars, n_seen)

@@ -63,12 +63,12 @@ def test_validate_defaults_and_values():
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('reliability', 'sometimes', "'reliability' = 'sometimes'; expected one of auto, best_effort, reliable"),
-    ('queue_size', 0, "'queue_size' = 0 is below the minimum"),
-    ('queue_size', 2.5, "'queue_size' must be an integer"),
-    ('slop', float('nan'), "'slop' must be a finite number"),
-    ('sync_detections', 'yes', "'sync_detections' must be true or false"),
-    ('detector.score_threshold', 1.5, 'detector.score_threshold = 1.5 must lie in'),
+    ('reliability', 'sometimes', "reliability: got 'sometimes'; allowed: one of auto, best_effort, reliable"),
+    ('queue_size', 0, r"queue_size: got 0; allowed: an integer in \[1, 1000\]"),
+    ('queue_size', 2.5, r"queue_size: got 2.5; allowed: an integer in \[1, 1000\]"),
+    ('slop', float('nan'), r"slop: got nan; allowed: a number in \[0.0, 10.0\]"),
+    ('sync_detections', 'yes', "sync_detections: got 'yes'; allowed: true or false"),
+    ('detector.score_threshold', 1.5, r'score_threshold: got 1.5; allowed: a number in \[0.0, 1.0\]'),
     ('fit.iterations', 'many', "fit.iterations"),
     ('static_transform', '1 2 3', 'expected 7 numbers'),
     ('static_transform', ' '.join(['2'] * 16), 'not a rigid transform'),
@@ -371,9 +371,10 @@ def test_launch_test_frame_end_to_end_without_ros():
     frame, prompts, outside = inputs.prepare_frame(img, info, pc, det, T, st, clicks_cam=np.zeros((0, 3)))
     assert outside == 0 and sorted(p.id for p in prompts) == sorted(g.id for g in gt)
     labeler = Autolabeler(cfg)
-    labels = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
+    result = labeler.label(frame, prompts, masks=[sf.masks == p.id for p in prompts])
+    labels = result.labels
     out = outputs.frame_outputs(frame, labels, prompts, st, F, image_stamp_ns=M.header_stamp_ns(img),
-                              masks=labeler.last_masks)
+                                masks=result.masks)
     d3, mk = cdr(out['detections_3d']), cdr(out['markers']).markers
     # the assertions of test_launch_nodes.py
     assert d3.header.frame_id == 'lidar' and M.header_stamp_ns(d3) == stamp

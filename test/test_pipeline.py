@@ -1,9 +1,11 @@
 """End-to-end tests of the Autolabeler on a simulated frame with oracle (ground-truth) masks."""
 import numpy as np
 import pytest
+import torch
 
 from autolabel_ros.config import AutolabelConfig, from_dict
 from autolabel_ros.core.types import Prompt, SensorFrame, wrap_angle
+from autolabel_ros.fit.lift import lidar_occluders
 from autolabel_ros.pipeline import Autolabeler
 
 SEED = 100006     # a scene with two unoccluded, dense cars seen obliquely and several far ones
@@ -24,7 +26,7 @@ def labeler():
 def labelled(sim, labeler):
     prompts = [Prompt(id=g.id, box=g.box2d) for g in sim.gt]
     masks = [sim.masks == g.id for g in sim.gt]
-    return prompts, masks, labeler.label(sim.frame, prompts, masks)
+    return prompts, masks, labeler.label(sim.frame, prompts, masks).labels
 
 
 def _well_observed(g):
@@ -51,11 +53,12 @@ def test_fit_recovers_known_boxes(sim, labelled):
 
 
 def test_zero_prompts_and_no_lidar(sim, labeler):
-    assert labeler.label(sim.frame, []) == []
+    none = labeler.label(sim.frame, [])
+    assert none.labels == [] and none.masks == [] and none.timings['n'] == 0
     g = max(sim.gt, key=lambda g: g.metrics['lidar_points'])
     empty = SensorFrame(image=sim.frame.image, K=sim.frame.K, points=np.zeros((0, 4), np.float32),
                         T_cam_lidar=sim.frame.T_cam_lidar)
-    (lab,) = labeler.label(empty, [Prompt(id=7, box=g.box2d)], [sim.masks == g.id])
+    (lab,) = labeler.label(empty, [Prompt(id=7, box=g.box2d)], [sim.masks == g.id]).labels
     assert lab.id == 7 and not lab.accepted and 'no_lidar_points' in lab.reasons
     assert np.all(np.isfinite(lab.center))          # a monocular guess from mask + box size
 
@@ -66,7 +69,7 @@ def test_prompts_outside_and_partly_outside_the_image(sim, labeler):
     x1, y1, x2, y2 = g.box2d
     wide = Prompt(id=1, box=[x1 - 5000, y1, x2, y2 + 3000])        # reaches far outside the image
     gone = Prompt(id=2, box=[W + 10, 0, W + 50, 40])                 # nothing left after clipping
-    labs = labeler.label(sim.frame, [wide, gone], [sim.masks == g.id, np.zeros((H, W), bool)])
+    labs = labeler.label(sim.frame, [wide, gone], [sim.masks == g.id, np.zeros((H, W), bool)]).labels
     assert [lab.id for lab in labs] == [1, 2]
     assert np.all(labs[0].box2d >= 0) and labs[0].box2d[2] <= W and labs[0].box2d[3] <= H
     assert np.linalg.norm(labs[0].center - g.center) < 0.5
@@ -85,7 +88,7 @@ def test_batch_equals_one_at_a_time(sim, labelled, labeler):
     idx = [i for i in range(len(prompts)) if alone(i) and labels[i].metrics['n_points'] > 20][:2]
     assert idx
     for i in idx:
-        (one,) = labeler.label(sim.frame, [prompts[i]], [masks[i]])
+        (one,) = labeler.label(sim.frame, [prompts[i]], [masks[i]]).labels
         assert np.linalg.norm(one.center - labels[i].center) < 0.05
         assert abs(wrap_angle(one.yaw - labels[i].yaw)) < np.radians(2)
         assert np.allclose(one.size, labels[i].size, atol=0.05)
@@ -93,11 +96,19 @@ def test_batch_equals_one_at_a_time(sim, labelled, labeler):
 
 def test_deterministic(sim, labelled, labeler):
     prompts, masks, labels = labelled
+    torch.manual_seed(123)               # the global generator is not the pipeline's: no effect
     again = labeler.label(sim.frame, prompts[:2], masks[:2])
+    state = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
     twice = labeler.label(sim.frame, prompts[:2], masks[:2])
-    for a, b in zip(again, twice):
+    for a, b in zip(again.labels, twice.labels):
         assert np.array_equal(a.center, b.center) and a.yaw == b.yaw
-    assert set(labeler.timings) >= {'segment_s', 'fit_s', 'total_s', 'per_instance_s'}
+    # a call leaves the process' state alone: global RNG and thread count untouched
+    assert torch.equal(state, torch.random.get_rng_state()) and torch.get_num_threads() == threads
+    assert set(again.timings) >= {'segment_s', 'prep_s', 'fit_s', 'total_s', 'per_instance_s'}
+    assert again.timings['n'] == 2 and again.timings['fit_s'] > 0
+    assert [m.shape for m in again.masks] == [masks[0].shape] * 2
+    assert all(np.array_equal(m, g) for m, g in zip(again.masks, masks[:2]))
 
 
 def test_cli_on_a_simulated_kitti_folder(sim, tmp_path, capsys):
@@ -157,11 +168,11 @@ def test_a_pole_in_front_is_not_asked_of_the_render(sim, labeler):
     mask = full & ~hole
     assert 0.1 < 1 - mask.sum() / full.sum() < 0.6         # the pole hides a good part of the car
     prompt = [Prompt(id=g.id, box=g.box2d)]
-    (lab,) = labeler.label(frame, prompt, [mask])
+    (lab,) = labeler.label(frame, prompt, [mask]).labels
     assert np.linalg.norm(lab.center - g.center) < 0.3 and abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
     assert lab.accepted and lab.metrics['mask_iou'] > 0.8
     blind = Autolabeler(from_dict({'device': 'cpu', 'fit': {'lidar_occluders': False}}))
-    (lab0,) = blind.label(frame, prompt, [mask])
+    (lab0,) = blind.label(frame, prompt, [mask]).labels
     assert lab.metrics['mask_iou'] > lab0.metrics['mask_iou'] + 0.1
 
 
@@ -171,8 +182,49 @@ def test_lidar_occluders_mark_only_points_in_front_near_the_mask(labeler):
     mask[40:60, 80:120] = True
     uv = np.array([[100.0, 50.0], [90.0, 45.0], [10.0, 50.0], [110.0, 55.0], [100.0, 30.0]])
     depth = np.array([5.0, 19.8, 5.0, 25.0, 5.0])   # in front; own surface; far left; behind; above
-    occ = labeler._lidar_occluders(uv, depth, np.ones(5, bool), mask, 20.0, (H, W))
+    occ = lidar_occluders(uv, depth, np.ones(5, bool), mask, 20.0, (H, W), labeler.cfg.fit)
     r = labeler.cfg.fit.occluder_radius_px
     assert occ[50, 100] and occ[50, 100 + r] and not occ[50, 100 + r + 1]
     assert not occ[45, 90] and not occ[50, 10] and not occ[55, 110] and not occ[30, 100]
     assert occ[50 - r:51 + r, 100 - r:101 + r].sum() == occ.sum()     # one disk, nothing else
+
+
+def test_renderer_and_initialiser_are_swappable_parts(sim):
+    """A renderer and an initialiser handed to the Autolabeler are the ones the lift, the fit and the
+    verification use (the seams the next shape spaces / renderers / initialisers plug into)."""
+    from autolabel_ros.fit.init import init_object
+    from autolabel_ros.fit.render import render_silhouettes
+    calls = {'render': [], 'init': 0}
+
+    def renderer(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales=None, vols=None):
+        calls['render'].append(ray_d.shape[1])
+        return render_silhouettes(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales, vols)
+
+    def initialiser(*args, **kwargs):
+        calls['init'] += 1
+        return init_object(*args, **kwargs)
+
+    cfg = from_dict({'device': 'cpu', 'fit': {'iterations': 4, 'prune_after': 2, 'mask_from': 2}})
+    g = next(g for g in sim.gt if _well_observed(g))
+    res = Autolabeler(cfg, renderer=renderer, initialiser=initialiser).label(
+        sim.frame, [Prompt(id=g.id, box=g.box2d)], [sim.masks == g.id])
+    assert calls['init'] == 1 and len(res.labels) == 1
+    # fit renders on crop_size^2 rays (steps 2, 3, the pruning pass and the final energy), the
+    # verification on final_crop_size^2 rays
+    assert set(calls['render']) == {cfg.fit.crop_size ** 2, cfg.fit.final_crop_size ** 2}
+    assert calls['render'][-1] == cfg.fit.final_crop_size ** 2
+
+
+def test_occlusion_maps_hold_the_nearer_objects_and_own_occluders():
+    from autolabel_ros.fit.lift import occlusion_maps
+    H, W = 20, 30
+    a, b, c = (np.zeros((H, W), bool) for _ in range(3))
+    a[2:8, 2:10] = True       # the nearest
+    b[5:15, 5:20] = True      # behind a
+    c[0:4, 25:30] = True      # the farthest
+    pole = np.zeros((H, W), bool)
+    pole[:, 12] = True
+    near = occlusion_maps([b, a, c], [20.0, 8.0, 40.0], [pole, None, None], (H, W))
+    assert np.array_equal(near[1], np.zeros((H, W), bool))      # nothing in front of the nearest
+    assert np.array_equal(near[0], a | pole)                      # b: a and its own LiDAR occluders
+    assert np.array_equal(near[2], a | b)                         # c: both nearer masks

@@ -202,6 +202,23 @@ def test_bag_has_all_topics_and_decodes_to_the_frames(tmp_path, frames, storage)
     assert (w, h) == frames[0].frame.image_size
 
 
+
+def test_bag_appears_only_when_complete_and_never_replaces_a_folder(tmp_path, frames):
+    """The simulator writes through the package's one BagWriter: aside, renamed into place at the end."""
+    path = tmp_path / 'bag'
+    with pytest.raises(RuntimeError, match='stop'):
+        with BagWriter(path, 'mcap') as bag:
+            bag.write(frames[0])
+            assert not path.exists()                     # still aside while writing
+            raise RuntimeError('stop')
+    assert not path.exists() and not list(tmp_path.iterdir())   # nothing half-written is left
+    path.mkdir()
+    (path / 'mine.txt').write_text('not the tool\'s')
+    with pytest.raises(FileExistsError, match='exists'):
+        with BagWriter(path, 'mcap'):
+            pass
+    assert (path / 'mine.txt').read_text() == "not the tool's"
+
 def test_same_seed_gives_byte_identical_outputs(tmp_path):
     def run(out):
         with BagWriter(out / 'bag', 'mcap') as bag:

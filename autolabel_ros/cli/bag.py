@@ -39,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--max-frames', type=int, help='label at most this many frames of the window')
     p.add_argument('--workers', type=int, default=1, help='local worker processes, or Ray actors with --ray')
     p.add_argument('--threads', type=int,
-                   help='torch threads per worker (default: cpus / workers; 1 per Ray actor). Outputs are '
-                        'bit-identical across --workers/--ray when this is the same')
+                   help='OpenCV threads per worker (the SSD detector; default: cpus / workers; 1 per Ray '
+                        'actor), and torch threads when the config has fit.threads: 0 (torch otherwise '
+                        'runs with fit.threads, 1 by default, so outputs are bit-identical across '
+                        '--workers/--ray)')
     p.add_argument('--ray', metavar='ADDRESS',
                    help="run on Ray: 'local' starts a private instance with --workers CPUs, else a cluster "
                         "address ('auto', 'ray://host:10001')")
@@ -137,7 +139,9 @@ def main(argv=None) -> int:
               f'run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except _errors() as e:
-        print(f'autolabel-bag: error: {e}', file=sys.stderr)
+        from autolabel_ros.config import ConfigError
+        kind = 'config error' if isinstance(e, ConfigError) else 'error'
+        print(f'autolabel-bag: {kind}: {e}', file=sys.stderr)
         return EXIT_USAGE
     fr, ob = summary['frames'], summary['objects']
     print(f"{fr['labelled']}/{fr['selected']} frames labelled ({fr['failed']} failed), "

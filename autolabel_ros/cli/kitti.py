@@ -3,91 +3,15 @@
 Cars of a KITTI object split from prompts made from its ``label_2`` 2D boxes (or 3 seeded random
 clicks inside each) and write KITTI label files (with scores) to PRED_DIR.
 
-Every prompt gives one output line, rejected labels included: their score is the confidence (mask
-IoU) halved, so that they rank below every accepted label in an AP evaluation. Prompts whose box is
-empty after clipping to the image produce no line. ``--masks gt`` reads oracle instance masks from
-``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of label_2, 0 = none), as
-written by the benchmarks' simulator export; ``--stats`` writes per-frame and per-instance timings
-and verification metrics as JSON.
+The work is :func:`autolabel_ros.kitti_labeling.label_frames` (output policy described there);
+``--stats`` writes per-frame and per-instance timings and verification metrics as JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-
-REJECTED_SCORE_FACTOR = 0.5
-
-
-def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
-    import cv2
-    inst = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if inst is None:
-        raise FileNotFoundError(f'{path}: oracle instance mask not found (needed by --masks gt)')
-    if inst.shape[:2] != tuple(shape):
-        raise ValueError(f'{path}: mask size {inst.shape[:2]} differs from the image {tuple(shape)}')
-    return [inst == (p.id + 1) for p in prompts]
-
-
-def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, masks='sam',
-                 progress=True, autolabeler=None) -> dict:
-    """Label the frames of a KITTI split; returns the stats dict (also used by the benchmarks)."""
-    from tqdm import tqdm
-
-    from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
-    from autolabel_ros.pipeline import Autolabeler
-
-    ds = KittiObjectDataset(data)
-    fids = ds.frame_ids if not frames else [f.strip() for f in frames if f.strip()]
-    missing = [f for f in fids if f not in ds.frame_ids]
-    if missing:
-        raise FileNotFoundError(f'{ds.root}: frames not found: {", ".join(missing[:5])}')
-    al = autolabeler or Autolabeler(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stats = {'frames': [], 'instances': [], 'config': {'prompts': prompts_mode, 'masks': masks}}
-    for fid in tqdm(fids, desc='autolabel-kitti', unit='frame', disable=not progress):
-        tl = time.perf_counter()
-        frame = ds.load_frame(fid)
-        calib = ds.calib(fid)
-        prompts = ds.prompts(fid, mode=prompts_mode, seed=al.cfg.seed)
-        given = None
-        if masks == 'gt':
-            given = read_instance_masks(ds.root / 'instance_2' / f'{fid}.png', prompts,
-                                        frame.image.shape[:2])
-        load_s = time.perf_counter() - tl
-        labels = al.label(frame, prompts, given)
-        objs = []
-        for lab in labels:
-            if not np.all(np.isfinite(lab.center)):
-                continue
-            score = lab.score if lab.accepted else lab.score * REJECTED_SCORE_FACTOR
-            lab.score = float(np.clip(score, 0.0, 1.0))
-            objs.append(label3d_to_kitti(lab, calib, frame.width, frame.height))
-            m = lab.metrics
-            stats['instances'].append({
-                'frame': fid, 'id': int(lab.id), 'accepted': bool(lab.accepted), 'reasons': lab.reasons,
-                'score': lab.score, 'mask_iou': m.get('mask_iou'), 'surface_ratio': m.get('surface_ratio'),
-                'n_points': m.get('n_points'), 'energy': m.get('energy'),
-                'fit_s': al.timings['per_instance_s']})
-        write_label_file(out / f'{fid}.txt', objs)
-        t = dict(al.timings)
-        t.update(frame=fid, load_s=load_s, n_prompts=len(prompts), n_labels=len(objs))
-        stats['frames'].append(t)
-    fr = stats['frames']
-    per_inst = [f['per_instance_s'] for f in fr if f['n'] > 0]
-    stats['summary'] = {
-        'n_frames': len(fr), 'n_instances': len(stats['instances']),
-        'n_accepted': int(sum(i['accepted'] for i in stats['instances'])),
-        'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,
-        'median_frame_s': float(np.median([f['total_s'] for f in fr])) if fr else None,
-        'median_segment_s': float(np.median([f['segment_s'] for f in fr])) if fr else None,
-    }
-    return stats
 
 
 def main(argv=None) -> int:
@@ -106,8 +30,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from autolabel_ros.config import ConfigError, load_config
-    from autolabel_ros.core.device import DeviceError
+    from autolabel_ros.core.device import DeviceError, set_torch_threads
     from autolabel_ros.io.kitti import KittiFormatError
+    from autolabel_ros.kitti_labeling import label_frames
     try:
         from autolabel_ros.shape.prior import PriorError
     except ImportError:          # pragma: no cover - prior module missing
@@ -121,8 +46,12 @@ def main(argv=None) -> int:
         if args.prior:
             cfg.prior = args.prior
         frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
+        set_torch_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
-    except (ConfigError, DeviceError, KittiFormatError, PriorError, SegmenterUnavailable,
+    except ConfigError as e:
+        print(f'autolabel-kitti: config error: {e}', file=sys.stderr)
+        return 2
+    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable,
             FileNotFoundError, ValueError) as e:
         print(f'autolabel-kitti: error: {e}', file=sys.stderr)
         return 2

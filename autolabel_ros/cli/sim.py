@@ -4,6 +4,7 @@ drive (camera + LiDAR + ground truth) into DIR/kitti/training/ (KITTI object lay
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -52,10 +53,9 @@ def main(argv=None) -> int:
         lidar = Lidar(beams=args.beams, azimuth_step_deg=args.azimuth_step)
         frames = simulate_drive(args.frames, args.seed, camera=Camera.kitti(args.scale), lidar=lidar,
                                 n_cars=args.cars, clutter=not args.no_clutter)
-        bag = None if args.no_bag else BagWriter(bag_path, args.format)
-        if bag is not None:
-            bag.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            # the bag is written aside and renamed into place only when every frame is in it
+            bag = None if args.no_bag else stack.enter_context(BagWriter(bag_path, args.format))
             for sf in tqdm(frames, total=args.frames, desc='autolabel-sim', unit='frame', disable=args.quiet):
                 tw = time.perf_counter()
                 write_kitti(kitti_root, sf)
@@ -67,9 +67,6 @@ def main(argv=None) -> int:
                 for k, v in sf.timings.items():
                     totals[k] = totals.get(k, 0.0) + v
                 n_labels += len(sf.gt)
-        finally:
-            if bag is not None:
-                bag.__exit__(None, None, None)
     except (OSError, ValueError) as e:
         print(f'autolabel-sim: error: {e}', file=sys.stderr)
         return 2

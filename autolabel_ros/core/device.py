@@ -24,3 +24,13 @@ def resolve_device(name: str = 'auto'):
                               f'CUDA device(s) exist')
         return dev
     raise DeviceError(f'unknown device {name!r} (expected auto, cpu, cuda or cuda:N)')
+
+
+def set_torch_threads(n: int) -> None:
+    """Process-wide torch CPU threads, for entry points (CLIs, nodes, worker start-up) only: the
+    library never changes them inside a call. ``n <= 0`` leaves torch's setting. The fit's tensors
+    are small, so 1 thread (``fit.threads``'s default) is fastest and stays fast under CPU load."""
+    if n and n > 0:
+        import torch
+
+        torch.set_num_threads(int(n))

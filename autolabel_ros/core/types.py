@@ -140,6 +140,17 @@ class Label3D:
         return np.concatenate([self.center, self.size, [self.yaw]])
 
 
+
+@dataclass
+class LabelResult:
+    """What :meth:`autolabel_ros.pipeline.Autolabeler.label` returns for one frame."""
+
+    labels: list[Label3D] = field(default_factory=list)   # one per prompt, in prompt order
+    masks: list = field(default_factory=list)     # per prompt: H x W bool instance mask used, or None
+    timings: dict = field(default_factory=dict)   # seconds: segment_s, prep_s, fit_s, post_s, total_s,
+    #                                               per_instance_s; n = number of prompts
+    diagnostics: dict = field(default_factory=dict)   # per-frame notes (e.g. prompts dropped and why)
+
 def check_rgb_image(image, who: str) -> np.ndarray:
     """The image as an HxWx3 uint8 array, or a ValueError naming ``who`` asked for it."""
     image = np.asarray(image)

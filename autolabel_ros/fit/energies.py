@@ -21,26 +21,11 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from autolabel_ros.fit.render import render_silhouettes, to_object_frame
-
-
-@dataclass
-class FitBatch:
-    """Tensors of one frame's objects (N of them); per-hypothesis tensors are indexed by ``obj``."""
-
-    ray_o: torch.Tensor          # 3, camera centre in the LiDAR frame
-    ray_d: torch.Tensor          # N, P, 3 crop ray directions
-    target: torch.Tensor         # N, P instance mask on the crop (area-resampled, [0, 1])
-    valid: torch.Tensor          # N, P occlusion/validity map O
-    pts: torch.Tensor            # N, M, 3 frustum points (padded)
-    w: torch.Tensor              # N, M point weights (0 = padding)
-    fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
-    ground: torch.Tensor | None  # 3: z = a x + b y + c
-    has_mask: torch.Tensor       # N bool: non-empty target
+from autolabel_ros.fit.batch import FitBatch
+from autolabel_ros.fit.rays import to_object_frame
+from autolabel_ros.fit.render import Renderer, render_silhouettes
 
 
 def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -76,9 +61,11 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
 
 
 def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
-                     log_scale: torch.Tensor | None, cfg, zeta: float, on=None) -> dict[str, torch.Tensor]:
+                     log_scale: torch.Tensor | None, cfg, zeta: float, on=None,
+                     renderer: Renderer = render_silhouettes) -> dict[str, torch.Tensor]:
     """Energy terms (unweighted) for hypotheses ``obj`` (B,) with poses (B, 4), normalized codes (B, d)
-    and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``)."""
+    and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``).
+    A new term is computed here under its name and weighted in :func:`total_energy`."""
     on = set(cfg.energies if on is None else on)
     codes = code_n * sdf.stdev
     scales = torch.exp(log_scale) if log_scale is not None else None
@@ -87,8 +74,7 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
     out: dict[str, torch.Tensor] = {}
     zero = torch.zeros(B, device=pose.device)
     if 'mask' in on:
-        m = render_silhouettes(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta,
-                               scales, vols)
+        m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols)
         e = dice_energy(m, batch.target[obj], batch.valid[obj])
         out['mask'] = torch.where(batch.has_mask[obj], e, zero)
     if 'lidar' in on:

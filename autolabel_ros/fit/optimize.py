@@ -7,7 +7,7 @@ energy ones per object go on with the full energy, so the render cost goes to th
 (``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
-for the pipeline's final choice (lamp cue).
+for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from autolabel_ros.fit.energies import FitBatch, compute_energies, total_energy
+from autolabel_ros.fit.batch import FitBatch
+from autolabel_ros.fit.energies import compute_energies, total_energy
+from autolabel_ros.fit.render import Renderer, render_silhouettes
 
 
 @dataclass
@@ -61,8 +63,8 @@ class _State:
                       self.obj[keep], self.hyp_id[keep], cfg)
 
 
-def _energies(sdf, batch, st: _State, cfg, zeta, on=None):
-    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on)
+def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes):
+    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer)
     return terms, total_energy(terms, cfg)
 
 
@@ -91,19 +93,10 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
-             device) -> list[ObjectFit]:
+             device, renderer: Renderer = render_silhouettes) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
-    the best one per object (objects 0..N-1). Runs with ``cfg.threads`` torch threads on CPU."""
-    n_threads = torch.get_num_threads()
-    if cfg.threads > 0 and torch.device(device).type == 'cpu':
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device)
-    finally:
-        torch.set_num_threads(n_threads)
-
-
-def _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device) -> list[ObjectFit]:
+    the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
+    process' torch threads (set once by the entry point, see ``fit.threads``)."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -118,20 +111,20 @@ def _optimize(sdf, batch, init_xyz, init_yaw, obj, cfg, device) -> list[ObjectFi
         for g, lr0 in zip(st.opt.param_groups, st.base_lr):
             g['lr'] = lr0 * cfg.lr_final_frac ** frac
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        terms, e = _energies(sdf, batch, st, cfg, zeta, on)
+        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer)
         st.opt.zero_grad(set_to_none=True)
         e.sum().backward()
         st.opt.step()
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad():
-                _, e = _energies(sdf, batch, st, cfg, zeta)
+                _, e = _energies(sdf, batch, st, cfg, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
     with torch.no_grad():
-        terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it))
+        terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
     if hyp_energy0 is None:
         hyp_energy0 = np.full(B, np.nan)

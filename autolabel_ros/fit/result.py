@@ -1,34 +1,26 @@
-"""From a fitted (pose, code) to the label geometry: watertight mesh and its tight box."""
+"""From a fitted (pose, code) to the label: watertight mesh, its tight box, verification verdict."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from autolabel_ros.core.geometry import rot_z
-from autolabel_ros.core.types import Mesh
+from autolabel_ros.core.types import Label3D, Mesh
+from autolabel_ros.fit.lift import ObjectEvidence
+from autolabel_ros.fit.optimize import ObjectFit
+from autolabel_ros.fit.verify import surface_ratio
+from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
 def canonical_mesh(sdf_grid: np.ndarray, extent: np.ndarray, scales=None) -> Mesh | None:
-    """Marching cubes (scikit-image) of an [iz, iy, ix] SDF grid spanning [-extent, extent]; the grid is
-    padded with an outside layer so the surface is closed even where the shape touches the border.
-    Vertices in the canonical frame (x, y, z) metres, faces oriented outwards. None if empty."""
-    from skimage.measure import marching_cubes
-
-    nz, ny, nx = sdf_grid.shape
-    spacing = 2 * np.asarray(extent, float) / (np.array([nx, ny, nz]) - 1)
-    if not np.any(sdf_grid < 0):
+    """Mesh (canonical frame, metres, outward faces) of an [iz, iy, ix] SDF grid spanning
+    [-extent, extent], stretched by per-axis ``scales``; None when the shape is empty."""
+    mesh = sdf_to_mesh(sdf_grid, np.asarray(extent, float))
+    if len(mesh.vertices) == 0:
         return None
-    pad = np.pad(sdf_grid, 1, mode='constant', constant_values=max(float(sdf_grid.max()), 0.1))
-    verts, faces, _, _ = marching_cubes(pad, level=0.0, spacing=tuple(spacing[::-1]))
-    v = verts[:, ::-1] - spacing - np.asarray(extent, float)     # (z, y, x) -> (x, y, z), undo pad
     if scales is not None:
-        v = v * np.asarray(scales, float)
-    faces = np.asarray(faces, dtype=np.int64)
-    # orientation from the signed volume (sum of tetrahedra to the origin), flipped to point outwards;
-    # marching cubes output is already indexed, no trimesh processing needed
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    if np.einsum('ij,ij->i', a, np.cross(b, c)).sum() < 0:
-        faces = faces[:, ::-1].copy()
-    return Mesh(vertices=v, faces=faces)
+        mesh = Mesh(vertices=mesh.vertices * np.asarray(scales, float), faces=mesh.faces)
+    return mesh
 
 
 def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarray):
@@ -43,3 +35,40 @@ def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarra
     center = R @ ((lo + hi) / 2) + t
     mesh_l = Mesh(vertices=mesh_c.vertices @ R.T + t, faces=mesh_c.faces)
     return center, hi - lo, yaw, mesh_l
+
+
+def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: np.ndarray) -> Label3D:
+    """The Label3D of a fitted object: mesh and tight box from the full-resolution shape, confidence =
+    the verification mask IoU, SDFLabel's accept/reject (mask IoU, LiDAR surface agreement) on top of
+    the reasons found while lifting. ``cfg``: the whole AutolabelConfig."""
+    vc = cfg.verify
+    scales = f.scales if cfg.fit.log_scales else None
+    mesh_c = canonical_mesh(shape.decode_full(f.code), shape.arrays.extent, scales)
+    size_fallback = shape.size_of(torch.as_tensor(f.code[None], dtype=torch.float32,
+                                                  device=shape.device))[0].cpu().numpy()
+    center, size, yaw, mesh = box_from_fit(f.pose, mesh_c, size_fallback)
+    iou = float(f.terms['mask_iou_hi'])
+    ratio, n_near = surface_ratio(shape, f.pose, f.code, scales, scan_pts, vc.surface_band, vc.near_distance)
+    reasons = list(ev.reasons)
+    if iou < vc.min_mask_iou:
+        reasons.append('low_mask_iou')
+    if ratio < vc.min_surface_ratio and 'no_lidar_points' not in reasons:
+        reasons.append('low_surface_ratio')
+    init = ev.init
+    metrics = dict(mask_iou=iou, surface_ratio=ratio, n_near_points=n_near, n_points=int(len(init.points)),
+                   n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
+                   hypotheses=f.hyp_energies, hypothesis=f.hyp_index, depth=float(init.depth),
+                   init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),
+                   scales=np.asarray(f.scales).tolist(),
+                   alternatives=[{'pose': np.asarray(a.pose).tolist(), 'energy': a.energy,
+                                  'lamps': a.terms.get('lamps', 0.0), 'iou': a.terms.get('mask_iou_hi')}
+                                 for a in (f.alternatives or [f])])
+    return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
+                   latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d, accepted=not reasons,
+                   reasons=reasons, metrics=metrics)
+
+
+def unfitted_label(prompt, mean_size: np.ndarray) -> Label3D:
+    """A prompt whose box is empty after clipping to the image: rejected, centre not finite (writers skip)."""
+    return Label3D(center=np.full(3, np.nan), size=mean_size, yaw=0.0, cls=prompt.cls, score=0.0,
+                   id=prompt.id, box2d=prompt.bounding_box(), accepted=False, reasons=['empty_box'])

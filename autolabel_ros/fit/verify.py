@@ -4,15 +4,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from autolabel_ros.fit.render import render_silhouettes, to_object_frame
+from autolabel_ros.fit.rays import to_object_frame
+from autolabel_ros.fit.render import Renderer, render_silhouettes
 
 
 def mask_ious(sdf, pose: torch.Tensor, codes: torch.Tensor, scales, ray_o, ray_d, target: np.ndarray,
-              valid: np.ndarray, n_samples: int = 32, zeta: float = 60.0) -> np.ndarray:
+              valid: np.ndarray, n_samples: int = 32, zeta: float = 60.0,
+              renderer: Renderer = render_silhouettes) -> np.ndarray:
     """IoU (per object) between the hard rendered silhouette (mask > 0.5) and the instance mask
     (> 0.5) over the valid (unoccluded, inside-image) pixels of each crop."""
     with torch.no_grad():
-        m = render_silhouettes(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales).cpu().numpy()
+        m = renderer(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales).cpu().numpy()
     r = m > 0.5
     y = target > 0.5
     v = valid > 0.5

@@ -4,7 +4,8 @@
 the recorded definition of a copied message, else generating it from the project typestore), gives
 ``/tf_static`` the transient-local QoS that ``ros2 bag play`` needs to latch it, and writes into a
 temporary folder renamed into place on success (an interrupted run never leaves a half bag at the
-final path). Output is deterministic: same messages in, same bytes out.
+final path). Output is deterministic: same messages in, same bytes out. The one bag writer of the
+package: the offline tool's label bag, the KITTI raw import and the simulator's drives.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def _static_qos():
 
 
 class BagWriter:
-    def __init__(self, path, storage: str = 'mcap', typestore=None):
+    """``replace=False`` refuses an existing ``path`` (FileExistsError) instead of replacing it."""
+
+    def __init__(self, path, storage: str = 'mcap', typestore=None, replace: bool = True):
         from autolabel_ros.io.ros_types import get_typestore
 
         if storage not in STORAGES:
@@ -35,6 +38,7 @@ class BagWriter:
         self.tmp_root = self.path.with_name(f'.partial-{self.path.name}')
         self.tmp = self.tmp_root / self.path.name
         self.storage = storage
+        self.replace = replace
         self.ts = typestore or get_typestore()
         self._writer = None
         self._conns: dict[str, object] = {}
@@ -43,6 +47,8 @@ class BagWriter:
     def __enter__(self):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
+        if not self.replace and self.path.exists():
+            raise FileExistsError(f'{self.path} exists; choose another bag path')
         if self.tmp_root.exists():
             shutil.rmtree(self.tmp_root)
         self.tmp_root.mkdir(parents=True)
@@ -80,6 +86,10 @@ class BagWriter:
                                                    offered_qos_profiles=qos)
             self._conns[topic] = conn
         return conn
+
+    def connect(self, topic: str, msgtype: str):
+        """Add the topic's connection now (connections are numbered in the order they are added)."""
+        self._connection(topic, msgtype)
 
     def write_raw(self, topic: str, msgtype: str, t_ns: int, data: bytes, recorded=None):
         """Write CDR bytes; ``recorded`` is the input's connection when copying a recorded message."""

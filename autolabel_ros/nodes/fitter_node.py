@@ -54,6 +54,8 @@ class FitterNode(ManagedNode):
         from autolabel_ros.config import ConfigError
         from autolabel_ros.pipeline import Autolabeler
         try:
+            from autolabel_ros.core.device import set_torch_threads
+            set_torch_threads(self.cfg.fit.threads)     # the process' torch threads, once at start
             self.labeler = Autolabeler(self.cfg)
             _ = self.labeler.segmenter   # SAM loads lazily: load it now, not on the first frame
         except (ConfigError, StartupError):
@@ -218,8 +220,8 @@ class FitterNode(ManagedNode):
         labels, masks = [], None
         labeler = self.labeler
         if prompts and labeler is not None:
-            labels = labeler.label(frame, prompts)
-            masks = getattr(labeler, 'last_masks', None)
+            result = labeler.label(frame, prompts)
+            labels, masks = result.labels, result.masks
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         t_pub = time.perf_counter()
         want_debug = self.pub_debug is not None and self.pub_debug.get_subscription_count() > 0

@@ -218,10 +218,12 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     labels = {rec['index']: [label_from_dict(d, arrays[rec['index']], k) for k, d in enumerate(rec['labels'])]
               for rec in records}
 
-    # KITTI label_2 + calib (accepted labels; an empty file for a frame without any)
+    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels at half score; an empty file for a frame
+    # without any)
+    from autolabel_ros.io.kitti_policy import kitti_predictions
     for rec in records:
-        acc = [lab for lab in labels[rec['index']] if lab.accepted]
-        writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], acc, _calib_of(rec), rec['width'],
+        preds = kitti_predictions(labels[rec['index']])
+        writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], preds, _calib_of(rec), rec['width'],
                                          rec['height'])
     # meshes
     n_meshes = 0

@@ -86,12 +86,13 @@ class FrameLabeler:
 
     def _models(self, need_detector: bool):
         if self._labeler is None:
-            import torch
+            from autolabel_ros.core.device import set_torch_threads
 
+            # the process' torch threads: the fit's setting (fit.threads), else the worker's share
+            set_torch_threads(self.cfg.fit.threads or self.torch_threads or 0)
             if self.torch_threads:
                 import cv2
 
-                torch.set_num_threads(int(self.torch_threads))
                 cv2.setNumThreads(int(self.torch_threads))   # the SSD detector runs in OpenCV DNN
             from autolabel_ros.pipeline import Autolabeler
 
@@ -125,9 +126,11 @@ class FrameLabeler:
             prompt_source = 'detector'
         torch.manual_seed(self.cfg.seed)
         np.random.seed(self.cfg.seed)
-        labels = labeler.label(task.frame, list(prompts)) if prompts else []
-        timings.update({k: v for k, v in (getattr(labeler, 'timings', None) or {}).items()
-                        if isinstance(v, (int, float)) and prompts})
+        labels = []
+        if prompts:
+            result = labeler.label(task.frame, list(prompts))
+            labels = result.labels
+            timings.update({k: v for k, v in result.timings.items() if isinstance(v, (int, float))})
         timings['frame_s'] = time.perf_counter() - t0
         f = task.frame
         record = {

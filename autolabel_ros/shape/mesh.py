@@ -1,4 +1,5 @@
-"""Meshes from SDF grids (marching cubes) and their placement in the LiDAR frame."""
+"""Meshes from SDF grids (marching cubes, the one wrapper of the package) and their placement in the
+LiDAR frame."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,10 +43,14 @@ def sdf_to_mesh(sdf_grid: np.ndarray, prior_or_bounds, level: float = 0.0) -> Me
     outside = max(float(grid.max()), level + 1e-3)
     padded = np.pad(grid, 1, mode='constant', constant_values=outside)
     verts_zyx, faces, _, _ = marching_cubes(padded, level=level, spacing=tuple(spacing[::-1]))
-    verts = verts_zyx[:, ::-1] + (lo - spacing)          # back to (x, y, z), undo the padding
-    # swapping the axis order mirrors the index space, which flips the winding: restore outward
-    faces = faces[:, ::-1].astype(np.int64)
-    return Mesh(verts.astype(np.float64), faces)
+    verts = (verts_zyx[:, ::-1] - spacing + lo).astype(np.float64)   # back to (x, y, z), undo the padding
+    faces = np.asarray(faces, dtype=np.int64)
+    # swapping the axis order mirrors the index space, which flips the winding: orient outwards by the
+    # signed volume (sum of the tetrahedra to the origin), so a mesh is right whatever the grid layout
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    if np.einsum('ij,ij->i', a, np.cross(b, c)).sum() < 0:
+        faces = faces[:, ::-1].copy()
+    return Mesh(verts, faces)
 
 
 def transform_mesh(mesh: Mesh, center, yaw: float) -> Mesh:

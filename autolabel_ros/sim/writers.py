@@ -11,7 +11,6 @@ frame, ``id`` = instance id), ``/ground_truth/detections_2d`` (vision_msgs/Detec
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -48,50 +47,33 @@ def write_kitti(root, sf: SimFrame) -> None:
     write_kitti_frame(root, sf.frame.frame_id, sf.frame.image, sf.frame.points, sf.calib, kitti_objects(sf))
 
 
-def _static_qos():
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    zero = QosTime(0, 0)
-    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, zero, zero,
-                QosLiveliness.AUTOMATIC, zero, False)]
-
-
 class BagWriter:
-    """rosbag2 writer for simulated frames; use as a context manager. ``storage``: 'mcap' or
-    'sqlite3'. ``path`` must not exist yet (rosbags refuses to overwrite)."""
+    """rosbag2 writer for simulated frames (the package's :class:`autolabel_ros.io.label_bag.BagWriter`:
+    written aside and renamed into place when complete); use as a context manager. ``storage``:
+    'mcap' or 'sqlite3'. ``path`` must not exist yet."""
 
     def __init__(self, path, storage: str = 'mcap'):
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
+        from autolabel_ros.io.label_bag import BagWriter as _Writer
         from autolabel_ros.io.messages import rosbags_factory
-        from autolabel_ros.io.ros_types import get_typestore
 
-        plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-        if storage not in plugins:
-            raise ValueError(f"bag storage must be 'mcap' or 'sqlite3', got {storage!r}")
-        self.path = Path(path)
-        self.typestore = get_typestore()
+        self._bag = _Writer(path, storage, replace=False)
+        self.path = self._bag.path
+        self.typestore = self._bag.ts
         self.factory = rosbags_factory(self.typestore)
-        self._writer = Writer(self.path, version=8, storage_plugin=plugins[storage])
-        self._conns = {}
         self._tf_done = False
 
     def __enter__(self):
-        self._writer.open()
-        for key, (topic, msgtype) in TOPICS.items():
-            qos = _static_qos() if key == 'tf' else ()
-            self._conns[key] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
-                                                           offered_qos_profiles=qos)
+        self._bag.__enter__()
+        for topic, msgtype in TOPICS.values():
+            self._bag.connect(topic, msgtype)
         return self
 
     def __exit__(self, *exc):
-        self._writer.close()
-        return False
+        return self._bag.__exit__(*exc)
 
     def _put(self, key: str, msg, stamp: int):
-        data = self.typestore.serialize_cdr(msg, TOPICS[key][1])
-        self._writer.write(self._conns[key], int(stamp), data)
-
+        topic, msgtype = TOPICS[key]
+        self._bag.write(topic, msg, int(stamp), msgtype)
     def write(self, sf: SimFrame) -> None:
         from autolabel_ros.io import messages as M
 

@@ -1,0 +1,84 @@
+"""One frame's objects as tensors: the crop views (rays, targets, occlusion maps) at any crop size and
+the :class:`FitBatch` the energies read. The fit (``fit.crop_size``) and the verification render
+(``fit.final_crop_size``) both take their crops from :func:`crop_views`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from autolabel_ros.fit.rays import camera_rays, crop_box, crop_pixels, crop_resample
+
+
+@dataclass
+class CropViews:
+    """Per object, an S x S view of its padded crop (P = S * S pixels, row-major)."""
+
+    ray_o: np.ndarray      # 3, camera centre in the LiDAR frame
+    ray_d: np.ndarray      # N, P, 3 unit ray directions (LiDAR frame)
+    target: np.ndarray     # N, P instance mask, area-resampled to [0, 1]
+    valid: np.ndarray      # N, P occlusion/validity map O: inside the image and not occluded
+
+
+@dataclass
+class FitBatch:
+    """Tensors of one frame's objects (N of them); per-hypothesis tensors are indexed by ``obj``."""
+
+    ray_o: torch.Tensor          # 3, camera centre in the LiDAR frame
+    ray_d: torch.Tensor          # N, P, 3 crop ray directions
+    target: torch.Tensor         # N, P instance mask on the crop (area-resampled, [0, 1])
+    valid: torch.Tensor          # N, P occlusion/validity map O
+    pts: torch.Tensor            # N, M, 3 frustum points (padded)
+    w: torch.Tensor              # N, M point weights (0 = padding)
+    fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
+    ground: torch.Tensor | None  # 3: z = a x + b y + c
+    has_mask: torch.Tensor       # N bool: non-empty target
+
+
+def object_crops(objects, width: int, height: int, pad_frac: float) -> list[np.ndarray]:
+    """Integer crop of each object: its mask's box, padded (may extend outside the image)."""
+    return [crop_box(o.mask_bounds, width, height, pad_frac) for o in objects]
+
+
+def crop_views(frame, objects, crops, size: int) -> CropViews:
+    """Rays, targets and occlusion maps of the objects' crops resampled to size x size."""
+    shape = (frame.height, frame.width)
+    rays, targets, valids = [], [], []
+    origin = None
+    for o, crop in zip(objects, crops):
+        origin, d = camera_rays(frame.K, frame.T_cam_lidar, crop_pixels(crop, size))
+        rays.append(d)
+        targets.append(crop_resample(o.mask, crop, size, shape).ravel())
+        inside = crop_resample(None, crop, size, shape)
+        occl = crop_resample(o.nearer, crop, size, shape)
+        valids.append((inside * (1.0 - occl)).ravel())
+    return CropViews(ray_o=origin, ray_d=np.stack(rays), target=np.stack(targets), valid=np.stack(valids))
+
+
+def freespace_samples(pts: np.ndarray, n: int, step: float) -> np.ndarray:
+    """(N, M, n, 3) points on the LiDAR ray of each point (sensor at the LiDAR origin), ``step``,
+    2 ``step``, ... in front of it: the sensor saw through them, so the model must not cover them."""
+    rng_ = np.linalg.norm(pts, axis=-1, keepdims=True).clip(1e-3)
+    steps = step * np.arange(1, n + 1)
+    return pts[:, :, None, :] * (1.0 - steps[None, None, :, None] / rng_[:, :, None, :]).clip(0.0)
+
+
+def build_batch(views: CropViews, objects, ground, fc, device) -> FitBatch:
+    """The FitBatch of the objects' crop views, clustered points and the ground plane."""
+    N = len(objects)
+    M = max(1, max(len(o.points) for o in objects))
+    pts = np.zeros((N, M, 3))
+    w = np.zeros((N, M))
+    for k, o in enumerate(objects):
+        pts[k, :len(o.points)] = o.points
+        w[k, :len(o.points)] = 1.0
+    fs = freespace_samples(pts, fc.freespace_samples, fc.freespace_step)
+    f32 = dict(dtype=torch.float32, device=device)
+    target = torch.as_tensor(views.target, **f32)
+    return FitBatch(ray_o=torch.as_tensor(views.ray_o, **f32), ray_d=torch.as_tensor(views.ray_d, **f32),
+                    target=target, valid=torch.as_tensor(views.valid, **f32),
+                    pts=torch.as_tensor(pts, **f32), w=torch.as_tensor(w, **f32),
+                    fs=torch.as_tensor(fs, **f32),
+                    ground=None if ground is None else torch.as_tensor(ground.coef, **f32),
+                    has_mask=(target.sum(-1) > 0.5))

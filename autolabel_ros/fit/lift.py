@@ -1,0 +1,174 @@
+"""Lift: masks + LiDAR -> typed per-object evidence for the fit (the "Lift" of Segment, Lift and Fit).
+
+:func:`lift` runs once per frame and returns a :class:`FrameEvidence` that nothing changes later:
+
+1. ground plane by RANSAC (:mod:`autolabel_ros.fit.ground`) and the projection of the scan;
+2. per object: frustum points of the (eroded) mask minus the ground, the object's 3D cluster
+   (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most ``fit.max_points``,
+   the LiDAR occluders in front of it, and the initial hypotheses (:mod:`autolabel_ros.fit.init`);
+3. occlusion order by median camera depth: each object's occlusion map is the union of the masks
+   of the nearer objects and its LiDAR occluders.
+
+Objects whose mask is missing or empty are lifted from their prompt box (reason ``empty_mask``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from autolabel_ros.core.geometry import project, transform_points
+from autolabel_ros.core.types import SensorFrame
+from autolabel_ros.fit.ground import GroundPlane, fit_ground
+from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_cluster
+from autolabel_ros.fit.rays import camera_rays
+
+
+@dataclass(frozen=True)
+class ObjectEvidence:
+    """What the frame says about one prompted object."""
+
+    index: int                      # position of the prompt in the frame's prompt list
+    mask: np.ndarray                # H x W bool instance mask (the prompt box when SAM gave none)
+    box2d: np.ndarray               # the label's 2D box: clipped prompt box (clicks: the mask's box)
+    n_frustum: int                  # non-ground points in the mask frustum, before clustering
+    points: np.ndarray              # M x 3 clustered points kept for the fit (LiDAR frame)
+    occluders: np.ndarray | None    # H x W bool, pixels of LiDAR returns in front of the object
+    init: ObjectInit                # initial hypotheses (centres, headings) and the depth
+    nearer: np.ndarray              # H x W bool occlusion map: nearer objects' masks | occluders
+    reasons: tuple = ()             # rejection reasons found while lifting
+
+    @property
+    def mask_bounds(self) -> np.ndarray:
+        """The mask's tight box (x1, y1, x2, y2), around which the fit crops the image."""
+        return mask_box(self.mask)
+
+
+@dataclass(frozen=True)
+class FrameEvidence:
+    ground: GroundPlane | None
+    objects: list[ObjectEvidence] = field(default_factory=list)
+    scan_nonground: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))   # for verification
+
+
+# An initialiser maps (points, n_frustum, depth, ground, mean_size, n_hyp, **ray hints) to an ObjectInit.
+Initialiser = Callable[..., ObjectInit]
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+
+
+def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
+         initialiser: Initialiser = init_object) -> FrameEvidence:
+    """Evidence of the prompts whose clipped box is not None (``boxes[i]``), with masks ``masks[i]``
+    (None or empty: the box is used). ``cfg`` is the whole AutolabelConfig (ground, fit, verify, seed)."""
+    fc = cfg.fit
+    W, H = frame.width, frame.height
+    rng = np.random.default_rng(cfg.seed)
+    xyz = frame.xyz.astype(np.float64)
+    ground = fit_ground(xyz, cfg.ground, rng)
+    pc = transform_points(frame.T_cam_lidar, xyz)
+    uv, z = project(frame.K, pc)
+    valid = (z > 0.5) & np.all(np.isfinite(uv), axis=1)
+    uv_int = np.zeros((len(xyz), 2), np.int64)
+    uv_int[valid] = np.floor(uv[valid]).astype(np.int64)
+    valid &= (uv_int[:, 0] >= 0) & (uv_int[:, 0] < W) & (uv_int[:, 1] >= 0) & (uv_int[:, 1] < H)
+    nonground = np.ones(len(xyz), bool) if ground is None else \
+        ground.height_above(xyz) > cfg.ground.removal_height
+    usable = valid & nonground
+
+    lifted = []
+    for i, box in enumerate(boxes):
+        if box is None:
+            continue
+        reasons = []
+        m = masks[i]
+        if m is None or not m.any():
+            reasons.append('empty_mask')
+            m = np.zeros((H, W), bool)
+            x1, y1, x2, y2 = box.astype(int)
+            m[y1:y2, x1:x2] = True
+        idx = mask_points(uv_int, usable, m, fc.mask_erode_px)
+        if len(idx) < 3 and fc.mask_erode_px > 0:
+            idx = mask_points(uv_int, usable, m, 0)
+        n_frustum = len(idx)
+        b = box
+        if prompts[i].box is None and not reasons:
+            # click prompts: the clicks' bounding box says nothing about the car's extent, the mask does
+            b = mask_box(m)
+        centre_px = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]])
+        o, dc = camera_rays(frame.K, frame.T_cam_lidar, centre_px)
+        # depth implied by the box height for a mean-height car (for cluster choice and no-point init);
+        # a box cut by the image border or an occluder says little, so it is only used when the
+        # box is away from the image border
+        box_depth = float(np.clip(frame.K[1, 1] * mean_size[2] / max(b[3] - b[1], 1.0), 2.0, 150.0))
+        at_border = b[0] <= 2 or b[1] <= 2 or b[2] >= W - 2 or b[3] >= H - 2
+        keep = select_cluster(xyz[idx], pc[idx, 2], fc.cluster_radius, None if at_border else box_depth)
+        idx = idx[keep]
+        near_depth = float(pc[idx, 2].min()) if len(idx) else None
+        pts = xyz[idx]
+        if len(pts) > fc.max_points:
+            # seeded per prompt id: an object's subset does not depend on the other prompts
+            sub = np.random.default_rng([cfg.seed, int(prompts[i].id) & 0xFFFFFFFF])
+            sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
+            pts, idx = pts[sel], idx[sel]
+        if n_frustum == 0 or len(pts) == 0:
+            reasons.append('no_lidar_points')
+        elif len(pts) < cfg.verify.min_points:
+            reasons.append('too_few_points')
+        depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
+        init = initialiser(pts, n_frustum, depth, ground, mean_size, max(1, fc.yaw_hypotheses),
+                           box_center_ray=dc[0], cam_origin=o, box_depth=box_depth)
+        occluders = None
+        if fc.lidar_occluders and near_depth is not None:
+            occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)
+        lifted.append(dict(index=i, mask=m, box2d=np.asarray(b, float), n_frustum=n_frustum, points=pts,
+                           occluders=occluders, init=init, reasons=tuple(reasons)))
+
+    nearer = occlusion_maps([o['mask'] for o in lifted], [o['init'].depth for o in lifted],
+                            [o['occluders'] for o in lifted], (H, W))
+    objects = [ObjectEvidence(nearer=n, **o) for o, n in zip(lifted, nearer)]
+    return FrameEvidence(ground=ground, objects=objects, scan_nonground=xyz[nonground])
+
+
+def occlusion_maps(masks, depths, occluders, shape) -> list[np.ndarray]:
+    """Per object, the pixels it cannot be seen on: masks of the objects nearer in median depth (stable
+    order on ties) and its own LiDAR occluders."""
+    n = len(masks)
+    order = np.argsort(depths, kind='stable')
+    rank = np.empty(n, int)
+    rank[order] = np.arange(n)
+    out = []
+    for k in range(n):
+        nearer = np.zeros(shape, bool)
+        for j in range(n):
+            if j != k and rank[j] < rank[k]:
+                nearer |= masks[j]
+        if occluders[k] is not None:
+            nearer |= occluders[k]
+        out.append(nearer)
+    return out
+
+
+def lidar_occluders(uv, depth, ok, mask, near_depth, shape, fc) -> np.ndarray:
+    """Full-image bool map of the pixels covered by LiDAR returns in front of an object (nearer than
+    its nearest clustered point by ``occluder_margin``) around its mask: a pole, cyclist or bush
+    there hides part of the car, so the silhouette term must not ask the render to explain it."""
+    H, W = shape
+    ys, xs = np.nonzero(mask)
+    r = int(fc.occluder_radius_px)
+    pad = 0.1 * max(xs.max() - xs.min(), ys.max() - ys.min()) + r
+    box = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
+    sel = ok & (depth < near_depth - fc.occluder_margin) & (uv[:, 0] >= box[0]) & (uv[:, 0] <= box[2]) \
+        & (uv[:, 1] >= box[1]) & (uv[:, 1] <= box[3])
+    occ = np.zeros((H, W), np.uint8)
+    if sel.any():
+        u = np.clip(uv[sel, 0].astype(int), 0, W - 1)
+        v = np.clip(uv[sel, 1].astype(int), 0, H - 1)
+        occ[v, u] = 1
+        occ = cv2.dilate(occ, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return occ.astype(bool)
