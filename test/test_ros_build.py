@@ -90,7 +90,7 @@ def test_params_file_loads_and_a_bad_value_is_one_fatal_line(ros_ws, tmp_path):
         peer.close()
         assert node.stop() == 0, node.output[-3000:]
     for i, (params, needle) in enumerate([({'queue_size': 0}, "parameter 'queue_size'"),
-                                          ({'reliability': 'sometimes'}, "'reliability' = 'sometimes'"),
+                                          ({'reliability': 'sometimes'}, "reliability: got 'sometimes'"),
                                           ({'slop': 'abc'}, "parameter 'slop'")]):
         bad = tmp_path / f'bad{i}.yaml'
         bad.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
