@@ -214,7 +214,8 @@ def test_real_kitti_projection_lands_in_gt_boxes(kitti_training):
             inside = points_in_box(frame.xyz, lab.center, lab.size, lab.yaw)
             uv, z = project(frame.K, transform_points(frame.T_cam_lidar, frame.xyz[inside]))
             # a truncated car's 2D box is clipped to the image: judge the points that land in the image
-            in_img = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < frame.width) & (uv[:, 1] >= 0) & (uv[:, 1] < frame.height)
+            in_img = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < frame.width) & (uv[:, 1] >= 0) \
+                & (uv[:, 1] < frame.height)
             uv = uv[in_img]
             x1, y1, x2, y2 = o.bbox
             ok = (uv[:, 0] >= x1 - 2) & (uv[:, 0] <= x2 + 2) & (uv[:, 1] >= y1 - 2) & (uv[:, 1] <= y2 + 2)
