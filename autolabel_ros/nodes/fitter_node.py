@@ -224,7 +224,9 @@ class FitterNode(ManagedNode):
             labels, masks = result.labels, result.masks
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         t_pub = time.perf_counter()
-        want_debug = self.pub_debug is not None and self.pub_debug.get_subscription_count() > 0
+        if self._closing:
+            return
+        want_debug = self.has_subscribers(self.pub_debug)
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                             image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks, debug_image=want_debug)
         self.publish(self.pub_markers, out['markers'])

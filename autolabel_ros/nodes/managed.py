@@ -114,6 +114,11 @@ class ManagedNode(LifecycleNode):
             self.destroy_timer(self._qos_wait)
             self._qos_wait = None
 
+    def has_subscribers(self, publisher) -> bool:
+        """Whether anyone listens (false once the node is closing: the context may be gone)."""
+        with self._publish_lock:
+            return not self._closing and publisher is not None and publisher.get_subscription_count() > 0
+
     def publish(self, publisher, msg) -> bool:
         """Publish from the worker thread unless the node is closing (publishers may be destroyed)."""
         with self._publish_lock:
