@@ -107,8 +107,13 @@ class RosProcess:
             time.sleep(0.2)
 
     def signal(self, sig=signal.SIGINT):
+        """To the process group (``ros2 run`` relies on its child getting the terminal's signal too);
+        ``ros2 launch`` alone, since it forwards the signal to its processes itself."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+            if self.args[:2] == ['ros2', 'launch']:
+                os.kill(self.proc.pid, sig)
+            else:
+                os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGINT, then wait; SIGKILL (the whole group) only when it does not end in time."""

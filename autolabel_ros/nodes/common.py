@@ -164,6 +164,9 @@ def run_node(make_node, args=None) -> int:
         print(f'[FATAL] {e}', file=sys.stderr)
         code = 2
     finally:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)      # a second Ctrl-C must not break the cleanup
         if node is not None:
             worker_ended = node.close()
             node.destroy_node()
