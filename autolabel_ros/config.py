@@ -52,6 +52,9 @@ class DetectorConfig:
     classes: list = param(['car', 'truck', 'bus'],
                           'classes to keep (COCO or KITTI names, e.g. car, truck, bus)')
     max_detections: int = param(50, 'at most this many detections per image (highest scores)', min=1)
+    tiles: int = param(0, 'ssd_mobilenet: also detect in this many square tiles across the image (a wide '
+                       'image squeezed to 300 x 300 loses distant cars; each tile costs one more forward '
+                       'pass)', min=0, max=16)
 
 
 @dataclass
@@ -130,15 +133,71 @@ class VerifyConfig:
 
 
 @dataclass
+class ProposalConfig:
+    """LiDAR object proposals and their fusion with the detector's boxes (prompts 'fused':
+    autolabel-bag --prompts fused, launch detector:=fused). Lengths in metres."""
+    lidar: bool = param(False, 'fitter node: add LiDAR proposals to the synchronized detections and fuse '
+                        'them (launch detector:=fused sets it); the bag tool uses --prompts fused')
+    band_low: float = param(0.3, 'cluster the points from this height above the ground ...', min=0.0)
+    band_high: float = param(2.2, '... up to this one (below canopies and signs)', min=0.1)
+    max_range: float = param(50.0, 'horizontal range of the points considered (beyond, a car is < ~25 px '
+                              'tall and clutter dominates)', min=1.0)
+    cell: float = param(0.3, "bird's-eye grid cell of the clustering (8-connected cells join)", min=0.02)
+    split_cell: float = param(0.15, 'a cluster longer than max_length is split again on this finer grid',
+                              min=0.02)
+    min_points: int = param(10, 'fewest band points of a proposal', min=1)
+    min_length: float = param(1.0, "shortest long side of a proposal's footprint (a car's visible rear)",
+                              min=0.0)
+    max_length: float = param(6.5, 'longest footprint (walls, hedges and rows of parked cars are longer)',
+                              min=0.1)
+    max_width: float = param(3.0, 'widest short side of the footprint', min=0.1)
+    min_top: float = param(0.8, 'lowest top of a proposal above the ground (kerbs, low bushes)', min=0.0)
+    max_top: float = param(2.15, 'highest top (a cluster reaching band_high goes on upwards: pole, wall, '
+                           'tree)', min=0.1)
+    max_above: float = param(0.3, 'reject a cluster with more returns above the band over its footprint '
+                             '(per cluster point)', min=0.0)
+    car_height: float = param(1.45, "a cluster's box stands on the ground and is at least this tall before "
+                              'it is projected (distant cars show only a few rings)', min=0.0)
+    box_margin: float = param(0.05, 'the 2D box widened by this fraction of its size per side', min=0.0,
+                              max=1.0)
+    lidar_score: float = param(0.5, 'score of a LiDAR-only prompt with many points (sparser: lower)',
+                               min=0.0, max=1.0)
+    detector_tiles: int = param(4, 'fused prompts run the SSD on at least this many square tiles as well '
+                                '(detector.tiles; small distant cars: on the 12 KITTI frames AP3D@0.5 '
+                                'moderate 85.0 with 4, 72.5 without)', min=0, max=16)
+    confirm_score: float = param(0.05, 'a LiDAR proposal becomes a prompt when a detection of at least '
+                                 'this score (below detector.score_threshold) confirms it ...', min=0.0,
+                                 max=1.0)
+    confirm_iou: float = param(0.3, '... overlapping it by this IoU', min=0.0, max=1.0)
+    lidar_only: bool = param(False, 'also prompt the LiDAR proposals no detection confirms (recall up, '
+                             'precision down: the verification must reject the clutter)')
+    merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
+                            "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
+                            "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
+    duplicate_iou: float = param(0.3, "after the fit: an accepted label whose bird's-eye footprint overlaps "
+                                 "a better-scored one's by this IoU is rejected as 'duplicate'", min=0.0,
+                                 max=1.0)
+    merge_iou: float = param(0.5, 'a detector box and a LiDAR box are one object from this IoU ...',
+                             min=0.0, max=1.0)
+    merge_containment: float = param(0.8, '... or when this share of the smaller box lies in the larger',
+                                     min=0.0, max=1.0)
+    containment_min_ratio: float = param(0.4, '... and the smaller has at least this share of its area',
+                                         min=0.0, max=1.0)
+
+
+@dataclass
 class AutolabelConfig:
     device: str = param('auto', 'compute device: auto | cpu | cuda | cuda:N (cuda fails loudly when absent)')
     prior: str = param('', 'shape prior .npz path; empty = the packaged default prior')
     seed: int = param(0, 'random seed (ground RANSAC, point subsampling, click prompts)', min=0)
+    max_prompts: int = param(100, 'prompts labelled per frame at most (highest scores; the rest are dropped '
+                                  'with reason over_cap), 0 = all', min=0)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     ground: GroundConfig = field(default_factory=GroundConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(AutolabelConfig)

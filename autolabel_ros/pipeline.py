@@ -13,8 +13,10 @@ click prompts the box of the mask), the masks used and the step timings:
    accept/reject.
 
 Objects without LiDAR points are still fitted (mask + ground: a monocular guess) but rejected
-with reason ``no_lidar_points``; a prompt box that is empty after clipping to the image gives a
-rejected label with reason ``empty_box`` and a non-finite centre (writers skip it).
+with reason ``no_lidar_points``; a prompt no model can use (outside the image, over the
+``max_prompts`` cap: core/prompts.py) or whose box is empty after clipping to the image gives a
+rejected label with that reason (``empty_box`` for the latter) and a non-finite centre (writers skip
+it), one warning line per frame, and an entry in ``LabelResult.diagnostics['dropped_prompts']``.
 A call changes no process-wide state: randomness is seeded locally from ``seed``, and the torch
 thread count is the entry point's (``fit.threads``, see :func:`autolabel_ros.core.device.set_torch_threads`).
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.core.device import resolve_device
+from autolabel_ros.core.prompts import check_prompts
 from autolabel_ros.core.types import LabelResult, Prompt, SensorFrame
 from autolabel_ros.fit.fitter import Fitter
 from autolabel_ros.fit.init import init_object
@@ -85,7 +88,11 @@ class Autolabeler:
                  n=len(prompts))
         if masks is not None and len(masks) != len(prompts):
             raise ValueError(f'{len(masks)} masks given for {len(prompts)} prompts')
-        boxes = [clip_box(p, frame.width, frame.height) for p in prompts]
+        # prompts no model can use (outside the image, over the cap): rejected labels, reason logged
+        dropped = {d.index: d.reason for d in check_prompts(prompts, frame.width, frame.height,
+                                                            self.cfg.max_prompts, frame.frame_id)}
+        boxes = [None if i in dropped else clip_box(p, frame.width, frame.height)
+                 for i, p in enumerate(prompts)]
         ts = time.perf_counter()
         masks = self._masks(frame, prompts, boxes, masks)
         t['segment_s'] = time.perf_counter() - ts if prompts else 0.0
@@ -93,7 +100,8 @@ class Autolabeler:
         evidence = lift(frame, prompts, boxes, masks, self.cfg, self.sdf.mean_size,
                         self.initialiser) if prompts else None
         t['prep_s'] = time.perf_counter() - tp
-        labels = [unfitted_label(p, self.sdf.mean_size) for p in prompts]
+        labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
+                  for i, p in enumerate(prompts)]
         if evidence is not None and evidence.objects:
             fits, ft = self.fitter.fit(frame, evidence)
             t['prep_s'] += ft.prep_s
@@ -106,7 +114,9 @@ class Autolabeler:
             t['post_s'] = time.perf_counter() - tq
             t['per_instance_s'] = (t['fit_s'] + t['post_s']) / len(evidence.objects)
         t['total_s'] = time.perf_counter() - t0
-        return LabelResult(labels=labels, masks=masks, timings=t)
+        diagnostics = {'dropped_prompts': [{'index': i, 'id': int(prompts[i].id), 'reason': r}
+                                           for i, r in sorted(dropped.items())]}
+        return LabelResult(labels=labels, masks=masks, timings=t, diagnostics=diagnostics)
 
     def _masks(self, frame, prompts, boxes, given) -> list:
         """Per prompt the H x W bool mask (None where the clipped box is empty or SAM gave none)."""
@@ -135,4 +145,5 @@ def clip_box(p: Prompt, width: int, height: int) -> np.ndarray | None:
 def clipped_prompt(p: Prompt, box: np.ndarray) -> Prompt:
     if p.box is None:
         return p
-    return Prompt(id=p.id, box=box, points=p.points, point_labels=p.point_labels, cls=p.cls, score=p.score)
+    return Prompt(id=p.id, box=box, points=p.points, point_labels=p.point_labels, cls=p.cls, score=p.score,
+                  sources=p.sources)

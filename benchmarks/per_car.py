@@ -53,7 +53,7 @@ def car_errors(gt_dir: Path, pred_dir: Path, frames) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--dataset', default='kitti', choices=['kitti', 'sim64', 'sim32', 'sim16'])
+    ap.add_argument('--dataset', default='kitti', choices=['kitti', 'sim64', 'sim32', 'sim16', 'apollo64'])
     ap.add_argument('--frames', type=int, default=0, help='first N frames (0 = all)')
     ap.add_argument('--masks', default='sam', choices=['sam', 'gt'])
     ap.add_argument('--prompts', default='gt-boxes', choices=['gt-boxes', 'gt-points'])
@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument('--cars', action='store_true', help='print every car')
     ap.add_argument('--name', default='')
     a = ap.parse_args(argv)
-    data = run_all.KITTI if a.dataset == 'kitti' else run_all.sim_root(int(a.dataset[3:]))
+    data = {'kitti': run_all.KITTI, 'apollo64': run_all.apollo_root()}.get(a.dataset) \
+        or run_all.sim_root(int(a.dataset[3:]))
     from autolabel_ros.io.kitti import KittiObjectDataset
     frames = KittiObjectDataset(data).frame_ids
     frames = frames[:a.frames] if a.frames else frames

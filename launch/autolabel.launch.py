@@ -5,6 +5,8 @@
         cloud_topic:=/lidar/points detector:=ssd_mobilenet use_sim_time:=true rviz:=true
 
 detector:=none  -> no detector node; prompts come only from RViz "Publish Point" clicks.
+detector:=fused -> the SSD detector node (down to proposals.confirm_score) and a fitter that fuses its
+                   boxes with LiDAR object proposals (proposals.lidar on both nodes).
 detector:=external -> no detector node; the fitter synchronizes with detections_topic published
                       by another node (vision_msgs/Detection2DArray with the image's header).
 
@@ -16,9 +18,9 @@ for the fitter's outputs and is remapped onto cloud_topic).
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import (EnvironmentVariable, EqualsSubstitution, LaunchConfiguration,
-                                  NotEqualsSubstitution, NotSubstitution, OrSubstitution,
-                                  PathJoinSubstitution)
+from launch.substitutions import (EnvironmentVariable, EqualsSubstitution, IfElseSubstitution,
+                                  LaunchConfiguration, NotEqualsSubstitution, NotSubstitution,
+                                  OrSubstitution, PathJoinSubstitution)
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -35,7 +37,8 @@ ARGUMENTS = [
     ('detections_topic', '/autolabel/detections_2d', 'vision_msgs/Detection2DArray between detector and '
      'fitter'),
     ('detector', 'ssd_mobilenet', 'detector backend (ssd_mobilenet, fasterrcnn, retinanet, fcos, ...), '
-     'none (clicks only) or external (another node publishes detections_topic)'),
+     'fused (SSD + LiDAR proposals), none (clicks only) or external (another node publishes '
+     'detections_topic)'),
     ('use_sim_time', 'false', 'true when replaying a bag with `ros2 bag play --clock`'),
     ('autostart', 'true', 'configure and activate the lifecycle nodes at startup'),
     ('rviz', 'true', 'start RViz with config/autolabel.rviz'),
@@ -68,6 +71,9 @@ def generate_launch_description():
                                                               EqualsSubstitution(detector, 'external'))))
     sync_detections = ParameterValue(NotEqualsSubstitution(detector, 'none'), value_type=bool)
     log_level = ['--log-level', cfg('log_level')]
+    is_fused = EqualsSubstitution(detector, 'fused')
+    fused = ParameterValue(is_fused, value_type=bool)
+    backend = IfElseSubstitution(is_fused, 'ssd_mobilenet', detector)     # fused = SSD + LiDAR proposals
     # an explicit CYCLONEDDS_URI of the caller wins over the packaged one
     dds = SetEnvironmentVariable('CYCLONEDDS_URI', EnvironmentVariable('CYCLONEDDS_URI',
                                                                        default_value=cfg('dds_config')))
@@ -75,15 +81,15 @@ def generate_launch_description():
     detector_node = LifecycleNode(
         package=PACKAGE, executable='detector_node', name='autolabel_detector', namespace=cfg('namespace'),
         output='screen',
-        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'detector.backend': detector,
-                                         'autostart': autostart}],
+        parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'detector.backend': backend,
+                                         'proposals.lidar': fused, 'autostart': autostart}],
         remappings=[('image', cfg('image_topic')), ('detections', cfg('detections_topic'))],
         ros_arguments=log_level, condition=run_detector)
     fitter_node = LifecycleNode(
         package=PACKAGE, executable='fitter_node', name='autolabel_fitter', namespace=cfg('namespace'),
         output='screen',
         parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'sync_detections': sync_detections,
-                                         'autostart': autostart}],
+                                         'proposals.lidar': fused, 'autostart': autostart}],
         remappings=[('image', cfg('image_topic')), ('camera_info', cfg('camera_info_topic')),
                     ('points', cfg('cloud_topic')), ('detections', cfg('detections_topic'))],
         ros_arguments=log_level)

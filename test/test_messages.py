@@ -109,7 +109,7 @@ def test_image_8bit_encodings_with_step_padding(encoding, pad, bigendian):
 
 
 @pytest.mark.parametrize('encoding,bigendian,pad', [('mono16', False, 0), ('mono16', True, 2),
-                                                    ('16UC1', True, 6)])
+                                                    ('mono16', True, 6)])
 def test_image_16bit_mono_scaled_and_endianness(encoding, bigendian, pad):
     vals = np.array([[0, 1000, 4095], [2048, 4095, 10]], dtype=np.uint16)    # 12-bit sensor
     out = m.image_to_numpy(cdr(_raw_image(vals[:, :, None], encoding, pad, bigendian)))
@@ -119,6 +119,13 @@ def test_image_16bit_mono_scaled_and_endianness(encoding, bigendian, pad):
     small = np.array([[3, 200]], dtype=np.uint16)    # 8-bit data in a 16-bit container: unchanged
     out = m.image_to_numpy(_raw_image(small[:, :, None], encoding, 0, bigendian))
     np.testing.assert_array_equal(out[..., 1], small.astype(np.uint8))
+
+
+def test_depth_encodings_are_refused_as_camera_images():
+    vals = np.array([[0, 1000], [2048, 4095]], dtype=np.uint16)
+    for enc in ('16UC1', '32FC1'):
+        with pytest.raises(m.MessageError, match='depth image, not a camera image'):
+            m.image_to_numpy(_raw_image(vals[:, :, None], enc, 0, False))
 
 
 def test_image_reads_rclpy_style_array_and_bytes():

@@ -73,7 +73,7 @@ def test_prompts_outside_and_partly_outside_the_image(sim, labeler):
     assert [lab.id for lab in labs] == [1, 2]
     assert np.all(labs[0].box2d >= 0) and labs[0].box2d[2] <= W and labs[0].box2d[3] <= H
     assert np.linalg.norm(labs[0].center - g.center) < 0.5
-    assert not labs[1].accepted and labs[1].reasons == ['empty_box']
+    assert not labs[1].accepted and labs[1].reasons == ['outside_image']
 
 
 def test_batch_equals_one_at_a_time(sim, labelled, labeler):

@@ -98,10 +98,17 @@ def test_boxes_give_the_true_shapes(sam, scene):
 
 def test_three_clicks_and_embedding_reuse(sam, scene):
     img, gts = scene
+    # a new image (a copy: same pixels, another array) is embedded once, then reused; the test does
+    # not depend on what other tests segmented before it
+    img = img.copy()
+    img[0, 0] = (img[0, 0].astype(int) + 1) % 256
+    first, _ = sam.segment(img, [Prompt(id=0, box=_bbox(gts[0]))])
+    assert not sam.timings['embedding_reused']
     masks, _ = sam.segment(img, [Prompt(id=i, points=_clicks(g, 3, i)) for i, g in enumerate(gts)])
     assert sam.timings['embedding_reused']
     for m, g in zip(masks, gts):
         assert _iou(m, g) >= 0.8, _iou(m, g)
+    assert _iou(first[0], masks[0]) > 0.8
 
 
 def test_mixed_batch_keeps_order_and_padding_is_neutral(sam, scene):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import pytest
+import trimesh
 
 from autolabel_ros.core.geometry import points_in_box, projected_box2d, rot_z
 from autolabel_ros.io.kitti import KittiObjectDataset, kitti_to_label3d
@@ -235,6 +236,42 @@ def test_same_seed_gives_byte_identical_outputs(tmp_path):
     other = Simulator(12, camera=Camera.kitti(0.2), lidar=Lidar(beams=16)).frame(0)
     assert not np.array_equal(other.frame.image, simulate_drive(1, seed=11, camera=Camera.kitti(0.2),
                                                                 lidar=Lidar(beams=16)).__next__().frame.image)
+
+
+def test_provided_car_meshes_replace_the_procedural_cars_and_set_the_gt_box():
+    # an off-centre, non-procedural mesh: a long box with a cabin box on top (4.9 x 1.95 x 1.6 m)
+    body = trimesh.creation.box(extents=[4.9, 1.95, 0.9])
+    cabin = trimesh.creation.box(extents=[2.2, 1.6, 0.7])
+    cabin.apply_translation([-0.4, 0.0, 0.8])
+    mesh = trimesh.util.concatenate([body, cabin])
+    mesh.apply_translation([3.0, -1.0, 7.0])            # the source need not centre it
+    mesh.metadata['body_type'] = 'test-box'
+    asked = []
+
+    def source(k):
+        asked.append(k)
+        return mesh
+
+    sim = Simulator(5, camera=Camera.kitti(SCALE), n_cars=5, clutter=False, car_source=source)
+    assert [c.id for c in sim.scene.cars] == [k + 1 for k in sorted(set(asked))]
+    assert np.allclose(mesh.bounds[0], [0.55, -1.975, 6.55])    # the caller's mesh is left as it was
+    sf = sim.frame(0)
+    assert len(sf.gt) >= 2
+    for lab in sf.gt:
+        np.testing.assert_allclose(lab.size, [4.9, 1.95, 1.6], atol=1e-9)     # the tight box of the mesh
+        assert lab.metrics['body_type'] == 'test-box'
+        # the posed mesh fills its box exactly: every vertex inside, each face of the box touched
+        local = (lab.mesh.vertices - lab.center) @ rot_z(lab.yaw)
+        np.testing.assert_allclose(local.min(axis=0), -lab.size / 2, atol=1e-6)
+        np.testing.assert_allclose(local.max(axis=0), lab.size / 2, atol=1e-6)
+        # on the ground: the box bottom at the road height under its centre
+        g = sim.scene.ground
+        ego = sim.scene.ego_position(0.0)
+        w = lab.center + ego
+        assert w[2] - lab.size[2] / 2 == pytest.approx(float(g.height(w[0], w[1])), abs=1e-9)
+    # the scan sees the provided cars
+    sel = sf.point_instance > 0
+    assert sel.sum() > 100
 
 
 def test_lidar_models_and_bad_input():

@@ -1,7 +1,7 @@
 """``autolabel-bag``: autolabel a recorded drive offline (no ROS install needed).
 
     autolabel-bag INPUT --out OUTDIR [--config YAML] [--image-topic T] [--info-topic T] [--cloud-topic T]
-                  [--prompts detector|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
+                  [--prompts detector|fused|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
                   [--no-resume] [--no-copy-sensors] [--calib FILE] [--storage mcap|sqlite3]
     autolabel-bag import-kitti-raw DRIVE --out BAG [--storage mcap|sqlite3] [--rate HZ] [--start-time SEC]
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_NOTHING_LABELLED = 1   # the run finished but not one frame could be labelled
+EXIT_USAGE = 2              # bad input, option, config or output folder; disk full (one line)
+EXIT_INTERRUPTED = 130      # Ctrl-C: finished frames are kept, the same command resumes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,18 +27,23 @@ def _parser() -> argparse.ArgumentParser:
                                        '(see --help there).')
     p.add_argument('input', help='rosbag2 folder, ROS 1 .bag, KITTI raw drive or KITTI object folder')
     p.add_argument('--out', required=True,
-                   help='output folder (created; results of a previous run are resumed)')
+                   help='output folder (created; results of a previous run are resumed). A non-empty '
+                        'folder this tool did not write is refused unless --overwrite')
+    p.add_argument('--overwrite', action='store_true',
+                   help='write into a non-empty folder the tool did not write (only its own files are '
+                        'replaced, nothing else is deleted)')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     p.add_argument('--image-topic', help='camera topic (default: the only Image/CompressedImage topic)')
     p.add_argument('--info-topic', help='camera_info topic (default: the only CameraInfo topic)')
     p.add_argument('--cloud-topic', help='LiDAR topic (default: the only PointCloud2 topic)')
     p.add_argument('--prompts', default='detector',
-                   help="'detector' (2D detector of the config), 'topic:NAME' (a "
+                   help="'detector' (2D detector of the config), 'fused' (its boxes fused with "
+                        "LiDAR object proposals, config section proposals), 'topic:NAME' (a "
                         "vision_msgs/Detection2DArray topic of the bag, matched by stamp) or 'gt' "
                         "(label_2 boxes of a KITTI object folder)")
     p.add_argument('--start', type=float, help='first frame, seconds after the first frame of the input')
     p.add_argument('--end', type=float, help='last frame, seconds after the first frame of the input')
-    p.add_argument('--max-frames', type=int, help='label at most this many frames of the window')
+    p.add_argument('--max-frames', type=int, help='label at most this many frames of the window (>= 1)')
     p.add_argument('--workers', type=int, default=1, help='local worker processes, or Ray actors with --ray')
     p.add_argument('--threads', type=int,
                    help='OpenCV threads per worker (the SSD detector; default: cpus / workers; 1 per Ray '
@@ -54,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'), help='label bag storage plugin')
     p.add_argument('--tolerance', type=float, default=0.05,
                    help='camera/LiDAR stamp pairing tolerance, seconds')
+    p.add_argument('--prompt-chunk', type=int, default=32,
+                   help='prompts fitted together; frames with more are labelled in chunks of this size '
+                        '(bounds memory, logs progress); the config key max_prompts caps them per frame')
     p.add_argument('--rectified', action='store_true',
                    help='the image topic is rectified (image_rect): project with camera_info P and ignore d')
     p.add_argument('--no-undistort', action='store_true',
@@ -83,7 +93,9 @@ def _errors():
     from autolabel_ros.io.bags import BagError
     from autolabel_ros.io.kitti import KittiFormatError
 
-    errs = [BagError, ConfigError, KittiFormatError, FileNotFoundError]
+    from autolabel_ros.io.outdir import OutputDirError
+
+    errs = [BagError, ConfigError, KittiFormatError, OutputDirError, FileNotFoundError]
     for mod, name in (('autolabel_ros.core.device', 'DeviceError'), ('autolabel_ros.io.messages',
                                                                      'MessageError'),
                       ('autolabel_ros.detect', 'DetectorUnavailable'), ('autolabel_ros.segment',
@@ -99,16 +111,29 @@ def _import_main(argv) -> int:
     from autolabel_ros.io.kitti import read_calib
     from autolabel_ros.io.kitti_raw import import_kitti_raw
 
+    from autolabel_ros.io.outdir import check_new_path
+
     a = _import_parser().parse_args(argv)
+    created = False
     try:
-        if Path(a.out).exists():
-            raise FileExistsError(f'{a.out} exists; choose a new folder for the bag')
+        if not a.rate > 0:
+            raise ValueError(f'--rate {a.rate}: must be a positive frame rate in Hz')
+        check_new_path(a.out)
+        created = True     # from here on the folder at --out is this run's (it did not exist)
         res = import_kitti_raw(a.drive, a.out, storage=a.storage,
                                calib=read_calib(a.calib) if a.calib else None,
                                rate_hz=a.rate,
                                start_ns=None if a.start_time is None else int(a.start_time * 1e9))
-    except (FileExistsError, *_errors()) as e:
+    except (ValueError, *_errors()) as e:
+        if created:
+            _remove_partial_bag(a.out)
         print(f'autolabel-bag import-kitti-raw: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        if created:
+            _remove_partial_bag(a.out)
+        print(f'autolabel-bag import-kitti-raw: error: writing {a.out}: {_os_reason(e)}; the partial bag '
+              f'was removed', file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {res['frames']} frames to {res['out']} ({res['storage']})")
     return 0
@@ -118,39 +143,102 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == 'import-kitti-raw':
         return _import_main(argv[1:])
+    try:
+        return _label_main(argv)
+    except KeyboardInterrupt:    # Ctrl-C outside the labelling (while the libraries load, ...)
+        print('autolabel-bag: interrupted; run the same command again to resume', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        # some extensions turn a Ctrl-C during their import into another error (open3d: ImportError
+        # 'initialization failed', raised from the KeyboardInterrupt)
+        if not _caused_by_interrupt(e):
+            raise
+        print(f'autolabel-bag: interrupted; finished frames are kept in {_frames_dir(argv)}, run the same '
+              f'command again to resume', file=sys.stderr)
+        # the half-initialised extension can fail the interpreter's shutdown (seen: exit 1), so the
+        # process ends here; only a real Ctrl-C gets here, never a call from a test
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _frames_dir(argv) -> Path:
+    out = argv[argv.index('--out') + 1] if '--out' in argv[:-1] else '.'
+    return Path(out) / '.frames'
+
+
+def _label_main(argv) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     from autolabel_ros.offline.job import BagJob, run_job
 
-    if a.workers < 1:
-        print('autolabel-bag: error: --workers must be >= 1', file=sys.stderr)
-        return EXIT_USAGE
     job = BagJob(input=a.input, out=a.out, config=a.config, image_topic=a.image_topic,
                  info_topic=a.info_topic, cloud_topic=a.cloud_topic, prompts=a.prompts, start=a.start,
                  end=a.end, max_frames=a.max_frames, workers=a.workers, threads=a.threads, ray=a.ray,
                  resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet,
-                 rectified=a.rectified, undistort=not a.no_undistort)
+                 rectified=a.rectified, undistort=not a.no_undistort, overwrite=a.overwrite,
+                 prompt_chunk=a.prompt_chunk)
+    frames_dir = Path(a.out) / '.frames'
     try:
         summary = run_job(job)
     except KeyboardInterrupt:
-        print(f'autolabel-bag: interrupted; finished frames are kept in {Path(a.out) / ".frames"}, '
-              f'run the same command again to resume', file=sys.stderr)
+        print(f'autolabel-bag: interrupted; finished frames are kept in {frames_dir} (frames in flight '
+              f'are redone), run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except _errors() as e:
         from autolabel_ros.config import ConfigError
         kind = 'config error' if isinstance(e, ConfigError) else 'error'
         print(f'autolabel-bag: {kind}: {e}', file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:   # disk full, file system gone read-only, ... while writing
+        n = len(list(frames_dir.glob('[0-9]*.json'))) if frames_dir.is_dir() else 0
+        print(f'autolabel-bag: error: writing {a.out}: {_os_reason(e)}; {n} finished frames are kept in '
+              f'{frames_dir}, run the same command again to resume', file=sys.stderr)
+        return EXIT_USAGE
     fr, ob = summary['frames'], summary['objects']
     print(f"{fr['labelled']}/{fr['selected']} frames labelled ({fr['failed']} failed), "
-          f"{ob['accepted']} labels accepted, {ob['rejected']} rejected")
+          f"{ob['accepted']} labels accepted, {ob['rejected']} rejected"
+          + (f", {sum(ob['dropped_prompts'].values())} prompts dropped" if ob.get('dropped_prompts') else ''))
+    if ob.get('prompts_by_source'):
+        print('prompts by source: ' + ', '.join(f'{k} {v}' for k, v in ob['prompts_by_source'].items())
+              + '; accepted labels by source: '
+              + (', '.join(f'{k} {v}' for k, v in ob['accepted_by_source'].items()) or 'none'))
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')
-    print(f"outputs in {a.out}: labels.bag, kitti/, openlabel.json, meshes/, report/summary.json")
+    names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json')
+             if (Path(a.out) / n.rstrip('/')).exists()]
+    print(f"outputs in {a.out}: {', '.join(names)}")
+    if fr['labelled'] == 0:
+        failed = fr.get('failed_frames') or [{}]
+        first = f"frame {failed[0]['frame']}: {failed[0]['error']}" if failed[0] else 'see the log'
+        print(f"autolabel-bag: error: 0 of {fr['selected']} frames could be labelled (first: {first}); all "
+              f"errors in {Path(a.out) / 'report' / 'summary.json'}", file=sys.stderr)
+        return EXIT_NOTHING_LABELLED
     return 0
+
+
+def _os_reason(e: OSError) -> str:
+    return f'{e.strerror or e}' + (f' ({e.filename})' if getattr(e, 'filename', None) else '')
+
+
+def _remove_partial_bag(path) -> None:
+    """Only called for a folder this run created: a half-written bag is no use to anyone."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == '__main__':

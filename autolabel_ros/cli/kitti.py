@@ -13,12 +13,36 @@ import json
 import sys
 from pathlib import Path
 
+TOOL = 'autolabel-kitti'
+
+
+def preflight(data, frames=None) -> list[str]:
+    """The frame ids to label, after reading every calibration and label file (cheap, and a bad one
+    fails here, naming the file and line, rather than after the models have loaded)."""
+    from autolabel_ros.io.kitti import KittiObjectDataset
+
+    ds = KittiObjectDataset(data)
+    fids = ds.frame_ids if not frames else [f.strip() for f in frames if f.strip()]
+    missing = [f for f in fids if f not in ds.frame_ids]
+    if missing:
+        raise FileNotFoundError(f'{ds.root}: frames not found: {", ".join(missing[:5])}')
+    for fid in fids:
+        ds.calib(fid)
+        if (ds.root / 'label_2').is_dir():
+            ds.labels(fid)
+    return fids
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-kitti', description=__doc__.split(':', 1)[-1].strip())
     p.add_argument('--data', required=True,
                    help='KITTI object split folder (image_2, velodyne, calib, label_2)')
-    p.add_argument('--out', required=True, help='output folder for the predicted label_2 files')
+    p.add_argument('--out', required=True,
+                   help='output folder for the predicted label_2 files; a non-empty folder this tool did '
+                        'not write is refused unless --overwrite')
+    p.add_argument('--overwrite', action='store_true',
+                   help='write into a non-empty folder the tool did not write (only <frame>.txt files '
+                        'of the frames labelled are replaced)')
     p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'))
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')
@@ -41,19 +65,29 @@ def main(argv=None) -> int:
         from autolabel_ros.segment import SegmenterUnavailable
     except ImportError:          # pragma: no cover
         SegmenterUnavailable = RuntimeError
+    from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir, record_files
     try:
         cfg = load_config(args.config)
         if args.prior:
             cfg.prior = args.prior
         frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
+        # the inputs and the output folder are checked before the models load (tens of seconds)
+        fids = preflight(args.data, frames)
+        prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
         set_torch_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
+        record_files(args.out, TOOL, [f'{fid}.txt' for fid in fids])
     except ConfigError as e:
         print(f'autolabel-kitti: config error: {e}', file=sys.stderr)
         return 2
-    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable,
+    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable, OutputDirError,
             FileNotFoundError, ValueError) as e:
         print(f'autolabel-kitti: error: {e}', file=sys.stderr)
+        return 2
+    except OSError as e:   # disk full, read-only file system while writing
+        print(f'autolabel-kitti: error: writing {args.out}: {e.strerror or e}'
+              + (f' ({e.filename})' if e.filename else '') + '; the label files written so far are kept',
+              file=sys.stderr)
         return 2
     if args.stats:
         Path(args.stats).parent.mkdir(parents=True, exist_ok=True)

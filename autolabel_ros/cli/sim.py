@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     p.add_argument('--scale', type=float, default=1.0,
                    help='camera resolution scale of the 1242x375 KITTI camera (default 1)')
     p.add_argument('--no-bag', action='store_true', help='write only the KITTI folder')
+    p.add_argument('--overwrite', action='store_true',
+                   help='write into a non-empty folder this tool did not write')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
     if args.frames < 1:
@@ -37,6 +39,7 @@ def main(argv=None) -> int:
 
     from autolabel_ros.sim.drive import simulate_drive
     from autolabel_ros.sim.sensors import Camera, Lidar
+    from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir
     from autolabel_ros.sim.writers import BagWriter, write_kitti
 
     out = Path(args.out)
@@ -44,6 +47,11 @@ def main(argv=None) -> int:
     bag_path = out / 'bag'
     if bag_path.exists() and not args.no_bag:
         print(f'autolabel-sim: error: {bag_path} exists; choose an empty --out', file=sys.stderr)
+        return 2
+    try:
+        prepare_output_dir(out, 'autolabel-sim', overwrite=args.overwrite)
+    except OutputDirError as e:
+        print(f'autolabel-sim: error: {e}', file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     totals: dict = {}

@@ -42,6 +42,20 @@ class SensorFrame:
             raise ValueError(f'frame {self.frame_id!r}: points must be Nx3 or Nx4, got {pts.shape}')
         self.points = pts
         self.T_cam_lidar = np.asarray(self.T_cam_lidar, dtype=np.float64).reshape(4, 4)
+        self._check_calibration()
+
+    def _check_calibration(self):
+        """Intrinsics that cannot belong to this image give 0 labels without a word: refuse them."""
+        K, who = self.K, f'frame {self.frame_id!r}'
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(f'{who}: intrinsics K without a positive focal length: {K.tolist()}')
+        if not np.all(np.isfinite(self.T_cam_lidar)):
+            raise ValueError(f'{who}: LiDAR -> camera transform has non-finite values')
+        cx, cy = K[0, 2], K[1, 2]
+        if not (0 <= cx <= self.width and 0 <= cy <= self.height):
+            raise ValueError(f'{who}: image {self.width}x{self.height} does not match the calibration '
+                             f'(principal point ({cx:.1f}, {cy:.1f}) lies outside it): wrong calibration '
+                             f'or a resized image')
 
     @property
     def width(self) -> int:
@@ -72,8 +86,10 @@ class Prompt:
     point_labels: Optional[np.ndarray] = None   # K, 1 = on the object, 0 = background
     cls: str = 'Car'
     score: float = 1.0
+    sources: tuple = ()       # who proposed it: 'detector', 'lidar', 'topic', 'click', 'gt'; () = not said
 
     def __post_init__(self):
+        self.sources = tuple(str(s) for s in (self.sources or ()))
         if self.box is None and self.points is None:
             raise ValueError(f'prompt {self.id}: needs a box or points')
         if self.box is not None:
@@ -126,11 +142,13 @@ class Label3D:
     # KITTI ground-truth extras (only set by readers of labelled data)
     truncation: float = 0.0
     occlusion: int = 0
+    sources: tuple = ()                          # the prompt's sources (see Prompt.sources)
 
     def __post_init__(self):
         self.center = np.asarray(self.center, dtype=np.float64).reshape(3)
         self.size = np.asarray(self.size, dtype=np.float64).reshape(3)
         self.yaw = float(wrap_angle(self.yaw))
+        self.sources = tuple(str(s) for s in (self.sources or ()))
         if self.box2d is not None:
             self.box2d = np.asarray(self.box2d, dtype=np.float64).reshape(4)
 

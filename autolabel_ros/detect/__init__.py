@@ -42,7 +42,8 @@ def make_detector(cfg, device='auto') -> Detector:
             raise DetectorUnavailable(f'detector.weights {weights!r}: for ssd_mobilenet give '
                                       f'"GRAPH.pb,TEXT_GRAPH.pbtxt" or leave it empty')
         return SsdMobilenetDetector(graph=files[0] if files else None,
-                                    text_graph=files[1] if files else None, **common)
+                                    text_graph=files[1] if files else None,
+                                    tiles=int(getattr(cfg, 'tiles', 0) or 0), **common)
     from autolabel_ros.detect.tv import ARCHITECTURES, TorchvisionDetector
 
     if backend not in ARCHITECTURES:

@@ -78,7 +78,8 @@ def to_prompts(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, width:
     ok = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
     boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
     order = np.argsort(-scores, kind='stable')[:max(0, int(max_detections))]
-    return [Prompt(id=i, box=boxes[j], cls=COCO_CLASSES[int(labels[j])][1], score=float(scores[j]))
+    return [Prompt(id=i, box=boxes[j], cls=COCO_CLASSES[int(labels[j])][1], score=float(scores[j]),
+                   sources=('detector',))
             for i, j in enumerate(order)]
 
 

@@ -37,7 +37,8 @@ def find_ssd_files() -> Optional[tuple[Path, Path]]:
 
 class SsdMobilenetDetector(Detector):
     def __init__(self, score_threshold: float = 0.4, classes: Optional[Iterable[str]] = None,
-                 max_detections: int = 50, graph: Optional[str] = None, text_graph: Optional[str] = None):
+                 max_detections: int = 50, graph: Optional[str] = None, text_graph: Optional[str] = None,
+                 tiles: int = 0, nms_iou: float = 0.5):
         import cv2
 
         if graph or text_graph:
@@ -55,6 +56,8 @@ class SsdMobilenetDetector(Detector):
         self.class_ids = resolve_classes(classes)
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
+        self.tiles = int(tiles)
+        self.nms_iou = float(nms_iou)
         t0 = time.perf_counter()
         try:
             self.net = cv2.dnn.readNetFromTensorflow(str(pb), str(pbtxt))
@@ -63,18 +66,67 @@ class SsdMobilenetDetector(Detector):
                                       f'{exc}') from exc
         self.timings = {'load_s': time.perf_counter() - t0}
 
-    def detect(self, image: np.ndarray):
+    def _forward(self, images: list) -> list[np.ndarray]:
+        """Raw detections per image: rows (class id, score, x1, y1, x2, y2), box in 0..1."""
         import cv2
 
+        # the graph normalizes internally (Preprocessor/mul, sub) and expects RGB, as given
+        blob = cv2.dnn.blobFromImages(images, scalefactor=1.0, size=(INPUT_SIZE, INPUT_SIZE), swapRB=False,
+                                      crop=False)
+        self.net.setInput(blob)
+        out = self.net.forward().reshape(-1, 7)     # rows: image index, class id, score, x1, y1, x2, y2
+        return [out[out[:, 0] == k, 1:] for k in range(len(images))]
+
+    def detect(self, image: np.ndarray):
         image = np.ascontiguousarray(check_image(image))
         h, w = image.shape[:2]
         t0 = time.perf_counter()
-        # the graph normalizes internally (Preprocessor/mul, sub) and expects RGB, as given
-        blob = cv2.dnn.blobFromImage(image, scalefactor=1.0, size=(INPUT_SIZE, INPUT_SIZE), swapRB=False,
-                                     crop=False)
-        self.net.setInput(blob)
-        out = self.net.forward().reshape(-1, 7)     # rows: batch, class id, score, x1, y1, x2, y2 (0..1)
+        windows = [(0, 0, w, h)] + tile_windows(w, h, self.tiles)
+        outs = self._forward([np.ascontiguousarray(image[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows])
+        boxes = np.concatenate([o[:, 2:6] * [x1 - x0, y1 - y0, x1 - x0, y1 - y0] + [x0, y0, x0, y0]
+                                for (x0, y0, x1, y1), o in zip(windows, outs)])
+        scores = np.concatenate([o[:, 1] for o in outs])
+        labels = np.concatenate([o[:, 0] for o in outs])
+        if len(windows) > 1:
+            which = np.concatenate([np.full(len(o), k) for k, o in enumerate(outs)])
+            cut = cut_by_tile(boxes, which, windows, w)
+            boxes, scores, labels = nms(boxes[~cut], scores[~cut], labels[~cut], self.nms_iou)
         self.timings['detect_s'] = time.perf_counter() - t0
-        boxes = out[:, 3:7] * np.array([w, h, w, h], dtype=np.float64)
-        return to_prompts(boxes, out[:, 2], out[:, 1], w, h, self.class_ids, self.score_threshold,
+        return to_prompts(boxes, scores, labels, w, h, self.class_ids, self.score_threshold,
                           self.max_detections)
+
+
+def tile_windows(width: int, height: int, n: int) -> list[tuple[int, int, int, int]]:
+    """``n`` square windows of the image height side by side across the width, evenly overlapping:
+    a wide image squeezed into the 300 x 300 input loses its small, distant cars, a square tile is
+    not squeezed. Empty for n = 0 or an image not wider than high."""
+    if n <= 0 or width <= height:
+        return []
+    xs = np.linspace(0, width - height, n).round().astype(int) if n > 1 else [(width - height) // 2]
+    return [(int(x), 0, int(x) + height, height) for x in xs]
+
+
+def cut_by_tile(boxes: np.ndarray, which: np.ndarray, windows, width: int, tol: float = 2.0) -> np.ndarray:
+    """Tile detections touching their tile's left or right side inside the image: the object goes on
+    in the next tile, whose (or the whole image's) box of it is the one to keep."""
+    cut = np.zeros(len(boxes), bool)
+    for k, (x0, _, x1, _) in enumerate(windows):
+        if k == 0:
+            continue
+        sel = which == k
+        cut[sel] = ((boxes[sel, 0] <= x0 + tol) & (x0 > 0)) | ((boxes[sel, 2] >= x1 - tol) & (x1 < width))
+    return cut
+
+
+def nms(boxes, scores, labels, iou: float):
+    """Class-wise non-maximum suppression (OpenCV) of the detections of the whole image and its tiles."""
+    import cv2
+
+    keep = []
+    for c in np.unique(labels):
+        sel = np.flatnonzero(labels == c)
+        rects = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes[sel]]
+        k = np.asarray(cv2.dnn.NMSBoxes(rects, scores[sel].astype(float).tolist(), 0.0, iou), int).reshape(-1)
+        keep.append(sel[k])
+    keep = np.concatenate(keep) if keep else np.zeros(0, int)
+    return boxes[keep], scores[keep], labels[keep]

@@ -65,10 +65,12 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
                                  for a in (f.alternatives or [f])])
     return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
                    latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d, accepted=not reasons,
-                   reasons=reasons, metrics=metrics)
+                   reasons=reasons, metrics=metrics, sources=prompt.sources)
 
 
-def unfitted_label(prompt, mean_size: np.ndarray) -> Label3D:
-    """A prompt whose box is empty after clipping to the image: rejected, centre not finite (writers skip)."""
+def unfitted_label(prompt, mean_size: np.ndarray, reason: str = 'empty_box') -> Label3D:
+    """A prompt that was not fitted (its box empty after clipping, or dropped with ``reason`` by the
+    prompt checks, core/prompts.py): rejected, centre not finite (writers skip)."""
     return Label3D(center=np.full(3, np.nan), size=mean_size, yaw=0.0, cls=prompt.cls, score=0.0,
-                   id=prompt.id, box2d=prompt.bounding_box(), accepted=False, reasons=['empty_box'])
+                   id=prompt.id, box2d=prompt.bounding_box(), accepted=False, reasons=[reason],
+                   sources=prompt.sources)

@@ -372,7 +372,7 @@ class BagSource:
         best = min((j for j in (k - 1, k) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp_ns))
         if abs(stamps[best] - stamp_ns) > self.tolerance_ns:
             return None
-        return list(self._prompts[best][1])
+        return self._prompts[best][1].copy()     # a PromptList: keeps the boxes it dropped
 
     # -- pass 2 -------------------------------------------------------------------------------
     def _build_frame(self, ref: FrameRef, img_msg, cloud_msg) -> SensorFrame:

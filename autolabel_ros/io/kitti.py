@@ -12,6 +12,7 @@ missing files, so callers need to catch one type.
 """
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,12 @@ import numpy as np
 
 from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_box_to_kitti,
                                          projected_box2d)
+from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem, warn_dropped
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
+from autolabel_ros.io.outdir import write_text_atomic
+
+
+log = logging.getLogger(__name__)
 
 
 class KittiFormatError(ValueError):
@@ -108,11 +114,27 @@ def read_calib(path) -> KittiCalib:
             if nums.size != shape[0] * shape[1]:
                 raise KittiFormatError(f'{path}:{lineno}: {key} needs {shape[0] * shape[1]} numbers, '
                                        f'got {nums.size}')
+            if not np.all(np.isfinite(nums)):
+                raise KittiFormatError(f'{path}:{lineno}: {key} has non-finite values (NaN or inf)')
             values[key] = nums.reshape(shape)
     for key in _REQUIRED_CALIB:
         if key not in values:
             raise KittiFormatError(f'{path}: calibration key {key!r} missing')
+    check_calib(values, str(path))
     return KittiCalib(**values)
+
+
+def check_calib(values: dict, where: str) -> None:
+    """The matrices the pipeline inverts or projects with must be usable: P2 with a focal length
+    and an invertible left 3x3, R0_rect and the rotation of Tr_velo_to_cam invertible."""
+    P2 = np.asarray(values['P2'], dtype=np.float64).reshape(3, 4)
+    if P2[0, 0] <= 0 or P2[1, 1] <= 0 or abs(np.linalg.det(P2[:, :3])) < 1e-9:
+        raise KittiFormatError(f'{where}: P2 is not a camera projection (fx={P2[0, 0]:g}, fy={P2[1, 1]:g}, '
+                               f'left 3x3 singular or focal length not positive)')
+    for key, M in (('R0_rect', values['R0_rect']), ('Tr_velo_to_cam', values['Tr_velo_to_cam'])):
+        R = np.asarray(M, dtype=np.float64)[:3, :3]
+        if abs(np.linalg.det(R)) < 1e-6:
+            raise KittiFormatError(f'{where}: {key} rotation is singular (det {np.linalg.det(R):.3g})')
 
 
 def write_calib(path, calib: KittiCalib) -> None:
@@ -126,7 +148,7 @@ def write_calib(path, calib: KittiCalib) -> None:
         lines.append(f'{key}: ' + ' '.join(f'{v:.12e}' for v in np.asarray(val).ravel()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('\n'.join(lines) + '\n')
+    write_text_atomic(path, '\n'.join(lines) + '\n')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,6 +200,8 @@ def read_label_file(path) -> list[KittiObject]:
             v = [float(c) for c in cols[1:]]
         except ValueError:
             raise KittiFormatError(f'{path}:{lineno}: non-numeric column in {line.strip()[:80]!r}') from None
+        if not np.all(np.isfinite(v)):
+            raise KittiFormatError(f'{path}:{lineno}: NaN or inf in {line.strip()[:80]!r}')
         objs.append(KittiObject(type=cols[0], truncated=v[0], occluded=int(round(v[1])), alpha=v[2],
                                 bbox=v[3:7], hwl=v[7:10], location=v[10:13], ry=v[13],
                                 score=v[14] if len(v) == 15 else None))
@@ -197,7 +221,7 @@ def write_label_file(path, objs: Sequence[KittiObject]) -> None:
     """Write label_2 lines; a 16th score column for objects whose score is not None."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(_label_line(o) + '\n' for o in objs))
+    write_text_atomic(path, ''.join(_label_line(o) + '\n' for o in objs))
 
 
 def label3d_to_kitti(label: Label3D, calib: KittiCalib, width=None, height=None) -> KittiObject:
@@ -223,7 +247,8 @@ def kitti_to_label3d(obj: KittiObject, calib: KittiCalib, id: int = 0) -> Label3
 # sensor data
 
 def read_velodyne(path) -> np.ndarray:
-    """N x 4 float32 (x, y, z, reflectance) in the LiDAR frame."""
+    """N x 4 float32 (x, y, z, reflectance) in the LiDAR frame; points with a non-finite coordinate
+    are dropped (as the bag reader does: a driver's marker for "no return", not a point)."""
     path = Path(path)
     if not path.is_file():
         raise KittiFormatError(f'{path}: velodyne file not found')
@@ -231,7 +256,9 @@ def read_velodyne(path) -> np.ndarray:
     if size % 16:
         raise KittiFormatError(f'{path}: size {size} bytes is not a multiple of 16 '
                                '(4 float32 per point); truncated or not a KITTI scan')
-    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    finite = np.isfinite(pts).all(axis=1)
+    return pts if finite.all() else pts[finite]
 
 
 def read_image(path) -> np.ndarray:
@@ -303,12 +330,18 @@ class KittiObjectDataset:
 
     def load_frame(self, fid: str) -> SensorFrame:
         calib = self.calib(fid)
-        return SensorFrame(image=read_image(self.root / 'image_2' / f'{fid}.png'), K=calib.K,
-                           points=read_velodyne(self.root / 'velodyne' / f'{fid}.bin'),
-                           T_cam_lidar=calib.T_cam_lidar, frame_id=fid)
+        image_path = self.root / 'image_2' / f'{fid}.png'
+        image = read_image(image_path)
+        try:
+            return SensorFrame(image=image, K=calib.K,
+                               points=read_velodyne(self.root / 'velodyne' / f'{fid}.bin'),
+                               T_cam_lidar=calib.T_cam_lidar, frame_id=fid)
+        except ValueError as e:   # e.g. an image that does not match its calibration
+            raise KittiFormatError(f'{image_path}: {e}') from None
 
-    def prompts(self, fid: str, mode: str = 'gt-boxes', classes=('Car',), seed: int = 0) -> list[Prompt]:
-        """Prompts from the ground truth; ``Prompt.id`` is the object's line index in label_2.
+    def prompts(self, fid: str, mode: str = 'gt-boxes', classes=('Car',), seed: int = 0) -> PromptList:
+        """Prompts from the ground truth; ``Prompt.id`` is the object's line index in label_2. Boxes
+        that are inverted or of zero area are in the list's ``dropped`` (core/prompts.py).
 
         ``gt-boxes``: the 2D box. ``gt-points``: 3 positive clicks drawn uniformly from the central
         half (in x and y) of the 2D box, so that they land on the car rather than on the background
@@ -317,17 +350,22 @@ class KittiObjectDataset:
         if mode not in ('gt-boxes', 'gt-points'):
             raise ValueError(f"prompt mode must be 'gt-boxes' or 'gt-points', got {mode!r}")
         rng = np.random.default_rng([seed, zlib.crc32(str(fid).encode())])
-        out = []
+        out = PromptList()
         for i, o in enumerate(self.labels(fid)):
             if o.type not in classes:
                 continue
             x1, y1, x2, y2 = o.bbox
-            if not (x2 > x1 and y2 > y1):
+            reason = box_problem(o.bbox)
+            if reason is not None:
+                out.dropped.append(DroppedPrompt(len(out) + len(out.dropped), i, reason,
+                                                 tuple(float(v) for v in o.bbox)))
                 continue
             if mode == 'gt-boxes':
-                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type))
+                out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type, sources=('gt',)))
             else:
                 cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
                 pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
-                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type))
+                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type,
+                                  sources=('gt',)))
+        warn_dropped(log, str(self.root / 'label_2' / f'{fid}.txt'), out.dropped, len(out) + len(out.dropped))
         return out

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from autolabel_ros.core.geometry import BOX_EDGES, box_corners
+from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem
 from autolabel_ros.core.types import Label3D, Prompt
 
 
@@ -208,8 +209,11 @@ _IMAGE_ENCODINGS = {
     'rgb8': (np.uint8, 3, 'rgb'), 'bgr8': (np.uint8, 3, 'bgr'), '8uc3': (np.uint8, 3, 'bgr'),
     'rgba8': (np.uint8, 4, 'rgba'), 'bgra8': (np.uint8, 4, 'bgra'), '8uc4': (np.uint8, 4, 'bgra'),
     'mono8': (np.uint8, 1, 'mono'), '8uc1': (np.uint8, 1, 'mono'),
-    'mono16': (np.uint16, 1, 'mono'), '16uc1': (np.uint16, 1, 'mono'),
+    'mono16': (np.uint16, 1, 'mono'),
 }
+# single-channel 16-bit and float encodings are what depth cameras publish: labelling one as a grey
+# image gives confident nonsense, so it is refused (mono16 is the grey camera encoding)
+_DEPTH_ENCODINGS = ('16uc1', '32fc1')
 SUPPORTED_IMAGE_ENCODINGS = tuple(sorted(_IMAGE_ENCODINGS))
 
 
@@ -221,6 +225,9 @@ def image_to_numpy(msg) -> np.ndarray:
     exceeds 255 (10/12/16-bit sensors all map to the full 8-bit range).
     """
     enc = str(msg.encoding).strip().lower()
+    if enc in _DEPTH_ENCODINGS:
+        raise MessageError(f'sensor_msgs/Image: encoding {msg.encoding!r} is a depth image, not a camera '
+                           f'image; choose the camera topic (--image-topic)')
     if enc not in _IMAGE_ENCODINGS:
         raise MessageError(f'sensor_msgs/Image: unsupported encoding {msg.encoding!r}; '
                            f'supported: {", ".join(SUPPORTED_IMAGE_ENCODINGS)}')
@@ -362,22 +369,27 @@ def detection2d_array_to_prompts(msg, default_cls: str = 'Car') -> list[Prompt]:
     The prompt id is ``Detection2D.id`` when it is an integer not used by an earlier detection of the
     array, else the detection's index when that is free, else the next free integer: detectors that
     leave ids empty or reuse them must not give two labels (and two RViz markers) one id. Boxes with
-    zero or non-finite size are skipped (a detector's degenerate output must not stop the fitter).
+    zero, negative or non-finite size are not prompts (a detector's degenerate output must not stop
+    the fitter): they are in the returned list's ``dropped`` with their reason (core/prompts.py).
     """
-    kept = []
+    kept, dropped = [], []
     for i, det in enumerate(msg.detections):
         cx, cy = _bbox2d_center(det.bbox)
         sx, sy = float(det.bbox.size_x), float(det.bbox.size_y)
-        if not (np.isfinite([cx, cy, sx, sy]).all() and sx > 0 and sy > 0):
+        ident = str(getattr(det, 'id', '')).strip()
+        given = int(ident) if ident.lstrip('-').isdigit() else None
+        box = np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2])
+        reason = box_problem(box)
+        if reason is not None:
+            pid = i if given is None else given
+            dropped.append(DroppedPrompt(i, pid, reason, tuple(float(v) for v in box)))
             continue
         cls, score = default_cls, 1.0
         if len(det.results):
             hyp = getattr(det.results[0], 'hypothesis', det.results[0])
             cls = str(getattr(hyp, 'class_id', '') or default_cls)
             score = float(hyp.score)
-        ident = str(getattr(det, 'id', '')).strip()
-        given = int(ident) if ident.lstrip('-').isdigit() else None
-        kept.append((i, given, np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2]), cls, score))
+        kept.append((i, given, box, cls, score))
     # integer ids first come, first served; then the rest take their index or the next free number
     used, ids = set(), {}
     for i, given, *_ in kept:
@@ -395,7 +407,8 @@ def detection2d_array_to_prompts(msg, default_cls: str = 'Car') -> list[Prompt]:
                 next_free += 1
             ids[i] = next_free
         used.add(ids[i])
-    return [Prompt(id=ids[i], box=box, cls=cls, score=score) for i, _, box, cls, score in kept]
+    return PromptList([Prompt(id=ids[i], box=box, cls=cls, score=score, sources=('topic',))
+                       for i, _, box, cls, score in kept], dropped)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from autolabel_ros.core.geometry import bev_corners
+from autolabel_ros.core.prompts import count_reasons
 
 PER_FRAME_BEV_MAX = 25
 SHEET_MAX = 30
@@ -33,6 +34,20 @@ def percentiles(values: Sequence[float]) -> dict:
             'p90': float(np.percentile(v, 90)), 'p99': float(np.percentile(v, 99)), 'max': float(v.max())}
 
 
+def _source_keys(sources) -> tuple:
+    src = sorted(sources or ()) or ['given']
+    return tuple(src) + (('+'.join(src),) if len(src) > 1 else ())
+
+
+def _flatten(counter: Counter) -> dict:
+    """{source: objects it proposed (alone or with others), 'a+b': objects exactly a and b proposed}."""
+    out: Counter = Counter()
+    for keys, n in counter.items():
+        for k in keys:
+            out[k] += n
+    return dict(sorted(out.items()))
+
+
 def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info: dict, pairing: dict,
                   selected: int, outputs: dict) -> dict:
     """Everything but the wall-clock parts (see :func:`timing_summary`)."""
@@ -42,19 +57,29 @@ def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info
     scores_acc, scores_rej = [], []
     per_frame = []
     n_prompts = 0
+    dropped: Counter = Counter()
+    by_source: Counter = Counter()        # prompts per source (see proposals.source_counts)
+    acc_by_source: Counter = Counter()
     for r in records:
         acc = [lab for lab in r['labels'] if lab['accepted']]
         rej = [lab for lab in r['labels'] if not lab['accepted']]
         accepted += len(acc)
         rejected += len(rej)
         n_prompts += len(r['prompts'])
+        by_source.update(_source_keys(p.get('sources')) for p in r['prompts'])
+        acc_by_source.update(_source_keys(lab.get('sources')) for lab in acc)
         classes.update(lab['cls'] for lab in acc)
         for lab in rej:
             reasons.update(lab['reasons'] or ['unspecified'])
         scores_acc += [lab['score'] for lab in acc]
         scores_rej += [lab['score'] for lab in rej]
+        drop = count_reasons(r.get('dropped_prompts', []))
+        dropped.update(drop)
         per_frame.append({'frame': r['name'], 'index': r['index'], 'stamp_ns': r['stamp_ns'],
-                          'prompts': len(r['prompts']), 'accepted': len(acc), 'rejected': len(rej)})
+                          'prompts': len(r['prompts']), 'accepted': len(acc), 'rejected': len(rej),
+                          'dropped_prompts': drop,
+                          'prompts_by_source': _flatten(Counter(_source_keys(p.get('sources'))
+                                                                for p in r['prompts']))})
     fail_reasons = Counter(f['error'].split(':')[0] for f in failures)
     return {
         'input': source_info,
@@ -63,9 +88,11 @@ def build_summary(records: Sequence[dict], failures: Sequence[dict], source_info
                    'failed_frames': [{'frame': f['name'], 'index': f['index'], 'error': f['error']}
                                      for f in failures],
                    'failure_kinds': dict(sorted(fail_reasons.items()))},
-        'objects': {'prompts': n_prompts, 'labels': accepted + rejected, 'accepted': accepted,
+        'objects': {'prompts': n_prompts, 'dropped_prompts': dict(sorted(dropped.items())),
+                    'labels': accepted + rejected, 'accepted': accepted,
                     'rejected': rejected, 'rejection_reasons': dict(sorted(reasons.items())),
                     'accepted_by_class': dict(sorted(classes.items())),
+                    'prompts_by_source': _flatten(by_source), 'accepted_by_source': _flatten(acc_by_source),
                     'score_accepted': percentiles(scores_acc), 'score_rejected': percentiles(scores_rej)},
         'per_frame': per_frame,
         'outputs': outputs,
@@ -91,7 +118,7 @@ def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
         pts = np.asarray(bev, dtype=np.float32)
         ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True)
     for lab in record['labels']:
-        if not np.all(np.isfinite(lab['center'])):
+        if not _finite_centre(lab):
             continue   # a prompt that could not be lifted at all (e.g. an empty box)
         color = 'tab:green' if lab['accepted'] else 'tab:red'
         c = bev_corners(lab['center'], lab['size'], lab['yaw'])
@@ -112,10 +139,17 @@ def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
     ax.tick_params(labelsize=5)
 
 
+def _finite_centre(lab: dict) -> bool:
+    """A label with a centre (a prompt that could not be lifted has none: null in the saved JSON)."""
+    c = lab.get('center')
+    return c is not None and all(v is not None and np.isfinite(v) for v in c)
+
+
 def _extent(records):
     """A common BEV window covering all labels (at least 0..50 m ahead, +-20 m aside)."""
-    xs = [lab['center'][0] for r in records for lab in r['labels']] or [0.0]
-    ys = [lab['center'][1] for r in records for lab in r['labels']] or [0.0]
+    centres = [lab['center'] for r in records for lab in r['labels'] if _finite_centre(lab)]
+    xs = [c[0] for c in centres] or [0.0]
+    ys = [c[1] for c in centres] or [0.0]
     x_hi = float(np.clip(max(50.0, max(xs) + 8), 50, 80))
     y_hi = float(np.clip(max(20.0, max(abs(v) for v in ys) + 6), 20, 60))
     return (-5.0, x_hi), (-y_hi, y_hi)

@@ -81,7 +81,8 @@ def clicks_to_prompts(points_cam: np.ndarray, K: np.ndarray, width: int, height:
     uv, z = project(np.asarray(K, dtype=np.float64), pts)
     ok = (z > 1e-3) & np.all(np.isfinite(uv), axis=1) & (uv[:, 0] >= 0) & (uv[:, 0] < width) \
         & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    prompts = [Prompt(id=first_id + i, points=uv[i:i + 1], point_labels=np.ones(1, np.int64), cls=cls)
+    prompts = [Prompt(id=first_id + i, points=uv[i:i + 1], point_labels=np.ones(1, np.int64), cls=cls,
+                      sources=('click',))
                for i in np.flatnonzero(ok)]
     return prompts, int((~ok).sum())
 

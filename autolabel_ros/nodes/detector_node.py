@@ -33,7 +33,11 @@ class DetectorNode(ManagedNode):
         try:
             from autolabel_ros.core.device import resolve_device
             from autolabel_ros.detect import make_detector
-            self.detector = make_detector(self.cfg.detector, resolve_device(self.cfg.device))
+            from autolabel_ros.proposals import fused_detector_config
+            # fused prompts (proposals.lidar): the fitter also wants the weak detections, to confirm
+            # its LiDAR proposals with; it tells them from the prompts by detector.score_threshold
+            dcfg = fused_detector_config(self.cfg) if self.cfg.proposals.lidar else self.cfg.detector
+            self.detector = make_detector(dcfg, resolve_device(self.cfg.device))
         except Exception as e:   # DetectorUnavailable / DeviceError carry the how-to-fix text
             raise StartupError(f'{self.get_name()}: cannot build detector {self.cfg.detector.backend!r}: '
                                f'{type(e).__name__}: {e}') from e

@@ -217,11 +217,17 @@ class FitterNode(ManagedNode):
             return
         if outside:
             self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
+        if self.cfg.proposals.lidar:
+            from autolabel_ros.proposals import fused_prompts
+            prompts, _ = fused_prompts(frame, prompts, self.cfg)
         labels, masks = [], None
         labeler = self.labeler
         if prompts and labeler is not None:
             result = labeler.label(frame, prompts)
             labels, masks = result.labels, result.masks
+            if self.cfg.proposals.lidar:
+                from autolabel_ros.proposals import reject_duplicates
+                reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         t_pub = time.perf_counter()
         if self._closing:
@@ -236,7 +242,11 @@ class FitterNode(ManagedNode):
         publish_s = time.perf_counter() - t_pub
         processing = time.perf_counter() - t0
         latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
-        self.stats.add(processing, latency, len(labels), publish_s=publish_s)
+        sources = None
+        if self.cfg.proposals.lidar:
+            from autolabel_ros.proposals import source_counts
+            sources = source_counts(labels)
+        self.stats.add(processing, latency, len(labels), publish_s=publish_s, sources=sources)
         accepted = sum(lab.accepted for lab in labels)
         self.get_logger().debug(f'{len(prompts)} prompts -> {accepted}/{len(labels)} accepted labels in '
                                 f'{processing:.2f} s (publish {publish_s * 1000:.0f} ms, '

@@ -117,7 +117,8 @@ def pipeline_specs(keys: Optional[Sequence[str]] = None) -> tuple[ParamSpec, ...
 
 
 def detector_pipeline_keys() -> list[str]:
-    return ['device'] + [k for k in to_flat_dict(AutolabelConfig()) if k.startswith('detector.')]
+    return ['device'] + [k for k in to_flat_dict(AutolabelConfig()) if k.startswith('detector.')] \
+        + ['proposals.lidar', 'proposals.confirm_score', 'proposals.detector_tiles']
 
 
 def fitter_specs() -> tuple[ParamSpec, ...]:

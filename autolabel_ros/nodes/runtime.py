@@ -75,10 +75,15 @@ class LatencyStats:
         self._proc: list[float] = []
         self._lat: list[float] = []
         self._pub: list[float] = []
+        self.sources: dict = {}       # labels per prompt source (all frames), for fused prompts
 
-    def add(self, processing_s: float, latency_s: float, n_objects: int, publish_s: Optional[float] = None):
+    def add(self, processing_s: float, latency_s: float, n_objects: int, publish_s: Optional[float] = None,
+            sources: Optional[dict] = None):
         """One frame: total processing, latency from the sensor stamp, objects, and the part of the
-        processing spent building + publishing the output messages (None when not measured)."""
+        processing spent building + publishing the output messages (None when not measured);
+        ``sources``: the frame's labels per prompt source."""
+        for k, v in (sources or {}).items():
+            self.sources[k] = self.sources.get(k, 0) + int(v)
         self.frames += 1
         self.objects += int(n_objects)
         self._proc.append(float(processing_s))
@@ -99,6 +104,8 @@ class LatencyStats:
         line = (f'{len(p)} frame(s): processing mean {p.mean():.3f} s (max {p.max():.3f}), {pub}'
                 f'latency mean {lat.mean():.3f} s (max {lat.max():.3f}); total {self.frames} frames, '
                 f'{self.objects} objects, dropped {dropped} stale frame(s)')
+        if self.sources:
+            line += '; objects by source: ' + ', '.join(f'{k} {v}' for k, v in sorted(self.sources.items()))
         self._proc.clear()
         self._lat.clear()
         self._pub.clear()

@@ -39,7 +39,7 @@ class BagJob:
     image_topic: Optional[str] = None
     info_topic: Optional[str] = None
     cloud_topic: Optional[str] = None
-    prompts: str = 'detector'          # detector | topic:NAME | gt (KITTI object folders)
+    prompts: str = 'detector'          # detector | fused (detector + LiDAR) | topic:NAME | gt (KITTI object)
     start: Optional[float] = None      # seconds after the first frame
     end: Optional[float] = None
     max_frames: Optional[int] = None
@@ -54,17 +54,46 @@ class BagJob:
     rectified: bool = False            # the image topic is rectified: camera_info P, no undistortion
     undistort: bool = True             # remove camera_info d from raw images (false: refuse them)
     progress: bool = True
+    overwrite: bool = False            # write into a non-empty folder the tool did not write
+    prompt_chunk: int = 32             # prompts fitted together; bigger frames go in chunks of this
+
+
+TOOL = 'autolabel-bag'
+
+
+def check_options(job: BagJob) -> None:
+    """Option values that would silently do something else than asked; one line naming the flag."""
+    def bad(flag, value, need):
+        raise BagError(f'{flag} {value}: must be {need}')
+
+    if job.max_frames is not None and job.max_frames < 1:
+        bad('--max-frames', job.max_frames, '>= 1 (leave it out for all frames)')
+    if job.workers < 1:
+        bad('--workers', job.workers, '>= 1')
+    if job.threads is not None and job.threads < 1:
+        bad('--threads', job.threads, '>= 1')
+    if not (job.tolerance > 0 and np.isfinite(job.tolerance)):
+        bad('--tolerance', job.tolerance, 'a positive number of seconds')
+    for flag, v in (('--start', job.start), ('--end', job.end)):
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            bad(flag, v, 'seconds >= 0 after the first frame')
+    if job.start is not None and job.end is not None and job.end < job.start:
+        raise BagError(f'--end {job.end} is before --start {job.start}')
+    if job.prompt_chunk < 1:
+        bad('--prompt-chunk', job.prompt_chunk, '>= 1')
+    if not Path(job.input).exists():
+        raise BagError(f'{job.input}: input not found')
 
 
 def parse_prompts(spec: str) -> tuple[str, Optional[str]]:
     spec = (spec or 'detector').strip()
-    if spec == 'detector':
-        return 'detector', None
+    if spec in ('detector', 'fused'):
+        return spec, None
     if spec == 'gt':
         return 'gt', None
     if spec.startswith('topic:') and len(spec) > 6:
         return 'topic', spec[6:]
-    raise BagError(f"--prompts must be 'detector', 'topic:NAME' or 'gt', got {spec!r}")
+    raise BagError(f"--prompts must be 'detector', 'fused', 'topic:NAME' or 'gt', got {spec!r}")
 
 
 def open_source(job: BagJob, calib=None):
@@ -109,15 +138,22 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     """
     from autolabel_ros.config import load_config, to_dict
 
+    from autolabel_ros.io.outdir import prepare_output_dir
+    from autolabel_ros.offline.parallel import check_ray_address
+
     t_start = time.perf_counter()
+    # everything that can be checked without the models is checked before they load
+    check_options(job)
     cfg = load_config(job.config)
     calib = None
     if job.calib:
         from autolabel_ros.io.kitti import read_calib
         calib = read_calib(job.calib)
     mode, _ = parse_prompts(job.prompts)
-    out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if job.ray:
+        check_ray_address(job.ray)
+    out = prepare_output_dir(job.out, TOOL, overwrite=job.overwrite)
+    _preload_output_libraries()
     with open_source(job, calib) as source:
         if mode == 'gt' and source.kind != 'kitti_object':
             raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
@@ -128,6 +164,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         info = source.describe()
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
                'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}
+        if job.prompt_chunk != BagJob.prompt_chunk:    # the default leaves earlier runs' key as it was
+            key['prompt_chunk'] = job.prompt_chunk
         store = FrameStore(out / '.frames', key, resume=job.resume)
         done = store.done()
         todo = [r for r in refs if r.index not in done]
@@ -145,6 +183,16 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                                      'wall_s': wall,
                                      'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
     return summary
+
+
+def _preload_output_libraries():
+    """Import the extensions the output phase needs now: open3d turns a Ctrl-C that lands in its
+    import into an ImportError, which would make an interruption of the output phase look like a
+    crash (exit 1) instead of exit 130."""
+    try:
+        import open3d  # noqa: F401
+    except ImportError:       # the mesh decimation says so itself when it needs it
+        pass
 
 
 def _name(refs, index):
@@ -175,7 +223,10 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
                                                        **({'gt_prompts': True} if mode == 'gt' else {})):
             kcal = calib or (source.kitti_calib(ref) if hasattr(source, 'kitti_calib') else None)
             yield FrameTask(index=ref.index, name=ref.name, stamp_ns=ref.stamp_ns, frame=frame,
-                            prompts=None if mode == 'detector' else prompts, calib=_calib_dict(kcal))
+                            prompts=None if mode in ('detector', 'fused') else list(prompts),
+                            calib=_calib_dict(kcal), fused=mode == 'fused',
+                            dropped_prompts=[d.as_dict() for d in getattr(prompts, 'dropped', ())],
+                            prompt_chunk=job.prompt_chunk)
 
     failures = []
     n = 0
@@ -205,26 +256,71 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
 # assembly
 
 def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_info) -> dict:
-    from autolabel_ros.io import report, writers
-
+    """All outputs from the saved frames, built in ``OUTDIR/.assemble`` then moved into place; a
+    failure (disk full) removes the staging folder and leaves the previous outputs and the saved
+    frames as they were."""
     out = Path(job.out)
     stage = out / '.assemble'
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    loaded = [store.load(r.index) for r in refs if store.has(r.index)]
-    records = [rec for rec, _ in loaded]
-    arrays = {rec['index']: arr for rec, arr in loaded}
-    labels = {rec['index']: [label_from_dict(d, arrays[rec['index']], k) for k, d in enumerate(rec['labels'])]
-              for rec in records}
+    try:
+        return _assemble(job, source, refs, store, failures, info, run_info, out, stage)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _per_frame(records, failures, what: str, fn) -> list:
+    """Apply ``fn`` to each record; a record it fails on is moved to ``failures`` (logged), so one bad
+    frame never stops the assembly of the others."""
+    kept = []
+    for rec in records:
+        try:
+            fn(rec)
+        except OSError:
+            raise                      # the file system, not the frame: the run cannot go on
+        except Exception as e:         # noqa: BLE001 - anything a malformed record raises
+            log.warning('frame %s: %s failed (%s: %s); left out of the outputs', rec['name'], what,
+                        type(e).__name__, e)
+            failures.append({'index': rec['index'], 'name': rec['name'],
+                             'error': f'{what}: {type(e).__name__}: {e}'})
+            continue
+        kept.append(rec)
+    return kept
+
+
+def _assemble(job, source, refs, store, failures, info, run_info, out, stage) -> dict:
+    from autolabel_ros.io import report, writers
+    from autolabel_ros.io.outdir import install_tree
+
+    failures = list(failures)
+    records, arrays, labels = [], {}, {}
+
+    def load(ref):
+        rec, arr = store.load(ref.index)
+        labels[ref.index] = [label_from_dict(d, arr, k) for k, d in enumerate(rec['labels'])]
+        arrays[ref.index] = arr
+        records.append(rec)
+
+    for ref in refs:
+        if store.has(ref.index):
+            _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
+                       lambda _r, ref=ref: load(ref))
 
     # KITTI label_2 + calib (io/kitti_policy.py: rejected labels at half score; an empty file for a frame
     # without any)
     from autolabel_ros.io.kitti_policy import kitti_predictions
-    for rec in records:
-        preds = kitti_predictions(labels[rec['index']])
-        writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], preds, _calib_of(rec), rec['width'],
-                                         rec['height'])
+
+    def kitti(rec):
+        preds = [lab for lab in kitti_predictions(labels[rec['index']]) if np.all(np.isfinite(lab.box7))]
+        try:
+            writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], preds, _calib_of(rec),
+                                             rec['width'], rec['height'])
+        except Exception:
+            for sub in ('label_2', 'calib'):    # no half of a frame in the outputs
+                (stage / 'kitti' / sub / f"{rec['name']}.txt").unlink(missing_ok=True)
+            raise
+    records = _per_frame(records, failures, 'writing KITTI labels', kitti)
     # meshes
     n_meshes = 0
     for rec in records:
@@ -233,6 +329,7 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
                 atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply",
                                    writers.mesh_to_ply_bytes(lab.mesh))
                 n_meshes += 1
+    failures.sort(key=lambda f: f['index'])
     # OpenLABEL
     first = records[0] if records else None
     doc = writers.build_openlabel(
@@ -248,21 +345,22 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
                'kitti_label_files': len(records), 'meshes': n_meshes, 'openlabel': 'openlabel.json'}
     summary = report.build_summary(records, failures, info, source.stats.as_dict(), len(refs), outputs)
-    figures = report.write_figures(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()})
+    try:
+        bevs = {i: a.get('bev') for i, a in arrays.items()}
+        figures = report.write_figures(stage / 'report', records, bevs)
+    except OSError:
+        raise
+    except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+        log.warning('report figures failed (%s: %s); the labels are written without them',
+                    type(e).__name__, e)
+        summary['outputs']['figures_error'] = f'{type(e).__name__}: {e}'
+        figures = []
     summary['outputs']['figures'] = ['report/' + f for f in figures]
     summary['timing'] = report.timing_summary(records)
     summary['run'] = run_info
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
-    # move into place
-    for name in ('kitti', 'meshes', 'openlabel.json', 'labels.bag', 'report'):
-        src, dst = stage / name, out / name
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        elif dst.exists():
-            dst.unlink()
-        if src.exists():
-            src.rename(dst)
-    shutil.rmtree(stage)
+    # move into place, replacing only the files this tool wrote before
+    install_tree(stage, out, TOOL)
     return summary
 
 

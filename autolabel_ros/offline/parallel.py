@@ -72,6 +72,38 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
                 os.environ[k] = v
 
 
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, with one line, when Ray is missing or a cluster address cannot be reached
+    (``ray.init`` retries for tens of seconds, then raises a ConnectionError traceback)."""
+    import socket
+
+    from autolabel_ros.io.bags import BagError
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise BagError('--ray: Ray is not installed (pip install autolabel_ros[ray])') from None
+    if address == 'local':
+        return
+    if address == 'auto':
+        if os.environ.get('RAY_ADDRESS'):
+            return check_ray_address(os.environ['RAY_ADDRESS'], timeout_s)
+        if not os.path.exists('/tmp/ray/ray_current_cluster'):
+            raise BagError("--ray auto: no running Ray cluster found on this machine (start one with "
+                           "'ray start --head', or use --ray local)")
+        return
+    hostport = address.split('://', 1)[-1].rstrip('/')
+    host, sep, port = hostport.rpartition(':')
+    if not sep or not port.isdigit() or not host:
+        raise BagError(f"--ray {address}: expected 'local', 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+    try:
+        with socket.create_connection((host.strip('[]'), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise BagError(f'--ray {address}: cannot reach the Ray cluster ({e.strerror or e}); is it '
+                       f'running, and is the address right?') from None
+
+
 def start_ray(address: str, workers: int):
     """``local``: a private Ray instance with ``workers`` CPUs (no dashboard, small object store);
     anything else: the address of a running cluster (``auto``, ``ray://host:10001``, ``host:6379``).

@@ -44,11 +44,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # disk full, interrupted: no half-written temporary is left behind (a kill -9 can still leave
+        # one; the next save of the same file replaces it and the frame store ignores it)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -75,6 +81,8 @@ class FrameStore:
             self.discarded = len(list(self.root.glob('*.json'))) - int(manifest.is_file())
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        for tmp in self.root.glob('.*.tmp*'):    # left by a run killed while writing
+            tmp.unlink(missing_ok=True)
         if not keep:
             atomic_write_text(manifest, canonical_json({'key': self.key, 'parts': key_parts}))
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from autolabel_ros.core.prompts import screen_prompts, warn_dropped
 from autolabel_ros.core.types import Label3D, Mesh, Prompt, SensorFrame
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,13 @@ class FrameTask:
     frame: SensorFrame
     prompts: Optional[list]          # None: run the detector
     calib: Optional[dict] = None     # KITTI calib matrices of the source, when it has them
+    dropped_prompts: list = field(default_factory=list)   # dicts of prompts the reader could not use
+    prompt_chunk: int = 32           # prompts fitted together (bounds memory; progress per chunk)
+    fused: bool = False              # with prompts None: the detector's boxes fused with LiDAR proposals
 
 
 def prompt_to_dict(p: Prompt) -> dict:
-    return {'id': int(p.id), 'cls': p.cls, 'score': float(p.score),
+    return {'id': int(p.id), 'cls': p.cls, 'score': float(p.score), 'sources': list(p.sources),
             'box': None if p.box is None else [float(v) for v in p.box],
             'points': None if p.points is None else np.asarray(p.points).tolist(),
             'point_labels': None if p.point_labels is None else np.asarray(p.point_labels).tolist()}
@@ -43,7 +47,7 @@ def prompt_to_dict(p: Prompt) -> dict:
 
 def prompt_from_dict(d: dict) -> Prompt:
     return Prompt(id=d['id'], box=d['box'], points=d['points'], point_labels=d['point_labels'],
-                  cls=d['cls'], score=d['score'])
+                  cls=d['cls'], score=d['score'], sources=tuple(d.get('sources') or ()))
 
 
 def label_to_dict(lab: Label3D) -> dict:
@@ -52,7 +56,7 @@ def label_to_dict(lab: Label3D) -> dict:
             'box2d': None if lab.box2d is None else lab.box2d.tolist(),
             'latent': None if lab.latent is None else np.asarray(lab.latent, dtype=np.float64).tolist(),
             'reasons': [str(r) for r in lab.reasons], 'metrics': dict(lab.metrics),
-            'has_mesh': lab.mesh is not None}
+            'has_mesh': lab.mesh is not None, 'sources': list(lab.sources)}
 
 
 def label_from_dict(d: dict, arrays: Optional[dict] = None, k: int = 0) -> Label3D:
@@ -62,7 +66,8 @@ def label_from_dict(d: dict, arrays: Optional[dict] = None, k: int = 0) -> Label
     latent = None if d['latent'] is None else np.asarray(d['latent'])
     return Label3D(center=d['center'], size=d['size'], yaw=d['yaw'], cls=d['cls'], score=d['score'],
                    id=d['id'], latent=latent, mesh=mesh, box2d=d['box2d'],
-                   accepted=d['accepted'], reasons=list(d['reasons']), metrics=dict(d['metrics']))
+                   accepted=d['accepted'], reasons=list(d['reasons']), metrics=dict(d['metrics']),
+                   sources=tuple(d.get('sources') or ()))
 
 
 def bev_points(points: np.ndarray) -> np.ndarray:
@@ -83,8 +88,9 @@ class FrameLabeler:
         self.torch_threads = torch_threads
         self._labeler = None
         self._detector = None
+        self._fused = False
 
-    def _models(self, need_detector: bool):
+    def _models(self, need_detector: bool, fused: bool = False):
         if self._labeler is None:
             from autolabel_ros.core.device import set_torch_threads
 
@@ -97,10 +103,14 @@ class FrameLabeler:
             from autolabel_ros.pipeline import Autolabeler
 
             self._labeler = Autolabeler(self.cfg)
-        if need_detector and self._detector is None:
+        if need_detector and (self._detector is None or self._fused != fused):
             from autolabel_ros.detect import make_detector
+            from autolabel_ros.proposals import fused_detector_config
 
-            self._detector = make_detector(self.cfg.detector, self.cfg.device)
+            # fused prompts want the weak detections too (they confirm LiDAR proposals)
+            dcfg = fused_detector_config(self.cfg) if fused else self.cfg.detector
+            self._detector = make_detector(dcfg, self.cfg.device)
+            self._fused = fused
         return self._labeler, self._detector
 
     def __call__(self, task: FrameTask):
@@ -112,10 +122,8 @@ class FrameLabeler:
                     'traceback': traceback.format_exc(limit=5)}, None
 
     def _run(self, task: FrameTask):
-        import torch
-
         t0 = time.perf_counter()
-        labeler, detector = self._models(task.prompts is None)
+        labeler, detector = self._models(task.prompts is None, task.fused)
         timings = {}
         prompts = task.prompts
         prompt_source = 'given'
@@ -124,20 +132,29 @@ class FrameLabeler:
             prompts = detector.detect(task.frame.image)
             timings['detect_s'] = time.perf_counter() - t
             prompt_source = 'detector'
-        torch.manual_seed(self.cfg.seed)
-        np.random.seed(self.cfg.seed)
-        labels = []
-        if prompts:
-            result = labeler.label(task.frame, list(prompts))
-            labels = result.labels
-            timings.update({k: v for k, v in result.timings.items() if isinstance(v, (int, float))})
-        timings['frame_s'] = time.perf_counter() - t0
+            if task.fused:
+                from autolabel_ros.proposals import fused_prompts
+
+                prompts, pt = fused_prompts(task.frame, prompts, self.cfg)
+                timings['proposals_s'] = pt['proposals_s']
+                prompt_source = 'fused'
         f = task.frame
+        # boxes no model can use (outside the image, degenerate, over the cap) are dropped with a reason
+        n_given = len(prompts) + len(task.dropped_prompts)
+        prompts, dropped = screen_prompts(list(prompts), f.width, f.height, self.cfg.max_prompts)
+        dropped = list(task.dropped_prompts) + [d.as_dict() for d in dropped]
+        warn_dropped(log, f'frame {task.name}', dropped, n_given)
+        labels = self._label_chunks(labeler, task, prompts, timings)
+        if task.fused and labels:
+            from autolabel_ros.proposals import reject_duplicates
+            reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
+        timings['frame_s'] = time.perf_counter() - t0
         record = {
             'index': task.index, 'name': task.name, 'stamp_ns': int(task.stamp_ns),
             'width': f.width, 'height': f.height, 'K': f.K.tolist(), 'T_cam_lidar': f.T_cam_lidar.tolist(),
             'lidar_frame': f.lidar_frame, 'camera_frame': f.camera_frame, 'calib': task.calib,
             'prompt_source': prompt_source, 'prompts': [prompt_to_dict(p) for p in prompts],
+            'dropped_prompts': dropped,
             'labels': [label_to_dict(lab) for lab in labels], 'timings': timings,
         }
         arrays = {'bev': bev_points(f.points)}
@@ -146,3 +163,30 @@ class FrameLabeler:
                 arrays[f'mesh{k}_v'] = np.asarray(lab.mesh.vertices, dtype=np.float32)
                 arrays[f'mesh{k}_f'] = np.asarray(lab.mesh.faces, dtype=np.int32)
         return record, arrays
+
+    def _label_chunks(self, labeler, task: FrameTask, prompts: list, timings: dict) -> list:
+        """Label the prompts in chunks of ``task.prompt_chunk``: a frame with hundreds of prompts
+        keeps its memory bounded and logs its progress. Frames with fewer prompts than a chunk (all
+        usual ones) are labelled in one call, exactly as before."""
+        import torch
+
+        if not prompts:
+            return []
+        size = max(1, int(task.prompt_chunk))
+        labels = []
+        for start in range(0, len(prompts), size):
+            # global RNGs re-seeded per call: a frame's result does not depend on what ran before
+            torch.manual_seed(self.cfg.seed)
+            np.random.seed(self.cfg.seed)
+            result = labeler.label(task.frame, prompts[start:start + size])
+            labels += result.labels
+            for k, v in result.timings.items():
+                if isinstance(v, (int, float)):
+                    timings[k] = timings.get(k, 0) + v if start else v
+            if len(prompts) > size:
+                log.info('frame %s: %d/%d prompts labelled', task.name, min(start + size, len(prompts)),
+                         len(prompts))
+        if len(prompts) > size and 'per_instance_s' in timings:
+            fit_post = timings.get('fit_s', 0.0) + timings.get('post_s', 0.0)
+            timings['per_instance_s'] = fit_post / len(prompts)
+        return labels

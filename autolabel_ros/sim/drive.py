@@ -18,6 +18,10 @@ annotated, as in KITTI):
   every KITTI difficulty);
 - ``mesh``: the car's true surface in the LiDAR frame (for shape metrics);
 - ``metrics``: visible_px, amodal_px, visible_frac, lidar_points, body_type, seed, speed.
+
+``car_source`` (see :mod:`autolabel_ros.sim.scene`) puts provided car meshes in the scene instead of
+procedural ones; their ground-truth box is the mesh's tight axis-aligned box, like the procedural
+cars'.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from autolabel_ros.core.types import Label3D, Mesh, SensorFrame
 from autolabel_ros.io.kitti import KittiCalib, calib_from_K
 from autolabel_ros.shape.cars import PART_IDS
 from autolabel_ros.sim.render import Textures, ground_albedo, lidar_reflectance, shade_camera
-from autolabel_ros.sim.scene import KERB, KIND_CAR, KIND_GROUND, KIND_WALL, Scene, make_scene
+from autolabel_ros.sim.scene import KERB, KIND_CAR, KIND_GROUND, KIND_WALL, CarSource, Scene, make_scene
 from autolabel_ros.sim.sensors import Camera, Lidar, RayScene, rig_extrinsic
 
 FRAME_PERIOD_NS = 100_000_000           # 10 Hz
@@ -125,10 +129,10 @@ class Simulator:
 
     def __init__(self, seed: int, n_frames: int = 1, beams: int = 64, camera: Optional[Camera] = None,
                  lidar: Optional[Lidar] = None, n_cars: Optional[int] = None, clutter: bool = True,
-                 shadows: bool = True):
+                 shadows: bool = True, car_source: Optional[CarSource] = None):
         self.seed = int(seed)
         self.scene = make_scene(seed, n_cars=n_cars, duration=(n_frames - 1) * FRAME_PERIOD_NS * 1e-9,
-                                clutter=clutter)
+                                clutter=clutter, car_source=car_source)
         rng = np.random.default_rng([self.seed, 0x516])
         self.camera = camera or Camera.kitti()
         self.lidar = lidar or Lidar(beams=beams)
@@ -289,8 +293,14 @@ class Simulator:
                 truncation=round(min(max(trunc, 0.0), 1.0), 2), occlusion=_occlusion_level(frac),
                 metrics={'visible_px': vis, 'amodal_px': amodal, 'visible_frac': round(frac, 4),
                          'lidar_points': int(lidar_pts[car.id]), 'seed': car.seed, 'speed': car.speed,
-                         'body_type': car.mesh.metadata['params']['body_type']}))
+                         'body_type': _body_type(car.mesh)}))
         return labels
+
+
+def _body_type(mesh) -> str:
+    """The procedural car's body type, or a provided mesh's ``metadata['body_type']``."""
+    meta = mesh.metadata or {}
+    return str(meta.get('params', {}).get('body_type') or meta.get('body_type', 'unknown'))
 
 
 def simulate_frame(seed: int, beams: int = 64, **kwargs) -> SimFrame:

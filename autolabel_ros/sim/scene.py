@@ -12,10 +12,18 @@ ego lane) and +3.5 (oncoming); kerbs at +-5.25; on each side a parking row (para
 perpendicular, sometimes none); then the sidewalk with poles and bushes and building walls.
 Moving cars keep their lane and a per-lane constant speed (so cars in a lane never collide);
 parked cars stand still at random headings.
+
+Cars are procedural (:mod:`autolabel_ros.shape.cars`) unless a ``car_source`` provides the meshes
+(e.g. real car models for a benchmark): ``car_source(k)`` returns the mesh of the k-th car placed
+in the scene, in the canonical car frame (x forward, y left, z up, metres). It is recentred on its
+axis-aligned box, and that tight box is the car's ground-truth box, as for the procedural cars.
+Optional ``metadata['face_part']`` (per-face part ids) paints glass, lights and tyres; without it
+the whole car is paint.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 import trimesh
@@ -110,11 +118,24 @@ def _footprint(x, y, yaw, size, margin):
     return Polygon(bev_corners([x, y, 0], np.asarray(size) + [2 * margin, 2 * margin, 0], yaw))
 
 
+CarSource = Callable[[int], trimesh.Trimesh]
+
+
+def provided_car(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """A copy of a provided car mesh centred on its axis-aligned box (metadata kept)."""
+    out = mesh.copy()
+    lo, hi = out.bounds
+    out.apply_translation(-(lo + hi) / 2.0)
+    return out
+
+
 def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, duration: float = 0.0,
-               clutter: bool = True) -> Scene:
+               clutter: bool = True, car_source: Optional[CarSource] = None) -> Scene:
     """Random street scene. ``n_cars`` (default 2-15 per 60 m of road ahead) cars are placed
     0..``road_length`` m ahead of the ego (plus its travel over ``duration`` seconds) and at least
-    5 m away from it, on lanes and parking rows, without overlaps at any time of the drive."""
+    5 m away from it, on lanes and parking rows, without overlaps at any time of the drive.
+    ``car_source`` (see the module docstring) replaces the procedural cars; a car that finds no
+    room is retried with the same mesh, so a scene uses the source's meshes 0, 1, 2, ... in order."""
     rng = np.random.default_rng([int(seed), 0x5CE])
     ground = Ground(gx=float(np.tan(np.radians(rng.uniform(-1.0, 1.0)))),
                     gy=float(np.tan(np.radians(rng.uniform(-0.5, 0.5)))),
@@ -142,8 +163,12 @@ def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, 
         tries += 1
         kind, where = slots[int(rng.integers(len(slots)))]
         cseed = SIM_CAR_SEED_BASE + int(rng.integers(0, 2 ** 31 - SIM_CAR_SEED_BASE))
-        params = random_car_params(cseed)
-        size = np.array([params.length, params.width, params.height])   # the mesh is built if placed
+        if car_source is None:
+            params = random_car_params(cseed)
+            size = np.array([params.length, params.width, params.height])   # the mesh is built if placed
+        else:
+            mesh = provided_car(car_source(len(cars)))
+            size = np.asarray(mesh.extents, dtype=np.float64)
         x = float(rng.uniform(0.0, x_max))
         if kind == 'lane':
             y = where + float(rng.normal(0, 0.25))
@@ -169,7 +194,8 @@ def make_scene(seed: int, n_cars: int | None = None, road_length: float = 60.0, 
             if any(poly.intersects(o) for o in foot_static):
                 continue
             foot_static.append(poly)
-        mesh = make_car_mesh(params)
+        if car_source is None:
+            mesh = make_car_mesh(params)
         cars.append(SimCar(id=len(cars) + 1, seed=cseed, mesh=mesh, parts=face_parts(mesh),
                            paint=_paint(rng), x=x, y=y, yaw=float(yaw), speed=speed, slot=kind))
     clut = _clutter(rng, ground, rows, x_max) if clutter else []

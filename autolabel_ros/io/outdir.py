@@ -1,0 +1,183 @@
+"""Output folders the command-line tools may write into, and writing into them without touching
+anything the tool did not write.
+
+A folder a tool writes gets a marker file, ``.autolabel_ros_output.json``, naming the tool and
+listing the files of its last complete output. Rules:
+
+- ``--out`` must be a folder, or a path that can be created, on a writable file system; this is
+  checked before any model is loaded, so a typo costs a second, not a minute;
+- an existing non-empty folder without the marker (the user's data) is refused unless the user
+  passes ``--overwrite``; even then only the tool's own files are replaced;
+- :func:`install_tree` moves freshly assembled files into place one by one and deletes only files
+  the marker lists from an earlier run that this run did not write again.
+
+Errors are :class:`OutputDirError`, one line naming the path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+MARKER = '.autolabel_ros_output.json'
+
+
+class OutputDirError(ValueError):
+    """The output path cannot be used; the message names it and says what to do."""
+
+
+def read_marker(folder) -> Optional[dict]:
+    """The marker of a folder written by one of the tools, or None."""
+    p = Path(folder) / MARKER
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and 'tool' in data else None
+
+
+def _write_marker(folder: Path, tool: str, files: Iterable[str]) -> None:
+    data = json.dumps({'tool': tool, 'files': sorted(set(files))}, indent=1, sort_keys=True) + '\n'
+    write_text_atomic(folder / MARKER, data)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write through a temporary file moved into place: a full disk or a kill never leaves a half
+    file under the real name, and the temporary is removed when the write fails."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _file_in_the_way(path: Path) -> Optional[Path]:
+    """The path itself or an ancestor that exists and is not a folder."""
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for p in (path, *path.parents):
+        if p.exists():
+            return p
+    return Path('.')
+
+
+def _probe_writable(folder: Path, flag: str, path: Path) -> None:
+    try:
+        fd, name = tempfile.mkstemp(prefix='.autolabel_probe', dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise OutputDirError(f'{flag} {path}: cannot write in {folder} ({e.strerror})') from None
+
+
+def legacy_own(folder: Path, tool: str) -> bool:
+    """Runs of autolabel-bag from before the marker existed are recognised by their frame store."""
+    return tool == 'autolabel-bag' and (folder / '.frames' / 'manifest.json').is_file()
+
+
+def prepare_output_dir(path, tool: str, overwrite: bool = False, flag: str = '--out') -> Path:
+    """Check that ``path`` may receive ``tool``'s outputs, create it and mark it as the tool's.
+
+    Returns the folder. Raises :class:`OutputDirError` when it is a file or lies under one, cannot
+    be written, or is a non-empty folder the tool did not write (unless ``overwrite``).
+    """
+    path = Path(path)
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        where = 'is a file' if blocker == path else f'lies under the file {blocker}'
+        raise OutputDirError(f'{flag} {path}: {where}; give a folder')
+    marker = read_marker(path) if path.is_dir() else None
+    if path.is_dir() and marker is None and not overwrite and not legacy_own(path, tool):
+        entries = sorted(p.name for p in path.iterdir())
+        if entries:
+            shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
+            raise OutputDirError(
+                f'{flag} {path}: folder is not empty ({len(entries)} entries: {shown}) and was not written '
+                f'by {tool}; choose a new or empty folder, or pass --overwrite to write beside its '
+                f'content (only {tool} files are replaced)')
+    if marker is not None and marker['tool'] != tool and not overwrite:
+        raise OutputDirError(f'{flag} {path}: folder holds the output of {marker["tool"]}, not {tool}; '
+                             f'choose another folder, or pass --overwrite')
+    _probe_writable(_nearest_existing(path), flag, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f'{flag} {path}: cannot create the folder ({e.strerror})') from None
+    _probe_writable(path, flag, path)
+    files = marker['files'] if marker is not None and marker['tool'] == tool else []
+    for tmp in path.glob(f'.{MARKER}.tmp*'):      # a marker update cut short by a kill
+        tmp.unlink(missing_ok=True)
+    try:
+        _write_marker(path, tool, files)
+    except OSError as e:
+        raise OutputDirError(f'{flag} {path}: cannot write there ({e.strerror})') from None
+    return path
+
+
+def check_new_path(path, flag: str = '--out') -> Path:
+    """A path the caller will create (a rosbag2 folder): it must not exist and its parent must be a
+    writable folder (created when missing)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise OutputDirError(f'{flag} {path}: exists; choose a new path')
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise OutputDirError(f'{flag} {path}: {blocker} is a file; give a path in a folder')
+    _probe_writable(_nearest_existing(path.parent), flag, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f'{flag} {path}: cannot create {path.parent} ({e.strerror})') from None
+    return path
+
+
+def own_files(folder) -> set[str]:
+    marker = read_marker(folder)
+    return set(marker['files']) if marker else set()
+
+
+def record_files(folder, tool: str, files: Iterable[str]) -> None:
+    """Add files (relative paths) to the ones the marker says the tool wrote."""
+    folder = Path(folder)
+    _write_marker(folder, tool, own_files(folder) | set(files))
+
+
+def install_tree(stage, out, tool: str) -> list[str]:
+    """Move every file under ``stage`` to the same place under ``out`` (replacing it), delete the files
+    of the tool's previous output that this one lacks, update the marker; returns the new file list.
+
+    The marker lists old and new files while files move, so a kill in between leaves nothing the
+    next run does not know to be its own.
+    """
+    stage, out = Path(stage), Path(out)
+    new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob('*') if p.is_file())
+    old = own_files(out)
+    _write_marker(out, tool, old | set(new))
+    for rel in new:
+        dst = out / rel
+        if dst.is_dir() and not dst.is_symlink():
+            raise OutputDirError(f'{dst}: a folder is in the place of the output file {rel}')
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / rel, dst)
+    stale = sorted(old - set(new))
+    for rel in stale:
+        (out / rel).unlink(missing_ok=True)
+    # folders that only held stale files of the tool go too (never one with anything else in it)
+    for d in sorted({(out / rel).parent for rel in stale}, key=lambda p: -len(p.parts)):
+        while d != out and d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+            d = d.parent
+    _write_marker(out, tool, new)
+    shutil.rmtree(stage, ignore_errors=True)
+    return new

@@ -1,0 +1,369 @@
+"""Benchmark section "no ground truth": autolabel without ground-truth boxes, prompts from the
+detector, the LiDAR and both fused.
+
+    python benchmarks/no_gt.py [--data KITTI_TRAINING] [--sim-frames 12] [--skip-fit] [--json out.json]
+    (run_all.py calls :func:`run_section` for ``--only no_gt``)
+
+Per dataset (the real KITTI frames of ../shared/data, simulator scenes):
+
+- prompt quality before verification, per source (detector, lidar, fused) and distance band:
+  recall over the cars taller than 25 px with at least ``MIN_GT_POINTS`` LiDAR points in their 3D
+  box (2D IoU >= 0.5), precision over all prompts (a prompt on an ignored object -- a smaller or
+  pointless car, a Van/Truck, a DontCare region -- is neither right nor wrong);
+- end to end: the accepted labels of the fused prompts evaluated as KITTI (autolabel_ros.eval), next
+  to the same run from ground-truth boxes and from the detector alone, and the share of accepted
+  labels that match no car (2D IoU < 0.5 with every Car/Van/DontCare);
+- the per-frame cost of the LiDAR proposals + fusion.
+
+Datasets: the 12 labelled KITTI frames; simulator scenes with procedural cars (the benchmark's
+64-beam export); the same with ApolloCar3D cars when the benchmark has exported them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+KITTI = ROOT.parent / 'shared' / 'data' / 'kitti_object' / 'training'
+CACHE = Path(os.environ.get('AUTOLABEL_BENCH_CACHE', Path.home() / '.cache' / 'autolabel_ros' / 'bench'))
+MIN_GT_HEIGHT = 25.0
+MIN_GT_POINTS = 5
+MATCH_IOU = 0.5
+BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, 1e9))
+SOURCES = ('detector', 'lidar', 'fused')
+
+
+def band_name(b) -> str:
+    return f'{b[0]:.0f}-{b[1]:.0f} m' if b[1] < 1e8 else f'>= {b[0]:.0f} m'
+
+
+# ------------------------------------------------------------------------------- ground truth
+def gt_objects(ds, fid: str, frame) -> list[dict]:
+    """The frame's labelled objects: box, camera depth, LiDAR points in the 3D box, counted or not."""
+    from autolabel_ros.core.geometry import kitti_box_to_lidar, points_in_box
+
+    calib = ds.calib(fid)
+    out = []
+    for o in ds.labels(fid):
+        if o.type in ('Car', 'Van', 'Truck'):
+            center, size, yaw = kitti_box_to_lidar(o.hwl, o.location, o.ry, calib.T_rect_lidar)
+            n = int(points_in_box(frame.xyz, center, size, yaw, margin=0.1).sum())
+        else:
+            n = 0
+        counted = o.type == 'Car' and o.height2d > MIN_GT_HEIGHT and n >= MIN_GT_POINTS
+        # a car that fails the filter, a Van/Truck and DontCare are ignored, not wrong
+        ignored = not counted and o.type in ('Car', 'Van', 'Truck', 'DontCare')
+        out.append({'type': o.type, 'box': np.asarray(o.bbox, float), 'depth': float(o.location[2]),
+                    'n_points': n, 'counted': counted, 'ignored': ignored})
+    return out
+
+
+def match(boxes: list, gts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy 2D matching (best IoU first). Returns per prompt 1 (counted car) / 0 (ignored object)
+    / -1 (nothing), and per ground truth whether a prompt found it."""
+    from autolabel_ros.proposals.fusion import iou_matrix
+
+    res = -np.ones(len(boxes), int)
+    found = np.zeros(len(gts), bool)
+    if not boxes or not gts:
+        return res, found
+    iou, contain, _ = iou_matrix(np.array(boxes), np.array([g['box'] for g in gts]))
+    dontcare = np.array([g['type'] == 'DontCare' for g in gts])
+    iou = np.where(dontcare[None], 0.0, iou)
+    used = np.zeros(len(boxes), bool)
+    for k in np.argsort(-iou, axis=None):
+        i, j = np.unravel_index(k, iou.shape)
+        if iou[i, j] < MATCH_IOU:
+            break
+        if used[i] or found[j]:
+            continue
+        used[i] = found[j] = True
+        res[i] = 1 if gts[j]['counted'] else 0
+    # an unmatched prompt on an ignored object (or mostly inside a DontCare region) is neutral
+    for i in np.flatnonzero(res < 0):
+        on_ignored = any(g['ignored'] and g['type'] != 'DontCare' and iou[i, j] >= MATCH_IOU
+                         for j, g in enumerate(gts))
+        in_dc = any(g['type'] == 'DontCare' and contain[i, j] >= 0.5 for j, g in enumerate(gts))
+        if on_ignored or in_dc:
+            res[i] = 0
+    return res, found
+
+
+# ------------------------------------------------------------------------------- prompts
+def frame_prompts(frame, detector, cfg) -> tuple[dict, float, float]:
+    """{source: prompts} for one frame; the detector's time and the extra proposals' (wall, CPU) time."""
+    from autolabel_ros.proposals import fused_prompts, lidar_prompts
+
+    t = time.perf_counter()
+    det = detector.detect(frame.image)       # down to proposals.confirm_score
+    t_det = time.perf_counter() - t
+    fused, timing = fused_prompts(frame, det, cfg)
+    strong = [p for p in det if p.score >= cfg.detector.score_threshold]
+    # 'lidar': every proposal, before a detection confirms it
+    return ({'detector': strong, 'lidar': lidar_prompts(frame, cfg), 'fused': fused}, t_det,
+            (timing['proposals_s'], timing['proposals_cpu_s']))
+
+
+def prompt_quality(rows: list[dict]) -> dict:
+    """Recall per distance band and in all, precision, per source, from per-frame match rows."""
+    out = {}
+    for src in SOURCES:
+        gts = [g for r in rows for g in r['gt'] if g['counted']]
+        found = [f for r in rows for f, g in zip(r['found'][src], r['gt']) if g['counted']]
+        res = np.concatenate([r['res'][src] for r in rows]) if rows else np.zeros(0)
+        tp, fp = int((res == 1).sum()), int((res < 0).sum())
+        d = {'n_gt': len(gts), 'n_prompts': int(len(res)), 'tp': tp, 'fp': fp,
+             'recall': float(np.mean(found)) if found else None,
+             'precision': tp / (tp + fp) if tp + fp else None, 'bands': {}}
+        for b in BANDS:
+            sel = [f for f, g in zip(found, gts) if b[0] <= g['depth'] < b[1]]
+            d['bands'][band_name(b)] = {'n_gt': len(sel), 'recall': float(np.mean(sel)) if sel else None}
+        out[src] = d
+    return out
+
+
+def collect_prompts(data: Path, frames, cfg, detector) -> tuple[list[dict], dict]:
+    from autolabel_ros.io.kitti import KittiObjectDataset
+
+    ds = KittiObjectDataset(data)
+    rows, t_det, t_prop = [], [], []
+    for fid in frames:
+        frame = ds.load_frame(fid)
+        gts = gt_objects(ds, fid, frame)
+        prompts, td, tp = frame_prompts(frame, detector, cfg)
+        t_det.append(td)
+        t_prop.append(tp)
+        row = {'fid': fid, 'gt': gts, 'res': {}, 'found': {}, 'prompts': prompts}
+        for src, ps in prompts.items():
+            row['res'][src], row['found'][src] = match([p.box for p in ps], gts)
+        rows.append(row)
+    wall, cpu = np.array(t_prop).T
+    timing = {'median_detector_s': float(np.median(t_det)), 'median_proposals_s': float(np.median(wall)),
+              'max_proposals_s': float(np.max(wall)), 'median_proposals_cpu_s': float(np.median(cpu)),
+              'max_proposals_cpu_s': float(np.max(cpu)),
+              'load': ' '.join(f'{x:.1f}' for x in os.getloadavg())}
+    return rows, timing
+
+
+# ------------------------------------------------------------------------------- end to end
+def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -> dict:
+    """Label every frame from the given prompts (source name in the rows, or 'gt'), write KITTI files,
+    evaluate; also the share of accepted labels matching no car and the per-source label counts."""
+    from autolabel_ros.eval import evaluate
+    from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
+    from autolabel_ros.io.kitti_policy import kitti_predictions
+    from autolabel_ros.proposals import source_counts
+
+    ds = KittiObjectDataset(data)
+    out.mkdir(parents=True, exist_ok=True)
+    n_acc, n_nocar, accepted, nocar_by = 0, 0, [], {}
+    t_frames = []
+    for row in rows:
+        fid = row['fid']
+        frame = ds.load_frame(fid)
+        calib = ds.calib(fid)
+        prompts = ds.prompts(fid, 'gt-boxes') if source == 'gt' else row['prompts'][source]
+        t = time.perf_counter()
+        labels = al.label(frame, prompts).labels if prompts else []
+        if source == 'fused':       # as autolabel-bag --prompts fused does
+            from autolabel_ros.proposals import reject_duplicates
+            reject_duplicates(labels, cfg.proposals.duplicate_iou)
+        t_frames.append(time.perf_counter() - t)
+        acc = [lab for lab in labels if lab.accepted and np.all(np.isfinite(lab.box7))]
+        accepted += acc
+        if acc:
+            boxes = [lab.box2d for lab in acc]
+            # "matches no car": no Car/Van/Truck/DontCare box overlaps it by IoU >= 0.5 (any size or
+            # point count: a correct label of a tiny car is not a false one)
+            gts = [dict(g, counted=g['type'] in ('Car', 'Van', 'Truck')) for g in row['gt']]
+            res, _ = match(boxes, gts)
+            n_acc += len(acc)
+            n_nocar += int((res < 0).sum())
+            for lab in np.array(acc, dtype=object)[res < 0]:
+                key = '+'.join(sorted(lab.sources)) or 'given'
+                nocar_by[key] = nocar_by.get(key, 0) + 1
+        objs = [label3d_to_kitti(lab, calib, frame.width, frame.height) for lab in kitti_predictions(labels)]
+        write_label_file(out / f'{fid}.txt', objs)
+    res = evaluate(data / 'label_2', out, [r['fid'] for r in rows])
+    return {'source': source, 'result': res, 'n_accepted': n_acc, 'accepted_no_car': n_nocar,
+            'accepted_no_car_share': n_nocar / n_acc if n_acc else None,
+            'accepted_by_source': source_counts(accepted), 'no_car_by_source': dict(sorted(nocar_by.items())),
+            'median_frame_s': float(np.median(t_frames)) if t_frames else None}
+
+
+# the fused prompts with the default config (the SSD also on 4 square tiles: recall of small cars up,
+# 4 more forward passes per image), and with the SSD on the whole image only
+VARIANTS = {'fused': {}, 'fused, SSD on the whole image only': {'proposals': {'detector_tiles': 0}}}
+
+
+def run_dataset(name: str, data: Path, frames, fit: bool, cfg_dict=None, variants=None) -> dict:
+    """Prompt quality and (``fit``) end-to-end results of one split: ground-truth boxes, the detector
+    alone and each fused variant (config overrides on top of ``cfg_dict``)."""
+    import torch
+
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.detect import make_detector
+    from autolabel_ros.proposals import fused_detector_config
+
+    torch.set_num_threads(1)
+    res = {'dataset': name, 'n_frames': len(frames), 'prompts': {}, 'timing': {}, 'end_to_end': {}}
+    for k, (vname, over) in enumerate((variants or VARIANTS).items()):
+        cfg = from_dict(_merge(cfg_dict or {}, over))
+        detector = make_detector(fused_detector_config(cfg), 'cpu')
+        rows, timing = collect_prompts(data, frames, cfg, detector)
+        q = prompt_quality(rows)
+        for src in (('detector', 'lidar') if k == 0 else ()) + ('fused',):
+            res['prompts'][vname if src == 'fused' else src] = q[src]
+        res['timing'][vname] = timing
+        if not fit:
+            continue
+        from autolabel_ros.pipeline import Autolabeler
+
+        al = Autolabeler(cfg)
+        tag = f'{name}_{k}'
+        for src in (('gt', 'detector') if k == 0 else ()) + ('fused',):
+            res['end_to_end'][vname if src == 'fused' else src] = label_split(
+                data, rows, src, cfg, al, CACHE / 'pred' / f'no_gt_{tag}_{src}')
+    return res
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def sim_split(n: int) -> Path:
+    """The first ``n`` simulator scenes of the benchmark's 64-beam export (made when missing)."""
+    from benchmarks.run_all import export_sim, sim_root
+
+    root = sim_root(64)
+    if not all((root / 'label_2' / f'{i:06d}.txt').is_file() for i in range(n)):
+        export_sim(n, 0, 2)
+    return root
+
+
+def apollo_split(n: int) -> Path | None:
+    """Simulator scenes with ApolloCar3D cars (the benchmark's export, benchmarks/apollo_cars.py; made
+    when missing), or None when the ApolloCar3D models are not there (the section skips them)."""
+    from benchmarks.run_all import apollo_root, export_for
+
+    root = apollo_root()
+    frames = [f'{i:06d}' for i in range(n)]
+    if not all((root / 'label_2' / f'{f}.txt').is_file() for f in frames):
+        try:
+            export_for([{'dataset': 'apollo64', 'data': str(root), 'frames': frames}], 2)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            print(f'[no_gt] no ApolloCar3D scenes: {e}')
+            return None
+    return root
+
+
+def run_section(sim_frames: int = 12, fit: bool = True, kitti: Path = KITTI) -> dict:
+    out = {}
+    if kitti.is_dir():
+        from autolabel_ros.io.kitti import KittiObjectDataset
+        frames = [f for f in KittiObjectDataset(kitti).frame_ids
+                  if (kitti / 'label_2' / f'{f}.txt').is_file()]
+        out['kitti'] = run_dataset('kitti', kitti, frames, fit)
+    if sim_frames:
+        frames = [f'{i:06d}' for i in range(sim_frames)]
+        out['sim'] = run_dataset('sim', sim_split(sim_frames), frames, fit)
+        apollo = apollo_split(sim_frames)
+        if apollo is not None:
+            out['sim, ApolloCar3D cars'] = run_dataset('apollo', apollo, frames, fit)
+    return out
+
+
+RESULTS = ROOT / 'benchmarks' / 'no_gt_results.json'
+
+
+def save_results(sec: dict, path: Path = RESULTS):
+    sec = dict(sec, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+    path.write_text(json.dumps(sec, indent=1, default=float))
+
+
+def load_results(path: Path = RESULTS) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _p(v, pct=True):
+    if v is None:
+        return '-'
+    return f'{100 * v:.1f}' if pct else f'{v:.1f}'
+
+
+def _by(counts) -> str:
+    return '(' + ', '.join(f'{k} {v}' for k, v in counts.items()) + ') ' if counts else ''
+
+
+def report_lines(sec: dict) -> list[str]:
+    """Markdown for RESULTS.md."""
+    if not sec:
+        return []
+    lines = ['', '## No ground truth: prompts from the detector, the LiDAR and both fused', '',
+             'Prompt quality before verification: recall over cars taller than 25 px with >= '
+             f'{MIN_GT_POINTS} LiDAR points in their box (2D IoU >= 0.5), precision over all prompts '
+             '(prompts on ignored objects -- smaller or pointless cars, Vans, Trucks, DontCare -- do not '
+             'count). End to end: AP R40 of the labels (autolabel-eval); "no car" = accepted labels whose '
+             '2D box matches no Car/Van/Truck/DontCare.'
+             + (f' Run at {sec["date"]}.' if 'date' in sec else '')
+             + (f' {sec["note"]}' if 'note' in sec else ''), '']
+    for name, d in sec.items():
+        if not isinstance(d, dict):
+            continue
+        bands = list(next(iter(d['prompts'].values()))['bands'])
+        lines += [f'**{name}** ({d["n_frames"]} frames)', '',
+                  '| source | prompts | recall | precision | '
+                  + ' | '.join(f'recall {b}' for b in bands) + ' |',
+                  '|---|---|---|---|' + '---|' * len(bands)]
+        for src, q in d['prompts'].items():
+            lines.append(f'| {src} | {q["n_prompts"]} | {_p(q["recall"])} ({q["n_gt"]} cars) | '
+                         f'{_p(q["precision"])} | '
+                         + ' | '.join(f'{_p(q["bands"][b]["recall"])} ({q["bands"][b]["n_gt"]})'
+                                      for b in bands)
+                         + ' |')
+        lines.append('')
+        for vname, t in d['timing'].items():
+            lines += [f'{vname}: LiDAR proposals + fusion per frame: CPU time median '
+                      f'{t["median_proposals_cpu_s"]:.3f} s (max {t["max_proposals_cpu_s"]:.3f} s), '
+                      f'wall clock median {t["median_proposals_s"]:.3f} s (max {t["max_proposals_s"]:.3f} s) '
+                      f'at load average {t["load"]} on {os.cpu_count()} cores; detector (wall) '
+                      f'{t["median_detector_s"]:.3f} s.', '']
+        if d.get('end_to_end'):
+            lines += ['| prompts | 3D@0.5 mod | 3D@0.7 mod | 3D@0.5 easy/hard | accepted | no car | '
+                      'accepted by source |', '|---|---|---|---|---|---|---|']
+            for src, e in d['end_to_end'].items():
+                r = e['result']
+                lines.append(f'| {src} | {_p(r["3D@0.5"]["moderate"], False)} | '
+                             f'{_p(r["3D@0.7"]["moderate"], False)} | {_p(r["3D@0.5"]["easy"], False)}/'
+                             f'{_p(r["3D@0.5"]["hard"], False)} | {e["n_accepted"]} | '
+                             f'{_p(e["accepted_no_car_share"])} % {_by(e.get("no_car_by_source"))}| '
+                             + ', '.join(f'{k} {v}' for k, v in e['accepted_by_source'].items()) + ' |')
+            lines.append('')
+    return lines
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data', default=str(KITTI))
+    ap.add_argument('--sim-frames', type=int, default=12)
+    ap.add_argument('--skip-fit', action='store_true', help='prompt quality only')
+    ap.add_argument('--json', default=str(RESULTS), help='results file (read by run_all.py for RESULTS.md)')
+    a = ap.parse_args(argv)
+    sec = run_section(a.sim_frames, not a.skip_fit, Path(a.data))
+    print('\n'.join(report_lines(sec)))
+    if a.json:
+        save_results(sec, Path(a.json))
+
+
+if __name__ == '__main__':
+    main()
