@@ -9,8 +9,9 @@ DEMO_DIR ?= $(HOME)/.cache/autolabel_ros/demo
 env:
 	@scripts/env.sh
 
-# PYTHONPATH pins imports to this checkout, whichever clone last refreshed the shared venv.
-export PYTHONPATH := $(CURDIR)
+# PYTHONPATH pins imports to this checkout, whichever clone last refreshed the shared venv (a sourced
+# ROS 2 keeps its entries after it).
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 demo:
 	@venv=$$(scripts/env.sh) && $$venv/bin/python -m autolabel_ros.cli.demo --dir $(DEMO_DIR)

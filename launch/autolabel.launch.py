@@ -9,28 +9,38 @@ detector:=fused -> the SSD detector node (down to proposals.confirm_score) and a
                    boxes with LiDAR object proposals (proposals.lidar on both nodes).
 detector:=external -> no detector node; the fitter synchronizes with detections_topic published
                       by another node (vision_msgs/Detection2DArray with the image's header).
+
+Both nodes are lifecycle nodes; autostart:=true (default) has them configure and activate
+themselves, autostart:=false leaves them unconfigured for `ros2 lifecycle set` or a lifecycle
+manager. namespace:=NAME puts the nodes and RViz under /NAME (RViz's config uses relative names
+for the fitter's outputs and is remapped onto cloud_topic).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
-from launch_ros.actions import Node
+from launch.substitutions import (EnvironmentVariable, EqualsSubstitution, IfElseSubstitution,
+                                  LaunchConfiguration, NotEqualsSubstitution, NotSubstitution,
+                                  OrSubstitution, PathJoinSubstitution)
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'autolabel_ros'
+RVIZ_CLOUD_TOPIC = '/lidar/points'     # the PointCloud2 display's topic in config/autolabel.rviz
 
 ARGUMENTS = [
+    ('namespace', '', 'ROS namespace of both nodes and RViz (empty = the root namespace)'),
     ('image_topic', '/camera/image_raw', 'camera image (sensor_msgs/Image; CompressedImage with the '
      'compressed_image parameter)'),
     ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of that camera'),
-    ('cloud_topic', '/lidar/points', 'LiDAR sensor_msgs/PointCloud2'),
+    ('cloud_topic', '/lidar/points', 'LiDAR sensor_msgs/PointCloud2 (RViz shows this topic too)'),
     ('detections_topic', '/autolabel/detections_2d', 'vision_msgs/Detection2DArray between detector and '
      'fitter'),
     ('detector', 'ssd_mobilenet', 'detector backend (ssd_mobilenet, fasterrcnn, retinanet, fcos, ...), '
      'fused (SSD + LiDAR proposals), none (clicks only) or external (another node publishes '
      'detections_topic)'),
     ('use_sim_time', 'false', 'true when replaying a bag with `ros2 bag play --clock`'),
+    ('autostart', 'true', 'configure and activate the lifecycle nodes at startup'),
     ('rviz', 'true', 'start RViz with config/autolabel.rviz'),
     ('fixed_frame', 'lidar', "RViz fixed frame (the LiDAR's frame id)"),
     ('log_level', 'info', 'ROS log level of both nodes (debug shows per-frame timings)'),
@@ -49,30 +59,43 @@ def generate_launch_description():
         DeclareLaunchArgument('rviz_config',
                               default_value=PathJoinSubstitution([share, 'config', 'autolabel.rviz']),
                               description='RViz configuration'),
+        DeclareLaunchArgument('dds_config',
+                              default_value=PathJoinSubstitution([share, 'config', 'cyclonedds.xml']),
+                              description='CYCLONEDDS_URI of the nodes when the environment sets none '
+                                          '(larger socket buffers for multi-MB clouds)'),
     ]
     use_sim_time = ParameterValue(cfg('use_sim_time'), value_type=bool)
+    autostart = ParameterValue(cfg('autostart'), value_type=bool)
     detector = cfg('detector')
-    run_detector = IfCondition(PythonExpression(["'", detector, "' not in ('none', 'external')"]))
-    sync_detections = ParameterValue(PythonExpression(["'", detector, "' != 'none'"]), value_type=bool)
-    ros_args = ['--ros-args', '--log-level', cfg('log_level')]
-    fused = ParameterValue(PythonExpression(["'", detector, "' == 'fused'"]), value_type=bool)
-    backend = PythonExpression(["'ssd_mobilenet' if '", detector, "' == 'fused' else '", detector, "'"])
+    run_detector = IfCondition(NotSubstitution(OrSubstitution(EqualsSubstitution(detector, 'none'),
+                                                              EqualsSubstitution(detector, 'external'))))
+    sync_detections = ParameterValue(NotEqualsSubstitution(detector, 'none'), value_type=bool)
+    log_level = ['--log-level', cfg('log_level')]
+    is_fused = EqualsSubstitution(detector, 'fused')
+    fused = ParameterValue(is_fused, value_type=bool)
+    backend = IfElseSubstitution(is_fused, 'ssd_mobilenet', detector)     # fused = SSD + LiDAR proposals
+    # an explicit CYCLONEDDS_URI of the caller wins over the packaged one
+    dds = SetEnvironmentVariable('CYCLONEDDS_URI', EnvironmentVariable('CYCLONEDDS_URI',
+                                                                       default_value=cfg('dds_config')))
 
-    detector_node = Node(
-        package=PACKAGE, executable='detector_node', name='autolabel_detector', output='screen',
+    detector_node = LifecycleNode(
+        package=PACKAGE, executable='detector_node', name='autolabel_detector', namespace=cfg('namespace'),
+        output='screen',
         parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'detector.backend': backend,
-                                         'proposals.lidar': fused}],
+                                         'proposals.lidar': fused, 'autostart': autostart}],
         remappings=[('image', cfg('image_topic')), ('detections', cfg('detections_topic'))],
-        arguments=ros_args, condition=run_detector)
-    fitter_node = Node(
-        package=PACKAGE, executable='fitter_node', name='autolabel_fitter', output='screen',
+        ros_arguments=log_level, condition=run_detector)
+    fitter_node = LifecycleNode(
+        package=PACKAGE, executable='fitter_node', name='autolabel_fitter', namespace=cfg('namespace'),
+        output='screen',
         parameters=[cfg('params_file'), {'use_sim_time': use_sim_time, 'sync_detections': sync_detections,
-                                         'proposals.lidar': fused}],
+                                         'proposals.lidar': fused, 'autostart': autostart}],
         remappings=[('image', cfg('image_topic')), ('camera_info', cfg('camera_info_topic')),
                     ('points', cfg('cloud_topic')), ('detections', cfg('detections_topic'))],
-        arguments=ros_args)
+        ros_arguments=log_level)
     rviz = Node(
-        package='rviz2', executable='rviz2', name='rviz2', output='log',
+        package='rviz2', executable='rviz2', name='rviz2', namespace=cfg('namespace'), output='log',
         arguments=['-d', cfg('rviz_config'), '-f', cfg('fixed_frame')],
+        remappings=[(RVIZ_CLOUD_TOPIC, cfg('cloud_topic'))],
         parameters=[{'use_sim_time': use_sim_time}], condition=IfCondition(cfg('rviz')))
-    return LaunchDescription(declared + [detector_node, fitter_node, rviz])
+    return LaunchDescription(declared + [dds, detector_node, fitter_node, rviz])

@@ -53,7 +53,7 @@ def test_validate_defaults_and_values():
     specs = params.fitter_specs()
     cfg, st = params.validate_parameters(defaults(specs), specs, 'fitter')
     assert cfg == AutolabelConfig()
-    assert st.reliability == 'best_effort' and st.T_cam_lidar_static is None
+    assert st.reliability == 'auto' and st.T_cam_lidar_static is None
     vals = defaults(specs) | {'fit.iterations': 7, 'detector.classes': ['car'], 'slop': 1,
                               'static_transform': '0 0.3 0 0.5 -0.5 0.5 0.5'}
     cfg, st = params.validate_parameters(vals, specs, 'fitter')
@@ -63,7 +63,7 @@ def test_validate_defaults_and_values():
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('reliability', 'sometimes', "reliability: got 'sometimes'; allowed: one of best_effort, reliable"),
+    ('reliability', 'sometimes', "reliability: got 'sometimes'; allowed: one of auto, best_effort, reliable"),
     ('queue_size', 0, r"queue_size: got 0; allowed: an integer in \[1, 1000\]"),
     ('queue_size', 2.5, r"queue_size: got 2.5; allowed: an integer in \[1, 1000\]"),
     ('slop', float('nan'), r"slop: got nan; allowed: a number in \[0.0, 10.0\]"),

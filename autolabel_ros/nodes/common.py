@@ -1,4 +1,5 @@
-"""rclpy glue shared by the nodes: message factory, parameter declaration, QoS, startup errors."""
+"""rclpy glue shared by the nodes: message factory, parameter declaration, QoS, the lifecycle base,
+startup errors and the process main."""
 from __future__ import annotations
 
 import importlib
@@ -63,6 +64,18 @@ def sensor_qos(reliability: str, depth: int):
                       durability=DurabilityPolicy.VOLATILE)
 
 
+def publishers_reliability(node, topic: str):
+    """'reliable' when every publisher of ``topic`` offers reliable delivery, 'best_effort' when one
+    does not, None while there is no publisher (the 'auto' reliability waits for one)."""
+    from rclpy.qos import ReliabilityPolicy
+
+    infos = node.get_publishers_info_by_topic(topic)
+    if not infos:
+        return None
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+    return 'reliable' if reliable else 'best_effort'
+
+
 def output_qos(depth: int = 5):
     """Outputs are reliable + volatile: RViz and `ros2 topic echo` subscribe with either reliability."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -111,7 +124,9 @@ class StatsLine:
         now = (n.stats.frames, n.slot.dropped)
         if now != self.last:
             self.last = now
-            n.get_logger().info(n.stats.summary(n.slot.dropped))
+            monitor = getattr(n, 'monitor', None)
+            extra = f'; {monitor.received()}' if monitor is not None else ''
+            n.get_logger().info(n.stats.summary(n.slot.dropped) + extra)
 
 
 def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
@@ -124,25 +139,44 @@ def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
 
 
 def run_node(make_node, args=None) -> int:
-    """rclpy.init, build the node, spin until Ctrl-C / shutdown; startup errors -> one line, exit 2."""
+    """rclpy.init, build the node, bring it to active when its ``autostart`` parameter says so, spin
+    until Ctrl-C / shutdown; startup errors -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
+    keeps TF, clicks and the sensor callbacks served while the worker thread fits."""
     import sys
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
     node = None
     code = 0
+    worker_ended = True
     try:
         node = make_node()
-        rclpy.spin(node)
+        if node.settings.autostart:
+            node.autostart()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ConfigError, StartupError) as e:
         print(f'[FATAL] {e}', file=sys.stderr)
         code = 2
     finally:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)      # a second Ctrl-C must not break the cleanup
         if node is not None:
+            worker_ended = node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+    if not worker_ended:
+        # A fit is still running on the daemon worker (torch in C++): interpreter finalization under it
+        # can crash, so leave now; nothing is left to publish or save.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code

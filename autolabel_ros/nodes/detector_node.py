@@ -1,33 +1,34 @@
 """detector_node: camera image -> vision_msgs/Detection2DArray of vehicles (same header as the image).
 
+A lifecycle node (nodes/managed.py): configure builds the detector, activate subscribes.
 Subscribes ``image`` (sensor_msgs/Image, or CompressedImage with ``compressed_image``), publishes
 ``detections``; remap both. The backend (``detector.backend``: ssd_mobilenet, torchvision
-detectors from local weights, none) is built once at startup by ``autolabel_ros.detect``.
-Detection runs on a worker thread behind a one-slot queue, so a slow detector skips frames
-(counted, logged) instead of lagging behind.
+detectors from local weights, none) is built by ``autolabel_ros.detect``. Detection runs on a
+worker thread behind a one-slot queue, so a slow detector skips frames (counted, logged) instead
+of lagging behind.
 """
 from __future__ import annotations
 
-import threading
 import time
 
-from rclpy.node import Node
-
 from autolabel_ros.io import messages as M
-from autolabel_ros.nodes.params import detector_specs, validate_parameters
-from autolabel_ros.nodes.runtime import LatencyStats, LatestSlot
-from autolabel_ros.nodes.common import (StartupError, StatsLine, declare_parameters, image_msg_type,
-                                        output_qos, rclpy_factory, run_node, sensor_qos, steady_timer,
-                                        stop_worker, worker_loop)
+from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, run_node,
+                                        sensor_qos, steady_timer)
+from autolabel_ros.nodes.managed import ManagedNode
+from autolabel_ros.nodes.params import detector_specs
 
 
-class DetectorNode(Node):
+class DetectorNode(ManagedNode):
+    worker_what = 'image'
+
     def __init__(self, **kwargs):
-        super().__init__('autolabel_detector', **kwargs)
-        specs = detector_specs()
-        values = declare_parameters(self, specs)
-        self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
-        self.factory = rclpy_factory()
+        super().__init__('autolabel_detector', detector_specs(), **kwargs)
+        self.detector = None
+        self.pub = None
+        self.sub = None
+        self.input_timers = []
+
+    def load_models(self):
         t0 = time.perf_counter()
         try:
             from autolabel_ros.core.device import resolve_device
@@ -44,39 +45,57 @@ class DetectorNode(Node):
         self.get_logger().info(f'detector {d.backend!r} ready in {time.perf_counter() - t0:.1f} s '
                                f'(classes {d.classes}, score >= {d.score_threshold})')
 
+    def release_models(self):
+        self.detector = None
+
+    def create_outputs(self):
         from vision_msgs.msg import Detection2DArray
 
-        self.pub = self.create_publisher(Detection2DArray, 'detections', output_qos(10))
-        self.create_subscription(image_msg_type(self.settings.compressed_image), 'image', self._on_image,
-                                 sensor_qos(self.settings.reliability, self.settings.qos_depth))
-        self.slot = LatestSlot()
-        self.stats = LatencyStats()
-        self._stop = threading.Event()
-        self.worker = threading.Thread(target=worker_loop, name='autolabel_detector_worker', daemon=True,
-                                       args=(self._stop, self.slot, self._process, self.get_logger(),
-                                             'image'))
-        self.worker.start()
-        steady_timer(self, 10.0, StatsLine(self))
+        self.pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', output_qos(10))
+
+    def destroy_outputs(self):
+        if self.pub is not None:
+            self.destroy_lifecycle_publisher(self.pub)
+            self.pub = None
+
+    def create_inputs(self):
+        self.input_timers = [steady_timer(self, 10.0, StatsLine(self))]
+        self.subscribe_when_published([self.resolve_topic_name('image')], self._subscribe)
+
+    def _subscribe(self, reliability_by_topic: dict):
+        [(topic, reliability)] = reliability_by_topic.items()
+        self.sub = self.create_subscription(image_msg_type(self.settings.compressed_image), 'image',
+                                            self._on_image, sensor_qos(reliability, self.settings.qos_depth))
+        self.get_logger().info(f'detecting on {topic} ({reliability})')
+
+    def destroy_inputs(self):
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        for t in self.input_timers:
+            self.destroy_timer(t)
+        self.input_timers = []
 
     def _on_image(self, msg):
         self.slot.put(msg)
 
-    def _process(self, msg):
+    def process_item(self, msg):
         t0 = time.perf_counter()
         if self.settings.compressed_image:
             image = M.compressed_image_to_numpy(msg)
         else:
             image = M.image_to_numpy(msg)
-        prompts = self.detector.detect(image)
+        detector = self.detector
+        if detector is None:
+            return
+        prompts = detector.detect(image)
         stamp_ns = M.header_stamp_ns(msg)
         # same header as the image (stamp and frame), so the fitter's synchronizer pairs them exactly
-        self.pub.publish(M.prompts_to_detection2d_array(prompts, stamp_ns, msg.header.frame_id, self.factory))
+        t_pub = time.perf_counter()
+        self.publish(self.pub, M.prompts_to_detection2d_array(prompts, stamp_ns, msg.header.frame_id,
+                                                              self.factory))
         latency = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
-        self.stats.add(time.perf_counter() - t0, latency, len(prompts))
-
-    def destroy_node(self):
-        stop_worker(self._stop, self.slot, self.worker)
-        return super().destroy_node()
+        self.stats.add(time.perf_counter() - t0, latency, len(prompts), publish_s=time.perf_counter() - t_pub)
 
 
 def main(args=None):

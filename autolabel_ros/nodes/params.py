@@ -20,7 +20,7 @@ from autolabel_ros.config import (AutolabelConfig, ConfigError, ParamInfo, check
                                   to_flat_dict)
 from autolabel_ros.config import schema as config_schema
 
-RELIABILITY = ('best_effort', 'reliable')
+RELIABILITY = ('auto', 'best_effort', 'reliable')
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,10 @@ class NodeSettings:
     the descriptors, the params YAML, the docs/ROS.md table and the checks all come from here."""
 
     # shared by both nodes (sensor subscriptions, lifecycle): COMMON_NAMES
-    reliability: str = param('best_effort', 'QoS reliability of the sensor subscriptions: best_effort '
-                             '(sensor data, matches any publisher) | reliable', choices=RELIABILITY)
+    reliability: str = param('auto', 'QoS reliability of the sensor subscriptions: auto (wait for the '
+                             'publishers, then reliable when they all are, else best effort: rosbag2 and '
+                             'most drivers publish reliably, and a best-effort link loses multi-MB clouds), '
+                             'best_effort (matches any publisher) or reliable', choices=RELIABILITY)
     qos_depth: int = param(5, 'QoS history depth of the sensor subscriptions', min=1, max=1000)
     compressed_image: bool = param(False, 'subscribe to sensor_msgs/CompressedImage on the image topic '
                                    '(remap "image" to e.g. /camera/image_raw/compressed) instead of '

@@ -140,6 +140,11 @@ class SyncMonitor:
         self.syncs += 1
         self._warned = False
 
+    def received(self) -> str:
+        """'received <topic> N, ...; S synchronized': what arrived per topic (transport losses show here)."""
+        per_topic = ', '.join(f'{t} {self.counts.get(t, 0)}' for t in self.topics)
+        return f'received {per_topic}; {self.syncs} synchronized'
+
     def check(self, now: float) -> Optional[str]:
         if self._warned or now - self.last_sync < self.warn_after:
             return None

@@ -1,0 +1,211 @@
+"""The lifecycle (managed) base of both nodes, the way perception packages do it.
+
+- constructor: parameters declared and validated (a bad value ends the process: one FATAL line, exit 2);
+- configure: models loaded, output publishers (LifecyclePublisher) created, worker thread started;
+- activate: input subscriptions and timers created, publishers enabled;
+- deactivate: input subscriptions and timers destroyed, publishers disabled;
+- cleanup: worker stopped, publishers and models released;
+- shutdown: whatever is still held is released.
+
+With the ``autostart`` parameter (default true) the node takes itself to active at startup, so a
+plain ``ros2 run`` behaves like a plain node; with false it waits for ``ros2 lifecycle set`` or a
+lifecycle manager. Worker-thread publishing goes through :meth:`publish`, which never touches a
+publisher once the node is closing (Ctrl-C while a fit runs).
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Callable, Optional
+
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
+                                        worker_loop)
+from autolabel_ros.nodes.params import validate_parameters
+from autolabel_ros.nodes.runtime import LatencyStats, LatestSlot
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class ManagedNode(LifecycleNode):
+    """Subclasses implement load_models / create_outputs / create_inputs / destroy_inputs / process_item
+    (rclpy.Node owns the names handle, timers, publishers, subscriptions, ...: not used here)."""
+
+    worker_what = 'item'     # what one work item is, in the worker's error lines
+
+    def __init__(self, name: str, specs, **kwargs):
+        super().__init__(name, **kwargs)
+        values = declare_parameters(self, specs)
+        self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
+        self.factory = rclpy_factory()
+        self.slot: Optional[LatestSlot] = None
+        self.stats = LatencyStats()
+        self.worker: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._publish_lock = threading.Lock()
+        self._closing = False
+        self._configure_error: Optional[str] = None
+        self._active = False
+        self._qos_wait = None
+
+    # ------------------------------------------------------------------ subclass hooks
+    def load_models(self):
+        """Build the models (may take seconds); raise StartupError with a how-to-fix text."""
+
+    def create_outputs(self):
+        """Create the lifecycle publishers."""
+
+    def destroy_outputs(self):
+        """Destroy the lifecycle publishers."""
+
+    def release_models(self):
+        """Drop the models."""
+
+    def create_inputs(self):
+        """Create subscriptions and timers."""
+
+    def destroy_inputs(self):
+        """Destroy subscriptions and timers."""
+
+    def process_item(self, item):
+        """Process one item of the one-slot queue (worker thread)."""
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state_label(self) -> str:
+        return self._state_machine.current_state[1]
+
+    def autostart(self):
+        """configure + activate now; a failure is a StartupError (one FATAL line, exit 2)."""
+        self.trigger_configure()
+        if self.state_label != 'inactive':
+            raise StartupError(self._configure_error or f'{self.get_name()}: configure failed')
+        self.trigger_activate()
+        if self.state_label != 'active':
+            raise StartupError(f'{self.get_name()}: activate failed')
+
+    def subscribe_when_published(self, topics: list[str], subscribe: Callable[[dict], None]):
+        """Call ``subscribe({topic: 'reliable' | 'best_effort'})`` with the ``reliability`` parameter,
+        or, when it is 'auto', once every topic has a publisher: reliable where all its publishers are
+        reliable (a reliable link retransmits lost fragments of multi-MB clouds; rosbag2 and sensor
+        drivers differ), best effort otherwise (the only choice that matches a best-effort publisher)."""
+        from autolabel_ros.nodes.common import publishers_reliability, steady_timer
+
+        if self.settings.reliability != 'auto':
+            subscribe({t: self.settings.reliability for t in topics})
+            return
+
+        def attempt() -> bool:
+            choice = {t: publishers_reliability(self, t) for t in topics}
+            if any(v is None for v in choice.values()):
+                return False
+            self._cancel_qos_wait()
+            subscribe(choice)
+            return True
+
+        if not attempt():
+            self.get_logger().info(f'reliability auto: waiting for a publisher on each of '
+                                   f'{", ".join(topics)} to match its QoS')
+            self._qos_wait = steady_timer(self, 0.5, attempt)
+
+    def _cancel_qos_wait(self):
+        if self._qos_wait is not None:
+            self.destroy_timer(self._qos_wait)
+            self._qos_wait = None
+
+    def has_subscribers(self, publisher) -> bool:
+        """Whether anyone listens (false once the node is closing: the context may be gone)."""
+        with self._publish_lock:
+            return not self._closing and publisher is not None and publisher.get_subscription_count() > 0
+
+    def publish(self, publisher, msg) -> bool:
+        """Publish from the worker thread unless the node is closing (publishers may be destroyed)."""
+        with self._publish_lock:
+            if self._closing or publisher is None:
+                return False
+            publisher.publish(msg)
+            return True
+
+    # ------------------------------------------------------------------ transitions
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.load_models()
+            self.create_outputs()
+        except Exception as e:   # StartupError, DeviceError, missing weights: stay unconfigured
+            self._configure_error = str(e) if isinstance(e, StartupError) else \
+                f'{self.get_name()}: cannot load the models: {type(e).__name__}: {e}'
+            self.get_logger().error(self._configure_error)
+            self._release()
+            return FAILURE
+        self.slot = LatestSlot()
+        self._stop.clear()
+        self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
+                                       args=(self._stop, self.slot, self.process_item, self.get_logger(),
+                                             self.worker_what))
+        self.worker.start()
+        return SUCCESS
+
+    def _logged(self, transition: str, body) -> TransitionCallbackReturn:
+        """rclpy turns an exception in a transition into ERROR without a word: say what failed."""
+        try:
+            return body()
+        except Exception:
+            self.get_logger().error(f'{transition} failed:\n{traceback.format_exc()}')
+            return TransitionCallbackReturn.ERROR
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        def body():
+            self.create_inputs()
+            self._active = True
+            return LifecycleNode.on_activate(self, state)      # enables the lifecycle publishers
+        return self._logged('activate', body)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        def body():
+            self._active = False
+            self._cancel_qos_wait()
+            self.destroy_inputs()
+            return LifecycleNode.on_deactivate(self, state)
+        return self._logged('deactivate', body)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        def body():
+            self._release()
+            return LifecycleNode.on_cleanup(self, state)
+        return self._logged('cleanup', body)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        def body():
+            if self._active:
+                self._active = False
+                self._cancel_qos_wait()
+                self.destroy_inputs()
+            self._release()
+            return SUCCESS
+        return self._logged('shutdown', body)
+
+    def _release(self):
+        if self.worker is not None:
+            stop_worker(self._stop, self.slot, self.worker, timeout=2.0)
+            self.worker = None
+        with self._publish_lock:
+            self.destroy_outputs()
+        self.release_models()
+
+    def close(self) -> bool:
+        """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop (a fit in
+        progress finishes on its daemon thread and finds the node closing); one last statistics line.
+        Returns whether the worker has ended (within 3 s: ros2 launch escalates to SIGTERM after 5)."""
+        with self._publish_lock:
+            self._closing = True
+        ended = True
+        if self.worker is not None:
+            stop_worker(self._stop, self.slot, self.worker, timeout=3.0)
+            ended = not self.worker.is_alive()
+        if self.slot is not None:
+            monitor = getattr(self, 'monitor', None)
+            self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
+                                   f'dropped by the one-slot queue'
+                                   + (f'; {monitor.received()}' if monitor else ''))
+        return ended

@@ -1,0 +1,114 @@
+"""Soak the fitter under ROS 2: a looped bag at its recorded rate for N minutes; reports the fitter's
+resident memory over time and its statistics lines (processing, publish time, latency, drops).
+
+    source /opt/ros/jazzy/setup.bash && source <ws>/install/setup.bash
+    python scripts/ros_soak.py --bag /tmp/sim/bag --minutes 10 --out /tmp/soak.json
+
+The launch file runs with the simulator's ground-truth 2D boxes as prompts (detector:=external),
+use_sim_time and no RViz; ``ros2 bag play --clock --loop`` feeds it. Memory is sampled from
+/proc/<pid>/status (VmRSS) every 10 s; the growth is measured from the end of the first minute
+(model loading and the first fits allocate their working set) to the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+    return 0
+
+
+def _fitter_pid(session_id: int) -> int | None:
+    """The fitter_node process among the launch's process group."""
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(d.name)) != session_id:
+                continue
+            cmd = (d / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+        except (OSError, ProcessLookupError):
+            continue
+        if 'fitter_node' in cmd and 'ros2 launch' not in cmd and '--ros-args' in cmd:
+            return int(d.name)
+    return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--bag', required=True)
+    p.add_argument('--minutes', type=float, default=10.0)
+    p.add_argument('--rate', type=float, default=1.0, help='bag play rate (1.0 = recorded, 10 Hz)')
+    p.add_argument('--params', help='params YAML (default: the installed one)')
+    p.add_argument('--out', default='soak.json')
+    p.add_argument('--log', default='soak_launch.log')
+    a = p.parse_args(argv)
+
+    launch_cmd = ['ros2', 'launch', 'autolabel_ros', 'autolabel.launch.py', 'rviz:=false',
+                  'detector:=external', 'detections_topic:=/ground_truth/detections_2d', 'use_sim_time:=true']
+    if a.params:
+        launch_cmd.append(f'params_file:={a.params}')
+    log = open(a.log, 'wb')
+    launch = subprocess.Popen(launch_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    play = None
+    samples = []
+    try:
+        t0 = time.monotonic()
+        while 'waiting for a publisher' not in Path(a.log).read_text(errors='replace'):
+            if launch.poll() is not None or time.monotonic() - t0 > 300:
+                print('the fitter did not start; see', a.log, file=sys.stderr)
+                return 1
+            time.sleep(1)
+        pid = _fitter_pid(launch.pid)
+        play = subprocess.Popen(['ros2', 'bag', 'play', '--clock', '--loop', '--delay', '3',
+                                 '-r', str(a.rate), a.bag], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        start = time.monotonic()
+        while time.monotonic() - start < a.minutes * 60:
+            if launch.poll() is not None:
+                print('the launch ended early; see', a.log, file=sys.stderr)
+                break
+            samples.append((round(time.monotonic() - start, 1), _rss_kb(pid)))
+            time.sleep(10)
+    finally:
+        if play is not None:
+            os.killpg(play.pid, signal.SIGINT)
+            play.wait(30)
+        os.killpg(launch.pid, signal.SIGINT)
+        try:
+            code = launch.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(launch.pid, signal.SIGKILL)
+            code = -9
+        log.close()
+    text = Path(a.log).read_text(errors='replace')
+    num = r'([\d.]+)'
+    stats = re.findall(rf'(\d+) frame\(s\): processing mean {num} s \(max {num}\), publish mean {num} s '
+                       rf'\(max {num}\), latency mean {num} s \(max {num}\); total (\d+) frames, '
+                       r'(\d+) objects, dropped (\d+)', text)
+    after = [kb for t, kb in samples if t >= 60.0]
+    growth = (after[-1] - after[0]) / after[0] if len(after) >= 2 and after[0] else None
+    final = re.search(r'final: .*', text)
+    report = {'minutes': a.minutes, 'rate': a.rate, 'exit_code': code, 'crashed': 'Traceback' in text,
+              'rss_kb': samples, 'rss_growth_after_first_minute': growth,
+              'stats_lines': [dict(zip(('frames', 'proc_mean', 'proc_max', 'pub_mean', 'pub_max', 'lat_mean',
+                                        'lat_max', 'total', 'objects', 'dropped'), s)) for s in stats],
+              'final': final.group(0) if final else None}
+    Path(a.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k not in ('rss_kb', 'stats_lines')}, indent=1))
+    return 0 if code == 0 and not report['crashed'] else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

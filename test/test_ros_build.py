@@ -1,0 +1,104 @@
+"""Under a real ROS 2: colcon installs the package (launch/, config/, executables), the launch file's
+arguments and conditions, the params file (loaded; a bad value: one FATAL line, exit code 2).
+Skipped with the reason where no ROS 2 is sourced."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import yaml
+from ros_harness import SKIP_REASON, Peer, RosProcess, python_of_script, ros2, run_node_cmd
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or '')]
+
+
+def test_colcon_installs_launch_config_and_executables(ros_ws):
+    share = ros_ws['install'] / 'share' / 'autolabel_ros'
+    for rel in ('launch/autolabel.launch.py', 'config/autolabel.yaml', 'config/autolabel.rviz',
+                'config/cyclonedds.xml', 'package.xml'):
+        assert (share / rel).is_file(), rel
+    res = ros2('pkg', 'executables', 'autolabel_ros', env=ros_ws['env'])
+    assert res.returncode == 0, res.stderr
+    exes = {line.split()[1] for line in res.stdout.splitlines() if line.strip()}
+    assert {'fitter_node', 'detector_node'} <= exes
+    res = ros2('pkg', 'prefix', 'autolabel_ros', env=ros_ws['env'])
+    assert res.stdout.strip() == str(ros_ws['install'])
+    script = ros_ws['install'] / 'lib' / 'autolabel_ros' / 'fitter_node'
+    assert script.is_file() and python_of_script(script)
+
+
+def test_launch_arguments_listed(ros_ws):
+    res = ros2('launch', 'autolabel_ros', 'autolabel.launch.py', '--show-args', env=ros_ws['env'])
+    assert res.returncode == 0, res.stderr
+    for name in ('namespace', 'image_topic', 'camera_info_topic', 'cloud_topic', 'detections_topic',
+                 'detector', 'use_sim_time', 'autostart', 'rviz', 'fixed_frame', 'log_level', 'params_file',
+                 'rviz_config', 'dds_config'):
+        assert f"'{name}':" in res.stdout, name
+
+
+def _node_names(peer: Peer) -> set:
+    return {(ns.rstrip('/') + '/' + n) for n, ns in peer.node.get_node_names_and_namespaces()}
+
+
+@pytest.mark.parametrize('detector,expect_detector,sync', [('none', False, False), ('external', False, True),
+                                                            ('ssd_mobilenet', True, True)])
+def test_launch_conditions_namespace_and_log_level(ros_ws, tmp_path, detector, expect_detector, sync):
+    """detector:=none/external start no detector node; sync_detections follows (false only for none);
+    namespace:= puts the nodes under it; log_level reaches the nodes as a ROS argument; autostart:=false
+    leaves the lifecycle nodes unconfigured (so no model loads here)."""
+    from lifecycle_msgs.srv import GetState
+    from rcl_interfaces.srv import GetParameters
+
+    launch = RosProcess(['ros2', 'launch', 'autolabel_ros', 'autolabel.launch.py', 'rviz:=false',
+                         'autostart:=false', 'namespace:=t1', f'detector:={detector}', 'log_level:=debug',
+                         ], ros_ws['env'], tmp_path / 'launch.log')
+    peer = Peer('launch_checker')
+    try:
+        expected = {'/t1/autolabel_fitter'} | ({'/t1/autolabel_detector'} if expect_detector else set())
+        peer.wait_for(lambda: expected <= _node_names(peer), 60, f'nodes {expected}')
+        time.sleep(1.0)
+        names = _node_names(peer)
+        assert ('/t1/autolabel_detector' in names) == expect_detector, names
+        req = GetParameters.Request(names=['sync_detections', 'autostart'])
+        res = peer.call(GetParameters, '/t1/autolabel_fitter/get_parameters', req)
+        assert [v.bool_value for v in res.values] == [sync, False]
+        state = peer.call(GetState, '/t1/autolabel_fitter/get_state', GetState.Request())
+        assert state.current_state.label == 'unconfigured'
+        launch.wait_for(r'\[DEBUG\]', 30)          # --log-level debug reached the nodes
+    finally:
+        peer.close()
+        code = launch.stop()
+    assert code == 0, launch.output[-3000:]
+
+
+def test_params_file_loads_and_a_bad_value_is_one_fatal_line(ros_ws, tmp_path):
+    from rcl_interfaces.srv import GetParameters
+
+    good = tmp_path / 'good.yaml'
+    good.write_text(yaml.safe_dump({'/**': {'ros__parameters': {'slop': 0.25, 'fit': {'iterations': 7},
+                                                                'autostart': False}}}))
+    node = RosProcess(run_node_cmd('fitter_node', [good]), ros_ws['env'], tmp_path / 'good.log')
+    peer = Peer('params_checker')
+    try:
+        peer.wait_for(lambda: '/autolabel_fitter' in _node_names(peer), 60, 'the fitter node')
+        res = peer.call(GetParameters, '/autolabel_fitter/get_parameters',
+                        GetParameters.Request(names=['slop', 'fit.iterations', 'queue_size']))
+        assert res.values[0].double_value == 0.25 and res.values[1].integer_value == 7
+        assert res.values[2].integer_value == 30          # untouched default
+    finally:
+        peer.close()
+        assert node.stop() == 0, node.output[-3000:]
+    for i, (params, needle) in enumerate([({'queue_size': 0}, "parameter 'queue_size'"),
+                                          ({'reliability': 'sometimes'}, "reliability: got 'sometimes'"),
+                                          ({'slop': 'abc'}, "parameter 'slop'")]):
+        bad = tmp_path / f'bad{i}.yaml'
+        bad.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
+        res = RosProcess(run_node_cmd('fitter_node', [bad]), ros_ws['env'], tmp_path / f'bad{i}.log')
+        code = res.proc.wait(60)
+        out = res.output
+        fatal = [line for line in out.splitlines() if line.startswith('[FATAL]')]
+        assert code == 2, out[-2000:]
+        assert len(fatal) == 1 and needle in fatal[0], out[-2000:]
+        assert 'Traceback' not in out, out[-2000:]
+        assert re.search(r'autolabel_fitter', fatal[0])
