@@ -191,8 +191,12 @@ def _preload_output_libraries():
     crash (exit 1) instead of exit 130."""
     try:
         import open3d  # noqa: F401
-    except ImportError:       # the mesh decimation says so itself when it needs it
-        pass
+    except ImportError as e:  # the mesh decimation says so itself when it needs it
+        cause = e.__cause__ or e.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:     # a Ctrl-C landed in the import: it stays a Ctrl-C
+            raise KeyboardInterrupt from e
 
 
 def _name(refs, index):
