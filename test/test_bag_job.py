@@ -3,35 +3,16 @@ kill-and-resume identity, a corrupt frame skipped, workers=2 and Ray giving the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
+from fault_campaign import output_tree
 from test_bag_fixtures import PERIOD, T0, car_box, fast_config, write_tiny_bag
 
 from autolabel_ros.offline.job import BagJob, run_job
 
 N_FRAMES = 5            # frame 1: undecodable image message, frame 3: unknown image encoding
-# files whose content depends on wall-clock times (see docs/OFFLINE.md)
-TIMING_FILES = {'report/timing.png'}
-
-
-def output_tree(out: Path) -> dict:
-    """{relative path: bytes} of all outputs; summary.json without its 'timing' and 'run' entries."""
-    tree = {}
-    for p in sorted(out.rglob('*')):
-        rel = p.relative_to(out).as_posix()
-        if not p.is_file() or rel.startswith('.frames/') or rel in TIMING_FILES:
-            continue
-        if rel == 'report/summary.json':
-            s = json.loads(p.read_text())
-            s.pop('timing')
-            s.pop('run')
-            tree[rel] = json.dumps(s, sort_keys=True).encode()
-        else:
-            tree[rel] = p.read_bytes()
-    return tree
 
 
 @pytest.fixture(scope='module')
