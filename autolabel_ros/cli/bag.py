@@ -151,7 +151,8 @@ def main(argv=None) -> int:
     except Exception as e:
         # some extensions turn a Ctrl-C during their import into another error (open3d: ImportError
         # 'initialization failed', raised from the KeyboardInterrupt)
-        if not _caused_by_interrupt(e):
+        from autolabel_ros.core.interrupts import caused_by_interrupt
+        if not caused_by_interrupt(e):
             raise
         print(f'autolabel-bag: interrupted; finished frames are kept in {_frames_dir(argv)}, run the same '
               f'command again to resume', file=sys.stderr)
@@ -160,16 +161,6 @@ def main(argv=None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
-
-
-def _caused_by_interrupt(e: BaseException) -> bool:
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def _frames_dir(argv) -> Path:

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.io.bags import BagError, BagSource
 from autolabel_ros.offline.store import FrameStore, atomic_write_bytes, atomic_write_text, canonical_json
 from autolabel_ros.offline.worker import FrameTask, label_from_dict, prompt_from_dict
@@ -192,11 +193,9 @@ def _preload_output_libraries():
     try:
         import open3d  # noqa: F401
     except ImportError as e:  # the mesh decimation says so itself when it needs it
-        cause = e.__cause__ or e.__context__
-        while cause is not None and not isinstance(cause, KeyboardInterrupt):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:     # a Ctrl-C landed in the import: it stays a Ctrl-C
+        if caused_by_interrupt(e):    # a Ctrl-C landed in the import: it stays a Ctrl-C
             raise KeyboardInterrupt from e
+
 
 
 def _name(refs, index):
