@@ -90,17 +90,14 @@ def heading_hypotheses(bev: np.ndarray, n_hyp: int, view_azimuth: float, min_poi
 
 def init_object(pts: np.ndarray, n_frustum: int, depth: float, ground, mean_size: np.ndarray, n_hyp: int,
                 box_center_ray: np.ndarray | None = None, cam_origin: np.ndarray | None = None,
-                box_depth: float | None = None) -> ObjectInit:
+                box_depth: float | None = None, ambiguous: bool = False) -> ObjectInit:
     """Hypotheses for one object from its kept points (M x 3). Without points, the centre is put on the
-    ray through the 2D box centre (``box_center_ray``, unit, LiDAR frame) at ``box_depth`` metres."""
+    ray through the 2D box centre (``box_center_ray``, unit, LiDAR frame) at ``box_depth`` metres.
+    ``ambiguous`` (the points may not be the object's, see fit/lift.py): the box placement's headings
+    are added to the points' ones, and the full energy chooses."""
     l, w, h = mean_size
     if len(pts) == 0:
-        c = cam_origin + box_center_ray * box_depth
-        az = np.arctan2(c[1], c[0])
-        yaws = az + np.arange(n_hyp) * (2 * np.pi / n_hyp)
-        xyz = np.repeat(c[None], n_hyp, 0)
-        if ground is not None:
-            xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
+        xyz, yaws = box_placement(cam_origin, box_center_ray, box_depth, mean_size, n_hyp, ground)
         return ObjectInit(pts, xyz, yaws, depth, n_frustum)
     med = np.median(pts, axis=0)
     v = med[:2] / max(np.linalg.norm(med[:2]), 1e-6)          # horizontal viewing direction (LiDAR origin)
@@ -119,4 +116,28 @@ def init_object(pts: np.ndarray, n_frustum: int, depth: float, ground, mean_size
         xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
     else:
         xyz[:, 2] = med[2]
+    if ambiguous and box_center_ray is not None and box_depth is not None:
+        bx, by = box_placement(cam_origin, box_center_ray, box_depth, mean_size, n_hyp, ground, med[2])
+        xyz, yaws = np.concatenate([xyz, bx]), np.concatenate([yaws, by])
     return ObjectInit(pts, xyz, yaws, depth, n_frustum)
+
+
+def box_placement(cam_origin: np.ndarray, ray: np.ndarray, box_depth: float, mean_size: np.ndarray,
+                  n_hyp: int, ground, z: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n_hyp x 3 centres, n_hyp headings) from the 2D box alone: the near face at ``box_depth`` along
+    the ray through the box centre (unit, LiDAR frame, from the camera centre ``cam_origin``), the
+    centre behind it by a mean-size box's support in each heading (evenly spaced around the viewing
+    direction); standing on the ground when a plane is known, else at height ``z`` (default: the ray's)."""
+    l, w, h = mean_size
+    near = cam_origin + ray * box_depth
+    az = float(np.arctan2(near[1], near[0]))
+    yaws = az + np.arange(n_hyp) * (2 * np.pi / n_hyp)
+    v = ray[:2] / max(np.linalg.norm(ray[:2]), 1e-6)
+    xyz = np.repeat(near[None], n_hyp, 0)
+    rel = az - yaws
+    xyz[:, :2] += v[None] * (l / 2 * np.abs(np.cos(rel)) + w / 2 * np.abs(np.sin(rel)))[:, None]
+    if ground is not None:
+        xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
+    elif z is not None:
+        xyz[:, 2] = z
+    return xyz, yaws
