@@ -23,8 +23,8 @@ from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import SensorFrame
 from autolabel_ros.fit.ground import GroundPlane, fit_ground
 from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_cluster
-from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, ground_contact_depth,
-                                         own_points)
+from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, few_and_off,
+                                         ground_contact_depth, own_points)
 from autolabel_ros.fit.rays import camera_rays
 
 
@@ -113,8 +113,13 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
         # box is away from the image border
         box_depth = float(np.clip(frame.K[1, 1] * mean_size[2] / max(b[3] - b[1], 1.0), 2.0, 150.0))
         contact = ground_contact_depth(frame.K, frame.T_cam_lidar, ground, b)
+        contact = contact if contact is not None and contact < 150.0 else None
+        # where the box alone puts the car's near side: the ground under an amodal box's bottom edge
+        # (its nearest bottom corner; the box height overstates a car seen from above), else the height
+        place = contact if contact is not None and is_amodal(prompts[i]) and not reasons \
+            and b[3] < H - 2 else box_depth
         pre.append(dict(index=i, mask=m, box=np.asarray(b, float), reasons=reasons, box_depth=box_depth,
-                        order=contact if contact is not None and contact < 150.0 else box_depth))
+                        order=box_depth if contact is None else contact, place=place))
     rank = depth_order([p['order'] for p in pre])
     claims: list[Claim] = []
     lifted: list = [None] * len(pre)
@@ -156,15 +161,22 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
         sub = np.random.default_rng([cfg.seed, int(prompt.id) & 0xFFFFFFFF])
         sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
         pts, idx = pts[sel], idx[sel]
+    place = p['place']
+    if len(idx) and few_and_off(n_seen - n_frustum, len(idx), float(np.median(pc[idx, 2])), place):
+        # a hidden car's last few points, far off where its box puts it: not its own either
+        idx, pts = idx[:0], pts[:0]
     if n_frustum == 0 or len(pts) == 0:
         reasons.append('no_lidar_points')
     elif len(pts) < cfg.verify.min_points:
         reasons.append('too_few_points')
     depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
     hint = {'ambiguous': True} if len(idx) and ambiguous(n_seen - n_frustum, len(idx), depth,
-                                                          None if at_border else box_depth) else {}
+                                                          None if at_border else place) else {}
+    # the initialiser walks along the ray through the box centre: camera depth -> distance on the ray
+    fwd = frame.T_cam_lidar[2, :3]                  # the optical axis in the LiDAR frame
+    ray_len = place / max(float(dc[0] @ fwd), 0.1)
     init = initialiser(pts, n_frustum, depth, ground, mean_size, max(1, fc.yaw_hypotheses),
-                       box_center_ray=dc[0], cam_origin=o, box_depth=box_depth, **hint)
+                       box_center_ray=dc[0], cam_origin=o, box_depth=ray_len, **hint)
     occluders = None
     if fc.lidar_occluders and near_depth is not None:
         occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)

@@ -108,6 +108,14 @@ def ambiguous(n_nearer: int, n_own: int, depth: float, box_depth: float | None) 
     return box_depth is not None and abs(np.log(depth / box_depth)) > np.log(AMBIGUOUS_DEPTH_RATIO)
 
 
+def few_and_off(n_nearer: int, n_own: int, depth: float, place_depth: float) -> bool:
+    """A partly hidden object's kept points are too few to trust (< ``AMBIGUOUS_POINTS``) and their
+    median depth is off the box's placement by more than ``AMBIGUOUS_DEPTH_RATIO``: stray returns
+    (the edge of the car in front, a pole), not the object."""
+    return n_nearer > 0 and n_own < AMBIGUOUS_POINTS and \
+        abs(np.log(depth / place_depth)) > np.log(AMBIGUOUS_DEPTH_RATIO)
+
+
 def footprint_overlap(a, b) -> float:
     """Intersection area of two bird's-eye boxes (centre, size, yaw) over the smaller one's area."""
     pa, pb = Polygon(bev_corners(*a)), Polygon(bev_corners(*b))
@@ -141,3 +149,20 @@ def _touch(a: np.ndarray, b: np.ndarray, pad: int = 2) -> bool:
     ya, xa = np.nonzero(a.any(1))[0], np.nonzero(a.any(0))[0]
     yb, xb = np.nonzero(b.any(1))[0], np.nonzero(b.any(0))[0]
     return not (xa[-1] + pad < xb[0] or xb[-1] + pad < xa[0] or ya[-1] + pad < yb[0] or yb[-1] + pad < ya[0])
+
+
+def reject_on_nearer(labels: list, objects: list) -> None:
+    """Verification across the frame's labels (``labels[o.index]`` is object o's): a label whose box
+    lies on the fitted box of a nearer object it is partly hidden by is rejected with reason
+    ``on_nearer_object`` (it took that object's evidence); ``metrics['on_nearer']`` = that prompt's
+    position."""
+    boxes = [(labels[o.index].center, labels[o.index].size, labels[o.index].yaw)
+             if np.all(np.isfinite(labels[o.index].center)) else None for o in objects]
+    hits = on_nearer_object(boxes, [o.mask for o in objects], [o.order_depth for o in objects])
+    for o, j in zip(objects, hits):
+        if j is None:
+            continue
+        lab = labels[o.index]
+        lab.reasons.append('on_nearer_object')
+        lab.accepted = False
+        lab.metrics['on_nearer'] = int(objects[j].index)
