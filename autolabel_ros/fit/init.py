@@ -13,8 +13,10 @@ horizontal viewing ray (the visible points are on the near surface) by the suppo
 box in that heading minus a part of the visible depth spread; height from the ground plane
 (standing car) when a plane is known. Headings: the minimum-area rectangle of the bird's-eye
 points gives yaw0 (mod 90 deg); hypotheses are yaw0 + k * 360/H (H >= 4 contains the front/back
-flip of every axis-aligned candidate). With too few points, evenly spaced headings around the
-viewing direction.
+flip of every axis-aligned candidate). Without points, or as extra hypotheses when the points
+may not be the object's (a partly hidden car, see fit/lift.py), the box placement: the near side at
+the depth the 2D box implies along the ray through its centre, the centre behind it by the mean
+box's support in each of evenly spaced headings around the viewing direction.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class ObjectInit:
     points: np.ndarray          # M x 3 LiDAR points kept for the fit (may be empty)
     xyz: np.ndarray             # H x 3 initial centres, one per heading hypothesis
     yaw: np.ndarray             # H headings
-    depth: float                # median camera depth of the points (occlusion order)
+    depth: float                # median camera depth of the points (the box's depth without points)
     n_frustum: int              # points in the mask frustum before ground/cluster removal
 
 

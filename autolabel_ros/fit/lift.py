@@ -3,11 +3,19 @@
 :func:`lift` runs once per frame and returns a :class:`FrameEvidence` that nothing changes later:
 
 1. ground plane by RANSAC (:mod:`autolabel_ros.fit.ground`) and the projection of the scan;
-2. per object: frustum points of the (eroded) mask minus the ground, the object's 3D cluster
-   (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most ``fit.max_points``,
-   the LiDAR occluders in front of it, and the initial hypotheses (:mod:`autolabel_ros.fit.init`);
-3. occlusion order by median camera depth: each object's occlusion map is the union of the masks
-   of the nearer objects and its LiDAR occluders.
+2. the depth order of the prompts from their 2D boxes (the ground under the box's bottom edge,
+   :mod:`autolabel_ros.fit.occlusion`), not from their points: a hidden car's mask often covers the
+   car in front;
+3. per object, nearest first: frustum points of the (eroded) mask minus the ground minus the points
+   a nearer object claims (its cluster, and its mask pixels up to its far side), the object's 3D
+   cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
+   ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
+   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree
+   with its box also gets hypotheses placed from the box alone (the full energy chooses), and its
+   last few points are dropped when they lie far off that placement;
+4. each object's occlusion map is the union of the masks of the nearer objects and its LiDAR
+   occluders, within its box grown a little when the box is amodal (a ground-truth or person's
+   box: hidden pixels outside it are still known not to be the car).
 
 Objects whose mask is missing or empty are lifted from their prompt box (reason ``empty_mask``).
 """
