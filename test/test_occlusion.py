@@ -72,6 +72,23 @@ def test_ambiguous_evidence():
     assert not ambiguous(40, 60, 18.0, None)           # cut box: no depth cue to disagree with
 
 
+def test_box_placement_stands_behind_the_near_side():
+    from autolabel_ros.fit.init import box_placement, init_object
+    ground = GroundPlane(0.0, 0.0, -1.7)
+    size = np.array([4.0, 1.6, 1.5])
+    xyz, yaw = box_placement(np.zeros(3), np.array([1.0, 0.0, 0.0]), 20.0, size, 4, ground)
+    assert np.allclose(yaw, np.radians([0, 90, 180, 270]))
+    assert np.allclose(xyz[:, 0], [22.0, 20.8, 22.0, 20.8]) and np.allclose(xyz[:, 1], 0.0)
+    assert np.allclose(xyz[:, 2], -1.7 + 0.75)
+    # an ambiguous object keeps its points' hypotheses and adds the box's
+    pts = np.array([[12.0, 0.1 * k, -1.0] for k in range(-5, 6)])
+    kw = dict(box_center_ray=np.array([1.0, 0.0, 0.0]), cam_origin=np.zeros(3), box_depth=20.0)
+    plain = init_object(pts, len(pts), 12.0, ground, size, 4, **kw)
+    both = init_object(pts, len(pts), 12.0, ground, size, 4, ambiguous=True, **kw)
+    assert len(plain.yaw) == 4 and len(both.yaw) == 8
+    assert np.allclose(both.xyz[:4], plain.xyz) and np.allclose(both.xyz[4:], xyz)
+
+
 def test_amodal_box_bounds_the_occlusion_map():
     H, W = 30, 40
     near, far = np.zeros((H, W), bool), np.zeros((H, W), bool)
