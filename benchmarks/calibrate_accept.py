@@ -31,6 +31,7 @@ from benchmarks.heading_cues import cue_records, decide, default_weights  # noqa
 MODEL_FILE = ROOT / 'autolabel_ros' / 'fit' / 'accept_model.py'
 L2 = 1e-3
 APOLLO_TRAIN = 20          # ApolloCar3D scenes 0..19 train, 20..39 are held out
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def features_of(rec: dict, k: int, margin: float) -> np.ndarray:
@@ -136,6 +137,13 @@ def main(argv=None):
                      f'{b[3]} -> {n[3]} | '
                      f'{p_[acc].mean() if acc.any() else float("nan"):.2f} / '
                      f'{t["right"][acc].mean() if acc.any() else float("nan"):.2f} |')
+    lines += ['', 'Precision / recall % at other thresholds:', '',
+              '| set | ' + ' | '.join(f'P >= {t:g}' for t in THRESHOLDS) + ' |',
+              '|---' * (len(THRESHOLDS) + 1) + '|']
+    for name, t in tabs.items():
+        p_ = np.array([right_probability(x, coef, intercept) for x in t['X']])
+        cells = [pr((p_ >= thr_) & ~t['hard'], t['right'])[:2] for thr_ in THRESHOLDS]
+        lines.append(f'| {name} | ' + ' | '.join(f'{c[0]:.1f} / {c[1]:.1f}' for c in cells) + ' |')
     text = '\n'.join(lines) + '\n'
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / 'accept_calibration.md').write_text(text)

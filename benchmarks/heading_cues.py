@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
 ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours')
+NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
 
 
 def alt_fits(rec: dict) -> list:
@@ -144,7 +145,7 @@ def table(sets, weights: dict) -> list[str]:
     from autolabel_ros.config import from_dict
     default = from_dict({}).fit.heading_cues
     data = {s: cue_records(s) for s in sets}
-    head = '| cues | ' + ' | '.join(f'{s}: flips / cars' for s in sets) + ' |'
+    head = '| cues | ' + ' | '.join(f'{NAMES[s]}: flips / cars' for s in sets) + ' |'
     lines = [head, '|---' * (len(sets) + 1) + '|']
     for label, cues in rows(weights) + [(f'default ({", ".join(default)})', default)]:
         cells = []

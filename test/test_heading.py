@@ -42,7 +42,8 @@ def _frame_with_end(pose, colour, paint=(40, 60, 120)):
 
 def _cues(pose, frame, mask):
     red, white = heading.redness(frame.image), heading.whiteness(frame.image)
-    rb, wb = np.percentile(red[mask], 75), np.percentile(white[mask], 75)
+    q = heading.PAINT_PERCENTILE
+    rb, wb = np.percentile(red[mask], q['red']), np.percentile(white[mask], q['white'])
     cam = heading.camera_centre(frame)
     return heading.colour_cues(pose, SIZE, frame, mask, cam, red, rb, white, wb)
 

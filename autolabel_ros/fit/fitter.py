@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
-from autolabel_ros.fit.heading import (HEADING_CUES, camera_centre, choose, colour_cues, mean_shape_residuals,
-                                      redness, whiteness)
+from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
+                                      mean_shape_residuals, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -106,8 +106,8 @@ class Fitter:
             if len(alts) < 2:
                 continue
             if colour and o.mask.any():
-                # the paint: upper quartile over the mask (glass and tyres are darker, lamps small)
-                rb, wb = float(np.percentile(red[o.mask], 75)), float(np.percentile(white[o.mask], 75))
+                rb = float(np.percentile(red[o.mask], PAINT_PERCENTILE['red']))
+                wb = float(np.percentile(white[o.mask], PAINT_PERCENTILE['white']))
                 codes = torch.as_tensor(np.stack([a.code for a in alts]), dtype=torch.float32,
                                         device=self.device)
                 sizes = self.shape.size_of(codes).cpu().numpy()

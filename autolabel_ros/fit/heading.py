@@ -13,8 +13,8 @@ The cues:
 - ``lamps``: rear lamps are red (a legal requirement almost everywhere). The lamp spots of the end
   that faces the camera (near its outer corners, a little above the box centre) are projected into
   the image; the redness ``R - max(G, B)`` of the mask pixels there (90th percentile) above the
-  paint's (upper quartile over the mask, floored at 0: a red car is red everywhere), past a dead
-  zone, says the visible end is the rear. One-sided: no red lamp is no evidence.
+  paint's (``PAINT_PERCENTILE['red']`` over the mask, floored at 0: a red car is red everywhere), past a
+  dead zone, says the visible end is the rear. One-sided: no red lamp is no evidence.
 - ``headlamps``: head lamps are white or clear glass, brighter than the paint in every channel: the
   "whiteness" ``min(R, G, B)`` at the same spots above the paint's, past a dead zone, says the
   visible end is the front. One-sided: white or silver paint (a high paint whiteness) gives none.
@@ -54,6 +54,11 @@ NEIGHBOUR_DECIDED = 0.03     # ... above which a neighbour may vote
 NEIGHBOUR_RANGE = 25.0       # m, centre distance of a voting neighbour
 LANE_HALF = 1.5              # m, lateral offset from the neighbour's axis (same lane or row)
 PARALLEL_DEG = 20.0
+# the paint's colour: this percentile of redness / whiteness over the mask (glass and tyres are
+# darker, lamps a small part). A shaded red body reaches redder than its upper quartile: 85 rather
+# than 75 halved the red-lamp cue's wrong calls on the ApolloCar3D set and kept 90 % of its right
+# ones; for whiteness 85 lost more right calls than wrong ones (sky reflections in the glass).
+PAINT_PERCENTILE = {'red': 85, 'white': 75}
 
 
 def redness(image: np.ndarray) -> np.ndarray:
