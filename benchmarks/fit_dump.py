@@ -6,13 +6,15 @@ The heading choice and the accept model are post-hoc steps over these survivors,
 ``benchmarks/heading_cues.py`` (the "heading cues" table) and ``benchmarks/calibrate_accept.py`` (the
 accept model's coefficients) re-decide from a dump instead of re-running the fit for every cue or
 feature set. Dumps go to ``$AUTOLABEL_BENCH_CACHE/fit_dump/<set>/<frame>.pkl`` (one pickle per frame;
-a frame already dumped by the same code version is kept unless ``--force``).
+a frame already dumped by the same code, i.e. the same content of every file under autolabel_ros/, is
+kept unless ``--force``; any change to the package refits it).
 
     python benchmarks/fit_dump.py --sets kitti,sim,apollo
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import sys
 import time
@@ -27,6 +29,21 @@ from benchmarks.run_all import CACHE, KITTI, CachedSegmenter, apollo_root, sim_r
 
 # bump when what a dump holds changes (older dumps are refitted)
 DUMP_VERSION = 1
+
+
+def code_version() -> str:
+    """DUMP_VERSION and a hash of the package's files (the fit, the prior, the config defaults), but
+    for the accept model's coefficients, which calibrate_accept.py writes from the dumps."""
+    h = hashlib.sha1(str(DUMP_VERSION).encode())
+    pkg = ROOT / 'autolabel_ros'
+    files = [p for p in pkg.rglob('*') if p.suffix in ('.py', '.npz') and '__pycache__' not in p.parts
+             and p.name != 'accept_model.py']
+    for f in sorted(files):
+        h.update(str(f.relative_to(pkg)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 SETS = {'kitti': ('kitti', KITTI, None), 'sim': ('sim64', sim_root(64), 46),
         'apollo': ('apollo64', apollo_root(), 40)}
 
@@ -134,15 +151,16 @@ def run(names, force: bool = False, progress: bool = True):
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         frames = set_frames(name)
+        version = code_version()
         for k, fid in enumerate(frames):
             path = out / f'{fid}.pkl'
             if path.exists() and not force:
                 with open(path, 'rb') as fh:
-                    if pickle.load(fh).get('version') == DUMP_VERSION:
+                    if pickle.load(fh).get('version') == version:
                         continue
             recs = dump_frame(al, ds, name, fid, seg)
             with open(path, 'wb') as fh:
-                pickle.dump({'version': DUMP_VERSION, 'objects': recs}, fh)
+                pickle.dump({'version': version, 'objects': recs}, fh)
             if progress:
                 print(f'[{name}] {k + 1}/{len(frames)} {fid}: {len(recs)} objects '
                       f'({time.perf_counter() - t0:.0f} s)', flush=True)
