@@ -9,6 +9,9 @@ click prompts the box of the mask), the masks used and the step timings:
    occluders, initial hypotheses and occlusion maps, as typed evidence;
 3. fit (:mod:`autolabel_ros.fit.fitter`): one batched optimisation over all objects x headings, the
    verification render and the heading choice;
+   with ``method: hybrid | sdflabel`` the CSS network (:mod:`autolabel_ros.css`) reads each object's
+   patch between lift and fit: its NOCS give a RANSAC-Procrustes initial pose (added to the
+   hypotheses, or the only one for ``sdflabel``) and a front/back cue for the heading choice;
 4. labels (:mod:`autolabel_ros.fit.result`): mesh + tight box, confidence = rendered-vs-mask IoU,
    accept/reject.
 
@@ -73,6 +76,7 @@ class Autolabeler:
         self.initialiser = initialiser or init_object
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer or render_silhouettes)
         self._segmenter = None
+        self._css = None
 
     @property
     def segmenter(self):
@@ -80,6 +84,14 @@ class Autolabeler:
             from autolabel_ros.segment import make_segmenter
             self._segmenter = make_segmenter(self.cfg.segmenter, self.device)
         return self._segmenter
+
+    @property
+    def css(self):
+        """The CSS network (methods hybrid and sdflabel), loaded on first use."""
+        if self._css is None:
+            from autolabel_ros.css.predict import CssPredictor
+            self._css = CssPredictor(self.cfg.css.weights)
+        return self._css
 
     def label(self, frame: SensorFrame, prompts: list[Prompt], masks: list[np.ndarray] | None = None
               ) -> LabelResult:
@@ -102,8 +114,14 @@ class Autolabeler:
         t['prep_s'] = time.perf_counter() - tp
         labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
                   for i, p in enumerate(prompts)]
+        cues = None
+        if evidence is not None and evidence.objects and self.cfg.method != 'slf':
+            tc = time.perf_counter()
+            evidence, cues = self._with_css(frame, evidence)
+            t['css_s'] = time.perf_counter() - tc
+            t['prep_s'] += t['css_s']
         if evidence is not None and evidence.objects:
-            fits, ft = self.fitter.fit(frame, evidence)
+            fits, ft = self.fitter.fit(frame, evidence, cues)
             t['prep_s'] += ft.prep_s
             t['fit_s'] = ft.fit_s
             tq = time.perf_counter()
@@ -117,6 +135,13 @@ class Autolabeler:
         diagnostics = {'dropped_prompts': [{'index': i, 'id': int(prompts[i].id), 'reason': r}
                                            for i, r in sorted(dropped.items())]}
         return LabelResult(labels=labels, masks=masks, timings=t, diagnostics=diagnostics)
+
+    def _with_css(self, frame, evidence):
+        from autolabel_ros.css.hypotheses import css_evidence
+        preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
+        ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
+                                   self.cfg.css.ransac_iters, self.cfg.css.inlier_m)
+        return ev, cues
 
     def _masks(self, frame, prompts, boxes, given) -> list:
         """Per prompt the H x W bool mask (None where the clipped box is empty or SAM gave none)."""

@@ -7,7 +7,8 @@
 2. verify: every surviving hypothesis is hard-rendered on finer crops (``fit.final_crop_size``, the
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
 3. choose the heading: final energy + ``w_lamps`` x lamp cue (:mod:`autolabel_ros.fit.heading`) +
-   ``w_select_iou`` x (1 - that IoU).
+   ``w_css`` x the per-object learned cue when the caller gives one (``cues``: the CSS network's
+   front/back cue, :mod:`autolabel_ros.css.cue`) + ``w_select_iou`` x (1 - that IoU).
 
 Swappable parts: the shape space (``shape``: an :class:`autolabel_ros.fit.sdf.SdfModel` or anything
 with its query/sample/fold/size interface), the renderer (:class:`autolabel_ros.fit.render.Renderer`)
@@ -42,9 +43,11 @@ class Fitter:
         self.device = device
         self.renderer = renderer
 
-    def fit(self, frame, evidence: FrameEvidence) -> tuple[list[ObjectFit], FitTimings]:
+    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None
+            ) -> tuple[list[ObjectFit], FitTimings]:
         """One ObjectFit per evidence object (same order); ``terms['mask_iou_hi']`` holds its
-        verification IoU, ``alternatives`` every surviving hypothesis."""
+        verification IoU, ``alternatives`` every surviving hypothesis. ``cues``: per object None or a
+        callable pose -> t (negative supports the hypothesis), weighted by ``fit.w_css``."""
         fc, objs = self.cfg, evidence.objects
         times = FitTimings()
         if not objs:
@@ -61,7 +64,8 @@ class Fitter:
         fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer)
         self._verify(frame, objs, crops, fits, batch.ray_o)
         red = redness(frame.image) if fc.w_lamps > 0 else None
-        fits = [self._choose_heading(frame, red, o, f) for o, f in zip(objs, fits)]
+        cues = cues or [None] * len(objs)
+        fits = [self._choose_heading(frame, red, o, f, c) for o, f, c in zip(objs, fits, cues)]
         times.fit_s = time.perf_counter() - tf
         return fits, times
 
@@ -81,7 +85,7 @@ class Fitter:
         for (_, a), iou in zip(alts, ious):
             a.terms['mask_iou_hi'] = float(iou)
 
-    def _choose_heading(self, frame, red, o, f: ObjectFit) -> ObjectFit:
+    def _choose_heading(self, frame, red, o, f: ObjectFit, cue=None) -> ObjectFit:
         """Re-rank an object's surviving hypotheses: final energy + ``w_lamps`` x lamp-colour cue
         + ``w_select_iou`` x (1 - mask IoU of the finer hard render)."""
         fc = self.cfg
@@ -96,7 +100,10 @@ class Fitter:
                                                       device=self.device))[0].cpu().numpy()
             t = lamp_cue(a.pose, size, frame, o.mask, red, base) if red is not None else 0.0
             a.terms['lamps'] = t
-            scores.append(a.energy + fc.w_lamps * t + fc.w_select_iou * (1 - a.terms['mask_iou_hi']))
+            c = float(cue(a.pose)) if cue is not None else 0.0
+            a.terms['css'] = c
+            scores.append(a.energy + fc.w_lamps * t + fc.w_css * c
+                          + fc.w_select_iou * (1 - a.terms['mask_iou_hi']))
         best = alts[int(np.argmin(scores))]
         best.alternatives = alts
         return best
