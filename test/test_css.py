@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from autolabel_ros.core.geometry import rot_z
-from autolabel_ros.core.nocs import cut_patch, nocs_to_points, patch_pixel_coords, patch_window, points_to_nocs
+from autolabel_ros.core.nocs import (cut_patch, nocs_to_points, patch_pixel_coords, patch_window,
+                                     points_to_nocs)
 from autolabel_ros.css.cue import css_cue, facing_from_nocs, hypothesis_facing
 from autolabel_ros.fit.procrustes import ransac_similarity
 

@@ -79,8 +79,8 @@ def frame_samples(seed: int, patch: int = 64, min_px: int = 150, camera: Camera 
         cam = origin - center
         head = np.array([np.cos(yaw), np.sin(yaw)])
         facing = float(head @ cam[:2] / max(np.linalg.norm(cam[:2]), 1e-6))
-        out.append(NocsSample(rgb=rgb, mask=pm, nocs=pn, dims=(car.size / np.linalg.norm(car.size)).astype(np.float32),
-                              facing=facing))
+        dims = (car.size / np.linalg.norm(car.size)).astype(np.float32)
+        out.append(NocsSample(rgb=rgb, mask=pm, nocs=pn, dims=dims, facing=facing))
     return out
 
 
@@ -88,7 +88,8 @@ def stack_samples(samples: list[NocsSample]) -> dict:
     """Arrays for an .npz file: rgb (N P P 3 u8), mask (N P P bool), nocs (N P P 3 f16), dims, facing."""
     return dict(rgb=np.stack([s.rgb for s in samples]), mask=np.stack([s.mask for s in samples]),
                 nocs=np.stack([s.nocs for s in samples]).astype(np.float16),
-                dims=np.stack([s.dims for s in samples]), facing=np.array([s.facing for s in samples], np.float32))
+                dims=np.stack([s.dims for s in samples]),
+                facing=np.array([s.facing for s in samples], np.float32))
 
 
 def write_sample_chunks(seeds: list[int], out_dir, chunk: int = 20, patch: int = 64, log=print) -> list:
