@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='autolabel-train-css', description=__doc__.split('\n')[0])
     ap.add_argument('--out', required=True, help='weights file to write (.pt)')
     ap.add_argument('--frames', type=int, default=200, help='simulated training frames')
-    ap.add_argument('--heldout', type=int, default=30, help='simulated held-out frames (other seeds)')
+    ap.add_argument('--heldout', type=int, default=40, help='simulated held-out frames (other seeds)')
     ap.add_argument('--steps', type=int, default=1500)
     ap.add_argument('--minutes', type=float, default=20.0, help='stop training after this wall time')
     ap.add_argument('--batch', type=int, default=32)

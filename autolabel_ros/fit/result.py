@@ -61,7 +61,8 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
                    init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),
                    scales=np.asarray(f.scales).tolist(),
                    alternatives=[{'pose': np.asarray(a.pose).tolist(), 'energy': a.energy,
-                                  'lamps': a.terms.get('lamps', 0.0), 'iou': a.terms.get('mask_iou_hi')}
+                                  'lamps': a.terms.get('lamps', 0.0), 'css': a.terms.get('css', 0.0),
+                                  'iou': a.terms.get('mask_iou_hi')}
                                  for a in (f.alternatives or [f])])
     return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
                    latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d, accepted=not reasons,
