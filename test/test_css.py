@@ -177,4 +177,5 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
     assert res.timings['css_s'] > 0
     for lab, k in zip(res.labels, dense):
         g = sf.gt[k]
-        assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10 and np.linalg.norm(lab.center - g.center) < 0.3
+        assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
+        assert np.linalg.norm(lab.center - g.center) < 0.3

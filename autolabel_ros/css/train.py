@@ -98,10 +98,20 @@ def load_net(path, device='cpu') -> CssNet:
     return net.to(device).eval()
 
 
+def balance_weights(facing: torch.Tensor) -> torch.Tensor:
+    """Sampling weights that give fronts, rears and side views (|facing| <= 0.3) equal shares: the
+    simulator's roads show more rears (two lanes one way, one the other) than the world need."""
+    cls = torch.where(facing > 0.3, 0, torch.where(facing < -0.3, 1, 2))
+    counts = torch.bincount(cls, minlength=3).float().clamp(min=1)
+    return 1.0 / counts[cls]
+
+
 def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-          net: CssNet | None = None, log=print, log_every: int = 50) -> tuple[CssNet, list]:
+          net: CssNet | None = None, log=print, log_every: int = 50, balance: bool = True
+          ) -> tuple[CssNet, list]:
     """Adam with a short warm-up and a cosine decay over ``steps``; stops early at ``minutes``.
-    Returns the net and the per-step losses."""
+    ``balance``: draw fronts, rears and side views equally often. Returns the net and the per-step
+    losses."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = net or CssNet()
@@ -111,10 +121,11 @@ def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(k, steps) / max(steps, 1))))
     n = len(data['rgb'])
+    weights = balance_weights(data['facing']) if balance else torch.ones(n)
     t0 = time.perf_counter()
     losses = []
     for step in range(steps):
-        idx = torch.randint(0, n, (min(batch, n),), generator=gen)
+        idx = torch.multinomial(weights, min(batch, n), replacement=True, generator=gen)
         b = augment({k: v[idx] for k, v in data.items()}, gen)
         loss, parts = loss_of(net, b)
         opt.zero_grad()
