@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--data', default=str(DEFAULT_DATA), help='NOCS sample cache folder')
     ap.add_argument('--init', default='', help='start from these weights (fine-tuning)')
-    ap.add_argument('--no-balance', action='store_true',
-                    help='draw samples uniformly (default: fronts, rears, side views equally often)')
+    ap.add_argument('--balance', action='store_true',
+                    help='draw fronts, rears and side views equally often (default: uniformly)')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and out.is_dir():
@@ -59,10 +59,10 @@ def main(argv=None) -> int:
     print(f'{len(train_set["rgb"])} training samples from {a.frames} frames ({t_data:.0f} s)')
     t1 = time.perf_counter()
     net, losses = train(train_set, a.steps, a.minutes, a.batch, a.lr, a.seed,
-                        load_net(a.init) if a.init else None, balance=not a.no_balance)
+                        load_net(a.init) if a.init else None, balance=a.balance)
     t_train = time.perf_counter() - t1
     report = {'frames': a.frames, 'samples': len(train_set['rgb']), 'steps_run': len(losses),
-              'steps': a.steps, 'balance': not a.no_balance, 'lr': a.lr, 'data_s': round(t_data, 1),
+              'steps': a.steps, 'balance': a.balance, 'lr': a.lr, 'data_s': round(t_data, 1),
               'train_s': round(t_train, 1),
               'loss_first50': float(sum(losses[:50]) / max(1, len(losses[:50]))),
               'loss_last50': float(sum(losses[-50:]) / max(1, len(losses[-50:])))}

@@ -107,7 +107,7 @@ def balance_weights(facing: torch.Tensor) -> torch.Tensor:
 
 
 def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-          net: CssNet | None = None, log=print, log_every: int = 50, balance: bool = True
+          net: CssNet | None = None, log=print, log_every: int = 50, balance: bool = False
           ) -> tuple[CssNet, list]:
     """Adam with a short warm-up and a cosine decay over ``steps``; stops early at ``minutes``.
     ``balance``: draw fronts, rears and side views equally often. Returns the net and the per-step
