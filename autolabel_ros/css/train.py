@@ -121,11 +121,14 @@ def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(k, steps) / max(steps, 1))))
     n = len(data['rgb'])
-    weights = balance_weights(data['facing']) if balance else torch.ones(n)
+    weights = balance_weights(data['facing']) if balance else None
     t0 = time.perf_counter()
     losses = []
     for step in range(steps):
-        idx = torch.multinomial(weights, min(batch, n), replacement=True, generator=gen)
+        if weights is None:
+            idx = torch.randint(0, n, (min(batch, n),), generator=gen)
+        else:
+            idx = torch.multinomial(weights, min(batch, n), replacement=True, generator=gen)
         b = augment({k: v[idx] for k, v in data.items()}, gen)
         loss, parts = loss_of(net, b)
         opt.zero_grad()
