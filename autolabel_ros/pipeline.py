@@ -11,7 +11,8 @@ click prompts the box of the mask), the masks used and the step timings:
    verification render and the heading choice;
    with ``method: hybrid | sdflabel`` the CSS network (:mod:`autolabel_ros.css`) reads each object's
    patch between lift and fit: its NOCS give a RANSAC-Procrustes initial pose (added to the
-   hypotheses, or the only one for ``sdflabel``) and a front/back cue for the heading choice;
+   hypotheses, or the only one for ``sdflabel``) and the front/back cue ``css`` for the heading
+   choice (with ``method: slf``, ``css`` in ``fit.heading_cues`` runs the network for the cue alone);
 4. labels (:mod:`autolabel_ros.fit.result`): mesh + tight box, confidence = rendered-vs-mask IoU,
    accept/reject.
 
@@ -87,7 +88,7 @@ class Autolabeler:
 
     @property
     def css(self):
-        """The CSS network (methods hybrid and sdflabel), loaded on first use."""
+        """The CSS network (methods hybrid and sdflabel, the heading cue css), loaded on first use."""
         if self._css is None:
             from autolabel_ros.css.predict import CssPredictor
             self._css = CssPredictor(self.cfg.css.weights)
@@ -115,7 +116,8 @@ class Autolabeler:
         labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
                   for i, p in enumerate(prompts)]
         cues = None
-        if evidence is not None and evidence.objects and self.cfg.method != 'slf':
+        if evidence is not None and evidence.objects and (self.cfg.method != 'slf'
+                                                          or 'css' in self.cfg.fit.heading_cues):
             tc = time.perf_counter()
             evidence, cues = self._with_css(frame, evidence)
             t['css_s'] = time.perf_counter() - tc

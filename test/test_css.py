@@ -179,3 +179,27 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
         g = sf.gt[k]
         assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
         assert np.linalg.norm(lab.center - g.center) < 0.3
+
+
+def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.core.types import Prompt
+    from autolabel_ros.pipeline import Autolabeler
+    sf = sim_frame
+    gt = [g for g in sf.gt if g.metrics['lidar_points'] >= 200 and g.occlusion == 0][:2]
+    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'slf', 'fit': {'heading_cues': ['lamps', 'css']}}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = al.label(sf.frame, [Prompt(id=g.id, box=g.box2d) for g in gt], [sf.masks == g.id for g in gt])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.timings['css_s'] > 0
+    for lab in res.labels:
+        alts = lab.metrics['alternatives']
+        # slf keeps its own hypotheses (no Procrustes pose), the network only scores them
+        assert len(lab.metrics['hypotheses']) == al.cfg.fit.yaw_hypotheses
+        if len(alts) > 1:
+            assert any(a['cue_css'] != 0 for a in alts)
+            best = min(alts, key=lambda a: a['cue_css'])
+            assert np.cos(best['pose'][3] - lab.yaw) > 0       # the cue sides with the chosen heading here

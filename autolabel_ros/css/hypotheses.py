@@ -4,7 +4,8 @@
 
 - the evidence with the initial hypotheses of ``method``: ``hybrid`` appends the Procrustes pose to
   the Segment-Lift-Fit headings; ``sdflabel`` makes it the only one (SDFLabel's initialisation),
-  keeping the usual hypotheses for an object where Procrustes finds no pose;
+  keeping the usual hypotheses for an object where Procrustes finds no pose; ``slf`` keeps them
+  (the network then serves only the cue);
 - one cue per object for the heading choice (:func:`autolabel_ros.css.cue.css_cue`), or None.
 
 LiDAR points of an object get the NOCS of the patch cell they project into (cells of the mask only);
@@ -42,7 +43,7 @@ def css_evidence(evidence, frame, preds: list, method: str, seed: int = 0, iters
     objs, cues, info = [], [], []
     for o, p in zip(evidence.objects, preds):
         rng = np.random.default_rng([seed, int(o.index)])
-        sim = procrustes_pose(p, o.points, frame, rng, iters, inlier_m)
+        sim = procrustes_pose(p, o.points, frame, rng, iters, inlier_m) if method != 'slf' else None
         init = o.init
         d = {'procrustes': sim is not None}
         if sim is not None:
