@@ -34,7 +34,8 @@ SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
 DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
 ENERGIES = ('mask', 'lidar', 'ground')
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours')     # fit/heading.py
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours', 'css')   # fit/heading.py
+METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
 @dataclass
@@ -96,6 +97,8 @@ class FitConfig:
                                 'code lies (a flip bends it to a mirrored car)', min=0.0)
     w_neighbours: float = param(0.02, 'front/back cue weight: parallel same-lane neighbours (near-ties only)',
                                 min=0.0)
+    w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
+                              'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
                                 min=0.0)
     w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
@@ -200,18 +203,31 @@ class ProposalConfig:
 
 
 @dataclass
+class CssConfig:
+    """The CSS network of SDFLabel (autolabel_ros/css): NOCS maps for the heading cue and Procrustes."""
+    weights: str = param('', 'network weights (.pt from autolabel-train-css); empty = the packaged '
+                             'simulator-trained file')
+    ransac_iters: int = param(200, 'RANSAC draws of the NOCS <-> LiDAR similarity', min=1)
+    inlier_m: float = param(0.3, 'RANSAC inlier distance (m)', min=1e-6)
+
+
+@dataclass
 class AutolabelConfig:
     device: str = param('auto', 'compute device: auto | cpu | cuda | cuda:N (cuda fails loudly when absent)')
     prior: str = param('', 'shape prior .npz path; empty = the packaged default prior')
     seed: int = param(0, 'random seed (ground RANSAC, point subsampling, click prompts)', min=0)
     max_prompts: int = param(100, 'prompts labelled per frame at most (highest scores; the rest are dropped '
                                   'with reason over_cap), 0 = all', min=0)
+    method: str = param('slf', 'slf: Segment-Lift-Fit; sdflabel: the CSS network\'s Procrustes pose is the '
+                               'only initial hypothesis; hybrid: Segment-Lift-Fit + the Procrustes '
+                               'hypothesis + the CSS front/back cue', choices=METHODS)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     ground: GroundConfig = field(default_factory=GroundConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    css: CssConfig = field(default_factory=CssConfig)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(AutolabelConfig)

@@ -213,9 +213,15 @@ def full_variants(base: dict, prefix: str) -> list[dict]:
 FULL = 'LiDAR + mask + ground (full)'      # the default fit's row name in every ladder
 
 
+def method_rows(base: dict, prefix: str) -> list[dict]:
+    """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
+    Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
+    return [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+
+
 def kitti_specs(apollo: bool) -> list[dict]:
     base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
-    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti')
+    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
     rows.append(dict(base, name='kitti: full, detector prompts (end to end)', prompts='detector', config={}))
     rows.append(dict(base, name='kitti: full, the 7 first development frames', frames=KITTI_FIRST7,
                      config={}))
@@ -236,7 +242,7 @@ def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
     fr = [f'{i:06d}' for i in range(n64)]
     base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
     rows = (energy_ladder(base, 'sim') + [dict(base, name='sim: full, oracle masks', masks='gt', config={})]
-            + full_variants(base, 'sim'))
+            + full_variants(base, 'sim') + method_rows(base, 'sim'))
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     fb = [f'{i:06d}' for i in range(n_beam)]
@@ -254,6 +260,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={})]
+    rows += method_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
                          config={'prior': str(APOLLO)}))

@@ -8,7 +8,8 @@
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
 3. choose the heading: final energy + ``w_select_iou`` x (1 - that IoU) + the weighted front/back
    cues of ``fit.heading_cues`` (:mod:`autolabel_ros.fit.heading`: lamp colours, the LiDAR shape
-   asymmetry, neighbouring cars).
+   asymmetry, neighbouring cars) and, when the caller gives per-object ``cues`` (the CSS network's
+   front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with weight ``fit.w_css``.
 
 Swappable parts: the shape space (``shape``: an :class:`autolabel_ros.fit.sdf.SdfModel` or anything
 with its query/sample/fold/size interface), the renderer (:class:`autolabel_ros.fit.render.Renderer`)
@@ -44,9 +45,11 @@ class Fitter:
         self.device = device
         self.renderer = renderer
 
-    def fit(self, frame, evidence: FrameEvidence) -> tuple[list[ObjectFit], FitTimings]:
+    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None
+            ) -> tuple[list[ObjectFit], FitTimings]:
         """One ObjectFit per evidence object (same order); ``terms['mask_iou_hi']`` holds its
-        verification IoU, ``alternatives`` every surviving hypothesis."""
+        verification IoU, ``alternatives`` every surviving hypothesis. ``cues``: per object None or a
+        callable pose -> t (negative supports the hypothesis): the heading cue ``css``."""
         fc, objs = self.cfg, evidence.objects
         times = FitTimings()
         if not objs:
@@ -62,8 +65,9 @@ class Fitter:
         tf = time.perf_counter()
         fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer)
         self._verify(frame, objs, crops, fits, batch.ray_o)
-        self.heading_cues(frame, objs, fits, fc.heading_cues)
-        fits = choose(fits, fc.heading_cues, self.cue_weights(), fc.w_select_iou)
+        names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
+        self.heading_cues(frame, objs, fits, names, cues)
+        fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
         times.fit_s = time.perf_counter() - tf
         return fits, times
 
@@ -86,18 +90,18 @@ class Fitter:
     def cue_weights(self) -> dict:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
-                'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours}
+                'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours, 'css': fc.w_css}
 
-    def heading_cues(self, frame, objs, fits, cues) -> None:
+    def heading_cues(self, frame, objs, fits, cues, css_cues: list | None = None) -> None:
         """Front/back cue values of every surviving hypothesis (``terms['cue_<name>']``, 0 for a cue
         not computed): the colour cues from the image at the visible end's lamp spots, the shape cue
         from the fit points under the prior's mean shape, the shape code's own prior term. The neighbour
-        cue is :func:`choose`'s."""
+        cue is :func:`choose`'s; ``css_cues`` (per object a callable or None) give the cue ``css``."""
         colour = 'lamps' in cues or 'headlamps' in cues
         red = redness(frame.image) if colour else None
         white = whiteness(frame.image) if colour else None
         cam = camera_centre(frame)
-        for o, f in zip(objs, fits):
+        for k, (o, f) in enumerate(zip(objs, fits)):
             alts = f.alternatives or [f]
             for a in alts:
                 for c in HEADING_CUES:
@@ -105,6 +109,9 @@ class Fitter:
                 a.terms['cue_shape_code'] = float(a.terms.get('shape', 0.0))   # the energy's own term
             if len(alts) < 2:
                 continue
+            if 'css' in cues and css_cues is not None and css_cues[k] is not None:
+                for a in alts:
+                    a.terms['cue_css'] = float(css_cues[k](a.pose))
             if colour and o.mask.any():
                 rb = float(np.percentile(red[o.mask], PAINT_PERCENTILE['red']))
                 wb = float(np.percentile(white[o.mask], PAINT_PERCENTILE['white']))
