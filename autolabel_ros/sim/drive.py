@@ -57,6 +57,7 @@ class SimFrame:
     index: int = 0
     time_s: float = 0.0
     T_world_lidar: np.ndarray = field(default_factory=lambda: np.eye(4))   # ego pose (world = frame 0)
+    ego_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # world frame, m/s
     timings: dict = field(default_factory=dict)
 
 
@@ -178,8 +179,10 @@ class Simulator:
                          stamp_ns=START_NS + index * FRAME_PERIOD_NS, frame_id=fid)
         pose = np.eye(4)
         pose[:3, 3] = ego
+        vel = (self.scene.ego_position(t + 1e-3) - self.scene.ego_position(t - 1e-3)) / 2e-3
         return SimFrame(frame=sf, gt=gt, masks=masks, calib=self.calib, ring=ring, point_instance=pinst,
-                        points_clean=clean, index=int(index), time_s=t, T_world_lidar=pose, timings=tm)
+                        points_clean=clean, index=int(index), time_s=t, T_world_lidar=pose, timings=tm,
+                        ego_velocity=vel)
 
     def _render_camera(self, posed: _Posed, ego: np.ndarray, rng):
         cam = self.camera
