@@ -57,14 +57,15 @@ def run_rows(seq: list[dict]) -> tuple[dict, dict]:
     stamps = [int(fr['stamp_ns']) for fr in seq]
     pts = [fr['points'] for fr in seq]
     gt_poses = [fr['T_world_lidar'] for fr in seq]
+    cams = [(fr['K'], fr['T_cam_lidar'], int(fr['image_size'][0]), int(fr['image_size'][1])) for fr in seq]
     rows = {'single-frame': labels}
     t = time.perf_counter()
-    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts).labels
+    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
     t_track = time.perf_counter() - t
     t = time.perf_counter()
     icp = poses_from_icp(pts)
     t_icp = time.perf_counter() - t
-    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts).labels
+    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts, cameras=cams).labels
     info = {'icp_drift': drift(icp.poses, gt_poses), 'icp_s_per_frame': t_icp / len(seq),
             'track_s_per_frame': t_track / len(seq), 'icp_notes': icp.notes}
     return rows, info

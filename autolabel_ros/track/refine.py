@@ -5,9 +5,10 @@ For one track (its per-frame labels in the world frame, :class:`autolabel_ros.tr
 - **size**: the weighted median of (l, w, h) over the observations that see the car well (weight at
   least ``good_fraction`` of the track's best), the same for every frame;
 - **motion**: the centres are smoothed by the constant-velocity RTS smoother
-  (:func:`autolabel_ros.track.motion.rts_smooth`); a track whose smoothed speed (median) exceeds
-  ``moving_speed`` and whose ends lie ``moving_distance`` apart is *moving*, otherwise *static*
-  (one position: the weighted median of its centres);
+  (:func:`autolabel_ros.track.motion.rts_smooth`, a poorly seen frame's centre trusted less); a
+  track whose weighted straight-line speed exceeds ``moving_speed`` and which travels
+  ``moving_distance`` is *moving*, otherwise *static* (one position: the weighted median of its
+  centres);
 - **heading**: moving: each frame's fitted heading is flipped to agree with the direction of travel
   (this settles front/back), then smoothed over ``yaw_window`` frames (weighted circular mean);
   a fitted heading more than ``max_yaw_gap`` off the travel direction is replaced by it. Static: one
@@ -37,7 +38,7 @@ from autolabel_ros.track.tracker import Track
 @dataclass
 class RefineSettings:
     good_fraction: float = 0.5     # observations with at least this share of the best weight vote the size
-    moving_speed: float = 1.0      # m/s (smoothed, median over the track)
+    moving_speed: float = 1.0      # m/s (weighted straight-line fit over the track)
     moving_distance: float = 1.0   # m between the smoothed ends of the track
     yaw_window: int = 5            # frames either side in the heading smoothing
     max_yaw_gap: float = np.radians(30.0)
@@ -126,12 +127,17 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
     size = track_size(track, s)
     obs = list(track.obs.values())
     w = np.array([max(d.weight, 1e-6) for d in obs])
+    # a poorly seen frame's centre is trusted less (its noise grows as 1 / sqrt(relative weight))
+    wmax = w.max()
+    rs = [None if r is None else r / np.sqrt(max(track.obs[f].weight / wmax, 0.02)) for f, r in zip(frames, rs)]
     if len(frames) > 1:
         xs, _ = rts_smooth(tt, xy, s.model, rs)
     else:
         xs = np.array([[*xy[0], 0.0, 0.0]])
-    speed = float(np.median(np.linalg.norm(xs[:, 2:], axis=1)))
-    moving = speed > s.moving_speed and np.linalg.norm(xs[-1, :2] - xs[0, :2]) > s.moving_distance
+    speed, vel = _line_speed(track, times, w)
+    moving = speed > s.moving_speed and speed * (tt[-1] - tt[0]) > s.moving_distance
+    if moving and points is not None:
+        moving = _points_say_moving(track, times, vel, size, points, s)
     if moving:
         centers = xs[:, :2].copy()
         yaws = _moving_headings(track, frames, xs[:, 2:], s)
@@ -159,6 +165,50 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
                      interpolated=f not in track.obs,
                      detection=track.obs[f].index if f in track.obs else None, moving=bool(moving),
                      speed=speed) for k, f in enumerate(frames)]
+
+
+def _line_speed(track: Track, times, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Speed of the weighted least-squares straight line through the observed centres: a static car
+    whose well-seen frames agree stays static even when a few poor frames (cut by the image border,
+    hidden) slide its box."""
+    obs = list(track.obs.values())
+    if len(obs) < 2:
+        return 0.0, np.zeros(2)
+    t = np.array([times[d.frame] for d in obs])
+    if np.ptp(t) <= 0:
+        return 0.0, np.zeros(2)
+    xy = np.array([d.center[:2] for d in obs])
+    sw = np.sqrt(w)[:, None]
+    A = np.stack([t, np.ones_like(t)], 1) * sw
+    coef = np.linalg.lstsq(A, xy * sw, rcond=None)[0]
+    return float(np.linalg.norm(coef[0])), coef[0]
+
+
+def _box_points(d, size, points, s: RefineSettings) -> np.ndarray:
+    P = np.asarray(points(d.frame), dtype=np.float64)
+    if not len(P):
+        return np.zeros((0, 3))
+    local = (P[:, :3] - d.center) @ rot_z(d.yaw)
+    inside = np.all(np.abs(local) <= size / 2 + s.points_margin, axis=1) & (local[:, 2] > -size[2] / 2 + 0.2)
+    return P[inside, :3]
+
+
+def _points_say_moving(track: Track, times, vel: np.ndarray, size, points, s: RefineSettings) -> bool:
+    """Check a track that seems to move against its LiDAR points: the car's points of the last
+    well-separated frame, moved back by the motion, should land on those of the first frame; for a
+    static car (whose boxes slid, e.g. while the image border cut it) they land there unmoved."""
+    from scipy.spatial import cKDTree
+
+    fs = sorted(track.obs)
+    a, b = track.obs[fs[0]], track.obs[fs[-1]]
+    dt = times[b.frame] - times[a.frame]
+    pa, pb = _box_points(a, size, points, s), _box_points(b, size, points, s)
+    if dt <= 0 or len(pa) < s.min_points or len(pb) < s.min_points:
+        return True
+    tree = cKDTree(pa[:, :2])
+    d_static = float(np.median(tree.query(pb[:, :2])[0]))
+    d_moving = float(np.median(tree.query(pb[:, :2] - vel * dt)[0]))
+    return d_moving < d_static
 
 
 def _points_shift(track, frames, centers, yaws, size, points, sensor, s: RefineSettings) -> np.ndarray:

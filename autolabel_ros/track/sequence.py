@@ -23,6 +23,8 @@ from autolabel_ros.track.tracker import Detection, Track, TrackerSettings, detec
 
 REJECTED_WEIGHT = 0.3       # a rejected label still votes, less
 FULL_POINTS = 200           # LiDAR points on a car at which a frame counts as seeing it fully
+TRUNCATED_WEIGHT = 0.1      # a car cut by the image border: its box slides towards the visible part
+BORDER_PX = 3.0
 
 
 @dataclass
@@ -50,11 +52,27 @@ def yaw_of(T: np.ndarray) -> float:
     return float(np.arctan2(T[1, 0], T[0, 0]))
 
 
-def label_weight(lab: Label3D, n_points: Optional[int] = None) -> float:
-    """How well a frame sees the car: confidence x LiDAR support (x REJECTED_WEIGHT when rejected)."""
+def label_weight(lab: Label3D, n_points: Optional[int] = None, truncated: bool = False) -> float:
+    """How well a frame sees the car: confidence x LiDAR support (x REJECTED_WEIGHT when rejected,
+    x TRUNCATED_WEIGHT when the image border cuts it)."""
     n = lab.metrics.get('n_points', 0) if n_points is None else n_points
     w = max(float(lab.score), 0.05) * min(1.0, (float(n) + 1.0) / FULL_POINTS)
+    w *= TRUNCATED_WEIGHT if truncated else 1.0
     return w * (1.0 if lab.accepted else REJECTED_WEIGHT)
+
+
+def is_truncated(lab: Label3D, camera) -> bool:
+    """Whether the label's projected box touches the image border; ``camera`` = (K, T_cam_lidar,
+    width, height) or None (then never)."""
+    if camera is None:
+        return False
+    from autolabel_ros.core.geometry import projected_box2d
+
+    K, T, W, H = camera
+    b = projected_box2d(np.asarray(K), np.asarray(T), lab.center, lab.size, lab.yaw)
+    if b is None:
+        return True
+    return bool(b[0] < BORDER_PX or b[1] < BORDER_PX or b[2] > W - 1 - BORDER_PX or b[3] > H - 1 - BORDER_PX)
 
 
 def _finite(lab: Label3D) -> bool:
@@ -63,7 +81,10 @@ def _finite(lab: Label3D) -> bool:
 
 def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int], poses: Sequence[np.ndarray],
                    points: Optional[Sequence[Optional[np.ndarray]]] = None,
-                   settings: Optional[TrackSettings] = None) -> TrackResult:
+                   settings: Optional[TrackSettings] = None, cameras: Optional[Sequence] = None
+                   ) -> TrackResult:
+    """``points[f]``: frame f's LiDAR points (LiDAR frame) for the weights and the point refit;
+    ``cameras[f]``: (K, T_cam_lidar, width, height) to recognise cars cut by the image border."""
     s = settings or TrackSettings()
     n = len(labels)
     if not (len(stamps_ns) == len(poses) == n):
@@ -84,7 +105,7 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
             fd.append(Detection(frame=f, index=i, center=c, size=lab.size.copy(),
                                 yaw=float(wrap_angle(lab.yaw + yaw_of(T))), score=float(lab.score),
                                 accepted=bool(lab.accepted), r=detection_noise(np.linalg.norm(lab.center[:2])),
-                                weight=label_weight(lab, npts)))
+                                weight=label_weight(lab, npts, is_truncated(lab, cameras and cameras[f]))))
         dets.append(fd)
     tracks = track_detections(dets, times, s.tracker)
 
