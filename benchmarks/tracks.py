@@ -149,8 +149,8 @@ def length_std(seq, pairs) -> dict:
             if k is not None and np.linalg.norm(lab.center[:2] - fr['gt_box'][k][:2]) <= MATCH_M:
                 per.setdefault(int(fr['gt_id'][k]), []).append(lab.size[0])
     stds = [float(np.std(v)) for v in per.values() if len(v) >= 5]
-    return {'median_m': float(np.median(stds)) if stds else None, 'max_m': float(np.max(stds)) if stds else None,
-            'cars': len(stds)}
+    return {'median_m': float(np.median(stds)) if stds else None,
+            'max_m': float(np.max(stds)) if stds else None, 'cars': len(stds)}
 
 
 def clear_mot(seq, out) -> dict:
@@ -209,8 +209,8 @@ def combine(results: list[dict]) -> dict:
     for key in ('ap_far', 'ap_all'):
         n = sum(r[key]['n_gt'] for r in results)
         ok = [r for r in results if r[key]['n_gt'] and np.isfinite(r[key]['ap'])]
-        out[key] = {'ap': sum(r[key]['ap'] * r[key]['n_gt'] for r in ok) / max(1, sum(r[key]['n_gt'] for r in ok)),
-                    'n_gt': n}
+        n_ok = max(1, sum(r[key]['n_gt'] for r in ok))
+        out[key] = {'ap': sum(r[key]['ap'] * r[key]['n_gt'] for r in ok) / n_ok, 'n_gt': n}
     stds = [r['length_std'] for r in results if r['length_std']['cars']]
     out['length_std'] = {'median_m': float(np.median([s['median_m'] for s in stds])) if stds else None,
                          'max_m': float(max(s['max_m'] for s in stds)) if stds else None,
@@ -269,8 +269,8 @@ def _fmt(v, f='{:.1f}'):
 
 
 def table(pooled: dict) -> str:
-    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.5 all | length std median / max (cm) '
-             '| MOTA | ID switches | interpolated |', '|' + '---|' * 10]
+    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.5 all '
+             '| length std median / max (cm) | MOTA | ID switches | interpolated |', '|' + '---|' * 10]
     for beams, rows in pooled.items():
         for name, r in rows.items():
             fm, fa = r['flips']['moving'], r['flips']['all']
@@ -281,7 +281,8 @@ def table(pooled: dict) -> str:
                 f"| {beams} | {name} | {_fmt(fm['pct'], '{:.2f}')} % ({fm['flipped']}/{fm['n']}) "
                 f"| {_fmt(fa['pct'], '{:.2f}')} % ({fa['flipped']}/{fa['n']}) | {_fmt(r['ap_far']['ap'])} "
                 f"(n={r['ap_far']['n_gt']}) | {_fmt(r['ap_all']['ap'])} "
-                f"| {_fmt(ls['median_m'] and 100 * ls['median_m'])} / {_fmt(ls['max_m'] and 100 * ls['max_m'])} "
+                f"| {_fmt(ls['median_m'] and 100 * ls['median_m'])} "
+                f"/ {_fmt(ls['max_m'] and 100 * ls['max_m'])} "
                 f"| {_fmt(mot['mota'] if tracked else None, '{:.3f}')} | {mot['idsw'] if tracked else '-'} "
                 f"| {r['interpolated']} |")
     return '\n'.join(lines)

@@ -121,7 +121,8 @@ class TfTree:
         # every stamped value of the dynamic edges (the ego pose for tracking: autolabel_ros.track.ego)
         self.history: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
 
-    def add(self, parent: str, child: str, T: np.ndarray, static: bool = True, stamp_ns: Optional[int] = None):
+    def add(self, parent: str, child: str, T: np.ndarray, static: bool = True,
+            stamp_ns: Optional[int] = None):
         """Static edges win over dynamic ones; among either, the latest value is kept. Dynamic edges
         given with their stamp are also kept in ``history``."""
         key = (parent.lstrip('/'), child.lstrip('/'))

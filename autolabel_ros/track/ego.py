@@ -176,7 +176,8 @@ def register(source, target, init: np.ndarray, s: IcpSettings) -> tuple[np.ndarr
     T = np.asarray(init, dtype=np.float64)
     fit = 0.0
     crit = reg.ICPConvergenceCriteria(max_iteration=s.iterations)
-    for src, tgt, dist in ((source[0], target[0], 2 * s.max_distance), (source[1], target[1], s.max_distance)):
+    stages = ((source[0], target[0], 2 * s.max_distance), (source[1], target[1], s.max_distance))
+    for src, tgt, dist in stages:
         res = reg.registration_icp(src, tgt, dist, T, reg.TransformationEstimationPointToPlane(), crit)
         T, fit = np.asarray(res.transformation), float(res.fitness)
     return T, fit
@@ -213,7 +214,8 @@ def drift(est: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> dict:
     travelled, and the final yaw error (deg)."""
     e, r = relative_to_first(est), relative_to_first(ref)
     err = np.array([np.linalg.norm(a[:3, 3] - b[:3, 3]) for a, b in zip(e, r)])
-    path = float(np.sum(np.linalg.norm(np.diff([T[:3, 3] for T in r], axis=0), axis=1))) if len(r) > 1 else 0.0
+    steps = np.diff([T[:3, 3] for T in r], axis=0) if len(r) > 1 else np.zeros((0, 3))
+    path = float(np.sum(np.linalg.norm(steps, axis=1)))
     dR = e[-1][:3, :3] @ r[-1][:3, :3].T
     yaw = float(np.degrees(np.arctan2(dR[1, 0], dR[0, 0])))
     return {'final_m': float(err[-1]), 'max_m': float(err.max()), 'path_m': path,

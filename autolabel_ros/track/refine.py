@@ -129,7 +129,8 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
     w = np.array([max(d.weight, 1e-6) for d in obs])
     # a poorly seen frame's centre is trusted less (its noise grows as 1 / sqrt(relative weight))
     wmax = w.max()
-    rs = [None if r is None else r / np.sqrt(max(track.obs[f].weight / wmax, 0.02)) for f, r in zip(frames, rs)]
+    rs = [None if r is None else r / np.sqrt(max(track.obs[f].weight / wmax, 0.02))
+          for f, r in zip(frames, rs)]
     if len(frames) > 1:
         xs, _ = rts_smooth(tt, xy, s.model, rs)
     else:

@@ -104,7 +104,8 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
             c = transform_points(T, lab.center[None])[0]
             fd.append(Detection(frame=f, index=i, center=c, size=lab.size.copy(),
                                 yaw=float(wrap_angle(lab.yaw + yaw_of(T))), score=float(lab.score),
-                                accepted=bool(lab.accepted), r=detection_noise(np.linalg.norm(lab.center[:2])),
+                                accepted=bool(lab.accepted),
+                                r=detection_noise(np.linalg.norm(lab.center[:2])),
                                 weight=label_weight(lab, npts, is_truncated(lab, cameras and cameras[f]))))
         dets.append(fd)
     tracks = track_detections(dets, times, s.tracker)
