@@ -169,6 +169,9 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         if not refs:
             raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
                            f'({len(source.index())} frames in the input)')
+        if job.tracks:      # an ego source asked for but absent fails now, not after the labelling
+            from autolabel_ros.offline.tracking import check_ego_source
+            check_ego_source(job.ego, source, refs)
         info = source.describe()
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
                'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}

@@ -141,6 +141,19 @@ def tracking_lines(records, tracked: dict) -> list[str]:
     return out
 
 
+def check_ego_source(mode: str, source, refs) -> None:
+    """BagError when ``--ego tf`` / ``--ego oxts`` names what the input does not have."""
+    if mode == 'tf':
+        tree = getattr(source, 'tf', None)
+        if tree is None or not tree.history:
+            raise BagError(f'--ego tf: {source.path} has no dynamic /tf (e.g. odom -> base_link); use '
+                           f'--ego auto or icp')
+    if mode == 'oxts':
+        if not hasattr(source, 'oxts_packets') or source.oxts_packets(refs) is None:
+            raise BagError(f'--ego oxts: {source.path} has no KITTI OXTS packets (oxts/data/<frame>.txt) '
+                           f'for the selected frames; use --ego auto or icp')
+
+
 def check_ego(mode: Optional[str]) -> None:
     if mode not in EGO_MODES:
         raise BagError(f"--ego {mode!r}: must be one of {', '.join(EGO_MODES)}")
