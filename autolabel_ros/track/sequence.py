@@ -7,7 +7,8 @@ labels into the world frame, associates them (:mod:`autolabel_ros.track.tracker`
 LiDAR frame, ``id`` = track id, plus the interpolated boxes of frames where a tracked car had no
 label (``metrics['interpolated'] = 1``). Every input label with a finite box gives exactly one output
 label. One shape per track: the mesh of the track's best-seen frame, scaled to the track's size and
-placed at every frame's box.
+placed at every frame's box. A tracked box keeps its frame's box bottom (the frame's ground
+plane): the world frame decides the ground-plane position, size and heading, not the height.
 """
 from __future__ import annotations
 
@@ -156,6 +157,11 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
                           metrics={**metrics, 'n_points': 0}, sources=tuple(best.sources) + ('track',))
         else:
             own = labels[b.frame][b.detection]
+            # the height stays the frame's own: its box bottom sits on that frame's ground plane, which
+            # no drift of the ego's height (ICP) moves
+            c[2] = own.center[2] - own.size[2] / 2 + b.size[2] / 2
+            if shape is not None:
+                mesh = Mesh(vertices=(shape * b.size) @ rot_z(yaw).T + c, faces=best.mesh.faces)
             lab = replace(own, center=c, size=b.size.copy(), yaw=yaw, id=tr.id,
                           score=max(float(own.score), score), latent=best.latent, mesh=mesh,
                           accepted=bool(own.accepted or accepted),
