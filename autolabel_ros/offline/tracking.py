@@ -118,6 +118,8 @@ def tracks_figure(path, tracked: dict, pose_of: dict, thin: dict, title: str = '
     for idx in sorted(tracked):
         T = pose_of[idx]
         for lab in tracked[idx]:
+            if not lab.accepted:          # the figure shows the tracks that made it into the labels
+                continue
             c = transform_points(T, lab.center[None])[0]
             tracks.setdefault(int(lab.id), []).append((c, lab.size, lab.yaw + yaw_of(T),
                                                        bool(lab.metrics.get('interpolated'))))
