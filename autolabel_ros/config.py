@@ -34,6 +34,7 @@ SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
 DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
 ENERGIES = ('mask', 'lidar', 'ground')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours')     # fit/heading.py
 
 
 @dataclass
@@ -83,7 +84,18 @@ class FitConfig:
     w_lidar: float = param(1.0, 'weight of the LiDAR surface energy', min=0.0)
     w_freespace: float = param(1.0, 'first-hit / free-space term, relative to w_lidar', min=0.0)
     w_ground: float = param(1.0, 'weight of the ground-contact energy', min=0.0)
-    w_lamps: float = param(0.1, 'front/back choice: red rear-lamp cue (fit/heading.py), 0 = off', min=0.0)
+    heading_cues: list = param(['lamps', 'headlamps', 'shape_code'],
+                               'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
+                               'alone); the default = the cues that pay on the simulator sets '
+                               '(benchmarks/heading_cues.py)', items=HEADING_CUES + ('none',))
+    w_lamps: float = param(0.2, 'front/back cue weight: red rear lamps at the visible end', min=0.0)
+    w_headlamps: float = param(0.1, 'front/back cue weight: white head lamps at the visible end', min=0.0)
+    w_mean_shape: float = param(0.5, "front/back cue weight: LiDAR residual under the prior's mean shape "
+                                '(its hood/boot asymmetry)', min=0.0)
+    w_shape_code: float = param(0.05, 'front/back cue weight: how far out in the prior the fitted shape '
+                                'code lies (a flip bends it to a mirrored car)', min=0.0)
+    w_neighbours: float = param(0.02, 'front/back cue weight: parallel same-lane neighbours (near-ties only)',
+                                min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
                                 min=0.0)
     w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
@@ -121,11 +133,13 @@ class GroundConfig:
 
 @dataclass
 class VerifyConfig:
-    min_mask_iou: float = param(0.7, 'reject when the rendered vs SAM mask IoU is below this (SDFLabel)',
-                                min=0.0, max=1.0)
+    min_confidence: float = param(0.7, 'accept a label when its calibrated probability of being right '
+                                       '(fit/verify.py, the label score) reaches this', min=0.0, max=1.0)
+    min_mask_iou: float = param(0.7, 'a rejected label names low_mask_iou when the rendered vs SAM mask IoU '
+                                     'is below this', min=0.0, max=1.0)
     surface_band: float = param(0.2, 'distance band around the fitted surface (m)', min=0.0)
-    min_surface_ratio: float = param(0.6, 'reject when a smaller share of the nearby LiDAR points lies '
-                                          'within the band', min=0.0, max=1.0)
+    min_surface_ratio: float = param(0.6, 'a rejected label names low_surface_ratio when a smaller share of '
+                                          'the nearby LiDAR points lies within the band', min=0.0, max=1.0)
     near_distance: float = param(0.35, '"nearby" = non-ground points with SDF below this (or inside); keep '
                                        "it below the prior's SDF truncation (0.4 m by default)", min=0.0)
     min_points: int = param(5, 'reject objects with fewer frustum LiDAR points (no_lidar_points if 0)',

@@ -10,7 +10,8 @@ click prompts the box of the mask), the masks used and the step timings:
 3. fit (:mod:`autolabel_ros.fit.fitter`): one batched optimisation over all objects x headings, the
    verification render and the heading choice;
 4. labels (:mod:`autolabel_ros.fit.result`): mesh + tight box, confidence = rendered-vs-mask IoU,
-   accept/reject.
+   accept/reject; a label on the fitted box of a nearer object that hides it is rejected
+   (:func:`autolabel_ros.fit.occlusion.reject_on_nearer`).
 
 Objects without LiDAR points are still fitted (mask + ground: a monocular guess) but rejected
 with reason ``no_lidar_points``; a prompt no model can use (outside the image, over the
@@ -34,6 +35,7 @@ from autolabel_ros.core.types import LabelResult, Prompt, SensorFrame
 from autolabel_ros.fit.fitter import Fitter
 from autolabel_ros.fit.init import init_object
 from autolabel_ros.fit.lift import Initialiser, lift
+from autolabel_ros.fit.occlusion import reject_on_nearer
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.result import make_label, unfitted_label
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
@@ -111,6 +113,7 @@ class Autolabeler:
                 scan = evidence.scan_nonground
                 labels[ev.index] = make_label(prompts[ev.index], ev, f, self.sdf, self.cfg, scan)
                 masks[ev.index] = ev.mask
+            reject_on_nearer(labels, evidence.objects)
             t['post_s'] = time.perf_counter() - tq
             t['per_instance_s'] = (t['fit_s'] + t['post_s']) / len(evidence.objects)
         t['total_s'] = time.perf_counter() - t0

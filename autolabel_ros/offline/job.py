@@ -336,8 +336,9 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             raise
         except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
             log.warning('tracks figure failed (%s: %s)', type(e).__name__, e)
-    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels at half score; an empty file for a frame
-    # without any); with --tracks the tracked labels, boxes the tracker interpolated left out
+    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
+    # file for a frame without any); with --tracks the tracked labels, boxes the tracker interpolated
+    # left out
     from autolabel_ros.io.kitti_policy import kitti_predictions
 
     def kitti(rec):
