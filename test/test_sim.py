@@ -177,7 +177,17 @@ def test_bag_has_all_topics_and_decodes_to_the_frames(tmp_path, frames, storage)
     counts, msgs = _bag_contents(tmp_path / 'bag')
     n = len(frames)
     assert counts == {TOPICS['image'][0]: n, TOPICS['info'][0]: n, TOPICS['points'][0]: n, TOPICS['tf'][0]: 1,
-                      TOPICS['gt'][0]: n, TOPICS['gt2d'][0]: n}
+                      TOPICS['tf_dyn'][0]: n, TOPICS['gt'][0]: n, TOPICS['gt2d'][0]: n}
+    # the ego pose on /tf: odom -> base_link, base_link 1.73 m under the LiDAR (on /tf_static)
+    static = next(m for topic, _, _, m in msgs if topic == '/tf_static').transforms
+    assert [(t.header.frame_id, t.child_frame_id) for t in static] == [('lidar', 'camera'),
+                                                                      ('base_link', 'lidar')]
+    T_base_lidar = M.transform_to_matrix(static[1].transform)
+    poses = [m.transforms[0] for topic, _, _, m in msgs if topic == '/tf']
+    for sf, tr in zip(frames, poses):
+        assert (tr.header.frame_id, tr.child_frame_id) == ('odom', 'base_link')
+        T_odom_lidar = M.transform_to_matrix(tr.transform) @ T_base_lidar
+        np.testing.assert_allclose(T_odom_lidar, T_base_lidar @ sf.T_world_lidar, atol=1e-9)
     clouds = [m for topic, _, _, m in msgs if topic == '/lidar/points']
     images = [m for topic, _, _, m in msgs if topic == '/camera/image_raw']
     for sf, cloud, img in zip(frames, clouds, images):
@@ -299,7 +309,13 @@ def test_cli_writes_kitti_and_bag_and_eval_reads_it(tmp_path, capsys):
     assert main(['--out', str(out), '--frames', '2', '--seed', '3', '--beams', '16', '--scale', '0.25',
                  '--format', 'sqlite3', '--cars', '6', '--azimuth-step', '0.2', '--quiet']) == 0
     root = out / 'kitti' / 'training'
-    assert sorted(p.name for p in root.iterdir()) == ['calib', 'image_2', 'label_2', 'velodyne']
+    assert sorted(p.name for p in root.iterdir()) == ['calib', 'image_2', 'label_02', 'label_2', 'oxts',
+                                                      'velodyne']
+    assert sorted(p.name for p in (root / 'oxts' / 'data').iterdir()) == ['000000.txt', '000001.txt']
+    from autolabel_ros.io.kitti_tracking import read_tracking_file
+    rows = read_tracking_file(root / 'label_02' / '0000.txt')
+    assert sorted({f for f, _, _ in rows}) == [0, 1] and len(rows) == sum(
+        len((root / 'label_2' / f'00000{i}.txt').read_text().splitlines()) for i in (0, 1))
     assert (out / 'bag' / 'metadata.yaml').is_file()
     res = evaluate(root / 'label_2', root / 'label_2')   # GT against itself: perfect where defined
     assert res['n_gt'] > 0 and res['n_det'] == res['n_gt']

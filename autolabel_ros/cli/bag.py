@@ -3,6 +3,7 @@
     autolabel-bag INPUT --out OUTDIR [--config YAML] [--image-topic T] [--info-topic T] [--cloud-topic T]
                   [--prompts detector|fused|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
                   [--no-resume] [--no-copy-sensors] [--calib FILE] [--storage mcap|sqlite3]
+                  [--tracks [--ego auto|tf|oxts|icp]]
     autolabel-bag import-kitti-raw DRIVE --out BAG [--storage mcap|sqlite3] [--rate HZ] [--start-time SEC]
 
 INPUT: a rosbag2 folder (sqlite3 or MCAP), a ROS 1 .bag, a KITTI raw drive folder or a KITTI object
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--no-undistort', action='store_true',
                    help='refuse raw images whose camera_info has non-zero distortion d (default: undistort '
                         'them with OpenCV, as the fitter node does)')
+    p.add_argument('--tracks', action='store_true',
+                   help='track the labels across frames (ids = track ids, one size per car, heading from '
+                        'motion, interpolated gaps); adds kitti/label_02/0000.txt and report/tracks_bev.png')
+    p.add_argument('--ego', default='auto', choices=('auto', 'tf', 'oxts', 'icp'),
+                   help="ego motion for --tracks: the bag's dynamic /tf, KITTI raw OXTS, or ICP between "
+                        "the sweeps; 'auto' (default) takes the first the input has")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -178,7 +185,7 @@ def _label_main(argv) -> int:
                  resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet,
                  rectified=a.rectified, undistort=not a.no_undistort, overwrite=a.overwrite,
-                 prompt_chunk=a.prompt_chunk)
+                 prompt_chunk=a.prompt_chunk, tracks=a.tracks, ego=a.ego)
     frames_dir = Path(a.out) / '.frames'
     try:
         summary = run_job(job)
@@ -204,10 +211,15 @@ def _label_main(argv) -> int:
         print('prompts by source: ' + ', '.join(f'{k} {v}' for k, v in ob['prompts_by_source'].items())
               + '; accepted labels by source: '
               + (', '.join(f'{k} {v}' for k, v in ob['accepted_by_source'].items()) or 'none'))
+    if summary.get('tracks'):
+        t = summary['tracks']
+        print(f"{t['tracks']} tracks ({t['moving_tracks']} moving), {t['interpolated_boxes']} interpolated "
+              f"boxes; ego motion from {t['ego_source']} ({t['path_m']:.1f} m driven)")
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')
-    names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json')
+    names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json',
+                         'report/tracks_bev.png')
              if (Path(a.out) / n.rstrip('/')).exists()]
     print(f"outputs in {a.out}: {', '.join(names)}")
     if fr['labelled'] == 0:

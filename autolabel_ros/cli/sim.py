@@ -1,6 +1,7 @@
 """``autolabel-sim --out DIR --frames N --seed S [--beams 64] [--format mcap|sqlite3]``: simulate a
-drive (camera + LiDAR + ground truth) into DIR/kitti/training/ (KITTI object layout) and DIR/bag/
-(rosbag2). Deterministic by seed."""
+drive (camera + LiDAR + ground truth) into DIR/kitti/training/ (KITTI object layout, the ego pose as
+KITTI raw OXTS in oxts/data/, the ground-truth tracks in label_02/0000.txt) and DIR/bag/ (rosbag2,
+ego pose on /tf). Deterministic by seed."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
     from autolabel_ros.sim.drive import simulate_drive
     from autolabel_ros.sim.sensors import Camera, Lidar
     from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir
-    from autolabel_ros.sim.writers import BagWriter, write_kitti
+    from autolabel_ros.io.kitti_tracking import write_tracking_file
+    from autolabel_ros.sim.writers import BagWriter, tracking_gt_lines, write_kitti
 
     out = Path(args.out)
     kitti_root = out / 'kitti' / 'training'
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     totals: dict = {}
     n_labels = 0
+    track_lines: list[str] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
         lidar = Lidar(beams=args.beams, azimuth_step_deg=args.azimuth_step)
@@ -66,7 +69,8 @@ def main(argv=None) -> int:
             bag = None if args.no_bag else stack.enter_context(BagWriter(bag_path, args.format))
             for sf in tqdm(frames, total=args.frames, desc='autolabel-sim', unit='frame', disable=args.quiet):
                 tw = time.perf_counter()
-                write_kitti(kitti_root, sf)
+                write_kitti(kitti_root, sf, oxts=True)
+                track_lines += tracking_gt_lines(sf)
                 sf.timings['kitti_write_s'] = time.perf_counter() - tw
                 if bag is not None:
                     tw = time.perf_counter()
@@ -75,6 +79,7 @@ def main(argv=None) -> int:
                 for k, v in sf.timings.items():
                     totals[k] = totals.get(k, 0.0) + v
                 n_labels += len(sf.gt)
+        write_tracking_file(kitti_root / 'label_02' / '0000.txt', track_lines)
     except (OSError, ValueError) as e:
         print(f'autolabel-sim: error: {e}', file=sys.stderr)
         return 2

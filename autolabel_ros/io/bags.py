@@ -118,14 +118,23 @@ class TfTree:
     def __init__(self):
         self.edges: dict[tuple[str, str], np.ndarray] = {}
         self._static: set = set()
+        # every stamped value of the dynamic edges (the ego pose for tracking: autolabel_ros.track.ego)
+        self.history: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
 
-    def add(self, parent: str, child: str, T: np.ndarray, static: bool = True):
-        """Static edges win over dynamic ones; among either, the latest value is kept."""
+    def add(self, parent: str, child: str, T: np.ndarray, static: bool = True,
+            stamp_ns: Optional[int] = None):
+        """Static edges win over dynamic ones; among either, the latest value is kept. Dynamic edges
+        given with their stamp are also kept in ``history``."""
         key = (parent.lstrip('/'), child.lstrip('/'))
         if static or key not in self._static:
             self.edges[key] = np.asarray(T, dtype=np.float64)
         if static:
             self._static.add(key)
+        elif stamp_ns is not None:
+            self.history.setdefault(key, []).append((int(stamp_ns), np.asarray(T, dtype=np.float64)))
+
+    def static_edges(self) -> dict[tuple[str, str], np.ndarray]:
+        return {k: T for k, T in self.edges.items() if k in self._static}
 
     def frames(self) -> list[str]:
         return sorted({f for e in self.edges for f in e})
@@ -308,7 +317,8 @@ class BagSource:
                     for tr in msg.transforms:
                         self.tf.add(tr.header.frame_id, tr.child_frame_id,
                                     M.transform_to_matrix(tr.transform),
-                                    static=conn.topic.endswith('tf_static'))
+                                    static=conn.topic.endswith('tf_static'),
+                                    stamp_ns=stamp_to_ns(tr.header.stamp))
             except BagError:
                 raise
             except Exception as e:   # a corrupt message is skipped, never fatal

@@ -100,6 +100,34 @@ class _FolderSource:
     def gt_prompts(self, ref: FrameRef):
         raise BagError(f'{self.path}: --prompts gt needs a KITTI object folder with label_2/')
 
+    # -- ego motion ---------------------------------------------------------------------------------
+    def _oxts_root(self) -> Path:
+        return self.path
+
+    def imu_to_velo(self, ref: FrameRef):
+        """The calib's Tr_imu_to_velo (3 x 4) or None."""
+        return getattr(self.kitti_calib(ref), 'Tr_imu_to_velo', None)
+
+    def oxts_packets(self, refs: list[FrameRef]) -> Optional[list]:
+        """KITTI raw OXTS packets of the frames (``oxts/data/<frame>.txt``); None when the input has
+        none or a frame lacks its packet (the ego motion then comes from ICP)."""
+        from autolabel_ros.io.oxts import OxtsError, find_oxts_dir, read_oxts
+
+        d = find_oxts_dir(self._oxts_root())
+        if d is None:
+            return None
+        out = []
+        for r in refs:
+            p = d / f"{r.extra.get('stem', r.name)}.txt"
+            if not p.is_file():
+                log.warning('%s: no OXTS packet for frame %s; ego motion from ICP instead', d, r.name)
+                return None
+            try:
+                out.append(read_oxts(p))
+            except OxtsError as e:
+                raise BagError(str(e)) from None
+        return out
+
     def iter_frames(self, refs: Iterable[FrameRef], prompts_from_topic: bool = False,
                     gt_prompts: bool = False):
         """Yield (ref, SensorFrame, prompts or None); unreadable frames are logged, counted and skipped."""
@@ -242,6 +270,9 @@ class KittiObjectSource(_FolderSource):
 
     def kitti_calib(self, ref: FrameRef):
         return self.override_calib or self.dataset.calib(ref.name)
+
+    def _oxts_root(self) -> Path:
+        return self.dataset.root
 
     def load(self, ref: FrameRef) -> SensorFrame:
         from autolabel_ros.io.kitti import read_image, read_velodyne

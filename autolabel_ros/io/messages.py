@@ -508,9 +508,16 @@ def make_tf_static(T_parent_child: np.ndarray, parent: str, child: str, stamp_ns
     ``T_parent_child`` maps points from the child frame into the parent frame (TF's convention), e.g.
     ``SensorFrame.T_cam_lidar`` with parent = camera frame and child = LiDAR frame.
     """
-    ts = factory.new('geometry_msgs/msg/TransformStamped', header=make_header(stamp_ns, parent, factory),
-                     child_frame_id=str(child), transform=matrix_to_transform(T_parent_child, factory))
-    return factory.new('tf2_msgs/msg/TFMessage', transforms=[ts])
+    return make_tf_message([(T_parent_child, parent, child)], stamp_ns, factory)
+
+
+def make_tf_message(transforms, stamp_ns: int, factory: MessageFactory):
+    """tf2_msgs/TFMessage of several ``(T_parent_child, parent, child)`` at one stamp (for /tf and
+    /tf_static alike)."""
+    out = [factory.new('geometry_msgs/msg/TransformStamped', header=make_header(stamp_ns, parent, factory),
+                       child_frame_id=str(child), transform=matrix_to_transform(T, factory))
+           for T, parent, child in transforms]
+    return factory.new('tf2_msgs/msg/TFMessage', transforms=out)
 
 
 def _hypothesis(cls: str, score: float, pose, factory: MessageFactory):

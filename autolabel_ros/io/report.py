@@ -246,3 +246,48 @@ def write_timing_figure(report_dir: Path, records: Sequence[dict]) -> str:
     save_fig(fig, Path(report_dir) / 'timing.png')
     plt.close(fig)
     return 'timing.png'
+
+
+def write_tracks_figure(path: Path, ego_xy: np.ndarray, tracks: dict, points_xy: np.ndarray | None = None,
+                        title: str = '') -> None:
+    """Bird's-eye view of a drive in its world frame: the ego path, thinned LiDAR points, and per
+    track (``tracks``: id -> list of (center, size, yaw, interpolated) in the world frame) the path of
+    its box centres (dotted where interpolated) and its last box with the heading arrow and the id."""
+    from autolabel_ros.core.geometry import bev_corners
+
+    plt = _plt()
+    ego_xy = np.asarray(ego_xy, dtype=np.float64).reshape(-1, 2)
+    xs = [ego_xy[:, 0]] + [np.array([c[0] for c, *_ in v]) for v in tracks.values()]
+    ys = [ego_xy[:, 1]] + [np.array([c[1] for c, *_ in v]) for v in tracks.values()]
+    x0, x1 = min(x.min() for x in xs) - 8, max(x.max() for x in xs) + 8
+    y0, y1 = min(y.min() for y in ys) - 8, max(y.max() for y in ys) + 8
+    fig, ax = plt.subplots(figsize=(12, max(3.5, min(9.0, 12 * (y1 - y0) / max(x1 - x0, 1.0)))))
+    if points_xy is not None and len(points_xy):
+        p = np.asarray(points_xy, dtype=np.float64)
+        keep = (p[:, 0] > x0) & (p[:, 0] < x1) & (p[:, 1] > y0) & (p[:, 1] < y1)
+        ax.scatter(p[keep, 0], p[keep, 1], s=0.2, c='0.75', rasterized=True)
+    ax.plot(ego_xy[:, 0], ego_xy[:, 1], 'k-', lw=2, label='ego path')
+    cmap = plt.get_cmap('tab20')
+    for tid, items in sorted(tracks.items()):
+        col = cmap(int(tid) % 20)
+        cs = np.array([c for c, *_ in items])
+        ax.plot(cs[:, 0], cs[:, 1], '-', color=col, lw=1.5)
+        interp = np.array([bool(i) for *_, i in items])
+        if interp.any():
+            ax.plot(cs[interp, 0], cs[interp, 1], 'x', color=col, ms=4)
+        c, size, yaw, _ = items[-1]
+        poly = bev_corners(c, size, yaw)
+        ax.fill(poly[:, 0], poly[:, 1], color=col, alpha=0.5)
+        ax.arrow(c[0], c[1], np.cos(yaw) * size[0] / 2, np.sin(yaw) * size[0] / 2, color='k', width=0.05,
+                 length_includes_head=True)
+        ax.text(c[0], c[1] + 1.2, str(tid), fontsize=7)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect('equal')
+    ax.set_xlabel('x (m), world = the LiDAR frame of the first frame')
+    ax.set_ylabel('y (m)')
+    ax.set_title(title or 'tracks (x: interpolated boxes; last box of each track drawn)')
+    ax.legend(loc='upper right', fontsize=7)
+    fig.tight_layout()
+    save_fig(fig, Path(path))
+    plt.close(fig)

@@ -27,26 +27,34 @@ def openlabel_cuboid(label: Label3D) -> list[float]:
 
 
 def build_openlabel(frames: Sequence[dict], K=None, T_cam_lidar=None, width=None, height=None,
-                    lidar_frame: str = 'lidar', camera_frame: str = 'camera', source: str = '') -> dict:
+                    lidar_frame: str = 'lidar', camera_frame: str = 'camera', source: str = '',
+                    tracked: bool = False) -> dict:
     """OpenLABEL 1.0 document for per-frame labels.
 
     ``frames``: dicts with ``index`` (OpenLABEL frame number), ``name``, ``stamp_ns`` and ``labels``
-    (list of Label3D, accepted ones). Labels are not tracked across frames, so each label is one object
-    whose ``frame_intervals`` is its frame; its uid is ``<frame name>_<label id>``. Cuboids live in the
+    (list of Label3D, accepted ones). Untracked, each label is one object whose ``frame_intervals`` is
+    its frame; its uid is ``<frame name>_<label id>``. ``tracked``: ``label.id`` is a track id, one
+    object per track (uid ``track_<id>``) whose ``frame_intervals`` are the runs of frames it has a
+    box in; boxes the tracker interpolated carry ``boolean interpolated = true``. Cuboids live in the
     ``lidar`` coordinate system (x forward, y left, z up); ``camera`` is its child with the extrinsic.
     """
     objects, ol_frames = {}, {}
+    seen: dict[str, list[int]] = {}
     for fr in frames:
         n = int(fr['index'])
         fobjs = {}
         for lab in fr['labels']:
-            uid = f"{fr['name']}_{int(lab.id)}"
+            uid = f'track_{int(lab.id)}' if tracked else f"{fr['name']}_{int(lab.id)}"
             objects[uid] = {'name': uid, 'type': lab.cls,
                             'frame_intervals': [{'frame_start': n, 'frame_end': n}]}
+            seen.setdefault(uid, []).append(n)
             fobjs[uid] = {'object_data': {
                 'cuboid': [{'name': 'shape3D', 'val': openlabel_cuboid(lab), 'coordinate_system': 'lidar'}],
                 'num': [{'name': 'confidence', 'val': float(lab.score)}],
             }}
+            if tracked:
+                fobjs[uid]['object_data']['boolean'] = [
+                    {'name': 'interpolated', 'val': bool(lab.metrics.get('interpolated', 0))}]
             if lab.box2d is not None:
                 x1, y1, x2, y2 = (float(v) for v in lab.box2d)
                 fobjs[uid]['object_data']['bbox'] = [{'name': 'prompt2D', 'stream': 'camera',
@@ -56,6 +64,8 @@ def build_openlabel(frames: Sequence[dict], K=None, T_cam_lidar=None, width=None
                              'frame_properties': {'timestamp': int(fr['stamp_ns']) / 1e9,
                                                   'streams': {'camera': {'stream_properties': {'sync': {
                                                       'frame_stream': n}}}}}}
+    for uid, ns in seen.items():
+        objects[uid]['frame_intervals'] = _intervals(sorted(set(ns)))
     nums = sorted(int(fr['index']) for fr in frames)
     cs = {'lidar': {'type': 'sensor_cs', 'parent': '', 'children': ['camera'],
                     'description': f'LiDAR frame {lidar_frame!r}: x forward, y left, z up'}}

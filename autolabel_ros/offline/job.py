@@ -57,6 +57,8 @@ class BagJob:
     progress: bool = True
     overwrite: bool = False            # write into a non-empty folder the tool did not write
     prompt_chunk: int = 32             # prompts fitted together; bigger frames go in chunks of this
+    tracks: bool = False               # track the labels across frames (offline/tracking.py)
+    ego: str = 'auto'                  # ego motion for the tracks: auto | tf | oxts | icp
 
 
 TOOL = 'autolabel-bag'
@@ -82,6 +84,11 @@ def check_options(job: BagJob) -> None:
         raise BagError(f'--end {job.end} is before --start {job.start}')
     if job.prompt_chunk < 1:
         bad('--prompt-chunk', job.prompt_chunk, '>= 1')
+    if job.tracks:
+        from autolabel_ros.offline.tracking import check_ego
+        check_ego(job.ego)
+    elif job.ego != 'auto':
+        raise BagError(f'--ego {job.ego}: only used with --tracks')
     if not Path(job.input).exists():
         raise BagError(f'{job.input}: input not found')
 
@@ -162,6 +169,9 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         if not refs:
             raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
                            f'({len(source.index())} frames in the input)')
+        if job.tracks:      # an ego source asked for but absent fails now, not after the labelling
+            from autolabel_ros.offline.tracking import check_ego_source
+            check_ego_source(job.ego, source, refs)
         info = source.describe()
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
                'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}
@@ -310,12 +320,30 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
                        lambda _r, ref=ref: load(ref))
 
+    track_info = None
+    if job.tracks and records:
+        from autolabel_ros.offline import tracking
+
+        tracked, track_info, _, pose_of, thin = tracking.track_drive(job.ego, source, refs, records, labels,
+                                                                     job.progress)
+        labels.update(tracked)
+        atomic_write_text(stage / 'kitti' / 'label_02' / '0000.txt',
+                          ''.join(line + '\n' for line in tracking.tracking_lines(records, labels)))
+        try:
+            tracking.tracks_figure(stage / 'report' / 'tracks_bev.png', tracked, pose_of, thin,
+                                   f"{Path(job.input).name}: tracks (ego motion: {track_info['ego_source']})")
+        except OSError:
+            raise
+        except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+            log.warning('tracks figure failed (%s: %s)', type(e).__name__, e)
     # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
-    # file for a frame without any)
+    # file for a frame without any); with --tracks the tracked labels, boxes the tracker interpolated
+    # left out
     from autolabel_ros.io.kitti_policy import kitti_predictions
 
     def kitti(rec):
-        preds = [lab for lab in kitti_predictions(labels[rec['index']]) if np.all(np.isfinite(lab.box7))]
+        preds = [lab for lab in kitti_predictions(labels[rec['index']]) if np.all(np.isfinite(lab.box7))
+                 and not lab.metrics.get('interpolated')]
         try:
             writers.write_kitti_frame_labels(stage / 'kitti', rec['name'], preds, _calib_of(rec),
                                              rec['width'], rec['height'])
@@ -340,14 +368,21 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
           'labels': [lab for lab in labels[rec['index']] if lab.accepted]} for rec in records],
         K=first and first['K'], T_cam_lidar=first and first['T_cam_lidar'], width=first and first['width'],
         height=first and first['height'], lidar_frame=first['lidar_frame'] if first else 'lidar',
-        camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name)
+        camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name,
+        tracked=bool(job.tracks))
     atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
     # label bag
     bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures)
     # report
     outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
                'kitti_label_files': len(records), 'meshes': n_meshes, 'openlabel': 'openlabel.json'}
+    if track_info is not None:
+        outputs['kitti_tracking'] = 'kitti/label_02/0000.txt'
+        if (stage / 'report' / 'tracks_bev.png').is_file():
+            outputs['tracks_figure'] = 'report/tracks_bev.png'
     summary = report.build_summary(records, failures, info, source.stats.as_dict(), len(refs), outputs)
+    if track_info is not None:
+        summary['tracks'] = track_info
     try:
         bevs = {i: a.get('bev') for i, a in arrays.items()}
         figures = report.write_figures(stage / 'report', records, bevs)

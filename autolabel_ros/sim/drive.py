@@ -7,7 +7,8 @@ dropout, reflectance). Ground truth per car with at least one visible pixel (a h
 annotated, as in KITTI):
 
 - ``Label3D`` in the LiDAR frame: the car mesh's bounding box (centre, (l, w, h), yaw), ``id`` =
-  instance id (the value in ``masks``), ``cls='Car'``;
+  instance id (the value in ``masks``; the same car keeps it in every frame of a drive: the
+  ground-truth track id), ``cls='Car'``;
 - ``box2d``: like KITTI's, the box of the *full* (amodal) object silhouette, clipped to the image
   (rendered by casting the ROI rays against that car alone); pixel-edge convention
   (x1, y1, x2 + 1, y2 + 1) clipped to (W - 1, H - 1) like the projected boxes;
@@ -18,6 +19,9 @@ annotated, as in KITTI):
   every KITTI difficulty);
 - ``mesh``: the car's true surface in the LiDAR frame (for shape metrics);
 - ``metrics``: visible_px, amodal_px, visible_frac, lidar_points, body_type, seed, speed.
+
+The ego pose of each frame is ``SimFrame.T_world_lidar`` (world = the LiDAR frame of frame 0) and its
+velocity ``SimFrame.ego_velocity``; the writers put them on the bag's /tf and into KITTI OXTS packets.
 
 ``car_source`` (see :mod:`autolabel_ros.sim.scene`) puts provided car meshes in the scene instead of
 procedural ones; their ground-truth box is the mesh's tight axis-aligned box, like the procedural
@@ -57,6 +61,7 @@ class SimFrame:
     index: int = 0
     time_s: float = 0.0
     T_world_lidar: np.ndarray = field(default_factory=lambda: np.eye(4))   # ego pose (world = frame 0)
+    ego_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # world frame, m/s
     timings: dict = field(default_factory=dict)
 
 
@@ -178,8 +183,10 @@ class Simulator:
                          stamp_ns=START_NS + index * FRAME_PERIOD_NS, frame_id=fid)
         pose = np.eye(4)
         pose[:3, 3] = ego
+        vel = (self.scene.ego_position(t + 1e-3) - self.scene.ego_position(t - 1e-3)) / 2e-3
         return SimFrame(frame=sf, gt=gt, masks=masks, calib=self.calib, ring=ring, point_instance=pinst,
-                        points_clean=clean, index=int(index), time_s=t, T_world_lidar=pose, timings=tm)
+                        points_clean=clean, index=int(index), time_s=t, T_world_lidar=pose, timings=tm,
+                        ego_velocity=vel)
 
     def _render_camera(self, posed: _Posed, ego: np.ndarray, rng):
         cam = self.camera

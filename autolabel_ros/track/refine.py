@@ -1,0 +1,246 @@
+"""Track-level refinement: one size per track, heading from motion, points of all frames, gaps filled.
+
+For one track (its per-frame labels in the world frame, :class:`autolabel_ros.track.tracker.Track`):
+
+- **size**: the weighted median of (l, w, h) over the observations that see the car well (weight at
+  least ``good_fraction`` of the track's best), the same for every frame;
+- **motion**: the centres are smoothed by the constant-velocity RTS smoother
+  (:func:`autolabel_ros.track.motion.rts_smooth`, a poorly seen frame's centre trusted less); a
+  track whose weighted straight-line speed exceeds ``moving_speed`` and which travels
+  ``moving_distance`` is *moving*, otherwise *static* (one position: the weighted median of its
+  centres);
+- **heading**: moving: each frame's fitted heading is flipped to agree with the direction of travel
+  (this settles front/back), then smoothed over ``yaw_window`` frames (weighted circular mean);
+  a fitted heading more than ``max_yaw_gap`` off the travel direction is replaced by it. Static: one
+  heading, the weighted circular mean of the fitted headings' axes (mod pi), its front/back the
+  weighted vote of the frames;
+- **points** (optional): the LiDAR points of all observed frames near the box, moved into the track's
+  object frame (static cars: the one pose; moving cars: each frame's smoothed pose), accumulated;
+  the box is shifted along its axes so that the side the sensor saw lies on the accumulated points'
+  extreme (both sides seen: centred between them). This is a box refit on the accumulated points;
+  the SDF fitter is not rerun on them (its silhouette term needs one image);
+- frames between the first and the last observation without a label get the smoothed (moving) or
+  static box, marked ``interpolated``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from autolabel_ros.core.geometry import rot_z
+from autolabel_ros.core.types import wrap_angle
+from autolabel_ros.track.motion import MotionModel, rts_smooth
+from autolabel_ros.track.tracker import Track
+
+
+@dataclass
+class RefineSettings:
+    good_fraction: float = 0.5     # observations with at least this share of the best weight vote the size
+    moving_speed: float = 1.0      # m/s (weighted straight-line fit over the track)
+    moving_distance: float = 1.0   # m between the smoothed ends of the track
+    yaw_window: int = 5            # frames either side in the heading smoothing
+    max_yaw_gap: float = np.radians(30.0)
+    points_margin: float = 0.4     # m around the box: points taken for the accumulation
+    both_sides: float = 0.85       # accumulated extent / size above which both ends count as seen
+    max_shift: float = 1.0         # m: a refit moves the box at most this far
+    min_points: int = 30           # accumulated points needed for the refit
+    model: MotionModel = field(default_factory=MotionModel)
+
+
+@dataclass
+class TrackBox:
+    """The refined box of a track at one frame (world frame)."""
+
+    frame: int
+    center: np.ndarray
+    size: np.ndarray
+    yaw: float
+    interpolated: bool
+    detection: Optional[int] = None     # index of the frame's label it refines (None: interpolated)
+    moving: bool = False
+    speed: float = 0.0
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    v, w = np.asarray(values, float), np.asarray(weights, float)
+    order = np.argsort(v, kind='stable')
+    v, w = v[order], w[order]
+    c = np.cumsum(w)
+    return float(v[int(np.searchsorted(c, 0.5 * c[-1]))])
+
+
+def circular_mean(angles: np.ndarray, weights: np.ndarray) -> float:
+    a, w = np.asarray(angles, float), np.asarray(weights, float)
+    return float(np.arctan2(np.sum(w * np.sin(a)), np.sum(w * np.cos(a))))
+
+
+def track_size(track: Track, s: RefineSettings) -> np.ndarray:
+    obs = list(track.obs.values())
+    w = np.array([max(d.weight, 1e-6) for d in obs])
+    good = w >= s.good_fraction * w.max()
+    sizes = np.array([d.size for d in obs])[good]
+    return np.array([weighted_median(sizes[:, k], w[good]) for k in range(3)])
+
+
+def _static_heading(track: Track) -> float:
+    obs = list(track.obs.values())
+    yaw = np.array([d.yaw for d in obs])
+    w = np.array([max(d.weight, 1e-6) for d in obs])
+    axis = 0.5 * circular_mean(2 * yaw, w)           # the car's long axis, mod pi
+    vote = np.sum(w * np.sign(np.cos(yaw - axis)))
+    return float(wrap_angle(axis if vote >= 0 else axis + np.pi))
+
+
+def _moving_headings(track: Track, frames: list[int], vel: np.ndarray, s: RefineSettings) -> np.ndarray:
+    travel = np.arctan2(vel[:, 1], vel[:, 0])
+    idx = {f: k for k, f in enumerate(frames)}
+    obs_yaw = np.full(len(frames), np.nan)
+    obs_w = np.zeros(len(frames))
+    for f, d in track.obs.items():
+        k = idx[f]
+        y = d.yaw if np.cos(d.yaw - travel[k]) >= 0 else d.yaw + np.pi      # front = direction of travel
+        if abs(wrap_angle(y - travel[k])) > s.max_yaw_gap:
+            y = travel[k]
+        obs_yaw[k], obs_w[k] = y, max(d.weight, 1e-6)
+    out = travel.copy()
+    for k in range(len(frames)):
+        lo, hi = max(0, k - s.yaw_window), min(len(frames), k + s.yaw_window + 1)
+        ok = ~np.isnan(obs_yaw[lo:hi])
+        if ok.any():
+            out[k] = circular_mean(obs_yaw[lo:hi][ok], obs_w[lo:hi][ok])
+    return wrap_angle(out)
+
+
+def refine_track(track: Track, times: Sequence[float], settings: Optional[RefineSettings] = None,
+                 points: Optional[Callable[[int], np.ndarray]] = None,
+                 sensor: Optional[Callable[[int], np.ndarray]] = None) -> list[TrackBox]:
+    """The track's boxes from its first to its last observed frame. ``points(frame)``: the world-frame
+    LiDAR points of a frame (N x 3), ``sensor(frame)``: the LiDAR's world position then; both are
+    needed for the point refit."""
+    s = settings or RefineSettings()
+    frames = list(range(min(track.obs), max(track.obs) + 1))
+    tt = [float(times[f]) for f in frames]
+    xy = [track.obs[f].center[:2] if f in track.obs else None for f in frames]
+    rs = [track.obs[f].r if f in track.obs else None for f in frames]
+    size = track_size(track, s)
+    obs = list(track.obs.values())
+    w = np.array([max(d.weight, 1e-6) for d in obs])
+    # a poorly seen frame's centre is trusted less (its noise grows as 1 / sqrt(relative weight))
+    wmax = w.max()
+    rs = [None if r is None else r / np.sqrt(max(track.obs[f].weight / wmax, 0.02))
+          for f, r in zip(frames, rs)]
+    if len(frames) > 1:
+        xs, _ = rts_smooth(tt, xy, s.model, rs)
+    else:
+        xs = np.array([[*xy[0], 0.0, 0.0]])
+    speed, vel = _line_speed(track, times, w)
+    moving = speed > s.moving_speed and speed * (tt[-1] - tt[0]) > s.moving_distance
+    if moving and points is not None:
+        moving = _points_say_moving(track, times, vel, size, points, s)
+    if moving:
+        centers = xs[:, :2].copy()
+        yaws = _moving_headings(track, frames, xs[:, 2:], s)
+        # heights: a straight line in time through the observed centres (roads are smooth)
+        tf = np.array([times[d.frame] for d in obs])
+        zf = np.array([d.center[2] for d in obs])
+        if len(obs) > 2 and np.ptp(tf) > 0:
+            A = np.stack([tf, np.ones_like(tf)], 1) * np.sqrt(w)[:, None]
+            coef = np.linalg.lstsq(A, zf * np.sqrt(w), rcond=None)[0]
+            z = coef[0] * np.array(tt) + coef[1]
+        else:
+            z = np.full(len(frames), weighted_median(zf, w))
+    else:
+        c = np.array([weighted_median([d.center[k] for d in obs], w) for k in range(3)])
+        centers = np.tile(c[:2], (len(frames), 1))
+        yaws = np.full(len(frames), _static_heading(track))
+        z = np.full(len(frames), c[2])
+        speed = 0.0
+    centers = np.column_stack([centers, z])
+    if points is not None and sensor is not None:
+        shift = _points_shift(track, frames, centers, yaws, size, points, sensor, s)
+        for k in range(len(frames)):
+            centers[k, :2] += rot_z(yaws[k])[:2, :2] @ shift
+    return [TrackBox(frame=f, center=centers[k], size=size.copy(), yaw=float(yaws[k]),
+                     interpolated=f not in track.obs,
+                     detection=track.obs[f].index if f in track.obs else None, moving=bool(moving),
+                     speed=speed) for k, f in enumerate(frames)]
+
+
+def _line_speed(track: Track, times, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Speed of the weighted least-squares straight line through the observed centres: a static car
+    whose well-seen frames agree stays static even when a few poor frames (cut by the image border,
+    hidden) slide its box."""
+    obs = list(track.obs.values())
+    if len(obs) < 2:
+        return 0.0, np.zeros(2)
+    t = np.array([times[d.frame] for d in obs])
+    if np.ptp(t) <= 0:
+        return 0.0, np.zeros(2)
+    xy = np.array([d.center[:2] for d in obs])
+    sw = np.sqrt(w)[:, None]
+    A = np.stack([t, np.ones_like(t)], 1) * sw
+    coef = np.linalg.lstsq(A, xy * sw, rcond=None)[0]
+    return float(np.linalg.norm(coef[0])), coef[0]
+
+
+def _box_points(d, size, points, s: RefineSettings) -> np.ndarray:
+    P = np.asarray(points(d.frame), dtype=np.float64)
+    if not len(P):
+        return np.zeros((0, 3))
+    local = (P[:, :3] - d.center) @ rot_z(d.yaw)
+    inside = np.all(np.abs(local) <= size / 2 + s.points_margin, axis=1) & (local[:, 2] > -size[2] / 2 + 0.2)
+    return P[inside, :3]
+
+
+def _points_say_moving(track: Track, times, vel: np.ndarray, size, points, s: RefineSettings) -> bool:
+    """Check a track that seems to move against its LiDAR points: the car's points of the last
+    well-separated frame, moved back by the motion, should land on those of the first frame; for a
+    static car (whose boxes slid, e.g. while the image border cut it) they land there unmoved."""
+    from scipy.spatial import cKDTree
+
+    fs = sorted(track.obs)
+    a, b = track.obs[fs[0]], track.obs[fs[-1]]
+    dt = times[b.frame] - times[a.frame]
+    pa, pb = _box_points(a, size, points, s), _box_points(b, size, points, s)
+    if dt <= 0 or len(pa) < s.min_points or len(pb) < s.min_points:
+        return True
+    tree = cKDTree(pa[:, :2])
+    d_static = float(np.median(tree.query(pb[:, :2])[0]))
+    d_moving = float(np.median(tree.query(pb[:, :2] - vel * dt)[0]))
+    return d_moving < d_static
+
+
+def _points_shift(track, frames, centers, yaws, size, points, sensor, s: RefineSettings) -> np.ndarray:
+    """(dx, dy) in the object frame that puts the box on the accumulated points (zero without enough)."""
+    acc, eyes = [], []
+    half = size / 2 + s.points_margin
+    for k, f in enumerate(frames):
+        if f not in track.obs:
+            continue
+        P = np.asarray(points(f), dtype=np.float64)
+        if not len(P):
+            continue
+        R = rot_z(yaws[k])
+        local = (P[:, :3] - centers[k]) @ R
+        inside = np.all(np.abs(local) <= half, axis=1) & (local[:, 2] > -size[2] / 2 + 0.2)  # no road
+        acc.append(local[inside, :2])
+        eyes.append(((np.asarray(sensor(f), dtype=np.float64) - centers[k]) @ R)[:2])
+    if not acc:
+        return np.zeros(2)
+    pts = np.concatenate(acc)
+    if len(pts) < s.min_points:
+        return np.zeros(2)
+    eye = np.mean(eyes, axis=0)
+    shift = np.zeros(2)
+    for a in (0, 1):
+        lo, hi = np.percentile(pts[:, a], [2, 98])
+        ext = size[a]
+        if hi - lo >= s.both_sides * ext:
+            shift[a] = (lo + hi) / 2
+        elif eye[a] < 0:            # the sensor saw the negative side: its face lies at lo
+            shift[a] = lo + ext / 2
+        else:
+            shift[a] = hi - ext / 2
+    return np.clip(shift, -s.max_shift, s.max_shift)
