@@ -20,7 +20,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE + '.data': ['*.npz']},
+    package_data={PACKAGE + '.data': ['*.npz', '*.pt']},
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
@@ -42,6 +42,7 @@ setup(
             'autolabel-sim = autolabel_ros.cli.sim:main',
             'autolabel-kitti = autolabel_ros.cli.kitti:main',
             'autolabel-build-prior = autolabel_ros.cli.build_prior:main',
+            'autolabel-train-css = autolabel_ros.cli.train_css:main',
             'autolabel-bag = autolabel_ros.cli.bag:console_main',
             'autolabel_bag = autolabel_ros.cli.bag:console_main',
             'detector_node = autolabel_ros.nodes.detector_node:main',

@@ -34,6 +34,8 @@ SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
 DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
 ENERGIES = ('mask', 'lidar', 'ground')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours', 'css')   # fit/heading.py
+METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
 @dataclass
@@ -83,7 +85,20 @@ class FitConfig:
     w_lidar: float = param(1.0, 'weight of the LiDAR surface energy', min=0.0)
     w_freespace: float = param(1.0, 'first-hit / free-space term, relative to w_lidar', min=0.0)
     w_ground: float = param(1.0, 'weight of the ground-contact energy', min=0.0)
-    w_lamps: float = param(0.1, 'front/back choice: red rear-lamp cue (fit/heading.py), 0 = off', min=0.0)
+    heading_cues: list = param(['lamps', 'headlamps', 'shape_code'],
+                               'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
+                               'alone); the default = the cues that pay on the simulator sets '
+                               '(benchmarks/heading_cues.py)', items=HEADING_CUES + ('none',))
+    w_lamps: float = param(0.2, 'front/back cue weight: red rear lamps at the visible end', min=0.0)
+    w_headlamps: float = param(0.1, 'front/back cue weight: white head lamps at the visible end', min=0.0)
+    w_mean_shape: float = param(0.5, "front/back cue weight: LiDAR residual under the prior's mean shape "
+                                '(its hood/boot asymmetry)', min=0.0)
+    w_shape_code: float = param(0.05, 'front/back cue weight: how far out in the prior the fitted shape '
+                                'code lies (a flip bends it to a mirrored car)', min=0.0)
+    w_neighbours: float = param(0.02, 'front/back cue weight: parallel same-lane neighbours (near-ties only)',
+                                min=0.0)
+    w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
+                              'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
                                 min=0.0)
     w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
@@ -125,11 +140,13 @@ class GroundConfig:
 
 @dataclass
 class VerifyConfig:
-    min_mask_iou: float = param(0.7, 'reject when the rendered vs SAM mask IoU is below this (SDFLabel)',
-                                min=0.0, max=1.0)
+    min_confidence: float = param(0.7, 'accept a label when its calibrated probability of being right '
+                                       '(fit/verify.py, the label score) reaches this', min=0.0, max=1.0)
+    min_mask_iou: float = param(0.7, 'a rejected label names low_mask_iou when the rendered vs SAM mask IoU '
+                                     'is below this', min=0.0, max=1.0)
     surface_band: float = param(0.2, 'distance band around the fitted surface (m)', min=0.0)
-    min_surface_ratio: float = param(0.6, 'reject when a smaller share of the nearby LiDAR points lies '
-                                          'within the band', min=0.0, max=1.0)
+    min_surface_ratio: float = param(0.6, 'a rejected label names low_surface_ratio when a smaller share of '
+                                          'the nearby LiDAR points lies within the band', min=0.0, max=1.0)
     near_distance: float = param(0.35, '"nearby" = non-ground points with SDF below this (or inside); keep '
                                        "it below the prior's SDF truncation (0.4 m by default)", min=0.0)
     min_points: int = param(5, 'reject objects with fewer frustum LiDAR points (no_lidar_points if 0)',
@@ -190,18 +207,31 @@ class ProposalConfig:
 
 
 @dataclass
+class CssConfig:
+    """The CSS network of SDFLabel (autolabel_ros/css): NOCS maps for the heading cue and Procrustes."""
+    weights: str = param('', 'network weights (.pt from autolabel-train-css); empty = the packaged '
+                             'simulator-trained file')
+    ransac_iters: int = param(200, 'RANSAC draws of the NOCS <-> LiDAR similarity', min=1)
+    inlier_m: float = param(0.3, 'RANSAC inlier distance (m)', min=1e-6)
+
+
+@dataclass
 class AutolabelConfig:
     device: str = param('auto', 'compute device: auto | cpu | cuda | cuda:N (cuda fails loudly when absent)')
     prior: str = param('', 'shape prior .npz path; empty = the packaged default prior')
     seed: int = param(0, 'random seed (ground RANSAC, point subsampling, click prompts)', min=0)
     max_prompts: int = param(100, 'prompts labelled per frame at most (highest scores; the rest are dropped '
                                   'with reason over_cap), 0 = all', min=0)
+    method: str = param('slf', 'slf: Segment-Lift-Fit; sdflabel: the CSS network\'s Procrustes pose is the '
+                               'only initial hypothesis; hybrid: Segment-Lift-Fit + the Procrustes '
+                               'hypothesis + the CSS front/back cue', choices=METHODS)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     ground: GroundConfig = field(default_factory=GroundConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    css: CssConfig = field(default_factory=CssConfig)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(AutolabelConfig)

@@ -2,9 +2,9 @@
 and the KITTI sections of ``benchmarks/run_all.py``.
 
 What the label files hold is :mod:`autolabel_ros.io.kitti_policy` (the same for ``autolabel-bag``):
-every fitted prompt, rejected ones at half their confidence. ``masks='gt'`` reads oracle instance masks from
-``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of label_2, 0 = none), as
-written by the benchmarks' simulator export.
+every fitted prompt, scored with its calibrated probability of being right. ``masks='gt'`` reads oracle
+instance masks from ``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of
+label_2, 0 = none), as written by the benchmarks' simulator export.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         load_s = time.perf_counter() - tl
         result = al.label(frame, prompts, given)
         objs = []
-        for lab in kitti_predictions(result.labels):
+        for lab in kitti_predictions(result.labels, al.cfg.verify.min_confidence):
             objs.append(label3d_to_kitti(lab, calib, frame.width, frame.height))
             m = lab.metrics
             stats['instances'].append({

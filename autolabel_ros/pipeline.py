@@ -9,8 +9,13 @@ click prompts the box of the mask), the masks used and the step timings:
    occluders, initial hypotheses and occlusion maps, as typed evidence;
 3. fit (:mod:`autolabel_ros.fit.fitter`): one batched optimisation over all objects x headings, the
    verification render and the heading choice;
+   with ``method: hybrid | sdflabel`` the CSS network (:mod:`autolabel_ros.css`) reads each object's
+   patch between lift and fit: its NOCS give a RANSAC-Procrustes initial pose (added to the
+   hypotheses, or the only one for ``sdflabel``) and the front/back cue ``css`` for the heading
+   choice (with ``method: slf``, ``css`` in ``fit.heading_cues`` runs the network for the cue alone);
 4. labels (:mod:`autolabel_ros.fit.result`): mesh + tight box, confidence = rendered-vs-mask IoU,
-   accept/reject.
+   accept/reject; a label on the fitted box of a nearer object that hides it is rejected
+   (:func:`autolabel_ros.fit.occlusion.reject_on_nearer`).
 
 Objects without LiDAR points are still fitted (mask + ground: a monocular guess) but rejected
 with reason ``no_lidar_points``; a prompt no model can use (outside the image, over the
@@ -34,6 +39,7 @@ from autolabel_ros.core.types import LabelResult, Prompt, SensorFrame
 from autolabel_ros.fit.fitter import Fitter
 from autolabel_ros.fit.init import init_object
 from autolabel_ros.fit.lift import Initialiser, lift
+from autolabel_ros.fit.occlusion import reject_on_nearer
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.result import make_label, unfitted_label
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
@@ -73,6 +79,7 @@ class Autolabeler:
         self.initialiser = initialiser or init_object
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer or render_silhouettes)
         self._segmenter = None
+        self._css = None
 
     @property
     def segmenter(self):
@@ -81,11 +88,19 @@ class Autolabeler:
             self._segmenter = make_segmenter(self.cfg.segmenter, self.device)
         return self._segmenter
 
+    @property
+    def css(self):
+        """The CSS network (methods hybrid and sdflabel, the heading cue css), loaded on first use."""
+        if self._css is None:
+            from autolabel_ros.css.predict import CssPredictor
+            self._css = CssPredictor(self.cfg.css.weights)
+        return self._css
+
     def label(self, frame: SensorFrame, prompts: list[Prompt], masks: list[np.ndarray] | None = None
               ) -> LabelResult:
         t0 = time.perf_counter()
-        t = dict(segment_s=0.0, prep_s=0.0, fit_s=0.0, post_s=0.0, total_s=0.0, per_instance_s=0.0,
-                 n=len(prompts))
+        t = dict(segment_s=0.0, prep_s=0.0, css_s=0.0, fit_s=0.0, post_s=0.0, total_s=0.0,
+                 per_instance_s=0.0, n=len(prompts))
         if masks is not None and len(masks) != len(prompts):
             raise ValueError(f'{len(masks)} masks given for {len(prompts)} prompts')
         # prompts no model can use (outside the image, over the cap): rejected labels, reason logged
@@ -102,8 +117,15 @@ class Autolabeler:
         t['prep_s'] = time.perf_counter() - tp
         labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
                   for i, p in enumerate(prompts)]
+        cues = None
+        if evidence is not None and evidence.objects and (self.cfg.method != 'slf'
+                                                          or 'css' in self.cfg.fit.heading_cues):
+            tc = time.perf_counter()
+            evidence, cues = self._with_css(frame, evidence)
+            t['css_s'] = time.perf_counter() - tc
+            t['prep_s'] += t['css_s']
         if evidence is not None and evidence.objects:
-            fits, ft = self.fitter.fit(frame, evidence)
+            fits, ft = self.fitter.fit(frame, evidence, cues)
             t['prep_s'] += ft.prep_s
             t['fit_s'] = ft.fit_s
             tq = time.perf_counter()
@@ -111,12 +133,21 @@ class Autolabeler:
                 scan = evidence.scan_nonground
                 labels[ev.index] = make_label(prompts[ev.index], ev, f, self.sdf, self.cfg, scan)
                 masks[ev.index] = ev.mask
+            reject_on_nearer(labels, evidence.objects)
             t['post_s'] = time.perf_counter() - tq
-            t['per_instance_s'] = (t['fit_s'] + t['post_s']) / len(evidence.objects)
+            # the CSS forward pass and Procrustes (methods hybrid, sdflabel) count as per-instance work
+            t['per_instance_s'] = (t['fit_s'] + t['post_s'] + t['css_s']) / len(evidence.objects)
         t['total_s'] = time.perf_counter() - t0
         diagnostics = {'dropped_prompts': [{'index': i, 'id': int(prompts[i].id), 'reason': r}
                                            for i, r in sorted(dropped.items())]}
         return LabelResult(labels=labels, masks=masks, timings=t, diagnostics=diagnostics)
+
+    def _with_css(self, frame, evidence):
+        from autolabel_ros.css.hypotheses import css_evidence
+        preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
+        ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
+                                   self.cfg.css.ransac_iters, self.cfg.css.inlier_m)
+        return ev, cues
 
     def _masks(self, frame, prompts, boxes, given) -> list:
         """Per prompt the H x W bool mask (None where the clipped box is empty or SAM gave none)."""

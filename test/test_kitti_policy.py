@@ -2,19 +2,23 @@
 import numpy as np
 
 from autolabel_ros.core.types import Label3D
-from autolabel_ros.io.kitti_policy import kitti_predictions
+from autolabel_ros.io.kitti_policy import BELOW_THRESHOLD, kitti_predictions
 
 
-def test_rejected_labels_are_written_at_half_score_and_unplaced_ones_not_at_all():
+def test_labels_are_written_with_their_probability_and_unplaced_ones_not_at_all():
     acc = Label3D(center=[10.0, 1.0, -0.8], size=[3.9, 1.6, 1.5], yaw=0.2, score=0.83, id=1)
-    rej = Label3D(center=[20.0, -3.0, -0.8], size=[3.9, 1.6, 1.5], yaw=1.0, score=0.64, id=2, accepted=False,
-                  reasons=['low_mask_iou'])
+    rej = Label3D(center=[20.0, -3.0, -0.8], size=[3.9, 1.6, 1.5], yaw=1.0, score=0.34, id=2, accepted=False,
+                  reasons=['low_confidence'])
+    # rejected while lifting (too few points) although the model found it likely right
+    lifted = Label3D(center=[30.0, 3.0, -0.8], size=[3.9, 1.6, 1.5], yaw=1.0, score=0.9, id=4,
+                     accepted=False, reasons=['too_few_points'])
     gone = Label3D(center=np.full(3, np.nan), size=[3.9, 1.6, 1.5], yaw=0.0, score=0.0, id=3, accepted=False,
                    reasons=['empty_box'])
-    out = kitti_predictions([acc, rej, gone])
-    assert [lab.id for lab in out] == [1, 2]
-    assert out[0].score == 0.83 and out[1].score == 0.32
-    assert rej.score == 0.64 and out[1] is not rej          # the pipeline's labels are not changed
-    # accepted labels (score >= verify.min_mask_iou = 0.7) and rejected ones (<= 0.5) are separable
-    scores = {lab.accepted: lab.score for lab in out}
-    assert scores[True] > 0.5 >= scores[False]
+    out = kitti_predictions([acc, rej, lifted, gone], min_confidence=0.7)
+    assert [lab.id for lab in out] == [1, 2, 4]
+    assert out[0].score == 0.83 and out[1].score == 0.34
+    assert out[2].score == 0.7 - BELOW_THRESHOLD
+    assert lifted.score == 0.9 and out[2] is not lifted          # the pipeline's labels are not changed
+    # accepted labels (score >= verify.min_confidence) and rejected ones are separable
+    accepted = [lab.score for lab in out if lab.accepted]
+    assert min(accepted) >= 0.7 > max(lab.score for lab in out if not lab.accepted)

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from autolabel_ros.cli.args import add_output_args
+
 EXIT_NOTHING_LABELLED = 1   # the run finished but not one frame could be labelled
 EXIT_USAGE = 2              # bad input, option, config or output folder; disk full (one line)
 EXIT_INTERRUPTED = 130      # Ctrl-C: finished frames are kept, the same command resumes
@@ -26,12 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog='Subcommand: autolabel-bag import-kitti-raw DRIVE --out BAG '
                                        '(see --help there).')
     p.add_argument('input', help='rosbag2 folder, ROS 1 .bag, KITTI raw drive or KITTI object folder')
-    p.add_argument('--out', required=True,
-                   help='output folder (created; results of a previous run are resumed). A non-empty '
-                        'folder this tool did not write is refused unless --overwrite')
-    p.add_argument('--overwrite', action='store_true',
-                   help='write into a non-empty folder the tool did not write (only its own files are '
-                        'replaced, nothing else is deleted)')
+    add_output_args(p, 'output folder (created; results of a previous run are resumed)',
+                    'only its own files')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     p.add_argument('--image-topic', help='camera topic (default: the only Image/CompressedImage topic)')
     p.add_argument('--info-topic', help='camera_info topic (default: the only CameraInfo topic)')

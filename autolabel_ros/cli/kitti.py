@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from autolabel_ros.cli.args import add_output_args
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
@@ -37,12 +39,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-kitti', description=__doc__.split(':', 1)[-1].strip())
     p.add_argument('--data', required=True,
                    help='KITTI object split folder (image_2, velodyne, calib, label_2)')
-    p.add_argument('--out', required=True,
-                   help='output folder for the predicted label_2 files; a non-empty folder this tool did '
-                        'not write is refused unless --overwrite')
-    p.add_argument('--overwrite', action='store_true',
-                   help='write into a non-empty folder the tool did not write (only <frame>.txt files '
-                        'of the frames labelled are replaced)')
+    add_output_args(p, 'output folder for the predicted label_2 files',
+                    'only <frame>.txt files of the frames labelled')
     p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'))
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')

@@ -6,8 +6,10 @@
    (:func:`autolabel_ros.fit.optimize.optimize`) on the crops of ``fit.crop_size``;
 2. verify: every surviving hypothesis is hard-rendered on finer crops (``fit.final_crop_size``, the
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
-3. choose the heading: final energy + ``w_lamps`` x lamp cue (:mod:`autolabel_ros.fit.heading`) +
-   ``w_select_iou`` x (1 - that IoU).
+3. choose the heading: final energy + ``w_select_iou`` x (1 - that IoU) + the weighted front/back
+   cues of ``fit.heading_cues`` (:mod:`autolabel_ros.fit.heading`: lamp colours, the LiDAR shape
+   asymmetry, neighbouring cars) and, when the caller gives per-object ``cues`` (the CSS network's
+   front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with weight ``fit.w_css``.
 
 Swappable parts: the shape space (``shape``: an :class:`autolabel_ros.fit.sdf.SdfModel` or anything
 with its query/sample/fold/size interface), the renderer (:class:`autolabel_ros.fit.render.Renderer`)
@@ -22,7 +24,8 @@ import numpy as np
 import torch
 
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
-from autolabel_ros.fit.heading import lamp_cue, redness
+from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
+                                      mean_shape_residuals, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -42,9 +45,11 @@ class Fitter:
         self.device = device
         self.renderer = renderer
 
-    def fit(self, frame, evidence: FrameEvidence) -> tuple[list[ObjectFit], FitTimings]:
+    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None
+            ) -> tuple[list[ObjectFit], FitTimings]:
         """One ObjectFit per evidence object (same order); ``terms['mask_iou_hi']`` holds its
-        verification IoU, ``alternatives`` every surviving hypothesis."""
+        verification IoU, ``alternatives`` every surviving hypothesis. ``cues``: per object None or a
+        callable pose -> t (negative supports the hypothesis): the heading cue ``css``."""
         fc, objs = self.cfg, evidence.objects
         times = FitTimings()
         if not objs:
@@ -60,8 +65,9 @@ class Fitter:
         tf = time.perf_counter()
         fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer)
         self._verify(frame, objs, crops, fits, batch.ray_o)
-        red = redness(frame.image) if fc.w_lamps > 0 else None
-        fits = [self._choose_heading(frame, red, o, f) for o, f in zip(objs, fits)]
+        names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
+        self.heading_cues(frame, objs, fits, names, cues)
+        fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
         times.fit_s = time.perf_counter() - tf
         return fits, times
 
@@ -81,22 +87,43 @@ class Fitter:
         for (_, a), iou in zip(alts, ious):
             a.terms['mask_iou_hi'] = float(iou)
 
-    def _choose_heading(self, frame, red, o, f: ObjectFit) -> ObjectFit:
-        """Re-rank an object's surviving hypotheses: final energy + ``w_lamps`` x lamp-colour cue
-        + ``w_select_iou`` x (1 - mask IoU of the finer hard render)."""
+    def cue_weights(self) -> dict:
         fc = self.cfg
-        alts = f.alternatives or [f]
-        if len(alts) < 2:
-            return f
-        # the paint's redness: upper quartile of the mask (glass and tyres are darker, lamps small)
-        base = float(np.percentile(red[o.mask], 75)) if red is not None and o.mask.any() else 0.0
-        scores = []
-        for a in alts:
-            size = self.shape.size_of(torch.as_tensor(a.code[None], dtype=torch.float32,
-                                                      device=self.device))[0].cpu().numpy()
-            t = lamp_cue(a.pose, size, frame, o.mask, red, base) if red is not None else 0.0
-            a.terms['lamps'] = t
-            scores.append(a.energy + fc.w_lamps * t + fc.w_select_iou * (1 - a.terms['mask_iou_hi']))
-        best = alts[int(np.argmin(scores))]
-        best.alternatives = alts
-        return best
+        return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
+                'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours, 'css': fc.w_css}
+
+    def heading_cues(self, frame, objs, fits, cues, css_cues: list | None = None) -> None:
+        """Front/back cue values of every surviving hypothesis (``terms['cue_<name>']``, 0 for a cue
+        not computed): the colour cues from the image at the visible end's lamp spots, the shape cue
+        from the fit points under the prior's mean shape, the shape code's own prior term. The neighbour
+        cue is :func:`choose`'s; ``css_cues`` (per object a callable or None) give the cue ``css``."""
+        colour = 'lamps' in cues or 'headlamps' in cues
+        red = redness(frame.image) if colour else None
+        white = whiteness(frame.image) if colour else None
+        cam = camera_centre(frame)
+        for k, (o, f) in enumerate(zip(objs, fits)):
+            alts = f.alternatives or [f]
+            for a in alts:
+                for c in HEADING_CUES:
+                    a.terms[f'cue_{c}'] = 0.0
+                a.terms['cue_shape_code'] = float(a.terms.get('shape', 0.0))   # the energy's own term
+            if len(alts) < 2:
+                continue
+            if 'css' in cues and css_cues is not None and css_cues[k] is not None:
+                for a in alts:
+                    a.terms['cue_css'] = float(css_cues[k](a.pose))
+            if colour and o.mask.any():
+                rb = float(np.percentile(red[o.mask], PAINT_PERCENTILE['red']))
+                wb = float(np.percentile(white[o.mask], PAINT_PERCENTILE['white']))
+                codes = torch.as_tensor(np.stack([a.code for a in alts]), dtype=torch.float32,
+                                        device=self.device)
+                sizes = self.shape.size_of(codes).cpu().numpy()
+                for a, size in zip(alts, sizes):
+                    lamps, head = colour_cues(a.pose, size, frame, o.mask, cam, red, rb, white, wb)
+                    a.terms['cue_lamps'], a.terms['cue_headlamps'] = lamps, head
+            if 'mean_shape' in cues:
+                scales = np.stack([a.scales for a in alts]) if self.cfg.log_scales else None
+                res = mean_shape_residuals(self.shape, np.stack([a.pose for a in alts]), scales,
+                                           o.init.points, self.cfg.lidar_robust)
+                for a, r in zip(alts, res):
+                    a.terms['cue_mean_shape'] = float(r)

@@ -13,8 +13,10 @@ horizontal viewing ray (the visible points are on the near surface) by the suppo
 box in that heading minus a part of the visible depth spread; height from the ground plane
 (standing car) when a plane is known. Headings: the minimum-area rectangle of the bird's-eye
 points gives yaw0 (mod 90 deg); hypotheses are yaw0 + k * 360/H (H >= 4 contains the front/back
-flip of every axis-aligned candidate). With too few points, evenly spaced headings around the
-viewing direction.
+flip of every axis-aligned candidate). Without points, or as extra hypotheses when the points
+may not be the object's (a partly hidden car, see fit/lift.py), the box placement: the near side at
+the depth the 2D box implies along the ray through its centre, the centre behind it by the mean
+box's support in each of evenly spaced headings around the viewing direction.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class ObjectInit:
     points: np.ndarray          # M x 3 LiDAR points kept for the fit (may be empty)
     xyz: np.ndarray             # H x 3 initial centres, one per heading hypothesis
     yaw: np.ndarray             # H headings
-    depth: float                # median camera depth of the points (occlusion order)
+    depth: float                # median camera depth of the points (the box's depth without points)
     n_frustum: int              # points in the mask frustum before ground/cluster removal
 
 
@@ -90,17 +92,14 @@ def heading_hypotheses(bev: np.ndarray, n_hyp: int, view_azimuth: float, min_poi
 
 def init_object(pts: np.ndarray, n_frustum: int, depth: float, ground, mean_size: np.ndarray, n_hyp: int,
                 box_center_ray: np.ndarray | None = None, cam_origin: np.ndarray | None = None,
-                box_depth: float | None = None) -> ObjectInit:
+                box_depth: float | None = None, ambiguous: bool = False) -> ObjectInit:
     """Hypotheses for one object from its kept points (M x 3). Without points, the centre is put on the
-    ray through the 2D box centre (``box_center_ray``, unit, LiDAR frame) at ``box_depth`` metres."""
+    ray through the 2D box centre (``box_center_ray``, unit, LiDAR frame) at ``box_depth`` metres.
+    ``ambiguous`` (the points may not be the object's, see fit/lift.py): the box placement's headings
+    are added to the points' ones, and the full energy chooses."""
     l, w, h = mean_size
     if len(pts) == 0:
-        c = cam_origin + box_center_ray * box_depth
-        az = np.arctan2(c[1], c[0])
-        yaws = az + np.arange(n_hyp) * (2 * np.pi / n_hyp)
-        xyz = np.repeat(c[None], n_hyp, 0)
-        if ground is not None:
-            xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
+        xyz, yaws = box_placement(cam_origin, box_center_ray, box_depth, mean_size, n_hyp, ground)
         return ObjectInit(pts, xyz, yaws, depth, n_frustum)
     med = np.median(pts, axis=0)
     v = med[:2] / max(np.linalg.norm(med[:2]), 1e-6)          # horizontal viewing direction (LiDAR origin)
@@ -119,4 +118,28 @@ def init_object(pts: np.ndarray, n_frustum: int, depth: float, ground, mean_size
         xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
     else:
         xyz[:, 2] = med[2]
+    if ambiguous and box_center_ray is not None and box_depth is not None:
+        bx, by = box_placement(cam_origin, box_center_ray, box_depth, mean_size, n_hyp, ground, med[2])
+        xyz, yaws = np.concatenate([xyz, bx]), np.concatenate([yaws, by])
     return ObjectInit(pts, xyz, yaws, depth, n_frustum)
+
+
+def box_placement(cam_origin: np.ndarray, ray: np.ndarray, box_depth: float, mean_size: np.ndarray,
+                  n_hyp: int, ground, z: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n_hyp x 3 centres, n_hyp headings) from the 2D box alone: the near face at ``box_depth`` along
+    the ray through the box centre (unit, LiDAR frame, from the camera centre ``cam_origin``), the
+    centre behind it by a mean-size box's support in each heading (evenly spaced around the viewing
+    direction); standing on the ground when a plane is known, else at height ``z`` (default: the ray's)."""
+    l, w, h = mean_size
+    near = cam_origin + ray * box_depth
+    az = float(np.arctan2(near[1], near[0]))
+    yaws = az + np.arange(n_hyp) * (2 * np.pi / n_hyp)
+    v = ray[:2] / max(np.linalg.norm(ray[:2]), 1e-6)
+    xyz = np.repeat(near[None], n_hyp, 0)
+    rel = az - yaws
+    xyz[:, :2] += v[None] * (l / 2 * np.abs(np.cos(rel)) + w / 2 * np.abs(np.sin(rel)))[:, None]
+    if ground is not None:
+        xyz[:, 2] = ground.height_at(xyz[:, :2]) + h / 2
+    elif z is not None:
+        xyz[:, 2] = z
+    return xyz, yaws

@@ -3,11 +3,19 @@
 :func:`lift` runs once per frame and returns a :class:`FrameEvidence` that nothing changes later:
 
 1. ground plane by RANSAC (:mod:`autolabel_ros.fit.ground`) and the projection of the scan;
-2. per object: frustum points of the (eroded) mask minus the ground, the object's 3D cluster
-   (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most ``fit.max_points``,
-   the LiDAR occluders in front of it, and the initial hypotheses (:mod:`autolabel_ros.fit.init`);
-3. occlusion order by median camera depth: each object's occlusion map is the union of the masks
-   of the nearer objects and its LiDAR occluders.
+2. the depth order of the prompts from their 2D boxes (the ground under the box's bottom edge,
+   :mod:`autolabel_ros.fit.occlusion`), not from their points: a hidden car's mask often covers the
+   car in front;
+3. per object, nearest first: frustum points of the (eroded) mask minus the ground minus the points
+   a nearer object claims (its cluster, and its mask pixels up to its far side), the object's 3D
+   cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
+   ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
+   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree
+   with its box also gets hypotheses placed from the box alone (the full energy chooses), and its
+   last few points are dropped when they lie far off that placement;
+4. each object's occlusion map is the union of the masks of the nearer objects and its LiDAR
+   occluders, within its box grown a little when the box is amodal (a ground-truth or person's
+   box: hidden pixels outside it are still known not to be the car).
 
 Objects whose mask is missing or empty are lifted from their prompt box (reason ``empty_mask``).
 """
@@ -23,6 +31,8 @@ from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import SensorFrame
 from autolabel_ros.fit.ground import GroundPlane, fit_ground
 from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_cluster
+from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, few_and_off,
+                                         ground_contact_depth, own_points)
 from autolabel_ros.fit.rays import camera_rays
 
 
@@ -33,12 +43,14 @@ class ObjectEvidence:
     index: int                      # position of the prompt in the frame's prompt list
     mask: np.ndarray                # H x W bool instance mask (the prompt box when SAM gave none)
     box2d: np.ndarray               # the label's 2D box: clipped prompt box (clicks: the mask's box)
-    n_frustum: int                  # non-ground points in the mask frustum, before clustering
+    n_frustum: int                  # own non-ground points in the mask frustum, before clustering
     points: np.ndarray              # M x 3 clustered points kept for the fit (LiDAR frame)
     occluders: np.ndarray | None    # H x W bool, pixels of LiDAR returns in front of the object
     init: ObjectInit                # initial hypotheses (centres, headings) and the depth
     nearer: np.ndarray              # H x W bool occlusion map: nearer objects' masks | occluders
     reasons: tuple = ()             # rejection reasons found while lifting
+    n_nearer: int = 0               # frustum points left to nearer objects (fit/occlusion.py)
+    order_depth: float = 0.0        # the depth the frame's objects are ordered by (fit/occlusion.py)
 
     @property
     def mask_bounds(self) -> np.ndarray:
@@ -57,6 +69,13 @@ class FrameEvidence:
 Initialiser = Callable[..., ObjectInit]
 
 
+def is_amodal(prompt) -> bool:
+    """Whether a prompt's box covers the whole car, hidden parts included: a box drawn by a person or
+    taken from ground truth does; a detector's or a LiDAR proposal's box covers what was seen, and
+    clicks have no box."""
+    return prompt.box is not None and not {'detector', 'lidar', 'click'} & set(prompt.sources)
+
+
 def mask_box(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
@@ -66,7 +85,6 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
          initialiser: Initialiser = init_object) -> FrameEvidence:
     """Evidence of the prompts whose clipped box is not None (``boxes[i]``), with masks ``masks[i]``
     (None or empty: the box is used). ``cfg`` is the whole AutolabelConfig (ground, fit, verify, seed)."""
-    fc = cfg.fit
     W, H = frame.width, frame.height
     rng = np.random.default_rng(cfg.seed)
     xyz = frame.xyz.astype(np.float64)
@@ -81,7 +99,9 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
         ground.height_above(xyz) > cfg.ground.removal_height
     usable = valid & nonground
 
-    lifted = []
+    # per prompt: mask, box and the box cues; then the objects nearest first, each taking only the
+    # points no nearer object claims (fit/occlusion.py)
+    pre = []
     for i, box in enumerate(boxes):
         if box is None:
             continue
@@ -92,56 +112,96 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
             m = np.zeros((H, W), bool)
             x1, y1, x2, y2 = box.astype(int)
             m[y1:y2, x1:x2] = True
-        idx = mask_points(uv_int, usable, m, fc.mask_erode_px)
-        if len(idx) < 3 and fc.mask_erode_px > 0:
-            idx = mask_points(uv_int, usable, m, 0)
-        n_frustum = len(idx)
         b = box
         if prompts[i].box is None and not reasons:
             # click prompts: the clicks' bounding box says nothing about the car's extent, the mask does
             b = mask_box(m)
-        centre_px = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]])
-        o, dc = camera_rays(frame.K, frame.T_cam_lidar, centre_px)
         # depth implied by the box height for a mean-height car (for cluster choice and no-point init);
         # a box cut by the image border or an occluder says little, so it is only used when the
         # box is away from the image border
         box_depth = float(np.clip(frame.K[1, 1] * mean_size[2] / max(b[3] - b[1], 1.0), 2.0, 150.0))
-        at_border = b[0] <= 2 or b[1] <= 2 or b[2] >= W - 2 or b[3] >= H - 2
-        keep = select_cluster(xyz[idx], pc[idx, 2], fc.cluster_radius, None if at_border else box_depth)
-        idx = idx[keep]
-        near_depth = float(pc[idx, 2].min()) if len(idx) else None
-        pts = xyz[idx]
-        if len(pts) > fc.max_points:
-            # seeded per prompt id: an object's subset does not depend on the other prompts
-            sub = np.random.default_rng([cfg.seed, int(prompts[i].id) & 0xFFFFFFFF])
-            sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
-            pts, idx = pts[sel], idx[sel]
-        if n_frustum == 0 or len(pts) == 0:
-            reasons.append('no_lidar_points')
-        elif len(pts) < cfg.verify.min_points:
-            reasons.append('too_few_points')
-        depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
-        init = initialiser(pts, n_frustum, depth, ground, mean_size, max(1, fc.yaw_hypotheses),
-                           box_center_ray=dc[0], cam_origin=o, box_depth=box_depth)
-        occluders = None
-        if fc.lidar_occluders and near_depth is not None:
-            occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)
-        lifted.append(dict(index=i, mask=m, box2d=np.asarray(b, float), n_frustum=n_frustum, points=pts,
-                           occluders=occluders, init=init, reasons=tuple(reasons)))
+        contact = ground_contact_depth(frame.K, frame.T_cam_lidar, ground, b)
+        contact = contact if contact is not None and contact < 150.0 else None
+        # where the box alone puts the car's near side: the ground under an amodal box's bottom edge
+        # (its nearest bottom corner; the box height overstates a car seen from above), else the height
+        place = contact if contact is not None and is_amodal(prompts[i]) and not reasons \
+            and b[3] < H - 2 else box_depth
+        pre.append(dict(index=i, mask=m, box=np.asarray(b, float), reasons=reasons, box_depth=box_depth,
+                        order=box_depth if contact is None else contact, place=place))
+    rank = depth_order([p['order'] for p in pre])
+    claims: list[Claim] = []
+    lifted: list = [None] * len(pre)
+    for k in np.argsort(rank):
+        p = pre[k]
+        lifted[k], claim = _lift_object(frame, prompts[p['index']], p, xyz, pc, uv, uv_int, usable, ground,
+                                        claims, cfg, mean_size, initialiser)
+        claims.append(claim)
 
-    nearer = occlusion_maps([o['mask'] for o in lifted], [o['init'].depth for o in lifted],
-                            [o['occluders'] for o in lifted], (H, W))
+    nearer = occlusion_maps([o['mask'] for o in lifted], [p['order'] for p in pre],
+                            [o['occluders'] for o in lifted], (H, W),
+                            [p['box'] if is_amodal(prompts[p['index']]) and not p['reasons'] else None
+                             for p in pre])
     objects = [ObjectEvidence(nearer=n, **o) for o, n in zip(lifted, nearer)]
     return FrameEvidence(ground=ground, objects=objects, scan_nonground=xyz[nonground])
 
 
-def occlusion_maps(masks, depths, occluders, shape) -> list[np.ndarray]:
-    """Per object, the pixels it cannot be seen on: masks of the objects nearer in median depth (stable
-    order on ties) and its own LiDAR occluders."""
+def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, cfg, mean_size, initialiser):
+    """Evidence of one object (a dict of ObjectEvidence fields but ``nearer``) and its claim."""
+    fc = cfg.fit
+    H, W = frame.height, frame.width
+    m, b, reasons, box_depth = p['mask'], p['box'], list(p['reasons']), p['box_depth']
+    idx = mask_points(uv_int, usable, m, fc.mask_erode_px)
+    if len(idx) < 3 and fc.mask_erode_px > 0:
+        idx = mask_points(uv_int, usable, m, 0)
+    n_seen = len(idx)
+    idx = idx[own_points(idx, pc[:, 2], uv_int, claims)]
+    n_frustum = len(idx)
+    centre_px = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]])
+    o, dc = camera_rays(frame.K, frame.T_cam_lidar, centre_px)
+    at_border = b[0] <= 2 or b[1] <= 2 or b[2] >= W - 2 or b[3] >= H - 2
+    keep = select_cluster(xyz[idx], pc[idx, 2], fc.cluster_radius, None if at_border else box_depth)
+    idx = idx[keep]
+    claim = claim_of(idx, pc[:, 2], m, float(mean_size[1]))
+    near_depth = float(pc[idx, 2].min()) if len(idx) else None
+    pts = xyz[idx]
+    if len(pts) > fc.max_points:
+        # seeded per prompt id: an object's subset does not depend on the other prompts
+        sub = np.random.default_rng([cfg.seed, int(prompt.id) & 0xFFFFFFFF])
+        sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
+        pts, idx = pts[sel], idx[sel]
+    place = p['place']
+    if len(idx) and few_and_off(n_seen - n_frustum, len(idx), float(np.median(pc[idx, 2])), place):
+        # a hidden car's last few points, far off where its box puts it: not its own either
+        idx, pts = idx[:0], pts[:0]
+    if n_frustum == 0 or len(pts) == 0:
+        reasons.append('no_lidar_points')
+    elif len(pts) < cfg.verify.min_points:
+        reasons.append('too_few_points')
+    depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
+    hint = {'ambiguous': True} if len(idx) and ambiguous(n_seen - n_frustum, len(idx), depth,
+                                                          None if at_border else place) else {}
+    # the initialiser walks along the ray through the box centre: camera depth -> distance on the ray
+    fwd = frame.T_cam_lidar[2, :3]                  # the optical axis in the LiDAR frame
+    ray_len = place / max(float(dc[0] @ fwd), 0.1)
+    init = initialiser(pts, n_frustum, depth, ground, mean_size, max(1, fc.yaw_hypotheses),
+                       box_center_ray=dc[0], cam_origin=o, box_depth=ray_len, **hint)
+    occluders = None
+    if fc.lidar_occluders and near_depth is not None:
+        occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)
+    ev = dict(index=p['index'], mask=m, box2d=np.asarray(b, float), n_frustum=n_frustum, points=pts,
+              occluders=occluders, init=init, reasons=tuple(reasons), n_nearer=n_seen - n_frustum,
+              order_depth=float(p['order']))
+    return ev, claim
+
+
+def occlusion_maps(masks, depths, occluders, shape, amodal_boxes=None) -> list[np.ndarray]:
+    """Per object, the pixels it cannot be seen on: masks of the objects nearer in order depth (stable
+    order on ties) and its own LiDAR occluders. ``amodal_boxes[k]`` (x1, y1, x2, y2; None: not known):
+    a box around the whole car, hidden parts included (a ground-truth or annotator box), outside which
+    a hidden pixel is still known not to be the car, so the map stays 0 there (the silhouette term
+    then sees a render that spills past the box behind a nearer car)."""
     n = len(masks)
-    order = np.argsort(depths, kind='stable')
-    rank = np.empty(n, int)
-    rank[order] = np.arange(n)
+    rank = depth_order(depths)
     out = []
     for k in range(n):
         nearer = np.zeros(shape, bool)
@@ -150,7 +210,20 @@ def occlusion_maps(masks, depths, occluders, shape) -> list[np.ndarray]:
                 nearer |= masks[j]
         if occluders[k] is not None:
             nearer |= occluders[k]
+        if amodal_boxes is not None and amodal_boxes[k] is not None:
+            nearer &= box_region(amodal_boxes[k], shape)
         out.append(nearer)
+    return out
+
+
+def box_region(box, shape, pad_frac: float = 0.03, pad_px: float = 2.0) -> np.ndarray:
+    """H x W bool of a 2D box grown by ``pad_frac`` of its size + ``pad_px`` (rounding, annotation slack)."""
+    H, W = shape
+    x1, y1, x2, y2 = (float(v) for v in box)
+    px, py = pad_frac * (x2 - x1) + pad_px, pad_frac * (y2 - y1) + pad_px
+    out = np.zeros(shape, bool)
+    out[max(0, int(np.floor(y1 - py))):min(H, int(np.ceil(y2 + py))),
+        max(0, int(np.floor(x1 - px))):min(W, int(np.ceil(x2 + px)))] = True
     return out
 
 

@@ -8,7 +8,7 @@ from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Label3D, Mesh
 from autolabel_ros.fit.lift import ObjectEvidence
 from autolabel_ros.fit.optimize import ObjectFit
-from autolabel_ros.fit.verify import surface_ratio
+from autolabel_ros.fit.verify import accept_features, occluded_share, right_probability, surface_ratio
 from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
@@ -38,9 +38,11 @@ def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarra
 
 
 def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: np.ndarray) -> Label3D:
-    """The Label3D of a fitted object: mesh and tight box from the full-resolution shape, confidence =
-    the verification mask IoU, SDFLabel's accept/reject (mask IoU, LiDAR surface agreement) on top of
-    the reasons found while lifting. ``cfg``: the whole AutolabelConfig."""
+    """The Label3D of a fitted object: mesh and tight box from the full-resolution shape; score = the
+    calibrated probability that the label is right (:func:`autolabel_ros.fit.verify.right_probability`
+    over mask IoU, LiDAR surface agreement, fit points, range, flip margin, occluded share, energy);
+    accepted when it reaches ``verify.min_confidence`` and lifting found no reason to reject.
+    ``cfg``: the whole AutolabelConfig."""
     vc = cfg.verify
     scales = f.scales if cfg.fit.log_scales else None
     mesh_c = canonical_mesh(shape.decode_full(f.code), shape.arrays.extent, scales)
@@ -49,21 +51,31 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     center, size, yaw, mesh = box_from_fit(f.pose, mesh_c, size_fallback)
     iou = float(f.terms['mask_iou_hi'])
     ratio, n_near = surface_ratio(shape, f.pose, f.code, scales, scan_pts, vc.surface_band, vc.near_distance)
+    occl = occluded_share(ev.nearer, ev.box2d)
+    margin = float(f.terms.get('flip_margin', np.inf))
+    feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), margin, occl,
+                            float(f.energy))
+    conf = right_probability(feats)
     reasons = list(ev.reasons)
-    if iou < vc.min_mask_iou:
-        reasons.append('low_mask_iou')
-    if ratio < vc.min_surface_ratio and 'no_lidar_points' not in reasons:
-        reasons.append('low_surface_ratio')
+    if conf < vc.min_confidence:
+        reasons.append('low_confidence')
+        # what stands out (explains the rejection; the decision is the calibrated model's)
+        if iou < vc.min_mask_iou:
+            reasons.append('low_mask_iou')
+        if ratio < vc.min_surface_ratio and 'no_lidar_points' not in reasons:
+            reasons.append('low_surface_ratio')
     init = ev.init
-    metrics = dict(mask_iou=iou, surface_ratio=ratio, n_near_points=n_near, n_points=int(len(init.points)),
+    metrics = dict(confidence=conf, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
+                   flip_margin=margin, occluded_share=occl, n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
                    hypotheses=f.hyp_energies, hypothesis=f.hyp_index, depth=float(init.depth),
                    init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),
                    scales=np.asarray(f.scales).tolist(),
                    alternatives=[{'pose': np.asarray(a.pose).tolist(), 'energy': a.energy,
-                                  'lamps': a.terms.get('lamps', 0.0), 'iou': a.terms.get('mask_iou_hi')}
+                                  'iou': a.terms.get('mask_iou_hi'),
+                                  **{k: v for k, v in a.terms.items() if k.startswith('cue_')}}
                                  for a in (f.alternatives or [f])])
-    return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=iou, id=prompt.id,
+    return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=conf, id=prompt.id,
                    latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d, accepted=not reasons,
                    reasons=reasons, metrics=metrics, sources=prompt.sources)
 

@@ -46,3 +46,39 @@ def surface_ratio(sdf, pose: np.ndarray, code: np.ndarray, scales, points: np.nd
     if n == 0:
         return 0.0, 0
     return float((np.abs(phi[nearby]) <= band).sum() / n), n
+
+
+# ----------------------------------------------------------------------------- the accept decision
+# P(label right) = sigmoid(intercept + coef . features): a logistic regression over the verification
+# features below, fitted by benchmarks/calibrate_accept.py (coefficients in fit/accept_model.py).
+# "Right" = 3D IoU >= 0.5 with the car and the heading not flipped. Each coefficient is held to the
+# sign given here while fitting, so the probability is monotone in every feature.
+ACCEPT_FEATURES = ('mask_iou', 'surface_ratio', 'log_points', 'range_50m', 'flip_margin', 'occluded_share',
+                   'energy')
+ACCEPT_SIGNS = (1, 1, 1, -1, 1, -1, -1)
+MARGIN_CAP = 0.05        # a flip margin beyond this is decided: the feature saturates
+
+
+def accept_features(mask_iou: float, surface_ratio: float, n_points: int, range_m: float, flip_margin: float,
+                    occluded_share: float, energy: float) -> np.ndarray:
+    """The model's feature vector (order of ``ACCEPT_FEATURES``)."""
+    margin = MARGIN_CAP if not np.isfinite(flip_margin) else float(np.clip(flip_margin, 0.0, MARGIN_CAP))
+    return np.array([mask_iou, surface_ratio, np.log1p(max(n_points, 0)), range_m / 50.0, margin / MARGIN_CAP,
+                     occluded_share, energy], float)
+
+
+def right_probability(features: np.ndarray, coef=None, intercept=None) -> float:
+    """Calibrated probability that a label with these features is right (default: the shipped model)."""
+    if coef is None:
+        from autolabel_ros.fit.accept_model import COEF, INTERCEPT
+        coef, intercept = COEF, INTERCEPT
+    z = float(intercept + np.dot(coef, features))
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+
+
+def occluded_share(nearer: np.ndarray, box2d) -> float:
+    """Share of the pixels of the label's 2D box hidden by nearer objects (the occlusion map)."""
+    x0, y0 = (int(np.floor(v)) for v in box2d[:2])
+    x1, y1 = (int(np.ceil(v)) for v in box2d[2:])
+    region = nearer[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+    return float(region.mean()) if region.size else 0.0

@@ -63,10 +63,34 @@ class FitterNode(ManagedNode):
         except Exception as e:
             raise StartupError(f'{self.get_name()}: cannot build the Autolabeler: '
                                f'{type(e).__name__}: {e}') from e
+        warm = f', warm-up frame {self._warm_up():.1f} s' if self.settings.warm_up else ''
         self.get_logger().info(f'Autolabeler ready in {time.perf_counter() - t0:.1f} s '
-                               f'(device {self.cfg.device}, segmenter {self.cfg.segmenter.model})')
+                               f'(device {self.cfg.device}, segmenter {self.cfg.segmenter.model}{warm})')
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
+
+    def _warm_up(self) -> float:
+        """One synthetic frame through prompts, the Autolabeler and the output messages (serialized, not
+        published): see nodes/warmup.py. A failure here is only logged; real frames say more."""
+        from rclpy.serialization import serialize_message
+
+        from autolabel_ros.nodes.warmup import warmup_frame
+
+        t0 = time.perf_counter()
+        try:
+            frame, prompts = warmup_frame()
+            if self.cfg.proposals.lidar:
+                from autolabel_ros.proposals import fused_prompts
+                prompts, _ = fused_prompts(frame, prompts, self.cfg)
+            result = self.labeler.label(frame, prompts)
+            out = frame_outputs(frame, result.labels, prompts, self.settings, self.factory,
+                                masks=result.masks, debug_image=self.settings.publish_debug_image)
+            for msg in out.values():
+                serialize_message(msg)
+        except Exception as e:
+            self.get_logger().warning(f'warm-up frame failed ({type(e).__name__}: {e}); the first real '
+                                      f'frame will be slower')
+        return time.perf_counter() - t0
 
     def release_models(self):
         if self.tf_listener is not None:

@@ -50,6 +50,10 @@ class NodeSettings:
     autostart: bool = param(True, 'lifecycle node: configure (load models) and activate (subscribe) at '
                             'startup; false = stay unconfigured until `ros2 lifecycle set` or a lifecycle '
                             'manager')
+    warm_up: bool = param(True, 'at configure, run one synthetic frame through the models and the output '
+                          'messages, so the first real frame does not pay for lazy imports and first-call '
+                          'allocations (~3 s on a CPU; a first frame that late made the one-slot queue drop '
+                          'the next one)')
     # fitter_node only
     queue_size: int = param(30, 'ApproximateTimeSynchronizer queue length per topic; it must cover the '
                             'detector latency (camera rate x latency, e.g. 30 Hz x 0.5 s = 15 images)',
@@ -89,7 +93,7 @@ class NodeSettings:
     T_cam_lidar_static: Optional[np.ndarray] = field(default=None, repr=False)
 
 
-COMMON_NAMES = ('reliability', 'qos_depth', 'compressed_image', 'autostart')
+COMMON_NAMES = ('reliability', 'qos_depth', 'compressed_image', 'autostart', 'warm_up')
 
 
 def _spec(info: ParamInfo) -> ParamSpec:

@@ -310,8 +310,8 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
                        lambda _r, ref=ref: load(ref))
 
-    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels at half score; an empty file for a frame
-    # without any)
+    # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
+    # file for a frame without any)
     from autolabel_ros.io.kitti_policy import kitti_predictions
 
     def kitti(rec):

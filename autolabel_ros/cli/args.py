@@ -1,0 +1,16 @@
+"""Arguments several commands share, spelt once so their help and behaviour stay the same."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_output_args(p: argparse.ArgumentParser, what: str, replaced: str) -> None:
+    """``--out`` (required) and ``--overwrite``, with the output-folder policy of io/outdir.py.
+
+    ``what`` says what the folder receives, ``replaced`` which of the tool's own files an
+    ``--overwrite`` run replaces (nothing else is ever deleted)."""
+    p.add_argument('--out', required=True,
+                   help=f'{what}; a non-empty folder this tool did not write is refused unless --overwrite')
+    p.add_argument('--overwrite', action='store_true',
+                   help=f'write into a non-empty folder the tool did not write ({replaced} are '
+                        'replaced, nothing else is deleted)')

@@ -1,0 +1,219 @@
+"""The "heading cues" table: flipped headings with each front/back cue alone and together, on the
+procedural simulator set, the ApolloCar3D simulator set and the 12 KITTI development frames.
+
+The heading choice is a post-hoc ranking of each object's surviving hypotheses (the best fit and
+its flip, :func:`autolabel_ros.fit.heading.choose`), so the table re-decides from a fit dump
+(benchmarks/fit_dump.py: one fit per set) instead of refitting per cue: every cue value is
+computed by the fitter's own :meth:`Fitter.heading_cues` on the re-lifted evidence of the frame
+(the same lift, masks and config as the fit), then each row runs :func:`choose` with its cues.
+Numbers are exactly what the fit gives with ``fit.heading_cues`` set to the row's cues.
+
+    python benchmarks/heading_cues.py [--sets kitti,sim,apollo] [--out DIR]
+
+writes DIR/heading_cues.md (default /tmp) and prints it. The cue values are cached next to the dump.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
+
+ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours')
+NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
+
+
+def alt_fits(rec: dict) -> list:
+    """The record's surviving hypotheses as ObjectFits (best-energy first, as the fit returns them)."""
+    from autolabel_ros.fit.optimize import ObjectFit
+    alts = [ObjectFit(pose=a['pose'], code=a['code'], scales=a['scales'], energy=a['energy'],
+                      terms=dict(a['terms'])) for a in rec['alts']]
+    alts[0].alternatives = alts
+    return alts
+
+
+def relift(al, ds, dataset: str, fid: str):
+    """The frame and the evidence the fit of ``fid`` saw (same prompts, cached masks, lift)."""
+    from autolabel_ros.fit.lift import lift
+    from autolabel_ros.pipeline import clip_box
+    from benchmarks.run_all import CachedSegmenter
+    frame = ds.load_frame(fid)
+    prompts = ds.prompts(fid, mode='gt-boxes', seed=al.cfg.seed)
+    seg = CachedSegmenter(al, f'{dataset}_gt-boxes')
+    seg.fid = fid
+    al._segmenter = seg
+    boxes = [clip_box(p, frame.width, frame.height) for p in prompts]
+    masks = al._masks(frame, prompts, boxes, None)
+    return frame, lift(frame, prompts, boxes, masks, al.cfg, al.sdf.mean_size, al.initialiser)
+
+
+def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
+    """What the label of hypothesis ``a`` would be checked with: the surface ratio of the scan, its
+    tight box (LiDAR frame) and that box's 3D IoU with the ground truth."""
+    import torch
+
+    from autolabel_ros.eval.iou import iou3d_lidar
+    from autolabel_ros.fit.result import box_from_fit, canonical_mesh
+    from autolabel_ros.fit.verify import surface_ratio
+    sdf, vc = al.sdf, al.cfg.verify
+    scales = a.scales if al.cfg.fit.log_scales else None
+    ratio, n_near = surface_ratio(sdf, a.pose, a.code, scales, scan, vc.surface_band, vc.near_distance)
+    mesh = canonical_mesh(sdf.decode_full(a.code), sdf.arrays.extent, scales)
+    code = torch.as_tensor(a.code[None], dtype=torch.float32, device=sdf.device)
+    size0 = sdf.size_of(code)[0].cpu().numpy()
+    center, size, yaw, _ = box_from_fit(a.pose, mesh, size0)
+    g = rec['gt']
+    box = np.concatenate([center, size, [yaw]])
+    iou = iou3d_lidar(box, np.concatenate([g['center'], g['size'], [g['yaw']]]))
+    return dict(surface_ratio=ratio, n_near=n_near, box=box, iou3d=iou)
+
+
+def cue_records(name: str) -> list[dict]:
+    """The dumped records of a set with every cue's value in each hypothesis' terms (cached)."""
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.pipeline import Autolabeler
+    cache = dump_dir(name) / 'cues.pkl'
+    recs = load(name)
+    stamp = [(r['frame'], r['line'], r['alts'][0]['energy']) for r in recs]
+    if cache.exists():
+        with open(cache, 'rb') as fh:
+            c = pickle.load(fh)
+        if c['stamp'] == stamp:
+            return c['records']
+    dataset, data, _ = SETS[name]
+    al = Autolabeler(from_dict({}))
+    ds = KittiObjectDataset(data)
+    by_frame: dict = {}
+    for r in recs:
+        by_frame.setdefault(r['frame'], []).append(r)
+    for fid, rs in by_frame.items():
+        frame, ev = relift(al, ds, dataset, fid)
+        objs = {o.index: o for o in ev.objects}
+        todo = [(objs[r['index']], r) for r in rs]
+        fits = [alt_fits(r)[0] for _, r in todo]
+        al.fitter.heading_cues(frame, [o for o, _ in todo], fits, ALL_CUES)
+        for f, (_, r) in zip(fits, todo):
+            for a, d in zip(f.alternatives, r['alts']):
+                d['terms'] = dict(a.terms)
+                d.update(alt_check(al, a, r, ev.scan_nonground))
+    with open(cache, 'wb') as fh:
+        pickle.dump({'stamp': stamp, 'records': recs}, fh)
+    return recs
+
+
+def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> list[dict]:
+    """Per record: the chosen hypothesis' index, whether it is flipped, and its flip margin."""
+    from autolabel_ros.fit.heading import choose
+    out = []
+    by_frame: dict = {}
+    for r in recs:
+        by_frame.setdefault(r['frame'], []).append(r)
+    for rs in by_frame.values():
+        fits = [alt_fits(r)[0] for r in rs]
+        chosen = choose(copy.deepcopy(fits), cues, weights, w_select_iou)
+        for r, f in zip(rs, chosen):
+            k = next(i for i, a in enumerate(f.alternatives) if a is f)
+            out.append(dict(index=k, flipped=bool(np.cos(f.pose[3] - r['gt']['yaw']) < 0),
+                            margin=f.terms['flip_margin']))
+    return out
+
+
+def default_weights() -> dict:
+    from autolabel_ros.config import from_dict
+    fc = from_dict({}).fit
+    return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
+            'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours}
+
+
+def rows(weights: dict) -> list[tuple[str, list]]:
+    out = [('none (fit energy alone)', ['none'])]
+    out += [(f'{c} alone', [c]) for c in ALL_CUES]
+    out.append(('all together', list(ALL_CUES)))
+    return out
+
+
+def table(sets, weights: dict) -> list[str]:
+    from autolabel_ros.config import from_dict
+    default = from_dict({}).fit.heading_cues
+    data = {s: cue_records(s) for s in sets}
+    head = '| cues | ' + ' | '.join(f'{NAMES[s]}: flips / cars' for s in sets) + ' |'
+    lines = [head, '|---' * (len(sets) + 1) + '|']
+    for label, cues in rows(weights) + [(f'default ({", ".join(default)})', default)]:
+        cells = []
+        for s in sets:
+            d = decide(data[s], cues, weights)
+            n = sum(x['flipped'] for x in d)
+            cells.append(f'{n} / {len(d)} ({100 * n / max(len(d), 1):.1f} %)')
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+# weight grids of the search (cue values: colour cues in [-1, 1], mean-shape residual in metres,
+# shape code in prior variances; the fit energies of a flip pair differ by ~0.001-0.05)
+GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 0.05, 0.1],
+        'mean_shape': [0.25, 0.5, 1.0, 2.0, 4.0], 'shape_code': [0.005, 0.01, 0.02, 0.05, 0.1],
+        'neighbours': [0.005, 0.01, 0.02, 0.05]}
+
+
+def search(train_sets, check_sets, rounds: int = 2) -> dict:
+    """Weights chosen on ``train_sets`` (fewest flips in all): each cue alone over its grid, then
+    coordinate descent over the cues together (a cue whose best weight brings no gain stays off);
+    prints the flips on ``check_sets`` beside them."""
+    data = {s: cue_records(s) for s in set(train_sets) | set(check_sets)}
+
+    def flips(sets, cues, w):
+        return sum(sum(x['flipped'] for x in decide(data[s], cues, w)) for s in sets)
+
+    def show(label, cues, w):
+        print(f'{label}: train {flips(train_sets, cues, w)}  check '
+              + ', '.join(f'{s} {flips([s], cues, w)}' for s in check_sets))
+    show('none', ['none'], {})
+    for c in ALL_CUES:
+        for v in GRID[c]:
+            show(f'{c} {v:g}', [c], {c: v})
+    w, on = {}, []
+    best = flips(train_sets, ['none'], w)
+    for _ in range(rounds):
+        for c in ALL_CUES:
+            for v in [0.0] + GRID[c]:
+                trial = dict(w, **{c: v})
+                cues = [k for k, x in trial.items() if x > 0] or ['none']
+                n = flips(train_sets, cues, trial)
+                if n < best:
+                    best, w = n, trial
+        on = [k for k, x in w.items() if x > 0]
+        show('together ' + ', '.join(f'{k} {w[k]:g}' for k in on), on or ['none'], w)
+    return w
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sets', default='sim,apollo,kitti')
+    p.add_argument('--out', default='/tmp')
+    p.add_argument('--search', action='store_true',
+                   help='choose the weights on sim + apollo (printed), then check on kitti')
+    a = p.parse_args(argv)
+    sets = [s for s in a.sets.split(',') if s]
+    if a.search:
+        search([s for s in sets if s != 'kitti'], [s for s in sets])
+        return
+    w = default_weights()
+    lines = ['Flipped headings (error > 90 deg) per front/back cue, GT 2D boxes, MobileSAM masks; weights '
+             + ', '.join(f'{k} {v:g}' for k, v in w.items()) + ' (fit.w_*).', ''] + table(sets, w)
+    text = '\n'.join(lines) + '\n'
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / 'heading_cues.md').write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,205 @@
+"""The SDFLabel parts: NOCS convention and patches, simulator NOCS targets, the CSS network's
+training, the front/back cue, RANSAC-Procrustes, and the methods in the pipeline."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from autolabel_ros.core.geometry import rot_z
+from autolabel_ros.core.nocs import (cut_patch, nocs_to_points, patch_pixel_coords, patch_window,
+                                     points_to_nocs)
+from autolabel_ros.css.cue import css_cue, facing_from_nocs, hypothesis_facing
+from autolabel_ros.fit.procrustes import ransac_similarity
+
+
+def test_nocs_round_trip_and_range():
+    rng = np.random.default_rng(0)
+    c, size, yaw = np.array([10.0, -3.0, -0.9]), np.array([4.2, 1.8, 1.5]), 2.3
+    local = rng.uniform(-0.5, 0.5, (50, 3)) * size
+    pts = local @ rot_z(yaw).T + c
+    n = points_to_nocs(pts, c, size, yaw)
+    assert np.all((n > 0) & (n < 1))
+    # the front bumper's centre: x = l/2 -> 0.5 + l / (2 * diagonal)
+    front = points_to_nocs(c + rot_z(yaw) @ [2.1, 0, 0], c, size, yaw)
+    assert front[0] == pytest.approx(0.5 + 2.1 / np.linalg.norm(size)) and front[1] == pytest.approx(0.5)
+    assert np.allclose(nocs_to_points(n, c, size, yaw), pts)
+
+
+def test_patch_is_aligned_with_the_image():
+    img = np.zeros((100, 200), np.uint8)
+    img[40:60, 120:140] = 255                       # a 20 x 20 square
+    win = patch_window((120, 40, 140, 60), pad=2.0)    # 40 px window centred on it
+    p = cut_patch(img, win, 40, cv2.INTER_NEAREST)
+    ys, xs = np.nonzero(p)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 29, 10, 29)
+    uv = patch_pixel_coords(win, 40)
+    assert np.allclose(uv[10, 10], [120, 40]) and np.allclose(uv[29, 29], [139, 59])
+    # shrinking keeps the square where it is (area filter, no shift)
+    small = cut_patch(img, win, 10)
+    assert small[3:7, 3:7].mean() > 150 and small[:2].max() < 40
+
+
+def test_procrustes_recovers_a_similarity_despite_outliers():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-0.4, 0.4, (60, 3)) * [0.85, 0.4, 0.33]
+    s, yaw, t = 4.6, -2.4, np.array([12.0, 4.0, -0.8])
+    b = s * a @ rot_z(yaw).T + t + rng.normal(0, 0.03, (60, 3))
+    b[:15] += rng.uniform(-2, 2, (15, 3))               # a quarter wrong correspondences
+    sim = ransac_similarity(a, b, rng)
+    assert sim is not None
+    assert abs(sim.scale - s) < 0.15 and abs(np.angle(np.exp(1j * (sim.yaw - yaw)))) < np.radians(3)
+    assert np.linalg.norm(sim.t - t) < 0.1 and sim.inliers[15:].mean() > 0.9 and sim.inliers[:15].mean() < 0.3
+    assert ransac_similarity(a[:3], b[:3], rng) is None
+
+
+def test_cue_prefers_the_hypothesis_whose_visible_end_matches():
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]    # camera at the LiDAR origin
+    front_towards_camera = np.array([15.0, 0.0, -0.8, np.pi])   # heading -x: the front faces us
+    assert hypothesis_facing(front_towards_camera, T) == pytest.approx(1.0)
+    flipped = front_towards_camera + [0, 0, 0, np.pi]
+    assert css_cue(front_towards_camera, T, 0.8) < 0 < css_cue(flipped, T, 0.8)
+    side = np.array([15.0, 0.0, -0.8, np.pi / 2])
+    assert abs(css_cue(side, T, 0.8)) < 1e-6
+    nocs = np.full((4, 4, 3), 0.5)
+    nocs[..., 0] = 0.85
+    assert facing_from_nocs(nocs, np.ones((4, 4), bool)) == 1.0
+    assert facing_from_nocs(1 - nocs, np.ones((4, 4), bool)) == -1.0
+    assert facing_from_nocs(nocs, np.zeros((4, 4), bool)) == 0.0
+
+
+@pytest.fixture(scope='module')
+def samples():
+    from autolabel_ros.sim.nocs import frame_samples
+    from autolabel_ros.sim.sensors import Camera
+    return frame_samples(100006, patch=32, min_px=60, camera=Camera.kitti(0.5))
+
+
+def test_simulator_nocs_targets_match_the_visible_end(samples):
+    assert len(samples) >= 3
+    ends = [s for s in samples if abs(s.facing) > 0.5]
+    assert ends
+    for s in samples:
+        assert s.rgb.shape == (32, 32, 3) and s.mask.shape == (32, 32) and s.mask.sum() >= 10
+        v = s.nocs[s.mask]
+        assert np.all((v >= 0) & (v <= 1))
+        assert np.all(s.nocs[~s.mask] == 0)
+        assert abs(np.linalg.norm(s.dims) - 1) < 1e-5
+    for s in ends:      # the end facing the camera: mean NOCS x above 0.5 for the front, below for the rear
+        assert np.sign(s.nocs[s.mask][:, 0].mean() - 0.5) == np.sign(s.facing)
+
+
+def test_training_lowers_the_loss_and_weights_load_safely(samples, tmp_path):
+    from autolabel_ros.css.model import CssNet
+    from autolabel_ros.css.train import load_net, save_weights, to_tensors, train
+    from autolabel_ros.sim.nocs import stack_samples
+    torch.manual_seed(0)
+    data = to_tensors(stack_samples(samples))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # tiny tensors: more threads only contend on a loaded machine
+    try:
+        net, losses = train(data, steps=30, minutes=1.0, batch=8, lr=3e-3, net=CssNet(width=8), log=None)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    path = tmp_path / 'w.pt'
+    save_weights(net, path, {'steps': 30})
+    blob = torch.load(path, weights_only=True)
+    assert blob['width'] == 8
+    again = load_net(path)
+    x = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net(x)[0], again(x)[0])
+
+
+# ------------------------------------------------------------------ the packaged network in the pipeline
+@pytest.fixture(scope='module')
+def sim_frame():
+    from autolabel_ros.sim.drive import simulate_frame
+    return simulate_frame(100006)          # test_pipeline's scene: two dense oblique cars, far ones
+
+
+def test_packaged_weights_load_safely_and_predict_fast(sim_frame):
+    import time
+
+    from autolabel_ros.css.predict import DEFAULT_WEIGHTS, CssPredictor
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 20e6
+    blob = torch.load(DEFAULT_WEIGHTS, weights_only=True)
+    assert 'state_dict' in blob and int(blob['meta']['steps_run']) > 100
+    css = CssPredictor()
+    masks = [sim_frame.masks == g.id for g in sim_frame.gt]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # as the entry points run the fit (fit.threads)
+    try:
+        css.predict(sim_frame.frame.image, masks[:1])
+        t0 = time.perf_counter()
+        preds = css.predict(sim_frame.frame.image, masks)
+        per_object = (time.perf_counter() - t0) / len(masks)
+    finally:
+        torch.set_num_threads(threads)
+    assert per_object < 0.2          # ~10 ms on an idle core; the budget is 50 ms, loaded CI machines vary
+    for p in preds:
+        assert p.nocs.shape == (32, 32, 3) and p.valid.any() and np.all((p.nocs >= 0) & (p.nocs <= 1))
+
+
+def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.core.types import Prompt, wrap_angle
+    from autolabel_ros.css.hypotheses import css_evidence
+    from autolabel_ros.fit.lift import lift
+    from autolabel_ros.pipeline import Autolabeler
+    sf = sim_frame
+    prompts = [Prompt(id=g.id, box=g.box2d) for g in sf.gt]
+    masks = [sf.masks == g.id for g in sf.gt]
+    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'hybrid'}))
+    ev = lift(sf.frame, prompts, [p.box for p in prompts], masks, al.cfg, al.sdf.mean_size)
+    preds = al.css.predict(sf.frame.image, [o.mask for o in ev.objects])
+    n_hyp = al.cfg.fit.yaw_hypotheses
+    dense = [k for k, g in enumerate(sf.gt) if g.metrics['lidar_points'] >= 200 and g.occlusion == 0]
+    assert len(dense) >= 2
+    for method in ('hybrid', 'sdflabel'):
+        out, cues, info = css_evidence(ev, sf.frame, preds, method)
+        for k in dense:
+            assert info[k]['procrustes'], (method, k)
+            want = n_hyp + 1 if method == 'hybrid' else 1
+            assert len(out.objects[k].init.yaw) == want
+            g = sf.gt[k]
+            err = abs(np.degrees(wrap_angle(out.objects[k].init.yaw[-1] - g.yaw)))
+            assert err < 30, (method, k, err)            # the Procrustes pose has the right heading
+            pose = np.r_[g.center, g.yaw]
+            assert cues[k](pose) < cues[k](pose + [0, 0, 0, np.pi])      # the cue prefers the truth
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:        # the whole fit with the CSS hypotheses and cue, on the dense cars only (time)
+        res = al.label(sf.frame, [prompts[k] for k in dense], [masks[k] for k in dense])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.timings['css_s'] > 0
+    for lab, k in zip(res.labels, dense):
+        g = sf.gt[k]
+        assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
+        assert np.linalg.norm(lab.center - g.center) < 0.3
+
+
+def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.core.types import Prompt
+    from autolabel_ros.pipeline import Autolabeler
+    sf = sim_frame
+    gt = [g for g in sf.gt if g.metrics['lidar_points'] >= 200 and g.occlusion == 0][:2]
+    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'slf', 'fit': {'heading_cues': ['lamps', 'css']}}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = al.label(sf.frame, [Prompt(id=g.id, box=g.box2d) for g in gt], [sf.masks == g.id for g in gt])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.timings['css_s'] > 0
+    for lab in res.labels:
+        alts = lab.metrics['alternatives']
+        # slf keeps its own hypotheses (no Procrustes pose), the network only scores them
+        assert len(lab.metrics['hypotheses']) == al.cfg.fit.yaw_hypotheses
+        if len(alts) > 1:
+            assert any(a['cue_css'] != 0 for a in alts)
+            best = min(alts, key=lambda a: a['cue_css'])
+            assert np.cos(best['pose'][3] - lab.yaw) > 0       # the cue sides with the chosen heading here

@@ -1,0 +1,142 @@
+"""Front/back cues (fit/heading.py) and the calibrated accept model (fit/verify.py): each cue must
+pick the true end of a synthetic car with a known heading, and the accept probability must move the
+obvious way with each feature."""
+import numpy as np
+import pytest
+
+from autolabel_ros.config import HEADING_CUES as CONFIG_CUES
+from autolabel_ros.core.types import SensorFrame
+from autolabel_ros.fit import heading
+from autolabel_ros.fit.optimize import ObjectFit
+from autolabel_ros.fit.result import canonical_mesh
+from autolabel_ros.fit.sdf import SdfModel, analytic_prior
+from autolabel_ros.fit.verify import ACCEPT_FEATURES, ACCEPT_SIGNS, accept_features, right_probability
+
+K = np.array([[700.0, 0, 620], [0, 700.0, 190], [0, 0, 1]])
+# LiDAR (x fwd, y left, z up) -> camera optical (x right, y down, z fwd), camera 0.3 m below the LiDAR
+T = np.array([[0, -1, 0, 0], [0, 0, -1, -0.3], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+SIZE = np.array([4.0, 1.7, 1.5])
+
+
+def _frame_with_end(pose, colour, paint=(40, 60, 120)):
+    """A 380 x 1240 image of a car at ``pose`` (its box's projection painted ``paint``) whose lamp
+    spots at the end facing the camera are painted ``colour``; and the car's mask."""
+    img = np.full((380, 1240, 3), 90, np.uint8)
+    frame = SensorFrame(image=img, K=K, points=np.zeros((1, 3)), T_cam_lidar=T)
+    c, s = np.cos(pose[3]), np.sin(pose[3])
+    corners = np.array([[sx * SIZE[0] / 2, sy * SIZE[1] / 2, sz * SIZE[2] / 2]
+                        for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    world = corners @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + pose[:3]
+    uv = (world @ T[:3, :3].T + T[:3, 3]) @ K.T
+    uv = uv[:, :2] / uv[:, 2:]
+    x0, y0 = np.floor(uv.min(0)).astype(int)
+    x1, y1 = np.ceil(uv.max(0)).astype(int)
+    mask = np.zeros((380, 1240), bool)
+    mask[y0:y1, x0:x1] = True
+    img[mask] = paint
+    facing = heading.end_facing(pose, heading.camera_centre(frame))
+    for v0, v1, u0, u1 in heading.lamp_spots(pose, SIZE, frame, mask, facing):
+        img[v0:v1, u0:u1] = colour
+    return frame, mask
+
+
+def _cues(pose, frame, mask):
+    red, white = heading.redness(frame.image), heading.whiteness(frame.image)
+    q = heading.PAINT_PERCENTILE
+    rb, wb = np.percentile(red[mask], q['red']), np.percentile(white[mask], q['white'])
+    cam = heading.camera_centre(frame)
+    return heading.colour_cues(pose, SIZE, frame, mask, cam, red, rb, white, wb)
+
+
+def test_config_lists_the_same_cues():
+    assert tuple(CONFIG_CUES) == heading.HEADING_CUES
+
+
+@pytest.mark.parametrize('yaw_true', [np.pi + 0.3, 0.4])      # front towards the camera; rear towards it
+def test_white_lamps_mark_the_front_and_red_lamps_the_rear(yaw_true):
+    pose = np.array([12.0, 0.5, -1.0, yaw_true])
+    flip = pose + [0, 0, 0, np.pi]
+    front_visible = heading.end_facing(pose, np.zeros(3)) > 0
+    frame, mask = _frame_with_end(pose, (250, 250, 245) if front_visible else (230, 20, 25))
+    lamps_t, head_t = _cues(pose, frame, mask)
+    lamps_f, head_f = _cues(flip, frame, mask)
+    if front_visible:         # white head lamps: the headlamp cue supports the true pose, red says nothing
+        assert head_t < -0.5 and head_f > 0.5 and lamps_t == lamps_f == 0.0
+    else:                     # red rear lamps: the lamp cue supports it, white says nothing
+        assert lamps_t < -0.5 and lamps_f > 0.5 and head_t == head_f == 0.0
+
+
+def test_white_paint_is_no_headlamp_evidence():
+    pose = np.array([12.0, 0.5, -1.0, np.pi + 0.3])
+    frame, mask = _frame_with_end(pose, (250, 250, 245), paint=(235, 235, 235))
+    assert _cues(pose, frame, mask) == (0.0, 0.0)
+
+
+def test_the_mean_shape_residual_prefers_the_true_end():
+    """LiDAR-like points on the camera-facing surface of the (front/back asymmetric) mean shape."""
+    sdf = SdfModel(analytic_prior(), mode='decode')
+    mesh = canonical_mesh(sdf.arrays.mean, sdf.arrays.extent)
+    for yaw in (np.pi + 0.5, 0.5, np.pi / 2 + 0.3):
+        pose = np.array([10.0, 2.0, -0.8, yaw])
+        c, s = np.cos(yaw), np.sin(yaw)
+        v = mesh.vertices @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + pose[:3]
+        n = np.cross(v[mesh.faces[:, 1]] - v[mesh.faces[:, 0]], v[mesh.faces[:, 2]] - v[mesh.faces[:, 0]])
+        ctr = v[mesh.faces].mean(1)
+        pts = ctr[np.einsum('ij,ij->i', n, -ctr) > 0]
+        r = heading.mean_shape_residuals(sdf, np.stack([pose, pose + [0, 0, 0, np.pi]]), np.ones((2, 3)),
+                                         pts, 0.3)
+        assert r[0] < 0.5 * r[1], (yaw, r)
+
+
+def _pair(x, y, yaw, e_true, e_flip, k):
+    a = ObjectFit(pose=np.array([x, y, -1.0, yaw]), code=np.zeros(5), scales=np.ones(3), energy=e_true,
+                  terms={'mask_iou_hi': 0.9})
+    b = ObjectFit(pose=np.array([x, y, -1.0, yaw + np.pi]), code=np.zeros(5), scales=np.ones(3),
+                  energy=e_flip, terms={'mask_iou_hi': 0.9})
+    first = [a, b] if e_true <= e_flip else [b, a]
+    first[0].alternatives = first
+    return first[0]
+
+
+def test_choose_applies_the_weighted_cues():
+    f = _pair(10, 0, 0.0, 0.101, 0.100, 0)        # the flip has the lower energy...
+    for a in f.alternatives:                      # ...but white lamps at the front say otherwise
+        a.terms['cue_headlamps'] = -1.0 if np.cos(a.pose[3]) > 0 else 1.0
+    out = heading.choose([f], ['headlamps'], {'headlamps': 0.01}, 0.0)[0]
+    assert np.cos(out.pose[3]) > 0 and out.terms['flip_margin'] == pytest.approx(0.019)
+    out = heading.choose([f], ['none'], {'headlamps': 0.01}, 0.0)[0]
+    assert np.cos(out.pose[3]) < 0
+
+
+def test_neighbours_decide_only_near_ties_in_their_lane():
+    w = {'neighbours': 0.02}
+    row = [_pair(10, 4.0, 0.0, 0.10, 0.20, 0), _pair(22, 4.3, 0.02, 0.10, 0.25, 1)]   # decided, heading +x
+    tie = _pair(16, 4.1, 0.01, 0.1001, 0.1000, 2)          # undecided, flip slightly lower
+    out = heading.choose(row + [tie], ['neighbours'], w, 0.0)
+    assert np.cos(out[2].pose[3]) > 0                      # follows its row
+    tie = _pair(16, 4.1, 0.01, 0.1001, 0.1000, 2)
+    out = heading.choose(row + [tie], ['none'], w, 0.0)
+    assert np.cos(out[2].pose[3]) < 0                      # cue off: the energy decides
+    oncoming = _pair(16, 0.6, 0.01, 0.1001, 0.1000, 2)     # 3.5 m to the side: another lane, no vote
+    assert np.cos(heading.choose(row + [oncoming], ['neighbours'], w, 0.0)[2].pose[3]) < 0
+    decided = _pair(16, 4.1, 0.01, 0.15, 0.10, 2)          # clearly decided the other way: kept
+    assert np.cos(heading.choose(row + [decided], ['neighbours'], w, 0.0)[2].pose[3]) < 0
+
+
+def test_accept_probability_is_monotone_in_every_feature():
+    from autolabel_ros.fit.accept_model import COEF, FEATURES
+    assert tuple(FEATURES) == ACCEPT_FEATURES
+    assert all(c * s >= 0 for c, s in zip(COEF, ACCEPT_SIGNS))
+    base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, flip_margin=0.01,
+                occluded_share=0.1, energy=0.15)
+    p0 = right_probability(accept_features(**base))
+    assert 0.0 < p0 < 1.0
+    better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, flip_margin=0.05)
+    worse = dict(range_m=60.0, occluded_share=0.6, energy=0.4)
+    for k, v in better.items():
+        assert right_probability(accept_features(**dict(base, **{k: v}))) >= p0, k
+    for k, v in worse.items():
+        assert right_probability(accept_features(**dict(base, **{k: v}))) <= p0, k
+    good = right_probability(accept_features(0.92, 1.0, 250, 12.0, 0.05, 0.0, 0.1))
+    bad = right_probability(accept_features(0.5, 0.4, 3, 60.0, 0.0, 0.6, 0.6))
+    assert good > 0.8 and bad < 0.3
