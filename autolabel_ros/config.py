@@ -70,7 +70,7 @@ class FitConfig:
     lr: float = param(0.05, 'learning rate on the position (m per step, Adam)', min=0.0)
     lr_yaw: float = param(0.05, 'learning rate on the heading (rad)', min=0.0)
     lr_shape: float = param(0.05, 'learning rate on the shape code (in prior standard deviations)', min=0.0)
-    lr_scale: float = param(0.02, 'learning rate on the per-axis log scales (when log_scales)', min=0.0)
+    lr_scale: float = param(0.01, 'learning rate on the per-axis log scales (when log_scales)', min=0.0)
     lr_final_frac: float = param(0.2, 'learning rates decay geometrically to this fraction', min=0.0, max=1.0)
     yaw_hypotheses: int = param(8, 'headings optimized in parallel (yaw0 + k * 360/n; >= 4 has the flips)',
                                 min=1)
@@ -104,9 +104,13 @@ class FitConfig:
     w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
     w_scale: float = param(1.0, 'keeps the log scales near their common mean: the prior\'s proportions (when '
                                 'log_scales)', min=0.0)
-    w_scale_common: float = param(0.3, 'keeps the mean log scale near 0: the whole car scaled alike (when '
-                                        'log_scales); small, so sizes the data sees win over the prior\'s',
-                                  min=0.0)
+    w_scale_common: float = param(1.0, 'keeps the mean log scale near 0: the whole car scaled alike (when '
+                                        'log_scales); 1 = as dear as other proportions; smaller lets a car '
+                                        'the data shows wider or taller grow longer too', min=0.0)
+    silhouette: str = param('union', 'silhouette compositing of the render (fit/render.py): union (every '
+                                     'sample near the surface adds to it: prefers smaller cars) or outline '
+                                     "(0.5 on the shape's outline: sizes follow the data; KITTI's tight "
+                                     'boxes then read long)', choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)

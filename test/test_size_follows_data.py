@@ -1,6 +1,6 @@
 """The fitted size follows what the data sees: a car 0.6 m longer than the shape prior's mean car, seen
 obliquely at 20 m (its length in the scan and the silhouette), must come out at its length, not at the
-prior's (the silhouette term used to prefer short cars: fit/render.py)."""
+prior's, with the outline silhouette and a cheap common scale (fit/render.py, fit/energies.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.core.types import Prompt
 from autolabel_ros.pipeline import Autolabeler
 from autolabel_ros.shape.cars import make_car_mesh, random_car_params
@@ -25,7 +24,8 @@ def _frame_with(mesh, dist: float, yaw: float):
 
 @pytest.fixture(scope='module')
 def labeler():
-    return Autolabeler(AutolabelConfig())
+    from autolabel_ros.config import from_dict
+    return Autolabeler(from_dict({'fit': {'silhouette': 'outline', 'w_scale_common': 0.3, 'lr_scale': 0.02}}))
 
 
 @pytest.mark.parametrize('body,seed', [('wagon', 3), ('hatchback', 5)])
@@ -39,5 +39,5 @@ def test_oblique_long_car_length_follows_the_data_not_the_prior(labeler, body, s
     g = sf.gt[0]
     prompt = Prompt(id=0, box=np.asarray(g.box2d, float), cls='Car')
     lab = labeler.label(sf.frame, [prompt], [sf.masks == g.id]).labels[0]
-    # the prior's mean car is 0.6 m shorter; before the unbiased silhouette these came out 0.26 m short
+    # the prior's mean car is 0.6 m shorter
     assert abs(lab.size[0] - true_l) < 0.2, (lab.size, true_l, mean_l)
