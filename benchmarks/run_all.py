@@ -170,7 +170,10 @@ def run_one(spec: dict) -> dict:
         src = detector_split(data, CACHE / 'detections' / spec['dataset'] / 'training', frames)
         mode = 'gt-boxes'          # the detections' Car boxes, read from src/label_2
     if spec['masks'] == 'sam' and spec.get('cache_masks', True):
-        seg = CachedSegmenter(al, f'{spec["dataset"]}_{spec["prompts"]}')
+        # gt-points: clicks on the visible part of the car since issue 13 (io/kitti.py); masks cached
+        # for the earlier box-centre clicks must not be read back
+        tag = '_visible' if spec['prompts'] == 'gt-points' else ''
+        seg = CachedSegmenter(al, f'{spec["dataset"]}_{spec["prompts"]}{tag}')
         al._segmenter = seg
         stats = {'frames': [], 'instances': []}
         for fid in frames:       # per frame, so the cache knows the frame id
