@@ -102,7 +102,15 @@ class FitConfig:
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
                                 min=0.0)
     w_shape: float = param(0.01, "keeps the shape code near the prior's distribution", min=0.0)
-    w_scale: float = param(1.0, 'keeps the log scales near 0 (when log_scales)', min=0.0)
+    w_scale: float = param(1.0, 'keeps the log scales near their common mean: the prior\'s proportions (when '
+                                'log_scales)', min=0.0)
+    w_scale_common: float = param(1.0, 'keeps the mean log scale near 0: the whole car scaled alike (when '
+                                        'log_scales); 1 = as dear as other proportions; smaller lets a car '
+                                        'the data shows wider or taller grow longer too', min=0.0)
+    silhouette: str = param('union', 'silhouette compositing of the render (fit/render.py): union (every '
+                                     'sample near the surface adds to it: prefers smaller cars) or outline '
+                                     "(0.5 on the shape's outline: sizes follow the data; KITTI's tight "
+                                     'boxes then read long)', choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)

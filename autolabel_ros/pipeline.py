@@ -27,6 +27,7 @@ thread count is the entry point's (``fit.threads``, see :func:`autolabel_ros.cor
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -77,7 +78,9 @@ class Autolabeler:
                              downsample=self.cfg.fit.sdf_downsample)
         self.sdf = shape
         self.initialiser = initialiser or init_object
-        self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer or render_silhouettes)
+        if renderer is None:
+            renderer = functools.partial(render_silhouettes, mode=self.cfg.fit.silhouette)
+        self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer)
         self._segmenter = None
         self._css = None
 

@@ -17,7 +17,13 @@
   code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
   regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
   touch the ground.
-- shape: ``|s / stdev|^2 / d`` (code in prior standard deviations); scale: ``|log scales|^2 / 3``.
+- shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).
+- scale, scale_common: the per-axis log scales split into their mean (the whole car larger or smaller,
+  same proportions) and the rest (other proportions): ``scale_common = mean^2``, ``scale = |log
+  scales - mean|^2 / 3``. The common part is cheap (``w_scale_common`` << ``w_scale``): a car whose
+  width and height the data shows larger than the prior's grows in length too (cars' sizes go
+  together), which is what an end-on car, whose length nothing observes, should do; a length the
+  scan or the silhouette does see still wins over it.
 """
 from __future__ import annotations
 
@@ -95,11 +101,14 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
         out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground) ** 2
     out['shape'] = (code_n ** 2).mean(-1)
     if log_scale is not None:
-        out['scale'] = (log_scale ** 2).mean(-1)
+        common = log_scale.mean(-1, keepdim=True)
+        out['scale'] = ((log_scale - common) ** 2).mean(-1)
+        out['scale_common'] = common[:, 0] ** 2
     return out
 
 
 def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
-               'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale}
+               'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
+               'scale_common': cfg.w_scale_common}
     return sum(weights[k] * v for k, v in terms.items())

@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_box_to_kitti,
-                                         projected_box2d)
+from autolabel_ros.core.geometry import (kitti_alpha, kitti_box_to_lidar, lidar_box_to_kitti, points_in_box,
+                                         project, projected_box2d, transform_points)
 from autolabel_ros.core.prompts import DroppedPrompt, PromptList, box_problem, warn_dropped
 from autolabel_ros.core.types import Label3D, Prompt, SensorFrame
 from autolabel_ros.io.outdir import write_text_atomic
@@ -343,14 +343,19 @@ class KittiObjectDataset:
         """Prompts from the ground truth; ``Prompt.id`` is the object's line index in label_2. Boxes
         that are inverted or of zero area are in the list's ``dropped`` (core/prompts.py).
 
-        ``gt-boxes``: the 2D box. ``gt-points``: 3 positive clicks drawn uniformly from the central
-        half (in x and y) of the 2D box, so that they land on the car rather than on the background
-        visible at the box corners; seeded by (seed, frame id), independent of the call order.
+        ``gt-boxes``: the 2D box. ``gt-points``: 3 positive clicks on the visible part of the object,
+        as a person clicks the car they mean (on a partly hidden car, not on the one in front of it):
+        drawn from the object's instance mask when the split has one (``instance_2/``, written by the
+        benchmarks' simulator export), else from the image positions of the scan points inside its
+        3D box (the LiDAR sits next to the camera, so what it hits on the car the camera sees), else
+        from the central half of the 2D box. Seeded by (seed, frame id), independent of the call
+        order.
         """
         if mode not in ('gt-boxes', 'gt-points'):
             raise ValueError(f"prompt mode must be 'gt-boxes' or 'gt-points', got {mode!r}")
         rng = np.random.default_rng([seed, zlib.crc32(str(fid).encode())])
         out = PromptList()
+        visible = _VisiblePixels(self, fid) if mode == 'gt-points' else None
         for i, o in enumerate(self.labels(fid)):
             if o.type not in classes:
                 continue
@@ -362,10 +367,82 @@ class KittiObjectDataset:
                 continue
             if mode == 'gt-boxes':
                 out.append(Prompt(id=i, box=o.bbox.copy(), cls=o.type, sources=('gt',)))
+                continue
+            cand = _central_half(visible.of(i, o))
+            if len(cand) >= 3:
+                pts = cand[rng.choice(len(cand), 3, replace=False)].astype(np.float64)
             else:
                 cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
                 pts = np.column_stack([rng.uniform(cx - hw, cx + hw, 3), rng.uniform(cy - hh, cy + hh, 3)])
-                out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type,
-                                  sources=('gt',)))
+            out.append(Prompt(id=i, points=pts, point_labels=np.ones(3, np.int64), cls=o.type,
+                              sources=('gt',)))
         warn_dropped(log, str(self.root / 'label_2' / f'{fid}.txt'), out.dropped, len(out) + len(out.dropped))
         return out
+
+
+def _central_half(pix: np.ndarray) -> np.ndarray:
+    """The half of the candidate pixels nearest their median: a person clicks well inside the part of
+    the car they see, not on its outline (scan points crowd along a car's roof edge)."""
+    if len(pix) < 6:
+        return pix
+    d = np.linalg.norm(pix - np.median(pix, axis=0), axis=1)
+    return pix[d <= np.median(d)]
+
+
+class _VisiblePixels:
+    """Where a person would click a ground-truth object of one frame: the (u, v) pixels of its visible
+    part (see :meth:`KittiObjectDataset.prompts`), read lazily once per frame."""
+
+    ERODE_PX = 2          # clicks stay off the outline of an instance mask
+    GROUND_M = 0.25       # scan points this close to the box bottom are the road under the car
+    SHRINK_M = 0.1        # ... and points this close to its sides may belong to a neighbour
+
+    def __init__(self, ds: KittiObjectDataset, fid: str):
+        self.ds, self.fid = ds, fid
+        self._inst = self._scan = None
+        self._loaded = False
+
+    def _load(self):
+        self._loaded = True
+        path = self.ds.root / 'instance_2' / f'{self.fid}.png'
+        if path.is_file():
+            from PIL import Image
+            with Image.open(path) as im:
+                self._inst = np.asarray(im).astype(np.int64)
+            return
+        try:
+            frame = self.ds.load_frame(self.fid)
+        except KittiFormatError:
+            return
+        xyz = frame.xyz.astype(np.float64)
+        uv, z = project(frame.K, transform_points(frame.T_cam_lidar, xyz))
+        ok = (z > 0.5) & np.all(np.isfinite(uv), axis=1)
+        ok &= (uv[:, 0] >= 0) & (uv[:, 0] < frame.width) & (uv[:, 1] >= 0) & (uv[:, 1] < frame.height)
+        self._scan = (xyz[ok], uv[ok])
+
+    def of(self, line: int, obj: KittiObject) -> np.ndarray:
+        """(K, 2) candidate click pixels of the object on label line ``line`` (0-based); may be empty."""
+        if not self._loaded:
+            self._load()
+        if self._inst is not None:
+            import cv2
+            m = (self._inst == line + 1).astype(np.uint8)
+            k = 2 * self.ERODE_PX + 1
+            eroded = cv2.erode(m, np.ones((k, k), np.uint8))
+            ys, xs = np.nonzero(eroded if eroded.sum() >= 3 else m)
+            return np.column_stack([xs, ys]).astype(np.float64)
+        if self._scan is None:
+            return np.zeros((0, 2))
+        xyz, uv = self._scan
+        calib = self.ds.calib(self.fid)
+        lab = kitti_to_label3d(obj, calib)
+        inside = points_in_box(xyz, lab.center, lab.size, lab.yaw, margin=-self.SHRINK_M)
+        inside &= xyz[:, 2] > lab.center[2] - lab.size[2] / 2 + self.GROUND_M
+        for j, other in enumerate(self.ds.labels(self.fid)):   # boxes of touching cars overlap
+            if j != line and other.type != 'DontCare':
+                b = kitti_to_label3d(other, calib)
+                inside &= ~points_in_box(xyz, b.center, b.size, b.yaw)
+        x1, y1, x2, y2 = obj.bbox
+        u, v = uv[inside, 0], uv[inside, 1]
+        in_box = (u >= x1) & (u <= x2) & (v >= y1) & (v <= y2)
+        return np.column_stack([u[in_box], v[in_box]])
