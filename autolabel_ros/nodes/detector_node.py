@@ -26,7 +26,6 @@ class DetectorNode(ManagedNode):
         self.detector = None
         self.pub = None
         self.sub = None
-        self.input_timers = []
 
     def load_models(self):
         t0 = time.perf_counter()
@@ -88,9 +87,6 @@ class DetectorNode(ManagedNode):
         if self.sub is not None:
             self.destroy_subscription(self.sub)
             self.sub = None
-        for t in self.input_timers:
-            self.destroy_timer(t)
-        self.input_timers = []
 
     def _on_image(self, msg):
         self.slot.put(msg)

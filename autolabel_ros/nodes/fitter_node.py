@@ -42,7 +42,7 @@ class FitterNode(ManagedNode):
         self.labeler = None
         self.tf_buffer = self.tf_listener = None
         self.pub_markers = self.pub_det3d = self.pub_debug = None
-        self.subs, self.input_timers, self.sync = [], [], None
+        self.subs, self.sync = [], None
         self.click_sub = None
         self.clicks = ClickBuffer(self.settings.click_max_age)
         self.monitor = None
@@ -165,9 +165,6 @@ class FitterNode(ManagedNode):
         if self.click_sub is not None:
             self.destroy_subscription(self.click_sub)
             self.click_sub = None
-        for t in self.input_timers:
-            self.destroy_timer(t)
-        self.input_timers = []
         self._last_job = None
 
     # ------------------------------------------------------------------ callbacks (executor threads)

@@ -48,6 +48,7 @@ class ManagedNode(LifecycleNode):
         self._configure_error: Optional[str] = None
         self._active = False
         self._qos_wait = None
+        self.input_timers: list = []    # create_inputs lists its timers here; _drop_inputs destroys them
 
     # ------------------------------------------------------------------ subclass hooks
     def load_models(self):
@@ -63,10 +64,10 @@ class ManagedNode(LifecycleNode):
         """Drop the models."""
 
     def create_inputs(self):
-        """Create subscriptions and timers."""
+        """Create subscriptions, and timers (listed in ``self.input_timers``)."""
 
     def destroy_inputs(self):
-        """Destroy subscriptions and timers."""
+        """Destroy the subscriptions (the base class destroys ``self.input_timers`` after it)."""
 
     def process_item(self, item):
         """Process one item of the one-slot queue (worker thread)."""
@@ -164,8 +165,7 @@ class ManagedNode(LifecycleNode):
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         def body():
             self._active = False
-            self._cancel_qos_wait()
-            self.destroy_inputs()
+            self._drop_inputs()
             return LifecycleNode.on_deactivate(self, state)
         return self._logged('deactivate', body)
 
@@ -179,11 +179,18 @@ class ManagedNode(LifecycleNode):
         def body():
             if self._active:
                 self._active = False
-                self._cancel_qos_wait()
-                self.destroy_inputs()
+                self._drop_inputs()
             self._release()
             return SUCCESS
         return self._logged('shutdown', body)
+
+    def _drop_inputs(self):
+        """Undo create_inputs: a pending QoS wait, the subclass's subscriptions, then its timers."""
+        self._cancel_qos_wait()
+        self.destroy_inputs()
+        for t in self.input_timers:
+            self.destroy_timer(t)
+        self.input_timers = []
 
     def _release(self):
         if self.worker is not None:
