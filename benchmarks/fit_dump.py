@@ -109,8 +109,8 @@ def dump_frame(al, ds, name: str, fid: str, seg: CachedSegmenter) -> list[dict]:
     seen = {}
     fit0 = al.fitter.fit
 
-    def capture(fr, evidence):          # keep the evidence and the fits the pipeline computes
-        fits, t = fit0(fr, evidence)
+    def capture(fr, evidence, *rest):   # keep the evidence and the fits the pipeline computes
+        fits, t = fit0(fr, evidence, *rest)
         seen['ev'], seen['fits'] = evidence, fits
         return fits, t
 
