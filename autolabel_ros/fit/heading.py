@@ -129,15 +129,6 @@ def colour_cues(pose, size, frame, mask: np.ndarray, cam: np.ndarray, red: np.nd
     return front * rear_evidence * vis, -front * front_evidence * vis
 
 
-def lamp_cue(pose, size, frame, mask: np.ndarray, red: np.ndarray, base: float) -> float:
-    """The red rear-lamp cue of one hypothesis (negative = supports it)."""
-    facing = end_facing(pose, camera_centre(frame))
-    if abs(facing) < MIN_END_VISIBILITY:
-        return 0.0
-    spots = lamp_spots(pose, size, frame, mask, facing)
-    return float(np.sign(facing)) * spot_contrast(red, mask, spots, base, RED_DEAD_ZONE) * abs(facing)
-
-
 def mean_shape_residuals(shape, poses: np.ndarray, scales: np.ndarray | None, points: np.ndarray,
                          tau: float) -> np.ndarray:
     """(A,) robust residual ``mean tau tanh(|phi| / tau)`` of the M x 3 points under the prior's mean
