@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -43,8 +44,9 @@ def occupancy_config(job):
     return cfg
 
 
-def ego_poses(mode: str, source, refs, records) -> tuple[dict, str]:
-    """({frame index: T_world_lidar}, source name) without the tracker: /tf, OXTS, else ICP."""
+def ego_poses(mode: str, source, refs, records) -> tuple[Optional[dict], str]:
+    """({frame index: T_world_lidar}, source name) without the tracker: /tf, OXTS, else ICP. A KITTI
+    object folder without OXTS holds unrelated frames: (None, 'none'), nothing is accumulated."""
     from autolabel_ros.offline.tracking import _given_ego
     from autolabel_ros.track.ego import poses_from_icp
 
@@ -53,6 +55,9 @@ def ego_poses(mode: str, source, refs, records) -> tuple[dict, str]:
     ego = _given_ego(mode, source, refs, [by_index[r.index] for r in refs])
     if ego is not None:
         return {r.index: T for r, T in zip(refs, ego.poses)}, ego.source
+    if getattr(source, 'kind', '') == 'kitti_object' and mode == 'auto':
+        log.info('occupancy: a KITTI object folder without OXTS; each frame is gridded from its own sweep')
+        return None, 'none'
     read = []
 
     def sweeps():
@@ -64,10 +69,11 @@ def ego_poses(mode: str, source, refs, records) -> tuple[dict, str]:
     return dict(zip(read, ego.poses)), ego.source
 
 
-def write_occupancy(stage: Path, cfg, source, refs, records, labels: dict, pose_of: dict, instance: str,
-                    progress: bool = True) -> tuple[dict, list]:
+def write_occupancy(stage: Path, cfg, source, refs, records, labels: dict, pose_of: Optional[dict],
+                    instance: str, progress: bool = True) -> tuple[dict, list]:
     """Grids of every frame with a pose into ``stage/occupancy``; (info for summary.json, seconds per
-    frame). ``labels``: frame index -> Label3D list (what the other outputs hold)."""
+    frame). ``labels``: frame index -> Label3D list (what the other outputs hold); ``pose_of`` None:
+    unrelated frames, each from its own sweep."""
     from tqdm import tqdm
 
     from autolabel_ros.io import occupancy as fmt
@@ -75,6 +81,9 @@ def write_occupancy(stage: Path, cfg, source, refs, records, labels: dict, pose_
     from autolabel_ros.track.occupancy import OccupancySettings, frame_scans, grid_shape, occupancy_grid
 
     s = OccupancySettings.from_config(cfg)
+    if pose_of is None:
+        s.window = s.free_window = 0
+        pose_of = {r['index']: np.eye(4) for r in records}
     name_of = {r['index']: r['name'] for r in records}
     refs = [r for r in refs if r.index in name_of and r.index in pose_of]
     w = max(s.window, s.free_window)

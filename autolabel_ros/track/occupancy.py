@@ -204,13 +204,18 @@ def _car_scene(labels):
     return scene, ids
 
 
-def car_sdf(scene, ids: dict, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(signed distance to the nearest fitted surface, that label's id, -1 for none) at N x 3 points."""
+def car_sdf(scene, ids: dict, pts: np.ndarray, signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(signed distance to the nearest fitted surface, negative inside, or without ``signed`` the
+    unsigned one; that label's id, -1 for none) at N x 3 points."""
     import open3d as o3d
 
-    q = o3d.core.Tensor(np.asarray(pts, np.float32))
-    sd = scene.compute_signed_distance(q).numpy().astype(np.float64)
-    gid = scene.compute_closest_points(q)['geometry_ids'].numpy().astype(np.int64)
+    p = np.asarray(pts, np.float32)
+    q = o3d.core.Tensor(p)
+    near = scene.compute_closest_points(q)
+    gid = near['geometry_ids'].numpy().astype(np.int64)
+    sd = np.linalg.norm(near['points'].numpy() - p, axis=1).astype(np.float64)
+    if signed:       # inside = odd number of crossings (the meshes are closed)
+        sd = np.where(scene.compute_occupancy(q).numpy() > 0.5, -sd, sd)
     lut = np.full(max(ids) + 2, -1, np.int64)
     for g, i in ids.items():
         lut[g] = i
@@ -277,8 +282,8 @@ def occupancy_grid(scans: Sequence[Scan], labels, settings: Optional[OccupancySe
         near_vox[_voxels_near_boxes(cars, origin, shape, v, margin=s.surface_band + v)] = True
         near = near_vox[flat]
         if near.any():
-            sd, who = car_sdf(scene, ids, pts[near])
-            on = (sd < s.surface_band) & (who >= 0)
+            d, who = car_sdf(scene, ids, pts[near], signed=False)
+            on = (d < s.surface_band) & (who >= 0)
             car_id[np.nonzero(near)[0][on]] = who[on]
         # voxels whose centre lies inside a fitted shape
         cand = _voxels_near_boxes(cars, origin, shape, v)
@@ -351,17 +356,15 @@ def frame_scans(k: int, clouds: Sequence[np.ndarray], poses: Sequence[np.ndarray
 
 
 def _in_boxes(p: np.ndarray, labels, margin: float) -> np.ndarray:
-    """Points inside any of the labels' boxes grown by ``margin`` (a k-d tree picks each box's
-    candidates, so the cost does not grow with boxes x points)."""
-    from scipy.spatial import cKDTree
-
+    """Points inside any of the labels' boxes grown by ``margin`` (a square around each box picks
+    the candidates the exact test looks at)."""
     out = np.zeros(len(p), bool)
     if not labels or not len(p):
         return out
-    tree = cKDTree(p[:, :2])
+    x, y = p[:, 0], p[:, 1]
     for lab in labels:
         r = 0.5 * float(np.hypot(lab.size[0], lab.size[1])) + margin
-        cand = np.asarray(tree.query_ball_point(lab.center[:2], r), np.int64)
+        cand = np.nonzero((np.abs(x - lab.center[0]) <= r) & (np.abs(y - lab.center[1]) <= r))[0]
         if len(cand):
             out[cand[points_in_box(p[cand], lab.center, lab.size, lab.yaw, margin=margin)]] = True
     return out
