@@ -180,3 +180,18 @@ def test_grid_shape_from_the_config():
     s = OccupancySettings.from_config(from_dict({'occupancy': {'voxel': 0.5, 'x_min': 0.0, 'x_max': 20.0}}))
     origin, shape = grid_shape(s)
     assert shape == (40, 160, 12) and np.allclose(origin, [0, -40, -3])
+
+
+def test_unrelated_kitti_object_frames_are_not_accumulated(tmp_path):
+    from autolabel_ros.io.kitti_raw import KittiObjectSource
+    from autolabel_ros.offline.occupancy import ego_poses
+    from autolabel_ros.sim.drive import Simulator
+    from autolabel_ros.sim.sensors import Camera, Lidar
+    from autolabel_ros.sim.writers import write_kitti
+
+    sim = Simulator(700001, n_frames=2, camera=Camera.kitti(0.1), lidar=Lidar(beams=16), n_cars=1)
+    for i in range(2):
+        write_kitti(tmp_path / 'kitti', sim.frame(i))                   # no oxts/: a KITTI object folder
+    with KittiObjectSource(tmp_path / 'kitti') as src:
+        refs = src.select(None, None, None)
+        assert ego_poses('auto', src, refs, [{'index': r.index} for r in refs]) == (None, 'none')
