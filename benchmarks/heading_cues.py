@@ -42,19 +42,35 @@ def alt_fits(rec: dict) -> list:
     return alts
 
 
+class _Captured(Exception):
+    """Stops Autolabeler.label at the fit: relift needs what the pipeline hands the fitter, not a fit."""
+
+
 def relift(al, ds, dataset: str, fid: str):
-    """The frame and the evidence the fit of ``fid`` saw (same prompts, cached masks, lift)."""
-    from autolabel_ros.fit.lift import lift
-    from autolabel_ros.pipeline import clip_box
+    """The frame, the evidence the fit of ``fid`` saw and the per-object CSS cues: the pipeline's own
+    steps (``al.label`` with the same prompts and cached masks; ``al.cfg`` must list ``css`` in
+    ``fit.heading_cues`` for the cues), stopped where the fitter would start."""
     from benchmarks.run_all import CachedSegmenter
     frame = ds.load_frame(fid)
     prompts = ds.prompts(fid, mode='gt-boxes', seed=al.cfg.seed)
     seg = CachedSegmenter(al, f'{dataset}_gt-boxes')
     seg.fid = fid
     al._segmenter = seg
-    boxes = [clip_box(p, frame.width, frame.height) for p in prompts]
-    masks = al._masks(frame, prompts, boxes, None)
-    return frame, lift(frame, prompts, boxes, masks, al.cfg, al.sdf.mean_size, al.initialiser)
+    seen = {}
+    fit0 = al.fitter.fit
+
+    def capture(fr, evidence, cues=None):
+        seen.update(ev=evidence, cues=cues)
+        raise _Captured
+
+    al.fitter.fit = capture
+    try:
+        al.label(frame, prompts)
+    except _Captured:
+        pass
+    finally:
+        al.fitter.fit = fit0
+    return frame, seen['ev'], seen['cues']
 
 
 def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
@@ -93,17 +109,16 @@ def cue_records(name: str) -> list[dict]:
         if c['stamp'] == stamp:
             return with_profile(name, c['records'])
     dataset, data, _ = SETS[name]
-    al = Autolabeler(from_dict({}))
+    al = Autolabeler(from_dict({'fit': {'heading_cues': list(ALL_CUES)}}))   # with the CSS network's cue
     ds = KittiObjectDataset(data)
     by_frame: dict = {}
     for r in recs:
         by_frame.setdefault(r['frame'], []).append(r)
     for fid, rs in by_frame.items():
-        frame, ev = relift(al, ds, dataset, fid)
+        frame, ev, css = relift(al, ds, dataset, fid)
         objs = {o.index: o for o in ev.objects}
         todo = [(objs[r['index']], r) for r in rs]
         fits = [alt_fits(r)[0] for _, r in todo]
-        _, css = al._with_css(frame, ev)        # the CSS network's cue (method slf: no new hypotheses)
         css = {o.index: c for o, c in zip(ev.objects, css)}
         al.fitter.heading_cues(frame, [o for o, _ in todo], fits, ALL_CUES, [css[o.index] for o, _ in todo])
         for f, (_, r) in zip(fits, todo):
