@@ -169,6 +169,13 @@ def _extent(records):
     return (-5.0, x_hi), (-y_hi, y_hi)
 
 
+def _tight_layout(fig):
+    """Lay the figure out once and keep it: the engine ``tight_layout`` leaves on the figure makes
+    every ``savefig`` lay it out again in an extra drawing pass (a third of a BEV figure's time)."""
+    fig.tight_layout()
+    fig.set_layout_engine(None)
+
+
 def save_fig(fig, path: Path):
     """PNG without a timestamp in its metadata (matplotlib adds none for PNG besides 'Software')."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +209,7 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
             ax.axis('off')
         fig.suptitle(f'bird\'s-eye views, {len(sel)} of {len(records)} frames (green accepted, red rejected)',
                      fontsize=9)
-        fig.tight_layout()
+        _tight_layout(fig)
         save_fig(fig, report_dir / 'bev_sheet.png')
         plt.close(fig)
         written.append('bev_sheet.png')
@@ -232,7 +239,7 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
         a2.text(0.5, 0.5, 'no rejected labels', ha='center', va='center')
         a2.set_axis_off()
     a2.set_title('rejection reasons')
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, report_dir / 'confidence.png')
     plt.close(fig)
     written.append('confidence.png')
@@ -258,7 +265,7 @@ def _per_frame_bevs(plt, report_dir: Path, records, bevs: dict, xlim, ylim, on_f
         for k, r in enumerate(records):
             added = _bev_content(ax, r, bevs.get(r['index']))
             if k == 0:
-                fig.tight_layout()
+                _tight_layout(fig)
             save_fig(fig, report_dir / 'bev' / f"{r['name']}.png")
             for artist in added:
                 artist.remove()
@@ -286,7 +293,7 @@ def write_timing_figure(report_dir: Path, records: Sequence[dict]) -> str:
     a2.set_ylabel('seconds')
     a2.set_title('stages')
     a2.tick_params(labelsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, Path(report_dir) / 'timing.png')
     plt.close(fig)
     return 'timing.png'
@@ -332,6 +339,6 @@ def write_tracks_figure(path: Path, ego_xy: np.ndarray, tracks: dict, points_xy:
     ax.set_ylabel('y (m)')
     ax.set_title(title or 'tracks (x: interpolated boxes; last box of each track drawn)')
     ax.legend(loc='upper right', fontsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, Path(path))
     plt.close(fig)
