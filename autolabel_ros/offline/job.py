@@ -433,6 +433,13 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     return summary
 
 
+def _ignore_sigint():
+    """The figure process leaves a Ctrl-C to the main one, which stops it (no second traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class FigureJob:
     """The report's figures (``io/report.write_figures``), drawn in a spawned process when the machine
     has a core to spare and the run enough frames to pay for the process' start (~2 s of imports),
@@ -451,7 +458,7 @@ class FigureJob:
 
             from autolabel_ros.io.report import write_figures
             try:
-                self.pool = mp.get_context('spawn').Pool(1)
+                self.pool = mp.get_context('spawn').Pool(1, initializer=_ignore_sigint)
                 self.pending = self.pool.apply_async(write_figures, self.args)
             except OSError as e:    # no process to spare: drawn here instead
                 log.info('figures drawn in this process (%s)', e)
