@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -291,10 +292,17 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=0, unit='step', desc='writing', disable=not job.progress, dynamic_ncols=True)
     try:
-        return _assemble(job, source, refs, store, failures, info, run_info, out, stage)
+        summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar)
     finally:
+        bar.close()
         shutil.rmtree(stage, ignore_errors=True)
+    log.info('outputs written in %.1f s', time.perf_counter() - t0)
+    return summary
 
 
 def _per_frame(records, failures, what: str, fn) -> list:
@@ -316,11 +324,15 @@ def _per_frame(records, failures, what: str, fn) -> list:
     return kept
 
 
-def _assemble(job, source, refs, store, failures, info, run_info, out, stage) -> dict:
+def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar) -> dict:
+    """``bar``: the progress bar of the output phase, one step per selected frame loaded, written to
+    KITTI and written to the bag, and per figure."""
     from autolabel_ros.io import report, writers
-    from autolabel_ros.io.outdir import install_tree
 
+    t0 = time.perf_counter()
     failures = list(failures)
+    bar.total = 3 * len(refs) + report.figure_count(len(refs)) + 1
+    bar.refresh()
     records, arrays, labels = [], {}, {}
 
     def load(ref):
@@ -333,6 +345,7 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         if store.has(ref.index):
             _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
                        lambda _r, ref=ref: load(ref))
+        bar.update(1)
 
     track_info = None
     if job.tracks and records:
@@ -375,7 +388,23 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             for sub in ('label_2', 'calib'):    # no half of a frame in the outputs
                 (stage / 'kitti' / sub / f"{rec['name']}.txt").unlink(missing_ok=True)
             raise
+        bar.update(1)
     records = _per_frame(records, failures, 'writing KITTI labels', kitti)
+    # the report's figures draw on the other core while this one writes meshes and the bag
+    bar.total += report.figure_count(len(records)) - report.figure_count(len(refs))
+    figure_job = FigureJob(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()})
+    try:
+        return _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records,
+                              labels, track_info, figure_job, occupancy_info, occupancy_s)
+    finally:
+        figure_job.close()
+
+
+def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records, labels,
+                   track_info, figure_job, occupancy_info, occupancy_s) -> dict:
+    from autolabel_ros.io import report, writers
+    from autolabel_ros.io.outdir import install_tree
+
     # meshes
     n_meshes = 0
     for rec in records:
@@ -384,6 +413,9 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
                 atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply",
                                    writers.mesh_to_ply_bytes(lab.mesh))
                 n_meshes += 1
+    # the bar counts the loaded frames, the KITTI files and the bag frames of every selected frame:
+    # steps of frames that failed are made up here
+    bar.update(len(refs) - len(records))
     failures.sort(key=lambda f: f['index'])
     # OpenLABEL
     first = records[0] if records else None
@@ -396,7 +428,9 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         tracked=bool(job.tracks))
     atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
     # label bag
-    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures)
+    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures,
+                                 on_frame=lambda: bar.update(1))
+    bar.update(1)
     # report
     outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
                'kitti_label_files': len(records), 'meshes': n_meshes, 'openlabel': 'openlabel.json'}
@@ -415,29 +449,93 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
                                                                'voxels_by_class')}
     if track_info is not None:
         summary['tracks'] = track_info
-    try:
-        bevs = {i: a.get('bev') for i, a in arrays.items()}
-        figures = report.write_figures(stage / 'report', records, bevs)
-    except OSError:
-        raise
-    except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+    figures = figure_job.result(bar)
+    if isinstance(figures, Exception):
         log.warning('report figures failed (%s: %s); the labels are written without them',
-                    type(e).__name__, e)
-        summary['outputs']['figures_error'] = f'{type(e).__name__}: {e}'
+                    type(figures).__name__, figures)
+        summary['outputs']['figures_error'] = f'{type(figures).__name__}: {figures}'
         figures = []
     summary['outputs']['figures'] = ['report/' + f for f in figures]
     summary['timing'] = report.timing_summary(records)
     if occupancy_s:
         summary['timing']['occupancy_s'] = report.percentiles(occupancy_s)
-    summary['run'] = run_info
+    # the output phase up to here (the summary and the move into place take milliseconds)
+    summary['run'] = dict(run_info, write_s=time.perf_counter() - t0)
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
     # move into place, replacing only the files this tool wrote before
     install_tree(stage, out, TOOL)
     return summary
 
 
-def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures) -> dict:
-    """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections."""
+def _ignore_sigint():
+    """The figure process leaves a Ctrl-C to the main one, which stops it (no second traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class FigureJob:
+    """The report's figures (``io/report.write_figures``), drawn in a spawned process when the machine
+    has a core to spare and the run enough frames to pay for the process' start (~2 s of imports),
+    else in this one when the result is asked for. Same bytes either way."""
+
+    MIN_FRAMES = 6      # below this the figures take about as long as starting the process
+
+    def __init__(self, report_dir: Path, records: list, bevs: dict, spawn: Optional[bool] = None):
+        self.args = (Path(report_dir), records, bevs)
+        self.pool = self.pending = None
+        self.before = self._pngs()
+        if spawn is None:
+            spawn = len(records) >= self.MIN_FRAMES and (os.cpu_count() or 1) > 1
+        if spawn:
+            import multiprocessing as mp
+
+            from autolabel_ros.io.report import write_figures
+            try:
+                self.pool = mp.get_context('spawn').Pool(1, initializer=_ignore_sigint)
+                self.pending = self.pool.apply_async(write_figures, self.args)
+            except OSError as e:    # no process to spare: drawn here instead
+                log.info('figures drawn in this process (%s)', e)
+                self.close()
+
+    def _pngs(self) -> int:
+        return sum(1 for _ in self.args[0].rglob('*.png')) if self.args[0].is_dir() else 0
+
+    def result(self, bar):
+        """The figure paths, or the exception that stopped them (an OSError is raised: the disk)."""
+        from autolabel_ros.io import report
+
+        try:
+            if self.pending is None:
+                return report.write_figures(*self.args, on_figure=lambda: bar.update(1))
+            # the child reports nothing while it draws: the PNGs it has saved are its progress
+            start = bar.n
+            while not self.pending.ready():
+                self.pending.wait(0.5)
+                bar.n = start + self._pngs() - self.before
+                bar.refresh()
+            figures = self.pending.get()
+            bar.n = start + len(figures)
+            bar.refresh()
+            return figures
+        except OSError:
+            raise
+        except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+            return e
+        finally:
+            self.close()
+
+    def close(self):
+        """Stop the child (a failed or interrupted output phase does not wait for its figures)."""
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures, on_frame=None) -> dict:
+    """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections.
+    ``on_frame()`` is called once per selected frame (a progress bar)."""
     from autolabel_ros.io import messages as M
     from autolabel_ros.io.kitti_raw import CAMERA_FRAME, LIDAR_FRAME
     from autolabel_ros.io.label_bag import BagWriter
@@ -449,6 +547,8 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
     by_index = {rec['index']: rec for rec in records}
     failed = {f['index'] for f in failures}
     for ref in refs:
+        if on_frame:
+            on_frame()
         rec = by_index.get(ref.index)
         if rec is None and ref.index not in failed:
             continue
