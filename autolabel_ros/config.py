@@ -120,6 +120,9 @@ class FitConfig:
     mask_erode_px: int = param(2, 'erode the instance mask before selecting frustum points', min=0)
     cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
                                   min=1e-6)
+    click_depth: bool = param(True, "click prompts: the scan under the clicks gives the clicked car's "
+                                    'depth, which cuts its mask to it, orders it and picks its points '
+                                    '(fit/clicks.py)')
     lidar_occluders: bool = param(True, 'LiDAR points in front of the object also zero the occlusion map')
     occluder_margin: float = param(0.3, "... when nearer than the object's nearest point by this (m)",
                                    min=0.0)

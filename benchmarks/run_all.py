@@ -578,7 +578,8 @@ def write_report(results: dict, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
-    p.add_argument('--rows', default='', help='run only the rows whose name contains this text')
+    p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
+                   "('|' separates alternatives)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
     p.add_argument('--offline-frames', type=int, default=8)
     p.add_argument('--sim-frames', type=int, default=46)      # 308 cars
@@ -615,7 +616,7 @@ def main(argv=None):
             print(f'[apollo] skipped: no ApolloCar3D models at {APOLLO_MODELS}')
     if 'extra' in only:
         specs += extra_specs(args.extra_frames)
-    specs = [s for s in specs if args.rows in s['name']]
+    specs = [s for s in specs if any(r in s['name'] for r in args.rows.split('|'))]
     if any(s.get('config', {}).get('prior') == str(MANUFACTURER) for s in specs):
         ensure_manufacturer_prior()
     specs = [s for s in specs if s.get('config', {}).get('prior') != str(APOLLO) or apollo]
