@@ -47,7 +47,8 @@ def car_evidence(ds, fid: str) -> list[dict]:
         both = (uu > L / 2 - END_M).sum() >= 3 and (uu < -L / 2 + END_M).sum() >= 3
         past_ends = max(np.percentile(uu, 99.5) - L / 2, -L / 2 - np.percentile(uu, 0.5))
         out.append(dict(frame=fid, line=line + 1, points=int(sel.sum()), length=L, width=W,
-                        extent=float(np.percentile(uu, 99) - np.percentile(uu, 1)), past_ends=float(past_ends),
+                        extent=float(np.percentile(uu, 99) - np.percentile(uu, 1)),
+                        past_ends=float(past_ends),
                         past_sides=float(np.percentile(np.abs(vv), 99.5) - W / 2),
                         both_ends=bool(both), end_on=bool(abs(np.cos(o.alpha)) < 0.3)))
     return out
