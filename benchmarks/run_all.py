@@ -205,19 +205,20 @@ def energy_ladder(base: dict, prefix: str) -> list[dict]:
     ]
 
 
-# the outline silhouette with a cheap common scale: sizes follow the data (fit/render.py, fit/energies.py)
-OUTLINE = {'fit': {'silhouette': 'outline', 'w_scale_common': 0.3, 'lr_scale': 0.02}}
+# the union silhouette, the default before issue 13's size work (fit/render.py: it inflates the
+# silhouette along grazing rays, so cars came out narrow and low)
+UNION = {'fit': {'silhouette': 'union'}}
 
 
 def full_variants(base: dict, prefix: str) -> list[dict]:
-    """The full fit with click prompts, without the LiDAR occluders, with the outline silhouette
-    (boxes and clicks)."""
+    """The full fit with click prompts (with and without the clicks' depth, fit/clicks.py), without
+    the LiDAR occluders, with the union silhouette."""
     return [
         dict(base, name=f'{prefix}: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name=f'{prefix}: full, point prompts, no click depth', prompts='gt-points',
+             config={'fit': {'click_depth': False}}),
         dict(base, name=f'{prefix}: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
-        dict(base, name=f'{prefix}: full, outline silhouette', config=OUTLINE),
-        dict(base, name=f'{prefix}: full, outline silhouette, point prompts', prompts='gt-points',
-             config=OUTLINE),
+        dict(base, name=f'{prefix}: full, union silhouette', config=UNION),
     ]
 
 
@@ -271,7 +272,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={}),
-            dict(base, name='apollo: full, outline silhouette', config=OUTLINE)]
+            dict(base, name='apollo: full, union silhouette', config=UNION)]
     rows += method_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
