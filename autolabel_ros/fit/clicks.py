@@ -5,7 +5,7 @@ often spreads over the car in front of it (both are "the object" to an image mod
 box then says nothing about where the clicked car is. The scan does: the LiDAR points under the
 clicks lie on the clicked car's visible surface.
 
-- :func:`click_depth`: camera depth of the clicked surface, per click the scan points nearest to it
+- :func:`click_depth`: camera depth of the clicked surface, per click the scan point nearest to it
   in the image, the median over the clicks;
 - :func:`trim_to_clicked`: the mask without the pixels where the scan shows something clearly
   nearer than that surface (and nothing at its depth), then only its parts that hold a click;
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 RADIUS_PX = 6            # scan points within this of a click are under it (64 beams: ~5 px row spacing)
-CLICK_POINTS = 3         # the scan points nearest a click in the image say its depth
+CLICK_POINTS = 1         # the scan point nearest a click in the image says its depth
 NEAR_MARGIN_M = 3.0      # nearer than the clicked surface by more than a car's visible depth: another object
 NEAR_MARGIN_FRAC = 0.1   # ... or by this share of its depth (range noise and sparser rows far away)
 FAR_EXTENT_M = 5.0       # the clicked car extends at most this far behind the clicked surface
@@ -29,10 +29,10 @@ def click_depth(clicks: np.ndarray, uv: np.ndarray, depth: np.ndarray, usable: n
                 radius_px: float = RADIUS_PX) -> float | None:
     """Camera depth of the surface under the clicks (K x 2 pixels); ``uv``/``depth``/``usable`` are
     the scan's projections, camera depths and the non-ground points inside the image. Per click the
-    median depth of the ``CLICK_POINTS`` scan points nearest to it in the image (within
-    ``radius_px``, else twice that): on a small far car the edge of the car in front lies a few
-    pixels away, so the points nearest the click decide, not the nearest in depth. The median over
-    the clicks; None when no click has scan points near it."""
+    depth of the scan point nearest to it in the image (within ``radius_px``, else twice that): near
+    a click on a car's edge lie points of the car in front or of the background the LiDAR sees past
+    the roof, so neither the nearest nor a percentile in depth can be trusted; the median over the
+    clicks outvotes one click on an edge. None when no click has scan points near it."""
     idx = np.flatnonzero(usable)
     if len(idx) == 0 or len(clicks) == 0:
         return None
