@@ -110,10 +110,11 @@ class FitConfig:
     w_scale_common: float = param(1.0, 'keeps the mean log scale near 0: the whole car scaled alike (when '
                                         'log_scales); 1 = as dear as other proportions; smaller lets a car '
                                         'the data shows wider or taller grow longer too', min=0.0)
-    silhouette: str = param('union', 'silhouette compositing of the render (fit/render.py): union (every '
-                                     'sample near the surface adds to it: prefers smaller cars) or outline '
-                                     "(0.5 on the shape's outline: sizes follow the data; KITTI's tight "
-                                     'boxes then read long)', choices=('union', 'outline'))
+    silhouette: str = param('outline', "silhouette compositing of the render (fit/render.py): outline (0.5 "
+                                       "on the shape's outline: widths and heights follow the mask) or "
+                                       'union (every sample near the surface adds to it, so rays grazing a '
+                                       'long side inflate it: ApolloCar3D scenes came out 0.15 m narrow)',
+                            choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)
@@ -123,6 +124,9 @@ class FitConfig:
     mask_erode_px: int = param(2, 'erode the instance mask before selecting frustum points', min=0)
     cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
                                   min=1e-6)
+    click_depth: bool = param(True, "click prompts: the scan under the clicks gives the clicked car's "
+                                    'depth, which cuts its mask to it, orders it and picks its points '
+                                    '(fit/clicks.py)')
     lidar_occluders: bool = param(True, 'LiDAR points in front of the object also zero the occlusion map')
     occluder_margin: float = param(0.3, "... when nearer than the object's nearest point by this (m)",
                                    min=0.0)

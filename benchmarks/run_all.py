@@ -206,19 +206,20 @@ def energy_ladder(base: dict, prefix: str) -> list[dict]:
     ]
 
 
-# the outline silhouette with a cheap common scale: sizes follow the data (fit/render.py, fit/energies.py)
-OUTLINE = {'fit': {'silhouette': 'outline', 'w_scale_common': 0.3, 'lr_scale': 0.02}}
+# the union silhouette, the default before issue 13's size work (fit/render.py: it inflates the
+# silhouette along grazing rays, so cars came out narrow and low)
+UNION = {'fit': {'silhouette': 'union'}}
 
 
 def full_variants(base: dict, prefix: str) -> list[dict]:
-    """The full fit with click prompts, without the LiDAR occluders, with the outline silhouette
-    (boxes and clicks)."""
+    """The full fit with click prompts (with and without the clicks' depth, fit/clicks.py), without
+    the LiDAR occluders, with the union silhouette."""
     return [
         dict(base, name=f'{prefix}: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name=f'{prefix}: full, point prompts, no click depth', prompts='gt-points',
+             config={'fit': {'click_depth': False}}),
         dict(base, name=f'{prefix}: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
-        dict(base, name=f'{prefix}: full, outline silhouette', config=OUTLINE),
-        dict(base, name=f'{prefix}: full, outline silhouette, point prompts', prompts='gt-points',
-             config=OUTLINE),
+        dict(base, name=f'{prefix}: full, union silhouette', config=UNION),
     ]
 
 
@@ -272,7 +273,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={}),
-            dict(base, name='apollo: full, outline silhouette', config=OUTLINE)]
+            dict(base, name='apollo: full, union silhouette', config=UNION)]
     rows += method_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
@@ -621,7 +622,8 @@ def write_report(results: dict, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
-    p.add_argument('--rows', default='', help='run only the rows whose name contains this text')
+    p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
+                   "('|' separates alternatives)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
     p.add_argument('--offline-frames', type=int, default=8, help='frames of the simulated offline bag')
     p.add_argument('--offline-raw-frames', type=int, default=20, help='frames of the KITTI raw excerpt')
@@ -660,7 +662,7 @@ def main(argv=None):
             print(f'[apollo] skipped: no ApolloCar3D models at {APOLLO_MODELS}')
     if 'extra' in only:
         specs += extra_specs(args.extra_frames)
-    specs = [s for s in specs if args.rows in s['name']]
+    specs = [s for s in specs if any(r in s['name'] for r in args.rows.split('|'))]
     if any(s.get('config', {}).get('prior') == str(MANUFACTURER) for s in specs):
         ensure_manufacturer_prior()
     specs = [s for s in specs if s.get('config', {}).get('prior') != str(APOLLO) or apollo]
