@@ -113,7 +113,9 @@ class FitConfig:
     silhouette: str = param('outline', "silhouette compositing of the render (fit/render.py): outline (0.5 "
                                        "on the shape's outline: widths and heights follow the mask) or "
                                        'union (every sample near the surface adds to it, so rays grazing a '
-                                       'long side inflate it: ApolloCar3D scenes came out 0.15 m narrow)',
+                                       'long side inflate it: ApolloCar3D scenes came out 0.15 m narrow); '
+                                       'with segmenter.model box (rectangles, not silhouettes) union '
+                                       'fits tighter',
                             choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
