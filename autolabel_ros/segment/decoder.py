@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import math
 
+GRID = 64          # tokens per side of SAM's image embedding
+TOKEN_PX = 16      # input pixels per token
+LOW_SCALE = 4      # input pixels per low-resolution mask logit (256 x 256 for 1024 px)
+
 
 def _heads(x, n: int):
     b, t, c = x.shape
@@ -45,10 +49,12 @@ def _first_block(layer, queries, keys, query_pe, key_pe):
     return queries, keys
 
 
-def decode(model, features, sparse, multimask: bool):
+def decode(model, features, sparse, multimask: bool, keep: tuple | None = None):
     """Low-resolution mask logits (B, M, 4h, 4w) and predicted IoUs (B, M) of ``sparse`` prompt
     embeddings (B, T, C) on ``features`` (1, C, h, w), no mask input; M = 3 with ``multimask``,
-    else 1 (the library's selection)."""
+    else 1 (the library's selection). ``keep`` = (rows, cols): only the mask logits of the first
+    rows x cols tokens (4 x 4 logits each) are computed: the upscaling (transposed 2x2 convolutions,
+    per-pixel norm) is local, so they equal the corresponding part of the full ones."""
     import torch
 
     dec = model.mask_decoder
@@ -68,7 +74,8 @@ def decode(model, features, sparse, multimask: bool):
                                                                        k=keys + key_pe, v=keys))
     iou_out = queries[:, 0, :]
     mask_out = queries[:, 1:1 + dec.num_mask_tokens, :]
-    up = dec.output_upscaling(keys.transpose(1, 2).reshape(b, c, h, w))
+    rows, cols = keep or (h, w)
+    up = dec.output_upscaling(keys.transpose(1, 2).reshape(b, c, h, w)[..., :rows, :cols])
     hyper = torch.stack([mlp(mask_out[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
                         dim=1)
     bu, cu, hu, wu = up.shape
@@ -78,13 +85,21 @@ def decode(model, features, sparse, multimask: bool):
     return masks[:, pick], iou[:, pick]
 
 
-def upscale(low, input_size: tuple, original_size: tuple, size: int = 1024):
-    """SAM's ``postprocess_masks``: low-resolution logits -> logits at the original image size. Only
-    the rows and columns that hold the image are upsampled to the model's input grid (bilinear at the
-    same integer scale, so the values are the library's); the padding is never interpolated."""
+def needed_tokens(input_size: tuple) -> tuple:
+    """Token rows and columns whose mask logits :func:`upscale` reads for an image of ``input_size``
+    (resized, unpadded) pixels."""
+    return tuple(min(GRID, math.ceil((math.ceil(n / LOW_SCALE) + 1) / (TOKEN_PX // LOW_SCALE)))
+                 for n in input_size)
+
+
+def upscale(low, input_size: tuple, original_size: tuple):
+    """SAM's ``postprocess_masks``: low-resolution logits (the first rows/columns of SAM's 256 x 256,
+    at least :func:`needed_tokens`) -> logits at the original image size. Only the rows and columns
+    that hold the image are upsampled to the input grid (bilinear at the same integer scale, so the
+    values are the library's); the padding is never interpolated."""
     import torch.nn.functional as F
 
-    scale = size // low.shape[-1]
+    scale = LOW_SCALE
     rows = min(low.shape[-2], math.ceil(input_size[0] / scale) + 1)
     cols = min(low.shape[-1], math.ceil(input_size[1] / scale) + 1)
     x = F.interpolate(low[..., :rows, :cols], (rows * scale, cols * scale), mode='bilinear',

@@ -204,11 +204,11 @@ class SamSegmenter(Segmenter):
 
     def _decode(self, coords, labels, boxes, multimask: bool):
         """Masks (B, M, H, W) as bool and predicted IoUs (B, M) for one batch of prompts."""
-        from autolabel_ros.segment.decoder import decode, upscale
+        from autolabel_ros.segment.decoder import decode, needed_tokens, upscale
 
         sparse, _ = self.model.prompt_encoder(points=None if coords is None else (coords, labels),
                                               boxes=boxes, masks=None)
-        low, iou = decode(self.model, self._features, sparse, multimask)
+        low, iou = decode(self.model, self._features, sparse, multimask, needed_tokens(self._sizes[0]))
         return upscale(low, *self._sizes) > self.model.mask_threshold, iou
 
     def segment(self, image: np.ndarray, prompts: Sequence[Prompt]) -> tuple[list[np.ndarray], list[float]]:
