@@ -31,4 +31,5 @@ def make_segmenter(cfg, device='auto') -> Segmenter:
     from autolabel_ros.segment.sam import SamSegmenter
 
     return SamSegmenter(model=model, checkpoint=getattr(cfg, 'checkpoint', '') or None, device=device,
-                        multimask=bool(getattr(cfg, 'multimask', False)))
+                        multimask=bool(getattr(cfg, 'multimask', False)),
+                        embed_margin=int(getattr(cfg, 'embed_margin', 4)))

@@ -166,7 +166,12 @@ class SamSegmenter(Segmenter):
             self.model = build_sam_model(model, self.checkpoint).to(self.device)
         encoder = self.model.image_encoder
         self.transform = ResizeLongestSide(encoder.img_size)
-        self.embedder = CroppedEmbedder(encoder, embed_margin) if is_tinyvit(encoder) else None
+        if is_tinyvit(encoder):
+            st = self.checkpoint.stat()
+            self.embedder = CroppedEmbedder(encoder, embed_margin,
+                                            key=(str(self.checkpoint.resolve()), st.st_size, st.st_mtime_ns))
+        else:
+            self.embedder = None
         self.timings['load_s'] = time.perf_counter() - t0
 
     @contextmanager

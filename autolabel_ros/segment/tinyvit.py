@@ -108,24 +108,31 @@ def encode(encoder, x):
     return encoder.neck(x.view(B, H, W, C).permute(0, 3, 1, 2))
 
 
+# the empty image's embedding per (weights key, device, dtype), shared by the segmenters of a process
+_EMPTY: dict = {}
+
+
 class CroppedEmbedder:
     """SAM's 64 x 64 embedding of a resized image from the encoder run on the image plus ``margin``
-    tokens of padding (see the module docstring); ``margin < 0`` runs the full square."""
+    tokens of padding (see the module docstring); ``margin < 0`` runs the full square. ``key`` names
+    the weights (e.g. the checkpoint path and its mtime): encoders with one key share the empty
+    image's embedding (one full-square pass per process, at the first cropped image)."""
 
-    def __init__(self, encoder, margin: int):
+    def __init__(self, encoder, margin: int, key=None):
         self.encoder = encoder
         self.margin = int(margin)
-        self._empty = None
+        self.key = key if key is not None else id(encoder)
 
     def empty(self, like):
         """The embedding of an all-padding input (zeros after normalisation), computed once."""
-        if self._empty is None:
+        k = (self.key, str(like.device), like.dtype)
+        if k not in _EMPTY:
             import torch
 
             size = GRID * TOKEN_PX
-            self._empty = encode(self.encoder, torch.zeros(1, 3, size, size, dtype=like.dtype,
-                                                           device=like.device))
-        return self._empty
+            _EMPTY[k] = encode(self.encoder, torch.zeros(1, 3, size, size, dtype=like.dtype,
+                                                         device=like.device))
+        return _EMPTY[k]
 
     def __call__(self, x):
         """``x``: (1, 3, h, w) normalised, unpadded, long side 1024 -> (1, 256, 64, 64)."""
