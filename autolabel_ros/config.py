@@ -48,6 +48,9 @@ class SegmenterConfig:
                               "of SAM's square padding (the rest of the embedding is an empty image's; "
                               '3x faster on a KITTI image, masks as close to the full square as a 1 px box '
                               'jitter); -1 = the whole 1024 x 1024 square', min=-1, max=64)
+    threads: int = param(0, "torch CPU threads while the segmenter computes (0 = the process' setting, "
+                            'fit.threads); 2 on an idle 2-core machine speeds the image embedding up, on a '
+                            'loaded one more threads are slower', min=0, max=256)
 
 
 @dataclass
