@@ -259,8 +259,8 @@ def test_crop_sizes_follow_the_attention_windows():
     from autolabel_ros.segment.decoder import needed_tokens
     from autolabel_ros.segment.tinyvit import crop_tokens
 
-    # KITTI 1242 x 375 -> 1024 x 309: 20 token rows of image + 4 of padding -> 2 windows of 14 tokens
-    assert crop_tokens(309, 4) == 28 and crop_tokens(1024, 4) == 64
+    # KITTI 1242 x 375 -> 1024 x 309: 20 token rows of image + 10 of padding -> 3 windows of 14 tokens
+    assert crop_tokens(309, 10) == 42 and crop_tokens(309, 4) == 28 and crop_tokens(1024, 10) == 64
     assert crop_tokens(576, 4) == 42 and crop_tokens(576, 10) == 56      # 36 + margin, whole windows
     assert crop_tokens(309, -1) == 64                                     # -1: SAM's full square
     assert needed_tokens((309, 1024)) == (20, 64)       # 78 low-res rows + 1 for the interpolation
@@ -292,8 +292,8 @@ def test_decoder_equals_the_library_one(sam, scene):
 
 
 def test_cropped_embedding_keeps_the_full_square_masks(sam, kitti_training):
-    """KITTI 000008 (6 cars): the encoder runs on 448 of SAM's 1024 padded rows; the masks are those
-    of the full square (12 dev frames: mean IoU 0.985, as close as a 1 px jitter of the boxes), and our
+    """KITTI 000008 (6 cars): the encoder runs on 672 of SAM's 1024 padded rows; the masks are those
+    of the full square (12 dev frames: mean IoU 0.99, as close as a 1 px jitter of the boxes), and our
     encoder forward on the full square is the library's."""
     import torch
 

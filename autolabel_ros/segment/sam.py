@@ -143,7 +143,7 @@ class SamSegmenter(Segmenter):
 
     def __init__(self, model: str = 'mobile_sam', checkpoint: Optional[str] = None, device='cpu',
                  multimask: bool = False, num_threads: Optional[int] = None, max_batch: int = 32,
-                 cache_embedding: bool = True, embed_margin: int = 4):
+                 cache_embedding: bool = True, embed_margin: int = 10):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
