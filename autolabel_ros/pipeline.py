@@ -101,9 +101,9 @@ class Autolabeler:
 
     def label(self, frame: SensorFrame, prompts: list[Prompt], masks: list[np.ndarray] | None = None
               ) -> LabelResult:
-        t0 = time.perf_counter()
-        t = dict(segment_s=0.0, prep_s=0.0, css_s=0.0, fit_s=0.0, post_s=0.0, total_s=0.0,
-                 per_instance_s=0.0, n=len(prompts))
+        t0, c0 = time.perf_counter(), time.process_time()
+        t = dict(segment_s=0.0, embed_s=0.0, decode_s=0.0, prep_s=0.0, css_s=0.0, fit_s=0.0, post_s=0.0,
+                 total_s=0.0, cpu_s=0.0, per_instance_s=0.0, n=len(prompts))
         if masks is not None and len(masks) != len(prompts):
             raise ValueError(f'{len(masks)} masks given for {len(prompts)} prompts')
         # prompts no model can use (outside the image, over the cap): rejected labels, reason logged
@@ -112,8 +112,12 @@ class Autolabeler:
         boxes = [None if i in dropped else clip_box(p, frame.width, frame.height)
                  for i, p in enumerate(prompts)]
         ts = time.perf_counter()
+        segmented = masks is None and any(b is not None for b in boxes)
         masks = self._masks(frame, prompts, boxes, masks)
         t['segment_s'] = time.perf_counter() - ts if prompts else 0.0
+        if segmented:       # SAM's image embedding and decoder seconds, when the segmenter reports them
+            st = getattr(self._segmenter, 'timings', None) or {}
+            t.update({k: float(st[k]) for k in ('embed_s', 'decode_s') if k in st})
         tp = time.perf_counter()
         evidence = lift(frame, prompts, boxes, masks, self.cfg, self.sdf.mean_size,
                         self.initialiser) if prompts else None
@@ -141,6 +145,7 @@ class Autolabeler:
             # the CSS forward pass and Procrustes (methods hybrid, sdflabel) count as per-instance work
             t['per_instance_s'] = (t['fit_s'] + t['post_s'] + t['css_s']) / len(evidence.objects)
         t['total_s'] = time.perf_counter() - t0
+        t['cpu_s'] = time.process_time() - c0      # all threads of the process: the load-robust number
         diagnostics = {'dropped_prompts': [{'index': i, 'id': int(prompts[i].id), 'reason': r}
                                            for i, r in sorted(dropped.items())]}
         return LabelResult(labels=labels, masks=masks, timings=t, diagnostics=diagnostics)

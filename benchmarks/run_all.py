@@ -183,6 +183,8 @@ def run_one(spec: dict) -> dict:
             stats['frames'] += s['frames']
             stats['instances'] += s['instances']
     else:
+        if spec.get('stages'):
+            time_verification(al)
         stats = label_split(src, out, mode, frames, spec['masks'], al)
     res = evaluate(data / 'label_2', out, frames)
     per_inst = [f['per_instance_s'] for f in stats['frames'] if f['n'] > 0]
@@ -193,7 +195,88 @@ def run_one(spec: dict) -> dict:
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
             'n_frames': len(frames), 'prompts': spec['prompts'],
             'cars': compact(car_records(data / 'label_2', out, frames, stats['instances'],
-                                        src / 'label_2' if src != data else None))}
+                                        src / 'label_2' if src != data else None)),
+            **({'stages': stage_medians(stats['frames'])} if spec.get('stages') else {})}
+
+
+# ------------------------------------------------------------------------------ per-stage timing
+# (key, what it is) per stage of a frame; seconds from LabelResult.timings (+ the frame read, the
+# verification's share of fit_s from time_verification); 'rest' is what the stages do not cover
+STAGES = (('load_s', 'read the frame (image, LiDAR, calibration)'),
+          ('embed_s', 'segmenter: image embedding'),
+          ('decode_s', 'segmenter: mask decoder, all prompts'),
+          ('prep_s', 'lift (ground, frustum points, init) + crops, rays'),
+          ('fit_s', 'fit: optimisation + heading choice'),
+          ('verify_s', 'fit: verification render'),
+          ('post_s', 'labels: mesh, box, confidence'),
+          ('rest_s', 'the rest (segmenter pre/post-processing, glue)'),
+          ('frame_s', 'frame end to end (read + label)'),
+          ('cpu_s', 'process CPU seconds of the label call'))
+
+
+def time_verification(al):
+    """Benchmark instrumentation: the fitter's verification render (timed inside fit_s) gets its own
+    ``verify_s`` in each frame's timings. Nothing is changed when the fitter has no ``_verify``."""
+    fitter = al.fitter
+    verify, label = getattr(fitter, '_verify', None), al.label
+    if verify is None:
+        return
+    spent = [0.0]
+
+    def timed_verify(*a, **k):
+        t = time.perf_counter()
+        try:
+            return verify(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    def timed_label(*a, **k):
+        spent[0] = 0.0
+        result = label(*a, **k)
+        result.timings['verify_s'] = spent[0]
+        return result
+
+    fitter._verify, al.label = timed_verify, timed_label
+
+
+def frame_stages(t: dict) -> dict:
+    """One frame's seconds per stage (STAGES keys; a stage the timings lack is left out)."""
+    out = {k: float(t[k]) for k in ('load_s', 'embed_s', 'decode_s', 'prep_s', 'post_s', 'cpu_s') if k in t}
+    out['fit_s'] = float(t['fit_s']) - float(t.get('verify_s', 0.0))
+    if 'verify_s' in t:
+        out['verify_s'] = float(t['verify_s'])
+    out['frame_s'] = float(t['total_s']) + float(t.get('load_s', 0.0))
+    out['rest_s'] = out['frame_s'] - sum(v for k, v in out.items() if k not in ('frame_s', 'cpu_s'))
+    return out
+
+
+def stage_medians(frames: list[dict]) -> dict:
+    """Per-stage medians over the frames with prompts, and over those with the most prompts (the
+    6-car KITTI frames)."""
+    fr = [f for f in frames if f.get('n', 0) > 0]
+    if not fr:
+        return {}
+    most = max(f['n'] for f in fr)
+    per = [frame_stages(f) for f in fr]
+    big = [frame_stages(f) for f in fr if f['n'] == most]
+
+    def med(rows):
+        return {k: float(np.median([r[k] for r in rows])) for k, _ in STAGES if all(k in r for r in rows)}
+
+    return {'all': med(per), 'most': med(big), 'n_all': len(per), 'n_most': len(big), 'most_prompts': most}
+
+
+def stage_table(row: dict) -> list[str]:
+    """Markdown table of a timing row's per-stage medians (median over the repeated runs)."""
+    st = row.get('stages')
+    if not st:
+        return []
+    lines = [f'| stage | median s, {st["n_all"]} frames with cars | median s, the {st["n_most"]} frames '
+             f'with {st["most_prompts"]} cars |', '|---|---|---|']
+    for k, what in STAGES:
+        if k in st['all']:
+            lines.append(f'| {what} | {st["all"][k]:.2f} | {st["most"].get(k, float("nan")):.2f} |')
+    return lines
 
 
 def energy_ladder(base: dict, prefix: str) -> list[dict]:
@@ -301,11 +384,11 @@ def extra_specs(n: int) -> list[dict]:
 def timing_specs(n_frames: int) -> list[dict]:
     if KITTI.is_dir():
         return [dict(name='timing: KITTI end to end (MobileSAM + fit)', dataset='kitti', data=str(KITTI),
-                     prompts='gt-boxes', masks='sam', cache_masks=False, config={})]
+                     prompts='gt-boxes', masks='sam', cache_masks=False, stages=True, config={})]
     fr = [f'{i:06d}' for i in range(n_frames)]
     return [dict(name='timing: synthetic end to end (MobileSAM + fit)', dataset='sim64',
-                 data=str(sim_root(64)),
-                 prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={})]
+                 data=str(sim_root(64)), prompts='gt-boxes', masks='sam', cache_masks=False, stages=True,
+                 frames=fr, config={})]
 
 
 def timed(spec: dict, repeats: int) -> dict:
@@ -316,6 +399,12 @@ def timed(spec: dict, repeats: int) -> dict:
     for k in ('median_fit_s_per_instance', 'median_frame_s'):
         row['runs_' + k[len('median_'):]] = [r[k] for r in runs]
         row[k] = float(np.median([r[k] for r in runs]))
+    if all(r.get('stages') for r in runs):
+        st = dict(runs[0]['stages'])
+        for part in ('all', 'most'):
+            st[part] = {k: float(np.median([r['stages'][part][k] for r in runs]))
+                        for k in runs[0]['stages'][part]}
+        row['stages'] = st
     return row
 
 
@@ -578,6 +667,9 @@ def write_report(results: dict, path: Path):
                   f'{_f(row["median_fit_s_per_instance"], ".2f")} s per instance (batched, CPU, 1 thread)'
                   f'{spread}, median {_f(row["median_frame_s"], ".2f")} s per frame end to end incl. the '
                   'segmenter.', '']
+        if row.get('stages'):
+            lines += ['Per stage (wall seconds, median over the frames, then over the runs):', '']
+            lines += stage_table(row) + ['']
     if results.get('offline'):
         lines += ['**Offline bag tool** (`autolabel-bag`: prompts, MobileSAM, fit and every writer; wall '
                   'clock incl. start-up and model loading; labelling = up to the last frame, writing = the '
@@ -710,6 +802,7 @@ def main(argv=None):
             print(f'[{r["name"]}] fit {r["median_fit_s_per_instance"]:.2f} s/inst, '
                   f'frame {r["median_frame_s"]:.2f} s (runs: '
                   + ', '.join(f'{x:.2f}' for x in r['runs_fit_s_per_instance']) + ')')
+            print('\n'.join(stage_table(r)))
     if 'offline' in only:
         results['offline'] = offline_throughput(args.offline_frames, args.offline_raw_frames,
                                                 args.offline_inputs)
