@@ -81,3 +81,15 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert 'nope' in capsys.readouterr().err
     assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), '--eval', str(tmp_path)]) == 2
     assert 'label_2' in capsys.readouterr().err
+
+
+def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):
+    from autolabel_ros.curriculum.loop import MaskCache
+    m = np.zeros((4, 5), bool)
+    m[1:3, 2:4] = True
+    MaskCache(tmp_path).put('log0_000001', [m, None], (4, 5))
+    again = MaskCache(tmp_path)
+    got = again.get('log0_000001', 2)
+    assert np.array_equal(got[0], m) and got[1] is None
+    assert MaskCache(tmp_path).get('log0_000001', 3) is None       # other prompts: recomputed
+    assert again.get('log0_000002', 1) is None

@@ -3,8 +3,8 @@
 Loop k (level ``levels[k-1]``, the last one repeating):
 1. autolabel every frame of the unlabeled logs with ``method: sdflabel`` and the current network
    (prompts from the detector fused with the LiDAR proposals, or the LiDAR proposals alone, or the
-   logs' own ground-truth boxes where they have them; the prompts and SAM masks of a frame are
-   computed once per run and reused by every loop);
+   logs' own ground-truth boxes where they have them; the prompts of a frame are computed once per
+   run, its SAM masks once per output folder (``masks/``), reused by every loop and every rerun);
 2. keep the accepted labels of the level (:mod:`autolabel_ros.curriculum.levels`) and render their NOCS
    targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
 3. fine-tune the network from the current weights on the real pool mixed half and half with
@@ -63,12 +63,43 @@ def open_log(path: Path):
         raise CurriculumError(str(exc)) from exc
 
 
-class _FrameCache:
-    """Prompts and SAM masks per frame key, computed once per run (they do not depend on the network)."""
+class MaskCache:
+    """SAM masks per frame, in memory and under ``folder`` (``<key>.npz``): they depend on the image and
+    the prompts only, not on the network, so every loop and a rerun of the same folder reuse them."""
 
-    def __init__(self):
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self.mem: dict = {}
+
+    def get(self, key: str, n: int):
+        if key in self.mem:
+            return self.mem[key]
+        path = self.folder / f'{key}.npz' if self.folder else None
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                masks = [m if ok else None for m, ok in zip(z['masks'], z['ok'])]
+            if len(masks) == n:            # the prompts changed (another detector): recompute
+                self.mem[key] = masks
+                return masks
+        return None
+
+    def put(self, key: str, masks: list, shape) -> None:
+        self.mem[key] = masks
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arr = np.stack([np.zeros(shape, bool) if m is None else np.asarray(m, bool) for m in masks]) \
+            if masks else np.zeros((0,) + tuple(shape), bool)
+        ok = np.array([m is not None for m in masks])
+        np.savez_compressed(self.folder / f'{key}.npz', masks=arr, ok=ok)
+
+
+class _FrameCache:
+    """Prompts per frame (computed once per run) and the SAM masks (:class:`MaskCache`)."""
+
+    def __init__(self, folder: Path | None = None):
         self.prompts: dict = {}
-        self.masks: dict = {}
+        self.masks = MaskCache(folder)
 
 
 def _log_prompts(frame, src, ref, mode: str, cfg, detector):
@@ -86,7 +117,7 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
     samples, n = [], {'frames': 0, 'labels': 0, 'accepted': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
     for li, (src, refs) in enumerate(logs):
         for ref in refs:
-            key = (li, ref.index)
+            key = f'log{li}_{ref.name}'
             frame = src.load(ref)
             if key not in cache.prompts:
                 cache.prompts[key] = _log_prompts(frame, src, ref, st.prompts, al.cfg, detector)
@@ -95,9 +126,9 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
             if not prompts:
                 continue
             t0 = time.perf_counter()
-            res = al.label(frame, prompts, cache.masks.get(key))
+            res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
             n['fit_s'] += time.perf_counter() - t0
-            cache.masks[key] = res.masks
+            cache.masks.put(key, res.masks, frame.image.shape[:2])
             boxes = [p.bounding_box() for p in prompts]
             for k, lab in enumerate(res.labels):
                 n['labels'] += 1
@@ -115,9 +146,10 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
     return samples, n
 
 
-def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: Path, cache: dict) -> dict:
+def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: Path,
+                     cache: MaskCache) -> dict:
     """AP of ``method: sdflabel`` with these weights on labelled KITTI-layout frames (GT boxes, SAM
-    masks cached across loops in ``cache``)."""
+    masks cached across loops in ``cache`` under the keys ``eval_<frame id>``)."""
     from autolabel_ros.eval import evaluate
     from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
     from autolabel_ros.io.kitti_policy import kitti_predictions
@@ -131,8 +163,8 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
     for fid in fids:
         frame, calib = ds.load_frame(fid), ds.calib(fid)
         prompts = ds.prompts(fid, mode='gt-boxes', seed=c.seed)
-        res = al.label(frame, prompts, cache.get(fid))
-        cache[fid] = res.masks
+        res = al.label(frame, prompts, cache.get(f'eval_{fid}', len(prompts)))
+        cache.put(f'eval_{fid}', res.masks, frame.image.shape[:2])
         if prompts:
             per_inst.append(res.timings['per_instance_s'])
         objs = [label3d_to_kitti(lab, calib, frame.width, frame.height)
@@ -187,7 +219,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     cfg = dataclasses.replace(cfg, method='sdflabel')
     weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
     rng = np.random.default_rng(st.seed)
-    cache, eval_cache = _FrameCache(), {}
+    cache, eval_cache = _FrameCache(out / 'masks'), MaskCache(out / 'masks')
     sim = sim_pool(st.sim_frames, out / 'sim_samples', log)
     report = {'settings': dataclasses.asdict(st), 'logs': [str(p) for p in logs], 'loops': []}
 
