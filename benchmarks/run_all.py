@@ -228,9 +228,9 @@ def method_rows(base: dict, prefix: str) -> list[dict]:
     """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
     Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
     rows = [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
-    # SDFLabel's surfel losses (fit/surfels.py) off for sdflabel, on for hybrid
-    rows.append(dict(base, name=f'{prefix}: method sdflabel, no surfel losses',
-                     config={'method': 'sdflabel', 'css': {'nocs_loss': ['none']}}))
+    # SDFLabel's surfel losses (fit/surfels.py, off by default) on for sdflabel and for hybrid
+    rows.append(dict(base, name=f'{prefix}: method sdflabel, surfel losses',
+                     config={'method': 'sdflabel', 'css': {'nocs_loss': ['sdflabel']}}))
     rows.append(dict(base, name=f'{prefix}: method hybrid, surfel losses',
                      config={'method': 'hybrid', 'css': {'nocs_loss': ['sdflabel', 'hybrid']}}))
     return rows
