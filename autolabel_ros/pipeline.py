@@ -139,7 +139,9 @@ class Autolabeler:
             t['css_s'] = time.perf_counter() - tc
             t['prep_s'] += t['css_s']
         if evidence is not None and evidence.objects:
-            fits, ft = self.fitter.fit(frame, evidence, cues, nocs)
+            # nocs only when the surfel losses run: hooks that wrap fit(frame, evidence, cues) still work
+            fits, ft = (self.fitter.fit(frame, evidence, cues) if nocs is None
+                        else self.fitter.fit(frame, evidence, cues, nocs))
             t['prep_s'] += ft.prep_s
             t['fit_s'] = ft.fit_s
             tq = time.perf_counter()
