@@ -33,7 +33,7 @@ def param(default, help: str, *, min=None, max=None, choices=None, items=None):
 SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
 DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
-ENERGIES = ('mask', 'lidar', 'ground')
+ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
 METHODS = ('slf', 'sdflabel', 'hybrid')
@@ -94,6 +94,10 @@ class FitConfig:
     w_lidar: float = param(1.0, 'weight of the LiDAR surface energy', min=0.0)
     w_freespace: float = param(1.0, 'first-hit / free-space term, relative to w_lidar', min=0.0)
     w_ground: float = param(1.0, 'weight of the ground-contact energy', min=0.0)
+    w_nocs: float = param(1.0, "weight of SDFLabel's 2D NOCS correspondence loss (fit/surfels.py; on "
+                               'when the CSS network runs for the fit, css.nocs_loss)', min=0.0)
+    w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
+                                   'the NOCS loss)', min=0.0)
     heading_cues: list = param(['lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
@@ -126,7 +130,8 @@ class FitConfig:
                                        'fits tighter',
                             choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
-    energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
+    energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit (nocs needs the CSS '
+                           'network: css.nocs_loss adds nocs and surfel3d for its methods)', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)
     freespace_samples: int = param(3, 'free-space samples per point (first-hit approximation)', min=1)
     freespace_step: float = param(0.25, 'their spacing towards the sensor (m)', min=1e-6)
@@ -234,6 +239,21 @@ class CssConfig:
                              'simulator-trained file')
     ransac_iters: int = param(200, 'RANSAC draws of the NOCS <-> LiDAR similarity', min=1)
     inlier_m: float = param(0.3, 'RANSAC inlier distance (m)', min=1e-6)
+    nocs_loss: list = param(['none'], "methods whose fit adds SDFLabel's surfel losses against the "
+                                      'predicted NOCS (fit.w_nocs, fit.w_surfel3d); none (default) = no '
+                                      'method: at weight 1 they cost AP3D@0.7 on the simulator sets '
+                                      '(docs/SDFLABEL.md)',
+                            items=('sdflabel', 'hybrid', 'none'))
+
+
+@dataclass
+class ShapeConfig:
+    """The shape space the fit moves in (autolabel_ros/shape)."""
+    kind: str = param('pca', 'pca: the PCA prior of the key prior; deepsdf: the DeepSDF auto-decoder of '
+                             'shape.deepsdf, baked into the same grids (shape/deepsdf.py)',
+                      choices=('pca', 'deepsdf'))
+    deepsdf: str = param('', 'DeepSDF shape space .pt (autolabel-build-prior --kind deepsdf); empty = the '
+                             'packaged one, trained on the procedural cars')
 
 
 @dataclass
@@ -278,6 +298,7 @@ class AutolabelConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     css: CssConfig = field(default_factory=CssConfig)
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
     occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +64,12 @@ def load_fit_prior(path: str = ''):
     return load_prior(path)
 
 
+def load_deepsdf_prior(path: str = ''):
+    """The DeepSDF shape space's grids (``shape.kind: deepsdf``): ``path``, else the packaged one."""
+    from autolabel_ros.shape.deepsdf import DeepSdfSpace, default_deepsdf_path
+    return DeepSdfSpace.load(Path(path).expanduser() if path else default_deepsdf_path()).prior
+
+
 class Autolabeler:
     """The pipeline with its parts: the shape space (``self.sdf``: ``shape``, else an SdfModel of the
     prior), the renderer and the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
@@ -73,7 +80,9 @@ class Autolabeler:
         self.cfg = config or AutolabelConfig()
         self.device = resolve_device(self.cfg.device)
         if shape is None:
-            prior = prior if prior is not None else load_fit_prior(self.cfg.prior)
+            if prior is None:
+                prior = (load_deepsdf_prior(self.cfg.shape.deepsdf) if self.cfg.shape.kind == 'deepsdf'
+                         else load_fit_prior(self.cfg.prior))
             shape = SdfModel(prior, device=self.device, mode=self.cfg.fit.sdf_mode,
                              downsample=self.cfg.fit.sdf_downsample)
         self.sdf = shape
@@ -124,15 +133,19 @@ class Autolabeler:
         t['prep_s'] = time.perf_counter() - tp
         labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
                   for i, p in enumerate(prompts)]
-        cues = None
+        cues = nocs = None
         if evidence is not None and evidence.objects and (self.cfg.method != 'slf'
                                                           or 'css' in self.cfg.fit.heading_cues):
             tc = time.perf_counter()
-            evidence, cues = self._with_css(frame, evidence)
+            evidence, cues, preds = self._with_css(frame, evidence)
+            if self.cfg.method in self.cfg.css.nocs_loss:
+                nocs = preds
             t['css_s'] = time.perf_counter() - tc
             t['prep_s'] += t['css_s']
         if evidence is not None and evidence.objects:
-            fits, ft = self.fitter.fit(frame, evidence, cues)
+            # nocs only when the surfel losses run: hooks that wrap fit(frame, evidence, cues) still work
+            fits, ft = (self.fitter.fit(frame, evidence, cues) if nocs is None
+                        else self.fitter.fit(frame, evidence, cues, nocs))
             t['prep_s'] += ft.prep_s
             t['fit_s'] = ft.fit_s
             tq = time.perf_counter()
@@ -155,7 +168,7 @@ class Autolabeler:
         preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
         ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
                                    self.cfg.css.ransac_iters, self.cfg.css.inlier_m)
-        return ev, cues
+        return ev, cues, preds
 
     def _masks(self, frame, prompts, boxes, given) -> list:
         """Per prompt the H x W bool mask (None where the clipped box is empty or SAM gave none)."""

@@ -312,18 +312,38 @@ FULL = 'LiDAR + mask + ground (full)'      # the default fit's row name in every
 def method_rows(base: dict, prefix: str) -> list[dict]:
     """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
     Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
-    return [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+    rows = [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+    # SDFLabel's surfel losses (fit/surfels.py, off by default) on for sdflabel and for hybrid
+    rows.append(dict(base, name=f'{prefix}: method sdflabel, surfel losses',
+                     config={'method': 'sdflabel', 'css': {'nocs_loss': ['sdflabel']}}))
+    rows.append(dict(base, name=f'{prefix}: method hybrid, surfel losses',
+                     config={'method': 'hybrid', 'css': {'nocs_loss': ['sdflabel', 'hybrid']}}))
+    return rows
 
 
-def kitti_specs(apollo: bool) -> list[dict]:
+DEEPSDF = {'shape': {'kind': 'deepsdf'}}     # the packaged DeepSDF shape space (shape/deepsdf.py)
+
+
+def shape_rows(base: dict, prefix: str) -> list[dict]:
+    """The default fit and sdflabel in the DeepSDF shape space instead of the PCA prior."""
+    return [dict(base, name=f'{prefix}: full, deepsdf shape space', config=DEEPSDF),
+            dict(base, name=f'{prefix}: method sdflabel, deepsdf shape space',
+                 config=dict(DEEPSDF, method='sdflabel'))]
+
+
+def kitti_specs(apollo: bool, css_weights: str = '') -> list[dict]:
     base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
-    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
+    rows = (energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
+            + shape_rows(base, 'kitti'))
     rows.append(dict(base, name='kitti: full, detector prompts (end to end)', prompts='detector', config={}))
     rows.append(dict(base, name='kitti: full, the 7 first development frames', frames=KITTI_FIRST7,
                      config={}))
     rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
     if apollo:
         rows.append(dict(base, name='kitti: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
+    if css_weights:     # CSS weights of an autolabel-curriculum run (never in the repo: built from KITTI)
+        rows += [dict(base, name=f'kitti: method {m}, curriculum CSS weights',
+                      config={'method': m, 'css': {'weights': css_weights}}) for m in ('hybrid', 'sdflabel')]
     return rows
 
 
@@ -338,7 +358,7 @@ def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
     fr = [f'{i:06d}' for i in range(n64)]
     base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
     rows = (energy_ladder(base, 'sim') + [dict(base, name='sim: full, oracle masks', masks='gt', config={})]
-            + full_variants(base, 'sim') + method_rows(base, 'sim'))
+            + full_variants(base, 'sim') + method_rows(base, 'sim') + shape_rows(base, 'sim'))
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     fb = [f'{i:06d}' for i in range(n_beam)]
@@ -357,7 +377,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={}),
             dict(base, name='apollo: full, union silhouette', config=UNION)]
-    rows += method_rows(base, 'apollo')
+    rows += method_rows(base, 'apollo') + shape_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
                          config={'prior': str(APOLLO)}))
@@ -726,6 +746,8 @@ def main(argv=None):
     p.add_argument('--extra-frames', type=int, default=12)
     p.add_argument('--timing-repeats', type=int, default=3, help='timing runs (their median is reported)')
     p.add_argument('--report', action='store_true', help='only rewrite RESULTS.md from results.json')
+    p.add_argument('--css-weights', default='', help='also run the KITTI methods with these CSS weights '
+                   '(e.g. loop2/css.pt of an autolabel-curriculum run)')
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     args = p.parse_args(argv)
     only = set(args.only.split(','))
@@ -744,7 +766,7 @@ def main(argv=None):
             export_for(apollo_specs(False, args.apollo_frames), args.jobs)
     specs = []
     if 'kitti' in only and KITTI.is_dir():
-        specs += kitti_specs(apollo)
+        specs += kitti_specs(apollo, args.css_weights)
     if 'synthetic' in only:
         specs += synthetic_specs(apollo, args.sim_frames, args.beam_frames)
     if 'apollo' in only:
@@ -784,7 +806,7 @@ def main(argv=None):
             print(f'[{r["name"]}] 3D@0.5 mod {_f(r["result"]["3D@0.5"]["moderate"])}  '
                   f'3D@0.7 mod {_f(r["result"]["3D@0.7"]["moderate"])}  '
                   f'flip {_f(r["result"].get("flip_rate"), ".3f")}')
-        order = [s['name'] for s in kitti_specs(True)
+        order = [s['name'] for s in kitti_specs(True, args.css_weights)
                  + synthetic_specs(True, args.sim_frames, args.beam_frames)
                  + apollo_specs(True, args.apollo_frames) + extra_specs(args.extra_frames)]
         # rows of renamed or removed specs are dropped, so the table never mixes runs of old code

@@ -34,6 +34,8 @@ class FitBatch:
     fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
     ground: torch.Tensor | None  # 3: z = a x + b y + c
     has_mask: torch.Tensor       # N bool: non-empty target
+    nocs: object = None          # fit/surfels.NocsTargets: the CSS predictions (SDFLabel's losses)
+    seeds: object = None         # fit/surfels.Seeds of the shape space (with ``nocs``)
 
 
 def object_crops(objects, width: int, height: int, pad_frac: float) -> list[np.ndarray]:

@@ -17,6 +17,8 @@
   code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
   regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
   touch the ground.
+- nocs, surfel3d (SDFLabel, when the batch carries CSS predictions): the 2D NOCS correspondence loss
+  and the 3D surfel-to-LiDAR loss of :mod:`autolabel_ros.fit.surfels`.
 - shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).
 - scale, scale_common: the per-axis log scales split into their mean (the whole car larger or smaller,
   same proportions) and the rest (other proportions): ``scale_common = mean^2``, ``scale = |log
@@ -32,6 +34,7 @@ import torch
 from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.rays import to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
 
 
 def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -97,6 +100,13 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
         out['lidar'] = (rho * w).sum(-1) / wsum
         fs = torch.relu(-phi[:, M:]).view(B, M, K).mean(-1)
         out['freespace'] = (fs * w).sum(-1) / wsum
+    if batch.seeds is not None and ({'nocs', 'surfel3d'} & on):
+        p, n = surfels(sdf, batch.seeds, codes, scales, vols)
+        if 'nocs' in on and batch.nocs is not None:
+            e, _ = nocs_loss(sdf, p, n, pose, codes, scales, obj, batch.nocs)
+            out['nocs'] = torch.where(batch.nocs.valid[obj].any(-1), e, zero)
+        if 'surfel3d' in on:
+            out['surfel3d'] = surface_loss(p, n, pose, batch.pts[obj], batch.w[obj], batch.ray_o)
     if 'ground' in on and batch.ground is not None:
         out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground) ** 2
     out['shape'] = (code_n ** 2).mean(-1)
@@ -110,5 +120,5 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
 def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
                'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
-               'scale_common': cfg.w_scale_common}
+               'scale_common': cfg.w_scale_common, 'nocs': cfg.w_nocs, 'surfel3d': cfg.w_surfel3d}
     return sum(weights[k] * v for k, v in terms.items())

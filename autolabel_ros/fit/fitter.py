@@ -17,6 +17,7 @@ and the initialiser (used by :func:`autolabel_ros.fit.lift.lift`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_ce
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.surfels import nocs_targets, surface_seeds
 from autolabel_ros.fit.verify import mask_ious
 
 
@@ -45,11 +47,13 @@ class Fitter:
         self.device = device
         self.renderer = renderer
 
-    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None
+    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
             ) -> tuple[list[ObjectFit], FitTimings]:
         """One ObjectFit per evidence object (same order); ``terms['mask_iou_hi']`` holds its
         verification IoU, ``alternatives`` every surviving hypothesis. ``cues``: per object None or a
-        callable pose -> t (negative supports the hypothesis): the heading cue ``css``."""
+        callable pose -> t (negative supports the hypothesis): the heading cue ``css``. ``nocs``: per
+        object None or the CSS network's NocsPrediction: adds SDFLabel's surfel losses (``nocs``,
+        ``surfel3d``) to the fit's energies."""
         fc, objs = self.cfg, evidence.objects
         times = FitTimings()
         if not objs:
@@ -58,6 +62,13 @@ class Fitter:
         crops = object_crops(objs, frame.width, frame.height, fc.box_padding)
         views = crop_views(frame, objs, crops, fc.crop_size)
         batch = build_batch(views, objs, evidence.ground, fc, self.device)
+        if nocs is not None:
+            batch.nocs = nocs_targets(nocs, frame.K, frame.T_cam_lidar, self.device)
+            if batch.nocs is not None:
+                extra = [e for e in ('nocs', 'surfel3d') if e not in fc.energies]
+                fc = dataclasses.replace(fc, energies=list(fc.energies) + extra)
+        if {'nocs', 'surfel3d'} & set(fc.energies):
+            batch.seeds = surface_seeds(self.shape)
         init_xyz = np.concatenate([o.init.xyz for o in objs])
         init_yaw = np.concatenate([o.init.yaw for o in objs])
         obj = np.concatenate([np.full(len(o.init.yaw), k) for k, o in enumerate(objs)])
