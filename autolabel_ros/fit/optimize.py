@@ -19,6 +19,7 @@ import torch
 from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.energies import compute_energies, total_energy
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.stages import no_clock
 
 
 @dataclass
@@ -63,8 +64,10 @@ class _State:
                       self.obj[keep], self.hyp_id[keep], cfg)
 
 
-def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes):
-    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer)
+def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes,
+              clock=no_clock):
+    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer,
+                             clock)
     return terms, total_energy(terms, cfg)
 
 
@@ -93,10 +96,11 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
-             device, renderer: Renderer = render_silhouettes) -> list[ObjectFit]:
+             device, renderer: Renderer = render_silhouettes, clock=no_clock) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
-    process' torch threads (set once by the entry point, see ``fit.threads``)."""
+    process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
+    :class:`autolabel_ros.fit.stages.StageClock`) times the stages."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -111,19 +115,21 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
         for g, lr0 in zip(st.opt.param_groups, st.base_lr):
             g['lr'] = lr0 * cfg.lr_final_frac ** frac
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer)
-        st.opt.zero_grad(set_to_none=True)
-        e.sum().backward()
-        st.opt.step()
+        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer, clock)
+        with clock('backward' if 'mask' in on else 'backward.no_mask'):
+            st.opt.zero_grad(set_to_none=True)
+            e.sum().backward()
+        with clock('adam'):
+            st.opt.step()
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
-            with torch.no_grad():
+            with torch.no_grad(), clock('prune'):
                 _, e = _energies(sdf, batch, st, cfg, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
-    with torch.no_grad():
+    with torch.no_grad(), clock('final_energy'):
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
     if hyp_energy0 is None:
