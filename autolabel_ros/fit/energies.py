@@ -107,20 +107,20 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
-    """(B,) robust surface distance of the fit points and (B,) free-space violation."""
+    """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
+    each object's points; an object without points gets 0)."""
     B = pose.shape[0]
-    w = batch.w[obj]                                            # B, M
-    M = w.shape[1]
-    K = batch.fs.shape[2]
-    p = to_object_frame(batch.pts[obj], pose)                   # B, M, 3
-    q = to_object_frame(batch.fs[obj].reshape(B, M * K, 3), pose)
-    hyp = torch.arange(B, device=pose.device)
-    phi = sdf.query(torch.cat([p, q], 1), hyp, codes, scales, vols)        # B, M * (K + 1)
+    lr = batch.lidar_rows
+    rows, hyp = lr.of(obj)                                          # Hq, Hq
+    q = to_object_frame(lr.rows[rows], pose[hyp])                   # Hq, 1 + K, 3
+    phi = sdf.query(q, hyp, codes, scales, vols)                    # Hq, 1 + K
     tau = cfg.lidar_robust
-    rho = tau * torch.tanh(phi[:, :M].abs() / tau)
-    wsum = w.sum(-1).clamp_min(1e-6)
-    fs = torch.relu(-phi[:, M:]).view(B, M, K).mean(-1)
-    return (rho * w).sum(-1) / wsum, (fs * w).sum(-1) / wsum
+    w = lr.w[rows]
+    rho = tau * torch.tanh(phi[:, 0].abs() / tau) * w
+    fs = torch.relu(-phi[:, 1:]).mean(-1) * w
+    zero = torch.zeros(B, device=pose.device, dtype=phi.dtype)
+    wsum = lr.wsum[obj]
+    return zero.index_add(0, hyp, rho) / wsum, zero.index_add(0, hyp, fs) / wsum
 
 
 def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:

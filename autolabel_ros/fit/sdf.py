@@ -91,13 +91,11 @@ def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
     """Lowest zero crossing of each column of a (1+d, k, C) slab of prior channels for codes (B, d),
     without gradient: heights (B, C), validity (B, C) and the first inside node (B, C)."""
     with torch.no_grad():
-        phi = vol[0] + torch.einsum('bj,jkc->bkc', codes.detach(), vol[1:])
-        first = torch.zeros(phi.shape[0], phi.shape[2], dtype=torch.long, device=phi.device)
-        valid = torch.zeros_like(first, dtype=torch.bool)
-        for j in range(vol.shape[1] - 1, -1, -1):           # top-down: the last hit is the lowest
-            hit = phi[:, j] <= 0
-            first = torch.where(hit, j, first)
-            valid |= hit
+        k, C = vol.shape[1:]
+        phi = (codes.detach() @ vol[1:].reshape(vol.shape[0] - 1, k * C)).view(-1, k, C) + vol[0]
+        hit = phi <= 0
+        valid = hit.any(1)
+        first = hit.to(torch.uint8).argmax(1)          # the lowest inside node (argmax: first maximum)
         p0 = phi.gather(1, (first - 1).clamp_min(0)[:, None]).squeeze(1)
         p1 = phi.gather(1, first[:, None]).squeeze(1)
         return _crossing(z, p0, p1, first), valid, first
