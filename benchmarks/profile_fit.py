@@ -51,13 +51,13 @@ def capture(set_name: str, n_frames: int | None) -> list[tuple]:
     fids = ds.frame_ids[:n_frames] if n_frames else ds.frame_ids
     out = []
     fit0 = al.fitter.fit
+    seen = {}
+
+    def skip_fit(fr, evidence, *rest):      # keep the fit's inputs, skip the fit itself
+        seen['ev'], seen['rest'] = evidence, rest
+        raise _Captured
+
     for fid in fids:
-        seen = {}
-
-        def skip_fit(fr, evidence, *rest):      # keep the fit's inputs, skip the fit itself
-            seen['ev'], seen['rest'] = evidence, rest
-            raise _Captured
-
         al.fitter.fit = skip_fit
         seg.fid = fid
         frame = ds.load_frame(fid)
@@ -137,8 +137,9 @@ def summarise(rows: list[dict]) -> dict:
         - stages.get('post.surface_ratio', 0.0)
     return dict(median_wall_s_per_instance=float(np.median(per_wall)),
                 median_cpu_s_per_instance=float(np.median(per_cpu)),
-                mean_cpu_s_per_instance=float(sum(per_c * r['n'] for per_c, r in zip(per_cpu, rows)) / n),
-                stages_cpu_s_per_instance={k: v / n for k, v in stages.items()}, n_instances=n, runs=len(rows))
+                mean_cpu_s_per_instance=float(sum(c * r['n'] for c, r in zip(per_cpu, rows)) / n),
+                stages_cpu_s_per_instance={k: v / n for k, v in stages.items()}, n_instances=n,
+                runs=len(rows))
 
 
 STAGE_NOTES = {
@@ -160,7 +161,8 @@ def table(res: dict, other: dict | None = None, names=('this', 'other')) -> str:
     if other is None:
         lines = ['| stage | what | CPU ms / instance | share % |', '|---|---|---|---|']
         for k in keys:
-            lines.append(f'| {k} | {STAGE_NOTES.get(k, "")} | {1e3 * s[k]:.1f} | {100 * s[k] / tot:.1f} |')
+            lines.append(f'| {k} | {STAGE_NOTES.get(k, "")} | {1e3 * s[k]:.1f} | '
+                         f'{100 * s[k] / tot:.1f} |')
         lines.append(f'| total | | {1e3 * tot:.1f} | 100 |')
         return '\n'.join(lines)
     o = other['stages_cpu_s_per_instance']
@@ -191,8 +193,11 @@ def run_child(checkout: Path, evidence: Path, repeats: int) -> dict:
 def merge(results: list[dict]) -> dict:
     """Rounds of one checkout: the median of the rounds' medians, stages averaged."""
     keys = set().union(*(r['stages_cpu_s_per_instance'] for r in results))
-    return dict(median_wall_s_per_instance=float(np.median([r['median_wall_s_per_instance'] for r in results])),
-                median_cpu_s_per_instance=float(np.median([r['median_cpu_s_per_instance'] for r in results])),
+    def med(key):
+        return float(np.median([r[key] for r in results]))
+
+    return dict(median_wall_s_per_instance=med('median_wall_s_per_instance'),
+                median_cpu_s_per_instance=med('median_cpu_s_per_instance'),
                 rounds_cpu=[r['median_cpu_s_per_instance'] for r in results],
                 rounds_wall=[r['median_wall_s_per_instance'] for r in results],
                 stages_cpu_s_per_instance={k: float(np.mean([r['stages_cpu_s_per_instance'].get(k, 0.0)
@@ -204,7 +209,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--set', default='kitti', choices=sorted(SETS))
     p.add_argument('--frames', type=int, default=None, help='the first N frames of the set (default: all)')
-    p.add_argument('--repeats', type=int, default=2, help='timed passes over the frames (after a warm-up fit)')
+    p.add_argument('--repeats', type=int, default=2, 
+                   help='timed passes over the frames (after a warm-up fit)')
     p.add_argument('--evidence', default=None, help='captured evidence (pickle) to time instead of capturing')
     p.add_argument('--save-evidence', default=None, help='write the captured evidence here (pickle)')
     p.add_argument('--compare', default=None, help='another checkout of the repository to time A/B')
@@ -214,7 +220,7 @@ def main(argv=None):
     p.add_argument('--package', default=None, help=argparse.SUPPRESS)   # the checkout a --compare child times
     a = p.parse_args(argv)
     if a.package:
-        sys.path.insert(0, str(Path(a.package).resolve()))
+        sys.path.insert(0, str(Path(a.package).resolve()))     # before any autolabel_ros import
     if a.evidence:
         path = Path(a.evidence)
         if not path.is_file():
@@ -235,15 +241,18 @@ def main(argv=None):
             for ck, acc in order:
                 acc.append(run_child(ck, path, a.repeats))
                 if not a.quiet:
-                    print(f'round {k + 1}: {ck}: median {acc[-1]["median_cpu_s_per_instance"]:.3f} s CPU, '
-                          f'{acc[-1]["median_wall_s_per_instance"]:.3f} s wall per instance', flush=True)
+                    r = acc[-1]
+                    print(f'round {k + 1}: {ck}: median {r["median_cpu_s_per_instance"]:.3f} s CPU, '
+                          f'{r["median_wall_s_per_instance"]:.3f} s wall per instance', flush=True)
         res, base = merge(mine), merge(theirs)
         print(table(res, base, names=(ROOT.name, other.name)))
         print(f'median per instance: {other.name} {base["median_cpu_s_per_instance"]:.3f} s CPU '
               f'({base["median_wall_s_per_instance"]:.3f} s wall), {ROOT.name} '
-              f'{res["median_cpu_s_per_instance"]:.3f} s CPU ({res["median_wall_s_per_instance"]:.3f} s wall); '
+              f'{res["median_cpu_s_per_instance"]:.3f} s CPU '
+              f'({res["median_wall_s_per_instance"]:.3f} s wall); '
               f'ratio {res["median_cpu_s_per_instance"] / base["median_cpu_s_per_instance"]:.2f} CPU, '
-              f'{res["median_wall_s_per_instance"] / base["median_wall_s_per_instance"]:.2f} wall '
+              f'{res["median_wall_s_per_instance"] / base["median_wall_s_per_instance"]:.2f} '
+              'wall '
               f'({res["n_instances"]} instances, {a.rounds} rounds x {a.repeats} repeats)')
         res = dict(this=res, other=base)
     else:

@@ -169,6 +169,7 @@ def run_one(spec: dict) -> dict:
         from benchmarks.detector_split import detector_split
         src = detector_split(data, CACHE / 'detections' / spec['dataset'] / 'training', frames)
         mode = 'gt-boxes'          # the detections' Car boxes, read from src/label_2
+    stages = _clock_stages(al) if spec.get('stages') else None
     if spec['masks'] == 'sam' and spec.get('cache_masks', True):
         # gt-points: clicks on the visible part of the car since issue 13 (io/kitti.py); masks cached
         # for the earlier box-centre clicks must not be read back
@@ -186,13 +187,34 @@ def run_one(spec: dict) -> dict:
     res = evaluate(data / 'label_2', out, frames)
     per_inst = [f['per_instance_s'] for f in stats['frames'] if f['n'] > 0]
     acc = [i['accepted'] for i in stats['instances']]
-    return {'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
+    extra = {}
+    if stages is not None:     # the fit's stages (CPU s per instance) and the label building ("post")
+        n = max(1, sum(f['n'] for f in stats['frames'] if f['n'] > 0))
+        stages['post (mesh, verification, label)'] = sum(f['post_s'] for f in stats['frames'])
+        extra['stages_s_per_instance'] = {k: v / n for k, v in stages.items()}
+    return {**extra, 'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
             'accepted_share': float(np.mean(acc)) if acc else None,
             'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
             'n_frames': len(frames), 'prompts': spec['prompts'],
             'cars': compact(car_records(data / 'label_2', out, frames, stats['instances'],
                                         src / 'label_2' if src != data else None))}
+
+
+def _clock_stages(al) -> dict:
+    """Sum the fitter's stage clock (thread CPU s, fit/stages.py) over every fit of ``al`` into the
+    returned dict."""
+    acc: dict = {}
+    fit0 = al.fitter.fit
+
+    def fit(*a, **k):
+        fits, t = fit0(*a, **k)
+        for name, v in t.stages.cpu.items():
+            acc[name] = acc.get(name, 0.0) + v
+        return fits, t
+
+    al.fitter.fit = fit
+    return acc
 
 
 def energy_ladder(base: dict, prefix: str) -> list[dict]:
@@ -299,11 +321,11 @@ def extra_specs(n: int) -> list[dict]:
 def timing_specs(n_frames: int) -> list[dict]:
     if KITTI.is_dir():
         return [dict(name='timing: KITTI end to end (MobileSAM + fit)', dataset='kitti', data=str(KITTI),
-                     prompts='gt-boxes', masks='sam', cache_masks=False, config={})]
+                     prompts='gt-boxes', masks='sam', cache_masks=False, config={}, stages=True)]
     fr = [f'{i:06d}' for i in range(n_frames)]
     return [dict(name='timing: synthetic end to end (MobileSAM + fit)', dataset='sim64',
                  data=str(sim_root(64)),
-                 prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={})]
+                 prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={}, stages=True)]
 
 
 def timed(spec: dict, repeats: int) -> dict:
@@ -542,6 +564,15 @@ def write_report(results: dict, path: Path):
                   f'{_f(row["median_fit_s_per_instance"], ".2f")} s per instance (batched, CPU, 1 thread)'
                   f'{spread}, median {_f(row["median_frame_s"], ".2f")} s per frame end to end incl. the '
                   'segmenter.', '']
+        st = row.get('stages_s_per_instance')
+        if st:      # the run's per-stage table (benchmarks/profile_fit.py: the same stages, A/B)
+            tot = sum(st.values())
+            lines += ['Where the fit\'s time goes (that run; thread CPU s per instance, fit/stages.py; '
+                      '"post" = wall s of the label building):', '', '| stage | s / instance | share % |',
+                      '|---|---|---|']
+            lines += [f'| {k} | {v:.3f} | {100 * v / tot:.1f} |'
+                      for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
+            lines += ['']
     if results.get('offline'):
         lines += ['**Offline bag tool** (`autolabel-bag` on a simulated bag, MobileSAM + fit + every '
                   'writer, wall clock incl. start-up and model loading):', '',
