@@ -209,7 +209,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--set', default='kitti', choices=sorted(SETS))
     p.add_argument('--frames', type=int, default=None, help='the first N frames of the set (default: all)')
-    p.add_argument('--repeats', type=int, default=2, 
+    p.add_argument('--repeats', type=int, default=2,
                    help='timed passes over the frames (after a warm-up fit)')
     p.add_argument('--evidence', default=None, help='captured evidence (pickle) to time instead of capturing')
     p.add_argument('--save-evidence', default=None, help='write the captured evidence here (pickle)')
