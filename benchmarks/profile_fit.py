@@ -177,14 +177,20 @@ def table(res: dict, other: dict | None = None, names=('this', 'other')) -> str:
     return '\n'.join(lines)
 
 
-def run_child(checkout: Path, evidence: Path, repeats: int) -> dict:
-    """Time a checkout's fit on the captured evidence in a fresh process."""
+def start_child(checkout: Path, evidence: Path, repeats: int):
+    """Time a checkout's fit on the captured evidence in a fresh process: (process, its JSON path)."""
     with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as fh:
         out = Path(fh.name)
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), '--evidence', str(evidence),
-                    '--repeats', str(repeats), '--json', str(out), '--quiet', '--package', str(checkout)],
-                   env=env, check=True, cwd=checkout)
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), '--evidence', str(evidence),
+                             '--repeats', str(repeats), '--json', str(out), '--quiet', '--package',
+                             str(checkout)], env=env, cwd=checkout)
+    return proc, out
+
+
+def child_result(proc, out: Path) -> dict:
+    if proc.wait() != 0:
+        sys.exit(f'profile_fit: the timing of {proc.args[-1]} failed')
     res = json.loads(out.read_text())
     out.unlink()
     return res
@@ -215,6 +221,8 @@ def main(argv=None):
     p.add_argument('--save-evidence', default=None, help='write the captured evidence here (pickle)')
     p.add_argument('--compare', default=None, help='another checkout of the repository to time A/B')
     p.add_argument('--rounds', type=int, default=3, help='alternating rounds with --compare')
+    p.add_argument('--together', action='store_true',
+                   help='with --compare: run the two checkouts at the same time (a loaded machine)')
     p.add_argument('--json', default=None, help='write the result here')
     p.add_argument('--quiet', action='store_true')
     p.add_argument('--package', default=None, help=argparse.SUPPRESS)   # the checkout a --compare child times
@@ -238,10 +246,14 @@ def main(argv=None):
         mine, theirs = [], []
         for k in range(a.rounds):
             order = [(ROOT, mine), (other, theirs)] if k % 2 == 0 else [(other, theirs), (ROOT, mine)]
-            for ck, acc in order:
-                acc.append(run_child(ck, path, a.repeats))
+            if a.together:      # both at once: the same load on both
+                started = [(start_child(ck, path, a.repeats), ck, acc) for ck, acc in order]
+                done = [(child_result(*st), ck, acc) for st, ck, acc in started]
+            else:
+                done = [(child_result(*start_child(ck, path, a.repeats)), ck, acc) for ck, acc in order]
+            for r, ck, acc in done:
+                acc.append(r)
                 if not a.quiet:
-                    r = acc[-1]
                     print(f'round {k + 1}: {ck}: median {r["median_cpu_s_per_instance"]:.3f} s CPU, '
                           f'{r["median_wall_s_per_instance"]:.3f} s wall per instance', flush=True)
         res, base = merge(mine), merge(theirs)
