@@ -58,7 +58,9 @@ class BagJob:
     overwrite: bool = False            # write into a non-empty folder the tool did not write
     prompt_chunk: int = 32             # prompts fitted together; bigger frames go in chunks of this
     tracks: bool = False               # track the labels across frames (offline/tracking.py)
-    ego: str = 'auto'                  # ego motion for the tracks: auto | tf | oxts | icp
+    ego: str = 'auto'                  # ego motion for the tracks and the occupancy: auto | tf | oxts | icp
+    occupancy: bool = False            # per-frame occupancy grids (offline/occupancy.py); config occupancy.*
+    occupancy_voxel: Optional[float] = None   # their voxel edge (m); None = the config's occupancy.voxel
 
 
 TOOL = 'autolabel-bag'
@@ -84,11 +86,11 @@ def check_options(job: BagJob) -> None:
         raise BagError(f'--end {job.end} is before --start {job.start}')
     if job.prompt_chunk < 1:
         bad('--prompt-chunk', job.prompt_chunk, '>= 1')
-    if job.tracks:
+    if job.tracks or job.occupancy:
         from autolabel_ros.offline.tracking import check_ego
         check_ego(job.ego)
     elif job.ego != 'auto':
-        raise BagError(f'--ego {job.ego}: only used with --tracks')
+        raise BagError(f'--ego {job.ego}: only used with --tracks or --occupancy')
     if not Path(job.input).exists():
         raise BagError(f'{job.input}: input not found')
 
@@ -153,6 +155,7 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     # everything that can be checked without the models is checked before they load
     check_options(job)
     cfg = load_config(job.config)
+    occupancy = _occupancy_wanted(job)
     calib = None
     if job.calib:
         from autolabel_ros.io.kitti import read_calib
@@ -169,12 +172,14 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         if not refs:
             raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
                            f'({len(source.index())} frames in the input)')
-        if job.tracks:      # an ego source asked for but absent fails now, not after the labelling
+        if job.tracks or occupancy:   # an ego source asked for but absent fails now, not after the labelling
             from autolabel_ros.offline.tracking import check_ego_source
             check_ego_source(job.ego, source, refs)
         info = source.describe()
+        # the occupancy settings change no label: saved frames stay valid when only they change
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
-               'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}
+               'config': {k: v for k, v in to_dict(cfg).items() if k != 'occupancy'},
+               'calib': _file_hash(job.calib), 'format': 1}
         if job.prompt_chunk != BagJob.prompt_chunk:    # the default leaves earlier runs' key as it was
             key['prompt_chunk'] = job.prompt_chunk
         store = FrameStore(out / '.frames', key, resume=job.resume)
@@ -194,6 +199,15 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                                      'wall_s': wall,
                                      'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
     return summary
+
+
+def _occupancy_wanted(job: BagJob) -> bool:
+    """Whether the job writes occupancy grids (``--occupancy`` or the config's occupancy.enabled); the
+    settings are checked now, before any labelling."""
+    if not job.occupancy and job.occupancy_voxel is None and not job.config:
+        return False
+    from autolabel_ros.offline.occupancy import occupancy_config
+    return occupancy_config(job).occupancy.enabled
 
 
 def _preload_output_libraries():
@@ -336,6 +350,16 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             raise
         except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
             log.warning('tracks figure failed (%s: %s)', type(e).__name__, e)
+    occupancy_info = occupancy_s = None
+    if records and _occupancy_wanted(job):
+        from autolabel_ros.offline import occupancy
+
+        if track_info is None:
+            pose_of, ego_source = occupancy.ego_poses(job.ego, source, refs, records)
+        occupancy_info, occupancy_s = occupancy.write_occupancy(
+            stage, occupancy.occupancy_config(job), source, refs, records, labels, pose_of,
+            'track id' if track_info is not None else 'label id', job.progress)
+        occupancy_info['ego_source'] = track_info['ego_source'] if track_info is not None else ego_source
     # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
     # file for a frame without any); with --tracks the tracked labels, boxes the tracker interpolated
     # left out
@@ -380,7 +404,15 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         outputs['kitti_tracking'] = 'kitti/label_02/0000.txt'
         if (stage / 'report' / 'tracks_bev.png').is_file():
             outputs['tracks_figure'] = 'report/tracks_bev.png'
+    if occupancy_info is not None:
+        outputs['occupancy'] = 'occupancy/'
+        if (stage / 'report' / 'occupancy_bev.png').is_file():
+            outputs['occupancy_figure'] = 'report/occupancy_bev.png'
     summary = report.build_summary(records, failures, info, source.stats.as_dict(), len(refs), outputs)
+    if occupancy_info is not None:
+        summary['occupancy'] = {k: occupancy_info[k] for k in ('frames', 'voxel', 'shape', 'origin',
+                                                               'instance', 'window', 'ego_source',
+                                                               'voxels_by_class')}
     if track_info is not None:
         summary['tracks'] = track_info
     try:
@@ -395,6 +427,8 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         figures = []
     summary['outputs']['figures'] = ['report/' + f for f in figures]
     summary['timing'] = report.timing_summary(records)
+    if occupancy_s:
+        summary['timing']['occupancy_s'] = report.percentiles(occupancy_s)
     summary['run'] = run_info
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
     # move into place, replacing only the files this tool wrote before
