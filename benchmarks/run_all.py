@@ -170,6 +170,7 @@ def run_one(spec: dict) -> dict:
         from benchmarks.detector_split import detector_split
         src = detector_split(data, CACHE / 'detections' / spec['dataset'] / 'training', frames)
         mode = 'gt-boxes'          # the detections' Car boxes, read from src/label_2
+    stages = _clock_stages(al) if spec.get('stages') else None
     if spec['masks'] == 'sam' and spec.get('cache_masks', True):
         # gt-points: clicks on the visible part of the car since issue 13 (io/kitti.py); masks cached
         # for the earlier box-centre clicks must not be read back
@@ -189,7 +190,12 @@ def run_one(spec: dict) -> dict:
     res = evaluate(data / 'label_2', out, frames)
     per_inst = [f['per_instance_s'] for f in stats['frames'] if f['n'] > 0]
     acc = [i['accepted'] for i in stats['instances']]
-    return {'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
+    extra = {}
+    if stages is not None:     # the fit's stages (CPU s per instance) and the label building ("post")
+        n = max(1, sum(f['n'] for f in stats['frames'] if f['n'] > 0))
+        stages['post (mesh, verification, label)'] = sum(f['post_s'] for f in stats['frames'])
+        extra['stages_s_per_instance'] = {k: v / n for k, v in stages.items()}
+    return {**extra, 'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
             'accepted_share': float(np.mean(acc)) if acc else None,
             'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
@@ -277,6 +283,22 @@ def stage_table(row: dict) -> list[str]:
         if k in st['all']:
             lines.append(f'| {what} | {st["all"][k]:.2f} | {st["most"].get(k, float("nan")):.2f} |')
     return lines
+
+
+def _clock_stages(al) -> dict:
+    """Sum the fitter's stage clock (thread CPU s, fit/stages.py) over every fit of ``al`` into the
+    returned dict."""
+    acc: dict = {}
+    fit0 = al.fitter.fit
+
+    def fit(*a, **k):
+        fits, t = fit0(*a, **k)
+        for name, v in t.stages.cpu.items():
+            acc[name] = acc.get(name, 0.0) + v
+        return fits, t
+
+    al.fitter.fit = fit
+    return acc
 
 
 def energy_ladder(base: dict, prefix: str) -> list[dict]:
@@ -690,6 +712,15 @@ def write_report(results: dict, path: Path):
         if row.get('stages'):
             lines += ['Per stage (wall seconds, median over the frames, then over the runs):', '']
             lines += stage_table(row) + ['']
+        st = row.get('stages_s_per_instance')
+        if st:      # the run's per-stage table (benchmarks/profile_fit.py: the same stages, A/B)
+            tot = sum(st.values())
+            lines += ['Where the fit\'s time goes (that run; thread CPU s per instance, fit/stages.py; '
+                      '"post" = wall s of the label building):', '', '| stage | s / instance | share % |',
+                      '|---|---|---|']
+            lines += [f'| {k} | {v:.3f} | {100 * v / tot:.1f} |'
+                      for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
+            lines += ['']
     if results.get('offline'):
         lines += ['**Offline bag tool** (`autolabel-bag`: prompts, MobileSAM, fit and every writer; wall '
                   'clock incl. start-up and model loading; labelling = up to the last frame, writing = the '
