@@ -267,6 +267,15 @@ def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None,
     return props
 
 
+def sure_car(p: LidarProposal, cfg) -> bool:
+    """A proposal whose shape alone says car (``cfg``: proposals section): many points, a roof at a
+    car's height, a footprint that is no pole or thin wall, little of it hidden. On the simulator's
+    streets (procedural and ApolloCar3D cars, walls, poles, bushes) no such cluster was clutter."""
+    return (cfg.sure_min_points > 0 and p.n_points >= cfg.sure_min_points
+            and cfg.sure_min_top <= p.top <= cfg.sure_max_top and p.width >= cfg.sure_min_width
+            and p.length >= cfg.sure_min_length and p.hidden <= cfg.sure_max_hidden)
+
+
 def timed_lidar_proposals(frame: SensorFrame, cfg) -> tuple[list[LidarProposal], float]:
     t = time.perf_counter()
     props = lidar_proposals(frame, cfg)
