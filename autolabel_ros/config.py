@@ -214,7 +214,7 @@ class ProposalConfig:
                             "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
                             "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
     min_box_height: float = param(20.0, 'fused prompts: drop boxes lower than this (pixels; KITTI counts '
-                                  'cars from 25 px, and the detector is unreliable on smaller boxes)', min=0.0)
+                                  'cars from 25 px, the detector is unreliable on smaller ones)', min=0.0)
     min_box_points: int = param(5, 'fused prompts: drop boxes with fewer non-ground LiDAR returns (the fit '
                                 'could not place them)', min=0)
     owner_iou: float = param(0.2, "a prompt's LiDAR cluster is the one with points in its box whose own box "
