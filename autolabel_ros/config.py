@@ -207,7 +207,9 @@ class ProposalConfig:
     sure_min_width: float = param(0.5, '... its footprint is at least this wide ...', min=0.0)
     sure_min_length: float = param(1.5, '... and this long, and at most this share of the returns in its box '
                                    'hide it:', min=0.0)
-    sure_max_hidden: float = param(0.4, '(see max_hidden)', min=0.0, max=1.0)
+    sure_max_hidden: float = param(0.4, '(see max_hidden) ...', min=0.0, max=1.0)
+    sure_uncut: bool = param(True, '... and it was not cut out of a longer cluster (a hedge cut into '
+                             'car-sized pieces)')
     lidar_only: bool = param(False, 'also prompt the LiDAR proposals no detection confirms (recall up, '
                              'precision down: the verification must reject the clutter)')
     merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '

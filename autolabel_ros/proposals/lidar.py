@@ -50,6 +50,7 @@ class LidarProposal:
     score: float             # prompt score (config proposals.lidar_score, lower for sparse clusters)
     hidden: float = 0.0      # share of the returns in the box lying in front of the cluster
     cluster: int = -1        # index into LidarScene.clusters
+    cut: bool = False        # cut out of a longer cluster
 
 
 @dataclass
@@ -69,6 +70,7 @@ class LidarScene:
     solid_uv: np.ndarray
     solid_z: np.ndarray
     high: np.ndarray         # x, y of the returns above the band (anywhere in front)
+    cut: np.ndarray          # per cluster: cut out of a longer one (split_clusters)
 
 
 def frustum_band_points(frame: SensorFrame, ground: GroundPlane, cfg):
@@ -97,7 +99,7 @@ def in_image(frame: SensorFrame, xyz: np.ndarray):
 def lidar_scene(frame: SensorFrame, ground: GroundPlane, cfg) -> LidarScene:
     """The band points, their clusters and the occluders of a frame (``cfg``: proposals section)."""
     xyz, h, uv, z, high = frustum_band_points(frame, ground, cfg)
-    clusters = split_clusters(xyz[:, :2], cfg)
+    clusters, cut = split_clusters(xyz[:, :2], cfg)
     label = -np.ones(len(xyz), np.int64)
     for k, idx in enumerate(clusters):
         label[idx] = k
@@ -105,7 +107,7 @@ def lidar_scene(frame: SensorFrame, ground: GroundPlane, cfg) -> LidarScene:
     pts = pts[(pts[:, 0] > 0) & (np.hypot(pts[:, 0], pts[:, 1]) < cfg.max_range + 20.0)]
     hh = ground.height_above(pts)
     suv, sz, _ = in_image(frame, pts[(hh > cfg.band_low) & (hh < cfg.band_high + 2.0)])
-    return LidarScene(ground, xyz, h, uv, z, clusters, label, suv, sz, high)
+    return LidarScene(ground, xyz, h, uv, z, clusters, label, suv, sz, high, np.array(cut, bool))
 
 
 def in_box(uv: np.ndarray, box) -> np.ndarray:
@@ -170,11 +172,13 @@ def split_at_valleys(xy: np.ndarray, idx: np.ndarray, cfg, depth: int = 0) -> li
     return out
 
 
-def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
+def split_clusters(xy: np.ndarray, cfg) -> tuple[list[np.ndarray], list[bool]]:
     """Point index arrays of the clusters: components at ``cell``; those longer than a car again at
     ``split_cell`` (gaps between parked cars are often narrower than the coarse cell), and what is
-    still too long at its emptiest cross-sections (:func:`split_at_valleys`)."""
-    out = []
+    still too long at its emptiest cross-sections (:func:`split_at_valleys`). Also, per cluster,
+    whether it was cut out of something longer at such a cross-section (a hedge or a wall cut into
+    car-sized pieces looks like cars; so do cars parked bumper to bumper)."""
+    out, cut = [], []
     comp = bev_components(xy, cfg.cell)
     order = np.argsort(comp, kind='stable')
     bounds = np.flatnonzero(np.diff(comp[order])) + 1
@@ -186,10 +190,13 @@ def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
             for k in range(sub.max() + 1):
                 part = idx[sub == k]
                 if len(part) >= cfg.min_points:
-                    out += split_at_valleys(xy, part, cfg)
+                    pieces = split_at_valleys(xy, part, cfg)
+                    out += pieces
+                    cut += [len(pieces) > 1] * len(pieces)
         else:
             out.append(idx)
-    return out
+            cut.append(False)
+    return out, cut
 
 
 def standing_box_corners(pts: np.ndarray, ground: GroundPlane, min_height: float) -> np.ndarray:
@@ -262,16 +269,18 @@ def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None,
         # sparse clusters are less sure: their score rises to lidar_score from min_points to 4x that
         score = pc.lidar_score * float(np.clip(n / (4.0 * pc.min_points), 0.25, 1.0))
         props.append(LidarProposal(box=box, n_points=n, depth=float(np.median(z[idx])), length=length,
-                                   width=width, top=top, above=above, score=score, hidden=hidden, cluster=k))
+                                   width=width, top=top, above=above, score=score, hidden=hidden, cluster=k,
+                                   cut=bool(scene.cut[k])))
     props.sort(key=lambda p: p.depth)
     return props
 
 
 def sure_car(p: LidarProposal, cfg) -> bool:
     """A proposal whose shape alone says car (``cfg``: proposals section): many points, a roof at a
-    car's height, a footprint that is no pole or thin wall, little of it hidden. On the simulator's
+    car's height, a footprint that is no pole or thin wall, little of it hidden, and (``sure_uncut``)
+    not a piece cut out of something longer (hedges). On the simulator's
     streets (procedural and ApolloCar3D cars, walls, poles, bushes) no such cluster was clutter."""
-    return (cfg.sure_min_points > 0 and p.n_points >= cfg.sure_min_points
+    return (cfg.sure_min_points > 0 and p.n_points >= cfg.sure_min_points and not (p.cut and cfg.sure_uncut)
             and cfg.sure_min_top <= p.top <= cfg.sure_max_top and p.width >= cfg.sure_min_width
             and p.length >= cfg.sure_min_length and p.hidden <= cfg.sure_max_hidden)
 
