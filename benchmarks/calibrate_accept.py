@@ -34,12 +34,13 @@ APOLLO_TRAIN = 20          # ApolloCar3D scenes 0..19 train, 20..39 are held out
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def features_of(rec: dict, k: int, margin: float) -> np.ndarray:
+def features_of(rec: dict, k: int, heading_logit: float) -> np.ndarray:
     """The features fit/result.py computes for the label of hypothesis k."""
     from autolabel_ros.fit.verify import accept_features
     a = rec['alts'][k]
     return accept_features(a['terms']['mask_iou_hi'], a['surface_ratio'], len(rec['points']),
-                           float(np.linalg.norm(a['box'][:2])), margin, rec['occluded_share'], a['energy'])
+                           float(np.linalg.norm(a['box'][:2])), heading_logit, rec['occluded_share'],
+                           a['energy'])
 
 
 def table_of(recs: list[dict], cues, weights) -> dict:
@@ -49,7 +50,7 @@ def table_of(recs: list[dict], cues, weights) -> dict:
     for r, c in zip(recs, d):
         k = c['index']
         a = r['alts'][k]
-        X.append(features_of(r, k, c['margin']))
+        X.append(features_of(r, k, c['logit']))
         right.append(a['iou3d'] >= 0.5 and not c['flipped'])
         flips.append(c['flipped'])
         hard.append(bool(r['lift_reasons']))

@@ -33,11 +33,12 @@ DUMP_VERSION = 1
 
 def code_version() -> str:
     """DUMP_VERSION and a hash of the package's files (the fit, the prior, the config defaults), but
-    for the accept model's coefficients, which calibrate_accept.py writes from the dumps."""
+    for the accept and heading models' coefficients, which calibrate_accept.py and calibrate_heading.py
+    write from the dumps."""
     h = hashlib.sha1(str(DUMP_VERSION).encode())
     pkg = ROOT / 'autolabel_ros'
     files = [p for p in pkg.rglob('*') if p.suffix in ('.py', '.npz') and '__pycache__' not in p.parts
-             and p.name != 'accept_model.py']
+             and p.name not in ('accept_model.py', 'heading_model.py')]
     for f in sorted(files):
         h.update(str(f.relative_to(pkg)).encode())
         h.update(f.read_bytes())

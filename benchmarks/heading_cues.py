@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
-ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours')
+ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
+# bump when what cue_records computes changes (the cached cue values are recomputed)
+CUES_VERSION = 2
 NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
 
 
@@ -40,19 +42,35 @@ def alt_fits(rec: dict) -> list:
     return alts
 
 
+class _Captured(Exception):
+    """Stops Autolabeler.label at the fit: relift needs what the pipeline hands the fitter, not a fit."""
+
+
 def relift(al, ds, dataset: str, fid: str):
-    """The frame and the evidence the fit of ``fid`` saw (same prompts, cached masks, lift)."""
-    from autolabel_ros.fit.lift import lift
-    from autolabel_ros.pipeline import clip_box
+    """The frame, the evidence the fit of ``fid`` saw and the per-object CSS cues: the pipeline's own
+    steps (``al.label`` with the same prompts and cached masks; ``al.cfg`` must list ``css`` in
+    ``fit.heading_cues`` for the cues), stopped where the fitter would start."""
     from benchmarks.run_all import CachedSegmenter
     frame = ds.load_frame(fid)
     prompts = ds.prompts(fid, mode='gt-boxes', seed=al.cfg.seed)
     seg = CachedSegmenter(al, f'{dataset}_gt-boxes')
     seg.fid = fid
     al._segmenter = seg
-    boxes = [clip_box(p, frame.width, frame.height) for p in prompts]
-    masks = al._masks(frame, prompts, boxes, None)
-    return frame, lift(frame, prompts, boxes, masks, al.cfg, al.sdf.mean_size, al.initialiser)
+    seen = {}
+    fit0 = al.fitter.fit
+
+    def capture(fr, evidence, cues=None):
+        seen.update(ev=evidence, cues=cues)
+        raise _Captured
+
+    al.fitter.fit = capture
+    try:
+        al.label(frame, prompts)
+    except _Captured:
+        pass
+    finally:
+        al.fitter.fit = fit0
+    return frame, seen['ev'], seen['cues']
 
 
 def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
@@ -77,41 +95,63 @@ def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
 
 
 def cue_records(name: str) -> list[dict]:
-    """The dumped records of a set with every cue's value in each hypothesis' terms (cached)."""
+    """The dumped records of a set with every cue's value in each hypothesis' terms (cached; the
+    profile cue, cheap and refitted by calibrate_heading.py, is recomputed on every call)."""
     from autolabel_ros.config import from_dict
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.pipeline import Autolabeler
     cache = dump_dir(name) / 'cues.pkl'
     recs = load(name)
-    stamp = [(r['frame'], r['line'], r['alts'][0]['energy']) for r in recs]
+    stamp = [CUES_VERSION] + [(r['frame'], r['line'], r['alts'][0]['energy']) for r in recs]
     if cache.exists():
         with open(cache, 'rb') as fh:
             c = pickle.load(fh)
         if c['stamp'] == stamp:
-            return c['records']
+            return with_profile(name, c['records'])
     dataset, data, _ = SETS[name]
-    al = Autolabeler(from_dict({}))
+    al = Autolabeler(from_dict({'fit': {'heading_cues': list(ALL_CUES)}}))   # with the CSS network's cue
     ds = KittiObjectDataset(data)
     by_frame: dict = {}
     for r in recs:
         by_frame.setdefault(r['frame'], []).append(r)
     for fid, rs in by_frame.items():
-        frame, ev = relift(al, ds, dataset, fid)
+        frame, ev, css = relift(al, ds, dataset, fid)
         objs = {o.index: o for o in ev.objects}
         todo = [(objs[r['index']], r) for r in rs]
         fits = [alt_fits(r)[0] for _, r in todo]
-        al.fitter.heading_cues(frame, [o for o, _ in todo], fits, ALL_CUES)
+        css = {o.index: c for o, c in zip(ev.objects, css)}
+        al.fitter.heading_cues(frame, [o for o, _ in todo], fits, ALL_CUES, [css[o.index] for o, _ in todo])
         for f, (_, r) in zip(fits, todo):
             for a, d in zip(f.alternatives, r['alts']):
                 d['terms'] = dict(a.terms)
                 d.update(alt_check(al, a, r, ev.scan_nonground))
     with open(cache, 'wb') as fh:
         pickle.dump({'stamp': stamp, 'records': recs}, fh)
+    return with_profile(name, recs)
+
+
+def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list[dict]:
+    """Sets each hypothesis' profile features (``profile_x``), facing and profile cue value (the model
+    ``coef``, ``intercept``; default: the shipped fit/profile_model.py) as the fitter computes them."""
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.fit.heading import profile_cue, profile_features
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.pipeline import Autolabeler
+    al = Autolabeler(from_dict({}))
+    ds = KittiObjectDataset(SETS[name][1])
+    cams = {}
+    for r in recs:
+        if r['frame'] not in cams:
+            cams[r['frame']] = (np.linalg.inv(ds.calib(r['frame']).T_cam_lidar) @ [0.0, 0.0, 0.0, 1.0])[:3]
+        cam = cams[r['frame']]
+        for d, size in zip(r['alts'], al.fitter.cue_sizes(alt_fits(r))):
+            d['profile_x'], d['facing'] = profile_features(r['points'], d['pose'], size, cam)
+            d['terms']['cue_profile'] = profile_cue(r['points'], d['pose'], size, cam, coef, intercept)
     return recs
 
 
 def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> list[dict]:
-    """Per record: the chosen hypothesis' index, whether it is flipped, and its flip margin."""
+    """Per record: the chosen hypothesis' index, whether it is flipped, its flip margin and heading logit."""
     from autolabel_ros.fit.heading import choose
     out = []
     by_frame: dict = {}
@@ -123,7 +163,7 @@ def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> 
         for r, f in zip(rs, chosen):
             k = next(i for i, a in enumerate(f.alternatives) if a is f)
             out.append(dict(index=k, flipped=bool(np.cos(f.pose[3] - r['gt']['yaw']) < 0),
-                            margin=f.terms['flip_margin']))
+                            margin=f.terms['flip_margin'], logit=f.terms['heading_logit']))
     return out
 
 
@@ -131,7 +171,8 @@ def default_weights() -> dict:
     from autolabel_ros.config import from_dict
     fc = from_dict({}).fit
     return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
-            'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours}
+            'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
+            'css': fc.w_css}
 
 
 def rows(weights: dict) -> list[tuple[str, list]]:
@@ -161,10 +202,11 @@ def table(sets, weights: dict) -> list[str]:
 # shape code in prior variances; the fit energies of a flip pair differ by ~0.001-0.05)
 GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 0.05, 0.1],
         'mean_shape': [0.25, 0.5, 1.0, 2.0, 4.0], 'shape_code': [0.005, 0.01, 0.02, 0.05, 0.1],
-        'neighbours': [0.005, 0.01, 0.02, 0.05]}
+        'profile': [0.01, 0.02, 0.05, 0.1, 0.2], 'neighbours': [0.005, 0.01, 0.02, 0.05],
+        'css': [0.01, 0.02, 0.05, 0.1, 0.2]}
 
 
-def search(train_sets, check_sets, rounds: int = 2) -> dict:
+def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:
     """Weights chosen on ``train_sets`` (fewest flips in all): each cue alone over its grid, then
     coordinate descent over the cues together (a cue whose best weight brings no gain stays off);
     prints the flips on ``check_sets`` beside them."""
@@ -177,13 +219,13 @@ def search(train_sets, check_sets, rounds: int = 2) -> dict:
         print(f'{label}: train {flips(train_sets, cues, w)}  check '
               + ', '.join(f'{s} {flips([s], cues, w)}' for s in check_sets))
     show('none', ['none'], {})
-    for c in ALL_CUES:
+    for c in cues:
         for v in GRID[c]:
             show(f'{c} {v:g}', [c], {c: v})
     w, on = {}, []
     best = flips(train_sets, ['none'], w)
     for _ in range(rounds):
-        for c in ALL_CUES:
+        for c in cues:
             for v in [0.0] + GRID[c]:
                 trial = dict(w, **{c: v})
                 cues = [k for k, x in trial.items() if x > 0] or ['none']
@@ -201,10 +243,11 @@ def main(argv=None):
     p.add_argument('--out', default='/tmp')
     p.add_argument('--search', action='store_true',
                    help='choose the weights on sim + apollo (printed), then check on kitti')
+    p.add_argument('--cues', default=','.join(ALL_CUES), help='cues the search may turn on')
     a = p.parse_args(argv)
     sets = [s for s in a.sets.split(',') if s]
     if a.search:
-        search([s for s in sets if s != 'kitti'], [s for s in sets])
+        search([s for s in sets if s != 'kitti'], [s for s in sets], cues=[c for c in a.cues.split(',') if c])
         return
     w = default_weights()
     lines = ['Flipped headings (error > 90 deg) per front/back cue, GT 2D boxes, MobileSAM masks; weights '

@@ -127,16 +127,60 @@ def test_accept_probability_is_monotone_in_every_feature():
     from autolabel_ros.fit.accept_model import COEF, FEATURES
     assert tuple(FEATURES) == ACCEPT_FEATURES
     assert all(c * s >= 0 for c, s in zip(COEF, ACCEPT_SIGNS))
-    base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, flip_margin=0.01,
+    base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, heading_logit=0.2,
                 occluded_share=0.1, energy=0.15)
     p0 = right_probability(accept_features(**base))
     assert 0.0 < p0 < 1.0
-    better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, flip_margin=0.05)
+    better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0)
     worse = dict(range_m=60.0, occluded_share=0.6, energy=0.4)
     for k, v in better.items():
         assert right_probability(accept_features(**dict(base, **{k: v}))) >= p0, k
     for k, v in worse.items():
         assert right_probability(accept_features(**dict(base, **{k: v}))) <= p0, k
-    good = right_probability(accept_features(0.92, 1.0, 250, 12.0, 0.05, 0.0, 0.1))
+    good = right_probability(accept_features(0.92, 1.0, 250, 12.0, 3.0, 0.0, 0.1))
     bad = right_probability(accept_features(0.5, 0.4, 3, 60.0, 0.0, 0.6, 0.6))
     assert good > 0.8 and bad < 0.3
+
+
+def test_profile_cue_reads_the_near_end_and_opposes_a_flip_pair():
+    from autolabel_ros.fit.heading_model import PROFILE_COEF
+    rng = np.random.default_rng(3)
+    l, w, h = 4.2, 1.7, 1.5
+    # a car seen from behind-left: a low hood at +x (front), the roof from -1.5 m to +0.5 m
+    u = rng.uniform(-l / 2, l / 2, 400)
+    top = np.where((u > -1.5) & (u < 0.5), h, np.where(u >= 0.5, 0.6 * h, 0.75 * h))
+    pts = np.c_[u, rng.uniform(-w / 2, w / 2, 400), rng.uniform(0, 1, 400) * top - h / 2]
+    pose = np.array([15.0, 2.0, -0.8, 0.3])
+    R = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    pts = np.c_[pts[:, :2] @ R.T + pose[:2], pts[:, 2] + pose[2]]
+    flip = pose + [0, 0, 0, np.pi]
+    size = np.array([l, w, h])
+    fa, facing = heading.profile_features(pts, pose, size, np.zeros(3))
+    fb, facing_b = heading.profile_features(pts, flip, size, np.zeros(3))
+    assert facing < -0.5 and facing_b == pytest.approx(-facing)          # the rear faces the camera
+    assert np.allclose(fa, fb) and len(fa) == len(PROFILE_COEF)            # same near end, same features
+    # the cue of a hypothesis and of its flip are opposite; and with a model that reads "hood low at the
+    # far end" (top of the far bins below the near ones) the right hypothesis is supported
+    ta = heading.profile_cue(pts, pose, size, np.zeros(3))
+    tb = heading.profile_cue(pts, flip, size, np.zeros(3))
+    assert ta == pytest.approx(-tb)
+    nu, nh = heading.PROFILE_BINS
+    coef = np.zeros(len(fa))
+    coef[nu * nh:nu * nh + nu // 2] = 1.0        # far-end tops high -> near end is the front
+    coef[nu * nh + nu // 2:nu * nh + nu] = -1.0
+    assert heading.profile_cue(pts, pose, size, np.zeros(3), coef, 0.0) < 0 < \
+        heading.profile_cue(pts, flip, size, np.zeros(3), coef, 0.0)
+
+
+def test_heading_logit_weighs_the_flip_pair_terms():
+    f = _pair(10, 0, 0.0, 0.10, 0.13, 0)
+    alts = f.alternatives
+    coef = (10.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+    assert heading.heading_logit(alts, 0, coef) == pytest.approx(0.3)
+    assert heading.heading_logit(alts, 1, coef) == pytest.approx(-0.3)
+    alts[1].terms['cue_lamps'] = -0.5              # red lamps support the flip
+    assert heading.heading_logit(alts, 0, coef) == pytest.approx(-0.2)
+    assert heading.heading_logit([alts[0]], 0, coef) == np.inf
+    out = heading.choose([f], ['lamps'], {'lamps': 0.2}, 0.0)[0]
+    k = next(i for i, a in enumerate(out.alternatives) if a is out)
+    assert out.terms['heading_logit'] == pytest.approx(heading.heading_logit(out.alternatives, k))

@@ -25,7 +25,7 @@ import torch
 
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
 from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
-                                      mean_shape_residuals, redness, whiteness)
+                                      mean_shape_residuals, profile_cue, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -90,7 +90,14 @@ class Fitter:
     def cue_weights(self) -> dict:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
-                'shape_code': fc.w_shape_code, 'neighbours': fc.w_neighbours, 'css': fc.w_css}
+                'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
+                'css': fc.w_css}
+
+    def cue_sizes(self, alts) -> np.ndarray:
+        """(A, 3) box sizes (l, w, h) of the hypotheses: the code's size times the per-axis scales."""
+        codes = torch.as_tensor(np.stack([a.code for a in alts]), dtype=torch.float32, device=self.device)
+        sizes = self.shape.size_of(codes).cpu().numpy()
+        return sizes * np.stack([a.scales for a in alts]) if self.cfg.log_scales else sizes
 
     def heading_cues(self, frame, objs, fits, cues, css_cues: list | None = None) -> None:
         """Front/back cue values of every surviving hypothesis (``terms['cue_<name>']``, 0 for a cue
@@ -127,3 +134,6 @@ class Fitter:
                                            o.init.points, self.cfg.lidar_robust)
                 for a, r in zip(alts, res):
                     a.terms['cue_mean_shape'] = float(r)
+            if 'profile' in cues:
+                for a, size in zip(alts, self.cue_sizes(alts)):
+                    a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)

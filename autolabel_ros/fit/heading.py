@@ -26,6 +26,12 @@ The cues:
 - ``shape_code``: the same asymmetry seen through the fitted code: a flipped hypothesis explains
   the car with a mirrored shape, which lies far out in the prior (the energy's own shape term,
   ``mean (code / stdev)^2``, weighs it only lightly, as a regulariser).
+- ``profile``: the side profile of the scan in the hypothesis' box, read by a small logistic model
+  (:func:`profile_logit`, coefficients in ``fit/heading_model.py``, fitted on the simulator sets
+  by benchmarks/calibrate_heading.py): the fit points binned along the length (the end nearer the
+  camera at +1) and up the height, and the 90th-percentile height per length bin. A hood is lower
+  and longer than a boot or tailgate and the roof sits behind the centre, so the profile says
+  whether the near end is the front; the model's logit, shrunk by the point count, is the cue.
 - ``neighbours``: cars in the same lane or parked row share their heading. For an object whose
   flip pair is undecided (selection margin below ``NEIGHBOUR_UNDECIDED``), each confidently
   decided neighbour whose axis is parallel and runs through it (lateral offset < ``LANE_HALF``
@@ -33,6 +39,13 @@ The cues:
   near-ties, never overrides a decided object.
 
 Each cue's value sits in ``ObjectFit.terms['cue_<name>']`` of every surviving hypothesis.
+
+The choice's confidence, ``terms['heading_logit']`` (:func:`heading_logit`, an input of the accept
+model): the logit that the chosen hypothesis is right rather than the best one heading the other
+way, ``LOGIT_COEF . (terms of that one - terms of the chosen)`` over the energy, 1 - fine mask IoU
+and the cues, a logistic regression fitted on the simulator sets' flip pairs (benchmarks/
+calibrate_heading.py). The choice itself keeps its flip-count-chosen weights; this only says how
+sure it is, on a scale that does not move when a weight does.
 """
 from __future__ import annotations
 
@@ -42,7 +55,7 @@ import torch
 from autolabel_ros.core.geometry import project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
@@ -148,6 +161,71 @@ def mean_shape_residuals(shape, poses: np.ndarray, scales: np.ndarray | None, po
         return (tau * torch.tanh(phi.abs() / tau)).mean(1).cpu().numpy().astype(float)
 
 
+PROFILE_BINS = (8, 4)          # length x height bins of the profile histogram
+PROFILE_HALF_POINTS = 30.0     # fit points at which the profile cue counts half (few points: noisy bins)
+PROFILE_LOGIT_CAP = 4.0
+
+
+def profile_features(points: np.ndarray, pose, size, cam: np.ndarray) -> tuple[np.ndarray, float]:
+    """(features, facing) of the M x 3 fit points in the box of one hypothesis (pose x, y, z, yaw;
+    size l, w, h): the share of points per (length, height) bin with the near end at +1, the 90th
+    percentile of the height per length bin (0 where it has < 2 points), |facing|. A flip pair sees
+    the same near end, so both get about the same features."""
+    nu, nh = PROFILE_BINS
+    facing = end_facing(pose, cam)
+    if len(points) == 0:
+        return np.zeros(nu * nh + nu + 1), facing
+    x, y, z, yaw = (float(v) for v in pose)
+    l, _, h = (float(v) for v in size)
+    near = 1.0 if facing >= 0 else -1.0
+    u = ((points[:, 0] - x) * np.cos(yaw) + (points[:, 1] - y) * np.sin(yaw)) / (l / 2) * near
+    v = (points[:, 2] - (z - h / 2)) / h
+    iu = np.clip(((u + 1) / 2 * nu).astype(int), 0, nu - 1)
+    iv = np.clip((v * nh).astype(int), 0, nh - 1)
+    hist = np.bincount(iu * nh + iv, minlength=nu * nh) / len(points)
+    top = np.array([np.percentile(v[iu == b], 90) if np.sum(iu == b) >= 2 else 0.0 for b in range(nu)])
+    return np.concatenate([hist, np.clip(top, 0.0, 1.2), [abs(facing)]]), facing
+
+
+def profile_logit(features: np.ndarray, coef=None, intercept=None) -> float:
+    """Logit of "the near end is the front" (default: the shipped model, fit/heading_model.py)."""
+    if coef is None:
+        from autolabel_ros.fit.heading_model import PROFILE_COEF, PROFILE_INTERCEPT
+        coef, intercept = PROFILE_COEF, PROFILE_INTERCEPT
+    return float(np.clip(intercept + np.dot(coef, features), -PROFILE_LOGIT_CAP, PROFILE_LOGIT_CAP))
+
+
+def profile_cue(points: np.ndarray, pose, size, cam: np.ndarray, coef=None, intercept=None) -> float:
+    """Cue value of one hypothesis: minus the logit that its front is where it says, shrunk by the
+    point count."""
+    feats, facing = profile_features(points, pose, size, cam)
+    shrink = len(points) / (len(points) + PROFILE_HALF_POINTS)
+    return -(1.0 if facing >= 0 else -1.0) * shrink * profile_logit(feats, coef, intercept)
+
+
+# the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
+LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code')
+
+
+def logit_terms(a) -> np.ndarray:
+    """A hypothesis' values of ``LOGIT_TERMS`` (a cue not computed counts 0)."""
+    return np.array([a.energy, 1 - a.terms.get('mask_iou_hi', 1.0)]
+                    + [a.terms.get(f'cue_{c}', 0.0) for c in LOGIT_TERMS[2:]], float)
+
+
+def heading_logit(alts, best: int, coef=None) -> float:
+    """Logit that ``alts[best]`` is right rather than the best-scored hypothesis heading the other way
+    (> 90 deg off; inf when none survived)."""
+    if coef is None:
+        from autolabel_ros.fit.heading_model import LOGIT_COEF as coef
+    yb = alts[best].pose[3]
+    other = [a for a in alts if np.cos(a.pose[3] - yb) < 0]
+    if not other:
+        return float('inf')
+    mine = logit_terms(alts[best])
+    return min(float(np.dot(coef, logit_terms(a) - mine)) for a in other)
+
+
 def selection_scores(alts, cues, weights: dict, w_select_iou: float) -> np.ndarray:
     """Per hypothesis: energy + w_select_iou x (1 - fine IoU) + sum of the enabled cues' w x t."""
     own = [c for c in cues if c != 'neighbours']
@@ -186,8 +264,8 @@ def neighbour_votes(poses: np.ndarray, margins: np.ndarray) -> np.ndarray:
 
 def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
     """Re-rank every object's surviving hypotheses (``fits[k].alternatives``) and return the chosen
-    ObjectFit per object, each holding all its survivors in ``alternatives`` and its flip margin in
-    ``terms['flip_margin']``."""
+    ObjectFit per object, each holding all its survivors in ``alternatives``, its flip margin in
+    ``terms['flip_margin']`` and its confidence in ``terms['heading_logit']``."""
     chosen, margins = [], []
     for f in fits:
         alts = f.alternatives or [f]
@@ -212,7 +290,9 @@ def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
         alts = f.alternatives or [f]
         best = alts[c]
         best.alternatives = alts
+        lg = heading_logit(alts, c)
         for a in alts:
             a.terms['flip_margin'] = float(m)
+            a.terms['heading_logit'] = lg
         out.append(best)
     return out

@@ -40,7 +40,7 @@ def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarra
 def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: np.ndarray) -> Label3D:
     """The Label3D of a fitted object: mesh and tight box from the full-resolution shape; score = the
     calibrated probability that the label is right (:func:`autolabel_ros.fit.verify.right_probability`
-    over mask IoU, LiDAR surface agreement, fit points, range, flip margin, occluded share, energy);
+    over mask IoU, LiDAR surface agreement, fit points, range, heading confidence, occluded share, energy);
     accepted when it reaches ``verify.min_confidence`` and lifting found no reason to reject.
     ``cfg``: the whole AutolabelConfig."""
     vc = cfg.verify
@@ -53,7 +53,8 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     ratio, n_near = surface_ratio(shape, f.pose, f.code, scales, scan_pts, vc.surface_band, vc.near_distance)
     occl = occluded_share(ev.nearer, ev.box2d)
     margin = float(f.terms.get('flip_margin', np.inf))
-    feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), margin, occl,
+    hlogit = float(f.terms.get('heading_logit', np.inf))
+    feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), hlogit, occl,
                             float(f.energy))
     conf = right_probability(feats)
     reasons = list(ev.reasons)
@@ -66,7 +67,8 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
             reasons.append('low_surface_ratio')
     init = ev.init
     metrics = dict(confidence=conf, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
-                   flip_margin=margin, occluded_share=occl, n_points=int(len(init.points)),
+                   flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
+                   n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
                    hypotheses=f.hyp_energies, hypothesis=f.hyp_index, depth=float(init.depth),
                    init_xyz=init.xyz[f.hyp_index].tolist(), init_yaw=float(init.yaw[f.hyp_index]),

@@ -53,17 +53,20 @@ def surface_ratio(sdf, pose: np.ndarray, code: np.ndarray, scales, points: np.nd
 # features below, fitted by benchmarks/calibrate_accept.py (coefficients in fit/accept_model.py).
 # "Right" = 3D IoU >= 0.5 with the car and the heading not flipped. Each coefficient is held to the
 # sign given here while fitting, so the probability is monotone in every feature.
-ACCEPT_FEATURES = ('mask_iou', 'surface_ratio', 'log_points', 'range_50m', 'flip_margin', 'occluded_share',
+ACCEPT_FEATURES = ('mask_iou', 'surface_ratio', 'log_points', 'range_50m', 'heading', 'occluded_share',
                    'energy')
 ACCEPT_SIGNS = (1, 1, 1, -1, 1, -1, -1)
-MARGIN_CAP = 0.05        # a flip margin beyond this is decided: the feature saturates
+# the heading logit (fit/heading.py heading_logit) saturates here: beyond, the front/back choice is
+# decided (chosen on the held-out ApolloCar3D scenes' log-loss: caps 1..4 within 0.007, 1 best)
+HEADING_LOGIT_CAP = 1.0
 
 
-def accept_features(mask_iou: float, surface_ratio: float, n_points: int, range_m: float, flip_margin: float,
-                    occluded_share: float, energy: float) -> np.ndarray:
+def accept_features(mask_iou: float, surface_ratio: float, n_points: int, range_m: float,
+                    heading_logit: float, occluded_share: float, energy: float) -> np.ndarray:
     """The model's feature vector (order of ``ACCEPT_FEATURES``)."""
-    margin = MARGIN_CAP if not np.isfinite(flip_margin) else float(np.clip(flip_margin, 0.0, MARGIN_CAP))
-    return np.array([mask_iou, surface_ratio, np.log1p(max(n_points, 0)), range_m / 50.0, margin / MARGIN_CAP,
+    cap = HEADING_LOGIT_CAP
+    heading = cap if not np.isfinite(heading_logit) else float(np.clip(heading_logit, 0.0, cap))
+    return np.array([mask_iou, surface_ratio, np.log1p(max(n_points, 0)), range_m / 50.0, heading / cap,
                      occluded_share, energy], float)
 
 
