@@ -201,8 +201,12 @@ class ProposalConfig:
     min_top: float = param(0.8, 'lowest top of a proposal above the ground (kerbs, low bushes)', min=0.0)
     max_top: float = param(2.15, 'highest top (a cluster reaching band_high goes on upwards: pole, wall, '
                            'tree)', min=0.1)
-    max_above: float = param(0.3, 'reject a cluster with more returns above the band over its footprint '
+    max_above: float = param(0.05, 'reject a cluster with more returns above the band over its footprint '
                              '(per cluster point)', min=0.0)
+    hidden_gap: float = param(1.0, 'a return this much nearer than a cluster (m) hides it ...', min=0.0)
+    max_hidden: float = param(1.0, '... and a cluster with more of the returns in its 2D box hidden '
+                              'behind such nearer ones is no prompt (the LiDAR sees over a near car what '
+                              'the camera does not)', min=0.0, max=1.0)
     car_height: float = param(1.45, "a cluster's box stands on the ground and is at least this tall before "
                               'it is projected (distant cars show only a few rings)', min=0.0)
     box_margin: float = param(0.05, 'the 2D box widened by this fraction of its size per side', min=0.0,
@@ -216,11 +220,40 @@ class ProposalConfig:
                                  'this score (below detector.score_threshold) confirms it ...', min=0.0,
                                  max=1.0)
     confirm_iou: float = param(0.3, '... overlapping it by this IoU', min=0.0, max=1.0)
+    confirm_same_cluster: bool = param(True, "... and covering the proposal's own cluster (see owner_iou), "
+                                       'not a nearer or farther one')
+    sure_min_points: int = param(100, 'a LiDAR proposal no detection confirms is a prompt when it has this '
+                                 'many points (0: never) ...', min=0)
+    sure_min_top: float = param(1.2, '... its top lies between this ...', min=0.0)
+    sure_max_top: float = param(1.9, '... and this above the ground ...', min=0.0)
+    sure_min_width: float = param(0.5, '... its footprint is at least this wide ...', min=0.0)
+    sure_min_length: float = param(1.5, '... and this long, and at most this share of the returns in its box '
+                                   'hide it:', min=0.0)
+    sure_max_hidden: float = param(0.4, '(see max_hidden) ...', min=0.0, max=1.0)
+    sure_uncut: bool = param(True, '... and it was not cut out of a longer cluster (a hedge cut into '
+                             'car-sized pieces)')
     lidar_only: bool = param(False, 'also prompt the LiDAR proposals no detection confirms (recall up, '
                              'precision down: the verification must reject the clutter)')
     merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
                             "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
                             "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
+    min_box_height: float = param(20.0, 'fused prompts: drop boxes lower than this (pixels; KITTI counts '
+                                  'cars from 25 px, the detector is unreliable on smaller ones)', min=0.0)
+    min_box_points: int = param(5, 'fused prompts: drop boxes with fewer non-ground LiDAR returns (the fit '
+                                'could not place them)', min=0)
+    owner_iou: float = param(0.2, "a prompt's LiDAR cluster is the one with points in its box whose own box "
+                             'agrees best with it, by at least this IoU ...', min=0.0, max=1.0)
+    same_cluster_overlap: float = param(0.3, '... and prompts of one cluster whose boxes overlap by this '
+                                        '(intersection over the smaller box) are one object (above 1: off)',
+                                        min=0.0, max=1.1)
+    min_agreement: float = param(0.5, 'a detection no LiDAR proposal confirmed is kept when its box agrees '
+                                 "with its cluster's box by this IoU ...", min=0.0, max=1.0)
+    alone_min_score: float = param(0.7, '... or it scores at least this', min=0.0, max=1.0)
+    nms_iou: float = param(0.5, 'fused prompts whose boxes overlap by this IoU are one object as well (a car '
+                           'at long range falls apart into clusters) ...', min=0.0, max=1.1)
+    nms_depth_gap: float = param(3.0, '... unless their clusters lie farther apart than this (m)', min=0.0)
+    merge_keep: str = param('cluster', "... and the box kept is the one agreeing best with the cluster's own "
+                            "box ('cluster') or the best-scored one ('score')", choices=('cluster', 'score'))
     duplicate_iou: float = param(0.3, "after the fit: an accepted label whose bird's-eye footprint overlaps "
                                  "a better-scored one's by this IoU is rejected as 'duplicate'", min=0.0,
                                  max=1.0)

@@ -96,6 +96,29 @@ def match(boxes: list, gts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return res, found
 
 
+def false_kind(box, gts: list[dict], found: np.ndarray) -> str:
+    """What a false prompt is: 'duplicate' (on a car another prompt found: a second box, a fragment),
+    'mislocalized' (on a counted car nothing found, IoU < 0.5), 'small car' (on a car not counted),
+    'other object' (a pedestrian, cyclist, ...) or 'clutter' (on no labelled object); ' (< 25 px)' when
+    the box itself is that low."""
+    from autolabel_ros.proposals.fusion import iou_matrix
+
+    kind = 'clutter'
+    objs = [(j, g) for j, g in enumerate(gts) if g['type'] != 'DontCare']
+    if objs:
+        iou, contain, _ = iou_matrix(np.array([box]), np.array([g['box'] for _, g in objs]))
+        k = int(np.argmax(np.maximum(iou[0], 0.99 * contain[0])))
+        j, g = objs[k]
+        if iou[0, k] >= 0.1 or contain[0, k] >= 0.3:
+            if g['type'] not in ('Car', 'Van', 'Truck'):
+                kind = 'other object'
+            elif not g['counted']:
+                kind = 'small car'
+            else:
+                kind = 'duplicate' if found[j] else 'mislocalized'
+    return kind + (' (< 25 px)' if box[3] - box[1] < MIN_GT_HEIGHT else '')
+
+
 # ------------------------------------------------------------------------------- prompts
 def frame_prompts(frame, detector, cfg) -> tuple[dict, float, float]:
     """{source: prompts} for one frame; the detector's time and the extra proposals' (wall, CPU) time."""
@@ -119,7 +142,13 @@ def prompt_quality(rows: list[dict]) -> dict:
         found = [f for r in rows for f, g in zip(r['found'][src], r['gt']) if g['counted']]
         res = np.concatenate([r['res'][src] for r in rows]) if rows else np.zeros(0)
         tp, fp = int((res == 1).sum()), int((res < 0).sum())
+        false = [f for r in rows for f in r['false'][src]]
+        by_src, by_kind = {}, {}
+        for key, kind in false:
+            by_src[key] = by_src.get(key, 0) + 1
+            by_kind[kind] = by_kind.get(kind, 0) + 1
         d = {'n_gt': len(gts), 'n_prompts': int(len(res)), 'tp': tp, 'fp': fp,
+             'false_by_source': dict(sorted(by_src.items())), 'false_by_kind': dict(sorted(by_kind.items())),
              'recall': float(np.mean(found)) if found else None,
              'precision': tp / (tp + fp) if tp + fp else None, 'bands': {}}
         for b in BANDS:
@@ -140,9 +169,12 @@ def collect_prompts(data: Path, frames, cfg, detector) -> tuple[list[dict], dict
         prompts, td, tp = frame_prompts(frame, detector, cfg)
         t_det.append(td)
         t_prop.append(tp)
-        row = {'fid': fid, 'gt': gts, 'res': {}, 'found': {}, 'prompts': prompts}
+        row = {'fid': fid, 'gt': gts, 'res': {}, 'found': {}, 'false': {}, 'prompts': prompts}
         for src, ps in prompts.items():
             row['res'][src], row['found'][src] = match([p.box for p in ps], gts)
+            row['false'][src] = [('+'.join(sorted(p.sources)) or 'given',
+                                  false_kind(p.box, gts, row['found'][src]))
+                                 for p, r in zip(ps, row['res'][src]) if r < 0]
         rows.append(row)
     wall, cpu = np.array(t_prop).T
     timing = {'median_detector_s': float(np.median(t_det)), 'median_proposals_s': float(np.median(wall)),
@@ -331,6 +363,11 @@ def report_lines(sec: dict) -> list[str]:
                          + ' | '.join(f'{_p(q["bands"][b]["recall"])} ({q["bands"][b]["n_gt"]})'
                                       for b in bands)
                          + ' |')
+        lines.append('')
+        for src, q in d['prompts'].items():
+            if q.get('false_by_kind'):
+                lines.append(f'False prompts of {src}: by kind {_by(q["false_by_kind"]).strip()}, by source '
+                             f'{_by(q["false_by_source"]).strip()}.')
         lines.append('')
         for vname, t in d['timing'].items():
             lines += [f'{vname}: LiDAR proposals + fusion per frame: CPU time median '

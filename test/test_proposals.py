@@ -111,7 +111,8 @@ def test_fused_prompts_weak_detections_confirm_lidar_proposals(sim):
     props = lidar_proposals(sim.frame, CFG)
     weak = [Prompt(id=i, box=p.box + 3.0, score=0.1, sources=('detector',)) for i, p in enumerate(props[:2])]
     noise = Prompt(id=9, box=[5, 5, 30, 25], score=0.1, sources=('detector',))   # weak and alone: dropped
-    out, t = fused_prompts(sim.frame, weak + [noise], CFG)
+    # (no proposal becomes a prompt on its shape alone here: test_proposal_evidence.py)
+    out, t = fused_prompts(sim.frame, weak + [noise], from_dict({'proposals': {'sure_min_points': 0}}))
     assert len(out) == 2 and all(set(p.sources) == {'detector', 'lidar'} for p in out)
     # the confirmed proposals keep their LiDAR box
     assert sorted(tuple(p.box) for p in out) == sorted(tuple(p.box) for p in props[:2])

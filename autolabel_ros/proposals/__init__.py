@@ -5,19 +5,54 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
+
 from autolabel_ros.core.types import Prompt, SensorFrame
+from autolabel_ros.fit.ground import fit_ground
 from autolabel_ros.proposals.dedupe import reject_duplicates
-from autolabel_ros.proposals.fusion import confirmed, fuse_prompts, source_counts
-from autolabel_ros.proposals.lidar import LidarProposal, lidar_proposals
+from autolabel_ros.proposals.evidence import box_owners, cluster_boxes, merge_same_cluster
+from autolabel_ros.proposals.fusion import confirmed, fuse_prompts, iou_matrix, source_counts
+from autolabel_ros.proposals.lidar import LidarProposal, LidarScene, lidar_proposals, lidar_scene, sure_car
 
-__all__ = ['LidarProposal', 'lidar_proposals', 'fuse_prompts', 'source_counts', 'lidar_prompts',
-           'fused_prompts', 'fused_detector_config', 'reject_duplicates']
+__all__ = ['LidarProposal', 'LidarScene', 'lidar_proposals', 'lidar_scene', 'fuse_prompts', 'source_counts',
+           'lidar_prompts', 'fused_prompts', 'fused_detector_config', 'reject_duplicates', 'frame_scene',
+           'screen_by_lidar', 'box_owners', 'cluster_boxes', 'merge_same_cluster']
 
 
-def lidar_prompts(frame: SensorFrame, cfg) -> list[Prompt]:
+def lidar_prompts(frame: SensorFrame, cfg, scene: LidarScene | None = None) -> list[Prompt]:
     """The LiDAR proposals of a frame as box prompts (source 'lidar')."""
     return [Prompt(id=i, box=p.box, cls='Car', score=p.score, sources=('lidar',))
-            for i, p in enumerate(lidar_proposals(frame, cfg))]
+            for i, p in enumerate(lidar_proposals(frame, cfg, scene=scene))]
+
+
+def frame_scene(frame: SensorFrame, cfg) -> LidarScene | None:
+    """The LiDAR scene of the proposals (None without a ground plane)."""
+    ground = fit_ground(frame.xyz, cfg.ground, np.random.default_rng(cfg.seed))
+    return None if ground is None else lidar_scene(frame, ground, cfg.proposals)
+
+
+def screen_by_lidar(prompts: list[Prompt], scene: LidarScene | None, cboxes: np.ndarray | None,
+                    cfg) -> list[Prompt]:
+    """The fused box prompts kept: tall enough (``proposals.min_box_height``), with LiDAR returns
+    (``min_box_points``), a detection alone only when strong (``alone_min_score``) or agreeing with a
+    cluster's box (``min_agreement``), one per object (:func:`merge_same_cluster`); renumbered, best
+    first.
+    Clicks pass. ``cboxes``: the scene's :func:`cluster_boxes`."""
+    pc = cfg.proposals
+    boxes = [p for p in prompts if p.box is not None and p.box[3] - p.box[1] >= pc.min_box_height]
+    clicks = [p for p in prompts if p.box is None]
+    if scene is not None and boxes:
+        own, agree, n = box_owners(scene, cboxes, [p.box for p in boxes], pc.owner_iou)
+        # a detection alone, not strong, whose box no cluster's agrees with: a fragment or clutter
+        alone = np.array([tuple(p.sources) == ('detector',) and p.score < pc.alone_min_score for p in boxes])
+        keep = np.flatnonzero((n >= pc.min_box_points) & ~(alone & (agree < pc.min_agreement)))
+        own = own[keep]
+        depth = np.array([np.median(scene.z[scene.clusters[k]]) if k >= 0 else np.nan for k in own])
+        boxes = merge_same_cluster([boxes[k] for k in keep], own, pc.same_cluster_overlap,
+                                   agree[keep] if pc.merge_keep == 'cluster' else None, depth,
+                                   pc.nms_iou, pc.nms_depth_gap)
+    boxes.sort(key=lambda p: -p.score)
+    return [dataclasses.replace(p, id=i) for i, p in enumerate(boxes)] + clicks
 
 
 def fused_detector_config(cfg):
@@ -33,7 +68,8 @@ def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[li
     """One prompt per object from the detections and the LiDAR proposals. Detections scoring at least
     ``detector.score_threshold`` are prompts; weaker ones only confirm a LiDAR proposal they overlap
     (``proposals.confirm_iou``), which then becomes a prompt with its LiDAR box; unconfirmed proposals
-    are dropped unless ``proposals.lidar_only``. Box prompts are renumbered; the timings
+    are dropped unless their shape alone says car (:func:`sure_car`) or ``proposals.lidar_only``.
+    Then the screening by the LiDAR (:func:`screen_by_lidar`). Box prompts are renumbered; the timings
     ``proposals_s`` / ``proposals_cpu_s`` (wall / CPU) cover the LiDAR proposals and the fusion.
     ``cfg``: the whole AutolabelConfig."""
     t, c = time.perf_counter(), time.process_time()
@@ -42,12 +78,23 @@ def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[li
                    score=p.score, sources=('detector',)) if p.box is not None else p for p in detections]
     strong = [p for p in dets if p.box is None or p.score >= thr]
     weak = [p for p in dets if p.box is not None and pc.confirm_score <= p.score < thr]
-    lidar = lidar_prompts(frame, cfg)
-    keep = confirmed(lidar, weak, pc.confirm_iou)
-    if pc.lidar_only:
-        seen = {p.id for p in keep}
-        keep += [p for p in lidar if p.id not in seen]
-    out = fuse_prompts([('detector', strong), ('lidar', keep)], pc)
+    scene = frame_scene(frame, cfg)
+    props = lidar_proposals(frame, cfg, scene=scene) if scene is not None else []
+    lidar = [Prompt(id=i, box=p.box, cls='Car', score=p.score, sources=('lidar',))
+             for i, p in enumerate(props)]
+    cboxes = cluster_boxes(frame, scene, pc) if scene is not None else None
+    same = None
+    if pc.confirm_same_cluster and scene is not None and lidar and weak:
+        # a weak detection confirms the proposal of the cluster it covers (not a clump behind it), or
+        # one it matches closely
+        weak_owner = box_owners(scene, cboxes, [p.box for p in weak], pc.owner_iou)[0]
+        same = np.array([p.cluster for p in props])[:, None] == weak_owner[None, :]
+        same |= iou_matrix(np.array([p.box for p in lidar]), np.array([p.box for p in weak]))[0] >= 0.5
+    keep = confirmed(lidar, weak, pc.confirm_iou, same)
+    seen = {p.id for p in keep}
+    # without a detection: every proposal (lidar_only), or those whose shape alone says car
+    keep += [p for p, q in zip(lidar, props) if p.id not in seen and (pc.lidar_only or sure_car(q, pc))]
+    out = screen_by_lidar(fuse_prompts([('detector', strong), ('lidar', keep)], pc), scene, cboxes, cfg)
     # CPU time as well: on a loaded machine the wall clock says more about the neighbours
     return out, {'proposals_s': time.perf_counter() - t, 'proposals_cpu_s': time.process_time() - c,
                  'n_lidar_proposals': len(lidar)}

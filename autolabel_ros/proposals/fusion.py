@@ -22,12 +22,16 @@ from autolabel_ros.core.types import Prompt
 KNOWN_SOURCES = ('detector', 'lidar')   # sources a prompt of a group may carry beside the group's
 
 
-def confirmed(candidates: Sequence[Prompt], weak: Sequence[Prompt], min_iou: float) -> list[Prompt]:
-    """The candidates (LiDAR proposals) that a weak detection overlaps by ``min_iou``: tagged with
-    both sources, scored by the better of the two."""
+def confirmed(candidates: Sequence[Prompt], weak: Sequence[Prompt], min_iou: float,
+              allowed: np.ndarray | None = None) -> list[Prompt]:
+    """The candidates (LiDAR proposals) that a weak detection overlaps by ``min_iou`` (and, with
+    ``allowed``, candidates x weak bool, only the allowed pairs): tagged with both sources, scored by
+    the better of the two."""
     if not candidates or not weak:
         return []
     iou, _, _ = iou_matrix(np.array([p.box for p in candidates]), np.array([p.box for p in weak]))
+    if allowed is not None:
+        iou = np.where(allowed, iou, 0.0)
     out = []
     for i in np.flatnonzero(iou.max(1) >= min_iou):
         p, w = candidates[i], weak[int(np.argmax(iou[i]))]

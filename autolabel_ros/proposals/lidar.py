@@ -13,7 +13,14 @@ standing on the ground. Per frame:
    those of a car and it has enough points; nothing else is decided here: the fit's verification
    rejects what is not a car;
 4. the 2D box: the projected cluster points together with their foot points on the ground (the
-   band cuts off the wheels), widened by a small margin for the beam spacing.
+   band cuts off the wheels), widened by a small margin for the beam spacing;
+5. a cluster the camera cannot see is dropped: the LiDAR, mounted above the camera, sees the roof of
+   a car behind a nearer one, and the standing box of that far cluster covers the near car in the
+   image (a weak detection of the near car then "confirms" it). When most returns inside its box
+   lie well in front of it (``hidden``), it is not a prompt.
+
+The per-frame point sets and clusters (:class:`LidarScene`) are kept: the fusion asks them which
+cluster a detector box covers (:mod:`autolabel_ros.proposals.evidence`).
 """
 from __future__ import annotations
 
@@ -41,6 +48,29 @@ class LidarProposal:
     top: float               # highest point above the ground (m)
     above: float             # points above the band over the cluster's footprint, per cluster point
     score: float             # prompt score (config proposals.lidar_score, lower for sparse clusters)
+    hidden: float = 0.0      # share of the returns in the box lying in front of the cluster
+    cluster: int = -1        # index into LidarScene.clusters
+    cut: bool = False        # cut out of a longer cluster
+
+
+@dataclass
+class LidarScene:
+    """One frame's scan as the proposals see it: the ground, the band points in the image (xyz, height,
+    pixel, camera depth), their clusters (index arrays; ``label``: cluster per band point, -1 none) and
+    every non-ground return in the image up to 2 m above the band (``solid_uv``, ``solid_z``: what
+    occludes what)."""
+
+    ground: GroundPlane
+    xyz: np.ndarray
+    h: np.ndarray
+    uv: np.ndarray
+    z: np.ndarray
+    clusters: list
+    label: np.ndarray
+    solid_uv: np.ndarray
+    solid_z: np.ndarray
+    high: np.ndarray         # x, y of the returns above the band (anywhere in front)
+    cut: np.ndarray          # per cluster: cut out of a longer one (split_clusters)
 
 
 def frustum_band_points(frame: SensorFrame, ground: GroundPlane, cfg):
@@ -54,11 +84,45 @@ def frustum_band_points(frame: SensorFrame, ground: GroundPlane, cfg):
     high = xyz[(h >= cfg.band_high) & (h < cfg.band_high + 2.0), :2]
     band = (h > cfg.band_low) & (h < cfg.band_high)
     xyz, h = xyz[band], h[band]
-    pc = transform_points(frame.T_cam_lidar, xyz)
-    uv, z = project(frame.K, pc)
+    uv, z, inside = in_image(frame, xyz)
+    return xyz[inside], h[inside], uv, z, high
+
+
+def in_image(frame: SensorFrame, xyz: np.ndarray):
+    """(pixels, camera depths, mask) of the points in front of the camera projecting into the image."""
+    uv, z = project(frame.K, transform_points(frame.T_cam_lidar, xyz))
     inside = (z > 1.0) & np.all(np.isfinite(uv), axis=1) & (uv[:, 0] >= 0) & (uv[:, 0] < frame.width) \
         & (uv[:, 1] >= 0) & (uv[:, 1] < frame.height)
-    return xyz[inside], h[inside], uv[inside], z[inside], high
+    return uv[inside], z[inside], inside
+
+
+def lidar_scene(frame: SensorFrame, ground: GroundPlane, cfg) -> LidarScene:
+    """The band points, their clusters and the occluders of a frame (``cfg``: proposals section)."""
+    xyz, h, uv, z, high = frustum_band_points(frame, ground, cfg)
+    clusters, cut = split_clusters(xyz[:, :2], cfg)
+    label = -np.ones(len(xyz), np.int64)
+    for k, idx in enumerate(clusters):
+        label[idx] = k
+    pts = frame.xyz.astype(np.float64)
+    pts = pts[(pts[:, 0] > 0) & (np.hypot(pts[:, 0], pts[:, 1]) < cfg.max_range + 20.0)]
+    hh = ground.height_above(pts)
+    suv, sz, _ = in_image(frame, pts[(hh > cfg.band_low) & (hh < cfg.band_high + 2.0)])
+    return LidarScene(ground, xyz, h, uv, z, clusters, label, suv, sz, high, np.array(cut, bool))
+
+
+def in_box(uv: np.ndarray, box) -> np.ndarray:
+    return (uv[:, 0] >= box[0]) & (uv[:, 0] <= box[2]) & (uv[:, 1] >= box[1]) & (uv[:, 1] <= box[3])
+
+
+def hidden_share(scene: LidarScene, idx: np.ndarray, box, gap: float) -> float:
+    """Share of the non-ground returns inside ``box`` lying more than ``gap`` m in front of the nearest
+    tenth of the cluster's points."""
+    inb = in_box(scene.solid_uv, box)
+    n = int(inb.sum())
+    if n == 0:
+        return 0.0
+    near = float(np.percentile(scene.z[idx], 10))
+    return float((scene.solid_z[inb] < near - gap).sum()) / n
 
 
 def cell_keys(xy: np.ndarray, cell: float) -> np.ndarray:
@@ -108,11 +172,13 @@ def split_at_valleys(xy: np.ndarray, idx: np.ndarray, cfg, depth: int = 0) -> li
     return out
 
 
-def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
+def split_clusters(xy: np.ndarray, cfg) -> tuple[list[np.ndarray], list[bool]]:
     """Point index arrays of the clusters: components at ``cell``; those longer than a car again at
     ``split_cell`` (gaps between parked cars are often narrower than the coarse cell), and what is
-    still too long at its emptiest cross-sections (:func:`split_at_valleys`)."""
-    out = []
+    still too long at its emptiest cross-sections (:func:`split_at_valleys`). Also, per cluster,
+    whether it was cut out of something longer at such a cross-section (a hedge or a wall cut into
+    car-sized pieces looks like cars; so do cars parked bumper to bumper)."""
+    out, cut = [], []
     comp = bev_components(xy, cfg.cell)
     order = np.argsort(comp, kind='stable')
     bounds = np.flatnonzero(np.diff(comp[order])) + 1
@@ -124,10 +190,13 @@ def split_clusters(xy: np.ndarray, cfg) -> list[np.ndarray]:
             for k in range(sub.max() + 1):
                 part = idx[sub == k]
                 if len(part) >= cfg.min_points:
-                    out += split_at_valleys(xy, part, cfg)
+                    pieces = split_at_valleys(xy, part, cfg)
+                    out += pieces
+                    cut += [len(pieces) > 1] * len(pieces)
         else:
             out.append(idx)
-    return out
+            cut.append(False)
+    return out, cut
 
 
 def standing_box_corners(pts: np.ndarray, ground: GroundPlane, min_height: float) -> np.ndarray:
@@ -163,18 +232,22 @@ def proposal_box(frame: SensorFrame, ground: GroundPlane, pts: np.ndarray, uv: n
     return box
 
 
-def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None) -> list[LidarProposal]:
-    """Car-like clusters of the frame's scan as 2D box proposals, nearest first. ``cfg`` is the whole
-    AutolabelConfig (``proposals``, ``ground``, ``seed``); ``ground`` skips the plane fit."""
+def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None,
+                    scene: LidarScene | None = None) -> list[LidarProposal]:
+    """Car-like, visible clusters of the frame's scan as 2D box proposals, nearest first. ``cfg`` is the
+    whole AutolabelConfig (``proposals``, ``ground``, ``seed``); ``ground`` skips the plane fit, ``scene``
+    (:func:`lidar_scene`) the clustering as well."""
     pc = cfg.proposals
-    if ground is None:
-        ground = fit_ground(frame.xyz, cfg.ground, np.random.default_rng(cfg.seed))
-    if ground is None:
-        return []
-    xyz, h, uv, z, high = frustum_band_points(frame, ground, pc)
-    high_keys = np.sort(cell_keys(high, pc.cell))
+    if scene is None:
+        if ground is None:
+            ground = fit_ground(frame.xyz, cfg.ground, np.random.default_rng(cfg.seed))
+        if ground is None:
+            return []
+        scene = lidar_scene(frame, ground, pc)
+    xyz, h, uv, z = scene.xyz, scene.h, scene.uv, scene.z
+    high_keys = np.sort(cell_keys(scene.high, pc.cell))
     props = []
-    for idx in split_clusters(xyz[:, :2], pc):
+    for k, idx in enumerate(scene.clusters):
         length, width = footprint(xyz[idx, :2])
         top = float(h[idx].max())
         # walls, trees and poles go on above a car's roof: their returns over the cluster's cells
@@ -186,16 +259,30 @@ def lidar_proposals(frame: SensorFrame, cfg, ground: GroundPlane | None = None) 
         if not (pc.min_length <= length <= pc.max_length and width <= pc.max_width
                 and pc.min_top <= top <= pc.max_top):
             continue
-        box = proposal_box(frame, ground, xyz[idx], uv[idx], pc)
+        box = proposal_box(frame, scene.ground, xyz[idx], uv[idx], pc)
         if box is None:
+            continue
+        hidden = hidden_share(scene, idx, box, pc.hidden_gap)
+        if hidden > pc.max_hidden:
             continue
         n = len(idx)
         # sparse clusters are less sure: their score rises to lidar_score from min_points to 4x that
         score = pc.lidar_score * float(np.clip(n / (4.0 * pc.min_points), 0.25, 1.0))
         props.append(LidarProposal(box=box, n_points=n, depth=float(np.median(z[idx])), length=length,
-                                   width=width, top=top, above=above, score=score))
+                                   width=width, top=top, above=above, score=score, hidden=hidden, cluster=k,
+                                   cut=bool(scene.cut[k])))
     props.sort(key=lambda p: p.depth)
     return props
+
+
+def sure_car(p: LidarProposal, cfg) -> bool:
+    """A proposal whose shape alone says car (``cfg``: proposals section): many points, a roof at a
+    car's height, a footprint that is no pole or thin wall, little of it hidden, and (``sure_uncut``)
+    not a piece cut out of something longer (hedges). On the simulator's
+    streets (procedural and ApolloCar3D cars, walls, poles, bushes) no such cluster was clutter."""
+    return (cfg.sure_min_points > 0 and p.n_points >= cfg.sure_min_points and not (p.cut and cfg.sure_uncut)
+            and cfg.sure_min_top <= p.top <= cfg.sure_max_top and p.width >= cfg.sure_min_width
+            and p.length >= cfg.sure_min_length and p.hidden <= cfg.sure_max_hidden)
 
 
 def timed_lidar_proposals(frame: SensorFrame, cfg) -> tuple[list[LidarProposal], float]:
