@@ -3,7 +3,7 @@
     autolabel-bag INPUT --out OUTDIR [--config YAML] [--image-topic T] [--info-topic T] [--cloud-topic T]
                   [--prompts detector|fused|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
                   [--no-resume] [--no-copy-sensors] [--calib FILE] [--storage mcap|sqlite3]
-                  [--tracks [--ego auto|tf|oxts|icp]]
+                  [--tracks] [--occupancy [VOXEL]] [--ego auto|tf|oxts|icp]
     autolabel-bag import-kitti-raw DRIVE --out BAG [--storage mcap|sqlite3] [--rate HZ] [--start-time SEC]
 
 INPUT: a rosbag2 folder (sqlite3 or MCAP), a ROS 1 .bag, a KITTI raw drive folder or a KITTI object
@@ -71,9 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--tracks', action='store_true',
                    help='track the labels across frames (ids = track ids, one size per car, heading from '
                         'motion, interpolated gaps); adds kitti/label_02/0000.txt and report/tracks_bev.png')
+    p.add_argument('--occupancy', nargs='?', const=True, default=False, type=float, metavar='VOXEL',
+                   help='write a semantic occupancy grid per frame (free / car with its id / ground / '
+                        'other / unknown) to occupancy/<frame>.npz + occupancy/occupancy.json and '
+                        'report/occupancy_bev.png; VOXEL = voxel edge in metres (default: the config\'s '
+                        'occupancy.voxel, 0.2); the grid box and the other settings: config section '
+                        'occupancy')
     p.add_argument('--ego', default='auto', choices=('auto', 'tf', 'oxts', 'icp'),
-                   help="ego motion for --tracks: the bag's dynamic /tf, KITTI raw OXTS, or ICP between "
-                        "the sweeps; 'auto' (default) takes the first the input has")
+                   help="ego motion for --tracks and --occupancy: the bag's dynamic /tf, KITTI raw OXTS, or "
+                        "ICP between the sweeps; 'auto' (default) takes the first the input has")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -185,7 +191,8 @@ def _label_main(argv) -> int:
                  resume=not a.no_resume, copy_sensors=not a.no_copy_sensors,
                  calib=a.calib, storage=a.storage, tolerance=a.tolerance, progress=not a.quiet,
                  rectified=a.rectified, undistort=not a.no_undistort, overwrite=a.overwrite,
-                 prompt_chunk=a.prompt_chunk, tracks=a.tracks, ego=a.ego)
+                 prompt_chunk=a.prompt_chunk, tracks=a.tracks, ego=a.ego, occupancy=a.occupancy is not False,
+                 occupancy_voxel=None if isinstance(a.occupancy, bool) else a.occupancy)
     frames_dir = Path(a.out) / '.frames'
     try:
         summary = run_job(job)
@@ -215,11 +222,15 @@ def _label_main(argv) -> int:
         t = summary['tracks']
         print(f"{t['tracks']} tracks ({t['moving_tracks']} moving), {t['interpolated_boxes']} interpolated "
               f"boxes; ego motion from {t['ego_source']} ({t['path_m']:.1f} m driven)")
+    if summary.get('occupancy'):
+        o = summary['occupancy']
+        print(f"occupancy: {o['frames']} grids of {' x '.join(str(n) for n in o['shape'])} voxels of "
+              f"{o['voxel']:g} m in occupancy/")
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')
     names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json',
-                         'report/tracks_bev.png')
+                         'report/tracks_bev.png', 'occupancy/', 'report/occupancy_bev.png')
              if (Path(a.out) / n.rstrip('/')).exists()]
     print(f"outputs in {a.out}: {', '.join(names)}")
     if fr['labelled'] == 0:

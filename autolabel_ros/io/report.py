@@ -114,29 +114,43 @@ def _plt():
 
 
 def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
+    _bev_axes(ax, xlim, ylim)
+    _bev_content(ax, record, bev)
+
+
+def _bev_axes(ax, xlim, ylim):
+    """What every bird's-eye view shares: the ego marker, the window, the ticks."""
+    ax.plot(0, 0, marker='>', color='k', ms=5)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect('equal')
+    ax.tick_params(labelsize=5)
+
+
+def _bev_content(ax, record: dict, bev: np.ndarray) -> list:
+    """One frame's points, boxes and title on axes whose window is set; returns the artists added
+    (a reused figure removes them before the next frame)."""
+    added = []
     if bev is not None and len(bev):
         pts = np.asarray(bev, dtype=np.float32)
-        ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True)
+        added.append(ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True))
     for lab in record['labels']:
         if not _finite_centre(lab):
             continue   # a prompt that could not be lifted at all (e.g. an empty box)
         color = 'tab:green' if lab['accepted'] else 'tab:red'
         c = bev_corners(lab['center'], lab['size'], lab['yaw'])
         poly = np.vstack([c, c[:1]])
-        ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
+        added += ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
         front = np.asarray(lab['center'][:2]) + 0.5 * lab['size'][0] * np.array([np.cos(lab['yaw']),
                                                                                   np.sin(lab['yaw'])])
-        ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color, lw=1.2)
-        ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5, color=color,
-                clip_on=True)
-    ax.plot(0, 0, marker='>', color='k', ms=5)
-    ax.set_xlim(*xlim)
-    ax.set_ylim(*ylim)
-    ax.set_aspect('equal')
+        added += ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color,
+                         lw=1.2)
+        added.append(ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5,
+                             color=color, clip_on=True))
     n_acc = sum(lab['accepted'] for lab in record['labels'])
     ax.set_title(f"{record['name']}: {n_acc} ok / {len(record['labels']) - n_acc} rej "
                  f"({len(record['prompts'])} prompts)", fontsize=7)
-    ax.tick_params(labelsize=5)
+    return added
 
 
 def _finite_centre(lab: dict) -> bool:
@@ -155,14 +169,28 @@ def _extent(records):
     return (-5.0, x_hi), (-y_hi, y_hi)
 
 
+def _tight_layout(fig):
+    """Lay the figure out once and keep it: the engine ``tight_layout`` leaves on the figure makes
+    every ``savefig`` lay it out again in an extra drawing pass (a third of a BEV figure's time)."""
+    fig.tight_layout()
+    fig.set_layout_engine(None)
+
+
 def save_fig(fig, path: Path):
     """PNG without a timestamp in its metadata (matplotlib adds none for PNG besides 'Software')."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, metadata={'Software': None})
 
 
-def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list[str]:
-    """All report PNGs; returns their paths relative to ``report_dir``."""
+def figure_count(n_records: int) -> int:
+    """How many PNGs :func:`write_figures` writes for ``n_records`` frames (for a progress bar)."""
+    sheet = 1 + (n_records if n_records <= PER_FRAME_BEV_MAX else 0) if n_records else 0
+    return sheet + 2
+
+
+def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figure=None) -> list[str]:
+    """All report PNGs; returns their paths relative to ``report_dir``. ``on_figure()`` is called after
+    each PNG (a progress bar)."""
     plt = _plt()
     report_dir = Path(report_dir)
     written = []
@@ -181,21 +209,14 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list
             ax.axis('off')
         fig.suptitle(f'bird\'s-eye views, {len(sel)} of {len(records)} frames (green accepted, red rejected)',
                      fontsize=9)
-        fig.tight_layout()
+        _tight_layout(fig)
         save_fig(fig, report_dir / 'bev_sheet.png')
         plt.close(fig)
         written.append('bev_sheet.png')
+        if on_figure:
+            on_figure()
         if len(records) <= PER_FRAME_BEV_MAX:
-            for r in records:
-                ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
-                fig, ax = plt.subplots(figsize=(8, 8 * ratio + 0.9))
-                _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
-                ax.set_xlabel('x forward [m]', fontsize=7)
-                ax.set_ylabel('y left [m]', fontsize=7)
-                fig.tight_layout()
-                save_fig(fig, report_dir / 'bev' / f"{r['name']}.png")
-                plt.close(fig)
-                written.append(f"bev/{r['name']}.png")
+            written += _per_frame_bevs(plt, report_dir, records, bevs, xlim, ylim, on_figure)
 
     # confidence histogram + rejection reasons
     acc = [lab['score'] for r in records for lab in r['labels'] if lab['accepted']]
@@ -218,11 +239,41 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict) -> list
         a2.text(0.5, 0.5, 'no rejected labels', ha='center', va='center')
         a2.set_axis_off()
     a2.set_title('rejection reasons')
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, report_dir / 'confidence.png')
     plt.close(fig)
     written.append('confidence.png')
+    if on_figure:
+        on_figure()
     written.append(write_timing_figure(report_dir, records))
+    if on_figure:
+        on_figure()
+    return written
+
+
+def _per_frame_bevs(plt, report_dir: Path, records, bevs: dict, xlim, ylim, on_figure) -> list[str]:
+    """``bev/<frame>.png`` for each frame on ONE figure: the window is common to all frames, so the
+    axes and the layout are made once and each frame only swaps its points, boxes and title (a
+    figure and a tight layout per frame cost most of the output phase)."""
+    ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+    fig, ax = plt.subplots(figsize=(8, 8 * ratio + 0.9))
+    _bev_axes(ax, xlim, ylim)
+    ax.set_xlabel('x forward [m]', fontsize=7)
+    ax.set_ylabel('y left [m]', fontsize=7)
+    written = []
+    try:
+        for k, r in enumerate(records):
+            added = _bev_content(ax, r, bevs.get(r['index']))
+            if k == 0:
+                _tight_layout(fig)
+            save_fig(fig, report_dir / 'bev' / f"{r['name']}.png")
+            for artist in added:
+                artist.remove()
+            written.append(f"bev/{r['name']}.png")
+            if on_figure:
+                on_figure()
+    finally:
+        plt.close(fig)
     return written
 
 
@@ -242,7 +293,7 @@ def write_timing_figure(report_dir: Path, records: Sequence[dict]) -> str:
     a2.set_ylabel('seconds')
     a2.set_title('stages')
     a2.tick_params(labelsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, Path(report_dir) / 'timing.png')
     plt.close(fig)
     return 'timing.png'
@@ -288,6 +339,6 @@ def write_tracks_figure(path: Path, ego_xy: np.ndarray, tracks: dict, points_xy:
     ax.set_ylabel('y (m)')
     ax.set_title(title or 'tracks (x: interpolated boxes; last box of each track drawn)')
     ax.legend(loc='upper right', fontsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     save_fig(fig, Path(path))
     plt.close(fig)

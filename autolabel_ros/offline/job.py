@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -58,7 +59,9 @@ class BagJob:
     overwrite: bool = False            # write into a non-empty folder the tool did not write
     prompt_chunk: int = 32             # prompts fitted together; bigger frames go in chunks of this
     tracks: bool = False               # track the labels across frames (offline/tracking.py)
-    ego: str = 'auto'                  # ego motion for the tracks: auto | tf | oxts | icp
+    ego: str = 'auto'                  # ego motion for the tracks and the occupancy: auto | tf | oxts | icp
+    occupancy: bool = False            # per-frame occupancy grids (offline/occupancy.py); config occupancy.*
+    occupancy_voxel: Optional[float] = None   # their voxel edge (m); None = the config's occupancy.voxel
 
 
 TOOL = 'autolabel-bag'
@@ -84,11 +87,11 @@ def check_options(job: BagJob) -> None:
         raise BagError(f'--end {job.end} is before --start {job.start}')
     if job.prompt_chunk < 1:
         bad('--prompt-chunk', job.prompt_chunk, '>= 1')
-    if job.tracks:
+    if job.tracks or job.occupancy:
         from autolabel_ros.offline.tracking import check_ego
         check_ego(job.ego)
     elif job.ego != 'auto':
-        raise BagError(f'--ego {job.ego}: only used with --tracks')
+        raise BagError(f'--ego {job.ego}: only used with --tracks or --occupancy')
     if not Path(job.input).exists():
         raise BagError(f'{job.input}: input not found')
 
@@ -153,6 +156,7 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     # everything that can be checked without the models is checked before they load
     check_options(job)
     cfg = load_config(job.config)
+    occupancy = _occupancy_wanted(job)
     calib = None
     if job.calib:
         from autolabel_ros.io.kitti import read_calib
@@ -169,12 +173,14 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         if not refs:
             raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
                            f'({len(source.index())} frames in the input)')
-        if job.tracks:      # an ego source asked for but absent fails now, not after the labelling
+        if job.tracks or occupancy:   # an ego source asked for but absent fails now, not after the labelling
             from autolabel_ros.offline.tracking import check_ego_source
             check_ego_source(job.ego, source, refs)
         info = source.describe()
+        # the occupancy settings change no label: saved frames stay valid when only they change
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
-               'config': to_dict(cfg), 'calib': _file_hash(job.calib), 'format': 1}
+               'config': {k: v for k, v in to_dict(cfg).items() if k != 'occupancy'},
+               'calib': _file_hash(job.calib), 'format': 1}
         if job.prompt_chunk != BagJob.prompt_chunk:    # the default leaves earlier runs' key as it was
             key['prompt_chunk'] = job.prompt_chunk
         store = FrameStore(out / '.frames', key, resume=job.resume)
@@ -194,6 +200,15 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                                      'wall_s': wall,
                                      'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
     return summary
+
+
+def _occupancy_wanted(job: BagJob) -> bool:
+    """Whether the job writes occupancy grids (``--occupancy`` or the config's occupancy.enabled); the
+    settings are checked now, before any labelling."""
+    if not job.occupancy and job.occupancy_voxel is None and not job.config:
+        return False
+    from autolabel_ros.offline.occupancy import occupancy_config
+    return occupancy_config(job).occupancy.enabled
 
 
 def _preload_output_libraries():
@@ -277,10 +292,17 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=0, unit='step', desc='writing', disable=not job.progress, dynamic_ncols=True)
     try:
-        return _assemble(job, source, refs, store, failures, info, run_info, out, stage)
+        summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar)
     finally:
+        bar.close()
         shutil.rmtree(stage, ignore_errors=True)
+    log.info('outputs written in %.1f s', time.perf_counter() - t0)
+    return summary
 
 
 def _per_frame(records, failures, what: str, fn) -> list:
@@ -302,11 +324,15 @@ def _per_frame(records, failures, what: str, fn) -> list:
     return kept
 
 
-def _assemble(job, source, refs, store, failures, info, run_info, out, stage) -> dict:
+def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar) -> dict:
+    """``bar``: the progress bar of the output phase, one step per selected frame loaded, written to
+    KITTI and written to the bag, and per figure."""
     from autolabel_ros.io import report, writers
-    from autolabel_ros.io.outdir import install_tree
 
+    t0 = time.perf_counter()
     failures = list(failures)
+    bar.total = 3 * len(refs) + report.figure_count(len(refs)) + 1
+    bar.refresh()
     records, arrays, labels = [], {}, {}
 
     def load(ref):
@@ -319,6 +345,7 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         if store.has(ref.index):
             _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
                        lambda _r, ref=ref: load(ref))
+        bar.update(1)
 
     track_info = None
     if job.tracks and records:
@@ -336,6 +363,16 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             raise
         except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
             log.warning('tracks figure failed (%s: %s)', type(e).__name__, e)
+    occupancy_info = occupancy_s = None
+    if records and _occupancy_wanted(job):
+        from autolabel_ros.offline import occupancy
+
+        if track_info is None:
+            pose_of, ego_source = occupancy.ego_poses(job.ego, source, refs, records)
+        occupancy_info, occupancy_s = occupancy.write_occupancy(
+            stage, occupancy.occupancy_config(job), source, refs, records, labels, pose_of,
+            'track id' if track_info is not None else 'label id', job.progress)
+        occupancy_info['ego_source'] = track_info['ego_source'] if track_info is not None else ego_source
     # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
     # file for a frame without any); with --tracks the tracked labels, boxes the tracker interpolated
     # left out
@@ -351,7 +388,23 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
             for sub in ('label_2', 'calib'):    # no half of a frame in the outputs
                 (stage / 'kitti' / sub / f"{rec['name']}.txt").unlink(missing_ok=True)
             raise
+        bar.update(1)
     records = _per_frame(records, failures, 'writing KITTI labels', kitti)
+    # the report's figures draw on the other core while this one writes meshes and the bag
+    bar.total += report.figure_count(len(records)) - report.figure_count(len(refs))
+    figure_job = FigureJob(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()})
+    try:
+        return _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records,
+                              labels, track_info, figure_job, occupancy_info, occupancy_s)
+    finally:
+        figure_job.close()
+
+
+def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records, labels,
+                   track_info, figure_job, occupancy_info, occupancy_s) -> dict:
+    from autolabel_ros.io import report, writers
+    from autolabel_ros.io.outdir import install_tree
+
     # meshes
     n_meshes = 0
     for rec in records:
@@ -360,6 +413,9 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
                 atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply",
                                    writers.mesh_to_ply_bytes(lab.mesh))
                 n_meshes += 1
+    # the bar counts the loaded frames, the KITTI files and the bag frames of every selected frame:
+    # steps of frames that failed are made up here
+    bar.update(len(refs) - len(records))
     failures.sort(key=lambda f: f['index'])
     # OpenLABEL
     first = records[0] if records else None
@@ -372,7 +428,9 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         tracked=bool(job.tracks))
     atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
     # label bag
-    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures)
+    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures,
+                                 on_frame=lambda: bar.update(1))
+    bar.update(1)
     # report
     outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
                'kitti_label_files': len(records), 'meshes': n_meshes, 'openlabel': 'openlabel.json'}
@@ -380,30 +438,104 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage) ->
         outputs['kitti_tracking'] = 'kitti/label_02/0000.txt'
         if (stage / 'report' / 'tracks_bev.png').is_file():
             outputs['tracks_figure'] = 'report/tracks_bev.png'
+    if occupancy_info is not None:
+        outputs['occupancy'] = 'occupancy/'
+        if (stage / 'report' / 'occupancy_bev.png').is_file():
+            outputs['occupancy_figure'] = 'report/occupancy_bev.png'
     summary = report.build_summary(records, failures, info, source.stats.as_dict(), len(refs), outputs)
+    if occupancy_info is not None:
+        summary['occupancy'] = {k: occupancy_info[k] for k in ('frames', 'voxel', 'shape', 'origin',
+                                                               'instance', 'window', 'ego_source',
+                                                               'voxels_by_class')}
     if track_info is not None:
         summary['tracks'] = track_info
-    try:
-        bevs = {i: a.get('bev') for i, a in arrays.items()}
-        figures = report.write_figures(stage / 'report', records, bevs)
-    except OSError:
-        raise
-    except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+    figures = figure_job.result(bar)
+    if isinstance(figures, Exception):
         log.warning('report figures failed (%s: %s); the labels are written without them',
-                    type(e).__name__, e)
-        summary['outputs']['figures_error'] = f'{type(e).__name__}: {e}'
+                    type(figures).__name__, figures)
+        summary['outputs']['figures_error'] = f'{type(figures).__name__}: {figures}'
         figures = []
     summary['outputs']['figures'] = ['report/' + f for f in figures]
     summary['timing'] = report.timing_summary(records)
-    summary['run'] = run_info
+    if occupancy_s:
+        summary['timing']['occupancy_s'] = report.percentiles(occupancy_s)
+    # the output phase up to here (the summary and the move into place take milliseconds)
+    summary['run'] = dict(run_info, write_s=time.perf_counter() - t0)
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
     # move into place, replacing only the files this tool wrote before
     install_tree(stage, out, TOOL)
     return summary
 
 
-def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures) -> dict:
-    """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections."""
+def _ignore_sigint():
+    """The figure process leaves a Ctrl-C to the main one, which stops it (no second traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class FigureJob:
+    """The report's figures (``io/report.write_figures``), drawn in a spawned process when the machine
+    has a core to spare and the run enough frames to pay for the process' start (~2 s of imports),
+    else in this one when the result is asked for. Same bytes either way."""
+
+    MIN_FRAMES = 6      # below this the figures take about as long as starting the process
+
+    def __init__(self, report_dir: Path, records: list, bevs: dict, spawn: Optional[bool] = None):
+        self.args = (Path(report_dir), records, bevs)
+        self.pool = self.pending = None
+        self.before = self._pngs()
+        if spawn is None:
+            spawn = len(records) >= self.MIN_FRAMES and (os.cpu_count() or 1) > 1
+        if spawn:
+            import multiprocessing as mp
+
+            from autolabel_ros.io.report import write_figures
+            try:
+                self.pool = mp.get_context('spawn').Pool(1, initializer=_ignore_sigint)
+                self.pending = self.pool.apply_async(write_figures, self.args)
+            except OSError as e:    # no process to spare: drawn here instead
+                log.info('figures drawn in this process (%s)', e)
+                self.close()
+
+    def _pngs(self) -> int:
+        return sum(1 for _ in self.args[0].rglob('*.png')) if self.args[0].is_dir() else 0
+
+    def result(self, bar):
+        """The figure paths, or the exception that stopped them (an OSError is raised: the disk)."""
+        from autolabel_ros.io import report
+
+        try:
+            if self.pending is None:
+                return report.write_figures(*self.args, on_figure=lambda: bar.update(1))
+            # the child reports nothing while it draws: the PNGs it has saved are its progress
+            start = bar.n
+            while not self.pending.ready():
+                self.pending.wait(0.5)
+                bar.n = start + self._pngs() - self.before
+                bar.refresh()
+            figures = self.pending.get()
+            bar.n = start + len(figures)
+            bar.refresh()
+            return figures
+        except OSError:
+            raise
+        except Exception as e:   # noqa: BLE001 - a figure must not cost the labels
+            return e
+        finally:
+            self.close()
+
+    def close(self):
+        """Stop the child (a failed or interrupted output phase does not wait for its figures)."""
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures, on_frame=None) -> dict:
+    """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections.
+    ``on_frame()`` is called once per selected frame (a progress bar)."""
     from autolabel_ros.io import messages as M
     from autolabel_ros.io.kitti_raw import CAMERA_FRAME, LIDAR_FRAME
     from autolabel_ros.io.label_bag import BagWriter
@@ -415,6 +547,8 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
     by_index = {rec['index']: rec for rec in records}
     failed = {f['index'] for f in failures}
     for ref in refs:
+        if on_frame:
+            on_frame()
         rec = by_index.get(ref.index)
         if rec is None and ref.index not in failed:
             continue

@@ -1,6 +1,8 @@
 """Run a :class:`FrameLabeler` over a stream of tasks: in-process, in local worker processes, or on
 Ray actors. Each worker/actor loads the models once; at most ``2 x workers`` frames are in flight
-(bags can be big), and results come back in task order.
+(bags can be big). With more than one worker, results come back as they finish (a slow frame never
+holds a free worker idle behind it); the job saves each under its frame index, so the order does not
+reach the outputs.
 
 Frames (image + cloud) travel to the workers with the task, rather than each worker reading the bag,
 so a Ray cluster whose nodes cannot see the input file works too.
@@ -53,14 +55,14 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     os.environ.update({k: str(threads) for k in THREAD_ENV})
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                initializer=_init_worker, initargs=(cfg_dict, threads))
-    inflight: deque = deque()
+    inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
-        for task in tasks:
-            inflight.append(pool.submit(_run_task, task))
+        for k, task in enumerate(tasks):
+            inflight[pool.submit(_run_task, task)] = k
             if len(inflight) >= 2 * workers:
-                yield inflight.popleft().result()
+                yield from _finished(inflight)
         while inflight:
-            yield inflight.popleft().result()
+            yield from _finished(inflight)
     finally:
         for f in inflight:
             f.cancel()
@@ -70,6 +72,16 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _finished(inflight: dict) -> Iterator[tuple]:
+    """Wait for at least one of the futures; yield the results of all finished ones (removed)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+    for f in sorted(done, key=inflight.get):
+        del inflight[f]
+        yield f.result()
 
 
 def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
@@ -132,15 +144,26 @@ def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int, threads: O
         # one CPU and one torch thread per actor unless told otherwise
         Actor = ray.remote(num_cpus=threads or 1)(FrameLabeler)
         actors = [Actor.remote(cfg_dict, torch_threads=threads or 1) for _ in range(workers)]
-        inflight: deque = deque()
-        k = 0
-        for task in tasks:
-            inflight.append(actors[k % workers].__call__.remote(task))
-            k += 1
-            if len(inflight) >= 2 * workers:
-                yield ray.get(inflight.popleft())
-        while inflight:
-            yield ray.get(inflight.popleft())
+        # each actor keeps two frames queued and gets its next one when it returns one, so a slow
+        # frame delays only its own actor (round-robin would queue frames behind it)
+        owner: dict = {}
+        free = deque(a for _ in range(2) for a in actors)
+        tasks = iter(tasks)
+        exhausted = False
+        while True:
+            while free and not exhausted:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                    break
+                actor = free.popleft()
+                owner[actor.__call__.remote(task)] = actor
+            if not owner:
+                break
+            ready, _ = ray.wait(list(owner), num_returns=1)
+            for ref in ready:
+                free.append(owner.pop(ref))
+                yield ray.get(ref)
     finally:
         if started:
             ray.shutdown()

@@ -95,6 +95,10 @@ class FrameLabeler:
             from autolabel_ros.core.device import set_torch_threads
 
             # the process' torch threads: the fit's setting (fit.threads), else the worker's share
+            if self.torch_threads and (self.cfg.fit.threads or 0) > self.torch_threads:
+                log.warning('fit.threads %d is more than this worker\'s share of the cores (%d): the '
+                            'workers will slow each other down (fit.threads: 1 or --workers 1)',
+                            self.cfg.fit.threads, self.torch_threads)
             set_torch_threads(self.cfg.fit.threads or self.torch_threads or 0)
             if self.torch_threads:
                 import cv2
