@@ -43,6 +43,7 @@ setup(
             'autolabel-kitti = autolabel_ros.cli.kitti:main',
             'autolabel-build-prior = autolabel_ros.cli.build_prior:main',
             'autolabel-train-css = autolabel_ros.cli.train_css:main',
+            'autolabel-curriculum = autolabel_ros.cli.curriculum:main',
             'autolabel-bag = autolabel_ros.cli.bag:console_main',
             'autolabel_bag = autolabel_ros.cli.bag:console_main',
             'detector_node = autolabel_ros.nodes.detector_node:main',

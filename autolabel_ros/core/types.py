@@ -165,8 +165,9 @@ class LabelResult:
 
     labels: list[Label3D] = field(default_factory=list)   # one per prompt, in prompt order
     masks: list = field(default_factory=list)     # per prompt: H x W bool instance mask used, or None
-    timings: dict = field(default_factory=dict)   # seconds: segment_s, prep_s (css_s included), css_s,
-    #                                               fit_s, post_s, total_s, per_instance_s; n = prompts
+    timings: dict = field(default_factory=dict)   # seconds: segment_s (embed_s + decode_s of SAM in it),
+    #                       prep_s (css_s included), css_s, fit_s, post_s, total_s, cpu_s (process CPU
+    #                       seconds of the call), per_instance_s; n = prompts
     diagnostics: dict = field(default_factory=dict)   # per-frame notes (e.g. prompts dropped and why)
 
 def check_rgb_image(image, who: str) -> np.ndarray:

@@ -4,6 +4,7 @@ the :class:`FitBatch` the energies read. The fit (``fit.crop_size``) and the ver
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -34,6 +35,38 @@ class FitBatch:
     fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
     ground: torch.Tensor | None  # 3: z = a x + b y + c
     has_mask: torch.Tensor       # N bool: non-empty target
+    nocs: object = None          # fit/surfels.NocsTargets: the CSS predictions (SDFLabel's losses)
+    seeds: object = None         # fit/surfels.Seeds of the shape space (with ``nocs``)
+
+    @cached_property
+    def lidar_rows(self) -> LidarRows:
+        """The weighted points without the padding (objects' point counts differ by 10-100x in a
+        frame; the padded (N, M) layout looked up every padding point of every hypothesis)."""
+        keep = self.w > 0                                                    # N, M
+        rows = torch.cat([self.pts[:, :, None], self.fs], 2)[keep]          # Q, 1 + K, 3 (object-major)
+        counts = keep.sum(1)
+        return LidarRows(rows=rows, w=self.w[keep], counts=counts, starts=torch.cumsum(counts, 0) - counts,
+                         wsum=self.w.sum(-1).clamp_min(1e-6))
+
+
+@dataclass
+class LidarRows:
+    """Each object's weighted frustum points, each followed by its K free-space samples, objects one
+    after the other (Q rows in all)."""
+
+    rows: torch.Tensor     # Q, 1 + K, 3 the point, then its free-space samples
+    w: torch.Tensor        # Q point weights (> 0)
+    counts: torch.Tensor   # N rows per object
+    starts: torch.Tensor   # N first row of each object
+    wsum: torch.Tensor     # N sum of the object's weights (clamped above 0)
+
+    def of(self, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For hypotheses of objects ``obj`` (B,): the row index of each of their points (Hq,) and its
+        hypothesis (Hq,), hypothesis-major."""
+        counts = self.counts[obj]
+        hyp = torch.repeat_interleave(torch.arange(len(obj), device=obj.device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        return torch.arange(len(hyp), device=obj.device) - first[hyp] + self.starts[obj][hyp], hyp
 
 
 def object_crops(objects, width: int, height: int, pad_frac: float) -> list[np.ndarray]:

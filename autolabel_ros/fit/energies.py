@@ -17,6 +17,8 @@
   code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
   regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
   touch the ground.
+- nocs, surfel3d (SDFLabel, when the batch carries CSS predictions): the 2D NOCS correspondence loss
+  and the 3D surfel-to-LiDAR loss of :mod:`autolabel_ros.fit.surfels`.
 - shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).
 - scale, scale_common: the per-axis log scales split into their mean (the whole car larger or smaller,
   same proportions) and the rest (other proportions): ``scale_common = mean^2``, ``scale = |log
@@ -32,6 +34,8 @@ import torch
 from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.rays import to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
+from autolabel_ros.fit.stages import no_clock
 
 
 def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -68,37 +72,35 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
 
 def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
                      log_scale: torch.Tensor | None, cfg, zeta: float, on=None,
-                     renderer: Renderer = render_silhouettes) -> dict[str, torch.Tensor]:
+                     renderer: Renderer = render_silhouettes, clock=no_clock) -> dict[str, torch.Tensor]:
     """Energy terms (unweighted) for hypotheses ``obj`` (B,) with poses (B, 4), normalized codes (B, d)
     and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``).
-    A new term is computed here under its name and weighted in :func:`total_energy`."""
+    A new term is computed here under its name and weighted in :func:`total_energy`. ``clock``: a
+    :class:`autolabel_ros.fit.stages.StageClock` that times each term's forward pass."""
     on = set(cfg.energies if on is None else on)
-    codes = code_n * sdf.stdev
-    scales = torch.exp(log_scale) if log_scale is not None else None
-    vols = sdf.volumes(codes)
+    with clock('fwd.decode'):
+        codes = code_n * sdf.stdev
+        scales = torch.exp(log_scale) if log_scale is not None else None
+        vols = sdf.volumes(codes)
     B = pose.shape[0]
     out: dict[str, torch.Tensor] = {}
     zero = torch.zeros(B, device=pose.device)
     if 'mask' in on:
-        m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols)
-        e = dice_energy(m, batch.target[obj], batch.valid[obj])
-        out['mask'] = torch.where(batch.has_mask[obj], e, zero)
+        with clock('fwd.mask'):
+            out['mask'] = _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, zero)
     if 'lidar' in on:
-        w = batch.w[obj]                                            # B, M
-        M = w.shape[1]
-        K = batch.fs.shape[2]
-        p = to_object_frame(batch.pts[obj], pose)                   # B, M, 3
-        q = to_object_frame(batch.fs[obj].reshape(B, M * K, 3), pose)
-        hyp = torch.arange(B, device=pose.device)
-        phi = sdf.query(torch.cat([p, q], 1), hyp, codes, scales, vols)        # B, M * (K + 1)
-        tau = cfg.lidar_robust
-        rho = tau * torch.tanh(phi[:, :M].abs() / tau)
-        wsum = w.sum(-1).clamp_min(1e-6)
-        out['lidar'] = (rho * w).sum(-1) / wsum
-        fs = torch.relu(-phi[:, M:]).view(B, M, K).mean(-1)
-        out['freespace'] = (fs * w).sum(-1) / wsum
+        with clock('fwd.lidar'):
+            out['lidar'], out['freespace'] = _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg)
+    if batch.seeds is not None and ({'nocs', 'surfel3d'} & on):
+        p, n = surfels(sdf, batch.seeds, codes, scales, vols)
+        if 'nocs' in on and batch.nocs is not None:
+            e, _ = nocs_loss(sdf, p, n, pose, codes, scales, obj, batch.nocs)
+            out['nocs'] = torch.where(batch.nocs.valid[obj].any(-1), e, zero)
+        if 'surfel3d' in on:
+            out['surfel3d'] = surface_loss(p, n, pose, batch.pts[obj], batch.w[obj], batch.ray_o)
     if 'ground' in on and batch.ground is not None:
-        out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground) ** 2
+        with clock('fwd.ground'):
+            out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground) ** 2
     out['shape'] = (code_n ** 2).mean(-1)
     if log_scale is not None:
         common = log_scale.mean(-1, keepdim=True)
@@ -107,8 +109,32 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
     return out
 
 
+def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, zero):
+    """(B,) Dice of the soft render vs the mask on the valid pixels (0 for an empty mask)."""
+    m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols)
+    e = dice_energy(m, batch.target[obj], batch.valid[obj])
+    return torch.where(batch.has_mask[obj], e, zero)
+
+
+def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
+    """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
+    each object's points; an object without points gets 0)."""
+    B = pose.shape[0]
+    lr = batch.lidar_rows
+    rows, hyp = lr.of(obj)                                          # Hq, Hq
+    q = to_object_frame(lr.rows[rows], pose[hyp])                   # Hq, 1 + K, 3
+    phi = sdf.query(q, hyp, codes, scales, vols)                    # Hq, 1 + K
+    tau = cfg.lidar_robust
+    w = lr.w[rows]
+    rho = tau * torch.tanh(phi[:, 0].abs() / tau) * w
+    fs = torch.relu(-phi[:, 1:]).mean(-1) * w
+    zero = torch.zeros(B, device=pose.device, dtype=phi.dtype)
+    wsum = lr.wsum[obj]
+    return zero.index_add(0, hyp, rho) / wsum, zero.index_add(0, hyp, fs) / wsum
+
+
 def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
                'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
-               'scale_common': cfg.w_scale_common}
+               'scale_common': cfg.w_scale_common, 'nocs': cfg.w_nocs, 'surfel3d': cfg.w_surfel3d}
     return sum(weights[k] * v for k, v in terms.items())

@@ -17,8 +17,9 @@ and the initialiser (used by :func:`autolabel_ros.fit.lift.lift`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_ce
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.surfels import nocs_targets, surface_seeds
+from autolabel_ros.fit.stages import StageClock
 from autolabel_ros.fit.verify import mask_ious
 
 
@@ -36,6 +39,7 @@ from autolabel_ros.fit.verify import mask_ious
 class FitTimings:
     prep_s: float = 0.0      # crops, rays and the batch
     fit_s: float = 0.0       # optimisation, verification render, heading choice
+    stages: StageClock = field(default_factory=StageClock)   # where the time went (fit/stages.py)
 
 
 class Fitter:
@@ -45,29 +49,42 @@ class Fitter:
         self.device = device
         self.renderer = renderer
 
-    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None
+    def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
             ) -> tuple[list[ObjectFit], FitTimings]:
         """One ObjectFit per evidence object (same order); ``terms['mask_iou_hi']`` holds its
         verification IoU, ``alternatives`` every surviving hypothesis. ``cues``: per object None or a
-        callable pose -> t (negative supports the hypothesis): the heading cue ``css``."""
+        callable pose -> t (negative supports the hypothesis): the heading cue ``css``. ``nocs``: per
+        object None or the CSS network's NocsPrediction: adds SDFLabel's surfel losses (``nocs``,
+        ``surfel3d``) to the fit's energies."""
         fc, objs = self.cfg, evidence.objects
         times = FitTimings()
         if not objs:
             return [], times
+        clock = times.stages
         ts = time.perf_counter()
-        crops = object_crops(objs, frame.width, frame.height, fc.box_padding)
-        views = crop_views(frame, objs, crops, fc.crop_size)
-        batch = build_batch(views, objs, evidence.ground, fc, self.device)
-        init_xyz = np.concatenate([o.init.xyz for o in objs])
-        init_yaw = np.concatenate([o.init.yaw for o in objs])
-        obj = np.concatenate([np.full(len(o.init.yaw), k) for k, o in enumerate(objs)])
+        with clock('prep'):
+            crops = object_crops(objs, frame.width, frame.height, fc.box_padding)
+            views = crop_views(frame, objs, crops, fc.crop_size)
+            batch = build_batch(views, objs, evidence.ground, fc, self.device)
+            if nocs is not None:
+                batch.nocs = nocs_targets(nocs, frame.K, frame.T_cam_lidar, self.device)
+                if batch.nocs is not None:
+                    extra = [e for e in ('nocs', 'surfel3d') if e not in fc.energies]
+                    fc = dataclasses.replace(fc, energies=list(fc.energies) + extra)
+            if {'nocs', 'surfel3d'} & set(fc.energies):
+                batch.seeds = surface_seeds(self.shape)
+            init_xyz = np.concatenate([o.init.xyz for o in objs])
+            init_yaw = np.concatenate([o.init.yaw for o in objs])
+            obj = np.concatenate([np.full(len(o.init.yaw), k) for k, o in enumerate(objs)])
         times.prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
-        fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer)
-        self._verify(frame, objs, crops, fits, batch.ray_o)
+        fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer, clock)
+        with clock('verify'):
+            self._verify(frame, objs, crops, fits, batch.ray_o)
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
-        self.heading_cues(frame, objs, fits, names, cues)
-        fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
+        with clock('heading_cues'):
+            self.heading_cues(frame, objs, fits, names, cues)
+            fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
         times.fit_s = time.perf_counter() - tf
         return fits, times
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import SensorFrame
+from autolabel_ros.fit.clicks import click_depth, depth_window, trim_to_clicked
 from autolabel_ros.fit.ground import GroundPlane, fit_ground
 from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_cluster
 from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, few_and_off,
@@ -113,8 +114,15 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
             x1, y1, x2, y2 = box.astype(int)
             m[y1:y2, x1:x2] = True
         b = box
+        d_click = None
         if prompts[i].box is None and not reasons:
-            # click prompts: the clicks' bounding box says nothing about the car's extent, the mask does
+            # click prompts: the clicks' bounding box says nothing about the car's extent, the mask does,
+            # once cut to the object under the clicks (fit/clicks.py)
+            if prompts[i].points is not None and cfg.fit.click_depth:
+                clicks = np.asarray(prompts[i].points, float)
+                d_click = click_depth(clicks, uv, pc[:, 2], usable)
+                if d_click is not None:
+                    m = trim_to_clicked(m, clicks, uv, pc[:, 2], usable, d_click)
             b = mask_box(m)
         # depth implied by the box height for a mean-height car (for cluster choice and no-point init);
         # a box cut by the image border or an occluder says little, so it is only used when the
@@ -126,8 +134,11 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
         # (its nearest bottom corner; the box height overstates a car seen from above), else the height
         place = contact if contact is not None and is_amodal(prompts[i]) and not reasons \
             and b[3] < H - 2 else box_depth
+        order = box_depth if contact is None else contact
+        if d_click is not None:           # the scan under the clicks says how far the clicked car is
+            place = order = d_click
         pre.append(dict(index=i, mask=m, box=np.asarray(b, float), reasons=reasons, box_depth=box_depth,
-                        order=box_depth if contact is None else contact, place=place))
+                        order=order, place=place, click_depth=d_click))
     rank = depth_order([p['order'] for p in pre])
     claims: list[Claim] = []
     lifted: list = [None] * len(pre)
@@ -159,6 +170,10 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
     centre_px = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]])
     o, dc = camera_rays(frame.K, frame.T_cam_lidar, centre_px)
     at_border = b[0] <= 2 or b[1] <= 2 or b[2] >= W - 2 or b[3] >= H - 2
+    if p.get('click_depth') is not None:
+        # clicks: only points at the clicked car's depth, the cluster chosen by that depth
+        idx = idx[depth_window(pc[idx, 2], p['click_depth'])]
+        at_border, box_depth = False, p['click_depth']
     keep = select_cluster(xyz[idx], pc[idx, 2], fc.cluster_radius, None if at_border else box_depth)
     idx = idx[keep]
     claim = claim_of(idx, pc[:, 2], m, float(mean_size[1]))

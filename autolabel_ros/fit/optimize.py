@@ -19,6 +19,7 @@ import torch
 from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.energies import compute_energies, total_energy
 from autolabel_ros.fit.render import Renderer, render_silhouettes
+from autolabel_ros.fit.stages import no_clock
 
 
 @dataclass
@@ -41,30 +42,69 @@ def _zeta(cfg, it: int, n: int) -> float:
 
 
 class _State:
+    """The hypotheses' parameters (position, heading, normalized code, optional log scales) as the
+    columns of one (B, 4 + d [+ 3]) leaf, and their Adam state: one update of the whole block per step
+    (the arithmetic of ``torch.optim.Adam`` with one learning rate per column) instead of the
+    optimiser's loop over four parameter groups, which cost as much as a small energy term."""
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
+
     def __init__(self, xyz, yaw, code_n, log_scale, obj, hyp_id, cfg):
-        self.xyz = xyz.clone().requires_grad_(True)
-        self.yaw = yaw.clone().requires_grad_(True)
-        self.code_n = code_n.clone().requires_grad_(True)
-        self.log_scale = None if log_scale is None else log_scale.clone().requires_grad_(True)
+        parts = [xyz, yaw[:, None], code_n] + ([] if log_scale is None else [log_scale])
+        self.p = torch.cat(parts, 1).detach().requires_grad_(True)
+        self.d = code_n.shape[1]
+        self.has_scale = log_scale is not None
         self.obj, self.hyp_id = obj, hyp_id
-        groups = [{'params': [self.xyz], 'lr': cfg.lr}, {'params': [self.yaw], 'lr': cfg.lr_yaw},
-                  {'params': [self.code_n], 'lr': cfg.lr_shape}]
-        if self.log_scale is not None:
-            groups.append({'params': [self.log_scale], 'lr': cfg.lr_scale})
-        self.opt = torch.optim.Adam(groups)
-        self.base_lr = [g['lr'] for g in groups]
+        self.lr0 = np.array([cfg.lr] * 3 + [cfg.lr_yaw] + [cfg.lr_shape] * self.d
+                            + ([cfg.lr_scale] * 3 if self.has_scale else []))
+        self.m = torch.zeros_like(self.p)
+        self.v = torch.zeros_like(self.p)
+        self.steps = 0
+
+    @property
+    def xyz(self):
+        return self.p[:, :3]
+
+    @property
+    def yaw(self):
+        return self.p[:, 3]
+
+    @property
+    def code_n(self):
+        return self.p[:, 4:4 + self.d]
+
+    @property
+    def log_scale(self):
+        return self.p[:, 4 + self.d:] if self.has_scale else None
 
     def pose(self):
-        return torch.cat([self.xyz, self.yaw[:, None]], 1)
+        return self.p[:, :4]
+
+    def step(self, lr_factor: float):
+        """One Adam step on the gradient in ``p.grad`` with learning rates ``lr0 * lr_factor``."""
+        b1, b2 = self.BETAS
+        self.steps += 1
+        with torch.no_grad():
+            g = self.p.grad
+            self.m.lerp_(g, 1 - b1)
+            self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            step_size = torch.as_tensor(self.lr0 * lr_factor / (1 - b1 ** self.steps), dtype=self.p.dtype,
+                                        device=self.p.device)
+            denom = (self.v.sqrt() / (1 - b2 ** self.steps) ** 0.5).add_(self.EPS)
+            self.p.sub_(step_size * self.m / denom)
+        self.p.grad = None
 
     def subset(self, keep, cfg):
-        ls = None if self.log_scale is None else self.log_scale.detach()[keep]
-        return _State(self.xyz.detach()[keep], self.yaw.detach()[keep], self.code_n.detach()[keep], ls,
+        """The hypotheses ``keep``, their Adam state restarted."""
+        p = self.p.detach()[keep]
+        return _State(p[:, :3], p[:, 3], p[:, 4:4 + self.d], p[:, 4 + self.d:] if self.has_scale else None,
                       self.obj[keep], self.hyp_id[keep], cfg)
 
 
-def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes):
-    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer)
+def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes,
+              clock=no_clock):
+    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer,
+                             clock)
     return terms, total_energy(terms, cfg)
 
 
@@ -93,10 +133,11 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
-             device, renderer: Renderer = render_silhouettes) -> list[ObjectFit]:
+             device, renderer: Renderer = render_silhouettes, clock=no_clock) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
-    process' torch threads (set once by the entry point, see ``fit.threads``)."""
+    process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
+    :class:`autolabel_ros.fit.stages.StageClock`) times the stages."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -108,22 +149,21 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
-        for g, lr0 in zip(st.opt.param_groups, st.base_lr):
-            g['lr'] = lr0 * cfg.lr_final_frac ** frac
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer)
-        st.opt.zero_grad(set_to_none=True)
-        e.sum().backward()
-        st.opt.step()
+        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer, clock)
+        with clock('backward' if 'mask' in on else 'backward.no_mask'):
+            e.sum().backward()
+        with clock('adam'):
+            st.step(cfg.lr_final_frac ** frac)
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
-            with torch.no_grad():
+            with torch.no_grad(), clock('prune'):
                 _, e = _energies(sdf, batch, st, cfg, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
-    with torch.no_grad():
+    with torch.no_grad(), clock('final_energy'):
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
     if hyp_energy0 is None:

@@ -88,18 +88,20 @@ def _crossing(z: torch.Tensor, p0, p1, first):
 
 
 def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
-    """Lowest zero crossing of each column of a (1+d, k, C) slab of prior channels for codes (B, d),
-    without gradient: heights (B, C), validity (B, C) and the first inside node (B, C)."""
+    """Lowest zero crossing of each column of a (1+d, C, k) slab of prior channels (k nodes per column,
+    bottom first) for codes (B, d), without gradient: heights (B, C), validity (B, C) and the first
+    inside node (B, C)."""
     with torch.no_grad():
-        phi = vol[0] + torch.einsum('bj,jkc->bkc', codes.detach(), vol[1:])
-        first = torch.zeros(phi.shape[0], phi.shape[2], dtype=torch.long, device=phi.device)
-        valid = torch.zeros_like(first, dtype=torch.bool)
-        for j in range(vol.shape[1] - 1, -1, -1):           # top-down: the last hit is the lowest
-            hit = phi[:, j] <= 0
-            first = torch.where(hit, j, first)
-            valid |= hit
-        p0 = phi.gather(1, (first - 1).clamp_min(0)[:, None]).squeeze(1)
-        p1 = phi.gather(1, first[:, None]).squeeze(1)
+        C, k = vol.shape[1:]
+        phi = (codes.detach() @ vol[1:].reshape(vol.shape[0] - 1, C * k)).view(-1, C, k) + vol[0]
+        # the lowest inside node as the largest of k - j over the inside nodes j: one reduction over
+        # the contiguous node axis (a loop over nodes or an argmax across columns costs several times more)
+        rank = torch.arange(k, 0, -1, dtype=torch.uint8 if k < 256 else torch.int32, device=phi.device)
+        top = ((phi <= 0) * rank).amax(-1)
+        valid = top > 0
+        first = torch.where(valid, k - top.long(), 0)
+        p0 = phi.gather(2, (first - 1).clamp_min(0)[..., None])[..., 0]
+        p1 = phi.gather(2, first[..., None])[..., 0]
         return _crossing(z, p0, p1, first), valid, first
 
 
@@ -145,7 +147,8 @@ class SdfModel(torch.nn.Module):
         rng = np.random.default_rng(0)
         probe = np.concatenate([np.zeros((1, self.d)), np.asarray(pa.codes, float),
                                 rng.standard_normal((128, self.d)) * np.asarray(pa.stdev, float)])
-        zc, valid, _ = _lowest_crossings(vol, z, torch.as_tensor(probe, dtype=torch.float32))
+        vol_ck = vol.transpose(1, 2)
+        zc, valid, _ = _lowest_crossings(vol_ck, z, torch.as_tensor(probe, dtype=torch.float32))
         zc = torch.where(valid, zc, torch.full_like(zc, np.inf))
         keep = (zc <= zc.min(1, keepdim=True).values + margin_m).any(0)
         if not keep.any():                       # an empty prior slab: keep everything (never lowest)
@@ -153,6 +156,7 @@ class SdfModel(torch.nn.Module):
         yy, xx = np.meshgrid(ys, xs, indexing='ij')
         xy = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], -1), dtype=torch.float32)
         self.bot_vol = vol[:, :, keep].contiguous().to(device)                 # 1+d, k, C
+        self.bot_vol_ck = self.bot_vol.transpose(1, 2).contiguous()            # 1+d, C, k (the search)
         self.bot_z = z.to(device)
         self.bot_xy = xy[keep].to(device)                                      # C, 2
 
@@ -160,7 +164,7 @@ class SdfModel(torch.nn.Module):
         """Lowest surface crossing of every kept vertical grid column, without gradient: heights (B, C)
         in the canonical frame, validity (B, C) (the column meets the shape in the slab) and the first
         inside node (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``."""
-        return _lowest_crossings(self.bot_vol, self.bot_z, codes)
+        return _lowest_crossings(self.bot_vol_ck, self.bot_z, codes)
 
     def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside

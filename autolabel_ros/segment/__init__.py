@@ -31,4 +31,6 @@ def make_segmenter(cfg, device='auto') -> Segmenter:
     from autolabel_ros.segment.sam import SamSegmenter
 
     return SamSegmenter(model=model, checkpoint=getattr(cfg, 'checkpoint', '') or None, device=device,
-                        multimask=bool(getattr(cfg, 'multimask', False)))
+                        multimask=bool(getattr(cfg, 'multimask', False)),
+                        embed_margin=int(getattr(cfg, 'embed_margin', 10)),
+                        num_threads=int(getattr(cfg, 'threads', 0)) or None)

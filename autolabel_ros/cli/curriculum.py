@@ -1,0 +1,93 @@
+"""autolabel-curriculum: SDFLabel's curriculum on your own logs (autolabel -> keep verified labels of the
+current difficulty -> render NOCS targets -> fine-tune the CSS network -> evaluate -> loop).
+
+    autolabel-curriculum --logs DRIVE_OR_BAG [...] --out RUN_DIR [--eval KITTI_OBJECT_DIR]
+        [--eval-frames 000001,000003] [--loops 2] [--levels easy,moderate] [--steps 150]
+        [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
+
+``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
+simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
+command: it receives ``loop<k>/css.pt`` (weights fine-tuned on YOUR data: keep them out of any
+package whose data licence forbids it), ``curriculum.json`` / ``.md`` (per-loop table) and ``.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=__doc__.split('\n')[0])
+    ap.add_argument('--logs', nargs='+', required=True,
+                    help='unlabeled logs: KITTI raw / object folders, bags')
+    ap.add_argument('--out', required=True, help='run folder (new, or one this command wrote)')
+    ap.add_argument('--eval', default='', help='labelled frames (KITTI object layout with label_2/) to score '
+                    'each loop on')
+    ap.add_argument('--eval-frames', default='', help='comma-separated frame ids of --eval (default: all)')
+    ap.add_argument('--loops', type=int, default=2)
+    ap.add_argument('--levels', default='easy,moderate', help='difficulty per loop, the last one repeating')
+    ap.add_argument('--steps', type=int, default=150, help='fine-tuning steps per loop')
+    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--sim-frames', type=int, default=40,
+                    help='simulator frames of ground-truth NOCS mixed in')
+    ap.add_argument('--max-frames', type=int, default=0, help='frames per log (0 = all)')
+    ap.add_argument('--prompts', choices=('fused', 'lidar', 'gt'), default='fused',
+                    help="fused: detector + LiDAR proposals (default); lidar: LiDAR proposals; gt: the log's "
+                    'ground-truth boxes (KITTI object folders, simulator bags)')
+    ap.add_argument('--min-confidence', type=float, default=0.5,
+                    help='verified = accepted with this confidence')
+    ap.add_argument('--init', default='', help='starting weights (default: the packaged simulator weights)')
+    ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--seed', type=int, default=0)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
+                                             and not (out / 'sim_samples').is_dir())):
+        print(f'--out: {out} exists and is not a curriculum run folder (nothing is overwritten)',
+              file=sys.stderr)
+        return 2
+    for p in a.logs:
+        if not Path(p).exists():
+            print(f'--logs: {p}: no such file or folder', file=sys.stderr)
+            return 2
+    if a.eval and not (Path(a.eval) / 'label_2').is_dir():
+        print(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)', file=sys.stderr)
+        return 2
+    if a.init and not Path(a.init).is_file():
+        print(f'--init: {a.init}: no such file', file=sys.stderr)
+        return 2
+    if a.loops < 1 or a.steps < 1:
+        print('--loops and --steps must be >= 1', file=sys.stderr)
+        return 2
+    import torch
+
+    from autolabel_ros.config import ConfigError, load_config
+    from autolabel_ros.curriculum.loop import CurriculumError, CurriculumSettings, run
+    torch.set_num_threads(max(1, a.threads))
+    try:
+        cfg = load_config(a.config) if a.config else load_config(None)
+    except (ConfigError, OSError) as exc:
+        print(f'--config: {exc}', file=sys.stderr)
+        return 2
+    st = CurriculumSettings(loops=a.loops, levels=tuple(s.strip() for s in a.levels.split(',') if s.strip()),
+                            steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
+                            max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
+                            seed=a.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
+    try:
+        report = run([Path(p) for p in a.logs], out, Path(a.eval) if a.eval else None, frames, st, cfg,
+                     a.init)
+    except CurriculumError as exc:
+        print(f'autolabel-curriculum: {exc}', file=sys.stderr)
+        return 2
+    from autolabel_ros.curriculum.loop import table
+    print(table(report['loops']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Difficulty levels of the curriculum (SDFLabel's rules on the 2D box of a label).
+
+- easy: box height > 40 px, touching no other box of the frame, away from the image border;
+- moderate: box height > 25 px, IoU < 0.3 with every other box, away from the border.
+The border rule stays at both levels (a cut car's patch shows only part of it, and its fitted box is
+what the network would learn the missing part from). Border = within ``border_px`` of the edge.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LEVELS = {'easy': {'min_height': 40.0, 'max_iou': 0.0},
+          'moderate': {'min_height': 25.0, 'max_iou': 0.3}}
+
+
+def box_iou(a, b) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def touches(a, b) -> bool:
+    """The boxes overlap or share an edge."""
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def passes(box, others, width: int, height: int, level: str, border_px: float = 2.0) -> bool:
+    """Whether a label with 2D box (x1, y1, x2, y2) belongs to ``level`` among the frame's other boxes."""
+    if level not in LEVELS:
+        raise ValueError(f'unknown curriculum level {level!r}; allowed: {", ".join(LEVELS)}')
+    rule = LEVELS[level]
+    b = np.asarray(box, float)
+    if b[3] - b[1] <= rule['min_height']:
+        return False
+    if b[0] < border_px or b[1] < border_px or b[2] > width - border_px or b[3] > height - border_px:
+        return False
+    for o in others:
+        if rule['max_iou'] == 0.0 and touches(b, o):
+            return False
+        if box_iou(b, o) >= max(rule['max_iou'], 1e-9):
+            return False
+    return True

@@ -1,0 +1,310 @@
+"""The curriculum loop (SDFLabel section 6, ``autolabel-curriculum``).
+
+Loop k (level ``levels[k-1]``, the last one repeating):
+1. autolabel every frame of the unlabeled logs with ``method: sdflabel`` and the current network
+   (prompts from the detector fused with the LiDAR proposals, or the LiDAR proposals alone, or the
+   logs' own ground-truth boxes where they have them; the prompts of a frame are computed once per
+   run, its SAM masks once per output folder (``masks/``), reused by every loop and every rerun);
+2. keep the accepted labels of the level (:mod:`autolabel_ros.curriculum.levels`) and render their NOCS
+   targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
+3. fine-tune the network from the current weights on the real pool mixed half and half with
+   simulator samples (ground-truth NOCS, the synthetic bootstrap's data, so the network does not forget
+   what the simulator taught it);
+4. evaluate on the labelled frames given (KITTI object layout, ground-truth boxes as prompts,
+   ``method: sdflabel``): AP3D / BEV, flips, per loop (loop 0 = the starting weights).
+
+Every weight file goes under the run's output folder (fine-tuned on the user's data: never into the
+package).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autolabel_ros.curriculum.levels import LEVELS, passes
+from autolabel_ros.curriculum.targets import label_sample
+
+
+@dataclass
+class CurriculumSettings:
+    loops: int = 2
+    levels: tuple = ('easy', 'moderate')
+    steps: int = 150                 # fine-tuning Adam steps per loop
+    lr: float = 1e-3
+    batch: int = 32
+    sim_frames: int = 40             # simulator frames of ground-truth NOCS samples mixed in
+    max_frames: int = 0              # frames per log (0 = all)
+    prompts: str = 'fused'           # fused | lidar | gt
+    min_confidence: float = 0.5      # verified = accepted and at least this calibrated confidence
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class CurriculumError(ValueError):
+    """Bad input of a curriculum run (the message names the path or key)."""
+
+
+def open_log(path: Path):
+    """A frame source of a KITTI raw drive, a KITTI object folder or a rosbag2 (the bag tool's readers)."""
+    from autolabel_ros.io.bags import BagError, BagSource
+    from autolabel_ros.io.kitti_raw import KittiObjectSource, KittiRawSource, is_kitti_object, is_kitti_raw
+    try:
+        if path.is_dir() and is_kitti_raw(path):
+            return KittiRawSource(path)
+        if path.is_dir() and is_kitti_object(path):
+            return KittiObjectSource(path)
+        return BagSource(path)
+    except BagError as exc:
+        raise CurriculumError(str(exc)) from exc
+
+
+class MaskCache:
+    """SAM masks per frame, in memory and under ``folder`` (``<key>.npz``): they depend on the image and
+    the prompts only, not on the network, so every loop and a rerun of the same folder reuse them."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self.mem: dict = {}
+
+    def get(self, key: str, n: int):
+        if key in self.mem:
+            return self.mem[key]
+        path = self.folder / f'{key}.npz' if self.folder else None
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                masks = [m if ok else None for m, ok in zip(z['masks'], z['ok'])]
+            if len(masks) == n:            # the prompts changed (another detector): recompute
+                self.mem[key] = masks
+                return masks
+        return None
+
+    def put(self, key: str, masks: list, shape) -> None:
+        self.mem[key] = masks
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arr = np.stack([np.zeros(shape, bool) if m is None else np.asarray(m, bool) for m in masks]) \
+            if masks else np.zeros((0,) + tuple(shape), bool)
+        ok = np.array([m is not None for m in masks])
+        np.savez_compressed(self.folder / f'{key}.npz', masks=arr, ok=ok)
+
+
+class _FrameCache:
+    """Prompts per frame (computed once per run) and the SAM masks (:class:`MaskCache`)."""
+
+    def __init__(self, folder: Path | None = None):
+        self.prompts: dict = {}
+        self.masks = MaskCache(folder)
+
+
+def _log_prompts(frame, src, ref, mode: str, cfg, detector):
+    from autolabel_ros.proposals import fused_prompts, lidar_prompts
+    if mode == 'gt':
+        return list(src.gt_prompts(ref) or [])
+    if mode == 'lidar':
+        return lidar_prompts(frame, cfg)
+    return fused_prompts(frame, detector.detect(frame.image), cfg)[0]
+
+
+def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, level: str, detector,
+                   rng: np.random.Generator, log=print) -> tuple[list, dict]:
+    """NOCS samples of the verified labels of ``level`` in the logs, and counts."""
+    samples, n = [], {'frames': 0, 'labels': 0, 'accepted': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
+    for li, (src, refs) in enumerate(logs):
+        for ref in refs:
+            key = f'log{li}_{ref.name}'
+            frame = src.load(ref)
+            if key not in cache.prompts:
+                cache.prompts[key] = _log_prompts(frame, src, ref, st.prompts, al.cfg, detector)
+            prompts = cache.prompts[key]
+            n['frames'] += 1
+            if not prompts:
+                continue
+            t0 = time.perf_counter()
+            res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
+            n['fit_s'] += time.perf_counter() - t0
+            cache.masks.put(key, res.masks, frame.image.shape[:2])
+            boxes = [p.bounding_box() for p in prompts]
+            for k, lab in enumerate(res.labels):
+                n['labels'] += 1
+                if not lab.accepted or lab.score < st.min_confidence:
+                    continue
+                n['accepted'] += 1
+                others = [b for j, b in enumerate(boxes) if j != k]
+                if not passes(boxes[k], others, frame.width, frame.height, level):
+                    continue
+                n['kept'] += 1
+                s = label_sample(frame, lab, res.masks[k], rng)
+                if s is not None:
+                    samples.append(s)
+    n['samples'] = len(samples)
+    return samples, n
+
+
+def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: Path,
+                     cache: MaskCache) -> dict:
+    """AP of ``method: sdflabel`` with these weights on labelled KITTI-layout frames (GT boxes, SAM
+    masks cached across loops in ``cache`` under the keys ``eval_<frame id>``)."""
+    from autolabel_ros.eval import evaluate
+    from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
+    from autolabel_ros.io.kitti_policy import kitti_predictions
+    from autolabel_ros.pipeline import Autolabeler
+    c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
+    al = Autolabeler(c)
+    ds = KittiObjectDataset(eval_dir)
+    fids = list(frames) if frames else ds.frame_ids
+    workdir.mkdir(parents=True, exist_ok=True)
+    per_inst = []
+    for fid in fids:
+        frame, calib = ds.load_frame(fid), ds.calib(fid)
+        prompts = ds.prompts(fid, mode='gt-boxes', seed=c.seed)
+        res = al.label(frame, prompts, cache.get(f'eval_{fid}', len(prompts)))
+        cache.put(f'eval_{fid}', res.masks, frame.image.shape[:2])
+        if prompts:
+            per_inst.append(res.timings['per_instance_s'])
+        objs = [label3d_to_kitti(lab, calib, frame.width, frame.height)
+                for lab in kitti_predictions(res.labels, c.verify.min_confidence)]
+        write_label_file(workdir / f'{fid}.txt', objs)
+    r = evaluate(ds.root / 'label_2', workdir, fids)
+    return {'3D@0.5_mod': r['3D@0.5']['moderate'], '3D@0.7_mod': r['3D@0.7']['moderate'],
+            '3D@0.5_easy': r['3D@0.5']['easy'], 'BEV@0.7_mod': r['BEV@0.7']['moderate'],
+            'flip_rate': r['flip_rate'], 'n_gt': r['n_gt'], 'n_matched': r['n_matched'],
+            's_per_instance': float(np.median(per_inst)) if per_inst else None}
+
+
+def sim_pool(n_frames: int, out: Path, log=print) -> dict | None:
+    """Ground-truth NOCS samples of ``n_frames`` simulator frames (seeds of their own), cached in out."""
+    if n_frames <= 0:
+        return None
+    from autolabel_ros.css.train import load_chunks
+    from autolabel_ros.sim.nocs import CSS_SEED_BASE, write_sample_chunks
+    paths = write_sample_chunks([CSS_SEED_BASE + 300000 + k for k in range(n_frames)], out, log=log)
+    return load_chunks(paths) if paths else None
+
+
+def mixed(real: dict, sim: dict | None) -> dict:
+    """Real samples repeated to about half of the training set when simulator samples are mixed in."""
+    if sim is None or not len(sim['rgb']):
+        return real
+    reps = max(1, int(round(len(sim['rgb']) / max(1, len(real['rgb'])))))
+    return {k: np.concatenate([np.concatenate([real[k]] * reps), sim[k]]) for k in real}
+
+
+def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: CurriculumSettings,
+        cfg, init_weights: str = '', log=print) -> dict:
+    """The whole curriculum; writes ``out/loop<k>/css.pt``, ``out/curriculum.json``, ``.md`` and ``.png``;
+    returns the report."""
+    from autolabel_ros.css.predict import DEFAULT_WEIGHTS
+    from autolabel_ros.css.train import load_net, save_weights, to_tensors, train
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.sim.nocs import stack_samples
+    for lv in st.levels:
+        if lv not in LEVELS:
+            raise CurriculumError(f'--levels: unknown level {lv!r}; allowed: {", ".join(LEVELS)}')
+    sources = []
+    for p in logs:
+        src = open_log(Path(p))
+        refs = src.index()
+        sources.append((src, refs[:st.max_frames] if st.max_frames else refs))
+    detector = None
+    if st.prompts == 'fused':
+        from autolabel_ros.detect import make_detector
+        from autolabel_ros.proposals import fused_detector_config
+        detector = make_detector(fused_detector_config(cfg), 'cpu')
+    cfg = dataclasses.replace(cfg, method='sdflabel')
+    weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
+    rng = np.random.default_rng(st.seed)
+    cache, eval_cache = _FrameCache(out / 'masks'), MaskCache(out / 'masks')
+    sim = sim_pool(st.sim_frames, out / 'sim_samples', log)
+    report = {'settings': dataclasses.asdict(st), 'logs': [str(p) for p in logs], 'loops': []}
+
+    def evaluate_loop(k: int, w) -> dict:
+        if eval_dir is None:
+            return {}
+        t0 = time.perf_counter()
+        r = evaluate_weights(cfg, w, eval_dir, eval_frames, out / f'loop{k}' / 'eval_labels', eval_cache)
+        r['eval_s'] = round(time.perf_counter() - t0, 1)
+        return r
+
+    row = {'loop': 0, 'level': '-', 'weights': str(weights), **evaluate_loop(0, weights)}
+    report['loops'].append(row)
+    log(_row_text(row))
+    for k in range(1, st.loops + 1):
+        level = st.levels[min(k - 1, len(st.levels) - 1)]
+        t0 = time.perf_counter()
+        c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
+        samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
+        t_label = time.perf_counter() - t0
+        if not samples:
+            log(f'loop {k}: no verified {level} labels in the logs; stopping')
+            break
+        data = to_tensors(mixed(stack_samples(samples), sim))
+        t1 = time.perf_counter()
+        net, losses = train(data, st.steps, 1e9, st.batch, st.lr, st.seed + k, load_net(weights), log=None)
+        wpath = out / f'loop{k}' / 'css.pt'
+        save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
+                                  'steps_run': len(losses), 'init': str(weights)})
+        weights = wpath
+        row = {'loop': k, 'level': level, 'weights': str(wpath), **counts, 'label_s': round(t_label, 1),
+               'train_s': round(time.perf_counter() - t1, 1),
+               'loss_first': float(np.mean(losses[:20])), 'loss_last': float(np.mean(losses[-20:])),
+               **evaluate_loop(k, wpath)}
+        report['loops'].append(row)
+        log(_row_text(row))
+    (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
+    (out / 'curriculum.md').write_text(table(report['loops']) + '\n')
+    plot(report['loops'], out / 'curriculum.png')
+    return report
+
+
+def _row_text(r: dict) -> str:
+    parts = [f"loop {r['loop']} ({r['level']})"]
+    if 'samples' in r:
+        parts.append(f"{r['samples']} real samples from {r['kept']} kept / {r['accepted']} accepted labels")
+    if '3D@0.5_mod' in r:
+        parts.append(f"3D@0.5 mod {r['3D@0.5_mod']:.1f}, 3D@0.7 mod {r['3D@0.7_mod']:.1f}, "
+                     f"flips {100 * r['flip_rate']:.1f} %")
+    return ': '.join(parts[:1]) + ' ' + '; '.join(parts[1:])
+
+
+def table(rows: list[dict]) -> str:
+    """The per-loop quality as a markdown table (SDFLabel's Table 1)."""
+    head = ('| loop | level | real samples | 3D@0.5 easy | 3D@0.5 mod | 3D@0.7 mod | BEV@0.7 mod | flips '
+            '| s / instance |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    lines = [head]
+    def f(r, key, scale=1.0, fmt='.1f'):
+        v = r.get(key)
+        return 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v * scale, fmt)
+
+    for r in rows:
+        lines.append(f"| {r['loop']} | {r['level']} | {r.get('samples', '-')} | {f(r, '3D@0.5_easy')} | "
+                     f"{f(r, '3D@0.5_mod')} | {f(r, '3D@0.7_mod')} | {f(r, 'BEV@0.7_mod')} | "
+                     f"{f(r, 'flip_rate', 100)} % | {f(r, 's_per_instance', 1, '.2f')} |")
+    return '\n'.join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """AP per loop (no evaluation frames: nothing to plot)."""
+    rows = [r for r in rows if '3D@0.5_mod' in r]
+    if not rows:
+        return
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = [r['loop'] for r in rows]
+    for key in ('3D@0.5_mod', '3D@0.7_mod', 'BEV@0.7_mod'):
+        ax.plot(x, [r[key] for r in rows], marker='o', label=key.replace('_', ' '))
+    ax.set_xlabel('curriculum loop (0 = simulator weights)')
+    ax.set_ylabel('AP R40 (%)')
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,95 @@
+"""The curriculum's parts (curriculum/): the difficulty rules, NOCS targets rendered from a label's mesh,
+the mixing of real and simulator samples, and the command's one-line errors."""
+import numpy as np
+import pytest
+import trimesh
+
+from autolabel_ros.core.geometry import rot_z
+from autolabel_ros.core.types import Label3D, Mesh
+from autolabel_ros.curriculum.levels import passes
+from autolabel_ros.curriculum.loop import mixed, table
+from autolabel_ros.curriculum.targets import label_sample
+
+
+def test_levels_follow_the_pixel_size_overlap_and_border_rules():
+    W, H = 1242, 375
+    car = (400, 150, 520, 200)                       # 50 px high
+    assert passes(car, [], W, H, 'easy') and passes(car, [], W, H, 'moderate')
+    small = (400, 150, 470, 180)                     # 30 px: moderate only
+    assert not passes(small, [], W, H, 'easy') and passes(small, [], W, H, 'moderate')
+    assert not passes((400, 150, 430, 170), [], W, H, 'moderate')          # 20 px: neither
+    touching = [(520, 160, 600, 210)]                # shares an edge, IoU 0
+    assert not passes(car, touching, W, H, 'easy') and passes(car, touching, W, H, 'moderate')
+    overlapping = [(450, 150, 560, 200)]             # IoU 0.47
+    assert not passes(car, overlapping, W, H, 'moderate')
+    assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border
+    with pytest.raises(ValueError, match='hard'):
+        passes(car, [], W, H, 'hard')
+
+
+@pytest.fixture(scope='module')
+def sim_frame():
+    from autolabel_ros.sim.drive import simulate_frame
+    return simulate_frame(100006)
+
+
+def test_targets_from_a_label_mesh_show_the_visible_end(sim_frame):
+    sf = sim_frame
+    dense = [g for g in sf.gt if g.metrics['lidar_points'] >= 200 and g.occlusion == 0]
+    assert dense
+    rng = np.random.default_rng(0)
+    for g in dense:
+        box = trimesh.creation.box(extents=g.size)
+        verts = box.vertices @ rot_z(g.yaw).T + g.center
+        lab = Label3D(center=g.center, size=g.size, yaw=g.yaw, cls='Car', mesh=Mesh(verts, box.faces))
+        s = label_sample(sf.frame, lab, sf.masks == g.id, rng)
+        assert s is not None and s.rgb.shape == (64, 64, 3) and s.mask.sum() > 50
+        v = s.nocs[s.mask]
+        assert np.all((v >= 0) & (v <= 1))
+        # the visible end: NOCS x above 0.5 for a car facing the camera, below for one facing away
+        if abs(s.facing) > 0.5:
+            assert np.sign(v[:, 0].mean() - 0.5) == np.sign(s.facing)
+        # the box's NOCS lie on its faces: one coordinate at its extreme per pixel
+        half = g.size / np.linalg.norm(g.size) / 2
+        on_face = np.isclose(np.abs(v - 0.5), half, atol=0.03).any(1)
+        assert on_face.mean() > 0.9
+    assert label_sample(sf.frame, Label3D(center=dense[0].center, size=dense[0].size, yaw=0.0, cls='Car'),
+                        sf.masks == dense[0].id, rng) is None         # no mesh, no target
+
+
+def test_real_samples_make_about_half_of_the_mix():
+    real = {'rgb': np.zeros((10, 2)), 'dims': np.zeros((10, 3))}
+    sim = {'rgb': np.ones((95, 2)), 'dims': np.ones((95, 3))}
+    m = mixed(real, sim)
+    n_real = int((m['rgb'][:, 0] == 0).sum())
+    assert len(m['rgb']) == n_real + 95 and 0.4 < n_real / len(m['rgb']) < 0.6
+    assert mixed(real, None) is real
+    t = table([{'loop': 0, 'level': '-', '3D@0.5_mod': 80.0, '3D@0.7_mod': 40.0, 'BEV@0.7_mod': 60.0,
+                '3D@0.5_easy': 90.0, 'flip_rate': 0.25, 's_per_instance': 1.5}])
+    assert '| 0 | - | - | 90.0 | 80.0 | 40.0 | 60.0 | 25.0 % | 1.50 |' in t
+
+
+def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from autolabel_ros.cli.curriculum import main
+    foreign = tmp_path / 'mine'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('keep me')
+    assert main(['--logs', str(tmp_path), '--out', str(foreign)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert '\n' not in err and 'mine' in err and (foreign / 'notes.txt').read_text() == 'keep me'
+    assert main(['--logs', str(tmp_path / 'nope'), '--out', str(tmp_path / 'run')]) == 2
+    assert 'nope' in capsys.readouterr().err
+    assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), '--eval', str(tmp_path)]) == 2
+    assert 'label_2' in capsys.readouterr().err
+
+
+def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):
+    from autolabel_ros.curriculum.loop import MaskCache
+    m = np.zeros((4, 5), bool)
+    m[1:3, 2:4] = True
+    MaskCache(tmp_path).put('log0_000001', [m, None], (4, 5))
+    again = MaskCache(tmp_path)
+    got = again.get('log0_000001', 2)
+    assert np.array_equal(got[0], m) and got[1] is None
+    assert MaskCache(tmp_path).get('log0_000001', 3) is None       # other prompts: recomputed
+    assert again.get('log0_000002', 1) is None
