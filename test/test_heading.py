@@ -10,7 +10,8 @@ from autolabel_ros.fit import heading
 from autolabel_ros.fit.optimize import ObjectFit
 from autolabel_ros.fit.result import canonical_mesh
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
-from autolabel_ros.fit.verify import ACCEPT_FEATURES, ACCEPT_SIGNS, accept_features, right_probability
+from autolabel_ros.fit.verify import (ACCEPT_FEATURES, ACCEPT_SIGNS, accept_features, label_score,
+                                     right_probability, tight_probability)
 
 K = np.array([[700.0, 0, 620], [0, 700.0, 190], [0, 0, 1]])
 # LiDAR (x fwd, y left, z up) -> camera optical (x right, y down, z fwd), camera 0.3 m below the LiDAR
@@ -140,6 +141,24 @@ def test_accept_probability_is_monotone_in_every_feature():
     good = right_probability(accept_features(0.92, 1.0, 250, 12.0, 3.0, 0.0, 0.1))
     bad = right_probability(accept_features(0.5, 0.4, 3, 60.0, 0.0, 0.6, 0.6))
     assert good > 0.8 and bad < 0.3
+
+
+def test_tight_probability_is_monotone_and_the_score_ranks_a_loose_label_below_a_tight_one():
+    from autolabel_ros.fit.accept_model import TIGHT_COEF
+    assert all(c * s >= 0 for c, s in zip(TIGHT_COEF, ACCEPT_SIGNS))
+    base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, heading_logit=0.2,
+                occluded_share=0.1, energy=0.15)
+    t0 = tight_probability(accept_features(**base))
+    assert 0.0 < t0 < 1.0
+    for k, v in dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0).items():
+        assert tight_probability(accept_features(**dict(base, **{k: v}))) >= t0, k
+    for k, v in dict(range_m=60.0, occluded_share=0.6, energy=0.4).items():
+        assert tight_probability(accept_features(**dict(base, **{k: v}))) <= t0, k
+    # being tight is rarer than being right: on the shipped models P(tight) < P(right) here
+    assert t0 < right_probability(accept_features(**base))
+    # two labels both surely right, one surely tight: the tight one ranks first (it passes both thresholds)
+    assert label_score(0.99, 0.95) > label_score(0.99, 0.2) > label_score(0.3, 0.1)
+    assert label_score(0.7, 0.0) == 0.35
 
 
 def test_profile_cue_reads_the_near_end_and_opposes_a_flip_pair():

@@ -8,7 +8,8 @@ from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Label3D, Mesh
 from autolabel_ros.fit.lift import ObjectEvidence
 from autolabel_ros.fit.optimize import ObjectFit
-from autolabel_ros.fit.verify import accept_features, occluded_share, right_probability, surface_ratio
+from autolabel_ros.fit.verify import (accept_features, label_score, occluded_share, right_probability,
+                                     surface_ratio, tight_probability)
 from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
@@ -38,10 +39,12 @@ def box_from_fit(pose: np.ndarray, mesh_c: Mesh | None, fallback_size: np.ndarra
 
 
 def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: np.ndarray) -> Label3D:
-    """The Label3D of a fitted object: mesh and tight box from the full-resolution shape; score = the
-    calibrated probability that the label is right (:func:`autolabel_ros.fit.verify.right_probability`
-    over mask IoU, LiDAR surface agreement, fit points, range, heading confidence, occluded share, energy);
-    accepted when it reaches ``verify.min_confidence`` and lifting found no reason to reject.
+    """The Label3D of a fitted object: mesh and tight box from the full-resolution shape. The accept
+    decision reads the calibrated probability that the label is right (IoU >= 0.5, not flipped;
+    :func:`autolabel_ros.fit.verify.right_probability` over mask IoU, LiDAR surface agreement, fit points,
+    range, heading confidence, occluded share, energy; ``metrics['confidence']``): accepted when it
+    reaches ``verify.min_confidence`` and lifting found no reason to reject. score = the mean of it and
+    P(tight) (IoU >= 0.7, ``metrics['p_tight']``), :func:`autolabel_ros.fit.verify.label_score`.
     ``cfg``: the whole AutolabelConfig."""
     vc = cfg.verify
     scales = f.scales if cfg.fit.log_scales else None
@@ -57,6 +60,7 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), hlogit, occl,
                             float(f.energy))
     conf = right_probability(feats)
+    p_tight = tight_probability(feats)
     reasons = list(ev.reasons)
     if conf < vc.min_confidence:
         reasons.append('low_confidence')
@@ -66,7 +70,7 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
         if ratio < vc.min_surface_ratio and 'no_lidar_points' not in reasons:
             reasons.append('low_surface_ratio')
     init = ev.init
-    metrics = dict(confidence=conf, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
+    metrics = dict(confidence=conf, p_tight=p_tight, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
                    flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
                    n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
@@ -77,9 +81,9 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
                                   'iou': a.terms.get('mask_iou_hi'),
                                   **{k: v for k, v in a.terms.items() if k.startswith('cue_')}}
                                  for a in (f.alternatives or [f])])
-    return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=conf, id=prompt.id,
-                   latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d, accepted=not reasons,
-                   reasons=reasons, metrics=metrics, sources=prompt.sources)
+    return Label3D(center=center, size=size, yaw=yaw, cls=prompt.cls, score=label_score(conf, p_tight),
+                   id=prompt.id, latent=np.asarray(f.code, float), mesh=mesh, box2d=ev.box2d,
+                   accepted=not reasons, reasons=reasons, metrics=metrics, sources=prompt.sources)
 
 
 def unfitted_label(prompt, mean_size: np.ndarray, reason: str = 'empty_box') -> Label3D:

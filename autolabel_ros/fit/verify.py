@@ -52,7 +52,8 @@ def surface_ratio(sdf, pose: np.ndarray, code: np.ndarray, scales, points: np.nd
 # P(label right) = sigmoid(intercept + coef . features): a logistic regression over the verification
 # features below, fitted by benchmarks/calibrate_accept.py (coefficients in fit/accept_model.py).
 # "Right" = 3D IoU >= 0.5 with the car and the heading not flipped. Each coefficient is held to the
-# sign given here while fitting, so the probability is monotone in every feature.
+# sign given here while fitting, so the probability is monotone in every feature. A second model over the
+# same features, P(tight) (IoU >= 0.7, not flipped), only feeds the label's score (label_score).
 ACCEPT_FEATURES = ('mask_iou', 'surface_ratio', 'log_points', 'range_50m', 'heading', 'occluded_share',
                    'energy')
 ACCEPT_SIGNS = (1, 1, 1, -1, 1, -1, -1)
@@ -70,13 +71,32 @@ def accept_features(mask_iou: float, surface_ratio: float, n_points: int, range_
                      occluded_share, energy], float)
 
 
+def _sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+
+
 def right_probability(features: np.ndarray, coef=None, intercept=None) -> float:
     """Calibrated probability that a label with these features is right (default: the shipped model)."""
     if coef is None:
         from autolabel_ros.fit.accept_model import COEF, INTERCEPT
         coef, intercept = COEF, INTERCEPT
-    z = float(intercept + np.dot(coef, features))
-    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+    return _sigmoid(float(intercept + np.dot(coef, features)))
+
+
+def tight_probability(features: np.ndarray, coef=None, intercept=None) -> float:
+    """Calibrated probability that the label is tight: 3D IoU >= 0.7 and not flipped (a second model over
+    the same features and signs; default: the shipped one, fit/accept_model.py TIGHT_*)."""
+    if coef is None:
+        from autolabel_ros.fit.accept_model import TIGHT_COEF, TIGHT_INTERCEPT
+        coef, intercept = TIGHT_COEF, TIGHT_INTERCEPT
+    return _sigmoid(float(intercept + np.dot(coef, features)))
+
+
+def label_score(p_right: float, p_tight: float) -> float:
+    """The score a label ranks by (Label3D.score, the KITTI score column): the expected share of the two
+    KITTI IoU thresholds (0.5 and 0.7) the label passes. P(right) alone ranks a loose box (IoU 0.6,
+    P ~ 1) above a tight one at the 0.7 threshold; the mean orders both AP curves."""
+    return 0.5 * (float(p_right) + float(p_tight))
 
 
 def occluded_share(nearer: np.ndarray, box2d) -> float:
