@@ -122,13 +122,13 @@ class FitConfig:
     w_scale_common: float = param(1.0, 'keeps the mean log scale near 0: the whole car scaled alike (when '
                                         'log_scales); 1 = as dear as other proportions; smaller lets a car '
                                         'the data shows wider or taller grow longer too', min=0.0)
-    silhouette: str = param('outline', "silhouette compositing of the render (fit/render.py): outline (0.5 "
-                                       "on the shape's outline: widths and heights follow the mask) or "
-                                       'union (every sample near the surface adds to it, so rays grazing a '
-                                       'long side inflate it: ApolloCar3D scenes came out 0.15 m narrow); '
-                                       'with segmenter.model box (rectangles, not silhouettes) union '
-                                       'fits tighter',
-                            choices=('union', 'outline'))
+    silhouette: str = param('auto', "silhouette compositing of the render (fit/render.py): outline (0.5 "
+                                    "on the shape's outline: widths and heights follow the mask), union "
+                                    '(every sample near the surface adds to it, so rays grazing a long '
+                                    'side inflate it: ApolloCar3D scenes came out 0.15 m narrow) or auto: '
+                                    'outline for SAM masks, union for segmenter.model box, whose '
+                                    'rectangles are not silhouettes (outline would grow each car to fill '
+                                    'its box)', choices=('auto', 'union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit (nocs needs the CSS '
                            'network: css.nocs_loss adds nocs and surfel3d for its methods)', items=ENERGIES)
@@ -214,8 +214,8 @@ class ProposalConfig:
     lidar_score: float = param(0.5, 'score of a LiDAR-only prompt with many points (sparser: lower)',
                                min=0.0, max=1.0)
     detector_tiles: int = param(4, 'fused prompts run the SSD on at least this many square tiles as well '
-                                '(detector.tiles; small distant cars: on the 12 KITTI frames AP3D@0.5 '
-                                'moderate 85.0 with 4, 72.5 without)', min=0, max=16)
+                                '(detector.tiles; small distant cars; docs/OFFLINE.md has the measured '
+                                'effect)', min=0, max=16)
     confirm_score: float = param(0.05, 'a LiDAR proposal becomes a prompt when a detection of at least '
                                  'this score (below detector.score_threshold) confirms it ...', min=0.0,
                                  max=1.0)

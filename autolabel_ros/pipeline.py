@@ -64,6 +64,15 @@ def load_fit_prior(path: str = ''):
     return load_prior(path)
 
 
+def silhouette_mode(cfg) -> str:
+    """fit.silhouette with auto resolved: the box segmenter's masks are the prompt rectangles, which
+    the outline compositing would fill edge to edge; a union render is looser and fits them better."""
+    mode = cfg.fit.silhouette
+    if mode == 'auto':
+        return 'union' if cfg.segmenter.model == 'box' else 'outline'
+    return mode
+
+
 def load_deepsdf_prior(path: str = ''):
     """The DeepSDF shape space's grids (``shape.kind: deepsdf``): ``path``, else the packaged one."""
     from autolabel_ros.shape.deepsdf import DeepSdfSpace, default_deepsdf_path
@@ -88,7 +97,7 @@ class Autolabeler:
         self.sdf = shape
         self.initialiser = initialiser or init_object
         if renderer is None:
-            renderer = functools.partial(render_silhouettes, mode=self.cfg.fit.silhouette)
+            renderer = functools.partial(render_silhouettes, mode=silhouette_mode(self.cfg))
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer)
         self._segmenter = None
         self._css = None

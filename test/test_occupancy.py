@@ -81,10 +81,8 @@ def test_bad_settings_name_the_key():
 
 
 # ------------------------------------------------------------------------ a simulated drive, end to end
-# box "masks" are the prompt rectangles: the outline silhouette (default, made for SAM masks) would
-# grow each car to fill its rectangle, so this fast stand-in for SAM composites as a union
 FAST_FIT = ('segmenter: {model: box}\n'
-            'fit: {iterations: 24, prune_after: 8, mask_from: 8, yaw_hypotheses: 4, silhouette: union}\n'
+            'fit: {iterations: 24, prune_after: 8, mask_from: 8, yaw_hypotheses: 4}\n'
             'occupancy: {x_min: -6.0, x_max: 34.0, y_min: -12.0, y_max: 12.0, window: 1}\n')
 
 
