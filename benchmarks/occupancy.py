@@ -34,8 +34,8 @@ DEFAULT = 'default (window 2, free 0)'
 
 def labelled_drive(seed: int, beams: int, frames: int, labeler_box: list) -> dict:
     """Per frame: points, pose, stamp, labels (with meshes), ground-truth ids/centres, label seconds."""
-    from autolabel_ros.core.types import Prompt
     from autolabel_ros.sim.drive import Simulator
+    from benchmarks.track_data import gt_prompts
 
     path = CACHE / 'occupancy' / f'drive{seed}_b{beams}_f{frames}.pkl'
     if path.is_file():
@@ -48,13 +48,7 @@ def labelled_drive(seed: int, beams: int, frames: int, labeler_box: list) -> dic
     out = []
     for i in range(frames):
         sf = sim.frame(i)
-        prompts, masks = [], []
-        for g in sf.gt:
-            b = g.box2d
-            if b is None or b[2] <= b[0] or b[3] <= b[1]:
-                continue
-            prompts.append(Prompt(id=g.id, box=b, sources=('gt',)))
-            masks.append(sf.masks == g.id)
+        prompts, masks = gt_prompts(sf)
         t0 = time.perf_counter()
         res = labeler_box[0].label(sf.frame, prompts, masks)
         out.append({'points': sf.frame.points[:, :3].astype(np.float32), 'T': sf.T_world_lidar,

@@ -41,9 +41,23 @@ def _label_arrays(labels) -> dict:
             'lab_accepted': np.array([x.accepted for x in labels], bool).reshape(-1)}
 
 
+def gt_prompts(sf) -> tuple[list, list]:
+    """A simulated frame's ground-truth 2D boxes as prompts, with their oracle masks (cars whose box
+    is empty in the image are left out)."""
+    from autolabel_ros.core.types import Prompt
+
+    prompts, masks = [], []
+    for g in sf.gt:
+        b = g.box2d
+        if b is None or b[2] <= b[0] or b[3] <= b[1]:
+            continue
+        prompts.append(Prompt(id=g.id, box=b, sources=('gt',)))
+        masks.append(sf.masks == g.id)
+    return prompts, masks
+
+
 def build_sequence(seed: int, beams: int, frames: int, labeler, log=print) -> Path:
     """Simulate and label one sequence into its cache folder (frames already there are kept)."""
-    from autolabel_ros.core.types import Prompt
     from autolabel_ros.sim.drive import Simulator
 
     out = seq_dir(seed, beams, frames)
@@ -56,13 +70,7 @@ def build_sequence(seed: int, beams: int, frames: int, labeler, log=print) -> Pa
         sim = sim or Simulator(seed, n_frames=frames, beams=beams, n_cars=N_CARS)
         t0 = time.perf_counter()
         sf = sim.frame(i)
-        prompts, masks = [], []
-        for g in sf.gt:
-            b = g.box2d
-            if b is None or b[2] <= b[0] or b[3] <= b[1]:
-                continue
-            prompts.append(Prompt(id=g.id, box=b, sources=('gt',)))
-            masks.append(sf.masks == g.id)
+        prompts, masks = gt_prompts(sf)
         t1 = time.perf_counter()
         res = labeler.label(sf.frame, prompts, masks)
         arrays = {'points': sf.frame.points[:, :3].astype(np.float32), 'T_world_lidar': sf.T_world_lidar,
