@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolabel_ros.core.device import torch_threads
 from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.nocs import (cut_patch, nocs_to_points, patch_pixel_coords, patch_window,
                                      points_to_nocs)
@@ -95,12 +96,8 @@ def test_training_lowers_the_loss_and_weights_load_safely(samples, tmp_path):
     from autolabel_ros.sim.nocs import stack_samples
     torch.manual_seed(0)
     data = to_tensors(stack_samples(samples))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # tiny tensors: more threads only contend on a loaded machine
-    try:
+    with torch_threads(1):        # tiny tensors: more threads only contend on a loaded machine
         net, losses = train(data, steps=30, minutes=1.0, batch=8, lr=3e-3, net=CssNet(width=8), log=None)
-    finally:
-        torch.set_num_threads(threads)
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     path = tmp_path / 'w.pt'
     save_weights(net, path, {'steps': 30})
@@ -128,15 +125,11 @@ def test_packaged_weights_load_safely_and_predict_fast(sim_frame):
     assert 'state_dict' in blob and int(blob['meta']['steps_run']) > 100
     css = CssPredictor()
     masks = [sim_frame.masks == g.id for g in sim_frame.gt]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # as the entry points run the fit (fit.threads)
-    try:
+    with torch_threads(1):        # as the entry points run the fit (fit.threads)
         css.predict(sim_frame.frame.image, masks[:1])
         t0 = time.perf_counter()
         preds = css.predict(sim_frame.frame.image, masks)
         per_object = (time.perf_counter() - t0) / len(masks)
-    finally:
-        torch.set_num_threads(threads)
     assert per_object < 0.2          # ~10 ms on an idle core; the budget is 50 ms, loaded CI machines vary
     for p in preds:
         assert p.nocs.shape == (32, 32, 3) and p.valid.any() and np.all((p.nocs >= 0) & (p.nocs <= 1))
@@ -168,12 +161,8 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
             assert err < 30, (method, k, err)            # the Procrustes pose has the right heading
             pose = np.r_[g.center, g.yaw]
             assert cues[k](pose) < cues[k](pose + [0, 0, 0, np.pi])      # the cue prefers the truth
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:        # the whole fit with the CSS hypotheses and cue, on the dense cars only (time)
+    with torch_threads(1):      # the whole fit with the CSS hypotheses and cue, dense cars only (time)
         res = al.label(sf.frame, [prompts[k] for k in dense], [masks[k] for k in dense])
-    finally:
-        torch.set_num_threads(threads)
     assert res.timings['css_s'] > 0
     for lab, k in zip(res.labels, dense):
         g = sf.gt[k]
@@ -188,12 +177,8 @@ def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):
     sf = sim_frame
     gt = [g for g in sf.gt if g.metrics['lidar_points'] >= 200 and g.occlusion == 0][:2]
     al = Autolabeler(from_dict({'device': 'cpu', 'method': 'slf', 'fit': {'heading_cues': ['lamps', 'css']}}))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         res = al.label(sf.frame, [Prompt(id=g.id, box=g.box2d) for g in gt], [sf.masks == g.id for g in gt])
-    finally:
-        torch.set_num_threads(threads)
     assert res.timings['css_s'] > 0
     for lab in res.labels:
         alts = lab.metrics['alternatives']

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolabel_ros.core.device import torch_threads
 from autolabel_ros.shape.deepsdf import (DeepSdf, DeepSdfSpace, bake_prior, decode_grid, default_deepsdf_path,
                                          exp_map, log_map, train_deepsdf)
 from autolabel_ros.shape.prior import PriorError, grid_points
@@ -28,14 +29,10 @@ def _box_grids(n: int, seed: int = 0):
 
 @pytest.fixture(scope='module')
 def trained():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         grids, sizes = _box_grids(8)
         net, z, losses = train_deepsdf(grids, EXT, latent=3, width=32, depth=4, steps=300, minutes=1.0,
                                        batch_models=4, points=512, lr=3e-3, log=None)
-    finally:
-        torch.set_num_threads(threads)
     return grids, sizes, net, z, losses
 
 
@@ -109,12 +106,8 @@ def test_packaged_space_is_small_and_fits_a_simulated_car():
     gt = [g for g in sf.gt if g.metrics['lidar_points'] >= 200 and g.occlusion == 0][:2]
     al = Autolabeler(from_dict({'device': 'cpu', 'shape': {'kind': 'deepsdf'}}))
     assert al.sdf.d == space.prior.n_components
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         res = al.label(sf.frame, [Prompt(id=g.id, box=g.box2d) for g in gt], [sf.masks == g.id for g in gt])
-    finally:
-        torch.set_num_threads(threads)
     for lab, g in zip(res.labels, gt):
         assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
         assert np.linalg.norm(lab.center - g.center) < 0.3

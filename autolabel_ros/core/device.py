@@ -1,6 +1,8 @@
 """Pick the torch device from a config string (auto | cpu | cuda | cuda:N), failing loudly."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class DeviceError(RuntimeError):
     """The requested compute device is not available."""
@@ -34,3 +36,20 @@ def set_torch_threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(int(n))
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Torch CPU threads set to ``n`` inside the block and restored after it (a segmenter's own
+    setting, a test's single thread); ``None`` leaves them as they are."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

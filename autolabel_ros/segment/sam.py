@@ -12,12 +12,12 @@ import importlib.util
 import logging
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from autolabel_ros.core.device import torch_threads
 from autolabel_ros.core.types import Prompt
 from autolabel_ros.segment.base import (
     Segmenter,
@@ -162,7 +162,7 @@ class SamSegmenter(Segmenter):
         self._sizes = None                    # (input size after resizing, original size)
         self.timings: dict = {}
         t0 = time.perf_counter()
-        with self._threads():
+        with torch_threads(self.num_threads):
             self.model = build_sam_model(model, self.checkpoint).to(self.device)
         encoder = self.model.image_encoder
         self.transform = ResizeLongestSide(encoder.img_size)
@@ -173,20 +173,6 @@ class SamSegmenter(Segmenter):
         else:
             self.embedder = None
         self.timings['load_s'] = time.perf_counter() - t0
-
-    @contextmanager
-    def _threads(self):
-        if self.num_threads is None:
-            yield
-            return
-        import torch
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(int(self.num_threads))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
 
     def _set_image(self, image: np.ndarray) -> bool:
         """Compute the embedding unless it is the image of the previous call (e.g. re-clicks on one
@@ -236,7 +222,7 @@ class SamSegmenter(Segmenter):
         if not groups:
             return masks, scores
         transform = self.transform
-        with self._threads(), torch.inference_mode():
+        with torch_threads(self.num_threads), torch.inference_mode():
             t0 = time.perf_counter()
             self.timings['embedding_reused'] = not self._set_image(image)
             t1 = time.perf_counter()
