@@ -46,6 +46,11 @@ class RefineSettings:
     both_sides: float = 0.85       # accumulated extent / size above which both ends count as seen
     max_shift: float = 1.0         # m: a refit moves the box at most this far
     min_points: int = 30           # accumulated points needed for the refit
+    # a static car's frames are grouped around the modes of their centres (far cars' depth errors
+    # scatter along the viewing ray): the heaviest group is the car, the rest either agree with it
+    # after all (their boxes hold few LiDAR points: a wrong depth) or are another car (split off)
+    group_radius: float = 1.5      # m: frames within this of a group's mode belong to it
+    split_support: float = 0.3     # a group is another car when its box holds >= this share of the points of the heaviest group's box
     model: MotionModel = field(default_factory=MotionModel)
 
 
@@ -74,6 +79,85 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def circular_mean(angles: np.ndarray, weights: np.ndarray) -> float:
     a, w = np.asarray(angles, float), np.asarray(weights, float)
     return float(np.arctan2(np.sum(w * np.sin(a)), np.sum(w * np.cos(a))))
+
+
+def _sub_track(track: Track, frames) -> Track:
+    return Track(id=track.id, obs={f: track.obs[f] for f in sorted(frames)})
+
+
+def static_groups(track: Track, s: RefineSettings) -> list[list[int]]:
+    """The track's frames grouped around the modes of their ground-plane centres (weighted kernel
+    density, the densest remaining centre first, the frames within ``group_radius`` of it), the
+    heaviest group (sum of weights) first."""
+    fs = sorted(track.obs)
+    xy = np.array([track.obs[f].center[:2] for f in fs])
+    w = np.array([max(track.obs[f].weight, 1e-6) for f in fs])
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+    density = (np.exp(-0.5 * (d / s.group_radius) ** 2) * w[None]).sum(1)
+    left = np.ones(len(fs), bool)
+    groups = []
+    while left.any():
+        i = np.flatnonzero(left)[np.argmax(density[left])]
+        members = left & (d[i] <= s.group_radius)
+        groups.append(members)
+        left &= ~members
+    groups.sort(key=lambda m: -float(w[m].sum()))
+    return [[fs[k] for k in np.flatnonzero(m)] for m in groups]
+
+
+def _static_box(track: Track, s: RefineSettings) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centre, size, heading) of a static car: weighted medians and the heading vote."""
+    obs = list(track.obs.values())
+    w = np.array([max(d.weight, 1e-6) for d in obs])
+    c = np.array([weighted_median([d.center[k] for d in obs], w) for k in range(3)])
+    return c, track_size(track, s), _static_heading(track)
+
+
+def box_support(center, size, yaw: float, frames, points: Callable[[int], np.ndarray],
+                margin: float = 0.3) -> int:
+    """LiDAR points of ``frames`` (world frame) inside the box grown by ``margin``, the road left out
+    (above the box bottom + 0.3 m): how much the scans of the whole track say a car stands there."""
+    R = rot_z(yaw)
+    n = 0
+    for f in frames:
+        P = np.asarray(points(f), dtype=np.float64)
+        if not len(P):
+            continue
+        local = (P[:, :3] - center) @ R
+        inside = (np.all(np.abs(local[:, :2]) <= size[:2] / 2 + margin, axis=1)
+                  & (local[:, 2] > -size[2] / 2 + 0.3) & (local[:, 2] < size[2] / 2 + margin))
+        n += int(inside.sum())
+    return n
+
+
+def split_track(track: Track, times, points: Optional[Callable[[int], np.ndarray]] = None,
+                settings: Optional[RefineSettings] = None) -> list[Track]:
+    """A static track whose frames disagree (groups of centres more than ``group_radius`` apart) is
+    split when the scans say so: a group whose box holds at least ``split_support`` of the LiDAR
+    points of the heaviest group's box (over all the track's frames) is another car and becomes its
+    own track; a group whose box holds few points is a wrong depth of the same car and stays (the
+    refinement then gives it the car's box). Moving tracks and tracks without points stay whole."""
+    s = settings or RefineSettings()
+    if points is None or len(track.obs) < 2:
+        return [track]
+    w = np.array([max(d.weight, 1e-6) for d in track.obs.values()])
+    if _line_speed(track, times, w)[0] > s.moving_speed:
+        return [track]
+    groups = static_groups(track, s)
+    if len(groups) == 1:
+        return [track]
+    frames = sorted(track.obs)
+    support = []
+    for g in groups:
+        c, size, yaw = _static_box(_sub_track(track, g), s)
+        support.append(box_support(c, size, yaw, frames, points))
+    keep, out = list(groups[0]), []
+    for g, n in zip(groups[1:], support[1:]):
+        if n >= max(s.min_points, s.split_support * support[0]):
+            out.append(_sub_track(track, g))
+        else:
+            keep += g
+    return [_sub_track(track, keep)] + out
 
 
 def track_size(track: Track, s: RefineSettings) -> np.ndarray:
@@ -152,9 +236,12 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
         else:
             z = np.full(len(frames), weighted_median(zf, w))
     else:
-        c = np.array([weighted_median([d.center[k] for d in obs], w) for k in range(3)])
+        # one pose from the heaviest group of agreeing frames: a far car's frames whose depth is
+        # off by metres (few LiDAR points) neither move it nor vote its size and heading
+        core = _sub_track(track, static_groups(track, s)[0])
+        c, size, yaw = _static_box(core, s)
         centers = np.tile(c[:2], (len(frames), 1))
-        yaws = np.full(len(frames), _static_heading(track))
+        yaws = np.full(len(frames), yaw)
         z = np.full(len(frames), c[2])
         speed = 0.0
     centers = np.column_stack([centers, z])

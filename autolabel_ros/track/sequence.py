@@ -19,7 +19,7 @@ import numpy as np
 
 from autolabel_ros.core.geometry import invert_transform, points_in_box, rot_z, transform_points
 from autolabel_ros.core.types import Label3D, Mesh, wrap_angle
-from autolabel_ros.track.refine import RefineSettings, TrackBox, refine_track
+from autolabel_ros.track.refine import RefineSettings, TrackBox, refine_track, split_track
 from autolabel_ros.track.tracker import Detection, Track, TrackerSettings, detection_noise, track_detections
 
 REJECTED_WEIGHT = 0.3       # a rejected label still votes, less
@@ -120,6 +120,12 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
                 P = points[f]
                 cache[f] = np.zeros((0, 3)) if P is None else transform_points(poses[f], np.asarray(P)[:, :3])
             return cache[f]
+
+        # static tracks whose frames disagree: another car split off, wrong depths kept
+        tracks = [part for tr in tracks for part in split_track(tr, times, world_pts, s.refine)]
+        tracks.sort(key=lambda tr: (min(tr.obs), tr.id))
+        for k, tr in enumerate(tracks):        # ids again count from 1 in order of birth
+            tr.id = k + 1
 
     boxes = {tr.id: refine_track(tr, times, s.refine, points=world_pts,
                                  sensor=(lambda f: poses[f][:3, 3]) if world_pts else None) for tr in tracks}
