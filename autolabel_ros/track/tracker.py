@@ -2,7 +2,9 @@
 
 Per frame, every live track's constant-velocity filter (:mod:`autolabel_ros.track.motion`) predicts
 its centre to the frame's time; the cost of a (track, label) pair is the Mahalanobis distance of the
-label's ground-plane centre under the prediction's innovation covariance, pairs beyond the gate (or
+label's ground-plane centre under the prediction's innovation covariance (a label's noise grows
+with its range and as its confidence falls, so a doubtful label neither moves a track far nor
+pulls its velocity), pairs beyond the gate (or
 farther than ``max_distance`` metres) are forbidden, and scipy's ``linear_sum_assignment`` picks the
 cheapest one-to-one matching. Unmatched labels start tracks; a track not seen for more than
 ``max_age`` frames ends. Track ids count from 1 in order of birth, so the same input gives the same ids.
@@ -40,6 +42,10 @@ class TrackerSettings:
     gate: float = 3.5          # Mahalanobis distance (2 dof: 3.5 keeps > 99.7 % of true pairs)
     max_distance: float = 4.0  # metres, whatever the covariance says
     max_age: int = 5           # frames a track lives on unseen (hidden behind another car, a miss)
+    # a label the fit itself doubts (low confidence, rejected) moves its track less: its centre's
+    # noise grows as 1 / sqrt(quality), quality = confidence (x rejected_quality when rejected)
+    rejected_quality: float = 0.3
+    min_quality: float = 0.05
     model: MotionModel = field(default_factory=MotionModel)
 
 
@@ -61,6 +67,12 @@ def detection_noise(range_m: float) -> float:
     return 0.2 + 0.01 * float(range_m)
 
 
+def label_noise(d: Detection, s: TrackerSettings) -> float:
+    """The centre noise (m) a label enters the filter with: its range noise over its quality."""
+    q = max(float(d.score), 0.0) * (1.0 if d.accepted else s.rejected_quality)
+    return float(d.r / np.sqrt(max(q, s.min_quality)))
+
+
 def associate(tracks: Sequence[Track], dets: Sequence[Detection], s: TrackerSettings):
     """(matches [(track k, det j)], unmatched det indices)."""
     if not tracks or not dets:
@@ -71,7 +83,7 @@ def associate(tracks: Sequence[Track], dets: Sequence[Detection], s: TrackerSett
         for j, d in enumerate(dets):
             if np.linalg.norm(d.center[:2] - pred) > s.max_distance:
                 continue
-            m = tr.kf.mahalanobis(d.center[:2], d.r)
+            m = tr.kf.mahalanobis(d.center[:2], label_noise(d, s))
             if m <= s.gate:
                 cost[k, j] = m
     rows, cols = linear_sum_assignment(cost)
@@ -95,12 +107,13 @@ def track_detections(frames: Sequence[Sequence[Detection]], times: Sequence[floa
         matches, new = associate(live, list(dets), s)
         for k, j in matches:
             tr, d = live[k], dets[j]
-            tr.kf.update(d.center[:2], d.r)
+            tr.kf.update(d.center[:2], label_noise(d, s))
             tr.obs[f] = d
             tr.last = f
         for j in new:
             d = dets[j]
-            tr = Track(id=next_id, obs={f: d}, kf=CVKalman(d.center[:2], s.model, d.r), t=t, last=f)
+            tr = Track(id=next_id, obs={f: d}, kf=CVKalman(d.center[:2], s.model, label_noise(d, s)), t=t,
+                       last=f)
             next_id += 1
             live.append(tr)
             out.append(tr)
