@@ -116,6 +116,77 @@ def test_mismatched_inputs_are_refused():
         track_sequence(frames, stamps[:2], poses[:2])
 
 
+def _parked_frames(cars, n=20):
+    """A static ego at the origin; ``cars``: (car id, x, y, frames it is labelled in, centre offset per
+    frame or None, score, accepted). Labels in the LiDAR frame (= world)."""
+    frames = [[] for _ in range(n)]
+    for cid, x, y, seen, offset, score, accepted in cars:
+        for f in seen:
+            d = np.zeros(2) if offset is None else offset(f)
+            frames[f].append(Label3D(center=np.array([x + d[0], y + d[1], -0.9]),
+                                     size=np.array([4.2, 1.8, 1.5]), yaw=0.0, score=score, accepted=accepted,
+                                     id=100 * f + cid,
+                                     metrics={'n_points': 20, 'car': cid}))
+    return frames, [f * DT_NS for f in range(n)], [np.eye(4) for _ in range(n)]
+
+
+def test_far_parked_car_keeps_its_place_when_half_its_frames_have_a_wrong_depth():
+    # a parked car 46 m away: 9 frames place it right, 11 frames 1.7-3.9 m too far along the viewing
+    # ray (as a far car's few LiDAR points let the fit slide); a per-coordinate median lands among the
+    # wrong ones, the best group of agreeing frames is the car
+    rng = np.random.default_rng(3)
+    ray = np.array([45.0, 8.0]) / np.hypot(45.0, 8.0)
+    good = {0, 2, 5, 7, 9, 12, 15, 17, 19}
+    depth = dict(zip(sorted(set(range(20)) - good), rng.uniform(1.7, 3.9, 11)))
+    frames, stamps, poses = _parked_frames(
+        [(1, 45.0, 8.0, range(20), lambda f: ray * depth.get(f, 0.0) + rng.normal(0, 0.05, 2), 0.8, True)])
+    per_frame = np.array([lab.center[:2] for labs in frames for lab in labs])
+    assert np.linalg.norm(np.median(per_frame, axis=0) - [45.0, 8.0]) > 1.0
+    res = track_sequence(frames, stamps, poses)
+    assert len(res.tracks) == 1
+    centres = np.array([lab.center[:2] for labs in res.labels for lab in labs])
+    assert len(centres) == 20
+    assert np.max(np.linalg.norm(centres - [45.0, 8.0], axis=1)) < 0.1
+
+
+def _box_points(x, y, n, rng):
+    """``n`` points inside a 4.2 x 1.8 x 1.5 car at (x, y) (bottom at z = -1.65), above its lowest 0.35 m."""
+    return np.column_stack([rng.uniform(x - 2.1, x + 2.1, n), rng.uniform(y - 0.9, y + 0.9, n),
+                            rng.uniform(-1.3, -0.15, n)])
+
+
+def test_two_parked_cars_in_one_track_are_split_by_the_scans():
+    # two far cars parked side by side 2.5 m apart; the prompts see the first for 10 frames, then the
+    # second (the first hidden in the image); doubtful labels (rejected) join one track; the scans of
+    # the whole track fill both boxes: two cars, two tracks, each at its place
+    rng = np.random.default_rng(4)
+    frames, stamps, poses = _parked_frames([(1, 60.0, 8.0, range(10), None, 0.5, False),
+                                            (2, 60.0, 10.5, range(10, 20), None, 0.5, False)])
+    points = [np.concatenate([_box_points(60.0, 8.0, 40, rng), _box_points(60.0, 10.5, 40, rng)])
+              for _ in range(20)]
+    merged = track_sequence(frames, stamps, poses)            # without the scans: one track
+    assert len(merged.tracks) == 1
+    res = track_sequence(frames, stamps, poses, points)
+    assert len(res.tracks) == 2
+    by_car = _ids_by_car(res)
+    assert len(by_car[1]) == len(by_car[2]) == 1 and by_car[1] != by_car[2]
+    for labs in res.labels:
+        for lab in labs:
+            truth = [60.0, 8.0] if lab.metrics['car'] == 1 else [60.0, 10.5]
+            assert np.linalg.norm(lab.center[:2] - truth) < 0.05
+
+
+def test_a_doubtful_label_moves_its_track_less():
+    from autolabel_ros.track.tracker import Detection, TrackerSettings, label_noise
+
+    s = TrackerSettings()
+    sure = Detection(frame=0, index=0, center=np.zeros(3), size=np.ones(3), yaw=0.0, score=0.9, r=0.5)
+    doubt = Detection(frame=0, index=0, center=np.zeros(3), size=np.ones(3), yaw=0.0, score=0.5,
+                      accepted=False, r=0.5)
+    assert label_noise(sure, s) == pytest.approx(0.5 / np.sqrt(0.9))
+    assert label_noise(doubt, s) == pytest.approx(0.5 / np.sqrt(0.15))
+
+
 # ------------------------------------------------------------------------------ ego motion
 def test_oxts_round_trip():
     from autolabel_ros.core.geometry import rot_z

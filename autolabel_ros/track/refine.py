@@ -8,7 +8,7 @@ For one track (its per-frame labels in the world frame, :class:`autolabel_ros.tr
   (:func:`autolabel_ros.track.motion.rts_smooth`, a poorly seen frame's centre trusted less); a
   track whose weighted straight-line speed exceeds ``moving_speed`` and which travels
   ``moving_distance`` is *moving*, otherwise *static* (one position: the weighted median of the
-  centres of its heaviest group of agreeing frames, :func:`static_groups`, which also vote its size
+  centres of its best group of agreeing frames, :func:`static_groups`, which also vote its size
   and heading);
 - **heading**: moving: each frame's fitted heading is flipped to agree with the direction of travel
   (this settles front/back), then smoothed over ``yaw_window`` frames (weighted circular mean);
@@ -54,10 +54,11 @@ class RefineSettings:
     max_shift: float = 1.0         # m: a refit moves the box at most this far
     min_points: int = 30           # accumulated points needed for the refit
     # a static car's frames are grouped around the modes of their centres (far cars' depth errors
-    # scatter along the viewing ray): the heaviest group is the car, the rest either agree with it
+    # scatter along the viewing ray): the best group is the car, the rest either agree with it
     # after all (their boxes hold few LiDAR points: a wrong depth) or are another car (split off)
     group_radius: float = 1.5      # m: frames within this of a group's mode belong to it
-    split_support: float = 0.3     # a group is another car when its box holds >= this share of the points of the heaviest group's box
+    mode_bandwidth: float = 0.5    # m: kernel of the centres' density (well-seen frames agree to ~0.3 m)
+    split_support: float = 0.3     # another car: its box holds >= this share of the best group's box's points
     model: MotionModel = field(default_factory=MotionModel)
 
 
@@ -94,13 +95,14 @@ def _sub_track(track: Track, frames) -> Track:
 
 def static_groups(track: Track, s: RefineSettings) -> list[list[int]]:
     """The track's frames grouped around the modes of their ground-plane centres (weighted kernel
-    density, the densest remaining centre first, the frames within ``group_radius`` of it), the
-    heaviest group (sum of weights) first."""
+    density with ``mode_bandwidth``; the densest remaining centre and the frames within
+    ``group_radius`` of it, in that order): the first is the group whose frames agree best, not the
+    one with the most frames (wrong depths scatter)."""
     fs = sorted(track.obs)
     xy = np.array([track.obs[f].center[:2] for f in fs])
     w = np.array([max(track.obs[f].weight, 1e-6) for f in fs])
     d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
-    density = (np.exp(-0.5 * (d / s.group_radius) ** 2) * w[None]).sum(1)
+    density = (np.exp(-0.5 * (d / s.mode_bandwidth) ** 2) * w[None]).sum(1)
     left = np.ones(len(fs), bool)
     groups = []
     while left.any():
@@ -108,7 +110,6 @@ def static_groups(track: Track, s: RefineSettings) -> list[list[int]]:
         members = left & (d[i] <= s.group_radius)
         groups.append(members)
         left &= ~members
-    groups.sort(key=lambda m: -float(w[m].sum()))
     return [[fs[k] for k in np.flatnonzero(m)] for m in groups]
 
 
@@ -141,14 +142,14 @@ def split_track(track: Track, times, points: Optional[Callable[[int], np.ndarray
                 settings: Optional[RefineSettings] = None) -> list[Track]:
     """A static track whose frames disagree (groups of centres more than ``group_radius`` apart) is
     split when the scans say so: a group whose box holds at least ``split_support`` of the LiDAR
-    points of the heaviest group's box (over all the track's frames) is another car and becomes its
+    points of the best group's box (over all the track's frames) is another car and becomes its
     own track; a group whose box holds few points is a wrong depth of the same car and stays (the
     refinement then gives it the car's box). Moving tracks and tracks without points stay whole."""
     s = settings or RefineSettings()
     if points is None or len(track.obs) < 2:
         return [track]
     w = np.array([max(d.weight, 1e-6) for d in track.obs.values()])
-    if _line_speed(track, times, w)[0] > s.moving_speed:
+    if _line_speed(track, times, w)[0] > s.moving_speed and not _ends_parked(track, points, s):
         return [track]
     groups = static_groups(track, s)
     if len(groups) == 1:
@@ -165,6 +166,22 @@ def split_track(track: Track, times, points: Optional[Callable[[int], np.ndarray
         else:
             keep += g
     return [_sub_track(track, keep)] + out
+
+
+def _ends_parked(track: Track, points, s: RefineSettings) -> bool:
+    """Whether the boxes of the track's first and last frames both hold a car in both frames: two
+    parked cars whose labels joined one track look like one car moving from one to the other, but
+    a moving car leaves its first box empty by the last frame and had not reached its last box at
+    the first."""
+    fs = sorted(track.obs)
+    a, b = track.obs[fs[0]], track.obs[fs[-1]]
+    size = track_size(track, s)
+    n = {(box.frame, f): box_support(box.center, size, box.yaw, [f], points) for box in (a, b)
+         for f in (a.frame, b.frame)}
+    own_a, own_b = n[a.frame, a.frame], n[b.frame, b.frame]
+    if min(own_a, own_b) < 5:
+        return False
+    return n[a.frame, b.frame] >= 0.5 * own_a and n[b.frame, a.frame] >= 0.5 * own_b
 
 
 def track_size(track: Track, s: RefineSettings) -> np.ndarray:
@@ -243,7 +260,7 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
         else:
             z = np.full(len(frames), weighted_median(zf, w))
     else:
-        # one pose from the heaviest group of agreeing frames: a far car's frames whose depth is
+        # one pose from the best group of agreeing frames: a far car's frames whose depth is
         # off by metres (few LiDAR points) neither move it nor vote its size and heading
         core = _sub_track(track, static_groups(track, s)[0])
         c, size, yaw = _static_box(core, s)
