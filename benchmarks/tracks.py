@@ -1,7 +1,7 @@
 """Tracking benchmark: simulator drives with moving traffic, single-frame vs tracked labels.
 
     AUTOLABEL_BENCH_CACHE=... python benchmarks/tracks.py [--sequences 3] [--frames 20] [--beams 64,32]
-                                                          [--out DIR]
+                                                          [--out DIR] [--no-label] [--no-icp]
 
 Per sequence and LiDAR (benchmarks/track_data.py: simulated, labelled per frame from the ground-truth
 boxes with oracle masks, cached) the same per-frame labels give the rows:
@@ -48,7 +48,7 @@ def frame_labels(fr: dict):
             for b, s, i, a in zip(fr['lab_box'], fr['lab_score'], fr['lab_id'], fr['lab_accepted'])]
 
 
-def run_rows(seq: list[dict]) -> tuple[dict, dict]:
+def run_rows(seq: list[dict], icp_row: bool = True) -> tuple[dict, dict]:
     """Per row: list (per frame) of labels; plus the ICP drift."""
     from autolabel_ros.track.ego import drift, poses_from_icp
     from autolabel_ros.track.sequence import track_sequence
@@ -62,6 +62,8 @@ def run_rows(seq: list[dict]) -> tuple[dict, dict]:
     t = time.perf_counter()
     rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
     t_track = time.perf_counter() - t
+    if not icp_row:
+        return rows, {'track_s_per_frame': t_track / len(seq)}
     t = time.perf_counter()
     icp = poses_from_icp(pts)
     t_icp = time.perf_counter() - t
@@ -295,6 +297,7 @@ def main(argv=None) -> int:
     p.add_argument('--beams', default='64,32')
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     p.add_argument('--no-label', action='store_true', help='only sequences already in the cache')
+    p.add_argument('--no-icp', action='store_true', help='no tracked (icp) row (ICP is the slow part)')
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -312,7 +315,7 @@ def main(argv=None) -> int:
             except FileNotFoundError:
                 print(f'[tracks] sequence {seed} b{beams} not in the cache: skipped')
                 continue
-            rows, info = run_rows(seq)
+            rows, info = run_rows(seq, icp_row=not a.no_icp)
             icp[f'{seed}_b{beams}'] = info
             for name, labs in rows.items():
                 r = evaluate(seq, labs)
@@ -321,8 +324,9 @@ def main(argv=None) -> int:
             if k == 0:
                 bev_figure(seq, rows['tracked (tf)'], out / f'tracks_bev_b{beams}.png',
                            f'sequence {seed}, {beams} beams: tracks (tf ego poses), last box of each track')
-            print(f'[tracks] {seed} b{beams}: ICP drift {info["icp_drift"]["final_m"]:.2f} m over '
-                  f'{info["icp_drift"]["path_m"]:.1f} m', flush=True)
+            if 'icp_drift' in info:
+                print(f'[tracks] {seed} b{beams}: ICP drift {info["icp_drift"]["final_m"]:.2f} m over '
+                      f'{info["icp_drift"]["path_m"]:.1f} m', flush=True)
         if results:
             pooled[beams] = {name: combine(rs) for name, rs in results.items()}
     doc = {'pooled': pooled, 'per_sequence': per_seq, 'ego': icp,
