@@ -118,16 +118,22 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
-    each object's points; an object without points gets 0)."""
+    each object's points; an object without points gets 0). The free-space samples are looked up
+    without gradient first; only those inside the model (phi < 0, the others add exactly 0 to the
+    term and to its gradient) are looked up again with it, together with the points."""
     B = pose.shape[0]
     lr = batch.lidar_rows
     rows, hyp = lr.of(obj)                                          # Hq, Hq
     q = to_object_frame(lr.rows[rows], pose[hyp])                   # Hq, 1 + K, 3
-    phi = sdf.query(q, hyp, codes, scales, vols)                    # Hq, 1 + K
+    Hq, K = q.shape[0], q.shape[1] - 1
+    with torch.no_grad():
+        r, k = (sdf.query(q[:, 1:], hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
+    phi = sdf.query(torch.cat([q[:, 0], q[r, 1 + k]])[:, None], torch.cat([hyp, hyp[r]]), codes, scales,
+                    vols)[:, 0]                                     # Hq + inside samples
     tau = cfg.lidar_robust
     w = lr.w[rows]
-    rho = tau * torch.tanh(phi[:, 0].abs() / tau) * w
-    fs = torch.relu(-phi[:, 1:]).mean(-1) * w
+    rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
+    fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w
     zero = torch.zeros(B, device=pose.device, dtype=phi.dtype)
     wsum = lr.wsum[obj]
     return zero.index_add(0, hyp, rho) / wsum, zero.index_add(0, hyp, fs) / wsum
