@@ -62,7 +62,15 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
     # find the lowest column without gradient over the whole grid, then differentiate only there
     zc, valid, first = sdf.bottom_heights(codes)                  # B, C
     with torch.no_grad():
-        gap = torch.where(valid, gap_of(zc, sdf.bot_xy[None]), torch.full_like(zc, 1e3))
+        # gap_of over all columns as one product: the plane height under column (x, y) of hypothesis b
+        # is P0_b + x Px_b + y Py_b (rotation and scales folded into the three coefficients)
+        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+        sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
+        coef = torch.stack([plane[0] * pose[:, 0] + plane[1] * pose[:, 1] + plane[2],
+                            sx * (plane[0] * c + plane[1] * s), sy * (plane[1] * c - plane[0] * s)], 1)
+        under = torch.addmm(coef[:, :1], coef[:, 1:], sdf.bot_xy.T)                  # B, C
+        top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
+        gap = torch.where(valid, top - under, torch.full_like(zc, 1e3))
         col = gap.argmin(1)
     B = codes.shape[0]
     hyp = torch.arange(B, device=codes.device)

@@ -36,15 +36,15 @@ class Renderer(Protocol):
 
 
 def sdf_at_samples(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tensor | None = None,
-                   vols=None, t: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(Hr, T) signed distances of the shapes ``codes`` (B, d) at the ray samples; ``t`` (R, T') other
-    positions along the hit rays ``rows`` (R,) (default: all of them at ``rs.t``)."""
+                   vols=None, t: torch.Tensor | None = None) -> torch.Tensor:
+    """(Hr, T) signed distances of the shapes ``codes`` (B, d) at the ray samples, or at other
+    positions ``t`` (Hr, T') along the same rays."""
     B = rs.shape[0]
-    idx, hyp = (rs.idx, rs.hyp) if rows is None else (rs.idx[rows], rs.hyp[rows])
+    idx, hyp = rs.idx, rs.hyp
     # fold the per-hypothesis volume offset into each ray (affine), then sample: g = o + t d
-    o_h = sdf.fold(rs.o[:, 0][hyp], hyp, B)                                 # R, 3
-    d_h = sdf.fold(rs.d.reshape(-1, 3)[idx], hyp, B, direction=True)        # R, 3
-    g = o_h[:, None] + (rs.t if t is None else t)[..., None] * d_h[:, None]  # R, T, 3
+    o_h = sdf.fold(rs.o[:, 0][hyp], hyp, B)                                 # Hr, 3
+    d_h = sdf.fold(rs.d.reshape(-1, 3)[idx], hyp, B, direction=True)        # Hr, 3
+    g = o_h[:, None] + (rs.t if t is None else t)[..., None] * d_h[:, None]  # Hr, T, 3
     phi = sdf.sample(g, hyp, codes, vols)
     if scales is not None:
         phi = phi * scales.min(-1).values[hyp][:, None]
