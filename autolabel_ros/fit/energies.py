@@ -131,15 +131,14 @@ def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     term and to its gradient) are looked up again with it, together with the points."""
     B = pose.shape[0]
     lr = batch.lidar_rows
-    rows, hyp = lr.of(obj)                                          # Hq, Hq
-    q = to_object_frame(lr.rows[rows], pose[hyp])                   # Hq, 1 + K, 3
+    pts, w, hyp = lr.gathered(obj)                                  # Hq, 1 + K, 3; Hq; Hq
+    q = to_object_frame(pts, pose[hyp])                             # Hq, 1 + K, 3
     Hq, K = q.shape[0], q.shape[1] - 1
     with torch.no_grad():
         r, k = (sdf.query(q[:, 1:], hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
     phi = sdf.query(torch.cat([q[:, 0], q[r, 1 + k]])[:, None], torch.cat([hyp, hyp[r]]), codes, scales,
                     vols)[:, 0]                                     # Hq + inside samples
     tau = cfg.lidar_robust
-    w = lr.w[rows]
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
     fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w
     zero = torch.zeros(B, device=pose.device, dtype=phi.dtype)
