@@ -5,7 +5,7 @@ a bush, a pole, a fragment of the background), or on a car, with its 3D IoU and 
 The accept model calibrated on ground-truth-box prompts never sees a prompt that is on no car;
 ``benchmarks/calibrate_accept.py`` adds these labels to its training set so that the accept decision
 learns to reject them. Only training scenes are dumped (procedural simulator scenes 0..N-1,
-ApolloCar3D simulator scenes 0..19), never KITTI. Dumps go to
+ApolloCar3D simulator scenes 0..11), never KITTI. Dumps go to
 ``$AUTOLABEL_BENCH_CACHE/clutter_dump/<set>/<frame>.pkl`` and are refitted when the package changes
 (the same version stamp as benchmarks/fit_dump.py, plus the heading model, whose logit is a feature).
 
@@ -29,7 +29,7 @@ from benchmarks.fit_dump import code_version  # noqa: E402
 from benchmarks.run_all import CACHE, CachedSegmenter, apollo_root, sim_root  # noqa: E402
 
 SETS = {'sim': ('sim64', sim_root(64)), 'apollo': ('apollo64', apollo_root())}
-FRAMES = 20                # scenes 0..19 of each set: the training scenes of calibrate_accept.py
+FRAMES = 12                # scenes 0..11 of each set (training scenes of calibrate_accept.py)
 # the fused prompts (default config) and, besides, every LiDAR proposal they do not cover: the
 # simulator's detector rarely fires on its clutter, the LiDAR proposals do (walls, bushes, poles), and
 # these are the negatives wanted
