@@ -146,6 +146,10 @@ def main(argv=None):
     logit_coef = fit_confidence(train)
     if not a.dry_run:
         write_model(profile, logit_coef, len(y), 'procedural sim 46 scenes + ApolloCar3D sim scenes 0-19')
+        import importlib
+
+        from autolabel_ros.fit import heading_model
+        importlib.reload(heading_model)   # the table below reads the model just written
     fc = from_dict({}).fit
     shipped = default_weights()
     fitted = dict(shipped, **{c: float(k / logit_coef[0]) for c, k in zip(LOGIT_TERMS[2:], logit_coef[2:])})
