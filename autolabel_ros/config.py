@@ -35,7 +35,7 @@ DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet'
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
 ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
 METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
@@ -98,20 +98,22 @@ class FitConfig:
                                'when the CSS network runs for the fit, css.nocs_loss)', min=0.0)
     w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
                                    'the NOCS loss)', min=0.0)
-    heading_cues: list = param(['lamps', 'headlamps', 'mean_shape', 'shape_code', 'neighbours'],
+    heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
                                '(benchmarks/heading_cues.py --search)', items=HEADING_CUES + ('none',))
     w_lamps: float = param(0.2, 'front/back cue weight: red rear lamps at the visible end', min=0.0)
-    w_headlamps: float = param(0.005, 'front/back cue weight: white head lamps at the visible end', min=0.0)
+    w_headlamps: float = param(0.01, 'front/back cue weight: white head lamps at the visible end', min=0.0)
     w_mean_shape: float = param(0.5, "front/back cue weight: LiDAR residual under the prior's mean shape "
                                 '(its hood/boot asymmetry)', min=0.0)
     w_shape_code: float = param(0.005, 'front/back cue weight: how far out in the prior the fitted shape '
                                 'code lies (a flip bends it to a mirrored car)', min=0.0)
-    w_profile: float = param(0.05, "front/back cue weight: the scan's side profile (hood vs boot) read by "
-                                  'fit/profile_model.py', min=0.0)
+    w_profile: float = param(0.01, "front/back cue weight: the scan's side profile (hood vs boot) read by "
+                                  'fit/heading_model.py', min=0.0)
     w_neighbours: float = param(0.005, 'front/back cue weight: parallel same-lane neighbours (near-ties '
                                 'only)', min=0.0)
+    w_lane: float = param(0.005, 'front/back cue weight: the heading of better-seen parallel cars within '
+                                 'half a lane, for cars with few points (fit/heading.py lane_votes)', min=0.0)
     w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
                               'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',

@@ -71,16 +71,24 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float, bounds=None, intercept
 
 
 def pair_samples(recs: list[dict]) -> np.ndarray:
-    """Per flip pair (one hypothesis right, the other flipped): LOGIT_TERMS of the wrong minus the right."""
-    from autolabel_ros.fit.heading import logit_terms
+    """Per flip pair (one hypothesis right, the other flipped): LOGIT_TERMS of the wrong minus the right
+    (the frame-level cues as the shipped heading choice sets them)."""
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.fit.heading import logit_terms, pick
     from benchmarks.heading_cues import alt_fits
-    out = []
+    fc = from_dict({}).fit
+    by_frame: dict = {}
     for r in recs:
-        if len(r['alts']) < 2 or flipped(r['alts'][0], r) == flipped(r['alts'][1], r):
-            continue
-        fits = alt_fits(r)
-        right, wrong = sorted(range(2), key=lambda k: flipped(r['alts'][k], r))
-        out.append(logit_terms(fits[wrong]) - logit_terms(fits[right]))
+        by_frame.setdefault(r['frame'], []).append(r)
+    out = []
+    for rs in by_frame.values():
+        fits = [alt_fits(r) for r in rs]
+        pick([f[0] for f in fits], fc.heading_cues, default_weights(), fc.w_select_iou)
+        for r, f in zip(rs, fits):
+            if len(r['alts']) < 2 or flipped(r['alts'][0], r) == flipped(r['alts'][1], r):
+                continue
+            right, wrong = sorted(range(2), key=lambda k: flipped(r['alts'][k], r))
+            out.append(logit_terms(f[wrong]) - logit_terms(f[right]))
     return np.array(out)
 
 
@@ -138,6 +146,10 @@ def main(argv=None):
     logit_coef = fit_confidence(train)
     if not a.dry_run:
         write_model(profile, logit_coef, len(y), 'procedural sim 46 scenes + ApolloCar3D sim scenes 0-19')
+        import importlib
+
+        from autolabel_ros.fit import heading_model
+        importlib.reload(heading_model)   # the table below reads the model just written
     fc = from_dict({}).fit
     shipped = default_weights()
     fitted = dict(shipped, **{c: float(k / logit_coef[0]) for c, k in zip(LOGIT_TERMS[2:], logit_coef[2:])})

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
-ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
+ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
 # bump when what cue_records computes changes (the cached cue values are recomputed)
 CUES_VERSION = 2
 NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
@@ -37,7 +37,7 @@ def alt_fits(rec: dict) -> list:
     """The record's surviving hypotheses as ObjectFits (best-energy first, as the fit returns them)."""
     from autolabel_ros.fit.optimize import ObjectFit
     alts = [ObjectFit(pose=a['pose'], code=a['code'], scales=a['scales'], energy=a['energy'],
-                      terms=dict(a['terms'])) for a in rec['alts']]
+                      terms=dict(a['terms'], n_points=float(len(rec['points'])))) for a in rec['alts']]
     alts[0].alternatives = alts
     return alts
 
@@ -172,7 +172,7 @@ def default_weights() -> dict:
     fc = from_dict({}).fit
     return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
             'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-            'css': fc.w_css}
+            'lane': fc.w_lane, 'css': fc.w_css}
 
 
 def rows(weights: dict) -> list[tuple[str, list]]:
@@ -203,6 +203,7 @@ def table(sets, weights: dict) -> list[str]:
 GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 0.05, 0.1],
         'mean_shape': [0.25, 0.5, 1.0, 2.0, 4.0], 'shape_code': [0.005, 0.01, 0.02, 0.05, 0.1],
         'profile': [0.01, 0.02, 0.05, 0.1, 0.2], 'neighbours': [0.005, 0.01, 0.02, 0.05],
+        'lane': [0.005, 0.01, 0.02, 0.05, 0.1],
         'css': [0.01, 0.02, 0.05, 0.1, 0.2]}
 
 

@@ -124,6 +124,34 @@ def test_neighbours_decide_only_near_ties_in_their_lane():
     assert np.cos(heading.choose(row + [decided], ['neighbours'], w, 0.0)[2].pose[3]) < 0
 
 
+def _with_points(f, n):
+    for a in f.alternatives:
+        a.terms['n_points'] = float(n)
+    return f
+
+
+def test_lane_cue_lets_a_far_few_point_car_follow_its_better_seen_lane():
+    w = {'lane': 0.01}
+    near = [_with_points(_pair(12, 0.3, 0.0, 0.10, 0.20, 0), 250),     # well seen, heading +x
+            _with_points(_pair(24, 0.0, 0.0, 0.10, 0.12, 1), 120)]
+    # 45 m out, 6 points, the flip's energy lower by 0.005: the lane's vote (~0.9 of 0.01 a side) wins
+    far = _with_points(_pair(45, 0.8, 0.02, 0.105, 0.100, 2), 6)
+    out = heading.choose(near + [far], ['lane'], w, 0.0)
+    assert np.cos(out[2].pose[3]) > 0
+    flip = next(a for a in out[2].alternatives if a is not out[2])
+    assert out[2].terms['cue_lane'] < 0 < flip.terms['cue_lane']
+    assert np.cos(heading.choose(near + [far], ['none'], w, 0.0)[2].pose[3]) < 0   # cue off
+    # the same car seen with 300 points: its own evidence, not the lane's, decides
+    well = _with_points(_pair(45, 0.8, 0.02, 0.105, 0.100, 2), 300)
+    assert np.cos(heading.choose(near + [well], ['lane'], w, 0.0)[2].pose[3]) < 0
+    # 3 m to the side (another lane): no vote
+    side = _with_points(_pair(45, 3.5, 0.02, 0.105, 0.100, 2), 6)
+    out = heading.choose(near + [side], ['lane'], w, 0.0)
+    assert np.cos(out[2].pose[3]) < 0 and out[2].terms['cue_lane'] == 0.0
+    # a worse-seen car never votes for a better-seen one: the near cars keep their energy's choice
+    assert all(np.cos(o.pose[3]) > 0 for o in out[:2])
+
+
 def test_accept_probability_is_monotone_in_every_feature():
     from autolabel_ros.fit.accept_model import COEF, FEATURES
     assert tuple(FEATURES) == ACCEPT_FEATURES
@@ -227,7 +255,8 @@ def test_profile_cue_reads_the_near_end_and_opposes_a_flip_pair():
 def test_heading_logit_weighs_the_flip_pair_terms():
     f = _pair(10, 0, 0.0, 0.10, 0.13, 0)
     alts = f.alternatives
-    coef = (10.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+    coef = (10.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert len(coef) == len(heading.LOGIT_TERMS)
     assert heading.heading_logit(alts, 0, coef) == pytest.approx(0.3)
     assert heading.heading_logit(alts, 1, coef) == pytest.approx(-0.3)
     alts[1].terms['cue_lamps'] = -0.5              # red lamps support the flip

@@ -108,7 +108,7 @@ class Fitter:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
                 'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-                'css': fc.w_css}
+                'lane': fc.w_lane, 'css': fc.w_css}
 
     def cue_sizes(self, alts) -> np.ndarray:
         """(A, 3) box sizes (l, w, h) of the hypotheses: the code's size times the per-axis scales."""
@@ -131,6 +131,7 @@ class Fitter:
                 for c in HEADING_CUES:
                     a.terms[f'cue_{c}'] = 0.0
                 a.terms['cue_shape_code'] = float(a.terms.get('shape', 0.0))   # the energy's own term
+                a.terms['n_points'] = float(len(o.init.points))                 # the lane cue's weight
             if len(alts) < 2:
                 continue
             if 'css' in cues and css_cues is not None and css_cues[k] is not None:

@@ -37,6 +37,12 @@ The cues:
   decided neighbour whose axis is parallel and runs through it (lateral offset < ``LANE_HALF``
   within ``NEIGHBOUR_RANGE``) votes for the hypothesis that points its way. It only ever decides
   near-ties, never overrides a decided object.
+- ``lane``: a far car with a handful of scan points leans on its lane. Each better-seen car (more
+  fit points) whose axis is parallel and runs within half a lane width of the object
+  (``LANE_HALF_WIDTH`` within ``LANE_RANGE``) votes for its own heading, counted by its point count;
+  the object's cue is scaled down by its own point count (:func:`lane_votes`). Unlike
+  ``neighbours`` it acts on every object, decided or not, weighted so that it only turns the few-point
+  ones. Parked rows with mixed headings (the simulator parks at random headings) are what it costs.
 
 Each cue's value sits in ``ObjectFit.terms['cue_<name>']`` of every surviving hypothesis.
 
@@ -55,7 +61,7 @@ import torch
 from autolabel_ros.core.geometry import project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
@@ -67,6 +73,13 @@ NEIGHBOUR_DECIDED = 0.03     # ... above which a neighbour may vote
 NEIGHBOUR_RANGE = 25.0       # m, centre distance of a voting neighbour
 LANE_HALF = 1.5              # m, lateral offset from the neighbour's axis (same lane or row)
 PARALLEL_DEG = 20.0
+# the lane cue: a better-seen car (more fit points) within LANE_RANGE whose axis runs within half a
+# lane (3.5 m) of the object votes for its own heading, counted n / (n + LANE_POINTS) by its own
+# point count n; the object's cue is scaled by LANE_POINTS / (m + LANE_POINTS) of its point count m
+# (a far car with a handful of points leans on its lane, a well-seen one hardly)
+LANE_RANGE = 40.0            # m
+LANE_HALF_WIDTH = 1.75       # m
+LANE_POINTS = 60.0
 # the paint's colour: this percentile of redness / whiteness over the mask (glass and tyres are
 # darker, lamps a small part). A shaded red body reaches redder than its upper quartile: 85 rather
 # than 75 halved the red-lamp cue's wrong calls on the ApolloCar3D set and kept 90 % of its right
@@ -204,7 +217,7 @@ def profile_cue(points: np.ndarray, pose, size, cam: np.ndarray, coef=None, inte
 
 
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
-LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code')
+LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane')
 
 
 def logit_terms(a) -> np.ndarray:
@@ -228,7 +241,7 @@ def heading_logit(alts, best: int, coef=None) -> float:
 
 def selection_scores(alts, cues, weights: dict, w_select_iou: float) -> np.ndarray:
     """Per hypothesis: energy + w_select_iou x (1 - fine IoU) + sum of the enabled cues' w x t."""
-    own = [c for c in cues if c != 'neighbours']
+    own = [c for c in cues if c not in ('neighbours', 'lane')]
     return np.array([a.energy + w_select_iou * (1 - a.terms.get('mask_iou_hi', 1.0))
                      + sum(weights.get(c, 0.0) * a.terms.get(f'cue_{c}', 0.0) for c in own) for a in alts])
 
@@ -262,10 +275,30 @@ def neighbour_votes(poses: np.ndarray, margins: np.ndarray) -> np.ndarray:
     return votes
 
 
-def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
-    """Re-rank every object's surviving hypotheses (``fits[k].alternatives``) and return the chosen
-    ObjectFit per object, each holding all its survivors in ``alternatives``, its flip margin in
-    ``terms['flip_margin']`` and its confidence in ``terms['heading_logit']``."""
+def lane_votes(poses: np.ndarray, n_points: np.ndarray) -> np.ndarray:
+    """(N, 2) heading votes of the lane cue (module docstring) for N objects with chosen poses (N x 4)
+    and fit point counts (N,): the sum of the better-seen, parallel neighbours' unit headings, each
+    weighted by its point count, capped at unit length and scaled by the object's own point count."""
+    N = len(poses)
+    votes = np.zeros((N, 2))
+    cos_par = np.cos(np.radians(PARALLEL_DEG))
+    conf = n_points / (n_points + LANE_POINTS)
+    for i in range(N):
+        for j in range(N):
+            if i == j or n_points[j] <= n_points[i] or abs(np.cos(poses[i, 3] - poses[j, 3])) < cos_par:
+                continue
+            dj = np.array([np.cos(poses[j, 3]), np.sin(poses[j, 3])])
+            off = poses[i, :2] - poses[j, :2]
+            if np.linalg.norm(off) > LANE_RANGE or abs(off[0] * dj[1] - off[1] * dj[0]) > LANE_HALF_WIDTH:
+                continue
+            votes[i] += conf[j] * dj
+        votes[i] *= LANE_POINTS / (n_points[i] + LANE_POINTS) / max(1.0, float(np.linalg.norm(votes[i])))
+    return votes
+
+
+def pick(fits: list, cues, weights: dict, w_select_iou: float) -> tuple[list, np.ndarray]:
+    """(index of the chosen hypothesis, flip margin) per object: the ranking of :func:`choose`; sets
+    the frame-level cues (``cue_lane``, ``cue_neighbours``) in every hypothesis' terms."""
     chosen, margins = [], []
     for f in fits:
         alts = f.alternatives or [f]
@@ -273,6 +306,22 @@ def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
         chosen.append(int(np.argmin(s)))
         margins.append(flip_margin(alts, s))
     margins = np.array(margins)
+    lane = 'lane' in cues and weights.get('lane', 0.0) > 0 and len(fits) > 1
+
+    def scores(alts):   # the selection scores with the lane cue once it is set
+        s = selection_scores(alts, cues, weights, w_select_iou)
+        return s + weights['lane'] * np.array([a.terms.get('cue_lane', 0.0) for a in alts]) if lane else s
+    if lane:
+        poses = np.stack([(f.alternatives or [f])[c].pose for f, c in zip(fits, chosen)])
+        n_points = np.array([(f.alternatives or [f])[0].terms.get('n_points', 0.0) for f in fits], float)
+        votes = lane_votes(poses, n_points)
+        for k, f in enumerate(fits):
+            alts = f.alternatives or [f]
+            for a in alts:
+                a.terms['cue_lane'] = -float(votes[k] @ [np.cos(a.pose[3]), np.sin(a.pose[3])])
+            s = scores(alts)
+            chosen[k] = int(np.argmin(s))
+            margins[k] = flip_margin(alts, s)
     if 'neighbours' in cues and weights.get('neighbours', 0.0) > 0 and len(fits) > 1:
         poses = np.stack([(f.alternatives or [f])[c].pose for f, c in zip(fits, chosen)])
         votes = neighbour_votes(poses, margins)
@@ -281,10 +330,17 @@ def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
             for a in alts:
                 a.terms['cue_neighbours'] = -float(votes[k] @ [np.cos(a.pose[3]), np.sin(a.pose[3])])
             if margins[k] < NEIGHBOUR_UNDECIDED and np.any(votes[k]):
-                s = selection_scores(alts, cues, weights, w_select_iou)
-                s = s + weights['neighbours'] * np.array([a.terms['cue_neighbours'] for a in alts])
+                s = scores(alts) + weights['neighbours'] * np.array([a.terms['cue_neighbours'] for a in alts])
                 chosen[k] = int(np.argmin(s))
                 margins[k] = flip_margin(alts, s)
+    return chosen, margins
+
+
+def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
+    """Re-rank every object's surviving hypotheses (``fits[k].alternatives``) and return the chosen
+    ObjectFit per object, each holding all its survivors in ``alternatives``, its flip margin in
+    ``terms['flip_margin']`` and its confidence in ``terms['heading_logit']``."""
+    chosen, margins = pick(fits, cues, weights, w_select_iou)
     out = []
     for f, c, m in zip(fits, chosen, margins):
         alts = f.alternatives or [f]
