@@ -131,7 +131,7 @@ def train_head(data: dict, steps: int, lr: float = 2e-3, batch: int = 64, seed: 
         opt.step()
         sched.step()
         if step % 250 == 0 or step == steps - 1:
-            log(f'step {step:5d} loss {float(loss):.4f} nocs_l1 {float(ln):.4f} '
+            log(f'step {step:5d} loss {float(loss.detach()):.4f} nocs_l1 {float(ln.detach()):.4f} '
                 f'{time.perf_counter() - t0:.0f} s')
     return net.eval()
 

@@ -19,7 +19,13 @@ def test_levels_follow_the_pixel_size_overlap_and_border_rules():
     assert not passes(small, [], W, H, 'easy') and passes(small, [], W, H, 'moderate')
     assert not passes((400, 150, 430, 170), [], W, H, 'moderate')          # 20 px: neither
     touching = [(520, 160, 600, 210)]                # shares an edge, IoU 0
-    assert not passes(car, touching, W, H, 'easy') and passes(car, touching, W, H, 'moderate')
+    assert passes(car, touching, W, H, 'easy') and passes(car, touching, W, H, 'moderate')
+    corner = [(500, 180, 600, 250)]                  # covers 20 x 20 of 120 x 50 (6.7 %)
+    assert passes(car, corner, W, H, 'easy')
+    side = [(490, 140, 600, 210)]                    # covers 30 x 50 (25 %), IoU 0.12
+    assert not passes(car, side, W, H, 'easy') and passes(car, side, W, H, 'moderate')
+    behind = [(300, 100, 700, 300)]                  # the car's box lies inside a big one: IoU 0.075
+    assert not passes(car, behind, W, H, 'easy') and passes(car, behind, W, H, 'moderate')
     overlapping = [(450, 150, 560, 200)]             # IoU 0.47
     assert not passes(car, overlapping, W, H, 'moderate')
     assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border

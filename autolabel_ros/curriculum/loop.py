@@ -312,8 +312,9 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
         level = st.levels[min(k - 1, len(st.levels) - 1)]
         t0, c0 = time.perf_counter(), time.process_time()
         c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
-        pool_key = run_key(weights, c, level=level, logs=[str(p) for p in logs], max_frames=st.max_frames,
-                           prompts=st.prompts, min_confidence=st.min_confidence, seed=st.seed, loop=k)
+        pool_key = run_key(weights, c, level=LEVELS[level], logs=[str(p) for p in logs],
+                           max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
+                           seed=st.seed, loop=k)
         hit = results.get_pool(pool_key)
         if hit is None:
             samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
