@@ -6,21 +6,25 @@ One command, after any change to the fit (it refits the dumps that are out of da
     AUTOLABEL_SHARED_DATA=../shared/data python benchmarks/calibrate_accept.py
 
 It (1) fits the three benchmark sets once (benchmarks/fit_dump.py: procedural simulator 46 scenes,
-ApolloCar3D simulator 40 scenes, KITTI 12 frames; GT 2D boxes, MobileSAM masks, default config),
-(2) re-decides every heading with the configured cues and computes each label's features exactly
-as fit/result.py does, (3) fits the model on the procedural scenes and the first half of the
-ApolloCar3D scenes (0-19), holding each coefficient to its sign in ``ACCEPT_SIGNS`` (monotone), with
-a small L2 penalty, and a second one, P(tight) (IoU >= 0.7, not flipped), the same way, (4) writes
-both models' coefficients and (5) prints the precision/recall of the accept decision
-(``verify.min_confidence``) before (the rules it replaces: mask IoU >= 0.7 and surface ratio >= 0.6)
-and after, on the training sets and the held-out ones (ApolloCar3D scenes 20-39, KITTI), and (6) the
-KITTI AP of the labels ranked by each score kind (P(right), P(tight), their mean = the shipped score,
-fit/verify.py label_score), evaluated from the dumps as the benchmark evaluates label files.
+ApolloCar3D simulator 40 scenes, KITTI 12 frames; GT 2D boxes, MobileSAM masks, default config), and the
+fused prompts (detector + LiDAR proposals, no GT boxes) of the first simulator scenes of both kinds
+(benchmarks/clutter_dump.py: the labels on no car are the negatives GT-box prompts never give), (2)
+re-decides every heading with the configured cues and computes each label's features exactly as
+fit/result.py does, (3) fits the model on the procedural scenes and the first half of the ApolloCar3D
+scenes (0-19), both with their fused-prompt labels, holding each coefficient to its sign in
+``ACCEPT_SIGNS`` (monotone), with a small L2 penalty, and a second one, P(tight) (IoU >= 0.7, not
+flipped), the same way, (4) writes both models' coefficients and (5) prints the precision/recall of the
+accept decision (``verify.min_confidence``) before (the rules it replaces: mask IoU >= 0.7 and surface
+ratio >= 0.6) and after, on the training sets and the held-out ones (ApolloCar3D scenes 20-39, KITTI),
+and (6) the KITTI AP of the labels ranked by each score kind (P(right), P(tight), their mean = the
+shipped score, fit/verify.py label_score), evaluated from the dumps as the benchmark evaluates label
+files.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -35,15 +39,38 @@ MODEL_FILE = ROOT / 'autolabel_ros' / 'fit' / 'accept_model.py'
 L2 = 1e-3
 APOLLO_TRAIN = 20          # ApolloCar3D scenes 0..19 train, 20..39 are held out
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+FUSED_LABELS, FUSED_WEIGHT = 'all', 1.0
 
 
 def features_of(rec: dict, k: int, heading_logit: float) -> np.ndarray:
     """The features fit/result.py computes for the label of hypothesis k."""
-    from autolabel_ros.fit.verify import accept_features
+    from autolabel_ros.fit.verify import accept_features, hypothesis_agreement, point_cover
     a = rec['alts'][k]
     return accept_features(a['terms']['mask_iou_hi'], a['surface_ratio'], len(rec['points']),
                            float(np.linalg.norm(a['box'][:2])), heading_logit, rec['occluded_share'],
-                           a['energy'])
+                           a['energy'], *point_cover(rec['points'], a['box']),
+                           *hypothesis_agreement(a['pose'], [(b['pose'], b['energy']) for b in rec['alts']]),
+                           terms=a['terms'])
+
+
+def clutter_table(recs: list[dict], which: str = 'all') -> dict:
+    """The fused-prompt labels of benchmarks/clutter_dump.py as training rows: a label on no car is
+    neither right nor tight; one on a car (``which`` 'all'; 'no-car': left out) is right / tight by its best
+    3D IoU and heading; labels mostly inside a DontCare region are left out."""
+    from autolabel_ros.fit.verify import ACCEPT_FEATURES, accept_features, hypothesis_agreement, point_cover
+    recs = [r for r in recs if (r['on_car'] and which == 'all') or not (r['on_car'] or r['ignored'])]
+    X = [accept_features(r['mask_iou'], r['surface_ratio'], len(r['points']),
+                         float(np.linalg.norm(r['box'][:2])), r['heading_logit'], r['occluded_share'],
+                         r['energy'], *point_cover(r['points'], r['box']),
+                         *hypothesis_agreement(r['pose'], r['hyps']), terms=r['terms']) for r in recs]
+    ok = np.array([r['on_car'] and not r['flipped'] for r in recs], bool)
+    iou = np.array([r['iou3d'] for r in recs])
+    return dict(X=np.array(X).reshape(len(recs), len(ACCEPT_FEATURES)), right=ok & (iou >= 0.5),
+                tight=ok & (iou >= 0.7),
+                hard=np.array([bool(r['lift_reasons']) for r in recs], bool),
+                no_car=np.array([not r['on_car'] for r in recs], bool),
+                old_acc=np.array([r['accepted'] for r in recs], bool),
+                sources=['+'.join(sorted(r['sources'])) for r in recs])
 
 
 def table_of(recs: list[dict], cues, weights) -> dict:
@@ -73,16 +100,18 @@ def table_of(recs: list[dict], cues, weights) -> dict:
                 old_right=np.array(old_right), flips=np.array(flips), old_flips=np.array(old_flips))
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, signs) -> tuple[np.ndarray, float]:
-    """Sign-constrained L2 logistic regression (L-BFGS-B): coefficients, intercept."""
+def fit_logistic(X: np.ndarray, y: np.ndarray, signs, weight=None) -> tuple[np.ndarray, float]:
+    """Sign-constrained L2 logistic regression (L-BFGS-B), each row weighted by ``weight`` (default 1):
+    coefficients, intercept."""
     from scipy.optimize import minimize
     n, d = X.shape
+    s = np.ones(n) if weight is None else np.asarray(weight, float) * n / np.sum(weight)
 
     def loss(w):
         z = X @ w[:d] + w[d]
         p = 1 / (1 + np.exp(-z))
-        val = np.mean(np.logaddexp(0, z) - y * z) + L2 * np.sum(w[:d] ** 2)
-        g = np.concatenate([X.T @ (p - y) / n + 2 * L2 * w[:d], [np.mean(p - y)]])
+        val = np.mean(s * (np.logaddexp(0, z) - y * z)) + L2 * np.sum(w[:d] ** 2)
+        g = np.concatenate([X.T @ (s * (p - y)) / n + 2 * L2 * w[:d], [np.mean(s * (p - y))]])
         return val, g
 
     bounds = [(0, None) if s > 0 else (None, 0) for s in signs] + [(None, None)]
@@ -99,20 +128,42 @@ def pr(accepted: np.ndarray, right: np.ndarray) -> tuple:
 def write_model(coef, intercept, tight_coef, tight_intercept, n_train: int, sets: str):
     from autolabel_ros.fit.verify import ACCEPT_FEATURES
 
+    stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+
     def tup(c):
         return '(' + ', '.join(f'{v:.4f}' for v in c) + ')'
+
+    def wrap(text: str, indent: int) -> str:
+        return '\n'.join(textwrap.wrap(text, 105, subsequent_indent=' ' * indent, break_on_hyphens=False))
     MODEL_FILE.write_text(
         '"""Coefficients of the accept model (fit/verify.py: P(label right) = sigmoid(INTERCEPT + COEF . '
         'features),\nright = IoU3D >= 0.5 and not flipped; P(tight) = sigmoid(TIGHT_INTERCEPT + TIGHT_COEF . '
         'features),\ntight = IoU3D >= 0.7 and not flipped).\n'
         'GENERATED by benchmarks/calibrate_accept.py -- do not edit by hand; rerun it after a change to the '
         'fit.\n'
-        f'Fitted on {n_train} labels ({sets}) at {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.\n"""\n'
-        f'FEATURES = {tuple(ACCEPT_FEATURES)!r}\n'
-        f'COEF = {tup(coef)}\n'
+        + wrap(f'Fitted on {n_train} labels ({sets}) at {stamp}.', 0)
+        + '\n"""\n'
+        + wrap(f'FEATURES = {tuple(ACCEPT_FEATURES)!r}', 12) + '\n'
+        + wrap(f'COEF = {tup(coef)}', 8) + '\n'
         f'INTERCEPT = {intercept:.4f}\n'
-        f'TIGHT_COEF = {tup(tight_coef)}\n'
+        + wrap(f'TIGHT_COEF = {tup(tight_coef)}', 14) + '\n'
         f'TIGHT_INTERCEPT = {tight_intercept:.4f}\n')
+
+
+def shipped_scores(tabs: dict) -> dict | None:
+    """Each table's label scores by the model in accept_model.py as found (before this run rewrites it),
+    when its features are among today's; else None."""
+    import importlib
+
+    import autolabel_ros.fit.accept_model as m
+    from autolabel_ros.fit.verify import ACCEPT_FEATURES, label_score, right_probability
+    m = importlib.reload(m)
+    if not set(m.FEATURES) <= set(ACCEPT_FEATURES) or len(m.COEF) != len(m.FEATURES):
+        return None
+    idx = [ACCEPT_FEATURES.index(f) for f in m.FEATURES]
+    return {n: np.array([label_score(right_probability(x[idx], m.COEF, m.INTERCEPT),
+                                     right_probability(x[idx], m.TIGHT_COEF, m.TIGHT_INTERCEPT))
+                         for x in t['X']]) for n, t in tabs.items()}
 
 
 def ap_table(sets: dict, tabs: dict, scores: dict, thr: float) -> list[str]:
@@ -180,12 +231,18 @@ def main(argv=None):
     p.add_argument('--no-dump', action='store_true', help='use the dumps as they are (no refit)')
     p.add_argument('--dry-run', action='store_true', help='print, do not write the coefficients')
     p.add_argument('--out', default='/tmp', help='folder for accept_calibration.md')
+    p.add_argument('--fused-labels', choices=('all', 'no-car'), default=FUSED_LABELS,
+                   help='which labels of the fused-prompt dumps join the training set')
+    p.add_argument('--fused-weight', type=float, default=FUSED_WEIGHT,
+                   help='weight of a fused-prompt label in the fit (a GT-prompt label weighs 1)')
     a = p.parse_args(argv)
     from autolabel_ros.config import from_dict
     from autolabel_ros.fit.verify import ACCEPT_FEATURES, ACCEPT_SIGNS, label_score, right_probability
     if not a.no_dump:
+        from benchmarks.clutter_dump import run as run_clutter
         from benchmarks.fit_dump import run
         run(['sim', 'apollo', 'kitti'])
+        run_clutter(['apollo', 'sim'])
     cfg = from_dict({})
     cues, weights, thr = cfg.fit.heading_cues, default_weights(), cfg.verify.min_confidence
     recs = {s: cue_records(s) for s in ('sim', 'apollo', 'kitti')}
@@ -195,16 +252,25 @@ def main(argv=None):
              'Apollo scenes 20-39 (held out)': ap_test, 'KITTI 12 (held out)': recs['kitti'],
              'Apollo all 40': recs['apollo']}
     tabs = {k: table_of(v, cues, weights) for k, v in parts.items()}
-    train = [tabs['procedural sim (train)'], tabs['Apollo scenes 0-19 (train)']]
+    from benchmarks.clutter_dump import load as load_clutter
+    which = a.fused_labels
+    fused = {'procedural sim, fused prompts (train)': clutter_table(load_clutter('sim'), which),
+             'Apollo scenes 0-11, fused prompts (train)': clutter_table(load_clutter('apollo'), which)}
+    for t in fused.values():
+        t['weight'] = a.fused_weight
+    train = [tabs['procedural sim (train)'], tabs['Apollo scenes 0-19 (train)']] + list(fused.values())
     X = np.concatenate([t['X'][~t['hard']] for t in train])
     y = np.concatenate([t['right'][~t['hard']] for t in train]).astype(float)
-    coef, intercept = fit_logistic(X, y, ACCEPT_SIGNS)
+    w = np.concatenate([np.full(int((~t['hard']).sum()), t.get('weight', 1.0)) for t in train])
+    before = shipped_scores(tabs)
+    coef, intercept = fit_logistic(X, y, ACCEPT_SIGNS, w)
     y_tight = np.concatenate([t['tight'][~t['hard']] for t in train]).astype(float)
-    tight_coef, tight_intercept = fit_logistic(X, y_tight, ACCEPT_SIGNS)
+    tight_coef, tight_intercept = fit_logistic(X, y_tight, ACCEPT_SIGNS, w)
     if not a.dry_run:
         write_model(coef, intercept, tight_coef, tight_intercept, len(y),
-                    'procedural sim 46 scenes + ApolloCar3D sim scenes 0-19')
-    for t in tabs.values():
+                    'procedural sim 46 scenes + ApolloCar3D sim scenes 0-19, GT-box prompts; '
+                    'the fused prompts of both sets\' first scenes, benchmarks/clutter_dump.py')
+    for t in list(tabs.values()) + list(fused.values()):
         t['p_right'] = np.array([right_probability(x, coef, intercept) for x in t['X']])
         t['p_tight'] = np.array([right_probability(x, tight_coef, tight_intercept) for x in t['X']])
     lines = ['Accept model: ' + ', '.join(f'{n} {c:+.3f}' for n, c in zip(ACCEPT_FEATURES, coef))
@@ -221,6 +287,17 @@ def main(argv=None):
                      f'{b[3]} -> {n[3]} | '
                      f'{p_[acc].mean() if acc.any() else float("nan"):.2f} / '
                      f'{t["right"][acc].mean() if acc.any() else float("nan"):.2f} |')
+    lines += ['', 'Fused prompts (detector + LiDAR proposals, benchmarks/clutter_dump.py): accepted labels '
+              'on no car before (the shipped model when dumped, duplicates rejected) -> after:', '',
+              '| set | labels | on no car | accepted on no car before -> after | accepted | precision % | '
+              'recall % |', '|---|---|---|---|---|---|---|']
+    for name, t in fused.items():
+        acc = (t['p_right'] >= thr) & ~t['hard']
+        c = pr(acc, t['right'])
+        lines.append(f'| {name} | {len(t["X"])} | {int(t["no_car"].sum())} | '
+                     f'{int((t["old_acc"] & t["no_car"]).sum())} -> {int((acc & t["no_car"]).sum())} | '
+                     f'{c[2]} | '
+                     f'{c[0]:.1f} | {c[1]:.1f} |')
     lines += ['', 'Precision / recall % at other thresholds:', '',
               '| set | ' + ' | '.join(f'P >= {t:g}' for t in THRESHOLDS) + ' |',
               '|---' * (len(THRESHOLDS) + 1) + '|']
@@ -230,7 +307,9 @@ def main(argv=None):
         lines.append(f'| {name} | ' + ' | '.join(f'{c[0]:.1f} / {c[1]:.1f}' for c in cells) + ' |')
     sets = {'procedural sim (train)': 'sim', 'Apollo scenes 20-39 (held out)': 'apollo',
             'KITTI 12 (held out)': 'kitti'}
-    scores = {'P(right) (before)': {n: tabs[n]['p_right'] for n in sets},
+    was = {'before: the score of accept_model.py as found': {n: before[n] for n in sets}} if before else {}
+    scores = {**was,
+              'P(right)': {n: tabs[n]['p_right'] for n in sets},
               'P(tight)': {n: tabs[n]['p_tight'] for n in sets},
               'mean (label_score, shipped)': {n: np.array([label_score(pr_, pt) for pr_, pt in
                                                            zip(tabs[n]['p_right'], tabs[n]['p_tight'])])

@@ -129,10 +129,11 @@ def test_accept_probability_is_monotone_in_every_feature():
     assert tuple(FEATURES) == ACCEPT_FEATURES
     assert all(c * s >= 0 for c, s in zip(COEF, ACCEPT_SIGNS))
     base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, heading_logit=0.2,
-                occluded_share=0.1, energy=0.15)
+                occluded_share=0.1, energy=0.15, length_cover=0.5, width_cover=0.5)
     p0 = right_probability(accept_features(**base))
     assert 0.0 < p0 < 1.0
-    better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0)
+    better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0, length_cover=1.0,
+                  width_cover=1.0)
     worse = dict(range_m=60.0, occluded_share=0.6, energy=0.4)
     for k, v in better.items():
         assert right_probability(accept_features(**dict(base, **{k: v}))) >= p0, k
@@ -147,10 +148,11 @@ def test_tight_probability_is_monotone_and_the_score_ranks_a_loose_label_below_a
     from autolabel_ros.fit.accept_model import TIGHT_COEF
     assert all(c * s >= 0 for c, s in zip(TIGHT_COEF, ACCEPT_SIGNS))
     base = dict(mask_iou=0.8, surface_ratio=0.9, n_points=60, range_m=25.0, heading_logit=0.2,
-                occluded_share=0.1, energy=0.15)
+                occluded_share=0.1, energy=0.15, length_cover=0.5, width_cover=0.5)
     t0 = tight_probability(accept_features(**base))
     assert 0.0 < t0 < 1.0
-    for k, v in dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0).items():
+    for k, v in dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0, length_cover=1.0,
+                     width_cover=1.0).items():
         assert tight_probability(accept_features(**dict(base, **{k: v}))) >= t0, k
     for k, v in dict(range_m=60.0, occluded_share=0.6, energy=0.4).items():
         assert tight_probability(accept_features(**dict(base, **{k: v}))) <= t0, k
@@ -159,6 +161,37 @@ def test_tight_probability_is_monotone_and_the_score_ranks_a_loose_label_below_a
     # two labels both surely right, one surely tight: the tight one ranks first (it passes both thresholds)
     assert label_score(0.99, 0.95) > label_score(0.99, 0.2) > label_score(0.3, 0.1)
     assert label_score(0.7, 0.0) == 0.35
+
+
+def test_point_cover_tells_a_box_the_scan_spans_from_one_seen_on_a_single_end():
+    from autolabel_ros.fit.verify import point_cover
+    rng = np.random.default_rng(0)
+    box = np.array([20.0, 5.0, -1.0, 4.4, 1.8, 1.5, np.pi / 2])     # length along +y (yaw 90 deg)
+    # an L-shaped scan: the whole near side (x = 19.1) and the rear end (y = 2.8)
+    side = np.stack([np.full(200, 19.1), rng.uniform(2.8, 7.2, 200), np.full(200, -1.0)], 1)
+    rear = np.stack([rng.uniform(19.1, 20.9, 80), np.full(80, 2.8), np.full(80, -1.0)], 1)
+    lc, wc = point_cover(np.concatenate([side, rear]), box)
+    assert lc > 0.85 and wc > 0.8
+    # the rear end alone: the width is seen, the length is the prior's
+    lc, wc = point_cover(rear, box)
+    assert lc < 0.05 and wc > 0.8
+    assert point_cover(rear[:1], box) == (0.0, 0.0)
+
+
+def test_hypothesis_agreement_reads_how_decided_the_placement_is():
+    from autolabel_ros.fit.verify import hypothesis_agreement
+    me = np.array([20.0, 5.0, -1.0, 0.3])
+    flip = me + [0.1, 0.0, 0.0, np.pi]                  # a flip: same place, counts for neither
+    # alone (or with its flip only): decided, nothing spreads it
+    assert hypothesis_agreement(me, [(me, 0.20)]) == (1.0, 0.0)
+    gap, spread = hypothesis_agreement(me, [(me, 0.20), (flip, 0.21)])
+    assert gap == 1.0 and spread == pytest.approx(0.1 / 3)
+    # a placement 2 m away, 0.06 worse: gap 0.06 / 0.3; too much worse to spread it
+    gap, spread = hypothesis_agreement(me, [(me, 0.20), (flip, 0.21), (me + [2.0, 0, 0, 0], 0.26)])
+    assert gap == pytest.approx(0.2) and spread == pytest.approx(0.1 / 3)
+    # one 6 m away as good as the label: no gap, spread saturated (the car may be elsewhere)
+    gap, spread = hypothesis_agreement(me, [(me + [0, 6.0, 0, 0], 0.19), (me, 0.20)])
+    assert gap < 0 and spread == 1.0
 
 
 def test_profile_cue_reads_the_near_end_and_opposes_a_flip_pair():

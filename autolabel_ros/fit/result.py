@@ -8,8 +8,8 @@ from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Label3D, Mesh
 from autolabel_ros.fit.lift import ObjectEvidence
 from autolabel_ros.fit.optimize import ObjectFit
-from autolabel_ros.fit.verify import (accept_features, label_score, occluded_share, right_probability,
-                                     surface_ratio, tight_probability)
+from autolabel_ros.fit.verify import (accept_features, hypothesis_agreement, label_score, occluded_share,
+                                     point_cover, right_probability, surface_ratio, tight_probability)
 from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
@@ -42,9 +42,10 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     """The Label3D of a fitted object: mesh and tight box from the full-resolution shape. The accept
     decision reads the calibrated probability that the label is right (IoU >= 0.5, not flipped;
     :func:`autolabel_ros.fit.verify.right_probability` over mask IoU, LiDAR surface agreement, fit points,
-    range, heading confidence, occluded share, energy; ``metrics['confidence']``): accepted when it
-    reaches ``verify.min_confidence`` and lifting found no reason to reject. score = the mean of it and
-    P(tight) (IoU >= 0.7, ``metrics['p_tight']``), :func:`autolabel_ros.fit.verify.label_score`.
+    range, heading confidence, occluded share, energy, how much of the box's length and width the fit
+    points span, how decided the placement is among the fit's hypotheses; ``metrics['confidence']``):
+    accepted when it reaches ``verify.min_confidence`` and lifting found no reason to reject. score = the
+    mean of it and P(tight) (IoU >= 0.7, ``metrics['p_tight']``), verify.label_score.
     ``cfg``: the whole AutolabelConfig."""
     vc = cfg.verify
     scales = f.scales if cfg.fit.log_scales else None
@@ -57,8 +58,10 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     occl = occluded_share(ev.nearer, ev.box2d)
     margin = float(f.terms.get('flip_margin', np.inf))
     hlogit = float(f.terms.get('heading_logit', np.inf))
+    cover = point_cover(ev.init.points, np.concatenate([center, size, [yaw]]))
+    agree = hypothesis_agreement(f.pose, [(a.pose, a.energy) for a in (f.alternatives or [f])])
     feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), hlogit, occl,
-                            float(f.energy))
+                            float(f.energy), *cover, *agree, terms=f.terms)
     conf = right_probability(feats)
     p_tight = tight_probability(feats)
     reasons = list(ev.reasons)
@@ -71,6 +74,7 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
             reasons.append('low_surface_ratio')
     init = ev.init
     metrics = dict(confidence=conf, p_tight=p_tight, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
+                   length_cover=cover[0], width_cover=cover[1], hyp_gap=agree[0], hyp_spread=agree[1],
                    flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
                    n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,

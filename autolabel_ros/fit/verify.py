@@ -55,20 +55,66 @@ def surface_ratio(sdf, pose: np.ndarray, code: np.ndarray, scales, points: np.nd
 # sign given here while fitting, so the probability is monotone in every feature. A second model over the
 # same features, P(tight) (IoU >= 0.7, not flipped), only feeds the label's score (label_score).
 ACCEPT_FEATURES = ('mask_iou', 'surface_ratio', 'log_points', 'range_50m', 'heading', 'occluded_share',
-                   'energy')
-ACCEPT_SIGNS = (1, 1, 1, -1, 1, -1, -1)
+                   'energy', 'length_cover', 'width_cover', 'hyp_gap', 'hyp_spread', 'shape_term',
+                   'scale_term')
+ACCEPT_SIGNS = (1, 1, 1, -1, 1, -1, -1, 1, 1, 1, -1, -1, -1)
+# the fit's own energy terms (fit/energies.py) that tell clutter from a car: the shape code's distance
+# from the prior ('shape'), the size's from the prior's sizes ('scale'); each over the value where it
+# saturates (about the 90th percentile of the simulator's labels on no car). The ground term tells
+# them apart as well in the simulator, but real ground is not a plane: KITTI's cars read 3x higher
+# on it than the simulator's, and the model with it rejected right KITTI labels.
+TERM_CAPS = {'shape': 1.0, 'scale': 0.01}
+# hypothesis agreement: an alternative placement counts when its centre is this far from the label's;
+# its energy gap saturates at HYP_GAP_CAP; alternatives within HYP_NEAR_ENERGY of the label's energy
+# spread the placement (saturating at HYP_SPREAD_CAP metres)
+HYP_FAR_M, HYP_GAP_CAP, HYP_NEAR_ENERGY, HYP_SPREAD_CAP = 0.5, 0.3, 0.05, 3.0
 # the heading logit (fit/heading.py heading_logit) saturates here: beyond, the front/back choice is
 # decided (chosen on the held-out ApolloCar3D scenes' log-loss: caps 1..4 within 0.007, 1 best)
 HEADING_LOGIT_CAP = 1.0
 
 
+def point_cover(points: np.ndarray, box7: np.ndarray) -> tuple[float, float]:
+    """How much of the box's length and width the object's scan points span (5-95 % quantiles along
+    each axis of the box, over its size, capped at 1). A box whose length the scan spans is placed by
+    the data; one seen on a single face or a fraction of it is sized by the prior, and its 3D IoU
+    with the car is looser (the P(tight) model's strongest feature after mask IoU and point count)."""
+    if len(points) < 2 or not np.all(np.isfinite(box7)):
+        return 0.0, 0.0
+    c, s, yaw = np.asarray(box7[:3], float), np.asarray(box7[3:6], float), float(box7[6])
+    d = np.asarray(points, float)[:, :2] - c[:2]
+    u = d @ np.array([np.cos(yaw), np.sin(yaw)])          # along the length
+    v = d @ np.array([-np.sin(yaw), np.cos(yaw)])         # across
+    span = np.percentile(np.stack([u, v], 1), 95, axis=0) - np.percentile(np.stack([u, v], 1), 5, axis=0)
+    return tuple(float(min(x / max(y, 1e-3), 1.0)) for x, y in zip(span, s[:2]))
+
+
+def hypothesis_agreement(pose, hyps) -> tuple[float, float]:
+    """How decided the label's placement is among the fit's surviving hypotheses ``hyps`` ((pose,
+    energy) pairs, the label's own included, matched by its pose): the energy gap to the best
+    placement elsewhere (centre > HYP_FAR_M away; HYP_GAP_CAP when none) over HYP_GAP_CAP, and the
+    farthest centre among the placements about as good (within HYP_NEAR_ENERGY) over HYP_SPREAD_CAP.
+    A front/back flip moves the centre little and counts for neither (the heading logit covers it)."""
+    pose = np.asarray(pose, float)
+    d = [float(np.linalg.norm(np.asarray(p, float)[:2] - pose[:2])) for p, _ in hyps]
+    e0 = min((e for (_, e), di in zip(hyps, d) if di < 1e-6), default=min((e for _, e in hyps), default=0.0))
+    far = [e - e0 for (_, e), di in zip(hyps, d) if di > HYP_FAR_M]
+    gap = min(min(far, default=HYP_GAP_CAP), HYP_GAP_CAP) / HYP_GAP_CAP
+    spread = max([di for (_, e), di in zip(hyps, d) if e - e0 < HYP_NEAR_ENERGY] + [0.0])
+    return float(gap), float(min(spread, HYP_SPREAD_CAP) / HYP_SPREAD_CAP)
+
+
 def accept_features(mask_iou: float, surface_ratio: float, n_points: int, range_m: float,
-                    heading_logit: float, occluded_share: float, energy: float) -> np.ndarray:
-    """The model's feature vector (order of ``ACCEPT_FEATURES``)."""
+                    heading_logit: float, occluded_share: float, energy: float, length_cover: float = 1.0,
+                    width_cover: float = 1.0, hyp_gap: float = 1.0, hyp_spread: float = 0.0,
+                    terms: dict | None = None) -> np.ndarray:
+    """The model's feature vector (order of ``ACCEPT_FEATURES``); the covers from :func:`point_cover`,
+    the hypothesis agreement from :func:`hypothesis_agreement`, ``terms`` the fit's energy terms
+    (ObjectFit.terms; a missing one counts 0)."""
     cap = HEADING_LOGIT_CAP
     heading = cap if not np.isfinite(heading_logit) else float(np.clip(heading_logit, 0.0, cap))
+    t = [min(float((terms or {}).get(k, 0.0)) / c, 1.0) for k, c in TERM_CAPS.items()]
     return np.array([mask_iou, surface_ratio, np.log1p(max(n_points, 0)), range_m / 50.0, heading / cap,
-                     occluded_share, energy], float)
+                     occluded_share, energy, length_cover, width_cover, hyp_gap, hyp_spread, *t], float)
 
 
 def _sigmoid(z: float) -> float:
