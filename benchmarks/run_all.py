@@ -406,6 +406,11 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     return rows
 
 
+def row_matches(name: str, pattern: str) -> bool:
+    """--rows: 'text' = the name contains it, 'text$' = the name is it."""
+    return name == pattern[:-1] if pattern.endswith('$') else pattern in name
+
+
 def extra_specs(n: int) -> list[dict]:
     """Design checks on the first n synthetic frames with oracle masks (fit only): SDF lookup mode,
     per-axis log scales, hypotheses kept after pruning, lamp cue off."""
@@ -766,7 +771,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
     p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
-                   "('|' separates alternatives)")
+                   "('|' separates alternatives; a trailing '$' asks for the whole name)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
     p.add_argument('--offline-frames', type=int, default=8, help='frames of the simulated offline bag')
     p.add_argument('--offline-raw-frames', type=int, default=20, help='frames of the KITTI raw excerpt')
@@ -807,7 +812,7 @@ def main(argv=None):
             print(f'[apollo] skipped: no ApolloCar3D models at {APOLLO_MODELS}')
     if 'extra' in only:
         specs += extra_specs(args.extra_frames)
-    specs = [s for s in specs if any(r in s['name'] for r in args.rows.split('|'))]
+    specs = [s for s in specs if any(row_matches(s['name'], r) for r in args.rows.split('|'))]
     if any(s.get('config', {}).get('prior') == str(MANUFACTURER) for s in specs):
         ensure_manufacturer_prior()
     specs = [s for s in specs if s.get('config', {}).get('prior') != str(APOLLO) or apollo]

@@ -188,3 +188,33 @@ def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):
             assert any(a['cue_css'] != 0 for a in alts)
             best = min(alts, key=lambda a: a['cue_css'])
             assert np.cos(best['pose'][3] - lab.yaw) > 0       # the cue sides with the chosen heading here
+
+
+def test_embedding_head_reads_the_window_of_the_object(tmp_path):
+    """The MobileSAM-embedding head: RoIAlign takes the embedding cells under the patch window (SAM's
+    resize: long side 1024, 16 px cells), the mask grid is the mask's share per cell, and the saved
+    head loads with weights_only and maps features to NOCS in [0, 1]."""
+    from autolabel_ros.css.embed_head import EmbedHead, load_head, mask_grid, roi_features, save_head
+    feats = torch.zeros(1, 256, 64, 64)
+    feats[0, 5, 10:14, 20:24] = 1.0                 # cells 20..23 x 10..13 = resized px 320..384 x 160..224
+    s = 1024 / 2048                                  # a 2048 x 600 image: image px = 2 x resized px
+    win = np.array([[20 * 16 / s, 10 * 16 / s, 4 * 16 / s],      # exactly the marked cells
+                    [40 * 16 / s, 30 * 16 / s, 4 * 16 / s]])     # elsewhere
+    r = roi_features(feats, (600, 2048), win)
+    assert r.shape == (2, 256, 8, 8)
+    # inner cells read the marked cells only; the rim blends with its neighbours (bilinear samples)
+    assert r[0, 5, 1:7, 1:7].min() > 0.99 and r[0, 5].min() > 0.5
+    assert r[1, 5].max() == 0.0 and r[0, 4].abs().max() == 0.0
+    mask = np.zeros((600, 2048), bool)
+    mask[100:200, 100:150] = True                    # left half of a 100 px window
+    g = mask_grid(mask, (100, 100, 100))
+    assert g.shape == (8, 8) and np.allclose(g[:, :4], 1.0) and np.allclose(g[:, 4:], 0.0)
+    net = EmbedHead(width=16)
+    save_head(net, tmp_path / 'h.pt', {'note': 'test'})
+    back = load_head(tmp_path / 'h.pt')
+    x = torch.randn(3, 257, 8, 8)
+    with torch.no_grad():
+        n1, d1 = net.eval()(x)
+        n2, _ = back(x)
+    assert n1.shape == (3, 3, 8, 8) and d1.shape == (3, 3)
+    assert torch.allclose(n1, n2) and float(n1.min()) >= 0 and float(n1.max()) <= 1

@@ -19,7 +19,13 @@ def test_levels_follow_the_pixel_size_overlap_and_border_rules():
     assert not passes(small, [], W, H, 'easy') and passes(small, [], W, H, 'moderate')
     assert not passes((400, 150, 430, 170), [], W, H, 'moderate')          # 20 px: neither
     touching = [(520, 160, 600, 210)]                # shares an edge, IoU 0
-    assert not passes(car, touching, W, H, 'easy') and passes(car, touching, W, H, 'moderate')
+    assert passes(car, touching, W, H, 'easy') and passes(car, touching, W, H, 'moderate')
+    corner = [(500, 180, 600, 250)]                  # covers 20 x 20 of 120 x 50 (6.7 %)
+    assert passes(car, corner, W, H, 'easy')
+    side = [(490, 140, 600, 210)]                    # covers 30 x 50 (25 %), IoU 0.12
+    assert not passes(car, side, W, H, 'easy') and passes(car, side, W, H, 'moderate')
+    behind = [(300, 100, 700, 300)]                  # the car's box lies inside a big one: IoU 0.075
+    assert not passes(car, behind, W, H, 'easy') and passes(car, behind, W, H, 'moderate')
     overlapping = [(450, 150, 560, 200)]             # IoU 0.47
     assert not passes(car, overlapping, W, H, 'moderate')
     assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border
@@ -93,3 +99,38 @@ def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):
     assert np.array_equal(got[0], m) and got[1] is None
     assert MaskCache(tmp_path).get('log0_000001', 3) is None       # other prompts: recomputed
     assert again.get('log0_000002', 1) is None
+
+
+def test_result_cache_keys_on_weights_and_config_and_reuses_training(tmp_path):
+    """A rerun of a run folder reuses autolabel passes, evaluations and training only for the same
+    starting weights, pipeline config and settings."""
+    import dataclasses
+
+    from autolabel_ros.config import load_config
+    from autolabel_ros.css.model import CssNet
+    from autolabel_ros.css.train import save_weights
+    from autolabel_ros.curriculum.loop import ResultCache, run_key, trained_losses
+    from autolabel_ros.sim.nocs import NocsSample
+    w1, w2 = tmp_path / 'a.pt', tmp_path / 'b.pt'
+    w1.write_bytes(b'weights one')
+    w2.write_bytes(b'weights two')
+    cfg = load_config(None)
+    k = run_key(w1, cfg, level='easy')
+    assert k == run_key(w1, cfg, level='easy')
+    assert len({k, run_key(w2, cfg, level='easy'), run_key(w1, cfg, level='moderate'),
+                run_key(w1, dataclasses.replace(cfg, method='sdflabel'), level='easy')}) == 4
+    rc = ResultCache(tmp_path / 'results')
+    assert rc.get_pool(k) is None and rc.get_eval(k) is None
+    s = NocsSample(rgb=np.full((64, 64, 3), 7, np.uint8), mask=np.ones((64, 64), bool),
+                   nocs=np.full((64, 64, 3), 0.25, np.float32), dims=np.array([0.9, 0.4, 0.3], np.float32),
+                   facing=-0.8)
+    rc.put_pool(k, [s, s], {'kept': 2})
+    rc.put_eval(k, {'3D@0.5_mod': 81.5})
+    samples, counts = ResultCache(tmp_path / 'results').get_pool(k)
+    assert counts == {'kept': 2} and len(samples) == 2 and samples[1].facing == pytest.approx(-0.8)
+    assert samples[0].rgb[0, 0, 0] == 7 and samples[0].nocs[5, 5, 1] == pytest.approx(0.25)
+    assert rc.get_eval(k) == {'3D@0.5_mod': 81.5}
+    wpath = tmp_path / 'loop1' / 'css.pt'
+    assert trained_losses(wpath, 'key') is None
+    save_weights(CssNet(width=4), wpath, {'train_key': 'key', 'losses': '[0.5, 0.25]'})
+    assert trained_losses(wpath, 'key') == [0.5, 0.25] and trained_losses(wpath, 'other') is None

@@ -94,6 +94,51 @@ class MaskCache:
         np.savez_compressed(self.folder / f'{key}.npz', masks=arr, ok=ok)
 
 
+def run_key(weights, cfg, **parts) -> str:
+    """Digest of what a loop's autolabel pass or evaluation depends on: the weights' bytes, the whole
+    pipeline config and the caller's parts (level, frames, prompt mode ...)."""
+    import hashlib
+
+    from autolabel_ros.config import to_flat_dict
+    h = hashlib.blake2b(Path(weights).read_bytes(), digest_size=12)
+    h.update(json.dumps(to_flat_dict(cfg), sort_keys=True, default=str).encode())
+    h.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class ResultCache:
+    """Results of autolabel passes and evaluations under ``folder`` by :func:`run_key`: a rerun of the
+    same folder (or a loop whose weights did not change) pays nothing for them again."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def get_eval(self, key: str) -> dict | None:
+        p = self.folder / f'eval_{key}.json'
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def put_eval(self, key: str, r: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f'eval_{key}.json').write_text(json.dumps(r, default=float))
+
+    def get_pool(self, key: str):
+        p = self.folder / f'pool_{key}.npz'
+        if not p.is_file():
+            return None
+        from autolabel_ros.sim.nocs import NocsSample
+        with np.load(p) as z:
+            counts = json.loads(str(z['counts']))
+            samples = [NocsSample(rgb=z['rgb'][i], mask=z['mask'][i], nocs=z['nocs'][i], dims=z['dims'][i],
+                                  facing=float(z['facing'][i])) for i in range(len(z['facing']))]
+        return samples, counts
+
+    def put_pool(self, key: str, samples: list, counts: dict) -> None:
+        from autolabel_ros.sim.nocs import stack_samples
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = stack_samples(samples) if samples else {}
+        np.savez_compressed(self.folder / f'pool_{key}.npz', counts=json.dumps(counts), **arrays)
+
+
 class _FrameCache:
     """Prompts per frame (computed once per run) and the SAM masks (:class:`MaskCache`)."""
 
@@ -115,19 +160,30 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                    rng: np.random.Generator, log=print) -> tuple[list, dict]:
     """NOCS samples of the verified labels of ``level`` in the logs, and counts."""
     samples, n = [], {'frames': 0, 'labels': 0, 'accepted': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
+    # where the pass's CPU goes (process CPU seconds: load-robust): prompts, SAM, CSS + fit, targets
+    cpu = {'prompts': 0.0, 'segment': 0.0, 'label': 0.0, 'targets': 0.0}
     for li, (src, refs) in enumerate(logs):
         for ref in refs:
             key = f'log{li}_{ref.name}'
             frame = src.load(ref)
+            c0 = time.process_time()
             if key not in cache.prompts:
                 cache.prompts[key] = _log_prompts(frame, src, ref, st.prompts, al.cfg, detector)
             prompts = cache.prompts[key]
+            cpu['prompts'] += time.process_time() - c0
             n['frames'] += 1
             if not prompts:
                 continue
             t0 = time.perf_counter()
             res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
             n['fit_s'] += time.perf_counter() - t0
+            tm = res.timings
+            seg_cpu = tm['cpu_s'] * tm['segment_s'] / max(tm['total_s'], 1e-9)     # wall share of the CPU
+            cpu['segment'] += seg_cpu
+            cpu['label'] += tm['cpu_s'] - seg_cpu
+            log(f'  {key}: {len(prompts)} prompts, {time.perf_counter() - t0:.0f} s wall, '
+                f'{tm["cpu_s"]:.1f} s CPU (SAM {seg_cpu:.1f})')
+            c0 = time.process_time()
             cache.masks.put(key, res.masks, frame.image.shape[:2])
             boxes = [p.bounding_box() for p in prompts]
             for k, lab in enumerate(res.labels):
@@ -142,7 +198,9 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                 s = label_sample(frame, lab, res.masks[k], rng)
                 if s is not None:
                     samples.append(s)
+            cpu['targets'] += time.process_time() - c0
     n['samples'] = len(samples)
+    n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
     return samples, n
 
 
@@ -195,6 +253,15 @@ def mixed(real: dict, sim: dict | None) -> dict:
     return {k: np.concatenate([np.concatenate([real[k]] * reps), sim[k]]) for k in real}
 
 
+def trained_losses(wpath: Path, train_key: str) -> list | None:
+    """The training losses of ``wpath`` when an earlier run trained it with this key, else None."""
+    if not wpath.is_file():
+        return None
+    import torch
+    meta = torch.load(wpath, map_location='cpu', weights_only=True).get('meta', {})
+    return json.loads(meta['losses']) if meta.get('train_key') == train_key else None
+
+
 def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: CurriculumSettings,
         cfg, init_weights: str = '', log=print) -> dict:
     """The whole curriculum; writes ``out/loop<k>/css.pt``, ``out/curriculum.json``, ``.md`` and ``.png``;
@@ -220,15 +287,22 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
     rng = np.random.default_rng(st.seed)
     cache, eval_cache = _FrameCache(out / 'masks'), MaskCache(out / 'masks')
+    results = ResultCache(out / 'results')
     sim = sim_pool(st.sim_frames, out / 'sim_samples', log)
     report = {'settings': dataclasses.asdict(st), 'logs': [str(p) for p in logs], 'loops': []}
 
     def evaluate_loop(k: int, w) -> dict:
         if eval_dir is None:
             return {}
-        t0 = time.perf_counter()
+        key = run_key(w, cfg, eval_dir=str(eval_dir), frames=eval_frames)
+        r = results.get_eval(key)
+        if r is not None:
+            return dict(r, cached=True)
+        t0, c0 = time.perf_counter(), time.process_time()
         r = evaluate_weights(cfg, w, eval_dir, eval_frames, out / f'loop{k}' / 'eval_labels', eval_cache)
         r['eval_s'] = round(time.perf_counter() - t0, 1)
+        r['eval_cpu_s'] = round(time.process_time() - c0, 1)
+        results.put_eval(key, r)
         return r
 
     row = {'loop': 0, 'level': '-', 'weights': str(weights), **evaluate_loop(0, weights)}
@@ -236,26 +310,43 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     log(_row_text(row))
     for k in range(1, st.loops + 1):
         level = st.levels[min(k - 1, len(st.levels) - 1)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
-        samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
-        t_label = time.perf_counter() - t0
+        pool_key = run_key(weights, c, level=LEVELS[level], logs=[str(p) for p in logs],
+                           max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
+                           seed=st.seed, loop=k)
+        hit = results.get_pool(pool_key)
+        if hit is None:
+            samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
+            results.put_pool(pool_key, samples, counts)
+        else:
+            samples, counts = hit
+        t_label, c_label = time.perf_counter() - t0, time.process_time() - c0
         if not samples:
             log(f'loop {k}: no verified {level} labels in the logs; stopping')
             break
-        data = to_tensors(mixed(stack_samples(samples), sim))
-        t1 = time.perf_counter()
-        net, losses = train(data, st.steps, 1e9, st.batch, st.lr, st.seed + k, load_net(weights), log=None)
+        t1, c1 = time.perf_counter(), time.process_time()
         wpath = out / f'loop{k}' / 'css.pt'
-        save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
-                                  'steps_run': len(losses), 'init': str(weights)})
+        train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
+                            sim_frames=st.sim_frames)
+        losses = trained_losses(wpath, train_key)
+        if losses is None:      # not trained by an earlier run of this folder from the same start
+            data = to_tensors(mixed(stack_samples(samples), sim))
+            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, st.seed + k, load_net(weights),
+                                log=None)
+            save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
+                                      'steps_run': len(losses), 'init': str(weights), 'train_key': train_key,
+                                      'losses': json.dumps([round(x, 5) for x in losses])})
         weights = wpath
         row = {'loop': k, 'level': level, 'weights': str(wpath), **counts, 'label_s': round(t_label, 1),
+               'label_cpu_s': round(c_label, 1), 'label_cached': hit is not None,
                'train_s': round(time.perf_counter() - t1, 1),
+               'train_cpu_s': round(time.process_time() - c1, 1),
                'loss_first': float(np.mean(losses[:20])), 'loss_last': float(np.mean(losses[-20:])),
                **evaluate_loop(k, wpath)}
         report['loops'].append(row)
         log(_row_text(row))
+        (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
     (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
     (out / 'curriculum.md').write_text(table(report['loops']) + '\n')
     plot(report['loops'], out / 'curriculum.png')

@@ -31,11 +31,20 @@ class NocsSample:
     nocs: np.ndarray            # P x P x 3 float32 NOCS target, valid where mask
     dims: np.ndarray            # (l, w, h) / diagonal: the car's proportions
     facing: float               # cos between the car's heading and the direction to the camera
+    window: np.ndarray | None = None    # (x0, y0, side) of the patch in the frame's image
 
 
 def frame_samples(seed: int, patch: int = 64, min_px: int = 150, camera: Camera | None = None,
                   free_paint: float = 0.5, rng: np.random.Generator | None = None) -> list[NocsSample]:
     """NOCS samples of the visible cars (>= ``min_px`` visible pixels) of one simulated frame."""
+    return frame_image_samples(seed, patch, min_px, camera, free_paint, rng)[1]
+
+
+def frame_image_samples(seed: int, patch: int = 64, min_px: int = 150, camera: Camera | None = None,
+                        free_paint: float = 0.5, rng: np.random.Generator | None = None
+                        ) -> tuple[np.ndarray, list[NocsSample]]:
+    """The rendered image of one simulated frame and the NOCS samples of its visible cars (with their
+    windows: heads that read the whole frame, such as css/embed_head.py, need them)."""
     rng = rng or np.random.default_rng([int(seed), 0xC55])
     sim = Simulator(seed, n_frames=1, camera=camera or Camera.kitti(),
                     n_cars=int(rng.integers(6, 16)), clutter=True)
@@ -80,8 +89,8 @@ def frame_samples(seed: int, patch: int = 64, min_px: int = 150, camera: Camera 
         head = np.array([np.cos(yaw), np.sin(yaw)])
         facing = float(head @ cam[:2] / max(np.linalg.norm(cam[:2]), 1e-6))
         dims = (car.size / np.linalg.norm(car.size)).astype(np.float32)
-        out.append(NocsSample(rgb=rgb, mask=pm, nocs=pn, dims=dims, facing=facing))
-    return out
+        out.append(NocsSample(rgb=rgb, mask=pm, nocs=pn, dims=dims, facing=facing, window=win))
+    return image, out
 
 
 def stack_samples(samples: list[NocsSample]) -> dict:
