@@ -88,6 +88,14 @@ class FitConfig:
     box_padding: float = param(0.1, 'crop padding around the 2D box, fraction of its size per side',
                                min=0.0, max=2.0)
     ray_samples: int = param(12, "samples per pixel ray inside the object's bounding volume", min=1)
+    coarse_crop_size: int = param(0, 'coarse-to-fine: the silhouette steps before fine_from render this '
+                                     'smaller crop (pixels; 0 = always crop_size)', min=0, max=512)
+    coarse_ray_samples: int = param(0, '... with this many samples per ray (0 = ray_samples)', min=0)
+    fine_from: int = param(0, 'step from which the silhouette renders at crop_size with ray_samples',
+                           min=0)
+    settle_steps: int = param(0, 'early stop: a hypothesis whose energy moved less than settle_tol over '
+                                 'this many steps stops there (0 = off)', min=0)
+    settle_tol: float = param(1e-3, '... that energy change', min=0.0)
     zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
     zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)
     w_mask: float = param(1.0, 'weight of the mask (silhouette) energy', min=0.0)

@@ -5,12 +5,18 @@ the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypot
 the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
 energy ones per object go on with the full energy, so the render cost goes to the survivors
 (``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
+Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before ``fine_from``
+render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is small), the
+last steps and the final energy the full ones. Early stop (``settle_steps``, ``settle_tol``): after the
+pruning and the coarse steps, a hypothesis whose energy has moved less than ``settle_tol`` over its
+last ``settle_steps`` steps leaves the batch with its parameters as they are.
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
 for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +100,26 @@ class _State:
             self.p.sub_(step_size * self.m / denom)
         self.p.grad = None
 
+    def take(self, keep):
+        """The hypotheses ``keep`` (bool or index) with their Adam state."""
+        new = object.__new__(_State)
+        new.__dict__.update(self.__dict__)
+        new.p = self.p.detach()[keep].clone().requires_grad_(True)
+        new.m, new.v = self.m[keep], self.v[keep]
+        new.obj, new.hyp_id = self.obj[keep], self.hyp_id[keep]
+        return new
+
+    @staticmethod
+    def joined(parts: list):
+        """One state holding the hypotheses of ``parts`` (for the final energy; Adam state dropped)."""
+        new = object.__new__(_State)
+        new.__dict__.update(parts[-1].__dict__)
+        new.p = torch.cat([s.p.detach() for s in parts])
+        new.obj = torch.cat([s.obj for s in parts])
+        new.hyp_id = torch.cat([s.hyp_id for s in parts])
+        new.m = new.v = None
+        return new
+
     def subset(self, keep, cfg):
         """The hypotheses ``keep``, their Adam state restarted."""
         p = self.p.detach()[keep]
@@ -133,11 +159,13 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
-             device, renderer: Renderer = render_silhouettes, clock=no_clock) -> list[ObjectFit]:
+             device, renderer: Renderer = render_silhouettes, clock=no_clock,
+             coarse: FitBatch | None = None) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
-    :class:`autolabel_ros.fit.stages.StageClock`) times the stages."""
+    :class:`autolabel_ros.fit.stages.StageClock`) times the stages. ``coarse``: the batch at
+    ``cfg.coarse_crop_size`` for the steps before ``cfg.fine_from`` (None: the full one throughout)."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -146,23 +174,42 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                 torch.as_tensor(obj, dtype=torch.long, device=device), torch.arange(B, device=device), cfg)
     n_it = int(cfg.iterations)
     hyp_energy0 = None
+    coarse_cfg = dataclasses.replace(cfg, ray_samples=cfg.coarse_ray_samples or cfg.ray_samples)
+    settle_from = max(cfg.prune_after, cfg.mask_from, cfg.fine_from if coarse is not None else 0)
+    settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer, clock)
+        b, c = (coarse, coarse_cfg) if coarse is not None and it < cfg.fine_from else (batch, cfg)
+        terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock)
         with clock('backward' if 'mask' in on else 'backward.no_mask'):
             e.sum().backward()
         with clock('adam'):
             st.step(cfg.lr_final_frac ** frac)
+        if cfg.settle_steps and it >= settle_from and it + 1 < n_it:
+            # a hypothesis whose energy moved less than settle_tol over the last settle_steps steps is
+            # done: it leaves the batch (its parameters kept), so the steps left cost less
+            e_d = e.detach()[:, None]
+            hist = e_d if hist is None else torch.cat([hist, e_d], 1)[:, -cfg.settle_steps:]
+            if hist.shape[1] == cfg.settle_steps:
+                done = (hist.max(1).values - hist.min(1).values) <= cfg.settle_tol
+                if bool(done.any()):
+                    settled.append(st.take(done))
+                    if bool(done.all()):
+                        st = None
+                        break
+                    st, hist = st.take(~done), hist[~done]
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad(), clock('prune'):
-                _, e = _energies(sdf, batch, st, cfg, zeta, renderer=renderer)
+                _, e = _energies(sdf, b, st, c, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
+    if settled:
+        st = _State.joined(settled + ([st] if st is not None else []))
     with torch.no_grad(), clock('final_energy'):
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
