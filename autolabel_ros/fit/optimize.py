@@ -38,6 +38,7 @@ class ObjectFit:
     hyp_energies: list = field(default_factory=list)   # (yaw, energy) of every initial hypothesis
     hyp_index: int = 0                                  # which initial hypothesis won
     alternatives: list = field(default_factory=list)   # every surviving hypothesis (ObjectFit), best first
+    steps: int = 0                                      # Adam steps it took (fewer: it settled early)
 
 
 def _zeta(cfg, it: int, n: int) -> float:
@@ -66,6 +67,7 @@ class _State:
         self.m = torch.zeros_like(self.p)
         self.v = torch.zeros_like(self.p)
         self.steps = 0
+        self.stopped = 0        # the step after which these hypotheses stopped (early stop)
 
     @property
     def xyz(self):
@@ -115,6 +117,7 @@ class _State:
         new = object.__new__(_State)
         new.__dict__.update(parts[-1].__dict__)
         new.p = torch.cat([s.p.detach() for s in parts])
+        new.stopped = torch.cat([torch.full((len(s.p),), s.stopped) for s in parts]).numpy()
         new.obj = torch.cat([s.obj for s in parts])
         new.hyp_id = torch.cat([s.hyp_id for s in parts])
         new.m = new.v = None
@@ -196,6 +199,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                 done = (hist.max(1).values - hist.min(1).values) <= cfg.settle_tol
                 if bool(done.any()):
                     settled.append(st.take(done))
+                    settled[-1].stopped = it + 1
                     if bool(done.all()):
                         st = None
                         break
@@ -208,8 +212,11 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
+    if st is not None:
+        st.stopped = n_it
     if settled:
         st = _State.joined(settled + ([st] if st is not None else []))
+    stopped = st.stopped if isinstance(st.stopped, np.ndarray) else np.full(len(st.p), st.stopped)
     with torch.no_grad(), clock('final_energy'):
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
@@ -235,7 +242,8 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
         for r in sorted(np.flatnonzero(obj_np == i), key=lambda r: e_np[r]):
             alts.append(ObjectFit(pose=np.concatenate([xyz[r], [yaw[r]]]), code=code[r], scales=scl[r],
                                   energy=float(e_np[r]), terms={k: float(v[r]) for k, v in terms.items()},
-                                  hyp_energies=hyps, hyp_index=int(hyp_np[r] - idx0[0])))
+                                  hyp_energies=hyps, hyp_index=int(hyp_np[r] - idx0[0]),
+                                  steps=int(stopped[r])))
         best_fit = alts[0]
         best_fit.alternatives = alts
         out.append(best_fit)
