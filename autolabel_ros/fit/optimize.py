@@ -113,13 +113,15 @@ class _State:
 
     @staticmethod
     def joined(parts: list):
-        """One state holding the hypotheses of ``parts`` (for the final energy; Adam state dropped)."""
+        """One state holding the hypotheses of ``parts`` in their initial (object-major) order, for the
+        final energy (Adam state dropped)."""
         new = object.__new__(_State)
         new.__dict__.update(parts[-1].__dict__)
-        new.p = torch.cat([s.p.detach() for s in parts])
-        new.stopped = torch.cat([torch.full((len(s.p),), s.stopped) for s in parts]).numpy()
-        new.obj = torch.cat([s.obj for s in parts])
-        new.hyp_id = torch.cat([s.hyp_id for s in parts])
+        order = torch.argsort(torch.cat([s.hyp_id for s in parts]))
+        new.p = torch.cat([s.p.detach() for s in parts])[order]
+        new.stopped = torch.cat([torch.full((len(s.p),), s.stopped) for s in parts])[order].numpy()
+        new.obj = torch.cat([s.obj for s in parts])[order]
+        new.hyp_id = torch.cat([s.hyp_id for s in parts])[order]
         new.m = new.v = None
         return new
 
