@@ -91,10 +91,12 @@ class Fitter:
         return fits, times
 
     def _coarse_batch(self, frame, objs, crops, batch):
-        """The batch at ``fit.coarse_crop_size`` for the silhouette steps before ``fit.fine_from``
-        (coarse-to-fine; the LiDAR and ground tensors are shared), or None when that is off."""
+        """The batch at ``fit.coarse_crop_size`` for the silhouette steps before the last
+        ``fit.fine_steps`` (coarse-to-fine; the LiDAR and ground tensors are shared), or None when no
+        silhouette step is coarse."""
         fc = self.cfg
-        if not fc.coarse_crop_size or fc.fine_from <= fc.mask_from or fc.coarse_crop_size == fc.crop_size:
+        if (not fc.coarse_crop_size or fc.iterations - fc.fine_steps <= fc.mask_from
+                or fc.coarse_crop_size == fc.crop_size):
             return None
         v = crop_views(frame, objs, crops, fc.coarse_crop_size)
         f32 = dict(dtype=torch.float32, device=self.device)

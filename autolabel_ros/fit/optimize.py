@@ -5,8 +5,8 @@ the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypot
 the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
 energy ones per object go on with the full energy, so the render cost goes to the survivors
 (``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
-Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before ``fine_from``
-render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is small), the
+Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before the last
+``fine_steps`` render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is small), the
 last steps and the final energy the full ones. Early stop (``settle_steps``, ``settle_tol``): after the
 pruning and the coarse steps, a hypothesis whose energy has moved less than ``settle_tol`` over its
 last ``settle_steps`` steps leaves the batch with its parameters as they are.
@@ -170,7 +170,8 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
     :class:`autolabel_ros.fit.stages.StageClock`) times the stages. ``coarse``: the batch at
-    ``cfg.coarse_crop_size`` for the steps before ``cfg.fine_from`` (None: the full one throughout)."""
+    ``cfg.coarse_crop_size`` for the steps before the last ``cfg.fine_steps`` (None: the full one
+    throughout)."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -180,13 +181,14 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     n_it = int(cfg.iterations)
     hyp_energy0 = None
     coarse_cfg = dataclasses.replace(cfg, ray_samples=cfg.coarse_ray_samples or cfg.ray_samples)
-    settle_from = max(cfg.prune_after, cfg.mask_from, cfg.fine_from if coarse is not None else 0)
+    fine_from = max(n_it - cfg.fine_steps, 0)
+    settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
     settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        b, c = (coarse, coarse_cfg) if coarse is not None and it < cfg.fine_from else (batch, cfg)
+        b, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
         terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock)
         with clock('backward' if 'mask' in on else 'backward.no_mask'):
             e.sum().backward()
