@@ -89,11 +89,14 @@ class FitConfig:
                                min=0.0, max=2.0)
     ray_samples: int = param(12, "samples per pixel ray inside the object's bounding volume", min=1)
     coarse_crop_size: int = param(16, 'coarse-to-fine: the silhouette steps before the last fine_steps '
-                                      'render this smaller crop (pixels; 0 = always crop_size)', min=0, max=512)
+                                      'render this smaller crop (pixels; 0 = always crop_size)',
+                                  min=0, max=512)
     coarse_ray_samples: int = param(8, '... with this many samples per ray (0 = ray_samples)', min=0)
-    fine_steps: int = param(15, 'the last steps render the silhouette at crop_size with ray_samples', min=0)
-    settle_steps: int = param(5, 'early stop: after the pruning and the coarse steps, a hypothesis whose energy '
-                                 'moved less than settle_tol over this many steps stops there (0 = off)', min=0)
+    fine_steps: int = param(15, 'the last steps render the silhouette at crop_size with ray_samples',
+                            min=0)
+    settle_steps: int = param(5, 'early stop: after the pruning and the coarse steps, a hypothesis whose '
+                                 'energy moved less than settle_tol over this many steps stops there '
+                                 '(0 = off)', min=0)
     settle_tol: float = param(1e-3, '... that energy change', min=0.0)
     zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
     zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)

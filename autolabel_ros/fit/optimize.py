@@ -6,10 +6,10 @@ the full energy (one forward pass, silhouette included) and only the ``keep_hypo
 energy ones per object go on with the full energy, so the render cost goes to the survivors
 (``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
 Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before the last
-``fine_steps`` render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is small), the
-last steps and the final energy the full ones. Early stop (``settle_steps``, ``settle_tol``): after the
-pruning and the coarse steps, a hypothesis whose energy has moved less than ``settle_tol`` over its
-last ``settle_steps`` steps leaves the batch with its parameters as they are.
+``fine_steps`` render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is
+small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
+``settle_tol``): after the pruning and the coarse steps, a hypothesis whose energy has moved less than
+``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
 for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
