@@ -71,9 +71,10 @@ class DetectorConfig:
 @dataclass
 class FitConfig:
     """Differentiable fit (autolabel_ros/fit). Lengths in metres, angles in radians."""
-    iterations: int = param(55, 'Adam steps in all (0 = initialisation only)', min=0)
-    prune_after: int = param(20, 'steps with every heading hypothesis, then keep the best few', min=0)
-    mask_from: int = param(20, 'step from which the silhouette term is on (cheap terms before)', min=0)
+    iterations: int = param(65, 'Adam steps in all (0 = initialisation only)', min=0)
+    prune_after: int = param(30, 'steps with every heading hypothesis, then keep the best few (20 lost a '
+                                 "pole-occluded car's heading, test_pipeline)", min=0)
+    mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
     keep_hypotheses: int = param(2, 'hypotheses per object kept after pruning', min=1)
     prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
     lr: float = param(0.05, 'learning rate on the position (m per step, Adam)', min=0.0)
