@@ -233,6 +233,8 @@ class ProposalConfig:
     confirm_iou: float = param(0.3, '... overlapping it by this IoU', min=0.0, max=1.0)
     confirm_same_cluster: bool = param(True, "... and covering the proposal's own cluster (see owner_iou), "
                                        'not a nearer or farther one')
+    confirm_strong: bool = param(True, '... detections of at least detector.score_threshold confirm '
+                                 'proposals as well')
     sure_min_points: int = param(100, 'a LiDAR proposal no detection confirms is a prompt when it has this '
                                  'many points (0: never) ...', min=0)
     sure_min_top: float = param(1.2, '... its top lies between this ...', min=0.0)
@@ -245,11 +247,16 @@ class ProposalConfig:
                              'car-sized pieces)')
     lidar_only: bool = param(False, 'also prompt the LiDAR proposals no detection confirms (recall up, '
                              'precision down: the verification must reject the clutter)')
-    merged_box: str = param('detector', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
-                            "the LiDAR's or their union (SSD's boxes of small cars are often cut short, the "
-                            "LiDAR's miss the unlit parts)", choices=('detector', 'lidar', 'union'))
+    merged_box: str = param('auto', 'box of a detection merged with a LiDAR proposal: the detector\'s, '
+                            "the LiDAR's, their union, or auto: the LiDAR's, the union for a sparse cluster "
+                            "(< 4 x min_points; SSD's boxes of far cars are often cut short or span two "
+                            'cars, a few rings give a box cut short as well)',
+                            choices=('detector', 'lidar', 'union', 'auto'))
     min_box_height: float = param(20.0, 'fused prompts: drop boxes lower than this (pixels; KITTI counts '
                                   'cars from 25 px, the detector is unreliable on smaller ones)', min=0.0)
+    min_box_aspect: float = param(0.5, 'fused prompts: drop boxes narrower than this times their height '
+                                  'unless at the image side (slivers: poles, people, cut pieces of a car)',
+                                  min=0.0, max=2.0)
     min_box_points: int = param(5, 'fused prompts: drop boxes with fewer non-ground LiDAR returns (the fit '
                                 'could not place them)', min=0)
     owner_iou: float = param(0.2, "a prompt's LiDAR cluster is the one with points in its box whose own box "

@@ -147,7 +147,12 @@ def prompt_quality(rows: list[dict]) -> dict:
         for key, kind in false:
             by_src[key] = by_src.get(key, 0) + 1
             by_kind[kind] = by_kind.get(kind, 0) + 1
-        d = {'n_gt': len(gts), 'n_prompts': int(len(res)), 'tp': tp, 'fp': fp,
+        # the counted cars no prompt of this source found: where to look next
+        missed = [{'frame': r['fid'], 'depth': round(g['depth'], 1),
+                   'height_px': round(float(g['box'][3] - g['box'][1])), 'n_points': g['n_points'],
+                   'box': [round(float(v)) for v in g['box']]}
+                  for r in rows for f, g in zip(r['found'][src], r['gt']) if g['counted'] and not f]
+        d = {'n_gt': len(gts), 'n_prompts': int(len(res)), 'tp': tp, 'fp': fp, 'missed': missed,
              'false_by_source': dict(sorted(by_src.items())), 'false_by_kind': dict(sorted(by_kind.items())),
              'recall': float(np.mean(found)) if found else None,
              'precision': tp / (tp + fp) if tp + fp else None, 'bands': {}}
@@ -368,6 +373,12 @@ def report_lines(sec: dict) -> list[str]:
             if q.get('false_by_kind'):
                 lines.append(f'False prompts of {src}: by kind {_by(q["false_by_kind"]).strip()}, by source '
                              f'{_by(q["false_by_source"]).strip()}.')
+        lines.append('')
+        for src, q in d['prompts'].items():
+            if q.get('missed') and src.startswith('fused'):
+                lines.append(f'Cars the {src} prompts missed: ' + '; '.join(
+                    f'{m["frame"]} at {m["depth"]:.1f} m, {m["height_px"]} px, {m["n_points"]} points'
+                    for m in q['missed']) + '.')
         lines.append('')
         for vname, t in d['timing'].items():
             lines += [f'{vname}: LiDAR proposals + fusion per frame: CPU time median '

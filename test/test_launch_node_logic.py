@@ -90,16 +90,25 @@ def test_static_transform_16_numbers():
 # ---------------------------------------------------------------------------------- worker queue
 
 def test_latest_slot_drops_stale_items():
-    slot = runtime.LatestSlot()
+    slot = runtime.FrameQueue()
     assert slot.get(timeout=0.01) is None and not slot.pending
     assert slot.put(1) is False and slot.pending and slot.put(2) is True and slot.put(3) is True
     assert slot.get() == 3 and slot.dropped == 2 and slot.accepted == 3
     assert slot.get(timeout=0.01) is None
 
 
+def test_frame_queue_with_depth_keeps_the_newest_n_in_order():
+    q = runtime.FrameQueue(depth=3)
+    assert [q.put(i) for i in range(5)] == [False, False, False, True, True]
+    assert q.dropped == 2 and q.accepted == 5
+    assert [q.get(timeout=0.01) for _ in range(4)] == [2, 3, 4, None]
+    with pytest.raises(ValueError, match='depth'):
+        runtime.FrameQueue(depth=0)
+
+
 def test_latest_slot_busy_worker_gets_only_the_newest_frame():
     """Deterministic: the worker is held while the producer puts a burst; it then sees the last one."""
-    slot, seen = runtime.LatestSlot(), []
+    slot, seen = runtime.FrameQueue(), []
     got, release = threading.Event(), threading.Event()
 
     def worker():
@@ -409,7 +418,7 @@ def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
         def error(self, text, throttle_duration_sec=None):
             self.errors.append((text, throttle_duration_sec))
 
-    slot, stop, log, done = runtime.LatestSlot(), threading.Event(), Log(), []
+    slot, stop, log, done = runtime.FrameQueue(), threading.Event(), Log(), []
     handled = threading.Event()
 
     def handle(item):

@@ -7,7 +7,7 @@ from autolabel_ros.core.geometry import points_in_box
 from autolabel_ros.core.types import Prompt, SensorFrame
 from autolabel_ros.fit.ground import GroundPlane
 from autolabel_ros.proposals import (box_owners, cluster_boxes, fused_prompts, lidar_proposals, lidar_scene,
-                                     merge_same_cluster)
+                                     merge_same_cluster, sliver)
 from autolabel_ros.proposals.fusion import iou_matrix
 from autolabel_ros.sim import simulate_frame
 
@@ -105,7 +105,9 @@ def test_fused_prompts_one_per_car_and_the_sure_cars_without_a_detection(sim):
         iou = iou_matrix(np.array([g.box2d]), np.array([q.box for q in out]))[0][0]
         _, contain, _ = iou_matrix(np.array([q.box for q in out]), np.array([g.box2d]))
         on_car = np.flatnonzero(contain[:, 0] > 0.8)
-        assert iou.max() > 0.95 and len(on_car) == 1, (g.box2d, [q.box for q in out])
+        # its box (a match as the benchmark counts it): the detection's or (merged_box auto, a dense
+        # cluster) its LiDAR cluster's, which may miss a hidden part
+        assert iou.max() >= 0.5 and len(on_car) == 1, (g.box2d, [q.box for q in out])
     # no detection at all: the clusters whose shape alone says car are prompts, and they are cars
     out, _ = fused_prompts(sim.frame, [], CFG)
     assert len(out) >= 2 and all(q.sources == ('lidar',) for q in out)
@@ -113,3 +115,30 @@ def test_fused_prompts_one_per_car_and_the_sure_cars_without_a_detection(sim):
     assert iou.max(1).min() >= 0.5
     off = from_dict({'proposals': {'sure_min_points': 0}})
     assert fused_prompts(sim.frame, [], off)[0] == []
+
+
+def test_slivers_are_no_car_prompts_unless_cut_by_the_image_side():
+    assert sliver([100, 100, 120, 150], 0.5, 1242)            # 20 px wide, 50 high: a pole, a door
+    assert not sliver([100, 100, 130, 150], 0.5, 1242)        # 30 x 50: a car seen end-on, partly hidden
+    assert not sliver([0, 100, 20, 150], 0.5, 1242)           # a car cut by the left side ...
+    assert not sliver([1222, 100, 1242, 150], 0.5, 1242)      # ... or the right one
+    assert not sliver([100, 100, 120, 150], 0.0, 1242)        # off
+
+
+def test_a_strong_detection_cut_short_confirms_its_cluster_whose_box_is_kept(sim):
+    props = lidar_proposals(sim.frame, CFG)
+    dense = [p for p in props if p.n_points >= 4 * CFG.proposals.min_points and p.box[3] - p.box[1] > 30]
+    assert dense
+    p = dense[0]
+    cut = p.box.copy()
+    cut[2] = p.box[0] + 0.6 * (p.box[2] - p.box[0])         # the detector saw the left 60 % of the car
+    det = [Prompt(id=0, box=cut, score=0.9, sources=('detector',))]
+    cfg = from_dict({'proposals': {'sure_min_points': 0}})
+    out, _ = fused_prompts(sim.frame, det, cfg)
+    assert len(out) == 1 and set(out[0].sources) == {'detector', 'lidar'}
+    np.testing.assert_allclose(out[0].box, p.box)
+    # before: a strong detection confirmed nothing and its box cut short was the prompt
+    old = from_dict({'proposals': {'sure_min_points': 0, 'confirm_strong': False, 'merged_box': 'detector'}})
+    out, _ = fused_prompts(sim.frame, det, old)
+    assert len(out) == 1 and out[0].sources == ('detector',)
+    np.testing.assert_allclose(out[0].box, cut)

@@ -1,4 +1,6 @@
 """LiDAR object proposals and their fusion with the detector's boxes (autolabel_ros.proposals)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -90,11 +92,20 @@ def test_fusion_merges_a_detector_box_and_a_lidar_box_of_one_car(sim):
     assert len(out) == len(lidar) + 1               # the car once, plus the detector-only box
     both = [p for p in out if set(p.sources) == {'detector', 'lidar'}]
     assert len(both) == 1
-    np.testing.assert_allclose(both[0].box, det_box)    # the detector's box is kept
+    k = int(np.argmax([best_iou(det_box, [p]) for p in props]))
+    assert props[k].n_points >= 4 * CFG.proposals.min_points
+    np.testing.assert_allclose(both[0].box, props[k].box)    # auto: a dense cluster's box is kept
     assert both[0].score == pytest.approx(0.9)
     assert [p.id for p in out] == list(range(len(out)))
     counts = source_counts(out)
     assert counts['detector'] == 2 and counts['lidar'] == len(lidar) and counts['detector+lidar'] == 1
+    groups = [('detector', [Prompt(id=0, box=det_box, score=0.9)]), ('lidar', [lidar[k]])]
+    # the detector's box on request; the union of both when the cluster is sparse (its box cut short)
+    keep_det = fuse_prompts(groups, dataclasses.replace(CFG.proposals, merged_box='detector'))
+    np.testing.assert_allclose(keep_det[0].box, det_box)
+    union = fuse_prompts(groups, CFG.proposals, sparse=frozenset({lidar[k].id}))
+    lo, hi = np.minimum(det_box, props[k].box), np.maximum(det_box, props[k].box)
+    np.testing.assert_allclose(union[0].box, [lo[0], lo[1], hi[2], hi[3]])
 
 
 def test_containment_merges_similar_boxes_but_not_a_small_car_behind_a_large_one():

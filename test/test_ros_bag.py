@@ -34,6 +34,8 @@ ALL_LABELLED = os.environ.get('AUTOLABEL_ROS_BAG_ALL_LABELLED', '1') == '1'
 DETECTOR = os.environ.get('AUTOLABEL_ROS_BAG_DETECTOR', 'external')
 SEED = 1
 SEGMENTER = os.environ.get('AUTOLABEL_ROS_BAG_SEGMENTER', 'box')
+# frames that may wait for the fitter (pending_frames): 1 = the live one-slot queue
+PENDING = int(os.environ.get('AUTOLABEL_ROS_BAG_PENDING', '1'))
 PROMPTS_TOPIC = '/ground_truth/detections_2d' if DETECTOR == 'external' else '/autolabel/detections_2d'
 TOPICS = ['/camera/image_raw', '/camera/camera_info', '/lidar/points', PROMPTS_TOPIC]
 DET3D, MARKERS = '/autolabel_fitter/detections_3d', '/autolabel_fitter/markers'
@@ -46,6 +48,7 @@ def _config(tmp_path):
     p = data['/**']['ros__parameters']
     p['device'] = 'cpu'
     p['segmenter']['model'] = SEGMENTER
+    p['pending_frames'] = PENDING
     if DETECTOR != 'external':
         p['detector']['backend'] = DETECTOR
     if SEGMENTER == 'box':
@@ -152,7 +155,7 @@ def test_played_bag_labelled_end_to_end_like_the_offline_tool(ros_ws, tmp_path, 
             play.stop()
     log = launch.output
     assert code == 0, log[-4000:]
-    m = re.search(r'final: (\d+) frames processed, (\d+) dropped by the one-slot queue; received (.*?); '
+    m = re.search(r'final: (\d+) frames processed, (\d+) dropped by the frame queue; received (.*?); '
                   r'(\d+) synchronized', log)
     assert m, log[-4000:]
     processed, dropped, synced = int(m.group(1)), int(m.group(2)), int(m.group(4))
@@ -160,9 +163,10 @@ def test_played_bag_labelled_end_to_end_like_the_offline_tool(ros_ws, tmp_path, 
     assert received == {t: FRAMES for t in TOPICS}, (received, log[-3000:])      # nothing lost in transport
     assert synced == FRAMES and processed + dropped == FRAMES
     # the one-slot queue drops a frame only when a fit outlasts the frame interval: with the warm-up
-    # at configure none does here, the first one included (a busier machine is reported, not failed)
+    # at configure none does here, the first one included (a busier machine is reported, not failed);
+    # a queue as deep as the bag drops none whatever the machine's speed
     slowest = max(float(x) for x in re.findall(r'processing mean [\d.]+ s \(max ([\d.]+)\)', log))
-    if ALL_LABELLED and slowest < 0.1 / RATE:
+    if ALL_LABELLED and (slowest < 0.1 / RATE or PENDING >= FRAMES):
         assert dropped == 0, log[-3000:]
     node = _labels_by_stamp(recorded, DET3D)          # what `ros2 bag record` stored
     assert len(node) == processed

@@ -282,7 +282,7 @@ def test_sigint_during_a_fit_exits_cleanly(fitter, scene):
     assert code == 0, out[-3000:]
     assert 'Traceback' not in out and 'InvalidHandle' not in out, out[-3000:]
     assert len(peer.messages('/autolabel_fitter/markers')) == n_before
-    assert re.search(r'final: \d+ frames processed, \d+ dropped by the one-slot queue', out), out[-2000:]
+    assert re.search(r'final: \d+ frames processed, \d+ dropped by the frame queue', out), out[-2000:]
 
 
 # ---------------------------------------------------------------------------------- fitter 2: clicks

@@ -3,7 +3,7 @@ the :class:`FitBatch` the energies read. The fit (``fit.crop_size``) and the ver
 (``fit.final_crop_size``) both take their crops from :func:`crop_views`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -59,6 +59,7 @@ class LidarRows:
     counts: torch.Tensor   # N rows per object
     starts: torch.Tensor   # N first row of each object
     wsum: torch.Tensor     # N sum of the object's weights (clamped above 0)
+    _last: tuple | None = field(default=None, repr=False, compare=False)   # (obj, gathered(obj))
 
     def of(self, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For hypotheses of objects ``obj`` (B,): the row index of each of their points (Hq,) and its
@@ -67,6 +68,15 @@ class LidarRows:
         hyp = torch.repeat_interleave(torch.arange(len(obj), device=obj.device), counts)
         first = torch.cumsum(counts, 0) - counts
         return torch.arange(len(hyp), device=obj.device) - first[hyp] + self.starts[obj][hyp], hyp
+
+    def gathered(self, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rows (Hq, 1 + K, 3), their weights (Hq,) and hypotheses (Hq,) of the hypotheses of
+        objects ``obj``: :meth:`of` applied, kept for the next call with the same ``obj`` tensor (the
+        optimiser passes one until it prunes; tensors passed here must not change in place)."""
+        if self._last is None or self._last[0] is not obj:
+            rows, hyp = self.of(obj)
+            self._last = (obj, (self.rows[rows], self.w[rows], hyp))
+        return self._last[1]
 
 
 def object_crops(objects, width: int, height: int, pad_frac: float) -> list[np.ndarray]:

@@ -62,7 +62,15 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
     # find the lowest column without gradient over the whole grid, then differentiate only there
     zc, valid, first = sdf.bottom_heights(codes)                  # B, C
     with torch.no_grad():
-        gap = torch.where(valid, gap_of(zc, sdf.bot_xy[None]), torch.full_like(zc, 1e3))
+        # gap_of over all columns as one product: the plane height under column (x, y) of hypothesis b
+        # is P0_b + x Px_b + y Py_b (rotation and scales folded into the three coefficients)
+        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+        sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
+        coef = torch.stack([plane[0] * pose[:, 0] + plane[1] * pose[:, 1] + plane[2],
+                            sx * (plane[0] * c + plane[1] * s), sy * (plane[1] * c - plane[0] * s)], 1)
+        under = torch.addmm(coef[:, :1], coef[:, 1:], sdf.bot_xy.T)                  # B, C
+        top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
+        gap = torch.where(valid, top - under, torch.full_like(zc, 1e3))
         col = gap.argmin(1)
     B = codes.shape[0]
     hyp = torch.arange(B, device=codes.device)
@@ -118,16 +126,21 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
-    each object's points; an object without points gets 0)."""
+    each object's points; an object without points gets 0). The free-space samples are looked up
+    without gradient first; only those inside the model (phi < 0, the others add exactly 0 to the
+    term and to its gradient) are looked up again with it, together with the points."""
     B = pose.shape[0]
     lr = batch.lidar_rows
-    rows, hyp = lr.of(obj)                                          # Hq, Hq
-    q = to_object_frame(lr.rows[rows], pose[hyp])                   # Hq, 1 + K, 3
-    phi = sdf.query(q, hyp, codes, scales, vols)                    # Hq, 1 + K
+    pts, w, hyp = lr.gathered(obj)                                  # Hq, 1 + K, 3; Hq; Hq
+    q = to_object_frame(pts, pose[hyp])                             # Hq, 1 + K, 3
+    Hq, K = q.shape[0], q.shape[1] - 1
+    with torch.no_grad():
+        r, k = (sdf.query(q[:, 1:], hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
+    phi = sdf.query(torch.cat([q[:, 0], q[r, 1 + k]])[:, None], torch.cat([hyp, hyp[r]]), codes, scales,
+                    vols)[:, 0]                                     # Hq + inside samples
     tau = cfg.lidar_robust
-    w = lr.w[rows]
-    rho = tau * torch.tanh(phi[:, 0].abs() / tau) * w
-    fs = torch.relu(-phi[:, 1:]).mean(-1) * w
+    rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
+    fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w
     zero = torch.zeros(B, device=pose.device, dtype=phi.dtype)
     wsum = lr.wsum[obj]
     return zero.index_add(0, hyp, rho) / wsum, zero.index_add(0, hyp, fs) / wsum

@@ -36,17 +36,27 @@ class Renderer(Protocol):
 
 
 def sdf_at_samples(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tensor | None = None,
-                   vols=None) -> torch.Tensor:
-    """(Hr, T) signed distances of the shapes ``codes`` (B, d) at the ray samples."""
+                   vols=None, t: torch.Tensor | None = None) -> torch.Tensor:
+    """(Hr, T) signed distances of the shapes ``codes`` (B, d) at the ray samples, or at other
+    positions ``t`` (Hr, T') along the same rays."""
     B = rs.shape[0]
+    idx, hyp = rs.idx, rs.hyp
     # fold the per-hypothesis volume offset into each ray (affine), then sample: g = o + t d
-    o_h = sdf.fold(rs.o[:, 0][rs.hyp], rs.hyp, B)                              # Hr, 3
-    d_h = sdf.fold(rs.d.reshape(-1, 3)[rs.idx], rs.hyp, B, direction=True)     # Hr, 3
-    g = o_h[:, None] + rs.t[..., None] * d_h[:, None]                          # Hr, T, 3
-    phi = sdf.sample(g, rs.hyp, codes, vols)
+    o_h = sdf.fold(rs.o[:, 0][hyp], hyp, B)                                 # Hr, 3
+    d_h = sdf.fold(rs.d.reshape(-1, 3)[idx], hyp, B, direction=True)        # Hr, 3
+    g = o_h[:, None] + (rs.t if t is None else t)[..., None] * d_h[:, None]  # Hr, T, 3
+    phi = sdf.sample(g, hyp, codes, vols)
     if scales is not None:
-        phi = phi * scales.min(-1).values[rs.hyp][:, None]
+        phi = phi * scales.min(-1).values[hyp][:, None]
     return phi
+
+
+def _parabola_min(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The vertex of the parabola through (a, b, c) at evenly spaced samples where ``inner`` (the middle
+    sample is the smallest of the ray and not at its end), else b."""
+    curv = (a + c - 2 * b).clamp_min(1e-6)
+    vertex = b - (a - c) ** 2 / (8 * curv)
+    return torch.where(inner, vertex, b)
 
 
 def ray_min_sdf(phi: torch.Tensor) -> torch.Tensor:
@@ -62,19 +72,94 @@ def ray_min_sdf(phi: torch.Tensor) -> torch.Tensor:
         return b
     j = k.clamp(1, T - 2)
     a, c = phi.gather(-1, j - 1)[..., 0], phi.gather(-1, j + 1)[..., 0]
-    curv = (a + c - 2 * b).clamp_min(1e-6)
-    vertex = b - (a - c) ** 2 / (8 * curv)
-    return torch.where(j == k, vertex[..., None], b[..., None])[..., 0]
+    return _parabola_min(a, b, c, (j == k)[..., 0])
+
+
+class _RayMinSamples(torch.autograd.Function):
+    """Grid values (R, 3) at the smallest of the T samples ``o + t d`` of each ray (R rays, folded
+    grid coordinates o, d (R, 3), positions t (R, T)) and at its two neighbours, in one graph node:
+    the forward pass looks all R x T samples up once (``grid_sample``, trilinear, border, corners
+    aligned: :meth:`autolabel_ros.fit.sdf.SdfModel.sample`), the backward pass runs the grid sampler's
+    backward through the 3 x R kept samples only and carries their position gradients to o and d by
+    hand (d g / d o = 1, d g / d d = t). ``smin`` (R,) > 0 scales the values for the search only (the
+    caller multiplies the returned values by it, with gradient). Also returns, not differentiable,
+    which of the three is the smallest (0, 1, 2) and the three positions (R, 3)."""
+
+    @staticmethod
+    def forward(ctx, vols, o, d, t, smin):
+        R, T = t.shape
+        g = o[:, None] + t[..., None] * d[:, None]                                  # R, T, 3
+        raw = F.grid_sample(vols, g.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
+                            align_corners=True).view(R, T)
+        k = (raw * smin[:, None]).argmin(-1, keepdim=True)
+        j = k.clamp(1, T - 2)
+        sel = torch.cat([j - 1, j, j + 1], -1)                                      # R, 3
+        t3 = t.gather(-1, sel)
+        g3 = g.gather(1, sel[..., None].expand(R, 3, 3))
+        ctx.save_for_backward(vols, g3, t3)
+        pick = (k - j + 1)[..., 0]
+        ctx.mark_non_differentiable(pick, t3)
+        return raw.gather(-1, sel), pick, t3
+
+    @staticmethod
+    def backward(ctx, grad, _pick, _t3):
+        vols, g3, t3 = ctx.saved_tensors
+        R = g3.shape[0]
+        need_vol, need_o, need_d = ctx.needs_input_grad[:3]
+        gv, gg = torch.ops.aten.grid_sampler_3d_backward(
+            grad.reshape(1, 1, R, 3, 1), vols, g3.view(1, R, 3, 1, 3), 0, 1, True,
+            [need_vol, need_o or need_d])
+        go = gd = None
+        if need_o or need_d:
+            gg = gg.view(R, 3, 3)
+            go = gg.sum(1) if need_o else None
+            gd = (gg * t3[..., None]).sum(1) if need_d else None
+        return (gv if need_vol else None), go, gd, None, None
+
+
+def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tensor | None = None,
+                    vols=None) -> torch.Tensor:
+    """:func:`ray_min_sdf` of the samples of :func:`sdf_at_samples` (the same values), with the
+    gradient of the fit through the smallest sample and its two neighbours only (the others do not
+    reach it): in decode mode one :class:`_RayMinSamples` node, otherwise the three are looked up
+    again with gradient after a search over all T without it."""
+    T = rs.t.shape[-1]
+    if T < 3:
+        return ray_min_sdf(sdf_at_samples(sdf, rs, codes, scales, vols))
+    B = rs.shape[0]
+    smin = None if scales is None else scales.min(-1).values[rs.hyp]              # Hr
+    if getattr(sdf, 'mode', None) == 'decode' and torch.is_grad_enabled():
+        if vols is None:
+            vols = sdf.volumes(codes)
+        o_h = sdf.fold(rs.o[:, 0][rs.hyp], rs.hyp, B)                            # Hr, 3
+        d_h = sdf.fold(rs.d.reshape(-1, 3)[rs.idx], rs.hyp, B, direction=True)   # Hr, 3
+        s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
+        raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s)
+        phi3 = raw3 if smin is None else raw3 * smin[:, None]
+    else:
+        grad = torch.is_grad_enabled()
+        with torch.no_grad():
+            phi = sdf_at_samples(sdf, rs, codes, scales, vols)
+            if not grad:
+                return ray_min_sdf(phi)
+            k = phi.argmin(-1, keepdim=True)
+            j = k.clamp(1, T - 2)
+            t3 = rs.t.gather(-1, torch.cat([j - 1, j, j + 1], -1))            # Hr, 3
+            pick = (k - j + 1)[..., 0]                                       # 0, 1, 2: the smallest
+        phi3 = sdf_at_samples(sdf, rs, codes, scales, vols, t=t3)           # Hr, 3 with gradient
+    b = phi3.gather(-1, pick[:, None])[..., 0]
+    return _parabola_min(phi3[:, 0], b, phi3[:, 2], pick == 1)
 
 
 SILHOUETTES = ('union', 'outline')
 
 
 def composite_silhouette(phi: torch.Tensor, rs: RaySamples, zeta: float, mode: str = 'union') -> torch.Tensor:
-    """(B, P) soft mask from the SDF samples of the hit rays (``mode``: see the module docstring)."""
+    """(B, P) soft mask from the SDF samples of the hit rays (``mode``: see the module docstring);
+    ``outline`` also takes the rays' smallest SDF (Hr,) (:func:`outline_min_sdf`) in place of ``phi``."""
     B, P = rs.shape
     if mode == 'outline':
-        m = torch.sigmoid(-zeta * ray_min_sdf(phi))
+        m = torch.sigmoid(-zeta * (phi if phi.dim() == 1 else ray_min_sdf(phi)))
     else:
         m = 1.0 - torch.exp(F.logsigmoid(zeta * phi).sum(-1))
     out = torch.zeros(B * P, device=phi.device, dtype=m.dtype)
@@ -90,4 +175,6 @@ def render_silhouettes(sdf, pose: torch.Tensor, codes: torch.Tensor, ray_o: torc
     B = ray_d.shape[0]
     half = sdf.extent.view(1, 1, 3) if scales is None else sdf.extent.view(1, 1, 3) * scales.view(B, 1, 3)
     rs = sample_rays(pose, ray_o, ray_d, half, n_samples)
+    if mode == 'outline':
+        return composite_silhouette(outline_min_sdf(sdf, rs, codes, scales, vols), rs, zeta, mode)
     return composite_silhouette(sdf_at_samples(sdf, rs, codes, scales, vols), rs, zeta, mode)

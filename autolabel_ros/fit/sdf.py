@@ -93,13 +93,13 @@ def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
     inside node (B, C)."""
     with torch.no_grad():
         C, k = vol.shape[1:]
-        phi = (codes.detach() @ vol[1:].reshape(vol.shape[0] - 1, C * k)).view(-1, C, k) + vol[0]
-        # the lowest inside node as the largest of k - j over the inside nodes j: one reduction over
-        # the contiguous node axis (a loop over nodes or an argmax across columns costs several times more)
-        rank = torch.arange(k, 0, -1, dtype=torch.uint8 if k < 256 else torch.int32, device=phi.device)
-        top = ((phi <= 0) * rank).amax(-1)
-        valid = top > 0
-        first = torch.where(valid, k - top.long(), 0)
+        phi = torch.addmm(vol[0].reshape(1, C * k), codes.detach(), vol[1:].reshape(vol.shape[0] - 1, C * k))
+        phi = phi.view(-1, C, k)
+        # the lowest inside node: the first largest of the 0/1 inside flags along the contiguous node
+        # axis (argmax returns the first; one pass over the flags, and 0 for a column with none)
+        inside = phi <= 0
+        first = inside.view(torch.uint8).argmax(-1)
+        valid = inside.gather(2, first[..., None])[..., 0]
         p0 = phi.gather(2, (first - 1).clamp_min(0)[..., None])[..., 0]
         p1 = phi.gather(2, first[..., None])[..., 0]
         return _crossing(z, p0, p1, first), valid, first

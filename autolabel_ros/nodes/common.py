@@ -99,7 +99,7 @@ def image_msg_type(compressed: bool):
 
 
 def worker_loop(stop_event, slot, handle, logger, what: str) -> None:
-    """Body of a node's worker thread: handle the newest item of its one-slot queue until stopped.
+    """Body of a node's worker thread: handle the items of its frame queue (oldest first) until stopped.
     One bad item is logged (throttled) and skipped: it must never stop the node."""
     while not stop_event.is_set():
         item = slot.get(timeout=0.5)
@@ -130,7 +130,7 @@ class StatsLine:
 
 
 def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
-    """Shared shutdown of a node's worker thread: signal it, close its one-slot queue, wait a bounded
+    """Shared shutdown of a node's worker thread: signal it, close its frame queue, wait a bounded
     time (a fit in progress may outlast it; the thread is a daemon)."""
     stop_event.set()
     slot.close()

@@ -4,8 +4,8 @@ A lifecycle node (nodes/managed.py): configure builds the detector, activate sub
 Subscribes ``image`` (sensor_msgs/Image, or CompressedImage with ``compressed_image``), publishes
 ``detections``; remap both. The backend (``detector.backend``: ssd_mobilenet, torchvision
 detectors from local weights, none) is built by ``autolabel_ros.detect``. Detection runs on a
-worker thread behind a one-slot queue, so a slow detector skips frames (counted, logged) instead
-of lagging behind.
+worker thread behind the frame queue (one slot unless ``pending_frames`` says more), so a slow
+detector skips frames (counted, logged) instead of lagging behind.
 """
 from __future__ import annotations
 

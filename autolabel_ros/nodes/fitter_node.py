@@ -7,11 +7,11 @@ Subscribes (relative names, remap them): ``image`` (sensor_msgs/Image, or Compre
 topic (``/clicked_point``). Publishes ``~/markers`` (MarkerArray), ``~/detections_3d``
 (Detection3DArray, LiDAR frame, cloud stamp) and ``~/debug_image`` (only drawn while subscribed).
 
-The synchronizer callback only stores the set in a one-slot queue; a worker thread converts,
-looks up TF, runs the Autolabeler and publishes, so a slow fit drops stale frames (counted and
-logged) instead of building a backlog. All decisions live in the ROS-free modules
-(``nodes/params.py``, ``runtime.py``, ``clicks.py``, ``inputs.py``, ``outputs.py``, ``tf_lookup.py``,
-``io/frames.py``, ``io/messages.py``).
+The synchronizer callback only stores the set in the frame queue (one slot unless
+``pending_frames`` says more); a worker thread converts, looks up TF, runs the Autolabeler and
+publishes, so a slow fit drops stale frames (counted and logged) instead of building a backlog.
+All decisions live in the ROS-free modules (``nodes/params.py``, ``runtime.py``, ``clicks.py``,
+``inputs.py``, ``outputs.py``, ``tf_lookup.py``, ``io/frames.py``, ``io/messages.py``).
 """
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ class FitterNode(ManagedNode):
         job = (image, info, cloud, dets)
         self._last_job = job
         if self.slot.put(job):
-            self.get_logger().debug('worker busy: dropped the previous unprocessed frame')
+            self.get_logger().debug('worker busy: dropped the oldest unprocessed frame')
 
     def _on_click(self, msg):
         p = msg.point

@@ -23,7 +23,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
 from autolabel_ros.nodes.params import validate_parameters
-from autolabel_ros.nodes.runtime import LatencyStats, LatestSlot
+from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -39,7 +39,7 @@ class ManagedNode(LifecycleNode):
         values = declare_parameters(self, specs)
         self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
         self.factory = rclpy_factory()
-        self.slot: Optional[LatestSlot] = None
+        self.slot: Optional[FrameQueue] = None
         self.stats = LatencyStats()
         self.worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
@@ -70,7 +70,7 @@ class ManagedNode(LifecycleNode):
         """Destroy the subscriptions (the base class destroys ``self.input_timers`` after it)."""
 
     def process_item(self, item):
-        """Process one item of the one-slot queue (worker thread)."""
+        """Process one item of the frame queue (worker thread)."""
 
     # ------------------------------------------------------------------ state
     @property
@@ -139,7 +139,7 @@ class ManagedNode(LifecycleNode):
             self.get_logger().error(self._configure_error)
             self._release()
             return FAILURE
-        self.slot = LatestSlot()
+        self.slot = FrameQueue(self.settings.pending_frames)
         self._stop.clear()
         self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
                                        args=(self._stop, self.slot, self.process_item, self.get_logger(),
@@ -213,6 +213,6 @@ class ManagedNode(LifecycleNode):
         if self.slot is not None:
             monitor = getattr(self, 'monitor', None)
             self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
-                                   f'dropped by the one-slot queue'
+                                   f'dropped by the frame queue'
                                    + (f'; {monitor.received()}' if monitor else ''))
         return ended

@@ -54,6 +54,11 @@ class NodeSettings:
                           'messages, so the first real frame does not pay for lazy imports and first-call '
                           'allocations (~3 s on a CPU; a first frame that late made the one-slot queue drop '
                           'the next one)')
+    pending_frames: int = param(1, 'frames that may wait for the worker; when more arrive the oldest '
+                                'waiting one is dropped (counted in the statistics line). 1 = live: '
+                                'always the newest frame, no backlog; a bag replay that must label every '
+                                'frame sets N to absorb N frames of backlog (N frames more latency)',
+                                min=1, max=1000)
     # fitter_node only
     queue_size: int = param(30, 'ApproximateTimeSynchronizer queue length per topic; it must cover the '
                             'detector latency (camera rate x latency, e.g. 30 Hz x 0.5 s = 15 images)',
@@ -93,7 +98,7 @@ class NodeSettings:
     T_cam_lidar_static: Optional[np.ndarray] = field(default=None, repr=False)
 
 
-COMMON_NAMES = ('reliability', 'qos_depth', 'compressed_image', 'autostart', 'warm_up')
+COMMON_NAMES = ('reliability', 'qos_depth', 'compressed_image', 'autostart', 'warm_up', 'pending_frames')
 
 
 def _spec(info: ParamInfo) -> ParamSpec:

@@ -1,9 +1,10 @@
-"""What the nodes keep while running, ROS-free: the one-slot job queue that drops stale frames,
+"""What the nodes keep while running, ROS-free: the drop-oldest job queue (one slot by default),
 latency / drop statistics and the "nothing synchronizes" watchdog."""
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Optional, Sequence
 
 import numpy as np
@@ -14,47 +15,52 @@ def now_wall() -> float:
     return time.monotonic()
 
 
-class LatestSlot:
-    """A one-slot queue: ``put`` replaces a waiting item (counted as dropped), ``get`` blocks.
+class FrameQueue:
+    """A bounded drop-oldest queue: ``put`` beyond ``depth`` waiting items drops the oldest (counted),
+    ``get`` blocks and returns the oldest waiting item.
 
-    The subscription callback puts, the worker thread gets: a slow pipeline always works on the
-    newest frame and never builds a backlog.
+    The subscription callback puts, the worker thread gets. ``depth`` 1 (live default) is a one-slot
+    queue: a slow pipeline always works on the newest frame and never builds a backlog. A bag replay
+    that wants every frame labelled may wait longer: ``depth`` N absorbs N frames of backlog, at the
+    price of up to N frames of latency.
     """
 
-    def __init__(self):
+    def __init__(self, depth: int = 1):
+        if depth < 1:
+            raise ValueError(f'FrameQueue depth must be >= 1, got {depth}')
+        self.depth = int(depth)
         self._cond = threading.Condition()
-        self._item = None
-        self._has = False
+        self._items: deque = deque()
         self._closed = False
         self.dropped = 0
         self.accepted = 0
 
     def put(self, item) -> bool:
-        """Store ``item``; returns True when it replaced an unprocessed one."""
+        """Store ``item``; returns True when the queue was full and its oldest item was dropped."""
         with self._cond:
-            replaced = self._has
-            if replaced:
+            dropped = len(self._items) >= self.depth
+            if dropped:
+                self._items.popleft()
                 self.dropped += 1
-            self._item, self._has = item, True
+            self._items.append(item)
             self.accepted += 1
             self._cond.notify()
-            return replaced
+            return dropped
 
     def get(self, timeout: Optional[float] = None):
-        """The waiting item, or None after ``timeout`` seconds / when closed."""
+        """The oldest waiting item, or None after ``timeout`` seconds / when closed."""
         with self._cond:
-            if not self._has and not self._closed:
+            if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            if not self._has:
+            if not self._items:
                 return None
-            item, self._item, self._has = self._item, None, False
-            return item
+            return self._items.popleft()
 
     @property
     def pending(self) -> bool:
         """An item waits for the worker."""
         with self._cond:
-            return self._has
+            return bool(self._items)
 
     def close(self):
         with self._cond:

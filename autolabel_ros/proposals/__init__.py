@@ -10,13 +10,13 @@ import numpy as np
 from autolabel_ros.core.types import Prompt, SensorFrame
 from autolabel_ros.fit.ground import fit_ground
 from autolabel_ros.proposals.dedupe import reject_duplicates
-from autolabel_ros.proposals.evidence import box_owners, cluster_boxes, merge_same_cluster
+from autolabel_ros.proposals.evidence import box_owners, cluster_boxes, merge_same_cluster, sliver
 from autolabel_ros.proposals.fusion import confirmed, fuse_prompts, iou_matrix, source_counts
 from autolabel_ros.proposals.lidar import LidarProposal, LidarScene, lidar_proposals, lidar_scene, sure_car
 
 __all__ = ['LidarProposal', 'LidarScene', 'lidar_proposals', 'lidar_scene', 'fuse_prompts', 'source_counts',
            'lidar_prompts', 'fused_prompts', 'fused_detector_config', 'reject_duplicates', 'frame_scene',
-           'screen_by_lidar', 'box_owners', 'cluster_boxes', 'merge_same_cluster']
+           'screen_by_lidar', 'box_owners', 'cluster_boxes', 'merge_same_cluster', 'sliver']
 
 
 def lidar_prompts(frame: SensorFrame, cfg, scene: LidarScene | None = None) -> list[Prompt]:
@@ -32,14 +32,16 @@ def frame_scene(frame: SensorFrame, cfg) -> LidarScene | None:
 
 
 def screen_by_lidar(prompts: list[Prompt], scene: LidarScene | None, cboxes: np.ndarray | None,
-                    cfg) -> list[Prompt]:
-    """The fused box prompts kept: tall enough (``proposals.min_box_height``), with LiDAR returns
+                    cfg, frame_width: float = np.inf) -> list[Prompt]:
+    """The fused box prompts kept: tall enough (``proposals.min_box_height``), not a sliver
+    (:func:`sliver`, ``min_box_aspect``; ``frame_width``: the image's), with LiDAR returns
     (``min_box_points``), a detection alone only when strong (``alone_min_score``) or agreeing with a
     cluster's box (``min_agreement``), one per object (:func:`merge_same_cluster`); renumbered, best
     first.
     Clicks pass. ``cboxes``: the scene's :func:`cluster_boxes`."""
     pc = cfg.proposals
-    boxes = [p for p in prompts if p.box is not None and p.box[3] - p.box[1] >= pc.min_box_height]
+    boxes = [p for p in prompts if p.box is not None and p.box[3] - p.box[1] >= pc.min_box_height
+             and not sliver(p.box, pc.min_box_aspect, frame_width)]
     clicks = [p for p in prompts if p.box is None]
     if scene is not None and boxes:
         own, agree, n = box_owners(scene, cboxes, [p.box for p in boxes], pc.owner_iou)
@@ -77,7 +79,10 @@ def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[li
     dets = [Prompt(id=p.id, box=p.box, points=p.points, point_labels=p.point_labels, cls=p.cls,
                    score=p.score, sources=('detector',)) if p.box is not None else p for p in detections]
     strong = [p for p in dets if p.box is None or p.score >= thr]
-    weak = [p for p in dets if p.box is not None and pc.confirm_score <= p.score < thr]
+    # a strong detection confirms as well (confirm_strong): its box of a far or half-hidden car is often cut
+    # short, the proposal's box of the same cluster is then the better prompt (screen_by_lidar picks)
+    top = 1.1 if pc.confirm_strong else thr
+    weak = [p for p in dets if p.box is not None and pc.confirm_score <= p.score < top]
     scene = frame_scene(frame, cfg)
     props = lidar_proposals(frame, cfg, scene=scene) if scene is not None else []
     lidar = [Prompt(id=i, box=p.box, cls='Car', score=p.score, sources=('lidar',))
@@ -94,7 +99,10 @@ def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[li
     seen = {p.id for p in keep}
     # without a detection: every proposal (lidar_only), or those whose shape alone says car
     keep += [p for p, q in zip(lidar, props) if p.id not in seen and (pc.lidar_only or sure_car(q, pc))]
-    out = screen_by_lidar(fuse_prompts([('detector', strong), ('lidar', keep)], pc), scene, cboxes, cfg)
+    # sparse: as the proposal score counts it (fewer than 4 x min_points)
+    sparse = frozenset(p.id for p, q in zip(lidar, props) if q.n_points < 4 * pc.min_points)
+    fused = fuse_prompts([('detector', strong), ('lidar', keep)], pc, sparse)
+    out = screen_by_lidar(fused, scene, cboxes, cfg, frame.width)
     # CPU time as well: on a loaded machine the wall clock says more about the neighbours
     return out, {'proposals_s': time.perf_counter() - t, 'proposals_cpu_s': time.process_time() - c,
                  'n_lidar_proposals': len(lidar)}

@@ -56,6 +56,17 @@ def box_owners(scene: LidarScene, cboxes: np.ndarray, boxes: Sequence, min_iou: 
     return owner, agree, n
 
 
+def sliver(box, min_aspect: float, width: float, edge: float = 2.0) -> bool:
+    """A box narrower than ``min_aspect`` times its height that touches neither side of the image
+    (``width`` px): a car is about as wide as high even end-on, and KITTI boxes a hidden car whole, so
+    such a box is a pole, a person or a cut piece of a car (the LiDAR cluster of a door, a weak
+    detection of it). A car cut by the image border is exempt."""
+    if min_aspect <= 0:
+        return False
+    at_edge = box[0] <= edge or box[2] >= width - edge
+    return bool(box[2] - box[0] < min_aspect * (box[3] - box[1]) and not at_edge)
+
+
 def merge_same_cluster(prompts: Sequence[Prompt], owners: Sequence[int], min_overlap: float,
                        fit: Sequence[float] | None = None, depths: Sequence[float] | None = None,
                        nms_iou: float = 1.1, depth_gap: float = 0.0) -> list[Prompt]:

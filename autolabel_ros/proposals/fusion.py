@@ -5,9 +5,11 @@ inside the other (intersection / smaller area >= ``merge_containment``) and they
 size (smaller / larger area >= ``containment_min_ratio``: a distant car seen through the gap of a
 near car's box stays its own object). Matching is greedy, best pair first.
 
-The merged prompt keeps the box of the earlier group (the detector's: it was drawn on the image, a
-LiDAR box only approximates the visible extent), or the later group's or the union of both
-(``merged_box``), and the highest score; its ``sources`` is the union. Click (point-only) prompts
+The merged prompt keeps the box of the earlier group (the detector's), the later group's (the
+LiDAR's), the union of both, or (``auto``) the LiDAR's unless its cluster is sparse, then the union
+(``merged_box``): the detector's box of a far or half-hidden car is often cut short or spans two
+cars, the box of a dense cluster is not; a few rings of a far car give a box cut short as well. The
+highest score stays; its ``sources`` is the union. Click (point-only) prompts
 pass through untouched.
 """
 from __future__ import annotations
@@ -60,10 +62,12 @@ def same_object(iou, contain, ratio, cfg) -> np.ndarray:
     return (iou >= cfg.merge_iou) | similar
 
 
-def fuse_prompts(groups: Sequence[tuple[str, Sequence[Prompt]]], cfg) -> list[Prompt]:
-    """One box prompt per object from ``[(source name, prompts), ...]`` (earlier groups' boxes are kept
-    on a merge), then the point prompts of every group. ``cfg``: ``proposals`` config section.
-    Box prompts are renumbered 0..n-1 in the output order (highest score first)."""
+def fuse_prompts(groups: Sequence[tuple[str, Sequence[Prompt]]], cfg, sparse: frozenset = frozenset()
+                 ) -> list[Prompt]:
+    """One box prompt per object from ``[(source name, prompts), ...]`` (the box of a merge: see
+    ``merged_box``), then the point prompts of every group. ``cfg``: ``proposals`` config section.
+    ``sparse``: ids of later-group prompts from sparse clusters (``merged_box: auto`` takes the union of
+    those). Box prompts are renumbered 0..n-1 in the output order (highest score first)."""
     fused: list[dict] = []          # {'box', 'score', 'cls', 'sources'}
     points: list[Prompt] = []
     for name, prompts in groups:
@@ -87,11 +91,14 @@ def fuse_prompts(groups: Sequence[tuple[str, Sequence[Prompt]]], cfg) -> list[Pr
                     continue
                 taken_old[i] = taken_new[j] = True
                 f = fused[i]
-                if getattr(cfg, 'merged_box', 'detector') == 'union':
+                how = getattr(cfg, 'merged_box', 'detector')
+                if how == 'auto' and name == 'lidar':
+                    how = 'union' if boxes[j].id in sparse else 'lidar'
+                if how == 'union':
                     b = boxes[j].box
                     f['box'] = np.array([min(f['box'][0], b[0]), min(f['box'][1], b[1]),
                                          max(f['box'][2], b[2]), max(f['box'][3], b[3])])
-                elif getattr(cfg, 'merged_box', 'detector') == 'lidar' and name == 'lidar':
+                elif how == 'lidar' and name == 'lidar':
                     f['box'] = np.asarray(boxes[j].box, float)
                 if name not in f['sources']:
                     f['sources'].append(name)
