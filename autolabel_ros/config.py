@@ -71,8 +71,9 @@ class DetectorConfig:
 @dataclass
 class FitConfig:
     """Differentiable fit (autolabel_ros/fit). Lengths in metres, angles in radians."""
-    iterations: int = param(80, 'Adam steps in all (0 = initialisation only)', min=0)
-    prune_after: int = param(30, 'steps with every heading hypothesis, then keep the best few', min=0)
+    iterations: int = param(65, 'Adam steps in all (0 = initialisation only)', min=0)
+    prune_after: int = param(30, 'steps with every heading hypothesis, then keep the best few (20 lost a '
+                                 "pole-occluded car's heading, test_pipeline)", min=0)
     mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
     keep_hypotheses: int = param(2, 'hypotheses per object kept after pruning', min=1)
     prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
@@ -88,6 +89,16 @@ class FitConfig:
     box_padding: float = param(0.1, 'crop padding around the 2D box, fraction of its size per side',
                                min=0.0, max=2.0)
     ray_samples: int = param(12, "samples per pixel ray inside the object's bounding volume", min=1)
+    coarse_crop_size: int = param(16, 'coarse-to-fine: the silhouette steps before the last fine_steps '
+                                      'render this smaller crop (pixels; 0 = always crop_size)',
+                                  min=0, max=512)
+    coarse_ray_samples: int = param(8, '... with this many samples per ray (0 = ray_samples)', min=0)
+    fine_steps: int = param(15, 'the last steps render the silhouette at crop_size with ray_samples',
+                            min=0)
+    settle_steps: int = param(5, 'early stop: after the pruning and the coarse steps, a hypothesis whose '
+                                 'energy moved less than settle_tol over this many steps stops there '
+                                 '(0 = off)', min=0)
+    settle_tol: float = param(1e-3, '... that energy change', min=0.0)
     zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
     zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)
     w_mask: float = param(1.0, 'weight of the mask (silhouette) energy', min=0.0)

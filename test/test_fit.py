@@ -108,6 +108,44 @@ def test_optimizer_recovers_pose_from_perturbed_start(sdf):
     assert len(fit.hyp_energies) == 4
 
 
+def test_coarse_to_fine_and_early_stop_schedule(sdf):
+    """The coarse-to-fine silhouette steps and the per-hypothesis early stop still recover the pose;
+    a hypothesis stops as soon as its energy has moved less than settle_tol over settle_steps steps."""
+    import dataclasses
+
+    from autolabel_ros.fit.optimize import optimize
+    def two(S):     # two cars in one batch: hypotheses that stop at different steps keep their object
+        a, b = _batch(sdf, poses[0], S), _batch(sdf, poses[1], S)
+        return FitBatch(**{k: torch.cat([getattr(a, k), getattr(b, k)]) for k in
+                           ('ray_d', 'target', 'valid', 'pts', 'w', 'fs', 'has_mask')},
+                        ray_o=a.ray_o, ground=a.ground)
+
+    poses = np.array([[14.0, -1.5, -0.9, 2.0], [20.0, 3.0, -0.9, 0.5]])
+    cfg = dataclasses.replace(AutolabelConfig().fit, iterations=80, prune_after=30, mask_from=30,
+                              coarse_crop_size=12, coarse_ray_samples=6, fine_steps=30, settle_steps=5,
+                              settle_tol=1e-2)
+    fine_from = cfg.iterations - cfg.fine_steps
+    cpu = torch.device('cpu')
+    fits = optimize(sdf, two(24), np.repeat(poses[:, :3] + [0.4, -0.3, 0.1], 4, 0),
+                    (poses[:, 3:] + 0.25 + np.arange(4) * np.pi / 2).ravel(), np.repeat([0, 1], 4), cfg, cpu,
+                    coarse=two(12))
+    for fit, pose_gt in zip(fits, poses):
+        assert np.linalg.norm(fit.pose[:2] - pose_gt[:2]) < 0.2 and abs(fit.pose[2] - pose_gt[2]) < 0.2
+        dyaw = (fit.pose[3] - pose_gt[3] + np.pi) % (2 * np.pi) - np.pi
+        assert abs(np.degrees(dyaw)) < 5
+        assert len(fit.alternatives) == cfg.keep_hypotheses
+        assert all(fine_from + cfg.settle_steps <= a.steps <= cfg.iterations for a in fit.alternatives)
+    assert len({a.steps for f in fits for a in f.alternatives}) > 1      # they did stop at different steps
+    pose_gt = poses[0]
+    batch, coarse = _batch(sdf, pose_gt), _batch(sdf, pose_gt, S=12)
+    init_yaw = pose_gt[3] + 0.25 + np.arange(4) * np.pi / 2
+    init_xyz = np.repeat([pose_gt[:3] + [0.4, -0.3, 0.1]], 4, 0)
+    # any energy change counts as settled: every survivor stops once its window is full
+    loose = dataclasses.replace(cfg, settle_tol=1e9)
+    fits = optimize(sdf, batch, init_xyz, init_yaw, np.zeros(4, int), loose, cpu, coarse=coarse)[0]
+    assert [a.steps for a in fits.alternatives] == [fine_from + cfg.settle_steps] * 2
+
+
 def test_mesh_and_tight_box(sdf):
     mesh = canonical_mesh(sdf.arrays.mean, sdf.arrays.extent)
     center, size, yaw, mesh_l = box_from_fit(np.array([5.0, 2.0, -1.0, np.pi / 2]), mesh, np.ones(3))

@@ -76,9 +76,11 @@ class Fitter:
             init_xyz = np.concatenate([o.init.xyz for o in objs])
             init_yaw = np.concatenate([o.init.yaw for o in objs])
             obj = np.concatenate([np.full(len(o.init.yaw), k) for k, o in enumerate(objs)])
+            coarse = self._coarse_batch(frame, objs, crops, batch)
         times.prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
-        fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer, clock)
+        fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer, clock,
+                        coarse)
         with clock('verify'):
             self._verify(frame, objs, crops, fits, batch.ray_o)
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
@@ -87,6 +89,20 @@ class Fitter:
             fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
         times.fit_s = time.perf_counter() - tf
         return fits, times
+
+    def _coarse_batch(self, frame, objs, crops, batch):
+        """The batch at ``fit.coarse_crop_size`` for the silhouette steps before the last
+        ``fit.fine_steps`` (coarse-to-fine; the LiDAR and ground tensors are shared), or None when no
+        silhouette step is coarse."""
+        fc = self.cfg
+        if (not fc.coarse_crop_size or fc.iterations - fc.fine_steps <= fc.mask_from
+                or fc.coarse_crop_size == fc.crop_size):
+            return None
+        v = crop_views(frame, objs, crops, fc.coarse_crop_size)
+        f32 = dict(dtype=torch.float32, device=self.device)
+        target = torch.as_tensor(v.target, **f32)
+        return dataclasses.replace(batch, ray_d=torch.as_tensor(v.ray_d, **f32), target=target,
+                                   valid=torch.as_tensor(v.valid, **f32), has_mask=target.sum(-1) > 0.5)
 
     def _verify(self, frame, objs, crops, fits, ray_o):
         """Hard render at the finer crop vs the mask, on unoccluded pixels, for every surviving

@@ -5,12 +5,18 @@ the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypot
 the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
 energy ones per object go on with the full energy, so the render cost goes to the survivors
 (``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
+Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before the last
+``fine_steps`` render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is
+small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
+``settle_tol``): after the pruning and the coarse steps, a hypothesis whose energy has moved less than
+``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
 for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +38,7 @@ class ObjectFit:
     hyp_energies: list = field(default_factory=list)   # (yaw, energy) of every initial hypothesis
     hyp_index: int = 0                                  # which initial hypothesis won
     alternatives: list = field(default_factory=list)   # every surviving hypothesis (ObjectFit), best first
+    steps: int = 0                                      # Adam steps it took (fewer: it settled early)
 
 
 def _zeta(cfg, it: int, n: int) -> float:
@@ -60,6 +67,7 @@ class _State:
         self.m = torch.zeros_like(self.p)
         self.v = torch.zeros_like(self.p)
         self.steps = 0
+        self.stopped = 0        # the step after which these hypotheses stopped (early stop)
 
     @property
     def xyz(self):
@@ -93,6 +101,29 @@ class _State:
             denom = (self.v.sqrt() / (1 - b2 ** self.steps) ** 0.5).add_(self.EPS)
             self.p.sub_(step_size * self.m / denom)
         self.p.grad = None
+
+    def take(self, keep):
+        """The hypotheses ``keep`` (bool or index) with their Adam state."""
+        new = object.__new__(_State)
+        new.__dict__.update(self.__dict__)
+        new.p = self.p.detach()[keep].clone().requires_grad_(True)
+        new.m, new.v = self.m[keep], self.v[keep]
+        new.obj, new.hyp_id = self.obj[keep], self.hyp_id[keep]
+        return new
+
+    @staticmethod
+    def joined(parts: list):
+        """One state holding the hypotheses of ``parts`` in their initial (object-major) order, for the
+        final energy (Adam state dropped)."""
+        new = object.__new__(_State)
+        new.__dict__.update(parts[-1].__dict__)
+        order = torch.argsort(torch.cat([s.hyp_id for s in parts]))
+        new.p = torch.cat([s.p.detach() for s in parts])[order]
+        new.stopped = torch.cat([torch.full((len(s.p),), s.stopped) for s in parts])[order].numpy()
+        new.obj = torch.cat([s.obj for s in parts])[order]
+        new.hyp_id = torch.cat([s.hyp_id for s in parts])[order]
+        new.m = new.v = None
+        return new
 
     def subset(self, keep, cfg):
         """The hypotheses ``keep``, their Adam state restarted."""
@@ -133,11 +164,14 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
-             device, renderer: Renderer = render_silhouettes, clock=no_clock) -> list[ObjectFit]:
+             device, renderer: Renderer = render_silhouettes, clock=no_clock,
+             coarse: FitBatch | None = None) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
-    :class:`autolabel_ros.fit.stages.StageClock`) times the stages."""
+    :class:`autolabel_ros.fit.stages.StageClock`) times the stages. ``coarse``: the batch at
+    ``cfg.coarse_crop_size`` for the steps before the last ``cfg.fine_steps`` (None: the full one
+    throughout)."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -146,23 +180,47 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                 torch.as_tensor(obj, dtype=torch.long, device=device), torch.arange(B, device=device), cfg)
     n_it = int(cfg.iterations)
     hyp_energy0 = None
+    coarse_cfg = dataclasses.replace(cfg, ray_samples=cfg.coarse_ray_samples or cfg.ray_samples)
+    fine_from = max(n_it - cfg.fine_steps, 0)
+    settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
+    settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        terms, e = _energies(sdf, batch, st, cfg, zeta, on, renderer, clock)
+        b, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
+        terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock)
         with clock('backward' if 'mask' in on else 'backward.no_mask'):
             e.sum().backward()
         with clock('adam'):
             st.step(cfg.lr_final_frac ** frac)
+        if cfg.settle_steps and it >= settle_from and it + 1 < n_it:
+            # a hypothesis whose energy moved less than settle_tol over the last settle_steps steps is
+            # done: it leaves the batch (its parameters kept), so the steps left cost less
+            e_d = e.detach()[:, None]
+            hist = e_d if hist is None else torch.cat([hist, e_d], 1)[:, -cfg.settle_steps:]
+            if hist.shape[1] == cfg.settle_steps:
+                done = (hist.max(1).values - hist.min(1).values) <= cfg.settle_tol
+                if bool(done.any()):
+                    settled.append(st.take(done))
+                    settled[-1].stopped = it + 1
+                    if bool(done.all()):
+                        st = None
+                        break
+                    st, hist = st.take(~done), hist[~done]
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad(), clock('prune'):
-                _, e = _energies(sdf, batch, st, cfg, zeta, renderer=renderer)
+                _, e = _energies(sdf, b, st, c, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
+    if st is not None:
+        st.stopped = n_it
+    if settled:
+        st = _State.joined(settled + ([st] if st is not None else []))
+    stopped = st.stopped if isinstance(st.stopped, np.ndarray) else np.full(len(st.p), st.stopped)
     with torch.no_grad(), clock('final_energy'):
         terms, e = _energies(sdf, batch, st, cfg, _zeta(cfg, n_it - 1, n_it), renderer=renderer)
     e_np = e.cpu().numpy()
@@ -188,7 +246,8 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
         for r in sorted(np.flatnonzero(obj_np == i), key=lambda r: e_np[r]):
             alts.append(ObjectFit(pose=np.concatenate([xyz[r], [yaw[r]]]), code=code[r], scales=scl[r],
                                   energy=float(e_np[r]), terms={k: float(v[r]) for k, v in terms.items()},
-                                  hyp_energies=hyps, hyp_index=int(hyp_np[r] - idx0[0])))
+                                  hyp_energies=hyps, hyp_index=int(hyp_np[r] - idx0[0]),
+                                  steps=int(stopped[r])))
         best_fit = alts[0]
         best_fit.alternatives = alts
         out.append(best_fit)
