@@ -134,3 +134,20 @@ def test_result_cache_keys_on_weights_and_config_and_reuses_training(tmp_path):
     assert trained_losses(wpath, 'key') is None
     save_weights(CssNet(width=4), wpath, {'train_key': 'key', 'losses': '[0.5, 0.25]'})
     assert trained_losses(wpath, 'key') == [0.5, 0.25] and trained_losses(wpath, 'other') is None
+
+
+def test_only_likely_right_labels_with_a_decided_heading_teach_the_network():
+    """A pseudo-label's NOCS targets teach its heading: the curriculum keeps the accepted labels whose
+    calibrated P(right) and heading confidence are both high (inf: no hypothesis the other way)."""
+    from autolabel_ros.curriculum.loop import CurriculumSettings, verified
+    st = CurriculumSettings(min_right=0.8, min_heading_logit=1.0)
+
+    def lab(conf, logit):
+        return Label3D(center=np.zeros(3), size=np.ones(3), yaw=0.0, cls='Car',
+                       metrics={'confidence': conf, 'heading_logit': logit})
+    assert verified(lab(0.9, 2.5), st) and verified(lab(0.9, float('inf')), st)
+    assert not verified(lab(0.7, 2.5), st)            # likely wrong
+    assert not verified(lab(0.95, 0.3), st)           # front/back undecided
+    assert not verified(lab(0.95, float('nan')), st)
+    assert not verified(Label3D(center=np.zeros(3), size=np.ones(3), yaw=0.0, cls='Car'), st)
+    assert CurriculumSettings().label_method == 'slf'

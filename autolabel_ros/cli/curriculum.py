@@ -38,6 +38,12 @@ def main(argv=None) -> int:
                     'ground-truth boxes (KITTI object folders, simulator bags)')
     ap.add_argument('--min-confidence', type=float, default=0.5,
                     help='verified = accepted with this confidence')
+    ap.add_argument('--min-right', type=float, default=0.8,
+                    help="verified = also this calibrated P(right) (the label's metrics['confidence'])")
+    ap.add_argument('--min-heading-logit', type=float, default=1.0,
+                    help='verified = also this front/back confidence (heading_logit; 1.0 = decided)')
+    ap.add_argument('--label-method', choices=('slf', 'hybrid', 'sdflabel'), default='slf',
+                    help='the pseudo-labeler (slf: headings that do not come from the network being trained)')
     ap.add_argument('--init', default='', help='starting weights (default: the packaged simulator weights)')
     ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
     ap.add_argument('--threads', type=int, default=1)
@@ -75,7 +81,8 @@ def main(argv=None) -> int:
     st = CurriculumSettings(loops=a.loops, levels=tuple(s.strip() for s in a.levels.split(',') if s.strip()),
                             steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
-                            seed=a.seed)
+                            min_right=a.min_right, min_heading_logit=a.min_heading_logit,
+                            label_method=a.label_method, seed=a.seed)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:

@@ -1,12 +1,15 @@
 """The curriculum loop (SDFLabel section 6, ``autolabel-curriculum``).
 
 Loop k (level ``levels[k-1]``, the last one repeating):
-1. autolabel every frame of the unlabeled logs with ``method: sdflabel`` and the current network
-   (prompts from the detector fused with the LiDAR proposals, or the LiDAR proposals alone, or the
-   logs' own ground-truth boxes where they have them; the prompts of a frame are computed once per
-   run, its SAM masks once per output folder (``masks/``), reused by every loop and every rerun);
-2. keep the accepted labels of the level (:mod:`autolabel_ros.curriculum.levels`) and render their NOCS
-   targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
+1. autolabel every frame of the unlabeled logs with the pseudo-labeler (``label_method``: ``slf`` by
+   default, whose headings do not come from the network being trained; ``sdflabel`` / ``hybrid`` use
+   the current network) (prompts from the detector fused with the LiDAR proposals, or the LiDAR
+   proposals alone, or the logs' own ground-truth boxes where they have them; the prompts of a frame
+   are computed once per run, its SAM masks once per output folder (``masks/``), reused by every loop
+   and every rerun);
+2. keep the verified labels of the level (:mod:`autolabel_ros.curriculum.levels`): accepted, calibrated
+   P(right) >= ``min_right``, front/back decided (``heading_logit`` >= ``min_heading_logit``), and render
+   their NOCS targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
 3. fine-tune the network from the current weights on the real pool mixed half and half with
    simulator samples (ground-truth NOCS, the synthetic bootstrap's data, so the network does not forget
    what the simulator taught it);
@@ -40,7 +43,14 @@ class CurriculumSettings:
     sim_frames: int = 40             # simulator frames of ground-truth NOCS samples mixed in
     max_frames: int = 0              # frames per log (0 = all)
     prompts: str = 'fused'           # fused | lidar | gt
-    min_confidence: float = 0.5      # verified = accepted and at least this calibrated confidence
+    min_confidence: float = 0.5      # verified = accepted and at least this label score ...
+    # ... and this calibrated P(right) (metrics['confidence']) and this heading logit (the front/back
+    # choice's confidence; 1.0 = fit/verify.HEADING_LOGIT_CAP, where the accept model calls it decided)
+    min_right: float = 0.8
+    min_heading_logit: float = 1.0
+    # the pseudo-labeler: slf (headings from geometry and the fit's cues, not from the network being
+    # trained: the network's own front/back errors are not fed back to it), hybrid or sdflabel
+    label_method: str = 'slf'
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -159,7 +169,8 @@ def _log_prompts(frame, src, ref, mode: str, cfg, detector):
 def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, level: str, detector,
                    rng: np.random.Generator, log=print) -> tuple[list, dict]:
     """NOCS samples of the verified labels of ``level`` in the logs, and counts."""
-    samples, n = [], {'frames': 0, 'labels': 0, 'accepted': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
+    samples = []
+    n = {'frames': 0, 'labels': 0, 'accepted': 0, 'verified': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
     # where the pass's CPU goes (process CPU seconds: load-robust): prompts, SAM, CSS + fit, targets
     cpu = {'prompts': 0.0, 'segment': 0.0, 'label': 0.0, 'targets': 0.0}
     for li, (src, refs) in enumerate(logs):
@@ -186,12 +197,18 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
             c0 = time.process_time()
             cache.masks.put(key, res.masks, frame.image.shape[:2])
             boxes = [p.bounding_box() for p in prompts]
+            # the level's overlap rules count the objects that can hide a label: the nearer ones (a car in
+            # front of a parked row overlaps the boxes behind it but is fully visible); unknown depth counts
+            depth = [float(np.linalg.norm(lab.center[:2])) for lab in res.labels]
             for k, lab in enumerate(res.labels):
                 n['labels'] += 1
                 if not lab.accepted or lab.score < st.min_confidence:
                     continue
                 n['accepted'] += 1
-                others = [b for j, b in enumerate(boxes) if j != k]
+                if not verified(lab, st):
+                    continue
+                n['verified'] += 1
+                others = [b for j, b in enumerate(boxes) if j != k and not depth[j] > depth[k]]
                 if not passes(boxes[k], others, frame.width, frame.height, level):
                     continue
                 n['kept'] += 1
@@ -202,6 +219,15 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
     n['samples'] = len(samples)
     n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
     return samples, n
+
+
+def verified(lab, st: CurriculumSettings) -> bool:
+    """An accepted label good enough to teach the network: likely right and its front/back decided (a
+    flipped pseudo-label renders NOCS targets that teach the flip)."""
+    m = lab.metrics or {}
+    # heading_logit is inf when no hypothesis heading the other way survived the fit (decided)
+    return float(m.get('confidence', 0.0)) >= st.min_right \
+        and float(m.get('heading_logit', np.inf)) >= st.min_heading_logit
 
 
 def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: Path,
@@ -312,12 +338,17 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
         level = st.levels[min(k - 1, len(st.levels) - 1)]
         t0, c0 = time.perf_counter(), time.process_time()
         c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
-        pool_key = run_key(weights, c, level=LEVELS[level], logs=[str(p) for p in logs],
+        # the pseudo-labeler's config; slf does not read the network: its pool depends on the level only
+        lab_w = DEFAULT_WEIGHTS if st.label_method == 'slf' else weights
+        lc = dataclasses.replace(cfg, method=st.label_method,
+                                 css=dataclasses.replace(cfg.css, weights=str(lab_w)))
+        pool_key = run_key(lab_w, lc, level=LEVELS[level], logs=[str(p) for p in logs],
                            max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
-                           seed=st.seed, loop=k)
+                           min_right=st.min_right, min_heading_logit=st.min_heading_logit,
+                           overlap='nearer', seed=st.seed, loop=k if st.label_method != 'slf' else 0)
         hit = results.get_pool(pool_key)
         if hit is None:
-            samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
+            samples, counts = autolabel_pool(Autolabeler(lc), sources, cache, st, level, detector, rng, log)
             results.put_pool(pool_key, samples, counts)
         else:
             samples, counts = hit
