@@ -70,6 +70,9 @@ COLOUR_SPAN = 40.0
 MIN_END_VISIBILITY = 0.2     # |cos| between the end face's normal and the view: below, a side view
 NEIGHBOUR_UNDECIDED = 0.01   # selection-score margin of the flip pair below which an object is undecided
 NEIGHBOUR_DECIDED = 0.03     # ... above which a neighbour may vote
+# a tie-break cue (pick's ``tiebreak``: css with method hybrid) acts below this flip margin (the
+# neighbours' notion of undecided; benchmarks/heading_cues.py --tiebreak-sweep)
+TIEBREAK_UNDECIDED = 0.01
 NEIGHBOUR_RANGE = 25.0       # m, centre distance of a voting neighbour
 LANE_HALF = 1.5              # m, lateral offset from the neighbour's axis (same lane or row)
 PARALLEL_DEG = 20.0
@@ -301,7 +304,7 @@ def pick(fits: list, cues, weights: dict, w_select_iou: float, tiebreak: tuple =
     """(index of the chosen hypothesis, flip margin) per object: the ranking of :func:`choose`; sets
     the frame-level cues (``cue_lane``, ``cue_neighbours``) in every hypothesis' terms. Cues named in
     ``tiebreak`` only decide objects whose flip pair the other cues leave undecided (margin below
-    ``NEIGHBOUR_UNDECIDED``), after the neighbours: a cue that is right on the simulator but not
+    ``TIEBREAK_UNDECIDED``), after the neighbours: a cue that is right on the simulator but not
     trusted on real images (``css`` with ``method: hybrid``) can break a tie, never overturn a choice."""
     first = [c for c in cues if c not in tiebreak]
     chosen, margins = [], []
@@ -346,7 +349,7 @@ def pick(fits: list, cues, weights: dict, w_select_iou: float, tiebreak: tuple =
         for k, f in enumerate(fits):
             alts = f.alternatives or [f]
             t = np.array([a.terms.get(f'cue_{c}', 0.0) for a in alts])
-            if margins[k] < NEIGHBOUR_UNDECIDED and np.any(t):
+            if margins[k] < TIEBREAK_UNDECIDED and np.any(t):
                 extra[k] = extra[k] + weights[c] * t
                 s = scores(k, alts)
                 chosen[k] = int(np.argmin(s))
