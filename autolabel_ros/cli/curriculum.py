@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--train-seed', type=int, default=None,
+                    help='fine-tuning seed (default: --seed); rerun a folder with another to measure '
+                    'its noise')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
@@ -82,7 +85,8 @@ def main(argv=None) -> int:
                             steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
                             min_right=a.min_right, min_heading_logit=a.min_heading_logit,
-                            label_method=a.label_method, seed=a.seed)
+                            label_method=a.label_method, seed=a.seed,
+                            train_seed=a.train_seed)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:

@@ -52,6 +52,8 @@ class CurriculumSettings:
     # trained: the network's own front/back errors are not fed back to it), hybrid or sdflabel
     label_method: str = 'slf'
     seed: int = 0
+    # fine-tuning seed (None = seed): a rerun of a folder on the same pools measures its noise
+    train_seed: int | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -383,12 +385,14 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             break
         t1, c1 = time.perf_counter(), time.process_time()
         wpath = out / f'loop{k}' / 'css.pt'
+        train_seed = st.seed if st.train_seed is None else st.train_seed
+        seed_part = {} if st.train_seed is None else {'seed': train_seed}
         train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
-                            sim_frames=st.sim_frames)
+                            sim_frames=st.sim_frames, **seed_part)
         losses = trained_losses(wpath, train_key)
         if losses is None:      # not trained by an earlier run of this folder from the same start
             data = to_tensors(mixed(stack_samples(samples), sim))
-            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, st.seed + k, load_net(weights),
+            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
                                 log=None)
             save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
                                       'steps_run': len(losses), 'init': str(weights), 'train_key': train_key,
