@@ -48,8 +48,21 @@ def frame_labels(fr: dict):
             for b, s, i, a in zip(fr['lab_box'], fr['lab_score'], fr['lab_id'], fr['lab_accepted'])]
 
 
-def run_rows(seq: list[dict], icp_row: bool = True) -> tuple[dict, dict]:
-    """Per row: list (per frame) of labels; plus the ICP drift."""
+def make_refitter():
+    """The track refit with the product's shape space and fit settings (the config the per-frame
+    labels were made with)."""
+    from autolabel_ros.config import AutolabelConfig
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.track.refit import TrackRefitter
+
+    cfg = AutolabelConfig()
+    al = Autolabeler(cfg)
+    return TrackRefitter(al.sdf, cfg.fit, al.device)
+
+
+def run_rows(seq: list[dict], icp_row: bool = True, refitter=None) -> tuple[dict, dict]:
+    """Per row: list (per frame) of labels; plus the ICP drift. With ``refitter`` the tracked rows
+    refit static tracks (track/refit.py) and ``tracked (tf), no refit`` is the same without."""
     from autolabel_ros.track.ego import drift, poses_from_icp
     from autolabel_ros.track.sequence import track_sequence
 
@@ -59,17 +72,24 @@ def run_rows(seq: list[dict], icp_row: bool = True) -> tuple[dict, dict]:
     gt_poses = [fr['T_world_lidar'] for fr in seq]
     cams = [(fr['K'], fr['T_cam_lidar'], int(fr['image_size'][0]), int(fr['image_size'][1])) for fr in seq]
     rows = {'single-frame': labels}
+    if refitter is not None:
+        rows['tracked (tf), no refit'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
+    n0, c0 = (refitter.calls, refitter.cpu_s) if refitter is not None else (0, 0.0)
     t = time.perf_counter()
-    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
+    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams, refitter=refitter).labels
     t_track = time.perf_counter() - t
+    refit_info = {}
+    if refitter is not None:
+        refit_info = {'refit_tracks': refitter.calls - n0, 'refit_cpu_s': refitter.cpu_s - c0}
     if not icp_row:
-        return rows, {'track_s_per_frame': t_track / len(seq)}
+        return rows, {'track_s_per_frame': t_track / len(seq), **refit_info}
     t = time.perf_counter()
     icp = poses_from_icp(pts)
     t_icp = time.perf_counter() - t
-    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts, cameras=cams).labels
+    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts, cameras=cams,
+                                           refitter=refitter).labels
     info = {'icp_drift': drift(icp.poses, gt_poses), 'icp_s_per_frame': t_icp / len(seq),
-            'track_s_per_frame': t_track / len(seq), 'icp_notes': icp.notes}
+            'track_s_per_frame': t_track / len(seq), 'icp_notes': icp.notes, **refit_info}
     return rows, info
 
 
@@ -298,14 +318,19 @@ def main(argv=None) -> int:
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     p.add_argument('--no-label', action='store_true', help='only sequences already in the cache')
     p.add_argument('--no-icp', action='store_true', help='no tracked (icp) row (ICP is the slow part)')
+    p.add_argument('--no-refit', action='store_true', help='tracked rows without the track refit')
+    p.add_argument('--seeds', default='', help='comma-separated sequence numbers (0-based) to run, '
+                   'default all --sequences')
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     labeler = None
+    refitter = None if a.no_refit else make_refitter()
     pooled, per_seq, icp = {}, {}, {}
+    picked = [int(k) for k in a.seeds.split(',')] if a.seeds else list(range(a.sequences))
     for beams in (int(b) for b in a.beams.split(',')):
         results = {}
-        for k in range(a.sequences):
+        for k in picked:
             seed = SEQ_SEED0 + k
             if not a.no_label:
                 labeler = labeler or make_labeler()
@@ -315,7 +340,10 @@ def main(argv=None) -> int:
             except FileNotFoundError:
                 print(f'[tracks] sequence {seed} b{beams} not in the cache: skipped')
                 continue
-            rows, info = run_rows(seq, icp_row=not a.no_icp)
+            rows, info = run_rows(seq, icp_row=not a.no_icp, refitter=refitter)
+            if 'refit_tracks' in info:
+                print(f"[tracks] {seed} b{beams}: track refit of {info['refit_tracks']} static tracks, "
+                      f"{info['refit_cpu_s'] / max(1, info['refit_tracks']):.2f} s thread CPU per track", flush=True)
             icp[f'{seed}_b{beams}'] = info
             for name, labs in rows.items():
                 r = evaluate(seq, labs)
