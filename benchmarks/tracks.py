@@ -2,13 +2,16 @@
 
     AUTOLABEL_BENCH_CACHE=... python benchmarks/tracks.py [--sequences 3] [--frames 20] [--beams 64,32]
                                                           [--out DIR] [--no-label] [--no-icp]
+                                                          [--no-refit] [--seeds 0,2]
 
 Per sequence and LiDAR (benchmarks/track_data.py: simulated, labelled per frame from the ground-truth
 boxes with oracle masks, cached) the same per-frame labels give the rows:
 
 - ``single-frame``: the labels as the per-frame pipeline gave them;
 - ``tracked (tf)``: autolabel_ros.track with the exact ego poses (what the simulator's bag carries on
-  /tf and its KITTI export as OXTS);
+  /tf and its KITTI export as OXTS), static tracks refitted on their accumulated points
+  (autolabel_ros/track/refit.py, the product's shape space and fit settings; ``--no-refit``: without);
+- ``tracked (tf), no refit``: the same without the track refit (only when the refit is on);
 - ``tracked (icp)``: the same with ego poses from scan-to-scan ICP (its drift is reported).
 
 Metrics (a prediction is paired with the ground-truth car of its prompt; interpolated boxes are not
@@ -76,7 +79,8 @@ def run_rows(seq: list[dict], icp_row: bool = True, refitter=None) -> tuple[dict
         rows['tracked (tf), no refit'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
     n0, c0 = (refitter.calls, refitter.cpu_s) if refitter is not None else (0, 0.0)
     t = time.perf_counter()
-    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams, refitter=refitter).labels
+    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams,
+                                          refitter=refitter).labels
     t_track = time.perf_counter() - t
     refit_info = {}
     if refitter is not None:
@@ -342,8 +346,9 @@ def main(argv=None) -> int:
                 continue
             rows, info = run_rows(seq, icp_row=not a.no_icp, refitter=refitter)
             if 'refit_tracks' in info:
+                per = info['refit_cpu_s'] / max(1, info['refit_tracks'])
                 print(f"[tracks] {seed} b{beams}: track refit of {info['refit_tracks']} static tracks, "
-                      f"{info['refit_cpu_s'] / max(1, info['refit_tracks']):.2f} s thread CPU per track", flush=True)
+                      f"{per:.2f} s thread CPU per track", flush=True)
             icp[f'{seed}_b{beams}'] = info
             for name, labs in rows.items():
                 r = evaluate(seq, labs)

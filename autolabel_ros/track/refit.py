@@ -113,8 +113,9 @@ class TrackRefitter:
 
     def __init__(self, shape, fit_cfg, device, settings: Optional[RefitSettings] = None):
         self.shape = shape
-        self.cfg = dataclasses.replace(fit_cfg, energies=[e for e in fit_cfg.energies if e in ('lidar', 'ground')],
-                                       coarse_crop_size=0)
+        # no silhouette (the frames' images are not kept): the LiDAR, free-space, ground and prior terms
+        on = [e for e in fit_cfg.energies if e in ('lidar', 'ground')]
+        self.cfg = dataclasses.replace(fit_cfg, energies=on)
         self.device = device
         self.s = settings or RefitSettings()
         self.calls, self.cpu_s = 0, 0.0      # tracks refitted, thread CPU seconds they took
