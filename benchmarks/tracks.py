@@ -17,8 +17,9 @@ boxes with oracle masks, cached) the same per-frame labels give the rows:
 Metrics (a prediction is paired with the ground-truth car of its prompt; interpolated boxes are not
 paired and do not enter AP, they are counted):
 flipped headings (|yaw error| > 90 deg) over pairs located within 2 m, of moving cars (speed > 0.5 m/s)
-and of all; AP3D@0.5 (R40) of cars beyond 40 m (ground truth farther than 40 m; a prediction matching
-a nearer car is ignored, an unmatched one beyond 40 m is a false positive) and of all cars; the
+and of all; AP3D@0.5 and @0.7 (R40) of cars beyond 40 m (ground truth farther than 40 m; a prediction
+matching a nearer car is ignored, an unmatched one beyond 40 m is a false positive), AP3D@0.5 of all
+cars; the
 standard deviation of a car's box length over its frames (median and max over cars seen >= 5 times);
 CLEAR-MOT MOTA and ID switches with a 2 m centre-distance match (computed here from the standard
 definitions: motmetrics would change the requirements and rebuild the environment). Writes
@@ -133,8 +134,8 @@ def flips(seq, pairs) -> dict:
     return {k: {'flipped': v[0], 'n': v[1]} for k, v in n.items()}
 
 
-def ap3d(seq, out, far: float | None) -> dict:
-    """AP3D@0.5 R40 of ground truth beyond ``far`` metres (None: all)."""
+def ap3d(seq, out, far: float | None, thr: float = 0.5) -> dict:
+    """AP3D@``thr`` R40 of ground truth beyond ``far`` metres (None: all)."""
     from autolabel_ros.eval.iou import Boxes, iou_matrix
     from autolabel_ros.eval.kitti_eval import ap_r40
     from autolabel_ros.io.kitti_policy import kitti_predictions
@@ -152,7 +153,7 @@ def ap3d(seq, out, far: float | None) -> dict:
         iou = iou_matrix(Boxes.from_lidar(pb), Boxes.from_lidar(gt))[1] if len(gt) else np.zeros((len(pb), 0))
         used = np.zeros(len(gt), bool)
         for j in np.argsort([-lab.score for lab in preds], kind='stable'):
-            cand = np.where(~used & (iou[j] >= 0.5))[0] if len(gt) else []
+            cand = np.where(~used & (iou[j] >= thr))[0] if len(gt) else []
             in_band_pred = far is None or np.linalg.norm(pb[j, :2]) > far
             if len(cand):
                 k = cand[np.argmax(iou[j, cand])]
@@ -220,6 +221,7 @@ def clear_mot(seq, out) -> dict:
 def evaluate(seq, out) -> dict:
     pairs = _pairs(seq, out)
     return {'flips': flips(seq, pairs), 'ap_far': ap3d(seq, out, FAR_M), 'ap_all': ap3d(seq, out, None),
+            'ap_far_07': ap3d(seq, out, FAR_M, 0.7),
             'length_std': length_std(seq, pairs), 'mot': clear_mot(seq, out),
             'interpolated': sum(int(bool(lab.metrics.get('interpolated'))) for labs in out for lab in labs)}
 
@@ -232,7 +234,7 @@ def combine(results: list[dict]) -> dict:
         f = sum(r['flips'][key]['flipped'] for r in results)
         n = sum(r['flips'][key]['n'] for r in results)
         out['flips'][key] = {'flipped': f, 'n': n, 'pct': 100.0 * f / n if n else None}
-    for key in ('ap_far', 'ap_all'):
+    for key in ('ap_far', 'ap_all', 'ap_far_07'):
         n = sum(r[key]['n_gt'] for r in results)
         ok = [r for r in results if r[key]['n_gt'] and np.isfinite(r[key]['ap'])]
         n_ok = max(1, sum(r[key]['n_gt'] for r in ok))
@@ -295,8 +297,8 @@ def _fmt(v, f='{:.1f}'):
 
 
 def table(pooled: dict) -> str:
-    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.5 all '
-             '| length std median / max (cm) | MOTA | ID switches | interpolated |', '|' + '---|' * 10]
+    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.7 >40 m | AP3D@0.5 all '
+             '| length std median / max (cm) | MOTA | ID switches | interpolated |', '|' + '---|' * 11]
     for beams, rows in pooled.items():
         for name, r in rows.items():
             fm, fa = r['flips']['moving'], r['flips']['all']
@@ -306,7 +308,7 @@ def table(pooled: dict) -> str:
             lines.append(
                 f"| {beams} | {name} | {_fmt(fm['pct'], '{:.2f}')} % ({fm['flipped']}/{fm['n']}) "
                 f"| {_fmt(fa['pct'], '{:.2f}')} % ({fa['flipped']}/{fa['n']}) | {_fmt(r['ap_far']['ap'])} "
-                f"(n={r['ap_far']['n_gt']}) | {_fmt(r['ap_all']['ap'])} "
+                f"(n={r['ap_far']['n_gt']}) | {_fmt(r['ap_far_07']['ap'])} | {_fmt(r['ap_all']['ap'])} "
                 f"| {_fmt(ls['median_m'] and 100 * ls['median_m'])} "
                 f"/ {_fmt(ls['max_m'] and 100 * ls['max_m'])} "
                 f"| {_fmt(mot['mota'] if tracked else None, '{:.3f}')} | {mot['idsw'] if tracked else '-'} "
