@@ -4,6 +4,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
     autolabel-curriculum --logs DRIVE_OR_BAG [...] --out RUN_DIR [--eval KITTI_OBJECT_DIR]
         [--eval-frames 000001,000003] [--loops 2] [--levels easy,moderate] [--steps 150]
         [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
+        [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
