@@ -141,7 +141,6 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
     from autolabel_ros.pipeline import Autolabeler
     from autolabel_ros.fit.end_look import end_look_cues
     from autolabel_ros.io.kitti import read_image
-    from benchmarks.fit_dump import uncrop
     al = Autolabeler(from_dict({}))
     ds = KittiObjectDataset(SETS[name][1])
     cams, image = {}, {}
@@ -154,13 +153,9 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
         cam = cams[fid]
         im, calib = image[fid]
         sizes = al.fitter.cue_sizes(alt_fits(r))
-        (x0, y0), crop = uncrop(r['mask'], None)
-        mask = np.zeros(im.shape[:2], bool)
-        h, w = mask[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]].shape
-        mask[y0:y0 + h, x0:x0 + w] = crop[:h, :w]
-        look = (end_look_cues(im, mask, calib.K, calib.T_cam_lidar, cam, [d['pose'] for d in r['alts']],
-                              sizes, len(r['points']))
-                if mask.any() and len(r['alts']) > 1 else [0.0] * len(r['alts']))
+        look = (end_look_cues(im, calib.K, calib.T_cam_lidar, cam, [d['pose'] for d in r['alts']], sizes,
+                              len(r['points']), r['occluded_share'])
+                if len(r['alts']) > 1 else [0.0] * len(r['alts']))
         for d, size, v in zip(r['alts'], sizes, look):
             d['profile_x'], d['facing'] = profile_features(r['points'], d['pose'], size, cam)
             d['terms']['cue_profile'] = profile_cue(r['points'], d['pose'], size, cam, coef, intercept)

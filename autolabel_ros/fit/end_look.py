@@ -13,8 +13,9 @@ model cannot learn which side the camera is on).
 
 The cue (``cue_end_look`` of each hypothesis, weight ``fit.w_end_look``) is minus the logit that the
 hypothesis' front is where it says, times how much of the end faces the camera (``|facing|``, a side
-view gives none) and how much of the end's rectangle the object's mask covers (a nearer car hiding
-the end gives none). It needs no LiDAR point, so it still speaks for far, few-point cars.
+view gives none), how little of the object nearer objects hide (``OCC_FULL``, ``OCC_NONE``: behind
+a nearer car the rectangle shows that car's end) and ``HALF_POINTS / (n + HALF_POINTS)`` of its n fit
+points (the scan decides well-seen cars). It needs no LiDAR point, so it speaks for far, few-point cars.
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from autolabel_ros.core.geometry import project, rot_z, transform_points
 PATCH_HW = (12, 24)            # rows x columns of the end patch (the mirror average keeps 12 x 12)
 END_LOGIT_CAP = 4.0
 MIN_END_VISIBILITY = 0.2       # |facing| below which the end is seen edge-on: no evidence
-MASK_MIN = 0.5                 # mask cover of the end rectangle below which the end is hidden: no evidence
-MASK_FULL = 0.8                # ... from which the cue counts fully
-HALF_POINTS = 30.0             # fit points at which the cue counts half (the scan decides well-seen cars)
+# the share of the object's 2D box that nearer objects hide: up to OCC_FULL the cue counts fully, from
+# OCC_NONE not at all (the end rectangle then shows the nearer car's end more than the object's)
+OCC_FULL = 0.3
+OCC_NONE = 0.5
+HALF_POINTS = 100.0            # fit points at which the cue counts half (the scan decides well-seen cars)
 CONTRAST_SCALE = 40.0          # redness / whiteness contrast (0-255) per feature unit
 N_FEATURES = 5 * (2 * PATCH_HW[0] + PATCH_HW[1] // 2)
 
@@ -92,24 +95,19 @@ def end_logit(features: np.ndarray, coef=None, intercept=None) -> float:
     return float(np.clip(intercept + np.dot(coef, features), -END_LOGIT_CAP, END_LOGIT_CAP))
 
 
-def end_look_cues(image: np.ndarray, mask: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray,
-                  cam: np.ndarray, poses, sizes, n_points: int, coef=None, intercept=None) -> list[float]:
+def end_look_cues(image: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, cam: np.ndarray, poses, sizes,
+                  n_points: int, occluded: float, coef=None, intercept=None) -> list[float]:
     """Cue value per hypothesis (poses A x 4, sizes A x 3; module docstring) of an object with
-    ``n_points`` fit points; 0 without evidence."""
-    shrink = HALF_POINTS / (n_points + HALF_POINTS) if HALF_POINTS > 0 else 1.0
+    ``n_points`` fit points and the ``occluded`` share of its 2D box hidden; 0 without evidence."""
+    seen = float(np.clip((OCC_NONE - occluded) / (OCC_NONE - OCC_FULL), 0.0, 1.0))
+    shrink = seen * (HALF_POINTS / (n_points + HALF_POINTS) if HALF_POINTS > 0 else 1.0)
     out = []
     for pose, size in zip(poses, sizes):
         facing = facing_of(pose, cam)
         rect = end_rect(pose, size, K, T_cam_lidar, image.shape[:2], cam)
-        if abs(facing) < MIN_END_VISIBILITY or rect is None:
-            out.append(0.0)
-            continue
-        u0, v0, u1, v1 = rect
-        cover = float(mask[v0:v1, u0:u1].mean())
-        seen = float(np.clip((cover - MASK_MIN) / (MASK_FULL - MASK_MIN), 0.0, 1.0))
-        if seen == 0.0:
+        if abs(facing) < MIN_END_VISIBILITY or rect is None or shrink == 0.0:
             out.append(0.0)
             continue
         logit = end_logit(end_features(end_patch(image, rect)), coef, intercept)
-        out.append(-(1.0 if facing > 0 else -1.0) * abs(facing) * seen * shrink * logit)
+        out.append(-(1.0 if facing > 0 else -1.0) * abs(facing) * shrink * logit)
     return out

@@ -34,7 +34,7 @@ from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_targets, surface_seeds
 from autolabel_ros.fit.stages import StageClock
-from autolabel_ros.fit.verify import mask_ious
+from autolabel_ros.fit.verify import mask_ious, occluded_share
 
 
 @dataclass
@@ -173,8 +173,9 @@ class Fitter:
             if 'profile' in cues:
                 for a, size in zip(alts, self.cue_sizes(alts)):
                     a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)
-            if 'end_look' in cues and o.mask.any():
-                vals = end_look_cues(frame.image, o.mask, frame.K, frame.T_cam_lidar, cam,
-                                     [a.pose for a in alts], self.cue_sizes(alts), len(o.init.points))
+            if 'end_look' in cues:
+                vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
+                                     self.cue_sizes(alts), len(o.init.points),
+                                     occluded_share(o.nearer, o.box2d))
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
