@@ -28,7 +28,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.fit_dump import code_version  # noqa: E402
 from benchmarks.run_all import CACHE, CachedSegmenter, apollo_root, sim_root  # noqa: E402
 
-SETS = {'sim': ('sim64', sim_root(64)), 'apollo': ('apollo64', apollo_root())}
+SETS = {'sim': ('sim64', sim_root(64)), 'apollo': ('apollo64', apollo_root()),
+        'kitti': ('kitti', ROOT.parent / 'shared' / 'data' / 'kitti_object' / 'training')}
+# KITTI is dumped to check the accept decision on real clutter (calibrate_accept.py holds it out), never
+# to train on
 FRAMES = 12                # scenes 0..11 of each set (training scenes of calibrate_accept.py)
 # the fused prompts (default config) and, besides, every LiDAR proposal they do not cover: the
 # simulator's detector rarely fires on its clutter, the LiDAR proposals do (walls, bushes, poles), and
@@ -41,6 +44,14 @@ def version() -> str:
     h.update((ROOT / 'autolabel_ros' / 'fit' / 'heading_model.py').read_bytes())
     h.update(repr(CONFIG).encode())
     return h.hexdigest()[:16]
+
+
+def frame_ids(name: str, n_frames: int) -> list[str]:
+    """Scenes 0..n_frames-1 of a simulator set; every labelled frame of KITTI."""
+    if name == 'kitti':
+        data = Path(SETS[name][1])
+        return sorted(p.stem for p in (data / 'label_2').glob('*.txt')) if data.is_dir() else []
+    return [f'{k:06d}' for k in range(n_frames)]
 
 
 def dump_dir(name: str) -> Path:
@@ -158,8 +169,8 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
         out = dump_dir(name)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        for k in range(n_frames):
-            fid = f'{k:06d}'
+        fids = frame_ids(name, n_frames)
+        for k, fid in enumerate(fids):
             path = out / f'{fid}.pkl'
             if path.exists() and not force:
                 with open(path, 'rb') as fh:
@@ -171,7 +182,7 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
             with open(path, 'wb') as fh:
                 pickle.dump({'version': v, 'objects': recs}, fh)
             if progress:
-                print(f'[clutter {name}] {k + 1}/{n_frames} {fid}: {len(recs)} labels, '
+                print(f'[clutter {name}] {k + 1}/{len(fids)} {fid}: {len(recs)} labels, '
                       f'{sum(not r["on_car"] and not r["ignored"] for r in recs)} on no car '
                       f'({time.perf_counter() - t0:.0f} s)', flush=True)
 
@@ -179,8 +190,8 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
 def load(name: str, n_frames: int = FRAMES) -> list[dict]:
     """Every label record of a dumped set (the frames dumped so far)."""
     recs = []
-    for k in range(n_frames):
-        path = dump_dir(name) / f'{k:06d}.pkl'
+    for fid in frame_ids(name, n_frames):
+        path = dump_dir(name) / f'{fid}.pkl'
         if path.exists():
             with open(path, 'rb') as fh:
                 recs += pickle.load(fh)['objects']
