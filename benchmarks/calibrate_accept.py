@@ -55,8 +55,9 @@ def features_of(rec: dict, k: int, heading_logit: float) -> np.ndarray:
 
 def clutter_table(recs: list[dict], which: str = 'all') -> dict:
     """The fused-prompt labels of benchmarks/clutter_dump.py as training rows: a label on no car is
-    neither right nor tight; one on a car (``which`` 'all'; 'no-car': left out) is right / tight by its best
-    3D IoU and heading; labels mostly inside a DontCare region are left out."""
+    right / tight only when its 3D box is (a box beside a car that fitted that car is); one on a car
+    (``which`` 'all'; 'no-car': left out) is right / tight by its best 3D IoU and heading; labels mostly
+    inside a DontCare region are left out."""
     from autolabel_ros.fit.verify import (ACCEPT_FEATURES, accept_features, hypothesis_agreement, point_cover,
                                           points_outside_box)
     recs = [r for r in recs if (r['on_car'] and which == 'all') or not (r['on_car'] or r['ignored'])]
@@ -64,7 +65,9 @@ def clutter_table(recs: list[dict], which: str = 'all') -> dict:
                          float(np.linalg.norm(r['box'][:2])), r['heading_logit'], r['occluded_share'],
                          r['energy'], *point_cover(r['points'], r['box']),
                          *hypothesis_agreement(r['pose'], r['hyps']), terms=r['terms']) for r in recs]
-    ok = np.array([r['on_car'] and not r['flipped'] for r in recs], bool)
+    # right / tight by the 3D box, as for the GT-box labels: a prompt box on half a car, wider than it
+    # or beside it (benchmarks/clutter_dump.py's shifted boxes) can still give the car's right label
+    ok = np.array([not r['flipped'] for r in recs], bool)
     iou = np.array([r['iou3d'] for r in recs])
     return dict(X=np.array(X).reshape(len(recs), len(ACCEPT_FEATURES)), right=ok & (iou >= 0.5),
                 tight=ok & (iou >= 0.7),
