@@ -304,6 +304,12 @@ class CssConfig:
                                       'method: at weight 1 they cost AP3D@0.7 on the simulator sets '
                                       '(docs/SDFLABEL.md)',
                             items=('sdflabel', 'hybrid', 'none'))
+    cue_tiebreak: list = param(['hybrid'], "methods whose CSS front/back cue only breaks ties the "
+                                           'other heading cues leave (never overturns their choice: the '
+                                           "network reads real cars' ends far worse than simulated ones, "
+                                           'docs/SDFLABEL.md); for the others it votes with weight '
+                                           'fit.w_css; none = all vote',
+                               items=('slf', 'sdflabel', 'hybrid', 'none'))
 
 
 @dataclass

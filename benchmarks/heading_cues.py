@@ -163,8 +163,10 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
     return recs
 
 
-def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> list[dict]:
-    """Per record: the chosen hypothesis' index, whether it is flipped, its flip margin and heading logit."""
+def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0,
+           tiebreak: tuple = ()) -> list[dict]:
+    """Per record: the chosen hypothesis' index, whether it is flipped, its flip margin and heading logit
+    (``tiebreak``: cues that only break the others' ties, fit/heading.py pick)."""
     from autolabel_ros.fit.heading import choose
     out = []
     by_frame: dict = {}
@@ -172,7 +174,7 @@ def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> 
         by_frame.setdefault(r['frame'], []).append(r)
     for rs in by_frame.values():
         fits = [alt_fits(r)[0] for r in rs]
-        chosen = choose(copy.deepcopy(fits), cues, weights, w_select_iou)
+        chosen = choose(copy.deepcopy(fits), cues, weights, w_select_iou, tiebreak)
         for r, f in zip(rs, chosen):
             k = next(i for i, a in enumerate(f.alternatives) if a is f)
             out.append(dict(index=k, flipped=bool(np.cos(f.pose[3] - r['gt']['yaw']) < 0),
@@ -201,10 +203,13 @@ def table(sets, weights: dict) -> list[str]:
     data = {s: cue_records(s) for s in sets}
     head = '| cues | ' + ' | '.join(f'{NAMES[s]}: flips / cars' for s in sets) + ' |'
     lines = [head, '|---' * (len(sets) + 1) + '|']
-    for label, cues in rows(weights) + [(f'default ({", ".join(default)})', default)]:
+    extra = [(f'default ({", ".join(default)})', default, ()),
+             ('default + css voting (method hybrid before css.cue_tiebreak)', list(default) + ['css'], ()),
+             ('default + css breaking ties (method hybrid)', list(default) + ['css'], ('css',))]
+    for label, cues, tiebreak in [(lb, c, ()) for lb, c in rows(weights)] + extra:
         cells = []
         for s in sets:
-            d = decide(data[s], cues, weights)
+            d = decide(data[s], cues, weights, tiebreak=tiebreak)
             n = sum(x['flipped'] for x in d)
             cells.append(f'{n} / {len(d)} ({100 * n / max(len(d), 1):.1f} %)')
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
@@ -251,6 +256,24 @@ def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:
     return w
 
 
+def tiebreak_sweep(sets, margins=(0.0, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, float('inf'))) -> None:
+    """Flips per set of the default cues with css breaking ties below each margin (inf: css votes on
+    every object at fit.w_css, as method hybrid did before css.cue_tiebreak)."""
+    import autolabel_ros.fit.heading as heading
+    from autolabel_ros.config import from_dict
+    w = default_weights()
+    cues = list(from_dict({}).fit.heading_cues) + ['css']
+    data = {s: cue_records(s) for s in sets}
+    keep = heading.TIEBREAK_UNDECIDED
+    try:
+        for m in margins:
+            heading.TIEBREAK_UNDECIDED = m
+            flips = {s: sum(x['flipped'] for x in decide(data[s], cues, w, tiebreak=('css',))) for s in sets}
+            print(f'css breaks ties below margin {m:g}: ' + ', '.join(f'{s} {n}' for s, n in flips.items()))
+    finally:
+        heading.TIEBREAK_UNDECIDED = keep
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sets', default='sim,apollo,kitti')
@@ -258,8 +281,14 @@ def main(argv=None):
     p.add_argument('--search', action='store_true',
                    help='choose the weights on sim + apollo (printed), then check on kitti')
     p.add_argument('--cues', default=','.join(ALL_CUES), help='cues the search may turn on')
+    p.add_argument('--tiebreak-sweep', action='store_true',
+                   help="flips of the default cues + css as a tie-breaker per margin (fit/heading.py "
+                   'TIEBREAK_UNDECIDED): choose on sim + apollo, check on kitti')
     a = p.parse_args(argv)
     sets = [s for s in a.sets.split(',') if s]
+    if a.tiebreak_sweep:
+        tiebreak_sweep(sets)
+        return
     if a.search:
         search([s for s in sets if s != 'kitti'], [s for s in sets], cues=[c for c in a.cues.split(',') if c])
         return

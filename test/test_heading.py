@@ -286,3 +286,22 @@ def test_heading_logit_weighs_the_flip_pair_terms():
     out = heading.choose([f], ['lamps'], {'lamps': 0.2}, 0.0)[0]
     k = next(i for i, a in enumerate(out.alternatives) if a is out)
     assert out.terms['heading_logit'] == pytest.approx(heading.heading_logit(out.alternatives, k))
+
+
+def test_a_tiebreak_cue_decides_near_ties_and_never_overturns_a_choice():
+    """css with method hybrid: the network's front/back read breaks ties the other cues leave and
+    cannot overturn a decided choice (it votes with the full weight when it is not a tie-breaker)."""
+    def with_css(f):
+        for a in f.alternatives:                  # the network says the car heads -x
+            a.terms['cue_css'] = 1.0 if np.cos(a.pose[3]) > 0 else -1.0
+        return f
+    w = {'css': 0.5}
+    decided = with_css(_pair(10, 0, 0.0, 0.10, 0.15, 0))     # the energy says +x, clearly
+    assert np.cos(heading.choose([decided], ['css'], w, 0.0, tiebreak=('css',))[0].pose[3]) > 0
+    decided = with_css(_pair(10, 0, 0.0, 0.10, 0.15, 0))
+    assert np.cos(heading.choose([decided], ['css'], w, 0.0)[0].pose[3]) < 0          # voting: overturned
+    tie = with_css(_pair(10, 0, 0.0, 0.1000, 0.1005, 0))     # +x by 0.0005: undecided
+    out = heading.choose([tie], ['css'], w, 0.0, tiebreak=('css',))[0]
+    assert np.cos(out.pose[3]) < 0 and out.terms['flip_margin'] == pytest.approx(0.9995)
+    tie = with_css(_pair(10, 0, 0.0, 0.1000, 0.1005, 0))
+    assert np.cos(heading.choose([tie], ['none'], w, 0.0, tiebreak=('css',))[0].pose[3]) > 0    # cue off

@@ -45,11 +45,14 @@ class FitTimings:
 
 
 class Fitter:
-    def __init__(self, shape, fit_cfg, device, renderer: Renderer = render_silhouettes):
+    def __init__(self, shape, fit_cfg, device, renderer: Renderer = render_silhouettes,
+                 tiebreak_cues: tuple = ()):
         self.shape = shape
         self.cfg = fit_cfg
         self.device = device
         self.renderer = renderer
+        # heading cues that only break ties of the others (fit/heading.py pick): css with method hybrid
+        self.tiebreak_cues = tuple(tiebreak_cues)
 
     def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
             ) -> tuple[list[ObjectFit], FitTimings]:
@@ -88,7 +91,7 @@ class Fitter:
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
         with clock('heading_cues'):
             self.heading_cues(frame, objs, fits, names, cues)
-            fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
+            fits = choose(fits, names, self.cue_weights(), fc.w_select_iou, self.tiebreak_cues)
         times.fit_s = time.perf_counter() - tf
         return fits, times
 
