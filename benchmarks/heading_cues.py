@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
-ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
+ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
+            'end_look')
 # bump when what cue_records computes changes (the cached cue values are recomputed)
 CUES_VERSION = 2
 NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
@@ -96,7 +97,8 @@ def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
 
 def cue_records(name: str) -> list[dict]:
     """The dumped records of a set with every cue's value in each hypothesis' terms (cached; the
-    profile cue, cheap and refitted by calibrate_heading.py, is recomputed on every call)."""
+    profile and end-look cues, cheap and refitted by calibrate_heading.py / train_end_look.py, are
+    recomputed on every call)."""
     from autolabel_ros.config import from_dict
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.pipeline import Autolabeler
@@ -137,16 +139,27 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
     from autolabel_ros.fit.heading import profile_cue, profile_features
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.fit.end_look import end_look_cues
+    from autolabel_ros.io.kitti import read_image
     al = Autolabeler(from_dict({}))
     ds = KittiObjectDataset(SETS[name][1])
-    cams = {}
+    cams, image = {}, {}
     for r in recs:
-        if r['frame'] not in cams:
-            cams[r['frame']] = (np.linalg.inv(ds.calib(r['frame']).T_cam_lidar) @ [0.0, 0.0, 0.0, 1.0])[:3]
-        cam = cams[r['frame']]
-        for d, size in zip(r['alts'], al.fitter.cue_sizes(alt_fits(r))):
+        fid = r['frame']
+        if fid not in cams:
+            calib = ds.calib(fid)
+            cams = {fid: (np.linalg.inv(calib.T_cam_lidar) @ [0.0, 0.0, 0.0, 1.0])[:3]}
+            image = {fid: (read_image(Path(SETS[name][1]) / 'image_2' / f'{fid}.png'), calib)}
+        cam = cams[fid]
+        im, calib = image[fid]
+        sizes = al.fitter.cue_sizes(alt_fits(r))
+        look = (end_look_cues(im, calib.K, calib.T_cam_lidar, cam, [d['pose'] for d in r['alts']], sizes,
+                              len(r['points']), r['occluded_share'])
+                if len(r['alts']) > 1 else [0.0] * len(r['alts']))
+        for d, size, v in zip(r['alts'], sizes, look):
             d['profile_x'], d['facing'] = profile_features(r['points'], d['pose'], size, cam)
             d['terms']['cue_profile'] = profile_cue(r['points'], d['pose'], size, cam, coef, intercept)
+            d['terms']['cue_end_look'] = v
     return recs
 
 
@@ -172,7 +185,7 @@ def default_weights() -> dict:
     fc = from_dict({}).fit
     return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
             'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-            'lane': fc.w_lane, 'css': fc.w_css}
+            'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look}
 
 
 def rows(weights: dict) -> list[tuple[str, list]]:
@@ -204,7 +217,7 @@ GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 
         'mean_shape': [0.25, 0.5, 1.0, 2.0, 4.0], 'shape_code': [0.005, 0.01, 0.02, 0.05, 0.1],
         'profile': [0.01, 0.02, 0.05, 0.1, 0.2], 'neighbours': [0.005, 0.01, 0.02, 0.05],
         'lane': [0.005, 0.01, 0.02, 0.05, 0.1],
-        'css': [0.01, 0.02, 0.05, 0.1, 0.2]}
+        'css': [0.01, 0.02, 0.05, 0.1, 0.2], 'end_look': [0.005, 0.01, 0.02, 0.05, 0.1]}
 
 
 def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:

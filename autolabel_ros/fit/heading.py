@@ -61,7 +61,8 @@ import torch
 from autolabel_ros.core.geometry import project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
+                'end_look')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
