@@ -109,6 +109,10 @@ class FitConfig:
                                  'energy moved less than settle_tol over this many steps stops there '
                                  '(0 = off)', min=0)
     settle_tol: float = param(1e-3, '... that energy change', min=0.0)
+    ground_columns: int = param(64, 'the ground term searches, per hypothesis, this many of the shape\'s '
+                                    'bottom columns, those nearest the plane at the last full search '
+                                    '(0 = all of them every step)', min=0)
+    ground_refresh: int = param(10, '... and searches all of them again every this many steps', min=1)
     zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
     zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)
     w_mask: float = param(1.0, 'weight of the mask (silhouette) energy', min=0.0)

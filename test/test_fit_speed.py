@@ -222,3 +222,28 @@ def test_ground_gap_is_the_lowest_column_gap(sdf):
     want = torch.where(valid, gap, torch.full_like(gap, 1e3)).min(1).values
     assert valid.any(1).all()
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
+    """The ground term over the union of each hypothesis' k columns nearest the plane (the fit's
+    search between full searches) = the search over every column, value and gradient, and the
+    columns are fewer."""
+    from autolabel_ros.fit.energies import ground_columns, ground_gap
+    g = torch.Generator().manual_seed(9)
+    B = 6
+    pose0 = torch.cat([torch.randn(B, 2, generator=g) * 5, torch.randn(B, 1, generator=g) * 0.2 - 0.9,
+                       torch.rand(B, 1, generator=g) * 6], 1)
+    code0 = torch.randn(B, sdf.d, generator=g) * sdf.stdev
+    scales = torch.exp(torch.randn(B, 3, generator=g) * 0.05)
+    plane = torch.tensor([0.03, -0.02, -1.7])
+    cols = ground_columns(sdf, pose0, code0, scales, plane, 8)
+    assert 8 <= len(cols) < len(sdf.bot_xy) and torch.equal(cols, cols.sort().values)
+    out = []
+    for c in (None, cols):
+        pose, code = pose0.clone().requires_grad_(True), code0.clone().requires_grad_(True)
+        gap = ground_gap(sdf, pose, code, scales, plane, c)
+        gap.sum().backward()
+        out.append((gap.detach(), pose.grad, code.grad))
+    (g0, p0, c0), (g1, p1, c1) = out
+    assert torch.allclose(g0, g1, atol=1e-6) and torch.allclose(p0, p1, atol=1e-6)
+    assert torch.allclose(c0, c1, atol=1e-6) and c0.abs().max() > 1e-3

@@ -16,7 +16,9 @@
   both in the LiDAR frame. Read off the shape itself (not a size regression), because near the mean
   code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
   regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
-  touch the ground.
+  touch the ground. The fit searches all columns every ``ground_refresh`` steps and in between only
+  those among each hypothesis' ``ground_columns`` nearest the plane (the lowest one moves little
+  between steps; the pruning and the final energy search all).
 - nocs, surfel3d (SDFLabel, when the batch carries CSS predictions): the 2D NOCS correspondence loss
   and the 3D surfel-to-LiDAR loss of :mod:`autolabel_ros.fit.surfels`.
 - shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).
@@ -45,11 +47,41 @@ def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor)
     return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target.sum(-1) + 1.0)
 
 
+def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
+                 plane: torch.Tensor, cols: torch.Tensor | None = None):
+    """Without gradient: (B, C) height above the plane of the lowest surface crossing of each of the
+    shape's bottom columns (1e3 for a column that misses the shape) and (B, C) its first inside node;
+    ``cols`` (K,): only those columns ((B, K) results)."""
+    with torch.no_grad():
+        zc, valid, first = sdf.bottom_heights(codes, cols)                   # B, C
+        # the plane height under column (x, y) of hypothesis b is P0_b + x Px_b + y Py_b (rotation and
+        # scales folded into the three coefficients)
+        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+        sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
+        coef = torch.stack([plane[0] * pose[:, 0] + plane[1] * pose[:, 1] + plane[2],
+                            sx * (plane[0] * c + plane[1] * s), sy * (plane[1] * c - plane[0] * s)], 1)
+        xy = sdf.bot_xy if cols is None else sdf.bot_xy[cols]
+        under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
+        top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
+        return torch.where(valid, top - under, torch.full_like(zc, 1e3)), first
+
+
+def ground_columns(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
+                   plane: torch.Tensor, k: int) -> torch.Tensor:
+    """(K,) the bottom columns that are among the k nearest the plane of some hypothesis, in column
+    order: where each one's lowest column stays while its pose and code move a little
+    (:func:`ground_gap`'s ``cols``; one set for the batch, so the search stays one product)."""
+    gap, _ = _column_gaps(sdf, pose, codes, scales, plane)
+    k = min(int(k), gap.shape[1])
+    return torch.unique(gap.topk(k, 1, largest=False, sorted=False).indices)
+
+
 def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
-               plane: torch.Tensor) -> torch.Tensor:
+               plane: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) height of the shape's lowest point above the plane z = a x + b y + c (negative: it sinks
     in): the minimum over the shape's grid columns (a soft minimum would sit below the true one by
-    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car)."""
+    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (K,):
+    search only those columns (:func:`ground_columns`; None: all of them)."""
     def gap_of(zc, xy):
         if scales is not None:
             xy = xy * scales[:, None, :2]
@@ -59,32 +91,25 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
         Y = pose[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
         return pose[:, 2:3] + zc - (plane[0] * X + plane[1] * Y + plane[2])
 
-    # find the lowest column without gradient over the whole grid, then differentiate only there
-    zc, valid, first = sdf.bottom_heights(codes)                  # B, C
-    with torch.no_grad():
-        # gap_of over all columns as one product: the plane height under column (x, y) of hypothesis b
-        # is P0_b + x Px_b + y Py_b (rotation and scales folded into the three coefficients)
-        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
-        sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
-        coef = torch.stack([plane[0] * pose[:, 0] + plane[1] * pose[:, 1] + plane[2],
-                            sx * (plane[0] * c + plane[1] * s), sy * (plane[1] * c - plane[0] * s)], 1)
-        under = torch.addmm(coef[:, :1], coef[:, 1:], sdf.bot_xy.T)                  # B, C
-        top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
-        gap = torch.where(valid, top - under, torch.full_like(zc, 1e3))
-        col = gap.argmin(1)
+    # find the lowest column without gradient, then differentiate only there
+    gap, first = _column_gaps(sdf, pose, codes, scales, plane, cols)
     B = codes.shape[0]
     hyp = torch.arange(B, device=codes.device)
-    z1 = sdf.bottom_at(codes, col, first[hyp, col])
+    j = gap.argmin(1)
+    col = j if cols is None else cols[j]
+    z1 = sdf.bottom_at(codes, col, first[hyp, j])
     return gap_of(z1[:, None], sdf.bot_xy[col][:, None, :])[:, 0]
 
 
 def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
                      log_scale: torch.Tensor | None, cfg, zeta: float, on=None,
-                     renderer: Renderer = render_silhouettes, clock=no_clock) -> dict[str, torch.Tensor]:
+                     renderer: Renderer = render_silhouettes, clock=no_clock,
+                     ground_cols: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Energy terms (unweighted) for hypotheses ``obj`` (B,) with poses (B, 4), normalized codes (B, d)
     and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``).
     A new term is computed here under its name and weighted in :func:`total_energy`. ``clock``: a
-    :class:`autolabel_ros.fit.stages.StageClock` that times each term's forward pass."""
+    :class:`autolabel_ros.fit.stages.StageClock` that times each term's forward pass. ``ground_cols``
+    (K,): the bottom columns the ground term searches (:func:`ground_columns`; None: all)."""
     on = set(cfg.energies if on is None else on)
     with clock('fwd.decode'):
         codes = code_n * sdf.stdev
@@ -108,7 +133,7 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
             out['surfel3d'] = surface_loss(p, n, pose, batch.pts[obj], batch.w[obj], batch.ray_o)
     if 'ground' in on and batch.ground is not None:
         with clock('fwd.ground'):
-            out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground) ** 2
+            out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground, ground_cols) ** 2
     out['shape'] = (code_n ** 2).mean(-1)
     if log_scale is not None:
         common = log_scale.mean(-1, keepdim=True)

@@ -10,6 +10,8 @@ Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette st
 small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
 ``settle_tol``): after the pruning and the coarse steps, a hypothesis whose energy has moved less than
 ``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
+Ground term: the columns near the plane found every ``ground_refresh`` steps are searched in between
+(``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
 for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from autolabel_ros.fit.batch import FitBatch
-from autolabel_ros.fit.energies import compute_energies, total_energy
+from autolabel_ros.fit.energies import compute_energies, ground_columns, total_energy
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.stages import no_clock
 
@@ -133,9 +135,9 @@ class _State:
 
 
 def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes,
-              clock=no_clock):
+              clock=no_clock, ground_cols=None):
     terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer,
-                             clock)
+                             clock, ground_cols)
     return terms, total_energy(terms, cfg)
 
 
@@ -184,12 +186,24 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     fine_from = max(n_it - cfg.fine_steps, 0)
     settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
     settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
+    use_cols = bool(cfg.ground_columns) and 'ground' in cfg.energies and batch.ground is not None
+    gcols, cols_at = None, 0      # the ground term's search columns, the step they were found at
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
         b, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
-        terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock)
+        if use_cols and (gcols is None or it - cols_at >= cfg.ground_refresh):
+            # the ground term's lowest column moves little between steps: search the columns near the
+            # plane found by a full search every ground_refresh steps (the pruning and the final energy
+            # search them all)
+            with clock('fwd.ground'):
+                p = st.p.detach()
+                gcols = ground_columns(sdf, p[:, :4], p[:, 4:4 + st.d] * sdf.stdev,
+                                       torch.exp(p[:, 4 + st.d:]) if st.has_scale else None, batch.ground,
+                                       cfg.ground_columns)
+            cols_at = it
+        terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock, gcols)
         with clock('backward' if 'mask' in on else 'backward.no_mask'):
             e.sum().backward()
         with clock('adam'):
@@ -216,6 +230,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
             keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
+            gcols = None
     if st is not None:
         st.stopped = n_it
     if settled:

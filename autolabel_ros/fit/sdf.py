@@ -160,11 +160,14 @@ class SdfModel(torch.nn.Module):
         self.bot_z = z.to(device)
         self.bot_xy = xy[keep].to(device)                                      # C, 2
 
-    def bottom_heights(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def bottom_heights(self, codes: torch.Tensor, cols: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lowest surface crossing of every kept vertical grid column, without gradient: heights (B, C)
         in the canonical frame, validity (B, C) (the column meets the shape in the slab) and the first
-        inside node (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``."""
-        return _lowest_crossings(self.bot_vol_ck, self.bot_z, codes)
+        inside node (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``. ``cols`` (K,):
+        only those columns (the results are then (B, K))."""
+        vol = self.bot_vol_ck if cols is None else self.bot_vol_ck[:, cols]
+        return _lowest_crossings(vol, self.bot_z, codes)
 
     def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
