@@ -2,20 +2,24 @@
 
     AUTOLABEL_BENCH_CACHE=... python benchmarks/tracks.py [--sequences 3] [--frames 20] [--beams 64,32]
                                                           [--out DIR] [--no-label] [--no-icp]
+                                                          [--no-refit] [--seeds 0,2]
 
 Per sequence and LiDAR (benchmarks/track_data.py: simulated, labelled per frame from the ground-truth
 boxes with oracle masks, cached) the same per-frame labels give the rows:
 
 - ``single-frame``: the labels as the per-frame pipeline gave them;
 - ``tracked (tf)``: autolabel_ros.track with the exact ego poses (what the simulator's bag carries on
-  /tf and its KITTI export as OXTS);
+  /tf and its KITTI export as OXTS), static tracks refitted on their accumulated points
+  (autolabel_ros/track/refit.py, the product's shape space and fit settings; ``--no-refit``: without);
+- ``tracked (tf), no refit``: the same without the track refit (only when the refit is on);
 - ``tracked (icp)``: the same with ego poses from scan-to-scan ICP (its drift is reported).
 
 Metrics (a prediction is paired with the ground-truth car of its prompt; interpolated boxes are not
 paired and do not enter AP, they are counted):
 flipped headings (|yaw error| > 90 deg) over pairs located within 2 m, of moving cars (speed > 0.5 m/s)
-and of all; AP3D@0.5 (R40) of cars beyond 40 m (ground truth farther than 40 m; a prediction matching
-a nearer car is ignored, an unmatched one beyond 40 m is a false positive) and of all cars; the
+and of all; AP3D@0.5 and @0.7 (R40) of cars beyond 40 m (ground truth farther than 40 m; a prediction
+matching a nearer car is ignored, an unmatched one beyond 40 m is a false positive), AP3D@0.5 of all
+cars; the
 standard deviation of a car's box length over its frames (median and max over cars seen >= 5 times);
 CLEAR-MOT MOTA and ID switches with a 2 m centre-distance match (computed here from the standard
 definitions: motmetrics would change the requirements and rebuild the environment). Writes
@@ -48,8 +52,21 @@ def frame_labels(fr: dict):
             for b, s, i, a in zip(fr['lab_box'], fr['lab_score'], fr['lab_id'], fr['lab_accepted'])]
 
 
-def run_rows(seq: list[dict], icp_row: bool = True) -> tuple[dict, dict]:
-    """Per row: list (per frame) of labels; plus the ICP drift."""
+def make_refitter():
+    """The track refit with the product's shape space and fit settings (the config the per-frame
+    labels were made with)."""
+    from autolabel_ros.config import AutolabelConfig
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.track.refit import TrackRefitter
+
+    cfg = AutolabelConfig()
+    al = Autolabeler(cfg)
+    return TrackRefitter(al.sdf, cfg.fit, al.device)
+
+
+def run_rows(seq: list[dict], icp_row: bool = True, refitter=None) -> tuple[dict, dict]:
+    """Per row: list (per frame) of labels; plus the ICP drift. With ``refitter`` the tracked rows
+    refit static tracks (track/refit.py) and ``tracked (tf), no refit`` is the same without."""
     from autolabel_ros.track.ego import drift, poses_from_icp
     from autolabel_ros.track.sequence import track_sequence
 
@@ -59,17 +76,25 @@ def run_rows(seq: list[dict], icp_row: bool = True) -> tuple[dict, dict]:
     gt_poses = [fr['T_world_lidar'] for fr in seq]
     cams = [(fr['K'], fr['T_cam_lidar'], int(fr['image_size'][0]), int(fr['image_size'][1])) for fr in seq]
     rows = {'single-frame': labels}
+    if refitter is not None:
+        rows['tracked (tf), no refit'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
+    n0, c0 = (refitter.calls, refitter.cpu_s) if refitter is not None else (0, 0.0)
     t = time.perf_counter()
-    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams).labels
+    rows['tracked (tf)'] = track_sequence(labels, stamps, gt_poses, pts, cameras=cams,
+                                          refitter=refitter).labels
     t_track = time.perf_counter() - t
+    refit_info = {}
+    if refitter is not None:
+        refit_info = {'refit_tracks': refitter.calls - n0, 'refit_cpu_s': refitter.cpu_s - c0}
     if not icp_row:
-        return rows, {'track_s_per_frame': t_track / len(seq)}
+        return rows, {'track_s_per_frame': t_track / len(seq), **refit_info}
     t = time.perf_counter()
     icp = poses_from_icp(pts)
     t_icp = time.perf_counter() - t
-    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts, cameras=cams).labels
+    rows['tracked (icp)'] = track_sequence(labels, stamps, icp.poses, pts, cameras=cams,
+                                           refitter=refitter).labels
     info = {'icp_drift': drift(icp.poses, gt_poses), 'icp_s_per_frame': t_icp / len(seq),
-            'track_s_per_frame': t_track / len(seq), 'icp_notes': icp.notes}
+            'track_s_per_frame': t_track / len(seq), 'icp_notes': icp.notes, **refit_info}
     return rows, info
 
 
@@ -109,8 +134,8 @@ def flips(seq, pairs) -> dict:
     return {k: {'flipped': v[0], 'n': v[1]} for k, v in n.items()}
 
 
-def ap3d(seq, out, far: float | None) -> dict:
-    """AP3D@0.5 R40 of ground truth beyond ``far`` metres (None: all)."""
+def ap3d(seq, out, far: float | None, thr: float = 0.5) -> dict:
+    """AP3D@``thr`` R40 of ground truth beyond ``far`` metres (None: all)."""
     from autolabel_ros.eval.iou import Boxes, iou_matrix
     from autolabel_ros.eval.kitti_eval import ap_r40
     from autolabel_ros.io.kitti_policy import kitti_predictions
@@ -128,7 +153,7 @@ def ap3d(seq, out, far: float | None) -> dict:
         iou = iou_matrix(Boxes.from_lidar(pb), Boxes.from_lidar(gt))[1] if len(gt) else np.zeros((len(pb), 0))
         used = np.zeros(len(gt), bool)
         for j in np.argsort([-lab.score for lab in preds], kind='stable'):
-            cand = np.where(~used & (iou[j] >= 0.5))[0] if len(gt) else []
+            cand = np.where(~used & (iou[j] >= thr))[0] if len(gt) else []
             in_band_pred = far is None or np.linalg.norm(pb[j, :2]) > far
             if len(cand):
                 k = cand[np.argmax(iou[j, cand])]
@@ -196,6 +221,7 @@ def clear_mot(seq, out) -> dict:
 def evaluate(seq, out) -> dict:
     pairs = _pairs(seq, out)
     return {'flips': flips(seq, pairs), 'ap_far': ap3d(seq, out, FAR_M), 'ap_all': ap3d(seq, out, None),
+            'ap_far_07': ap3d(seq, out, FAR_M, 0.7),
             'length_std': length_std(seq, pairs), 'mot': clear_mot(seq, out),
             'interpolated': sum(int(bool(lab.metrics.get('interpolated'))) for labs in out for lab in labs)}
 
@@ -208,7 +234,7 @@ def combine(results: list[dict]) -> dict:
         f = sum(r['flips'][key]['flipped'] for r in results)
         n = sum(r['flips'][key]['n'] for r in results)
         out['flips'][key] = {'flipped': f, 'n': n, 'pct': 100.0 * f / n if n else None}
-    for key in ('ap_far', 'ap_all'):
+    for key in ('ap_far', 'ap_all', 'ap_far_07'):
         n = sum(r[key]['n_gt'] for r in results)
         ok = [r for r in results if r[key]['n_gt'] and np.isfinite(r[key]['ap'])]
         n_ok = max(1, sum(r[key]['n_gt'] for r in ok))
@@ -271,8 +297,8 @@ def _fmt(v, f='{:.1f}'):
 
 
 def table(pooled: dict) -> str:
-    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.5 all '
-             '| length std median / max (cm) | MOTA | ID switches | interpolated |', '|' + '---|' * 10]
+    lines = ['| LiDAR | row | flips moving | flips all | AP3D@0.5 >40 m | AP3D@0.7 >40 m | AP3D@0.5 all '
+             '| length std median / max (cm) | MOTA | ID switches | interpolated |', '|' + '---|' * 11]
     for beams, rows in pooled.items():
         for name, r in rows.items():
             fm, fa = r['flips']['moving'], r['flips']['all']
@@ -282,7 +308,7 @@ def table(pooled: dict) -> str:
             lines.append(
                 f"| {beams} | {name} | {_fmt(fm['pct'], '{:.2f}')} % ({fm['flipped']}/{fm['n']}) "
                 f"| {_fmt(fa['pct'], '{:.2f}')} % ({fa['flipped']}/{fa['n']}) | {_fmt(r['ap_far']['ap'])} "
-                f"(n={r['ap_far']['n_gt']}) | {_fmt(r['ap_all']['ap'])} "
+                f"(n={r['ap_far']['n_gt']}) | {_fmt(r['ap_far_07']['ap'])} | {_fmt(r['ap_all']['ap'])} "
                 f"| {_fmt(ls['median_m'] and 100 * ls['median_m'])} "
                 f"/ {_fmt(ls['max_m'] and 100 * ls['max_m'])} "
                 f"| {_fmt(mot['mota'] if tracked else None, '{:.3f}')} | {mot['idsw'] if tracked else '-'} "
@@ -298,14 +324,19 @@ def main(argv=None) -> int:
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     p.add_argument('--no-label', action='store_true', help='only sequences already in the cache')
     p.add_argument('--no-icp', action='store_true', help='no tracked (icp) row (ICP is the slow part)')
+    p.add_argument('--no-refit', action='store_true', help='tracked rows without the track refit')
+    p.add_argument('--seeds', default='', help='comma-separated sequence numbers (0-based) to run, '
+                   'default all --sequences')
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     labeler = None
+    refitter = None if a.no_refit else make_refitter()
     pooled, per_seq, icp = {}, {}, {}
+    picked = [int(k) for k in a.seeds.split(',')] if a.seeds else list(range(a.sequences))
     for beams in (int(b) for b in a.beams.split(',')):
         results = {}
-        for k in range(a.sequences):
+        for k in picked:
             seed = SEQ_SEED0 + k
             if not a.no_label:
                 labeler = labeler or make_labeler()
@@ -315,7 +346,11 @@ def main(argv=None) -> int:
             except FileNotFoundError:
                 print(f'[tracks] sequence {seed} b{beams} not in the cache: skipped')
                 continue
-            rows, info = run_rows(seq, icp_row=not a.no_icp)
+            rows, info = run_rows(seq, icp_row=not a.no_icp, refitter=refitter)
+            if 'refit_tracks' in info:
+                per = info['refit_cpu_s'] / max(1, info['refit_tracks'])
+                print(f"[tracks] {seed} b{beams}: track refit of {info['refit_tracks']} static tracks, "
+                      f"{per:.2f} s thread CPU per track", flush=True)
             icp[f'{seed}_b{beams}'] = info
             for name, labs in rows.items():
                 r = evaluate(seq, labs)

@@ -349,10 +349,12 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
 
     track_info = None
     if job.tracks and records:
+        from autolabel_ros.config import load_config
         from autolabel_ros.offline import tracking
 
-        tracked, track_info, _, pose_of, thin = tracking.track_drive(job.ego, source, refs, records, labels,
-                                                                     job.progress)
+        tracked, track_info, _, pose_of, thin = tracking.track_drive(
+            job.ego, source, refs, records, labels, job.progress,
+            refitter=tracking.make_refitter(load_config(job.config)))
         labels.update(tracked)
         atomic_write_text(stage / 'kitti' / 'label_02' / '0000.txt',
                           ''.join(line + '\n' for line in tracking.tracking_lines(records, labels)))

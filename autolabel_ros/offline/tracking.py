@@ -57,8 +57,18 @@ def _given_ego(mode: str, source, refs, records):
     return None
 
 
-def track_drive(mode: str, source, refs, records, labels: dict, progress: bool = True):
-    """(tracked labels by frame index, info dict, TrackResult, ego poses, points for the figure)."""
+def make_refitter(cfg):
+    """The track refit (:mod:`autolabel_ros.track.refit`) with the run's shape space and fit settings."""
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.track.refit import TrackRefitter
+
+    al = Autolabeler(cfg)
+    return TrackRefitter(al.sdf, cfg.fit, al.device)
+
+
+def track_drive(mode: str, source, refs, records, labels: dict, progress: bool = True, refitter=None):
+    """(tracked labels by frame index, info dict, TrackResult, ego poses, points for the figure);
+    ``refitter``: the track refit of static cars (:func:`make_refitter`; None: none)."""
     from tqdm import tqdm
 
     from autolabel_ros.track.ego import poses_from_icp
@@ -100,9 +110,10 @@ def track_drive(mode: str, source, refs, records, labels: dict, progress: bool =
     recs = [by_index[r.index] for r in read]
     cams = [(np.array(r['K']), np.array(r['T_cam_lidar']), r['width'], r['height']) for r in recs]
     res = track_sequence([labels.get(r.index, []) for r in read], [r['stamp_ns'] for r in recs], poses,
-                         [crops[r.index] for r in read], cameras=cams)
+                         [crops[r.index] for r in read], cameras=cams, refitter=refitter)
     out = {r.index: labs for r, labs in zip(read, res.labels)}
     info = {'ego_source': ego.source, 'ego_notes': ego.notes, **res.summary(),
+            'refit_tracks': refitter.calls if refitter is not None else 0,
             'path_m': float(np.sum(np.linalg.norm(np.diff([T[:3, 3] for T in poses], axis=0), axis=1)))
             if len(poses) > 1 else 0.0}
     pose_of = {r.index: T for r, T in zip(read, poses)}

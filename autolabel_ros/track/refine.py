@@ -35,6 +35,7 @@ import numpy as np
 from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import wrap_angle
 from autolabel_ros.track.motion import MotionModel, rts_smooth
+from autolabel_ros.track.refit import TrackRefit
 from autolabel_ros.track.tracker import Track
 
 
@@ -59,6 +60,13 @@ class RefineSettings:
     group_radius: float = 1.5      # m: frames within this of a group's mode belong to it
     mode_bandwidth: float = 0.5    # m: kernel of the centres' density (well-seen frames agree to ~0.3 m)
     split_support: float = 0.3     # another car: its box holds >= this share of the best group's box's points
+    # the track refit (track/refit.py, when a refitter is given) of a static car: its front/back
+    # decides when the frames' vote is split (|sum of w * side| / sum of w below this: the losing
+    # side holds more than (1 - vote_margin) / 2 of the weight); its box (ground-plane centre,
+    # length, width) replaces the per-frame median when no frame saw the car fully (its best frame
+    # has fewer LiDAR points than this), where the accumulated scans hold more than any one frame
+    vote_margin: float = 0.5
+    refit_box_below: int = 200
     model: MotionModel = field(default_factory=MotionModel)
 
 
@@ -74,6 +82,7 @@ class TrackBox:
     detection: Optional[int] = None     # index of the frame's label it refines (None: interpolated)
     moving: bool = False
     speed: float = 0.0
+    refit: Optional[TrackRefit] = None   # the track's refit when its box came from it (its one shape)
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -118,7 +127,7 @@ def _static_box(track: Track, s: RefineSettings) -> tuple[np.ndarray, np.ndarray
     obs = list(track.obs.values())
     w = np.array([max(d.weight, 1e-6) for d in obs])
     c = np.array([weighted_median([d.center[k] for d in obs], w) for k in range(3)])
-    return c, track_size(track, s), _static_heading(track)
+    return c, track_size(track, s), _static_heading(track)[0]
 
 
 def box_support(center, size, yaw: float, frames, points: Callable[[int], np.ndarray],
@@ -192,13 +201,14 @@ def track_size(track: Track, s: RefineSettings) -> np.ndarray:
     return np.array([weighted_median(sizes[:, k], w[good]) for k in range(3)])
 
 
-def _static_heading(track: Track) -> float:
+def _static_heading(track: Track) -> tuple[float, float]:
+    """(heading, margin of its front/back vote: |sum of w * side| / sum of w, 1 = unanimous)."""
     obs = list(track.obs.values())
     yaw = np.array([d.yaw for d in obs])
     w = np.array([max(d.weight, 1e-6) for d in obs])
     axis = 0.5 * circular_mean(2 * yaw, w)           # the car's long axis, mod pi
     vote = np.sum(w * np.sign(np.cos(yaw - axis)))
-    return float(wrap_angle(axis if vote >= 0 else axis + np.pi))
+    return float(wrap_angle(axis if vote >= 0 else axis + np.pi)), float(abs(vote) / w.sum())
 
 
 def _moving_headings(track: Track, frames: list[int], vel: np.ndarray, s: RefineSettings) -> np.ndarray:
@@ -223,10 +233,11 @@ def _moving_headings(track: Track, frames: list[int], vel: np.ndarray, s: Refine
 
 def refine_track(track: Track, times: Sequence[float], settings: Optional[RefineSettings] = None,
                  points: Optional[Callable[[int], np.ndarray]] = None,
-                 sensor: Optional[Callable[[int], np.ndarray]] = None) -> list[TrackBox]:
+                 sensor: Optional[Callable[[int], np.ndarray]] = None, refitter=None) -> list[TrackBox]:
     """The track's boxes from its first to its last observed frame. ``points(frame)``: the world-frame
     LiDAR points of a frame (N x 3), ``sensor(frame)``: the LiDAR's world position then; both are
-    needed for the point refit."""
+    needed for the point refit. ``refitter``: a :class:`autolabel_ros.track.refit.TrackRefitter`
+    (None: no track refit)."""
     s = settings or RefineSettings()
     frames = list(range(min(track.obs), max(track.obs) + 1))
     tt = [float(times[f]) for f in frames]
@@ -264,6 +275,9 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
         # off by metres (few LiDAR points) neither move it nor vote its size and heading
         core = _sub_track(track, static_groups(track, s)[0])
         c, size, yaw = _static_box(core, s)
+        refit = None
+        if refitter is not None and points is not None and sensor is not None:
+            c, size, yaw, refit = _refit_static(track, core, c, size, yaw, points, sensor, refitter, s)
         centers = np.tile(c[:2], (len(frames), 1))
         yaws = np.full(len(frames), yaw)
         z = np.full(len(frames), c[2])
@@ -276,7 +290,32 @@ def refine_track(track: Track, times: Sequence[float], settings: Optional[Refine
     return [TrackBox(frame=f, center=centers[k], size=size.copy(), yaw=float(yaws[k]),
                      interpolated=f not in track.obs,
                      detection=track.obs[f].index if f in track.obs else None, moving=bool(moving),
-                     speed=speed) for k, f in enumerate(frames)]
+                     speed=speed, refit=None if moving else refit) for k, f in enumerate(frames)]
+
+
+def _refit_static(track: Track, core: Track, c, size, yaw: float, points, sensor, refitter,
+                  s: RefineSettings):
+    """(centre, size, heading, refit or None) of a static car after the track refit on the points of
+    all its frames (seeded at its static box, both headings): the refit's front/back when the frames'
+    vote is split, its ground-plane box when no frame saw the car fully (the height stays the frames':
+    without the silhouette the refit has nothing above the highest scan line)."""
+    frames = sorted(track.obs)
+    fits = refitter.refit(frames, np.tile(c, (len(frames), 1)), np.full(len(frames), yaw), size, points,
+                          sensor, both_headings=True)
+    if not fits:
+        return c, size, yaw, None
+    margin = _static_heading(core)[1]
+    best = min(fits, key=lambda k: fits[k].energy)
+    fit = fits[best] if margin < s.vote_margin else fits.get('forward')
+    if fit is None:
+        return c, size, yaw, None
+    if max(d.n_points for d in track.obs.values()) >= s.refit_box_below:
+        # a well-seen car keeps its box; only its front/back may turn
+        return c, size, float(wrap_angle(yaw + (np.pi if np.cos(fit.yaw) < 0 else 0.0))), None
+    c = c.copy()
+    c[:2] += rot_z(yaw)[:2, :2] @ fit.center[:2]
+    size = np.array([fit.size[0], fit.size[1], size[2]])
+    return c, size, float(wrap_angle(yaw + fit.yaw)), fit
 
 
 def _line_speed(track: Track, times, w: np.ndarray) -> tuple[float, np.ndarray]:

@@ -82,10 +82,12 @@ def _finite(lab: Label3D) -> bool:
 
 def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int], poses: Sequence[np.ndarray],
                    points: Optional[Sequence[Optional[np.ndarray]]] = None,
-                   settings: Optional[TrackSettings] = None, cameras: Optional[Sequence] = None
-                   ) -> TrackResult:
+                   settings: Optional[TrackSettings] = None, cameras: Optional[Sequence] = None,
+                   refitter=None) -> TrackResult:
     """``points[f]``: frame f's LiDAR points (LiDAR frame) for the weights and the point refit;
-    ``cameras[f]``: (K, T_cam_lidar, width, height) to recognise cars cut by the image border."""
+    ``cameras[f]``: (K, T_cam_lidar, width, height) to recognise cars cut by the image border;
+    ``refitter``: a :class:`autolabel_ros.track.refit.TrackRefitter` for the track refit of static
+    cars (needs ``points``; None: none)."""
     s = settings or TrackSettings()
     n = len(labels)
     if not (len(stamps_ns) == len(poses) == n):
@@ -107,7 +109,8 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
                                 yaw=float(wrap_angle(lab.yaw + yaw_of(T))), score=float(lab.score),
                                 accepted=bool(lab.accepted),
                                 r=detection_noise(np.linalg.norm(lab.center[:2])),
-                                weight=label_weight(lab, npts, is_truncated(lab, cameras and cameras[f]))))
+                                weight=label_weight(lab, npts, is_truncated(lab, cameras and cameras[f])),
+                                n_points=int(npts if npts is not None else lab.metrics.get('n_points', 0))))
         dets.append(fd)
     tracks = track_detections(dets, times, s.tracker)
 
@@ -128,7 +131,8 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
             tr.id = k + 1
 
     boxes = {tr.id: refine_track(tr, times, s.refine, points=world_pts,
-                                 sensor=(lambda f: poses[f][:3, 3]) if world_pts else None) for tr in tracks}
+                                 sensor=(lambda f: poses[f][:3, 3]) if world_pts else None,
+                                 refitter=refitter if world_pts else None) for tr in tracks}
     out: list[list[Label3D]] = [[] for _ in range(n)]
     for tr in tracks:
         for f, lab in _track_labels(tr, boxes[tr.id], labels, poses):
@@ -145,20 +149,28 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
     best_f = max(tr.obs, key=lambda f: (tr.obs[f].weight, -f))
     best = labels[best_f][tr.obs[best_f].index]
     best_box = next(b for b in boxes if b.frame == best_f)
-    shape = _shape_in_object_frame(best, best_box, poses[best_f])
+    refit = boxes[0].refit if boxes else None
+    faces = best.mesh.faces if best.mesh is not None else None
+    latent = best.latent
+    if refit is not None and refit.unit_shape is not None:
+        # the track refit's mesh is the track's one shape
+        shape, faces, latent = refit.unit_shape, refit.faces, refit.code
+    else:
+        shape = _shape_in_object_frame(best, best_box, poses[best_f])
     for b in boxes:
         T_lw = invert_transform(poses[b.frame])
         c = transform_points(T_lw, b.center[None])[0]
         yaw = float(wrap_angle(b.yaw + yaw_of(T_lw)))
         metrics = {'track_id': tr.id, 'interpolated': int(b.interpolated), 'moving': int(b.moving),
+                   'track_refit': int(refit is not None),
                    'track_speed': round(float(b.speed), 3), 'track_length': len(tr.obs)}
         mesh = None
         if shape is not None:
             v = (shape * b.size) @ rot_z(yaw).T + c
-            mesh = Mesh(vertices=v, faces=best.mesh.faces)
+            mesh = Mesh(vertices=v, faces=faces)
         if b.interpolated:
             lab = Label3D(center=c, size=b.size, yaw=yaw, cls=best.cls, score=0.5 * score, id=tr.id,
-                          latent=best.latent, mesh=mesh, accepted=accepted,
+                          latent=latent, mesh=mesh, accepted=accepted,
                           reasons=[] if accepted else ['track_rejected'],
                           metrics={**metrics, 'n_points': 0}, sources=tuple(best.sources) + ('track',))
         else:
@@ -167,9 +179,9 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
             # no drift of the ego's height (ICP) moves
             c[2] = own.center[2] - own.size[2] / 2 + b.size[2] / 2
             if shape is not None:
-                mesh = Mesh(vertices=(shape * b.size) @ rot_z(yaw).T + c, faces=best.mesh.faces)
+                mesh = Mesh(vertices=(shape * b.size) @ rot_z(yaw).T + c, faces=faces)
             lab = replace(own, center=c, size=b.size.copy(), yaw=yaw, id=tr.id,
-                          score=max(float(own.score), score), latent=best.latent, mesh=mesh,
+                          score=max(float(own.score), score), latent=latent, mesh=mesh,
                           accepted=bool(own.accepted or accepted),
                           reasons=[] if (own.accepted or accepted) else list(own.reasons),
                           metrics={**own.metrics, **metrics, 'prompt_id': int(own.id),

@@ -35,6 +35,7 @@ class Detection:
     accepted: bool = True
     r: float = 0.3             # centre noise (m, 1 sigma): grows with range
     weight: float = 1.0        # how well the frame sees the car (size and heading votes)
+    n_points: int = 0          # LiDAR points in the label's box (grown by 0.2 m)
 
 
 @dataclass
