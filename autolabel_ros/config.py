@@ -35,7 +35,8 @@ DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet'
                      'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
 ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
+                'end_look')
 METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
@@ -127,6 +128,10 @@ class FitConfig:
                                 'only)', min=0.0)
     w_lane: float = param(0.005, 'front/back cue weight: the heading of better-seen parallel cars within '
                                  'half a lane, for cars with few points (fit/heading.py lane_votes)', min=0.0)
+    w_end_look: float = param(0.02, 'front/back cue weight: the look of the visible end (front or rear) read '
+                                    'by fit/end_look_model.py, trained on the procedural simulator (with '
+                                    'end_look in heading_cues; off by default, README "Front/back cues")',
+                              min=0.0)
     w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
                               'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',
@@ -299,6 +304,12 @@ class CssConfig:
                                       'method: at weight 1 they cost AP3D@0.7 on the simulator sets '
                                       '(docs/SDFLABEL.md)',
                             items=('sdflabel', 'hybrid', 'none'))
+    cue_tiebreak: list = param(['hybrid'], "methods whose CSS front/back cue only breaks ties the "
+                                           'other heading cues leave (never overturns their choice: the '
+                                           "network reads real cars' ends far worse than simulated ones, "
+                                           'docs/SDFLABEL.md); for the others it votes with weight '
+                                           'fit.w_css; none = all vote',
+                               items=('slf', 'sdflabel', 'hybrid', 'none'))
 
 
 @dataclass

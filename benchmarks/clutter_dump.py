@@ -28,19 +28,61 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.fit_dump import code_version  # noqa: E402
 from benchmarks.run_all import CACHE, CachedSegmenter, apollo_root, sim_root  # noqa: E402
 
-SETS = {'sim': ('sim64', sim_root(64)), 'apollo': ('apollo64', apollo_root())}
+SETS = {'sim': ('sim64', sim_root(64)), 'apollo': ('apollo64', apollo_root()),
+        'kitti': ('kitti', ROOT.parent / 'shared' / 'data' / 'kitti_object' / 'training')}
+# KITTI is dumped to check the accept decision on real clutter (calibrate_accept.py holds it out), never
+# to train on
 FRAMES = 12                # scenes 0..11 of each set (training scenes of calibrate_accept.py)
 # the fused prompts (default config) and, besides, every LiDAR proposal they do not cover: the
 # simulator's detector rarely fires on its clutter, the LiDAR proposals do (walls, bushes, poles), and
 # these are the negatives wanted
 CONFIG: dict = {}
+# detector-like false prompts on the simulator sets: the shipped SSD rarely fires on the simulator's
+# clutter, while a real detector's false boxes are car-sized boxes on the background beside cars (KITTI:
+# on a fence, a cyclist, a dark gap between parked cars). Each car's box (>= MIN_SHIFT_HEIGHT px tall)
+# moved sideways by SHIFT times its width, kept when it overlaps no car, no DontCare region and no
+# other prompt (2D IoU < MAX_SHIFT_OVERLAP); one per car, the side drawn per frame. Not on KITTI.
+SHIFT, MIN_SHIFT_HEIGHT, MAX_SHIFT_OVERLAP = 1.25, 25.0, 0.1
 
 
-def version() -> str:
+def version(name: str = 'sim') -> str:
     h = hashlib.sha1(code_version().encode())
     h.update((ROOT / 'autolabel_ros' / 'fit' / 'heading_model.py').read_bytes())
     h.update(repr(CONFIG).encode())
+    if name != 'kitti':
+        h.update(repr((SHIFT, MIN_SHIFT_HEIGHT, MAX_SHIFT_OVERLAP)).encode())
     return h.hexdigest()[:16]
+
+
+def shifted_boxes(cars: list, others: list, width: int, height: int, seed: int) -> list[np.ndarray]:
+    """Detector-like false boxes: each car box in ``cars`` moved sideways by SHIFT of its width (inside
+    the image), kept when its 2D IoU with every box of ``cars`` + ``others`` (DontCare, prompts) and with
+    the boxes kept so far stays below MAX_SHIFT_OVERLAP."""
+    from autolabel_ros.proposals.fusion import iou_matrix
+    rng = np.random.default_rng(seed)
+    out: list = []
+    for b in cars:
+        b = np.asarray(b, float)
+        w = b[2] - b[0]
+        if b[3] - b[1] < MIN_SHIFT_HEIGHT:
+            continue
+        for side in rng.permutation([-1.0, 1.0]):
+            c = b + side * SHIFT * w * np.array([1.0, 0.0, 1.0, 0.0])
+            if c[0] < 0 or c[2] > width or c[3] > height:
+                continue
+            ref = [np.asarray(x, float) for x in list(cars) + list(others)] + out
+            if iou_matrix(c[None], np.array(ref))[0].max() < MAX_SHIFT_OVERLAP:
+                out.append(c)
+                break
+    return out
+
+
+def frame_ids(name: str, n_frames: int) -> list[str]:
+    """Scenes 0..n_frames-1 of a simulator set; every labelled frame of KITTI."""
+    if name == 'kitti':
+        data = Path(SETS[name][1])
+        return sorted(p.stem for p in (data / 'label_2').glob('*.txt')) if data.is_dir() else []
+    return [f'{k:06d}' for k in range(n_frames)]
 
 
 def dump_dir(name: str) -> Path:
@@ -95,7 +137,7 @@ def label_record(fid, ev, fit, label, image_hw, gts, dontcare) -> dict:
     return rec
 
 
-def dump_frame(al, ds, fid: str, detector, seg) -> list[dict]:
+def dump_frame(al, ds, fid: str, detector, seg, name: str = 'sim') -> list[dict]:
     from autolabel_ros.core.types import Prompt
     from autolabel_ros.proposals import fused_prompts, lidar_prompts, reject_duplicates
     from autolabel_ros.proposals.fusion import iou_matrix
@@ -108,6 +150,14 @@ def dump_frame(al, ds, fid: str, detector, seg) -> list[dict]:
         extra = [p for p, i in zip(extra, iou.max(1)) if i < 0.5]
     prompts = prompts + [Prompt(id=len(prompts) + k, box=p.box, cls=p.cls, score=p.score, sources=('lidar',))
                          for k, p in enumerate(extra)]
+    if name != 'kitti':
+        cars = [g[0] for g in _gt_cars(ds, fid, calib)]
+        dc = [np.asarray(o.bbox, float) for o in ds.labels(fid) if o.type == 'DontCare']
+        h, w = frame.image.shape[:2]
+        fake = shifted_boxes(cars, dc + [p.box for p in prompts], w, h, int(fid))
+        # tagged 'detector' (a detector's box: not amodal, fit/lift.py) and 'shifted'
+        prompts = prompts + [Prompt(id=len(prompts) + k, box=b, cls='Car', score=0.5,
+                                    sources=('detector', 'shifted')) for k, b in enumerate(fake)]
     if not prompts:
         return []
     seen = {}
@@ -142,8 +192,8 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
     from autolabel_ros.pipeline import Autolabeler
     from autolabel_ros.proposals import fused_detector_config
     torch.set_num_threads(1)
-    v = version()
     for name in names:
+        v = version(name)
         dataset, data = SETS[name]
         if not Path(data).is_dir():
             print(f'[clutter {name}] skipped: {data} not found')
@@ -158,8 +208,8 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
         out = dump_dir(name)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        for k in range(n_frames):
-            fid = f'{k:06d}'
+        fids = frame_ids(name, n_frames)
+        for k, fid in enumerate(fids):
             path = out / f'{fid}.pkl'
             if path.exists() and not force:
                 with open(path, 'rb') as fh:
@@ -167,11 +217,11 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
                         continue
             if detector is None:
                 detector = make_detector(fused_detector_config(cfg), 'cpu')
-            recs = dump_frame(al, ds, fid, detector, seg)
+            recs = dump_frame(al, ds, fid, detector, seg, name)
             with open(path, 'wb') as fh:
                 pickle.dump({'version': v, 'objects': recs}, fh)
             if progress:
-                print(f'[clutter {name}] {k + 1}/{n_frames} {fid}: {len(recs)} labels, '
+                print(f'[clutter {name}] {k + 1}/{len(fids)} {fid}: {len(recs)} labels, '
                       f'{sum(not r["on_car"] and not r["ignored"] for r in recs)} on no car '
                       f'({time.perf_counter() - t0:.0f} s)', flush=True)
 
@@ -179,8 +229,8 @@ def run(names, n_frames: int = FRAMES, force: bool = False, progress: bool = Tru
 def load(name: str, n_frames: int = FRAMES) -> list[dict]:
     """Every label record of a dumped set (the frames dumped so far)."""
     recs = []
-    for k in range(n_frames):
-        path = dump_dir(name) / f'{k:06d}.pkl'
+    for fid in frame_ids(name, n_frames):
+        path = dump_dir(name) / f'{fid}.pkl'
         if path.exists():
             with open(path, 'rb') as fh:
                 recs += pickle.load(fh)['objects']

@@ -1,4 +1,4 @@
-"""The MobileSAM-embedding CSS head (css/embed_head.py) against the RGB U-Net (css/model.py).
+"""The MobileSAM-embedding CSS head (benchmarks/embed_head.py) against the RGB U-Net (css/model.py).
 
     python benchmarks/css_embed_head.py --out DIR [--frames 150] [--heldout 30] [--steps 1500]
         [--camera-scale 0.5] [--sets kitti,sim64,apollo64] [--max-frames 0]
@@ -54,18 +54,12 @@ def target_grid(nocs: np.ndarray, mask: np.ndarray, grid: int = 8):
 def make_chunks(seeds, out: Path, scale: float, seg, log=print, chunk: int = 10) -> list[Path]:
     import torch
 
-    from autolabel_ros.css.embed_head import roi_features
+    from autolabel_ros.core.npz_chunks import write_npz_chunks
     from autolabel_ros.sim.nocs import frame_image_samples
     from autolabel_ros.sim.sensors import Camera
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(0, len(seeds), chunk):
-        part = seeds[i:i + chunk]
-        path = out / f'emb_{part[0]}_{len(part)}_s{scale:g}.npz'
-        paths.append(path)
-        if path.exists():
-            continue
-        t0 = time.perf_counter()
+    from benchmarks.embed_head import roi_features
+
+    def build(part: list) -> dict:
         rec = {k: [] for k in ('feat', 'mgrid', 'tnocs', 'tvalid', 'dims', 'facing', 'rgb', 'mask', 'nocs')}
         for seed in part:
             rng = np.random.default_rng([seed, 7])
@@ -87,10 +81,12 @@ def make_chunks(seeds, out: Path, scale: float, seg, log=print, chunk: int = 10)
                 rec['rgb'].append(jitter_patch(image, s.window))
                 rec['mask'].append(s.mask)
                 rec['nocs'].append(s.nocs.astype(np.float16))
-        if rec['feat']:
-            np.savez(path, **{k: np.stack(v) for k, v in rec.items()})
-        log(f'{path.name}: {len(rec["feat"])} cars, {time.perf_counter() - t0:.0f} s')
-    return [p for p in paths if p.exists()]
+        return {k: np.stack(v) for k, v in rec.items()} if rec['feat'] else {}
+
+    def name(part: list) -> str:
+        return f'emb_{part[0]}_{len(part)}_s{scale:g}.npz'
+
+    return write_npz_chunks(seeds, out, chunk, name, build, compress=False, unit='cars', log=log)
 
 
 def jitter_patch(image, window):
@@ -107,7 +103,7 @@ def load(paths) -> dict:
 def train_head(data: dict, steps: int, lr: float = 2e-3, batch: int = 64, seed: int = 0, log=print):
     import torch
 
-    from autolabel_ros.css.embed_head import EmbedHead
+    from benchmarks.embed_head import EmbedHead
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.cat([torch.from_numpy(data['feat']).float(),
@@ -176,7 +172,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    from autolabel_ros.css.embed_head import EmbedCssPredictor, save_head
+    from benchmarks.embed_head import EmbedCssPredictor, save_head
     from autolabel_ros.segment.sam import SamSegmenter
     out = Path(a.out)
     seg = SamSegmenter('mobile_sam', device='cpu')

@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
-ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
+ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
+            'end_look')
 # bump when what cue_records computes changes (the cached cue values are recomputed)
 CUES_VERSION = 2
 NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
@@ -96,7 +97,8 @@ def alt_check(al, a, rec: dict, scan: np.ndarray) -> dict:
 
 def cue_records(name: str) -> list[dict]:
     """The dumped records of a set with every cue's value in each hypothesis' terms (cached; the
-    profile cue, cheap and refitted by calibrate_heading.py, is recomputed on every call)."""
+    profile and end-look cues, cheap and refitted by calibrate_heading.py / train_end_look.py, are
+    recomputed on every call)."""
     from autolabel_ros.config import from_dict
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.pipeline import Autolabeler
@@ -137,21 +139,34 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
     from autolabel_ros.fit.heading import profile_cue, profile_features
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.fit.end_look import end_look_cues
+    from autolabel_ros.io.kitti import read_image
     al = Autolabeler(from_dict({}))
     ds = KittiObjectDataset(SETS[name][1])
-    cams = {}
+    cams, image = {}, {}
     for r in recs:
-        if r['frame'] not in cams:
-            cams[r['frame']] = (np.linalg.inv(ds.calib(r['frame']).T_cam_lidar) @ [0.0, 0.0, 0.0, 1.0])[:3]
-        cam = cams[r['frame']]
-        for d, size in zip(r['alts'], al.fitter.cue_sizes(alt_fits(r))):
+        fid = r['frame']
+        if fid not in cams:
+            calib = ds.calib(fid)
+            cams = {fid: (np.linalg.inv(calib.T_cam_lidar) @ [0.0, 0.0, 0.0, 1.0])[:3]}
+            image = {fid: (read_image(Path(SETS[name][1]) / 'image_2' / f'{fid}.png'), calib)}
+        cam = cams[fid]
+        im, calib = image[fid]
+        sizes = al.fitter.cue_sizes(alt_fits(r))
+        look = (end_look_cues(im, calib.K, calib.T_cam_lidar, cam, [d['pose'] for d in r['alts']], sizes,
+                              len(r['points']), r['occluded_share'])
+                if len(r['alts']) > 1 else [0.0] * len(r['alts']))
+        for d, size, v in zip(r['alts'], sizes, look):
             d['profile_x'], d['facing'] = profile_features(r['points'], d['pose'], size, cam)
             d['terms']['cue_profile'] = profile_cue(r['points'], d['pose'], size, cam, coef, intercept)
+            d['terms']['cue_end_look'] = v
     return recs
 
 
-def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> list[dict]:
-    """Per record: the chosen hypothesis' index, whether it is flipped, its flip margin and heading logit."""
+def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0,
+           tiebreak: tuple = ()) -> list[dict]:
+    """Per record: the chosen hypothesis' index, whether it is flipped, its flip margin and heading logit
+    (``tiebreak``: cues that only break the others' ties, fit/heading.py pick)."""
     from autolabel_ros.fit.heading import choose
     out = []
     by_frame: dict = {}
@@ -159,7 +174,7 @@ def decide(recs: list[dict], cues, weights: dict, w_select_iou: float = 0.0) -> 
         by_frame.setdefault(r['frame'], []).append(r)
     for rs in by_frame.values():
         fits = [alt_fits(r)[0] for r in rs]
-        chosen = choose(copy.deepcopy(fits), cues, weights, w_select_iou)
+        chosen = choose(copy.deepcopy(fits), cues, weights, w_select_iou, tiebreak)
         for r, f in zip(rs, chosen):
             k = next(i for i, a in enumerate(f.alternatives) if a is f)
             out.append(dict(index=k, flipped=bool(np.cos(f.pose[3] - r['gt']['yaw']) < 0),
@@ -172,7 +187,7 @@ def default_weights() -> dict:
     fc = from_dict({}).fit
     return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
             'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-            'lane': fc.w_lane, 'css': fc.w_css}
+            'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look}
 
 
 def rows(weights: dict) -> list[tuple[str, list]]:
@@ -188,10 +203,13 @@ def table(sets, weights: dict) -> list[str]:
     data = {s: cue_records(s) for s in sets}
     head = '| cues | ' + ' | '.join(f'{NAMES[s]}: flips / cars' for s in sets) + ' |'
     lines = [head, '|---' * (len(sets) + 1) + '|']
-    for label, cues in rows(weights) + [(f'default ({", ".join(default)})', default)]:
+    extra = [(f'default ({", ".join(default)})', default, ()),
+             ('default + css voting (method hybrid before css.cue_tiebreak)', list(default) + ['css'], ()),
+             ('default + css breaking ties (method hybrid)', list(default) + ['css'], ('css',))]
+    for label, cues, tiebreak in [(lb, c, ()) for lb, c in rows(weights)] + extra:
         cells = []
         for s in sets:
-            d = decide(data[s], cues, weights)
+            d = decide(data[s], cues, weights, tiebreak=tiebreak)
             n = sum(x['flipped'] for x in d)
             cells.append(f'{n} / {len(d)} ({100 * n / max(len(d), 1):.1f} %)')
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
@@ -204,7 +222,7 @@ GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 
         'mean_shape': [0.25, 0.5, 1.0, 2.0, 4.0], 'shape_code': [0.005, 0.01, 0.02, 0.05, 0.1],
         'profile': [0.01, 0.02, 0.05, 0.1, 0.2], 'neighbours': [0.005, 0.01, 0.02, 0.05],
         'lane': [0.005, 0.01, 0.02, 0.05, 0.1],
-        'css': [0.01, 0.02, 0.05, 0.1, 0.2]}
+        'css': [0.01, 0.02, 0.05, 0.1, 0.2], 'end_look': [0.005, 0.01, 0.02, 0.05, 0.1]}
 
 
 def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:
@@ -238,6 +256,24 @@ def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:
     return w
 
 
+def tiebreak_sweep(sets, margins=(0.0, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, float('inf'))) -> None:
+    """Flips per set of the default cues with css breaking ties below each margin (inf: css votes on
+    every object at fit.w_css, as method hybrid did before css.cue_tiebreak)."""
+    import autolabel_ros.fit.heading as heading
+    from autolabel_ros.config import from_dict
+    w = default_weights()
+    cues = list(from_dict({}).fit.heading_cues) + ['css']
+    data = {s: cue_records(s) for s in sets}
+    keep = heading.TIEBREAK_UNDECIDED
+    try:
+        for m in margins:
+            heading.TIEBREAK_UNDECIDED = m
+            flips = {s: sum(x['flipped'] for x in decide(data[s], cues, w, tiebreak=('css',))) for s in sets}
+            print(f'css breaks ties below margin {m:g}: ' + ', '.join(f'{s} {n}' for s, n in flips.items()))
+    finally:
+        heading.TIEBREAK_UNDECIDED = keep
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sets', default='sim,apollo,kitti')
@@ -245,8 +281,14 @@ def main(argv=None):
     p.add_argument('--search', action='store_true',
                    help='choose the weights on sim + apollo (printed), then check on kitti')
     p.add_argument('--cues', default=','.join(ALL_CUES), help='cues the search may turn on')
+    p.add_argument('--tiebreak-sweep', action='store_true',
+                   help="flips of the default cues + css as a tie-breaker per margin (fit/heading.py "
+                   'TIEBREAK_UNDECIDED): choose on sim + apollo, check on kitti')
     a = p.parse_args(argv)
     sets = [s for s in a.sets.split(',') if s]
+    if a.tiebreak_sweep:
+        tiebreak_sweep(sets)
+        return
     if a.search:
         search([s for s in sets if s != 'kitti'], [s for s in sets], cues=[c for c in a.cues.split(',') if c])
         return

@@ -335,6 +335,9 @@ def method_rows(base: dict, prefix: str) -> list[dict]:
     """The SDFLabel methods beside the default (slf = the full row): hybrid (Segment-Lift-Fit +
     Procrustes hypothesis + CSS front/back cue) and sdflabel (the Procrustes pose as the only init)."""
     rows = [dict(base, name=f'{prefix}: method {m}', config={'method': m}) for m in ('hybrid', 'sdflabel')]
+    # hybrid before css.cue_tiebreak: the CSS cue votes on every object (weight fit.w_css)
+    rows.append(dict(base, name=f'{prefix}: method hybrid, CSS cue votes',
+                     config={'method': 'hybrid', 'css': {'cue_tiebreak': ['none']}}))
     # SDFLabel's surfel losses (fit/surfels.py, off by default) on for sdflabel and for hybrid
     rows.append(dict(base, name=f'{prefix}: method sdflabel, surfel losses',
                      config={'method': 'sdflabel', 'css': {'nocs_loss': ['sdflabel']}}))

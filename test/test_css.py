@@ -194,7 +194,7 @@ def test_embedding_head_reads_the_window_of_the_object(tmp_path):
     """The MobileSAM-embedding head: RoIAlign takes the embedding cells under the patch window (SAM's
     resize: long side 1024, 16 px cells), the mask grid is the mask's share per cell, and the saved
     head loads with weights_only and maps features to NOCS in [0, 1]."""
-    from autolabel_ros.css.embed_head import EmbedHead, load_head, mask_grid, roi_features, save_head
+    from benchmarks.embed_head import EmbedHead, load_head, mask_grid, roi_features, save_head
     feats = torch.zeros(1, 256, 64, 64)
     feats[0, 5, 10:14, 20:24] = 1.0                 # cells 20..23 x 10..13 = resized px 320..384 x 160..224
     s = 1024 / 2048                                  # a 2048 x 600 image: image px = 2 x resized px

@@ -71,8 +71,8 @@ def test_real_samples_make_about_half_of_the_mix():
     assert len(m['rgb']) == n_real + 95 and 0.4 < n_real / len(m['rgb']) < 0.6
     assert mixed(real, None) is real
     t = table([{'loop': 0, 'level': '-', '3D@0.5_mod': 80.0, '3D@0.7_mod': 40.0, 'BEV@0.7_mod': 60.0,
-                '3D@0.5_easy': 90.0, 'flip_rate': 0.25, 's_per_instance': 1.5}])
-    assert '| 0 | - | - | 90.0 | 80.0 | 40.0 | 60.0 | 25.0 % | 1.50 |' in t
+                '3D@0.5_easy': 90.0, 'flip_rate': 0.25, 'css_frontback': 0.75, 's_per_instance': 1.5}])
+    assert '| 0 | - | - | 90.0 | 80.0 | 40.0 | 60.0 | 25.0 % | 75.0 % | 1.50 |' in t
 
 
 def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
@@ -134,3 +134,48 @@ def test_result_cache_keys_on_weights_and_config_and_reuses_training(tmp_path):
     assert trained_losses(wpath, 'key') is None
     save_weights(CssNet(width=4), wpath, {'train_key': 'key', 'losses': '[0.5, 0.25]'})
     assert trained_losses(wpath, 'key') == [0.5, 0.25] and trained_losses(wpath, 'other') is None
+
+
+def test_only_likely_right_labels_with_a_decided_heading_teach_the_network():
+    """A pseudo-label's NOCS targets teach its heading: the curriculum keeps the accepted labels whose
+    calibrated P(right) and heading confidence are both high (inf: no hypothesis the other way)."""
+    from autolabel_ros.curriculum.loop import CurriculumSettings, verified
+    st = CurriculumSettings(min_right=0.8, min_heading_logit=1.0)
+
+    def lab(conf, logit):
+        return Label3D(center=np.zeros(3), size=np.ones(3), yaw=0.0, cls='Car',
+                       metrics={'confidence': conf, 'heading_logit': logit})
+    assert verified(lab(0.9, 2.5), st) and verified(lab(0.9, float('inf')), st)
+    assert not verified(lab(0.7, 2.5), st)            # likely wrong
+    assert not verified(lab(0.95, 0.3), st)           # front/back undecided
+    assert not verified(lab(0.95, float('nan')), st)
+    assert not verified(Label3D(center=np.zeros(3), size=np.ones(3), yaw=0.0, cls='Car'), st)
+    assert CurriculumSettings().label_method == 'slf'
+
+
+def test_network_ends_score_every_car_whose_end_faces_the_camera(kitti_training):
+    """The curriculum's direct measure of the network: per ground-truth car with an end towards the
+    camera, whether the NOCS read that end right (a perfect read gives all True, its mirror all False)."""
+    from autolabel_ros.css.cue import hypothesis_facing
+    from autolabel_ros.curriculum.loop import network_ends
+    from autolabel_ros.io.kitti import KittiObjectDataset, kitti_to_label3d
+    ds = KittiObjectDataset(kitti_training)
+    for fid in ds.frame_ids:            # the first frame with two cars seen end-on
+        frame, calib, objs = ds.load_frame(fid), ds.calib(fid), ds.labels(fid)
+        prompts = ds.prompts(fid, mode='gt-boxes')
+        facing = [hypothesis_facing(np.r_[g.center, g.yaw], frame.T_cam_lidar)
+                  for g in (kitti_to_label3d(objs[p.id], calib) for p in prompts)]
+        if sum(abs(f) > 0.3 for f in facing) >= 2:
+            break
+
+    class Oracle:     # a known-answer reader: each car's end from its ground truth (or its mirror)
+        def __init__(self, sign):
+            self.sign = sign
+
+        def predict(self, image, masks):
+            return [type('P', (), {'facing': lambda s, f=f: self.sign * f})() for f in facing]
+    masks = [None] * len(prompts)
+    n_ends = sum(abs(f) > 0.3 for f in facing)
+    assert n_ends >= 2
+    assert network_ends(Oracle(1.0), frame, prompts, masks, objs, calib) == [True] * n_ends
+    assert network_ends(Oracle(-1.0), frame, prompts, masks, objs, calib) == [False] * n_ends

@@ -209,6 +209,24 @@ def test_point_cover_tells_a_box_the_scan_spans_from_one_seen_on_a_single_end():
     assert point_cover(rear[:1], box) == (0.0, 0.0)
 
 
+def test_points_outside_box_rejects_a_car_sized_box_on_part_of_a_longer_structure():
+    from autolabel_ros.fit.verify import inside_share, points_outside_box
+    rng = np.random.default_rng(1)
+    box = np.array([20.0, 5.0, -1.0, 4.2, 1.8, 1.5, np.pi / 2])     # length along +y
+    # a car's scan: its near side and rear, all in the box
+    car = np.stack([np.full(150, 19.2), rng.uniform(3.0, 7.0, 150), rng.uniform(-1.6, -0.4, 150)], 1)
+    assert inside_share(car, box) == 1.0 and not points_outside_box(car, box)
+    # a 10 m fence the box was fitted to the middle of: 58 % of its points lie beside the box
+    fence = np.stack([np.full(200, 19.2), np.linspace(0.0, 10.0, 200), np.full(200, -1.0)], 1)
+    assert inside_share(fence, box) == pytest.approx(0.48, abs=0.02) and points_outside_box(fence, box)
+    # a 4-point car with one stray return (25 % out): too few points out to decide
+    few = np.concatenate([car[:3], [[24.0, 5.0, -1.0]]])
+    assert inside_share(few, box) == 0.75 and not points_outside_box(few, box)
+    # within the margin (0.3 m) counts as inside; no points contradict nothing
+    assert inside_share(np.array([[20.0, 7.3, -1.0]]), box) == 1.0
+    assert inside_share(np.zeros((0, 3)), box) == 1.0
+
+
 def test_hypothesis_agreement_reads_how_decided_the_placement_is():
     from autolabel_ros.fit.verify import hypothesis_agreement
     me = np.array([20.0, 5.0, -1.0, 0.3])
@@ -268,3 +286,22 @@ def test_heading_logit_weighs_the_flip_pair_terms():
     out = heading.choose([f], ['lamps'], {'lamps': 0.2}, 0.0)[0]
     k = next(i for i, a in enumerate(out.alternatives) if a is out)
     assert out.terms['heading_logit'] == pytest.approx(heading.heading_logit(out.alternatives, k))
+
+
+def test_a_tiebreak_cue_decides_near_ties_and_never_overturns_a_choice():
+    """css with method hybrid: the network's front/back read breaks ties the other cues leave and
+    cannot overturn a decided choice (it votes with the full weight when it is not a tie-breaker)."""
+    def with_css(f):
+        for a in f.alternatives:                  # the network says the car heads -x
+            a.terms['cue_css'] = 1.0 if np.cos(a.pose[3]) > 0 else -1.0
+        return f
+    w = {'css': 0.5}
+    decided = with_css(_pair(10, 0, 0.0, 0.10, 0.15, 0))     # the energy says +x, clearly
+    assert np.cos(heading.choose([decided], ['css'], w, 0.0, tiebreak=('css',))[0].pose[3]) > 0
+    decided = with_css(_pair(10, 0, 0.0, 0.10, 0.15, 0))
+    assert np.cos(heading.choose([decided], ['css'], w, 0.0)[0].pose[3]) < 0          # voting: overturned
+    tie = with_css(_pair(10, 0, 0.0, 0.1000, 0.1005, 0))     # +x by 0.0005: undecided
+    out = heading.choose([tie], ['css'], w, 0.0, tiebreak=('css',))[0]
+    assert np.cos(out.pose[3]) < 0 and out.terms['flip_margin'] == pytest.approx(0.9995)
+    tie = with_css(_pair(10, 0, 0.0, 0.1000, 0.1005, 0))
+    assert np.cos(heading.choose([tie], ['none'], w, 0.0, tiebreak=('css',))[0].pose[3]) > 0    # cue off

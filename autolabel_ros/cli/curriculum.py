@@ -4,6 +4,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
     autolabel-curriculum --logs DRIVE_OR_BAG [...] --out RUN_DIR [--eval KITTI_OBJECT_DIR]
         [--eval-frames 000001,000003] [--loops 2] [--levels easy,moderate] [--steps 150]
         [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
+        [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -38,10 +39,19 @@ def main(argv=None) -> int:
                     'ground-truth boxes (KITTI object folders, simulator bags)')
     ap.add_argument('--min-confidence', type=float, default=0.5,
                     help='verified = accepted with this confidence')
+    ap.add_argument('--min-right', type=float, default=0.8,
+                    help="verified = also this calibrated P(right) (the label's metrics['confidence'])")
+    ap.add_argument('--min-heading-logit', type=float, default=1.0,
+                    help='verified = also this front/back confidence (heading_logit; 1.0 = decided)')
+    ap.add_argument('--label-method', choices=('slf', 'hybrid', 'sdflabel'), default='slf',
+                    help='the pseudo-labeler (slf: headings that do not come from the network being trained)')
     ap.add_argument('--init', default='', help='starting weights (default: the packaged simulator weights)')
     ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--train-seed', type=int, default=None,
+                    help='fine-tuning seed (default: --seed); rerun a folder with another to measure '
+                    'its noise')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
@@ -75,7 +85,9 @@ def main(argv=None) -> int:
     st = CurriculumSettings(loops=a.loops, levels=tuple(s.strip() for s in a.levels.split(',') if s.strip()),
                             steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
-                            seed=a.seed)
+                            min_right=a.min_right, min_heading_logit=a.min_heading_logit,
+                            label_method=a.label_method, seed=a.seed,
+                            train_seed=a.train_seed)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:

@@ -10,13 +10,13 @@ dilation of the mask (SAM's masks are not exact). Runs for a fixed number of ste
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autolabel_ros.core.train_clock import TrainClock
 from autolabel_ros.css.model import CssNet
 
 
@@ -122,7 +122,7 @@ def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2
         opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(k, steps) / max(steps, 1))))
     n = len(data['rgb'])
     weights = balance_weights(data['facing']) if balance else None
-    t0 = time.perf_counter()
+    clock = TrainClock(steps, minutes, log_every, log)
     losses = []
     for step in range(steps):
         if weights is None:
@@ -136,11 +136,9 @@ def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if log and (step % log_every == 0 or step == steps - 1):
-            log(f'step {step:5d}  loss {np.mean(losses[-log_every:]):.4f}  nocs_l1 {parts["nocs_l1"]:.4f}  '
-                f'dims_l1 {parts["dims_l1"]:.4f}  {time.perf_counter() - t0:.0f} s')
-        if time.perf_counter() - t0 > minutes * 60:
-            if log:
-                log(f'time limit after {step + 1} steps')
+        if clock.due(step):
+            clock.report(f'step {step:5d}  loss {np.mean(losses[-log_every:]):.4f}  '
+                         f'nocs_l1 {parts["nocs_l1"]:.4f}  dims_l1 {parts["dims_l1"]:.4f}')
+        if clock.expired(step):
             break
     return net.eval(), losses

@@ -1,12 +1,15 @@
 """The curriculum loop (SDFLabel section 6, ``autolabel-curriculum``).
 
 Loop k (level ``levels[k-1]``, the last one repeating):
-1. autolabel every frame of the unlabeled logs with ``method: sdflabel`` and the current network
-   (prompts from the detector fused with the LiDAR proposals, or the LiDAR proposals alone, or the
-   logs' own ground-truth boxes where they have them; the prompts of a frame are computed once per
-   run, its SAM masks once per output folder (``masks/``), reused by every loop and every rerun);
-2. keep the accepted labels of the level (:mod:`autolabel_ros.curriculum.levels`) and render their NOCS
-   targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
+1. autolabel every frame of the unlabeled logs with the pseudo-labeler (``label_method``: ``slf`` by
+   default, whose headings do not come from the network being trained; ``sdflabel`` / ``hybrid`` use
+   the current network) (prompts from the detector fused with the LiDAR proposals, or the LiDAR
+   proposals alone, or the logs' own ground-truth boxes where they have them; the prompts of a frame
+   are computed once per run, its SAM masks once per output folder (``masks/``), reused by every loop
+   and every rerun);
+2. keep the verified labels of the level (:mod:`autolabel_ros.curriculum.levels`): accepted, calibrated
+   P(right) >= ``min_right``, front/back decided (``heading_logit`` >= ``min_heading_logit``), and render
+   their NOCS targets (:mod:`autolabel_ros.curriculum.targets`): the real pool of this loop;
 3. fine-tune the network from the current weights on the real pool mixed half and half with
    simulator samples (ground-truth NOCS, the synthetic bootstrap's data, so the network does not forget
    what the simulator taught it);
@@ -40,8 +43,17 @@ class CurriculumSettings:
     sim_frames: int = 40             # simulator frames of ground-truth NOCS samples mixed in
     max_frames: int = 0              # frames per log (0 = all)
     prompts: str = 'fused'           # fused | lidar | gt
-    min_confidence: float = 0.5      # verified = accepted and at least this calibrated confidence
+    min_confidence: float = 0.5      # verified = accepted and at least this label score ...
+    # ... and this calibrated P(right) (metrics['confidence']) and this heading logit (the front/back
+    # choice's confidence; 1.0 = fit/verify.HEADING_LOGIT_CAP, where the accept model calls it decided)
+    min_right: float = 0.8
+    min_heading_logit: float = 1.0
+    # the pseudo-labeler: slf (headings from geometry and the fit's cues, not from the network being
+    # trained: the network's own front/back errors are not fed back to it), hybrid or sdflabel
+    label_method: str = 'slf'
     seed: int = 0
+    # fine-tuning seed (None = seed): a rerun of a folder on the same pools measures its noise
+    train_seed: int | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -145,6 +157,8 @@ class _FrameCache:
     def __init__(self, folder: Path | None = None):
         self.prompts: dict = {}
         self.masks = MaskCache(folder)
+        # (labeler key, frame key) -> LabelResult of a labeler that ignores the network (slf)
+        self.results: dict = {}
 
 
 def _log_prompts(frame, src, ref, mode: str, cfg, detector):
@@ -157,9 +171,11 @@ def _log_prompts(frame, src, ref, mode: str, cfg, detector):
 
 
 def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, level: str, detector,
-                   rng: np.random.Generator, log=print) -> tuple[list, dict]:
-    """NOCS samples of the verified labels of ``level`` in the logs, and counts."""
-    samples, n = [], {'frames': 0, 'labels': 0, 'accepted': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
+                   rng: np.random.Generator, log=print, reuse_key: str | None = None) -> tuple[list, dict]:
+    """NOCS samples of the verified labels of ``level`` in the logs, and counts. ``reuse_key``: the
+    labeler's key when its labels do not depend on the network (slf): a later level reuses them."""
+    samples = []
+    n = {'frames': 0, 'labels': 0, 'accepted': 0, 'verified': 0, 'kept': 0, 'samples': 0, 'fit_s': 0.0}
     # where the pass's CPU goes (process CPU seconds: load-robust): prompts, SAM, CSS + fit, targets
     cpu = {'prompts': 0.0, 'segment': 0.0, 'label': 0.0, 'targets': 0.0}
     for li, (src, refs) in enumerate(logs):
@@ -175,23 +191,33 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
             if not prompts:
                 continue
             t0 = time.perf_counter()
-            res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
-            n['fit_s'] += time.perf_counter() - t0
-            tm = res.timings
-            seg_cpu = tm['cpu_s'] * tm['segment_s'] / max(tm['total_s'], 1e-9)     # wall share of the CPU
-            cpu['segment'] += seg_cpu
-            cpu['label'] += tm['cpu_s'] - seg_cpu
-            log(f'  {key}: {len(prompts)} prompts, {time.perf_counter() - t0:.0f} s wall, '
-                f'{tm["cpu_s"]:.1f} s CPU (SAM {seg_cpu:.1f})')
+            res = cache.results.get((reuse_key, key)) if reuse_key else None
+            if res is None:
+                res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
+                n['fit_s'] += time.perf_counter() - t0
+                tm = res.timings
+                seg_cpu = tm['cpu_s'] * tm['segment_s'] / max(tm['total_s'], 1e-9)     # wall share of the CPU
+                cpu['segment'] += seg_cpu
+                cpu['label'] += tm['cpu_s'] - seg_cpu
+                log(f'  {key}: {len(prompts)} prompts, {time.perf_counter() - t0:.0f} s wall, '
+                    f'{tm["cpu_s"]:.1f} s CPU (SAM {seg_cpu:.1f})')
+                if reuse_key:
+                    cache.results[(reuse_key, key)] = res
             c0 = time.process_time()
             cache.masks.put(key, res.masks, frame.image.shape[:2])
             boxes = [p.bounding_box() for p in prompts]
+            # the level's overlap rules count the objects that can hide a label: the nearer ones (a car in
+            # front of a parked row overlaps the boxes behind it but is fully visible); unknown depth counts
+            depth = [float(np.linalg.norm(lab.center[:2])) for lab in res.labels]
             for k, lab in enumerate(res.labels):
                 n['labels'] += 1
                 if not lab.accepted or lab.score < st.min_confidence:
                     continue
                 n['accepted'] += 1
-                others = [b for j, b in enumerate(boxes) if j != k]
+                if not verified(lab, st):
+                    continue
+                n['verified'] += 1
+                others = [b for j, b in enumerate(boxes) if j != k and not depth[j] > depth[k]]
                 if not passes(boxes[k], others, frame.width, frame.height, level):
                     continue
                 n['kept'] += 1
@@ -202,6 +228,30 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
     n['samples'] = len(samples)
     n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
     return samples, n
+
+
+def verified(lab, st: CurriculumSettings) -> bool:
+    """An accepted label good enough to teach the network: likely right and its front/back decided (a
+    flipped pseudo-label renders NOCS targets that teach the flip)."""
+    m = lab.metrics or {}
+    # heading_logit is inf when no hypothesis heading the other way survived the fit (decided)
+    return float(m.get('confidence', 0.0)) >= st.min_right \
+        and float(m.get('heading_logit', np.inf)) >= st.min_heading_logit
+
+
+def network_ends(css, frame, prompts, masks, objs, calib, min_facing: float = 0.3) -> list[bool]:
+    """Per ground-truth car of a frame whose end faces the camera (|cos| > ``min_facing``): whether the
+    network reads that end right (the sign of its NOCS facing). What the curriculum trains, on every
+    car, not only on the ones the fit matches (less noisy than the AP and flip rate of ~20 cars)."""
+    from autolabel_ros.css.cue import hypothesis_facing
+    from autolabel_ros.io.kitti import kitti_to_label3d
+    out = []
+    for p, pred in zip(prompts, css.predict(frame.image, masks)):
+        gt = kitti_to_label3d(objs[p.id], calib)
+        ft = hypothesis_facing(np.r_[gt.center, gt.yaw], frame.T_cam_lidar)
+        if abs(ft) > min_facing:
+            out.append(pred is not None and pred.facing() * ft > 0)
+    return out
 
 
 def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: Path,
@@ -217,7 +267,7 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
     ds = KittiObjectDataset(eval_dir)
     fids = list(frames) if frames else ds.frame_ids
     workdir.mkdir(parents=True, exist_ok=True)
-    per_inst = []
+    per_inst, ends = [], []
     for fid in fids:
         frame, calib = ds.load_frame(fid), ds.calib(fid)
         prompts = ds.prompts(fid, mode='gt-boxes', seed=c.seed)
@@ -225,6 +275,7 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
         cache.put(f'eval_{fid}', res.masks, frame.image.shape[:2])
         if prompts:
             per_inst.append(res.timings['per_instance_s'])
+            ends += network_ends(al.css, frame, prompts, res.masks, ds.labels(fid), calib)
         objs = [label3d_to_kitti(lab, calib, frame.width, frame.height)
                 for lab in kitti_predictions(res.labels, c.verify.min_confidence)]
         write_label_file(workdir / f'{fid}.txt', objs)
@@ -232,6 +283,7 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
     return {'3D@0.5_mod': r['3D@0.5']['moderate'], '3D@0.7_mod': r['3D@0.7']['moderate'],
             '3D@0.5_easy': r['3D@0.5']['easy'], 'BEV@0.7_mod': r['BEV@0.7']['moderate'],
             'flip_rate': r['flip_rate'], 'n_gt': r['n_gt'], 'n_matched': r['n_matched'],
+            'css_frontback': float(np.mean(ends)) if ends else None, 'css_ends': len(ends),
             's_per_instance': float(np.median(per_inst)) if per_inst else None}
 
 
@@ -294,7 +346,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     def evaluate_loop(k: int, w) -> dict:
         if eval_dir is None:
             return {}
-        key = run_key(w, cfg, eval_dir=str(eval_dir), frames=eval_frames)
+        key = run_key(w, cfg, eval_dir=str(eval_dir), frames=eval_frames, metrics='network_ends')
         r = results.get_eval(key)
         if r is not None:
             return dict(r, cached=True)
@@ -312,12 +364,18 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
         level = st.levels[min(k - 1, len(st.levels) - 1)]
         t0, c0 = time.perf_counter(), time.process_time()
         c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
-        pool_key = run_key(weights, c, level=LEVELS[level], logs=[str(p) for p in logs],
+        # the pseudo-labeler's config; slf does not read the network: its pool depends on the level only
+        lab_w = DEFAULT_WEIGHTS if st.label_method == 'slf' else weights
+        lc = dataclasses.replace(cfg, method=st.label_method,
+                                 css=dataclasses.replace(cfg.css, weights=str(lab_w)))
+        pool_key = run_key(lab_w, lc, level=LEVELS[level], logs=[str(p) for p in logs],
                            max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
-                           seed=st.seed, loop=k)
+                           min_right=st.min_right, min_heading_logit=st.min_heading_logit,
+                           overlap='nearer', seed=st.seed, loop=k if st.label_method != 'slf' else 0)
         hit = results.get_pool(pool_key)
         if hit is None:
-            samples, counts = autolabel_pool(Autolabeler(c), sources, cache, st, level, detector, rng, log)
+            samples, counts = autolabel_pool(Autolabeler(lc), sources, cache, st, level, detector, rng, log,
+                                             run_key(lab_w, lc) if st.label_method == 'slf' else None)
             results.put_pool(pool_key, samples, counts)
         else:
             samples, counts = hit
@@ -327,12 +385,14 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             break
         t1, c1 = time.perf_counter(), time.process_time()
         wpath = out / f'loop{k}' / 'css.pt'
+        train_seed = st.seed if st.train_seed is None else st.train_seed
+        seed_part = {} if st.train_seed is None else {'seed': train_seed}
         train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
-                            sim_frames=st.sim_frames)
+                            sim_frames=st.sim_frames, **seed_part)
         losses = trained_losses(wpath, train_key)
         if losses is None:      # not trained by an earlier run of this folder from the same start
             data = to_tensors(mixed(stack_samples(samples), sim))
-            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, st.seed + k, load_net(weights),
+            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
                                 log=None)
             save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
                                       'steps_run': len(losses), 'init': str(weights), 'train_key': train_key,
@@ -359,14 +419,15 @@ def _row_text(r: dict) -> str:
         parts.append(f"{r['samples']} real samples from {r['kept']} kept / {r['accepted']} accepted labels")
     if '3D@0.5_mod' in r:
         parts.append(f"3D@0.5 mod {r['3D@0.5_mod']:.1f}, 3D@0.7 mod {r['3D@0.7_mod']:.1f}, "
-                     f"flips {100 * r['flip_rate']:.1f} %")
+                     f"flips {100 * r['flip_rate']:.1f} %, network front/back "
+                     f"{100 * (r.get('css_frontback') or float('nan')):.1f} %")
     return ': '.join(parts[:1]) + ' ' + '; '.join(parts[1:])
 
 
 def table(rows: list[dict]) -> str:
     """The per-loop quality as a markdown table (SDFLabel's Table 1)."""
     head = ('| loop | level | real samples | 3D@0.5 easy | 3D@0.5 mod | 3D@0.7 mod | BEV@0.7 mod | flips '
-            '| s / instance |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+            '| network front/back | s / instance |\n' + '| --- ' * 10 + '|')
     lines = [head]
     def f(r, key, scale=1.0, fmt='.1f'):
         v = r.get(key)
@@ -375,7 +436,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['loop']} | {r['level']} | {r.get('samples', '-')} | {f(r, '3D@0.5_easy')} | "
                      f"{f(r, '3D@0.5_mod')} | {f(r, '3D@0.7_mod')} | {f(r, 'BEV@0.7_mod')} | "
-                     f"{f(r, 'flip_rate', 100)} % | {f(r, 's_per_instance', 1, '.2f')} |")
+                     f"{f(r, 'flip_rate', 100)} % | {f(r, 'css_frontback', 100)} % | "
+                     f"{f(r, 's_per_instance', 1, '.2f')} |")
     return '\n'.join(lines)
 
 

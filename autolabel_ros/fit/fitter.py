@@ -8,8 +8,9 @@
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
 3. choose the heading: final energy + ``w_select_iou`` x (1 - that IoU) + the weighted front/back
    cues of ``fit.heading_cues`` (:mod:`autolabel_ros.fit.heading`: lamp colours, the LiDAR shape
-   asymmetry, neighbouring cars) and, when the caller gives per-object ``cues`` (the CSS network's
-   front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with weight ``fit.w_css``.
+   asymmetry, the look of the visible end, neighbouring cars) and, when the caller gives per-object
+   ``cues`` (the CSS network's front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with
+   weight ``fit.w_css``.
 
 Swappable parts: the shape space (``shape``: an :class:`autolabel_ros.fit.sdf.SdfModel` or anything
 with its query/sample/fold/size interface), the renderer (:class:`autolabel_ros.fit.render.Renderer`)
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
+from autolabel_ros.fit.end_look import end_look_cues
 from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
                                       mean_shape_residuals, profile_cue, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
@@ -32,7 +34,7 @@ from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_targets, surface_seeds
 from autolabel_ros.fit.stages import StageClock
-from autolabel_ros.fit.verify import mask_ious
+from autolabel_ros.fit.verify import mask_ious, occluded_share
 
 
 @dataclass
@@ -43,11 +45,14 @@ class FitTimings:
 
 
 class Fitter:
-    def __init__(self, shape, fit_cfg, device, renderer: Renderer = render_silhouettes):
+    def __init__(self, shape, fit_cfg, device, renderer: Renderer = render_silhouettes,
+                 tiebreak_cues: tuple = ()):
         self.shape = shape
         self.cfg = fit_cfg
         self.device = device
         self.renderer = renderer
+        # heading cues that only break ties of the others (fit/heading.py pick): css with method hybrid
+        self.tiebreak_cues = tuple(tiebreak_cues)
 
     def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
             ) -> tuple[list[ObjectFit], FitTimings]:
@@ -86,7 +91,7 @@ class Fitter:
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
         with clock('heading_cues'):
             self.heading_cues(frame, objs, fits, names, cues)
-            fits = choose(fits, names, self.cue_weights(), fc.w_select_iou)
+            fits = choose(fits, names, self.cue_weights(), fc.w_select_iou, self.tiebreak_cues)
         times.fit_s = time.perf_counter() - tf
         return fits, times
 
@@ -124,7 +129,7 @@ class Fitter:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
                 'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-                'lane': fc.w_lane, 'css': fc.w_css}
+                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look}
 
     def cue_sizes(self, alts) -> np.ndarray:
         """(A, 3) box sizes (l, w, h) of the hypotheses: the code's size times the per-axis scales."""
@@ -171,3 +176,9 @@ class Fitter:
             if 'profile' in cues:
                 for a, size in zip(alts, self.cue_sizes(alts)):
                     a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)
+            if 'end_look' in cues:
+                vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
+                                     self.cue_sizes(alts), len(o.init.points),
+                                     occluded_share(o.nearer, o.box2d))
+                for a, v in zip(alts, vals):
+                    a.terms['cue_end_look'] = v

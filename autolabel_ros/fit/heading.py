@@ -61,7 +61,8 @@ import torch
 from autolabel_ros.core.geometry import project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
-HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css')
+HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
+                'end_look')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
@@ -70,6 +71,9 @@ COLOUR_SPAN = 40.0
 MIN_END_VISIBILITY = 0.2     # |cos| between the end face's normal and the view: below, a side view
 NEIGHBOUR_UNDECIDED = 0.01   # selection-score margin of the flip pair below which an object is undecided
 NEIGHBOUR_DECIDED = 0.03     # ... above which a neighbour may vote
+# a tie-break cue (pick's ``tiebreak``: css with method hybrid) acts below this flip margin (the
+# neighbours' notion of undecided; benchmarks/heading_cues.py --tiebreak-sweep)
+TIEBREAK_UNDECIDED = 0.01
 NEIGHBOUR_RANGE = 25.0       # m, centre distance of a voting neighbour
 LANE_HALF = 1.5              # m, lateral offset from the neighbour's axis (same lane or row)
 PARALLEL_DEG = 20.0
@@ -296,20 +300,27 @@ def lane_votes(poses: np.ndarray, n_points: np.ndarray) -> np.ndarray:
     return votes
 
 
-def pick(fits: list, cues, weights: dict, w_select_iou: float) -> tuple[list, np.ndarray]:
+def pick(fits: list, cues, weights: dict, w_select_iou: float, tiebreak: tuple = ()
+         ) -> tuple[list, np.ndarray]:
     """(index of the chosen hypothesis, flip margin) per object: the ranking of :func:`choose`; sets
-    the frame-level cues (``cue_lane``, ``cue_neighbours``) in every hypothesis' terms."""
+    the frame-level cues (``cue_lane``, ``cue_neighbours``) in every hypothesis' terms. Cues named in
+    ``tiebreak`` only decide objects whose flip pair the other cues leave undecided (margin below
+    ``TIEBREAK_UNDECIDED``), after the neighbours: a cue that is right on the simulator but not
+    trusted on real images (``css`` with ``method: hybrid``) can break a tie, never overturn a choice."""
+    first = [c for c in cues if c not in tiebreak]
     chosen, margins = [], []
     for f in fits:
         alts = f.alternatives or [f]
-        s = selection_scores(alts, cues, weights, w_select_iou)
+        s = selection_scores(alts, first, weights, w_select_iou)
         chosen.append(int(np.argmin(s)))
         margins.append(flip_margin(alts, s))
     margins = np.array(margins)
-    lane = 'lane' in cues and weights.get('lane', 0.0) > 0 and len(fits) > 1
+    lane = 'lane' in first and weights.get('lane', 0.0) > 0 and len(fits) > 1
+    # per object: the selection scores of its hypotheses with the frame-level votes it took
+    extra = [np.zeros(len(f.alternatives or [f])) for f in fits]
 
-    def scores(alts):   # the selection scores with the lane cue once it is set
-        s = selection_scores(alts, cues, weights, w_select_iou)
+    def scores(k, alts):
+        s = selection_scores(alts, first, weights, w_select_iou) + extra[k]
         return s + weights['lane'] * np.array([a.terms.get('cue_lane', 0.0) for a in alts]) if lane else s
     if lane:
         poses = np.stack([(f.alternatives or [f])[c].pose for f, c in zip(fits, chosen)])
@@ -319,10 +330,10 @@ def pick(fits: list, cues, weights: dict, w_select_iou: float) -> tuple[list, np
             alts = f.alternatives or [f]
             for a in alts:
                 a.terms['cue_lane'] = -float(votes[k] @ [np.cos(a.pose[3]), np.sin(a.pose[3])])
-            s = scores(alts)
+            s = scores(k, alts)
             chosen[k] = int(np.argmin(s))
             margins[k] = flip_margin(alts, s)
-    if 'neighbours' in cues and weights.get('neighbours', 0.0) > 0 and len(fits) > 1:
+    if 'neighbours' in first and weights.get('neighbours', 0.0) > 0 and len(fits) > 1:
         poses = np.stack([(f.alternatives or [f])[c].pose for f, c in zip(fits, chosen)])
         votes = neighbour_votes(poses, margins)
         for k, f in enumerate(fits):
@@ -330,17 +341,29 @@ def pick(fits: list, cues, weights: dict, w_select_iou: float) -> tuple[list, np
             for a in alts:
                 a.terms['cue_neighbours'] = -float(votes[k] @ [np.cos(a.pose[3]), np.sin(a.pose[3])])
             if margins[k] < NEIGHBOUR_UNDECIDED and np.any(votes[k]):
-                s = scores(alts) + weights['neighbours'] * np.array([a.terms['cue_neighbours'] for a in alts])
+                extra[k] = extra[k] + weights['neighbours'] * np.array([a.terms['cue_neighbours']
+                                                                        for a in alts])
+                s = scores(k, alts)
+                chosen[k] = int(np.argmin(s))
+                margins[k] = flip_margin(alts, s)
+    for c in (c for c in tiebreak if c in cues and weights.get(c, 0.0) > 0):
+        for k, f in enumerate(fits):
+            alts = f.alternatives or [f]
+            t = np.array([a.terms.get(f'cue_{c}', 0.0) for a in alts])
+            if margins[k] < TIEBREAK_UNDECIDED and np.any(t):
+                extra[k] = extra[k] + weights[c] * t
+                s = scores(k, alts)
                 chosen[k] = int(np.argmin(s))
                 margins[k] = flip_margin(alts, s)
     return chosen, margins
 
 
-def choose(fits: list, cues, weights: dict, w_select_iou: float) -> list:
+def choose(fits: list, cues, weights: dict, w_select_iou: float, tiebreak: tuple = ()) -> list:
     """Re-rank every object's surviving hypotheses (``fits[k].alternatives``) and return the chosen
     ObjectFit per object, each holding all its survivors in ``alternatives``, its flip margin in
-    ``terms['flip_margin']`` and its confidence in ``terms['heading_logit']``."""
-    chosen, margins = pick(fits, cues, weights, w_select_iou)
+    ``terms['flip_margin']`` and its confidence in ``terms['heading_logit']`` (``tiebreak``:
+    :func:`pick`)."""
+    chosen, margins = pick(fits, cues, weights, w_select_iou, tiebreak)
     out = []
     for f, c, m in zip(fits, chosen, margins):
         alts = f.alternatives or [f]

@@ -8,8 +8,9 @@ from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Label3D, Mesh
 from autolabel_ros.fit.lift import ObjectEvidence
 from autolabel_ros.fit.optimize import ObjectFit
-from autolabel_ros.fit.verify import (accept_features, hypothesis_agreement, label_score, occluded_share,
-                                     point_cover, right_probability, surface_ratio, tight_probability)
+from autolabel_ros.fit.verify import (accept_features, hypothesis_agreement, inside_share, label_score,
+                                     occluded_share, point_cover, points_outside_box, right_probability,
+                                     surface_ratio, tight_probability)
 from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
@@ -58,7 +59,9 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     occl = occluded_share(ev.nearer, ev.box2d)
     margin = float(f.terms.get('flip_margin', np.inf))
     hlogit = float(f.terms.get('heading_logit', np.inf))
-    cover = point_cover(ev.init.points, np.concatenate([center, size, [yaw]]))
+    box7 = np.concatenate([center, size, [yaw]])
+    cover = point_cover(ev.init.points, box7)
+    inside = inside_share(ev.init.points, box7)
     agree = hypothesis_agreement(f.pose, [(a.pose, a.energy) for a in (f.alternatives or [f])])
     feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), hlogit, occl,
                             float(f.energy), *cover, *agree, terms=f.terms)
@@ -72,10 +75,12 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
             reasons.append('low_mask_iou')
         if ratio < vc.min_surface_ratio and 'no_lidar_points' not in reasons:
             reasons.append('low_surface_ratio')
+    if points_outside_box(ev.init.points, box7):
+        reasons.append('points_outside_box')     # a car-sized box on part of something else
     init = ev.init
     metrics = dict(confidence=conf, p_tight=p_tight, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
-                   length_cover=cover[0], width_cover=cover[1], hyp_gap=agree[0], hyp_spread=agree[1],
-                   flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
+                   length_cover=cover[0], width_cover=cover[1], inside_share=inside, hyp_gap=agree[0],
+                   hyp_spread=agree[1], flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
                    n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
                    hypotheses=f.hyp_energies, hypothesis=f.hyp_index, depth=float(init.depth),

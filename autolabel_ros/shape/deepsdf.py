@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autolabel_ros.core.train_clock import TrainClock
 from autolabel_ros.shape.prior import (DEFAULT_EXTENT, DEFAULT_RESOLUTION, DEFAULT_TRUNCATION, PriorError,
                                        ShapePrior, grid_points)
 
@@ -146,7 +147,7 @@ def train_deepsdf(sdfs: np.ndarray, extent=DEFAULT_EXTENT, truncation: float = D
     opt = torch.optim.Adam([{'params': net.parameters(), 'lr': lr}, {'params': [z], 'lr': lr_latent}])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.5 * (1 + np.cos(np.pi * min(k, steps) / steps)))
-    losses, t0 = [], time.perf_counter()
+    losses, clock = [], TrainClock(steps, minutes, 200, log, stop_prefix='deepsdf: ')
     for step in range(steps):
         models = torch.randint(0, M, (min(batch_models, M),), generator=gen)
         p, tgt = _sample_batch(grids, near, ext, models, points, gen, spacing)
@@ -160,12 +161,9 @@ def train_deepsdf(sdfs: np.ndarray, extent=DEFAULT_EXTENT, truncation: float = D
         with torch.no_grad():
             z.copy_(sphere(z))                           # SDFLabel: project onto the sphere every step
         losses.append(float(loss.detach()))
-        if log and (step % 200 == 0 or step == steps - 1):
-            log(f'deepsdf step {step:5d}  L1 {np.mean(losses[-200:]) * 100:.2f} cm  '
-                f'{time.perf_counter() - t0:.0f} s')
-        if time.perf_counter() - t0 > minutes * 60:
-            if log:
-                log(f'deepsdf: time limit after {step + 1} steps')
+        if clock.due(step):
+            clock.report(f'deepsdf step {step:5d}  L1 {np.mean(losses[-200:]) * 100:.2f} cm')
+        if clock.expired(step):
             break
     return net.eval(), z.detach().numpy().astype(np.float64), losses
 

@@ -44,7 +44,7 @@ def frame_image_samples(seed: int, patch: int = 64, min_px: int = 150, camera: C
                         free_paint: float = 0.5, rng: np.random.Generator | None = None
                         ) -> tuple[np.ndarray, list[NocsSample]]:
     """The rendered image of one simulated frame and the NOCS samples of its visible cars (with their
-    windows: heads that read the whole frame, such as css/embed_head.py, need them)."""
+    windows: heads that read the whole frame, such as benchmarks/embed_head.py, need them)."""
     rng = rng or np.random.default_rng([int(seed), 0xC55])
     sim = Simulator(seed, n_frames=1, camera=camera or Camera.kitti(),
                     n_cars=int(rng.integers(6, 16)), clutter=True)
@@ -108,22 +108,15 @@ def write_sample_chunks(seeds: list[int], out_dir, chunk: int = 20, patch: int =
     chunks of ``chunk`` frames; a chunk already there is kept (a long generation can be resumed).
     ``camera_scale`` 0.5 renders the KITTI camera at half resolution (5x cheaper; the patches are
     resampled to ``patch`` pixels either way). Returns the chunk paths."""
-    from pathlib import Path
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(0, len(seeds), chunk):
-        part = seeds[i:i + chunk]
-        path = out_dir / f'nocs_{part[0]}_{len(part)}_p{patch}_s{camera_scale:g}.npz'
-        paths.append(path)
-        if path.exists():
-            continue
-        cam = Camera.kitti(camera_scale)
-        min_px = int(round(150 * camera_scale ** 2))
+    from autolabel_ros.core.npz_chunks import write_npz_chunks
+    cam = Camera.kitti(camera_scale)
+    min_px = int(round(150 * camera_scale ** 2))
+
+    def build(part: list) -> dict:
         samples = [s for seed in part for s in frame_samples(seed, patch, min_px, cam)]
-        if samples:
-            tmp = path.with_suffix('.tmp.npz')
-            np.savez_compressed(tmp, **stack_samples(samples))
-            tmp.rename(path)
-        log(f'{path.name}: {len(samples)} samples')
-    return [p for p in paths if p.exists()]
+        return stack_samples(samples) if samples else {}
+
+    def name(part: list) -> str:
+        return f'nocs_{part[0]}_{len(part)}_p{patch}_s{camera_scale:g}.npz'
+
+    return write_npz_chunks(seeds, out_dir, chunk, name, build, log=log)

@@ -5,7 +5,8 @@ patch window (:func:`autolabel_ros.core.nocs.patch_window`, the same square the 
 embedding by RoIAlign at 8 x 8, adds the instance mask on the same grid, and predicts the NOCS on
 that 8 x 8 grid and the proportions. Its output is a :class:`~autolabel_ros.css.predict.NocsPrediction`
 (coarser grid), so the front/back cue and RANSAC-Procrustes take it unchanged. Whether it beats the
-U-Net is measured in ``benchmarks/css_embed_head.py`` (docs/SDFLABEL.md).
+U-Net is measured in ``benchmarks/css_embed_head.py`` (docs/SDFLABEL.md); measured, not shipped: it lives
+beside its benchmark, outside the package.
 """
 from __future__ import annotations
 
