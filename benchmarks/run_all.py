@@ -119,11 +119,21 @@ def export_for(specs: list[dict], jobs: int):
 
 
 # ------------------------------------------------------------------------------------ mask cache
+def _precision_tag(al) -> str:
+    """'_bf16' when MobileSAM's encoder runs in bfloat16 here (segmenter.precision), so that masks of
+    the two number formats never share a cache entry; '' for float32 (the older caches)."""
+    seg = al.cfg.segmenter
+    if seg.model != 'mobile_sam':
+        return ''
+    from autolabel_ros.segment.sam import resolve_precision
+    return '_bf16' if resolve_precision(seg.precision, al.device) == 'bfloat16' else ''
+
+
 class CachedSegmenter:
     """Wraps the real segmenter; masks cached on disk per (dataset, frame, prompt mode)."""
 
     def __init__(self, al, key: str):
-        self.al, self.key = al, key
+        self.al, self.key = al, key + _precision_tag(al)
         self.fid = None
 
     def segment(self, image, prompts):

@@ -1,13 +1,16 @@
-"""MobileSAM on the KITTI development frames: masks of the cropped embedding vs SAM's full square, and
-the segmenter's time, interleaved A/B (this machine is shared: absolute times move with the load).
+"""MobileSAM on the KITTI development frames: masks of the segmenter's variants (cropped embedding,
+encoder precision) vs SAM's full square and vs the default, and their time, interleaved A/B (this
+machine is shared: absolute times move with the load).
 
-    python benchmarks/sam_speed.py [--margins 4 10] [--repeats 3] [--frame 000008]
+    python benchmarks/sam_speed.py [--margins 4 10] [--precisions float32 bfloat16] [--repeats 3]
+                                   [--threads 1 2] [--frame 000008]
 
-Masks: per GT-box prompt of the 12 frames, IoU of each ``segmenter.embed_margin`` against
-``embed_margin: -1`` (the full 1024 x 1024 square, SAM's own embedding), next to the noise floor of
-SAM itself: full-square masks of the boxes moved by up to 1 px (uniform, seed 0) against the
-unmoved ones. Time: on one frame, every variant in turn per repeat, 1 torch thread; wall and
-process CPU seconds of the image embedding + decoder.
+Masks: per GT-box prompt of the 12 frames, IoU of each variant (``segmenter.embed_margin`` x
+``segmenter.precision``) against ``embed_margin: -1`` in float32 (the full 1024 x 1024 square, SAM's
+own embedding) and against the first margin in float32 (the shipped default before precision),
+next to the noise floor of SAM itself: full-square masks of the boxes moved by up to 1 px (uniform,
+seed 0) against the unmoved ones. Time: on one frame, every variant in turn per repeat, at each
+torch thread count; wall and process CPU seconds of the image embedding + decoder.
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ def _summary(v) -> str:
             f'min {v.min():.4f}')
 
 
+def _name(margin: int, precision: str) -> str:
+    return f'{"full square" if margin < 0 else f"embed_margin {margin}"} {precision}'
+
+
 def main():
     import torch
 
@@ -43,50 +50,64 @@ def main():
     from autolabel_ros.segment.sam import SamSegmenter
 
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--margins', type=int, nargs='+', default=[4, 10])
+    ap.add_argument('--margins', type=int, nargs='+', default=[10, 4])
+    ap.add_argument('--precisions', nargs='+', default=['float32', 'bfloat16'])
     ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--threads', type=int, nargs='+', default=[1])
     ap.add_argument('--frame', default='000008')
     ap.add_argument('--skip-masks', action='store_true')
+    ap.add_argument('--skip-library', action='store_true', help='leave segment-anything\'s SamPredictor '
+                    'out of the timing')
     a = ap.parse_args()
     if not KITTI.is_dir():
         sys.exit(f'{KITTI}: KITTI development frames not found (set AUTOLABEL_SHARED_DATA)')
     torch.set_num_threads(1)
     ds = KittiObjectDataset(KITTI)
-    segs = {m: SamSegmenter(embed_margin=m) for m in [-1] + a.margins}
+    full, default = _name(-1, 'float32'), _name(a.margins[0], 'float32')
+    segs = {full: SamSegmenter(embed_margin=-1)}
+    for m in a.margins:
+        for p in a.precisions:
+            segs[_name(m, p)] = SamSegmenter(embed_margin=m, precision=p)
     if not a.skip_masks:
-        ious = {m: [] for m in a.margins}
+        ious = {k: {full: [], default: []} for k in segs if k != full}
         jitter = []
         rng = np.random.default_rng(0)
         for fid in ds.frame_ids:
             img, prompts = ds.load_frame(fid).image, ds.prompts(fid, mode='gt-boxes')
             if not prompts:
                 continue
-            full, _ = segs[-1].segment(img, prompts)
+            masks = {k: seg.segment(img, prompts)[0] for k, seg in segs.items()}
             moved = [Prompt(id=p.id, box=np.asarray(p.box, float) + rng.uniform(-1, 1, 4)) for p in prompts]
-            jitter += [_iou(x, y) for x, y in zip(full, segs[-1].segment(img, moved)[0])]
-            for m in a.margins:
-                ious[m] += [_iou(x, y) for x, y in zip(full, segs[m].segment(img, prompts)[0])]
+            jitter += [_iou(x, y) for x, y in zip(masks[full], segs[full].segment(img, moved)[0])]
+            for k, ref in ious.items():
+                for r, v in ref.items():
+                    v += [_iou(x, y) for x, y in zip(masks[r], masks[k])]
             print(f'{fid}: {len(prompts)} boxes', flush=True)
-        print(f'mask IoU, full square, boxes moved <= 1 px (noise floor): {_summary(jitter)}')
-        for m in a.margins:
-            print(f'mask IoU, embed_margin {m} vs full square: {_summary(ious[m])}')
+        print(f'mask IoU, {full}, boxes moved <= 1 px (noise floor): {_summary(jitter)}')
+        for r in (full, default):
+            for k, ref in ious.items():
+                if k != r:
+                    print(f'mask IoU, {k} vs {r}: {_summary(ref[r])}')
     img, prompts = ds.load_frame(a.frame).image, ds.prompts(a.frame, mode='gt-boxes')
-    runs = {'library SamPredictor (before)': library_run(img, prompts)}
-    runs.update({f'embed_margin {m}': segment_run(seg, img, prompts) for m, seg in segs.items()})
+    runs = {} if a.skip_library else {'library SamPredictor (before)': library_run(img, prompts)}
+    runs.update({k: segment_run(seg, img, prompts) for k, seg in segs.items()})
     for run in runs.values():
         run()                                         # warm-up: the empty image's embedding, allocations
-    times = {k: [] for k in runs}
-    for _ in range(a.repeats):
-        for k, run in runs.items():
-            t, c = time.perf_counter(), time.process_time()
-            e, d = run()
-            times[k].append((time.perf_counter() - t, time.process_time() - c, e, d))
-    print(f'frame {a.frame}, {len(prompts)} boxes, 1 thread, median of {a.repeats} interleaved runs:')
-    base = np.median([x[1] for x in times['library SamPredictor (before)']])
-    for k, v in times.items():
-        w, c, e, d = np.median(np.asarray(v), axis=0)
-        print(f'  {k:>30}: wall {w:.2f} s (embedding {e:.2f}, decoder {d:.2f}), CPU {c:.2f} s, '
-              f'CPU ratio to before {c / base:.2f}')
+    for n in a.threads:
+        torch.set_num_threads(n)
+        times = {k: [] for k in runs}
+        for _ in range(a.repeats):
+            for k, run in runs.items():
+                t, c = time.perf_counter(), time.process_time()
+                e, d = run()
+                times[k].append((time.perf_counter() - t, time.process_time() - c, e, d))
+        print(f'frame {a.frame}, {len(prompts)} boxes, {n} thread(s), median of {a.repeats} interleaved '
+              f'runs:')
+        base = np.median([x[1] for x in times[default]])
+        for k, v in times.items():
+            w, c, e, d = np.median(np.asarray(v), axis=0)
+            print(f'  {k:>30}: wall {w:.2f} s (embedding {e:.2f}, decoder {d:.2f}), CPU {c:.2f} s, '
+                  f'CPU ratio to {default} {c / base:.2f}')
 
 
 def segment_run(seg, img, prompts):

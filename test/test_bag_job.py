@@ -127,3 +127,23 @@ def test_ray_local_two_cpus_gives_the_same_outputs(inputs, reference, tmp_path):
     assert summary['run']['ray'] == 'local'
     tree, ref = output_tree(tmp_path / 'ray'), reference[2]
     assert [k for k in ref if tree.get(k) != ref[k]] == []
+
+
+def test_the_writing_bar_counts_every_output_step(inputs, reference, tmp_path, capsys):
+    """Resumed with every frame saved, the run only writes its outputs; its progress bar ends exactly at
+    its total: every step of the output phase (frames loaded, KITTI files, meshes, bag messages built
+    and written, figures) is counted once."""
+    import re
+    import shutil
+    from dataclasses import replace
+
+    out = tmp_path / 'out'
+    shutil.copytree(reference[0], out)
+    summary = run_job(replace(_job(inputs, out), progress=True))
+    selected = summary['frames']['selected']
+    assert summary['run']['resumed_frames'] >= 3 and selected >= 4
+    lines = [s for s in re.split(r'[\r\n]', capsys.readouterr().err) if s.startswith('writing')]
+    n, total = map(int, re.search(r'(\d+)/(\d+)', lines[-1]).groups())
+    meshes = summary['outputs']['meshes']
+    assert meshes > 0
+    assert n == total == 4 * selected + meshes + len(summary['outputs']['figures']) + 1

@@ -326,12 +326,12 @@ def _per_frame(records, failures, what: str, fn) -> list:
 
 def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar) -> dict:
     """``bar``: the progress bar of the output phase, one step per selected frame loaded, written to
-    KITTI and written to the bag, and per figure."""
+    KITTI, built into bag messages and written to the bag, per mesh and per figure."""
     from autolabel_ros.io import report, writers
 
     t0 = time.perf_counter()
     failures = list(failures)
-    bar.total = 3 * len(refs) + report.figure_count(len(refs)) + 1
+    bar.total = 4 * len(refs) + report.figure_count(len(refs)) + 1
     bar.refresh()
     records, arrays, labels = [], {}, {}
 
@@ -408,15 +408,16 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     from autolabel_ros.io.outdir import install_tree
 
     # meshes
-    n_meshes = 0
-    for rec in records:
-        for lab in labels[rec['index']]:
-            if lab.accepted and lab.mesh is not None:
-                atomic_write_bytes(stage / 'meshes' / f"{rec['name']}_{lab.id}.ply",
-                                   writers.mesh_to_ply_bytes(lab.mesh))
-                n_meshes += 1
-    # the bar counts the loaded frames, the KITTI files and the bag frames of every selected frame:
-    # steps of frames that failed are made up here
+    meshed = [(rec['name'], lab) for rec in records for lab in labels[rec['index']]
+              if lab.accepted and lab.mesh is not None]
+    bar.total += len(meshed)
+    bar.refresh()
+    for name, lab in meshed:
+        atomic_write_bytes(stage / 'meshes' / f'{name}_{lab.id}.ply', writers.mesh_to_ply_bytes(lab.mesh))
+        bar.update(1)
+    n_meshes = len(meshed)
+    # the bar counts the loaded frames, the KITTI files and the bag frames (built, written) of every
+    # selected frame: the KITTI steps of frames that failed are made up here
     bar.update(len(refs) - len(records))
     failures.sort(key=lambda f: f['index'])
     # OpenLABEL
@@ -537,7 +538,8 @@ class FigureJob:
 
 def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures, on_frame=None) -> dict:
     """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections.
-    ``on_frame()`` is called once per selected frame (a progress bar)."""
+    ``on_frame()`` is called twice per selected frame (a progress bar): when its messages are built,
+    and when the bag is written past its stamp (copying the sensor topics is most of the time)."""
     from autolabel_ros.io import messages as M
     from autolabel_ros.io.kitti_raw import CAMERA_FRAME, LIDAR_FRAME
     from autolabel_ros.io.label_bag import BagWriter
@@ -582,13 +584,20 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
         anns = ((t, topic, msg) for t, _, topic, msg in sorted(ann, key=lambda a: (a[0], a[1])))
         merged = heapq.merge(((m[2], 0, m) for m in sensors), ((a[0], 1, a) for a in anns),
                              key=lambda x: (x[0], x[1]))
-        for _, kind, item in merged:
+        stamps = sorted(ref.stamp_ns for ref in refs)
+        done = 0
+        for t, kind, item in merged:
+            while on_frame and done < len(stamps) and stamps[done] < t:
+                on_frame()                # every message of the frames before t is written
+                done += 1
             if kind == 0:
                 topic, msgtype, t, data, conn = item
                 w.write_raw(topic, msgtype, t, data, conn)
             else:
                 t, topic, msg = item
                 w.write(topic, msg, t)
+        for _ in range(len(stamps) - done if on_frame else 0):
+            on_frame()
         counts = dict(sorted(w.counts.items()))
     return counts
 

@@ -33,4 +33,5 @@ def make_segmenter(cfg, device='auto') -> Segmenter:
     return SamSegmenter(model=model, checkpoint=getattr(cfg, 'checkpoint', '') or None, device=device,
                         multimask=bool(getattr(cfg, 'multimask', False)),
                         embed_margin=int(getattr(cfg, 'embed_margin', 10)),
+                        precision=str(getattr(cfg, 'precision', 'float32')),
                         num_threads=int(getattr(cfg, 'threads', 0)) or None)

@@ -129,6 +129,24 @@ def build_sam_model(model: str, checkpoint: Path):
     return net
 
 
+PRECISIONS = ('auto', 'float32', 'bfloat16')
+
+
+def resolve_precision(precision: str, device) -> str:
+    """float32 | bfloat16 for ``segmenter.precision`` on ``device`` (auto: bfloat16 only on a CPU with
+    bfloat16 matrix units; on a GPU float32, the path measured there)."""
+    from autolabel_ros.segment.tinyvit import bfloat16_is_fast
+
+    precision = str(precision or 'auto').strip().lower()
+    if precision not in PRECISIONS:
+        raise SegmenterUnavailable(f'unknown segmenter.precision {precision!r} (expected one of '
+                                   f'{", ".join(PRECISIONS)})')
+    if precision == 'auto':
+        on_cpu = getattr(device, 'type', str(device)) == 'cpu'
+        return 'bfloat16' if on_cpu and bfloat16_is_fast() else 'float32'
+    return precision
+
+
 class SamSegmenter(Segmenter):
     """SAM / MobileSAM: segment-anything's model and prompt geometry, our embedding and decoder calls.
 
@@ -137,22 +155,26 @@ class SamSegmenter(Segmenter):
     ``embed_margin`` (MobileSAM only): the encoder sees the image plus at least this many 16 px
     token rows/columns of SAM's padding, the rest of the embedding is that of an empty image
     (:mod:`autolabel_ros.segment.tinyvit`); -1 encodes SAM's full 1024 x 1024 square.
+    ``precision`` (MobileSAM only): the image encoder's number format, float32, bfloat16 (weights and
+    activations, channels-last; the decoder stays float32) or auto (bfloat16 on a CPU with bfloat16
+    matrix units, :func:`autolabel_ros.segment.tinyvit.bfloat16_is_fast`, else float32).
     ``max_batch`` bounds the prompts per decoder call: masks are upsampled to full resolution as
     float, so very large batches on large images would need gigabytes.
     """
 
     def __init__(self, model: str = 'mobile_sam', checkpoint: Optional[str] = None, device='cpu',
                  multimask: bool = False, num_threads: Optional[int] = None, max_batch: int = 32,
-                 cache_embedding: bool = True, embed_margin: int = 10):
+                 cache_embedding: bool = True, embed_margin: int = 10, precision: str = 'float32'):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
         from autolabel_ros.core.device import resolve_device
-        from autolabel_ros.segment.tinyvit import CroppedEmbedder, is_tinyvit
+        from autolabel_ros.segment.tinyvit import CroppedEmbedder, is_tinyvit, to_bfloat16
 
         self.model_name = model
         self.checkpoint = resolve_checkpoint(model, checkpoint)
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.precision = resolve_precision(precision, self.device)
         self.multimask = bool(multimask)
         self.num_threads = num_threads
         self.max_batch = max(1, int(max_batch))
@@ -166,6 +188,10 @@ class SamSegmenter(Segmenter):
             self.model = build_sam_model(model, self.checkpoint).to(self.device)
         encoder = self.model.image_encoder
         self.transform = ResizeLongestSide(encoder.img_size)
+        if not is_tinyvit(encoder):
+            self.precision = 'float32'
+        if self.precision == 'bfloat16':
+            to_bfloat16(encoder)
         if is_tinyvit(encoder):
             st = self.checkpoint.stat()
             self.embedder = CroppedEmbedder(encoder, embed_margin,

@@ -10,7 +10,10 @@ development frames (37 GT boxes), mask IoU against the full-square masks is at t
 1-pixel jitter of the prompt boxes (docs/MODELS_USED.md).
 
 The encoder's Conv2d + BatchNorm pairs are folded into single convolutions once at load
-(:func:`fold_batchnorm`), for this path and the full-square one.
+(:func:`fold_batchnorm`), for this path and the full-square one. On a CPU with bfloat16 matrix
+units (AMX) the encoder can run in bfloat16 with channels-last activations (:func:`to_bfloat16`):
+2-2.5x fewer CPU seconds; the embedding moves by ~2 % (relative norm), the masks by less than a
+1-pixel jitter of the prompt boxes (docs/MODELS_USED.md). The decoder stays float32.
 """
 from __future__ import annotations
 
@@ -38,6 +41,27 @@ def fold_batchnorm(module) -> int:
         else:
             n += fold_batchnorm(child)
     return n
+
+
+def bfloat16_is_fast() -> bool:
+    """This CPU has AMX tiles for bfloat16 (Intel Sapphire Rapids and later): oneDNN then runs
+    bfloat16 convolutions and matrix products 2-3x faster than float32. Without them bfloat16 is
+    emulated and slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:                    # private helpers of this torch version; assume no
+        return False
+
+
+def to_bfloat16(encoder) -> None:
+    """Cast the encoder's weights to bfloat16 and its convolution weights to channels-last, in place:
+    oneDNN's fast bfloat16 kernels want NHWC (bfloat16 in NCHW gains little, channels-last in float32
+    ~15 %). :func:`encode` keeps the activations channels-last (its token views already are)."""
+    import torch
+
+    encoder.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
 
 
 def crop_tokens(size: int, margin: int) -> int:
@@ -115,23 +139,32 @@ _EMPTY: dict = {}
 class CroppedEmbedder:
     """SAM's 64 x 64 embedding of a resized image from the encoder run on the image plus ``margin``
     tokens of padding (see the module docstring); ``margin < 0`` runs the full square. ``key`` names
-    the weights (e.g. the checkpoint path and its mtime): encoders with one key share the empty
-    image's embedding (one full-square pass per process, at the first cropped image)."""
+    the weights (e.g. the checkpoint path and its mtime): encoders with one key and dtype share the
+    empty image's embedding (one full-square pass per process, at the first cropped image). The
+    encoder runs in the dtype of its weights (float32, or bfloat16 after :func:`to_bfloat16`); the
+    embedding is returned as float32."""
 
     def __init__(self, encoder, margin: int, key=None):
         self.encoder = encoder
         self.margin = int(margin)
         self.key = key if key is not None else id(encoder)
+        self.dtype = next(encoder.parameters()).dtype
+
+    def _encode(self, x):
+        import torch
+
+        if self.dtype != torch.float32:
+            x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return encode(self.encoder, x).float().contiguous()
 
     def empty(self, like):
         """The embedding of an all-padding input (zeros after normalisation), computed once."""
-        k = (self.key, str(like.device), like.dtype)
+        k = (self.key, str(like.device), self.dtype)
         if k not in _EMPTY:
             import torch
 
             size = GRID * TOKEN_PX
-            _EMPTY[k] = encode(self.encoder, torch.zeros(1, 3, size, size, dtype=like.dtype,
-                                                         device=like.device))
+            _EMPTY[k] = self._encode(torch.zeros(1, 3, size, size, dtype=like.dtype, device=like.device))
         return _EMPTY[k]
 
     def __call__(self, x):
@@ -141,7 +174,7 @@ class CroppedEmbedder:
         h, w = x.shape[-2:]
         rows, cols = crop_tokens(h, self.margin), crop_tokens(w, self.margin)
         x = F.pad(x, (0, cols * TOKEN_PX - w, 0, rows * TOKEN_PX - h))
-        emb = encode(self.encoder, x)
+        emb = self._encode(x)
         if rows == GRID and cols == GRID:
             return emb
         out = self.empty(x).clone()
