@@ -52,3 +52,58 @@ def test_marker_points_fast_path_equals_the_constructors_and_serializes():
     assert r.min() > 0.85 and r.max() < 1.05             # still the sphere, decimated
     edges = [m for m in back.markers if m.type == Marker.LINE_LIST][0]
     np.testing.assert_allclose([[p.x, p.y, p.z] for p in edges.points], M.label_edge_points(lab))
+
+
+def test_node_frame_from_tf2_equals_the_bag_tools_bit_for_bit(tmp_path):
+    """The fitter node's input path (rclpy messages, the extrinsic from a real tf2 buffer, then
+    nodes/inputs.prepare_frame) and autolabel-bag's (rosbags messages, io/bags.TfTree) build the same
+    SensorFrame from one bag, bit for bit. The TF edge is stored LiDAR -> camera, as in the simulator's
+    bag: tf2 inverts it as a quaternion, the bag tool as a matrix; the raw extrinsics differ by float
+    noise (4e-16 there), which the shared builder snaps away so both faces fit the same numbers."""
+    import tf2_ros
+    from rclpy.serialization import deserialize_message
+    from rclpy.time import Time
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from tf2_msgs.msg import TFMessage
+
+    from autolabel_ros.io import messages as M
+    from autolabel_ros.io.bags import BagSource
+    from autolabel_ros.io.label_bag import BagWriter
+    from autolabel_ros.nodes import inputs, params
+
+    rng = np.random.default_rng(3)
+    F = M.rosbags_factory()
+    K = np.array([[300.0, 0.0, 160.5], [0.0, 300.0, 100.25], [0.0, 0.0, 1.0]])
+    # the simulator's LiDAR -> camera extrinsic (a KITTI-like mount)
+    T_cam_lidar = np.array([[0.0015529855934302, -0.9999815751768029, 0.00586835093249699, -0.0116],
+                            [0.00665648402510194, -0.00585789073914511, -0.9999606873955156, -0.0928],
+                            [0.9999766394552276, 0.00159198712575764, 0.00664726416063488, -0.2538],
+                            [0.0, 0.0, 0.0, 1.0]])
+    points = np.hstack([rng.uniform([2, -10, -2], [40, 10, 1], (3000, 3)), rng.uniform(0, 1, (3000, 1))])
+    image = rng.integers(0, 255, (200, 320, 3), np.uint8)
+    with BagWriter(tmp_path / 'b') as wr:
+        wr.write('/tf_static', M.make_tf_static(np.linalg.inv(T_cam_lidar), 'lidar', 'camera', STAMP, F),
+                 STAMP)
+        wr.write('/camera/camera_info', M.make_camera_info(K, 320, 200, STAMP, 'camera', F), STAMP)
+        wr.write('/camera/image_raw', M.make_image(image, STAMP, 'camera', F), STAMP)
+        wr.write('/lidar/points', M.make_pointcloud2(points.astype(np.float32), STAMP, 'lidar', F), STAMP)
+    with BagSource(tmp_path / 'b') as src:
+        [(_, bag_frame, _)] = list(src.iter_frames(src.index()))
+        T_bag = src.extrinsic('camera', 'lidar')
+    types = {'/tf_static': TFMessage, '/camera/camera_info': CameraInfo, '/camera/image_raw': Image,
+             '/lidar/points': PointCloud2}
+    with Reader(tmp_path / 'b') as r:
+        msgs = {c.topic: deserialize_message(raw, types[c.topic]) for c, _, raw in r.messages()}
+    buffer = tf2_ros.Buffer()
+    for tr in msgs['/tf_static'].transforms:
+        buffer.set_transform_static(tr, 'test')
+    T_tf2 = M.transform_to_matrix(buffer.lookup_transform('camera', 'lidar', Time()).transform)
+    assert not np.array_equal(T_tf2, T_bag) and np.abs(T_tf2 - T_bag).max() < 1e-14
+    specs = params.fitter_specs()
+    _, st = params.validate_parameters({s.name: s.default for s in specs}, specs)
+    node_frame, _, _ = inputs.prepare_frame(msgs['/camera/image_raw'], msgs['/camera/camera_info'],
+                                            msgs['/lidar/points'], None, T_tf2, st)
+    for name in ('image', 'K', 'points', 'T_cam_lidar'):
+        a, b = getattr(node_frame, name), getattr(bag_frame, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from autolabel_ros.config import ConfigError, load_config
-    from autolabel_ros.core.device import DeviceError, set_torch_threads
+    from autolabel_ros.core.device import DeviceError, process_threads
     from autolabel_ros.io.kitti import KittiFormatError
     from autolabel_ros.kitti_labeling import label_frames
     try:
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         # the inputs and the output folder are checked before the models load (tens of seconds)
         fids = preflight(args.data, frames)
         prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
-        set_torch_threads(cfg.fit.threads)
+        process_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
         record_files(args.out, TOOL, [f'{fid}.txt' for fid in fids])
     except ConfigError as e:

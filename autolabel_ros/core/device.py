@@ -38,6 +38,23 @@ def set_torch_threads(n: int) -> None:
         torch.set_num_threads(int(n))
 
 
+def process_threads(fit_threads: int, share: int | None = None) -> int:
+    """The compute threads of a labelling process, set once at its start by every face (the fitter
+    node, ``autolabel-bag``'s workers, ``autolabel-kitti``) through this one function, so that one
+    config gives the same thread counts, hence the same bits, whichever face labels a frame: torch
+    runs ``fit.threads`` (0: the worker's ``share`` of the cores, else torch's default); OpenCV (the
+    SSD detector) runs ``share`` when a worker has one and keeps its default otherwise. Returns the
+    torch threads in effect (for the faces' start-up lines)."""
+    set_torch_threads(fit_threads or share or 0)
+    if share:
+        import cv2
+
+        cv2.setNumThreads(int(share))
+    import torch
+
+    return torch.get_num_threads()
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Torch CPU threads set to ``n`` inside the block and restored after it (a segmenter's own

@@ -125,6 +125,22 @@ def tf_frame_id(name) -> str:
     return str(name or '').strip().lstrip('/')
 
 
+# Decimals the extrinsic keeps (1e-10 m / rad): far below any calibration, far above float noise.
+EXTRINSIC_DECIMALS = 10
+
+
+def canonical_extrinsic(T) -> np.ndarray:
+    """The LiDAR -> camera extrinsic on a fixed grid, so that the faces hand the pipeline the same bits.
+
+    The node gets it from tf2, which inverts and chains transforms as quaternions; the bag tool chains
+    4x4 matrices (io/bags.TfTree). On the same /tf_static the two differ by float noise (up to 4e-16 on
+    the simulator bag), and a fit is a long chain of float operations whose heading choice can be a near
+    tie: rounded to 1e-10 the two agree bit for bit (unless a value lies within 1e-16 of a rounding
+    boundary: about one camera in 10^5)."""
+    T = np.round(np.asarray(T, dtype=np.float64), EXTRINSIC_DECIMALS)
+    return T + 0.0      # -0.0 -> 0.0: the same bytes too
+
+
 def sensor_frame(image_msg, cloud_msg, camera: CameraModel, T_cam_lidar: np.ndarray, *, stamp_ns: int,
                  frame_id: str, lidar_frame: str, camera_frame: str,
                  info_where: str = 'camera_info') -> SensorFrame:
@@ -132,10 +148,11 @@ def sensor_frame(image_msg, cloud_msg, camera: CameraModel, T_cam_lidar: np.ndar
     image undistorted when the camera model has distortion).
 
     Raises FrameError when the camera model's size does not match the image (``info_where`` names
-    the camera_info source in that message).
+    the camera_info source in that message). The extrinsic is snapped to :func:`canonical_extrinsic`'s
+    grid: the node's tf2 lookup and the bag tool's TF tree give the same frame.
     """
     image = camera.prepare(decode_image(image_msg), info_where)
     points = M.pointcloud2_to_numpy(cloud_msg, with_intensity=True)
-    return SensorFrame(image=image, K=camera.K, points=points, T_cam_lidar=np.asarray(T_cam_lidar),
+    return SensorFrame(image=image, K=camera.K, points=points, T_cam_lidar=canonical_extrinsic(T_cam_lidar),
                        stamp_ns=int(stamp_ns), frame_id=str(frame_id), lidar_frame=lidar_frame,
                        camera_frame=camera_frame)

@@ -54,8 +54,8 @@ class FitterNode(ManagedNode):
         from autolabel_ros.config import ConfigError
         from autolabel_ros.pipeline import Autolabeler
         try:
-            from autolabel_ros.core.device import set_torch_threads
-            set_torch_threads(self.cfg.fit.threads)     # the process' torch threads, once at start
+            from autolabel_ros.core.device import process_threads
+            threads = process_threads(self.cfg.fit.threads)    # as autolabel-bag's workers set them
             self.labeler = Autolabeler(self.cfg)
             _ = self.labeler.segmenter   # SAM loads lazily: load it now, not on the first frame
         except (ConfigError, StartupError):
@@ -65,7 +65,8 @@ class FitterNode(ManagedNode):
                                f'{type(e).__name__}: {e}') from e
         warm = f', warm-up frame {self._warm_up():.1f} s' if self.settings.warm_up else ''
         self.get_logger().info(f'Autolabeler ready in {time.perf_counter() - t0:.1f} s '
-                               f'(device {self.cfg.device}, segmenter {self.cfg.segmenter.model}{warm})')
+                               f'(device {self.cfg.device}, {threads} torch thread(s), '
+                               f'segmenter {self.cfg.segmenter.model}{warm})')
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
 

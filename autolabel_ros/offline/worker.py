@@ -92,18 +92,14 @@ class FrameLabeler:
 
     def _models(self, need_detector: bool, fused: bool = False):
         if self._labeler is None:
-            from autolabel_ros.core.device import set_torch_threads
+            from autolabel_ros.core.device import process_threads
 
-            # the process' torch threads: the fit's setting (fit.threads), else the worker's share
             if self.torch_threads and (self.cfg.fit.threads or 0) > self.torch_threads:
                 log.warning('fit.threads %d is more than this worker\'s share of the cores (%d): the '
                             'workers will slow each other down (fit.threads: 1 or --workers 1)',
                             self.cfg.fit.threads, self.torch_threads)
-            set_torch_threads(self.cfg.fit.threads or self.torch_threads or 0)
-            if self.torch_threads:
-                import cv2
-
-                cv2.setNumThreads(int(self.torch_threads))   # the SSD detector runs in OpenCV DNN
+            # the process' threads, as the fitter node sets them for the same config
+            process_threads(self.cfg.fit.threads, self.torch_threads)
             from autolabel_ros.pipeline import Autolabeler
 
             self._labeler = Autolabeler(self.cfg)
