@@ -51,12 +51,12 @@ class SegmenterConfig:
                               'a KITTI image encodes 672 of 1024 rows, 2x faster, masks as close to the full '
                               "square's as a 1 px box jitter); -1 = the whole 1024 x 1024 square",
                               min=-1, max=64)
-    precision: str = param('auto', "MobileSAM: the image encoder's number format; bfloat16 "
+    precision: str = param('float32', "MobileSAM: the image encoder's number format; bfloat16 "
                            '(channels-last, decoder in float32) takes 0.6x the CPU time on a CPU with '
-                           'bfloat16 matrix units (AMX, Intel Xeon 4th gen and later) and moves masks '
-                           'less than a 1 px box jitter (KITTI full row 98.2 / 62.8 vs 100.0 / 62.9: one '
-                           'ignored car at IoU 0.507 -> 0.500); auto = bfloat16 on such a CPU, else '
-                           'float32 (also on a GPU)',
+                           'bfloat16 matrix units (AMX, Intel Xeon 4th gen and later) and moves KITTI masks '
+                           'less than a 1 px box jitter, but costs ApolloCar3D-sim AP3D@0.7 mod 87.3 -> 84.3 '
+                           '(KITTI 100.0 / 62.9 -> 98.4 / 63.1), so it is not the default; auto = bfloat16 on '
+                           'such a CPU, else float32 (also on a GPU)',
                            choices=('auto', 'float32', 'bfloat16'))
     threads: int = param(0, "torch CPU threads while the segmenter computes (0 = the process' setting, "
                             'fit.threads); 2 on an idle 2-core machine speeds the image embedding up, on a '

@@ -349,7 +349,7 @@ def test_precision_default_and_bad_value():
     from autolabel_ros.segment.sam import resolve_precision
     from autolabel_ros.segment.tinyvit import bfloat16_is_fast
 
-    assert SegmenterConfig().precision == 'auto'
+    assert SegmenterConfig().precision == 'float32'
     assert resolve_precision('auto', 'cpu') == ('bfloat16' if bfloat16_is_fast() else 'float32')
     assert resolve_precision('auto', 'cuda') == 'float32'
     assert resolve_precision('BFloat16', 'cuda') == 'bfloat16'
