@@ -53,10 +53,10 @@ class SegmenterConfig:
                               min=-1, max=64)
     precision: str = param('float32', "MobileSAM: the image encoder's number format; bfloat16 "
                            '(channels-last, decoder in float32) takes 0.6x the CPU time on a CPU with '
-                           'bfloat16 matrix units (AMX, Intel Xeon 4th gen and later) and moves KITTI masks '
-                           'less than a 1 px box jitter, but costs ApolloCar3D-sim AP3D@0.7 mod 87.3 -> 84.3 '
-                           '(KITTI 100.0 / 62.9 -> 98.4 / 63.1), so it is not the default; auto = bfloat16 on '
-                           'such a CPU, else float32 (also on a GPU)',
+                           'bfloat16 matrix units (AMX, Intel Xeon 4th gen and later) and moves KITTI '
+                           'masks less than a 1 px box jitter, but costs ApolloCar3D-sim AP3D@0.7 mod '
+                           '87.3 -> 84.3 (KITTI 100.0 / 62.9 -> 98.4 / 63.1), so it is not the default; '
+                           'auto = bfloat16 on such a CPU, else float32 (also on a GPU)',
                            choices=('auto', 'float32', 'bfloat16'))
     threads: int = param(0, "torch CPU threads while the segmenter computes (0 = the process' setting, "
                             'fit.threads); 2 on an idle 2-core machine speeds the image embedding up, on a '
