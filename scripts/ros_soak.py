@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                        r'(\d+) objects, dropped (\d+)', text)
     after = [kb for t, kb in samples if t >= 60.0]
     growth = (after[-1] - after[0]) / after[0] if len(after) >= 2 and after[0] else None
-    growth_start = (samples[-1][1] - samples[0][1]) / samples[0][1] if len(samples) >= 2 and samples[0][1] else None
+    first = samples[0][1] if samples else 0
+    growth_start = (samples[-1][1] - first) / first if len(samples) >= 2 and first else None
     final = re.search(r'final: (\d+) frames processed, (\d+) dropped by the frame queue; received (.*?); '
                       r'(\d+) synchronized', text)
     counts = [int(final.group(k)) if final else None for k in (1, 2, 4)]
