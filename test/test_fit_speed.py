@@ -201,17 +201,21 @@ def test_freespace_term_gradient_is_the_padded_one(sdf):
     assert torch.allclose(code_n.grad, code_r.grad, atol=1e-5)
 
 
-def test_ground_gap_is_the_lowest_column_gap(sdf):
-    """The ground term's column search (the plane under every column as one product) picks the column
-    of the smallest gap of the plain per-column formula, and its value."""
-    from autolabel_ros.fit.energies import ground_gap
-    g = torch.Generator().manual_seed(8)
-    B = 6
+def _hypotheses_over_a_plane(sdf, seed: int, B: int = 6):
+    """B random hypotheses (pose, code, scales) around a car-like height over a slightly tilted plane."""
+    g = torch.Generator().manual_seed(seed)
     pose = torch.cat([torch.randn(B, 2, generator=g) * 5, torch.randn(B, 1, generator=g) * 0.2 - 0.9,
                       torch.rand(B, 1, generator=g) * 6], 1)
     codes = torch.randn(B, sdf.d, generator=g) * sdf.stdev
     scales = torch.exp(torch.randn(B, 3, generator=g) * 0.05)
-    plane = torch.tensor([0.03, -0.02, -1.7])
+    return pose, codes, scales, torch.tensor([0.03, -0.02, -1.7])
+
+
+def test_ground_gap_is_the_lowest_column_gap(sdf):
+    """The ground term's column search (the plane under every column as one product) picks the column
+    of the smallest gap of the plain per-column formula, and its value."""
+    from autolabel_ros.fit.energies import ground_gap
+    pose, codes, scales, plane = _hypotheses_over_a_plane(sdf, 8)
     got = ground_gap(sdf, pose, codes, scales, plane)
     zc, valid, _ = sdf.bottom_heights(codes)
     xy = sdf.bot_xy[None] * scales[:, None, :2]
@@ -229,13 +233,7 @@ def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
     search between full searches) = the search over every column, value and gradient, and the
     columns are fewer."""
     from autolabel_ros.fit.energies import ground_columns, ground_gap
-    g = torch.Generator().manual_seed(9)
-    B = 6
-    pose0 = torch.cat([torch.randn(B, 2, generator=g) * 5, torch.randn(B, 1, generator=g) * 0.2 - 0.9,
-                       torch.rand(B, 1, generator=g) * 6], 1)
-    code0 = torch.randn(B, sdf.d, generator=g) * sdf.stdev
-    scales = torch.exp(torch.randn(B, 3, generator=g) * 0.05)
-    plane = torch.tensor([0.03, -0.02, -1.7])
+    pose0, code0, scales, plane = _hypotheses_over_a_plane(sdf, 9)
     cols = ground_columns(sdf, pose0, code0, scales, plane, 8)
     assert 8 <= len(cols) < len(sdf.bot_xy) and torch.equal(cols, cols.sort().values)
     out = []
