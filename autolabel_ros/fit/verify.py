@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from autolabel_ros.core.geometry import points_in_box
 from autolabel_ros.fit.rays import to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 
@@ -106,13 +107,8 @@ def inside_share(points: np.ndarray, box7: np.ndarray, margin: float = INSIDE_MA
     pts = np.asarray(points, float).reshape(-1, 3)
     if len(pts) == 0 or not np.all(np.isfinite(box7)):
         return 1.0
-    c, s, yaw = np.asarray(box7[:3], float), np.asarray(box7[3:6], float), float(box7[6])
-    d = pts - c
-    u = d[:, :2] @ np.array([np.cos(yaw), np.sin(yaw)])
-    v = d[:, :2] @ np.array([-np.sin(yaw), np.cos(yaw)])
-    inside = (np.abs(u) <= s[0] / 2 + margin) & (np.abs(v) <= s[1] / 2 + margin) & \
-        (np.abs(d[:, 2]) <= s[2] / 2 + margin)
-    return float(inside.mean())
+    box7 = np.asarray(box7, float)
+    return float(points_in_box(pts, box7[:3], box7[3:6], float(box7[6]), margin).mean())
 
 
 def points_outside_box(points: np.ndarray, box7: np.ndarray) -> bool:
