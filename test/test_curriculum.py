@@ -238,3 +238,10 @@ def test_real_share_sets_the_mix_and_seed_lists_parse():
     assert parse_seeds('0-3,7,2') == [0, 1, 2, 3, 7] and parse_seeds('') == []
     with pytest.raises(ValueError):
         parse_seeds('a,b')
+
+
+def test_fewer_flips_count_as_the_better_seed():
+    from autolabel_ros.curriculum.stats import paired
+    chains = {s: [{'loop': 0, 'flips_all': 0.3}, {'loop': 1, 'flips_all': 0.2}] for s in range(3)}
+    q = paired(chains, 0, 1)['flips_all']
+    assert q['wins'] == 3 and q['losses'] == 0 and q['mean'] == pytest.approx(-0.1)

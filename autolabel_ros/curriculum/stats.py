@@ -13,6 +13,7 @@ import numpy as np
 MEASURES = ('3D@0.5_mod', '3D@0.7_mod', 'BEV@0.7_mod', 'mean_iou3d_all', 'iou_ge_0.5', 'iou_ge_0.7',
             'flips_all', 'css_frontback')
 PERCENT = {'flips_all', 'css_frontback', 'iou_ge_0.5', 'iou_ge_0.7'}
+LOWER_IS_BETTER = {'flips_all'}
 
 
 def car_summary(cars: list[dict]) -> dict:
@@ -83,8 +84,9 @@ def car_bootstrap(chains: dict, a: int, b: int, key: str = 'iou3d', n_boot: int 
 
 
 def paired(chains: dict, a: int, b: int) -> dict:
-    """Loop b against loop a within each seed: per measure the per-seed differences, their mean, wins
-    / losses and the sign test; and the car bootstrap of the 3D IoU difference."""
+    """Loop b against loop a within each seed: per measure the per-seed differences (b - a), their mean,
+    the seeds where b is better / worse (``wins`` / ``losses``; fewer flips is better) and the sign test;
+    and the car bootstrap of the 3D IoU difference."""
     out = {'a': a, 'b': b}
     for key in MEASURES:
         d = []
@@ -94,8 +96,9 @@ def paired(chains: dict, a: int, b: int) -> dict:
                 if va is not None and vb is not None:
                     d.append(vb - va)
         if d:
-            out[key] = {'diffs': d, 'mean': float(np.mean(d)), 'wins': int(np.sum(np.array(d) > 0)),
-                        'losses': int(np.sum(np.array(d) < 0)), 'p_sign': sign_test(d)}
+            better = -np.array(d) if key in LOWER_IS_BETTER else np.array(d)
+            out[key] = {'diffs': d, 'mean': float(np.mean(d)), 'wins': int(np.sum(better > 0)),
+                        'losses': int(np.sum(better < 0)), 'p_sign': sign_test(d)}
     out['car_iou3d'] = car_bootstrap(chains, a, b)
     return out
 
