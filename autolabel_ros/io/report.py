@@ -186,8 +186,9 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
         cols = min(4, len(sel))
         rows = int(np.ceil(len(sel) / cols))
         ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+        # one window for all panels: shared axes label only the outer ones (a fifth of the sheet's time)
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, (4.2 * ratio + 0.45) * rows + 0.4),
-                                 squeeze=False)
+                                 squeeze=False, sharex=True, sharey=True)
         for ax, r in zip(axes.ravel(), sel):
             _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
         for ax in axes.ravel()[len(sel):]:

@@ -122,7 +122,7 @@ def open_source(job: BagJob, calib=None):
     return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic,
                      cloud_topic=job.cloud_topic,
                      prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance,
-                     rectified=job.rectified, undistort=job.undistort)
+                     rectified=job.rectified, undistort=job.undistort, progress=job.progress)
 
 
 def _calib_dict(calib) -> Optional[dict]:
@@ -321,6 +321,9 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     failures = []
     n = 0
     bar = tqdm(total=len(todo), unit='frame', desc='autolabel', disable=not job.progress, dynamic_ncols=True)
+    # the first frame comes after the models load (seconds to a minute): say so, and keep the clock going
+    bar.set_postfix_str('loading the models')
+    ticker = _Ticker(bar) if job.progress else None
     try:
         for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray,
                                         threads=job.threads):
@@ -342,8 +345,32 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
         log.warning('interrupted: %d frames are saved under %s; run the same command again to resume',
                     len(store.done()), store.root)
         raise
+    finally:
+        if ticker is not None:
+            ticker.stop()
     bar.close()
     return failures
+
+
+class _Ticker:
+    """Redraws a progress bar every second from a thread, so its elapsed time moves while a step
+    takes long (tqdm redraws only when it is updated)."""
+
+    def __init__(self, bar, every_s: float = 1.0):
+        import threading
+
+        self.bar = bar
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s):
+        while not self._stop.wait(every_s):
+            self.bar.refresh()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,7 +575,7 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     # the output phase up to here (the summary and the move into place take milliseconds)
     clock.add('write', time.perf_counter() - t0[0], time.process_time() - t0[1])
     summary['run'] = dict(run_info, write_s=time.perf_counter() - t0[0], phases=clock.as_dict(),
-                          usage=process_usage())
+                          usage=process_usage(), figures_child_cpu_s=figure_job.child_cpu_s)
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
     # move into place, replacing only the files this tool wrote before
     install_tree(stage, out, TOOL)
@@ -563,6 +590,14 @@ def _figure_process_start():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from autolabel_ros.io.report import _plt
     _plt()
+
+
+def _figures_in_child(*args):
+    """The figures, and the figure process' CPU seconds since it started (its imports included)."""
+    from autolabel_ros.io.report import write_figures
+
+    figures = write_figures(*args)
+    return figures, time.process_time()
 
 
 def start_figure_pool():
@@ -593,15 +628,14 @@ class FigureJob:
                  pool=None):
         self.args = (Path(report_dir), records, bevs)
         self.pool = self.pending = None
+        self.child_cpu_s = None          # the figure process' CPU seconds, once it is done
         self.before = self._pngs()
         if pool is None and (self.wanted(len(records)) if spawn is None else spawn):
             pool = start_figure_pool()
         if pool is not None:
-            from autolabel_ros.io.report import write_figures
-
             self.pool = pool
             try:
-                self.pending = self.pool.apply_async(write_figures, self.args)
+                self.pending = self.pool.apply_async(_figures_in_child, self.args)
             except (OSError, ValueError) as e:    # the process is gone: drawn here instead
                 log.info('figures drawn in this process (%s)', e)
                 self.close()
@@ -622,7 +656,7 @@ class FigureJob:
                 self.pending.wait(0.5)
                 bar.n = start + self._pngs() - self.before
                 bar.refresh()
-            figures = self.pending.get()
+            figures, self.child_cpu_s = self.pending.get()
             bar.n = start + len(figures)
             bar.refresh()
             return figures

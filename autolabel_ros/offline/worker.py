@@ -103,7 +103,9 @@ class FrameLabeler:
             process_threads(self.cfg.fit.threads, self.torch_threads)
             from autolabel_ros.pipeline import Autolabeler
 
-            self._labeler = Autolabeler(self.cfg)
+            labeler = Autolabeler(self.cfg)
+            _ = labeler.segmenter   # built now (the pipeline builds it on first use): part of the model load
+            self._labeler = labeler
         if need_detector and (self._detector is None or self._fused != fused):
             from autolabel_ros.detect import make_detector
             from autolabel_ros.proposals import fused_detector_config
