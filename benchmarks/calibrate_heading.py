@@ -75,9 +75,12 @@ def pair_samples(recs: list[dict]) -> np.ndarray:
     """Per flip pair (one hypothesis right, the other flipped): LOGIT_TERMS of the wrong minus the right
     (the frame-level cues as the shipped heading choice sets them)."""
     from autolabel_ros.config import from_dict
-    from autolabel_ros.fit.heading import logit_terms, pick
+    from autolabel_ros.fit.heading import LOGIT_TERMS, logit_terms, pick
     from benchmarks.heading_cues import alt_fits
     fc = from_dict({}).fit
+    # the dumps carry every cue, the shipped fit computes only its heading_cues (the others read 0 there)
+    always = ('energy', 'select_iou', 'shape_code')
+    live = np.array([t in always or t in fc.heading_cues for t in LOGIT_TERMS])
     by_frame: dict = {}
     for r in recs:
         by_frame.setdefault(r['frame'], []).append(r)
@@ -89,7 +92,7 @@ def pair_samples(recs: list[dict]) -> np.ndarray:
             if len(r['alts']) < 2 or flipped(r['alts'][0], r) == flipped(r['alts'][1], r):
                 continue
             right, wrong = sorted(range(2), key=lambda k: flipped(r['alts'][k], r))
-            out.append(logit_terms(f[wrong]) - logit_terms(f[right]))
+            out.append((logit_terms(f[wrong]) - logit_terms(f[right])) * live)
     return np.array(out)
 
 
