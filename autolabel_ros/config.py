@@ -123,7 +123,7 @@ class FitConfig:
                                'when the CSS network runs for the fit, css.nocs_loss)', min=0.0)
     w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
                                    'the NOCS loss)', min=0.0)
-    heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane'],
+    heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane', 'end_look'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
                                '(benchmarks/heading_cues.py --search)', items=HEADING_CUES + ('none',))
@@ -139,10 +139,9 @@ class FitConfig:
                                 'only)', min=0.0)
     w_lane: float = param(0.005, 'front/back cue weight: the heading of better-seen parallel cars within '
                                  'half a lane, for cars with few points (fit/heading.py lane_votes)', min=0.0)
-    w_end_look: float = param(0.02, 'front/back cue weight: the look of the visible end (front or rear) read '
-                                    'by fit/end_look_model.py, trained on the procedural simulator (with '
-                                    'end_look in heading_cues; off by default, README "Front/back cues")',
-                              min=0.0)
+    w_end_look: float = param(0.02, 'front/back cue weight: the look of the visible end (front or rear), '
+                                    'read through the object mask by fit/end_look_model.py, trained on the '
+                                    'procedural simulator (README "Front/back cues")', min=0.0)
     w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
                               'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',

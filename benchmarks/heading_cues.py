@@ -132,6 +132,16 @@ def cue_records(name: str) -> list[dict]:
     return with_profile(name, recs)
 
 
+def full_mask(rec: dict, image_hw) -> np.ndarray:
+    """The record's object mask (H x W bool) from its dumped crop."""
+    from benchmarks.fit_dump import uncrop
+    (x0, y0), crop = uncrop(rec['mask'], None)
+    out = np.zeros(image_hw, bool)
+    h, w = crop.shape
+    out[y0:y0 + h, x0:x0 + w] = crop[:image_hw[0] - y0, :image_hw[1] - x0]
+    return out
+
+
 def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list[dict]:
     """Sets each hypothesis' profile features (``profile_x``), facing and profile cue value (the model
     ``coef``, ``intercept``; default: the shipped fit/profile_model.py) as the fitter computes them."""
@@ -154,7 +164,8 @@ def with_profile(name: str, recs: list[dict], coef=None, intercept=None) -> list
         im, calib = image[fid]
         sizes = al.fitter.cue_sizes(alt_fits(r))
         look = (end_look_cues(im, calib.K, calib.T_cam_lidar, cam, [d['pose'] for d in r['alts']], sizes,
-                              len(r['points']), r['occluded_share'])
+                              len(r['points']), r['occluded_share'],
+                              mask=full_mask(r, im.shape[:2]))
                 if len(r['alts']) > 1 else [0.0] * len(r['alts']))
         for d, size, v in zip(r['alts'], sizes, look):
             d['profile_x'], d['facing'] = profile_features(r['points'], d['pose'], size, cam)

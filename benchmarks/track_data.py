@@ -18,6 +18,8 @@ import numpy as np
 CACHE = Path(os.environ.get('AUTOLABEL_BENCH_CACHE', Path.home() / '.cache' / 'autolabel_ros' / 'bench'))
 SEQ_SEED0 = 700000
 N_CARS = 10
+# label metrics kept in the cache (benchmarks/tracks.py gives them back to the labels)
+LABEL_METRICS = ('heading_logit', 'flip_margin', 'n_points', 'confidence', 'mask_iou')
 
 
 def seq_dir(seed: int, beams: int, frames: int) -> Path:
@@ -38,7 +40,11 @@ def _label_arrays(labels) -> dict:
     return {'lab_id': np.array([x.id for x in labels], np.int64).reshape(-1),
             'lab_box': np.array([x.box7 for x in labels], np.float64).reshape(-1, 7),
             'lab_score': np.array([x.score for x in labels], np.float64).reshape(-1),
-            'lab_accepted': np.array([x.accepted for x in labels], bool).reshape(-1)}
+            'lab_accepted': np.array([x.accepted for x in labels], bool).reshape(-1),
+            # what the tracking reads of a label's metrics (its heading confidence, its LiDAR support)
+            **{f'lab_{k}': np.array([float(x.metrics.get(k, np.nan)) for x in labels], np.float64).reshape(-1)
+               for k in LABEL_METRICS},
+            'lab_reasons': np.array([','.join(x.reasons) for x in labels], dtype=str).reshape(-1)}
 
 
 def gt_prompts(sf) -> tuple[list, list]:

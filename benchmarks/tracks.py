@@ -48,8 +48,20 @@ MOVING_MPS = 0.5
 def frame_labels(fr: dict):
     from autolabel_ros.core.types import Label3D
 
-    return [Label3D(center=b[:3], size=b[3:6], yaw=b[6], score=float(s), id=int(i), accepted=bool(a))
-            for b, s, i, a in zip(fr['lab_box'], fr['lab_score'], fr['lab_id'], fr['lab_accepted'])]
+    from benchmarks.track_data import LABEL_METRICS
+
+    n = len(fr['lab_id'])
+    # the metrics the cache kept (heading confidence, LiDAR support; caches written before they were
+    # kept have none) and the reasons of a rejection
+    kept = [k for k in LABEL_METRICS if f'lab_{k}' in fr]
+    metrics = [{k: float(fr[f'lab_{k}'][j]) for k in kept if not np.isnan(fr[f'lab_{k}'][j])}
+               for j in range(n)]
+    reasons = [[r for r in str(x).split(',') if r] for x in fr['lab_reasons']] if 'lab_reasons' in fr \
+        else [[] for _ in range(n)]
+    return [Label3D(center=b[:3], size=b[3:6], yaw=b[6], score=float(s), id=int(i), accepted=bool(a),
+                    metrics=m, reasons=r)
+            for b, s, i, a, m, r in zip(fr['lab_box'], fr['lab_score'], fr['lab_id'], fr['lab_accepted'],
+                                        metrics, reasons)]
 
 
 def make_refitter():

@@ -3,13 +3,17 @@ own procedural simulator, and check it on the benchmark sets.
 
     python benchmarks/train_end_look.py [--scenes 200] [--dry-run]
 
-Renders ``--scenes`` procedural scenes (camera only matters; seeds from ``SEED0``, disjoint from the
-benchmark's scenes, cached in $AUTOLABEL_BENCH_CACHE/end_look/), takes the end face of every car
-whose end faces the camera (|facing| >= 0.3, KITTI occlusion <= 1) from its ground-truth box, with
-``AUGMENT`` randomised copies each (box jitter, colour gain and offset, downsampling as a far car
-gets: the simulator's cars are cleaner than real ones), fits an L2 logistic regression and writes
+Renders ``--scenes`` procedural scenes (camera and modal instance masks only matter; seeds from
+``SEED0``, disjoint from the benchmark's scenes, cached in $AUTOLABEL_BENCH_CACHE/end_look_masks/), takes
+the end face of every car whose end faces the camera (|facing| >= 0.3, KITTI occlusion <=
+``MAX_OCCLUSION``) from its ground-truth box, read through the car's own mask as the fit reads it
+through the segmenter's (fit/end_look.py end_patch), with ``AUGMENT`` randomised copies each (box
+jitter, mask grown or shrunk by up to 2 px, colour gain and offset, downsampling as a far car gets:
+the simulator's cars are cleaner than real ones), fits an L2 logistic regression and writes
 autolabel_ros/fit/end_look_model.py. No ../shared data goes into the model: the ApolloCar3D set and
-the KITTI frames (ground-truth boxes) are only scored, printed beside the training accuracy.
+the KITTI frames are only scored, printed beside the training accuracy (ground-truth boxes without a
+mask; and, where the fit dumps of benchmarks/fit_dump.py exist, at the fitted boxes through the
+segmenter's masks, by occluded share).
 """
 from __future__ import annotations
 
@@ -31,29 +35,32 @@ MODEL_FILE = ROOT / 'autolabel_ros' / 'fit' / 'end_look_model.py'
 SEED0 = 700000          # the benchmark's simulator scenes start at 300000 (run_all.SIM_SEED0), 46 of them
 MIN_FACING = 0.3
 AUGMENT = 4
+MAX_OCCLUSION = 2     # KITTI occlusion level of the training cars (2: largely hidden, read through the mask)
 L2 = 3e-2
 
 
 def render(seed: int) -> dict:
     """One procedural scene's camera image (PNG bytes), calibration and ground-truth boxes (cached)."""
     import cv2
-    path = CACHE / 'end_look' / f'{seed}.pkl'
+    path = CACHE / 'end_look_masks' / f'{seed}.pkl'
     if path.exists():
         with open(path, 'rb') as fh:
             return pickle.load(fh)
     from autolabel_ros.sim.drive import Simulator
     sf = Simulator(seed, beams=16).frame(0)
     rec = dict(seed=seed, png=cv2.imencode('.png', sf.frame.image)[1], K=sf.frame.K, T=sf.frame.T_cam_lidar,
+               masks=cv2.imencode('.png', sf.masks.astype(np.uint16))[1],
                gt=[dict(center=np.asarray(g.center), size=np.asarray(g.size), yaw=float(g.yaw),
-                        occ=int(g.occlusion)) for g in sf.gt])
+                        occ=int(g.occlusion), id=int(g.id)) for g in sf.gt])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'wb') as fh:
         pickle.dump(rec, fh)
     return rec
 
 
-def jittered(image: np.ndarray, rect, rng) -> np.ndarray:
-    """An end patch as a different camera / a farther car would give it."""
+def jittered(image: np.ndarray, rect, rng, mask: np.ndarray | None = None) -> np.ndarray:
+    """An end patch as a different camera / a farther car would give it (``mask``: the car's own mask,
+    H x W bool, grown or shrunk by a pixel or two as a segmenter's would be)."""
     import cv2
 
     from autolabel_ros.fit.end_look import end_patch
@@ -66,27 +73,38 @@ def jittered(image: np.ndarray, rect, rng) -> np.ndarray:
         crop = cv2.resize(small, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
     crop = crop * rng.uniform(0.8, 1.2, 3) * rng.uniform(0.6, 1.3) + rng.uniform(-20, 20)
     crop += rng.normal(0, 3.0, crop.shape)
-    return end_patch(np.clip(crop, 0, 255), (0, 0, crop.shape[1], crop.shape[0]))
+    own = None
+    if mask is not None:
+        own = mask[v0:v1, u0:u1].astype(np.uint8)
+        k = int(rng.integers(-2, 3))
+        if k:
+            op = cv2.dilate if k > 0 else cv2.erode
+            own = op(own, np.ones((3, 3), np.uint8), iterations=abs(k))
+        own = own.astype(bool)
+    return end_patch(np.clip(crop, 0, 255), (0, 0, crop.shape[1], crop.shape[0]), own)
 
 
-def scene_samples(rec: dict, rng, augment: int) -> tuple[list, list]:
-    """(features, visible end is the front) of every usable car of a rendered scene."""
+def scene_samples(rec: dict, rng, augment: int, masked: bool = True) -> tuple[list, list]:
+    """(features, visible end is the front) of every usable car of a rendered scene (``masked``: the
+    patches read through each car's own modal mask, as the fit reads them through its segmenter's)."""
     import cv2
 
     from autolabel_ros.fit.end_look import end_features, end_rect, facing_of
     image = cv2.imdecode(rec['png'], cv2.IMREAD_UNCHANGED)
+    ids = cv2.imdecode(rec['masks'], cv2.IMREAD_UNCHANGED) if masked else None
     cam = (np.linalg.inv(rec['T']) @ [0.0, 0.0, 0.0, 1.0])[:3]
     X, y = [], []
     for g in rec['gt']:
         pose = np.r_[g['center'], g['yaw']]
         facing = facing_of(pose, cam)
-        if abs(facing) < MIN_FACING or g['occ'] > 1:
+        if abs(facing) < MIN_FACING or g['occ'] > MAX_OCCLUSION:
             continue
+        mask = ids == g['id'] if masked else None
         for _ in range(augment):
             p = pose + np.r_[rng.normal(0, 0.15, 2), 0.0, rng.normal(0, np.radians(4))]
             rect = end_rect(p, g['size'] * rng.normal(1, 0.04, 3), rec['K'], rec['T'], image.shape[:2], cam)
             if rect is not None:
-                X.append(end_features(jittered(image, rect, rng)))
+                X.append(end_features(jittered(image, rect, rng, mask)))
                 y.append(facing > 0)
     return X, y
 
@@ -120,8 +138,8 @@ def gt_samples(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def write_model(coef, intercept, n_cars: int, n_scenes: int):
     rows = coef_rows(coef)
     head = (f'End-look model of fit/end_look.py. GENERATED by benchmarks/train_end_look.py -- do not edit\n'
-            f'by hand. Fitted on {n_cars} car ends ({AUGMENT} randomised copies each) of {n_scenes} '
-            f'procedural simulator scenes\n(seeds {SEED0}-{SEED0 + n_scenes - 1}) at '
+            f'by hand. Fitted on {n_cars} car ends ({AUGMENT} randomised copies each, read through their\n'
+            f'masks) of {n_scenes} procedural simulator scenes (seeds {SEED0}-{SEED0 + n_scenes - 1}) at '
             f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.\n\n'
             f'logit(the visible end is the front) = END_INTERCEPT + END_COEF . end_features(patch)\n')
     MODEL_FILE.write_text(f'"""{head}"""\nEND_COEF = (\n{rows})\nEND_INTERCEPT = {intercept:.4f}\n')
@@ -158,6 +176,41 @@ def main(argv=None):
         far = d > 35
         print(f'| {name} | {len(ys)} | {100 * ok.mean():.1f} % | '
               f'{100 * ok[far].mean():.1f} % of {far.sum()} |')
+    dump_check()
+
+
+def dump_check():
+    """The visible end read right where the fit uses it: at the first hypothesis of each fitted car
+    (benchmarks/fit_dump.py dumps, when there), through the segmenter's mask, by the occluded share of
+    the 2D box (the cue fades out between fit/end_look.py OCC_FULL and OCC_NONE)."""
+    import importlib
+
+    from autolabel_ros.fit import end_look, end_look_model
+    from benchmarks.fit_dump import dump_dir
+    from benchmarks.heading_cues import cue_records
+    importlib.reload(end_look_model)         # the model just written
+    gate = end_look.OCC_FULL, end_look.OCC_NONE
+    end_look.OCC_FULL, end_look.OCC_NONE = 1.0, 1.01      # read every car, however hidden
+    names = {'sim': 'procedural sim 46', 'apollo': 'ApolloCar3D sim 40', 'kitti': 'KITTI 12'}
+    bins = ((0.0, 0.3), (0.3, 0.7), (0.7, 1.01))
+    print('\nAt the fitted box, through the mask (fit dumps), by occluded share of the 2D box:\n'
+          '| set | ' + ' | '.join(f'{lo:g}-{min(hi, 1):g}' for lo, hi in bins) + ' |\n' + '|---' * 4 + '|')
+    for s, name in names.items():
+        if not (dump_dir(s) / 'cues.pkl').exists():
+            continue
+        cells, recs = [], cue_records(s)
+        for lo, hi in bins:
+            ok = n = 0
+            for r in recs:
+                a = r['alts'][0]
+                v = a['terms']['cue_end_look']
+                if len(r['alts']) < 2 or v == 0 or not lo <= r['occluded_share'] < hi:
+                    continue
+                ok += (v < 0) == (np.cos(a['pose'][3] - r['gt']['yaw']) >= 0)
+                n += 1
+            cells.append(f'{ok} / {n} ({100 * ok / max(n, 1):.0f} %)')
+        print(f'| {name} | ' + ' | '.join(cells) + ' |')
+    end_look.OCC_FULL, end_look.OCC_NONE = gate
 
 
 if __name__ == '__main__':

@@ -39,6 +39,31 @@ def test_a_flip_pair_gets_opposite_values_and_a_side_view_or_a_hidden_car_none()
     assert cues([pose], n_points=n)[0] == pytest.approx(t * end_look.HALF_POINTS / (n + end_look.HALF_POINTS))
 
 
+def test_only_the_pixels_of_the_objects_own_mask_speak():
+    """Behind a nearer car the end rectangle shows that car's end: with the object's mask, changing
+    the image outside it changes nothing, changing it inside does."""
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0, 255, (380, 1240, 3)).astype(np.uint8)
+    pose = np.array([15.0, 1.0, -0.9, 0.1])
+    rect = end_look.end_rect(pose, SIZE, K, T, image.shape[:2], CAM)
+    u0, v0, u1, v1 = rect
+    mask = np.zeros(image.shape[:2], bool)
+    mask[v0:(v0 + v1) // 2, u0:u1] = True             # the upper half is the object's, the rest hidden
+    other = image.copy()
+    other[(v0 + v1) // 2:v1, u0:u1] = 255 - other[(v0 + v1) // 2:v1, u0:u1]
+
+    def cue(im):
+        return end_look.end_look_cues(im, K, T, CAM, [pose], [SIZE], 0, 0.0, mask=mask)[0]
+    assert cue(other) == pytest.approx(cue(image), abs=1e-6)
+    inside = image.copy()
+    inside[v0:(v0 + v1) // 2, u0:u1] = 255 - inside[v0:(v0 + v1) // 2, u0:u1]
+    assert abs(cue(inside) - cue(image)) > 1e-3
+    # a mask with (almost) nothing in the rectangle: the patch is read as it is
+    none = np.zeros_like(mask)
+    assert (end_look.end_look_cues(image, K, T, CAM, [pose], [SIZE], 0, 0.0, mask=none)
+            == end_look.end_look_cues(image, K, T, CAM, [pose], [SIZE], 0, 0.0))
+
+
 @pytest.fixture(scope='module')
 def sim_frame():
     from autolabel_ros.sim.drive import simulate_frame
@@ -58,7 +83,8 @@ def test_the_shipped_model_reads_the_visible_end_of_held_out_simulator_cars(sim_
                                  cam)
         if abs(facing) < 0.3 or g.occlusion > 1 or rect is None:
             continue
-        logit = end_look.end_logit(end_look.end_features(end_look.end_patch(sf.frame.image, rect)))
+        patch = end_look.end_patch(sf.frame.image, rect, sf.masks == g.id)
+        logit = end_look.end_logit(end_look.end_features(patch))
         right.append((logit > 0) == (facing > 0))
     assert len(right) == 10 and sum(right) >= 8
 
@@ -76,10 +102,17 @@ def test_the_fit_sets_the_cue_on_every_hypothesis_when_it_is_listed(sim_frame):
     al = Autolabeler(from_dict({'device': 'cpu', 'fit': {'heading_cues': ['end_look'], 'w_end_look': 0.01}}))
     with torch_threads(1):
         res = al.label(sf.frame, [Prompt(id=g.id, box=g.box2d) for g in gt], [sf.masks == g.id for g in gt])
-    pairs = [lab.metrics['alternatives'] for lab in res.labels]
-    pairs = [p for p in pairs if len(p) == 2 and np.cos(p[0]['pose'][3] - p[1]['pose'][3]) < 0]
-    for a, b in pairs:
-        assert a['cue_end_look'] == pytest.approx(-b['cue_end_look'], abs=0.05)
-    # the car at 22 m shows its rear (0.77 for the right heading); the one at 7 m has its end outside
-    # the image (no evidence)
-    assert sorted(round(abs(a['cue_end_look']), 1) for a, _ in pairs) == [0.0, 0.8]
+    rows = []
+    for g, lab in zip(gt, res.labels):
+        alts = lab.metrics['alternatives']
+        if len(alts) == 2 and np.cos(alts[0]['pose'][3] - alts[1]['pose'][3]) < 0:
+            right, wrong = sorted(alts, key=lambda a: -np.cos(a['pose'][3] - g.yaw))
+            dist = round(float(np.linalg.norm(g.center[:2])))
+            rows.append((dist, right['cue_end_look'], wrong['cue_end_look']))
+    # a flip pair sees the same end and calls it front and rear: opposite values (their boxes differ a
+    # little, so the magnitudes too). The car at 22 m shows its end and the cue backs its right heading;
+    # the one at 10 m has its end outside the image (no evidence).
+    rows.sort()
+    assert [r[0] for r in rows] == [10, 22]
+    assert rows[0][1:] == (0.0, 0.0)
+    assert rows[1][1] < -0.5 and rows[1][2] > 0.5

@@ -187,6 +187,53 @@ def test_a_doubtful_label_moves_its_track_less():
     assert label_noise(doubt, s) == pytest.approx(0.5 / np.sqrt(0.15))
 
 
+def _blind(frames, cid, seen, shift, score=0.15, accepted=False):
+    """Car ``cid``'s labels in frames ``seen`` placed from the image alone: ``shift`` metres too far
+    along x, no LiDAR point in the box (by default rejected with a low score, as the per-frame fit
+    leaves most such labels)."""
+    for f in seen:
+        for lab in frames[f]:
+            if lab.metrics['car'] == cid:
+                lab.center = lab.center + np.array([shift, 0.0, 0.0])
+                lab.metrics['n_points'], lab.score, lab.accepted = 0, score, accepted
+
+
+def test_frames_without_lidar_points_take_the_tracks_motion():
+    # car 2 drives at 9.5 m/s, far: every label rejected, 10 LiDAR points a frame; in 4 frames
+    # mid-track and the last 3 its boxes hold no point and lie 2.5 m too far (placed from the image
+    # alone): the filter interpolates / extrapolates them from the scanned frames (left to the
+    # weights, they pull the track 0.5 m off)
+    frames, stamps, poses, truth = _sequence()
+    for labs in frames:
+        for lab in labs:
+            if lab.metrics['car'] == 2:
+                lab.metrics['n_points'], lab.score, lab.accepted = 10, 0.5, False
+    blind = [8, 9, 10, 11, 17, 18, 19]
+    _blind(frames, 2, blind, 2.5, score=0.5)
+    res = track_sequence(frames, stamps, poses)
+    for f, labs in enumerate(res.labels):
+        lab = next(lab for lab in labs if lab.metrics['car'] == 2)
+        assert lab.metrics['from_track'] == int(f in blind)
+        x, y, _, _ = truth[f, 2]
+        assert np.hypot(lab.center[0] + poses[f][0, 3] - x, lab.center[1] - y) < 0.25, f
+        assert lab.metrics['no_lidar_track'] == 0
+
+
+def test_a_track_no_scan_ever_confirmed_ranks_below_the_others():
+    frames, stamps, poses, truth = _sequence()
+    _blind(frames, 3, range(20), 0.0)                  # car 3: no LiDAR point in any frame
+    res = track_sequence(frames, stamps, poses)
+    for labs in res.labels:
+        for lab in labs:
+            unseen = lab.metrics['car'] == 3
+            assert lab.metrics['no_lidar_track'] == int(unseen)
+            assert lab.metrics['from_track'] == 0       # nothing better placed them: their own boxes
+            if unseen:
+                assert lab.score == pytest.approx(0.5 * 0.15)
+            else:
+                assert lab.score == pytest.approx(0.9)
+
+
 # ------------------------------------------------------------------------------ ego motion
 def test_oxts_round_trip():
     from autolabel_ros.core.geometry import rot_z

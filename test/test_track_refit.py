@@ -9,7 +9,7 @@ from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import wrap_angle
 from autolabel_ros.fit.result import canonical_mesh
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
-from autolabel_ros.track.refine import refine_track
+from autolabel_ros.track.refine import RefineSettings, refine_track
 from autolabel_ros.track.refit import TrackRefitter, freespace_from
 from autolabel_ros.track.tracker import Detection, Track
 
@@ -101,3 +101,20 @@ def test_a_unanimous_vote_keeps_its_heading_and_a_well_seen_car_its_box(scene):
     assert all(b.refit is None for b in boxes)
     assert all(abs(float(wrap_angle(b.yaw - CAR_YAW))) < np.radians(5) for b in boxes)
     np.testing.assert_allclose(boxes[0].size, size * np.array([1.1, 1.05, 1.0]))
+
+
+def test_a_decisive_refit_overrules_a_unanimous_vote_of_weak_frames(scene):
+    sdf, center, size, frames = scene
+    # every frame backwards, none saw the car fully (60 points each): the vote is unanimous, but the
+    # accumulated scans fit the car's way round with far less energy than the other (35x here)
+    for overrule, right in ((RefineSettings().refit_overrule, True), (np.inf, False)):
+        refitter = TrackRefitter(sdf, AutolabelConfig().fit, 'cpu')
+        tr = _track(center, size, set(range(len(frames))), len(frames), np.random.default_rng(2))
+        boxes = refine_track(tr, np.arange(len(frames)) * 0.1, RefineSettings(refit_overrule=overrule),
+                             points=lambda f: frames[f][0], sensor=lambda f: frames[f][1], refitter=refitter)
+        errs = [abs(float(wrap_angle(b.yaw - CAR_YAW))) for b in boxes]
+        if right:
+            assert max(errs) < np.radians(10)
+            assert all(b.refit is not None for b in boxes)
+        else:
+            assert min(errs) > np.radians(170)   # the vote alone keeps the car backwards

@@ -5,11 +5,16 @@ the image; what differs is whether they call it the front or the rear. The end f
 towards the camera) is projected into the image, its bounding rectangle resampled to a small patch
 (``PATCH_HW``, a 20-px car at 60 m gives a few pixels per row) and read by a logistic model
 (:func:`end_logit`, coefficients in ``fit/end_look_model.py``, fitted on procedural simulator scenes
-by ``benchmarks/train_end_look.py``). What it reads is the vertical layout of the end: head lamps and
+by ``benchmarks/train_end_look.py``). What it reads is the layout of the end: head lamps and
 a dark grille low and white at the front vs red lamps and a plate at the rear, the raked windscreen
-above a hood vs a short rear window above a boot, as row and column profiles of colour contrast.
+above a hood vs a short rear window above a boot, as row and column profiles and coarse block means
+of colour contrast.
 A car looks the same mirrored left to right, so the patch is averaged with its mirror first (the
-model cannot learn which side the camera is on).
+model cannot learn which side the camera is on). The patch is read through the object's own mask:
+the rectangle's pixels the mask does not cover (a nearer car's end, the road, the background) take
+the colour of those it covers, so a partly hidden car is judged by what is left of it (on the
+ApolloCar3D simulator set this lifted the visible end read right at the fitted box from 91 to 96 %
+for cars with up to 0.7 of their box hidden, and on the KITTI frames from 76 to 92 % for cars up to 0.3).
 
 The cue (``cue_end_look`` of each hypothesis, weight ``fit.w_end_look``) is minus the logit that the
 hypothesis' front is where it says, times how much of the end faces the camera (``|facing|``, a side
@@ -33,7 +38,9 @@ OCC_FULL = 0.3
 OCC_NONE = 0.5
 HALF_POINTS = 100.0            # fit points at which the cue counts half (the scan decides well-seen cars)
 CONTRAST_SCALE = 40.0          # redness / whiteness contrast (0-255) per feature unit
-N_FEATURES = 5 * (2 * PATCH_HW[0] + PATCH_HW[1] // 2)
+MIN_MASK_PIXELS = 6            # fewer own mask pixels in the end rectangle: the patch is taken unmasked
+BLOCKS = (6, 4)                # rows x columns of the block means over the mirror-averaged half patch
+N_FEATURES = 5 * (2 * PATCH_HW[0] + PATCH_HW[1] // 2 + BLOCKS[0] * BLOCKS[1])
 
 
 def facing_of(pose, cam: np.ndarray) -> float:
@@ -65,15 +72,23 @@ def end_rect(pose, size, K: np.ndarray, T_cam_lidar: np.ndarray, image_hw, cam: 
     return u0, v0, u1, v1
 
 
-def end_patch(image: np.ndarray, rect) -> np.ndarray:
-    """The rectangle of the RGB image resampled to ``PATCH_HW`` (float, 0-255)."""
+def end_patch(image: np.ndarray, rect, mask: np.ndarray | None = None) -> np.ndarray:
+    """The rectangle of the RGB image resampled to ``PATCH_HW`` (float, 0-255). With the object's
+    ``mask`` (H x W bool), the pixels it does not cover (a nearer car's end, the background) take the
+    median colour of those it covers, so that only the object's own pixels speak."""
     u0, v0, u1, v1 = rect
-    return cv2.resize(image[v0:v1, u0:u1].astype(np.float32), PATCH_HW[::-1], interpolation=cv2.INTER_AREA)
+    crop = image[v0:v1, u0:u1].astype(np.float32)
+    if mask is not None:
+        own = mask[v0:v1, u0:u1]
+        if own.sum() >= MIN_MASK_PIXELS:
+            crop = np.where(own[..., None], crop, np.median(crop[own], axis=0))
+    return cv2.resize(crop, PATCH_HW[::-1], interpolation=cv2.INTER_AREA)
 
 
 def end_features(patch: np.ndarray) -> np.ndarray:
     """(N_FEATURES,) of an end patch: the mirror-averaged patch's channels (RGB standardised over the
-    patch, redness and whiteness above their median) as row means, row maxima and column means."""
+    patch, redness and whiteness above their median) as row means, row maxima, column means and
+    ``BLOCKS`` block means (a coarse 2D layout: lamps at the outer corners, a plate in the middle)."""
     p = patch.astype(np.float32)
     p = (p + p[:, ::-1]) / 2
     p = p[:, :p.shape[1] // 2]
@@ -84,7 +99,8 @@ def end_features(patch: np.ndarray) -> np.ndarray:
     red = (red - np.median(red)) / CONTRAST_SCALE
     white = (white - np.median(white)) / CONTRAST_SCALE
     ch = np.concatenate([rgb, red[..., None], white[..., None]], -1)
-    return np.concatenate([ch.mean(1).ravel(), ch.max(1).ravel(), ch.mean(0).ravel()])
+    blocks = cv2.resize(ch, BLOCKS[::-1], interpolation=cv2.INTER_AREA)
+    return np.concatenate([ch.mean(1).ravel(), ch.max(1).ravel(), ch.mean(0).ravel(), blocks.ravel()])
 
 
 def end_logit(features: np.ndarray, coef=None, intercept=None) -> float:
@@ -96,7 +112,8 @@ def end_logit(features: np.ndarray, coef=None, intercept=None) -> float:
 
 
 def end_look_cues(image: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, cam: np.ndarray, poses, sizes,
-                  n_points: int, occluded: float, coef=None, intercept=None) -> list[float]:
+                  n_points: int, occluded: float, coef=None, intercept=None,
+                  mask: np.ndarray | None = None) -> list[float]:
     """Cue value per hypothesis (poses A x 4, sizes A x 3; module docstring) of an object with
     ``n_points`` fit points and the ``occluded`` share of its 2D box hidden; 0 without evidence."""
     seen = float(np.clip((OCC_NONE - occluded) / (OCC_NONE - OCC_FULL), 0.0, 1.0))
@@ -108,6 +125,6 @@ def end_look_cues(image: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, cam
         if abs(facing) < MIN_END_VISIBILITY or rect is None or shrink == 0.0:
             out.append(0.0)
             continue
-        logit = end_logit(end_features(end_patch(image, rect)), coef, intercept)
+        logit = end_logit(end_features(end_patch(image, rect, mask)), coef, intercept)
         out.append(-(1.0 if facing > 0 else -1.0) * abs(facing) * shrink * logit)
     return out

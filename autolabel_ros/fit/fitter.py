@@ -179,6 +179,6 @@ class Fitter:
             if 'end_look' in cues:
                 vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
                                      self.cue_sizes(alts), len(o.init.points),
-                                     occluded_share(o.nearer, o.box2d))
+                                     occluded_share(o.nearer, o.box2d), mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v

@@ -221,7 +221,8 @@ def profile_cue(points: np.ndarray, pose, size, cam: np.ndarray, coef=None, inte
 
 
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
-LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane')
+LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane',
+               'end_look')
 
 
 def logit_terms(a) -> np.ndarray:

@@ -26,6 +26,7 @@ REJECTED_WEIGHT = 0.3       # a rejected label still votes, less
 FULL_POINTS = 200           # LiDAR points on a car at which a frame counts as seeing it fully
 TRUNCATED_WEIGHT = 0.1      # a car cut by the image border: its box slides towards the visible part
 BORDER_PX = 3.0
+UNSEEN_SCORE = 0.5          # score factor of the labels of a track no LiDAR point ever confirmed
 
 
 @dataclass
@@ -146,6 +147,11 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
     n_acc = sum(int(lab.accepted) for lab in obs)
     accepted = n_acc >= max(1, 0.5 * len(obs))
     score = float(np.median([lab.score for lab in obs]))
+    # no frame of the track had a LiDAR point of the car: every box is placed from the image alone
+    # (the depth of a car 60 m away off by metres, the same way in every frame, which no motion
+    # model corrects): it ranks below the labels a scan confirmed somewhere on the track
+    unseen = not any(d.n_points > 0 for d in tr.obs.values())
+    scale = UNSEEN_SCORE if unseen else 1.0
     best_f = max(tr.obs, key=lambda f: (tr.obs[f].weight, -f))
     best = labels[best_f][tr.obs[best_f].index]
     best_box = next(b for b in boxes if b.frame == best_f)
@@ -162,6 +168,7 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
         c = transform_points(T_lw, b.center[None])[0]
         yaw = float(wrap_angle(b.yaw + yaw_of(T_lw)))
         metrics = {'track_id': tr.id, 'interpolated': int(b.interpolated), 'moving': int(b.moving),
+                   'from_track': int(b.from_track), 'no_lidar_track': int(unseen),
                    'track_refit': int(refit is not None),
                    'track_speed': round(float(b.speed), 3), 'track_length': len(tr.obs)}
         mesh = None
@@ -169,7 +176,7 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
             v = (shape * b.size) @ rot_z(yaw).T + c
             mesh = Mesh(vertices=v, faces=faces)
         if b.interpolated:
-            lab = Label3D(center=c, size=b.size, yaw=yaw, cls=best.cls, score=0.5 * score, id=tr.id,
+            lab = Label3D(center=c, size=b.size, yaw=yaw, cls=best.cls, score=0.5 * score * scale, id=tr.id,
                           latent=latent, mesh=mesh, accepted=accepted,
                           reasons=[] if accepted else ['track_rejected'],
                           metrics={**metrics, 'n_points': 0}, sources=tuple(best.sources) + ('track',))
@@ -181,7 +188,7 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
             if shape is not None:
                 mesh = Mesh(vertices=(shape * b.size) @ rot_z(yaw).T + c, faces=faces)
             lab = replace(own, center=c, size=b.size.copy(), yaw=yaw, id=tr.id,
-                          score=max(float(own.score), score), latent=latent, mesh=mesh,
+                          score=scale * max(float(own.score), score), latent=latent, mesh=mesh,
                           accepted=bool(own.accepted or accepted),
                           reasons=[] if (own.accepted or accepted) else list(own.reasons),
                           metrics={**own.metrics, **metrics, 'prompt_id': int(own.id),
