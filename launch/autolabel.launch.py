@@ -15,6 +15,11 @@ themselves, autostart:=false leaves them unconfigured for `ros2 lifecycle set` o
 manager. namespace:=NAME puts the nodes and RViz under /NAME (RViz's config uses relative names
 for the fitter's outputs and is remapped onto cloud_topic).
 """
+import os
+import signal
+import sys
+import threading
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
@@ -47,7 +52,32 @@ ARGUMENTS = [
 ]
 
 
+def _ignore_sigint(signum, frame):
+    """Python-level SIGINT handler of the `ros2 launch` process: nothing to do here (see below)."""
+
+
+def keep_ctrl_c_out_of_the_launch_loop() -> bool:
+    """In the `ros2 launch` process, let SIGINT reach launch only through its signal manager.
+
+    launch handles Ctrl-C by reading the signal number from a wakeup fd in its event loop, and
+    merely catches and ignores the KeyboardInterrupt that Python's default SIGINT handler raises as
+    well. But that exception is raised at whatever bytecode the main thread is running; when it
+    lands inside asyncio's (C) scheduling of a future's callbacks, a wakeup is lost: launch then
+    never processes its Shutdown event, never forwards SIGINT to the nodes and hangs until killed.
+    The busier the loop (every output line of the nodes is an event: log_level:=debug), the likelier.
+    A Python handler that does nothing keeps the wakeup fd (CPython writes to it for any Python
+    handler) and raises nothing. Only for the `ros2` CLI's main thread with the default handler in
+    place: a test runner or a tool that includes this file keeps its own Ctrl-C behaviour."""
+    if (threading.current_thread() is not threading.main_thread()
+            or os.path.basename(sys.argv[0]) != 'ros2'
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return False
+    signal.signal(signal.SIGINT, _ignore_sigint)
+    return True
+
+
 def generate_launch_description():
+    keep_ctrl_c_out_of_the_launch_loop()
     share = FindPackageShare(PACKAGE)
     cfg = LaunchConfiguration
     declared = [DeclareLaunchArgument(name, default_value=default, description=text)

@@ -441,22 +441,27 @@ def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
     assert log.errors == [('image skipped: ValueError: broken image', 5.0)]
 
 
-def test_warmup_frame_is_a_car_the_pipeline_labels():
-    """The nodes' configure-time warm-up frame: its one prompt frames the box's LiDAR points, and the
-    pipeline (box masks, short fit) labels it as an accepted car where the box stands."""
-    from autolabel_ros.nodes.warmup import warmup_frame
+def test_warmup_frame_is_real_sized_and_its_cars_are_labelled():
+    """The nodes' configure-time warm-up frame has a real frame's size (120 000 points, 1242x375, three
+    cars): each prompt frames its own box's LiDAR points, and the pipeline (box masks, short fit)
+    labels each as an accepted car where its box stands."""
+    from autolabel_ros.nodes.warmup import WARMUP_CARS, WARMUP_POINTS, warmup_frame
     from autolabel_ros.pipeline import Autolabeler
 
     frame, prompts = warmup_frame()
-    assert len(prompts) == 1
-    above = frame.points[frame.points[:, 2] > -1.6, :3]          # the car (the ground is at -1.7)
-    uv, z = project(frame.K, transform_points(frame.T_cam_lidar, above))
-    x1, y1, x2, y2 = prompts[0].box
-    assert np.all(z > 0) and np.all((uv[:, 0] >= x1 - 1) & (uv[:, 0] <= x2 + 1)
-                                    & (uv[:, 1] >= y1 - 1) & (uv[:, 1] <= y2 + 1))
+    assert frame.points.shape == (WARMUP_POINTS, 4) and frame.image.shape == (375, 1242, 3)
+    assert len(prompts) == len(WARMUP_CARS) == 3
+    uv, z = project(frame.K, transform_points(frame.T_cam_lidar, frame.points[:, :3]))
+    for (x, y, _), prompt in zip(WARMUP_CARS, prompts):
+        near = (np.hypot(frame.points[:, 0] - x, frame.points[:, 1] - y) < 2.0) & (frame.points[:, 2] > -1.6)
+        x1, y1, x2, y2 = prompt.box
+        assert near.sum() > 500 and np.all(z[near] > 0)
+        assert np.all((uv[near, 0] >= x1 - 1) & (uv[near, 0] <= x2 + 1)
+                      & (uv[near, 1] >= y1 - 1) & (uv[near, 1] <= y2 + 1))
     cfg = AutolabelConfig()
     cfg.device, cfg.segmenter.model = 'cpu', 'box'
     cfg.fit.iterations, cfg.fit.prune_after, cfg.fit.mask_from = 12, 6, 6
-    [lab] = Autolabeler(cfg).label(frame, prompts).labels
-    assert lab.accepted and lab.mesh is not None and len(lab.mesh.faces) > 1000
-    np.testing.assert_allclose(lab.center[:2], [20.0, 0.5], atol=0.4)
+    labels = Autolabeler(cfg).label(frame, prompts).labels
+    assert len(labels) == 3 and all(lab.accepted and lab.mesh is not None for lab in labels)
+    for (x, y, _), lab in zip(WARMUP_CARS, sorted(labels, key=lambda lab: lab.id)):
+        np.testing.assert_allclose(lab.center[:2], [x, y], atol=0.5)      # 12-step fit, 0.1 m points

@@ -40,25 +40,26 @@ class DetectorNode(ManagedNode):
         except Exception as e:   # DetectorUnavailable / DeviceError carry the how-to-fix text
             raise StartupError(f'{self.get_name()}: cannot build detector {self.cfg.detector.backend!r}: '
                                f'{type(e).__name__}: {e}') from e
+        self._load_s = time.perf_counter() - t0
+
+    def report_ready(self, warm_up_s):
         d = self.cfg.detector
-        warm = f', warm-up image {self._warm_up():.1f} s' if self.settings.warm_up else ''
-        self.get_logger().info(f'detector {d.backend!r} ready in {time.perf_counter() - t0:.1f} s '
+        warm = f', warm-up image {warm_up_s:.1f} s' if warm_up_s is not None else ''
+        self.get_logger().info(f'detector {d.backend!r} ready in {self._load_s + (warm_up_s or 0.0):.1f} s '
                                f'(classes {d.classes}, score >= {d.score_threshold}{warm})')
 
-    def _warm_up(self) -> float:
+    def warm_up(self):
         """One inference on the synthetic frame's image and one serialized output (nodes/warmup.py)."""
         from rclpy.serialization import serialize_message
 
         from autolabel_ros.nodes.warmup import warmup_frame
 
-        t0 = time.perf_counter()
         try:
             frame, _ = warmup_frame()
             prompts = self.detector.detect(frame.image) if self.detector is not None else []
             serialize_message(M.prompts_to_detection2d_array(prompts, 0, 'camera', self.factory))
         except Exception as e:
             self.get_logger().warning(f'warm-up image failed ({type(e).__name__}: {e})')
-        return time.perf_counter() - t0
 
     def release_models(self):
         self.detector = None

@@ -63,21 +63,25 @@ class FitterNode(ManagedNode):
         except Exception as e:
             raise StartupError(f'{self.get_name()}: cannot build the Autolabeler: '
                                f'{type(e).__name__}: {e}') from e
-        warm = f', warm-up frame {self._warm_up():.1f} s' if self.settings.warm_up else ''
-        self.get_logger().info(f'Autolabeler ready in {time.perf_counter() - t0:.1f} s '
-                               f'(device {self.cfg.device}, {threads} torch thread(s), '
-                               f'segmenter {self.cfg.segmenter.model}{warm})')
+        self._loaded = (time.perf_counter() - t0, threads)
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
 
-    def _warm_up(self) -> float:
-        """One synthetic frame through prompts, the Autolabeler and the output messages (serialized, not
-        published): see nodes/warmup.py. A failure here is only logged; real frames say more."""
+    def report_ready(self, warm_up_s):
+        load_s, threads = self._loaded
+        warm = f', warm-up frame {warm_up_s:.1f} s on the worker thread' if warm_up_s is not None else ''
+        self.get_logger().info(f'Autolabeler ready in {load_s + (warm_up_s or 0.0):.1f} s '
+                               f'(device {self.cfg.device}, {threads} torch thread(s), '
+                               f'segmenter {self.cfg.segmenter.model}{warm})')
+
+    def warm_up(self):
+        """One synthetic frame of a real frame's size through prompts, the Autolabeler and the output
+        messages (serialized, not published): see nodes/warmup.py. A failure here is only logged; real
+        frames say more."""
         from rclpy.serialization import serialize_message
 
         from autolabel_ros.nodes.warmup import warmup_frame
 
-        t0 = time.perf_counter()
         try:
             frame, prompts = warmup_frame()
             if self.cfg.proposals.lidar:
@@ -91,7 +95,6 @@ class FitterNode(ManagedNode):
         except Exception as e:
             self.get_logger().warning(f'warm-up frame failed ({type(e).__name__}: {e}); the first real '
                                       f'frame will be slower')
-        return time.perf_counter() - t0
 
     def release_models(self):
         if self.tf_listener is not None:

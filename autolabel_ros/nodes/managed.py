@@ -1,7 +1,8 @@
 """The lifecycle (managed) base of both nodes, the way perception packages do it.
 
 - constructor: parameters declared and validated (a bad value ends the process: one FATAL line, exit 2);
-- configure: models loaded, output publishers (LifecyclePublisher) created, worker thread started;
+- configure: models loaded, output publishers (LifecyclePublisher) created, worker thread started and
+  the warm-up run on it (`warm_up`);
 - activate: input subscriptions and timers created, publishers enabled;
 - deactivate: input subscriptions and timers destroyed, publishers disabled;
 - cleanup: worker stopped, publishers and models released;
@@ -15,6 +16,7 @@ publisher once the node is closing (Ctrl-C while a fit runs).
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from typing import Callable, Optional
 
@@ -26,6 +28,25 @@ from autolabel_ros.nodes.params import validate_parameters
 from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class WarmUpJob:
+    """The configure-time warm-up as an item of the frame queue: the worker thread runs it, so the
+    allocator arena that thread will use for real frames grows to their size before the node is
+    ready (run on the main thread, the worker's first real frames still added ~60 MiB)."""
+
+    def __init__(self, run: Callable[[], None]):
+        self._run = run
+        self.done = threading.Event()
+        self.seconds = 0.0
+
+    def __call__(self):
+        t0 = time.perf_counter()
+        try:
+            self._run()
+        finally:
+            self.seconds = time.perf_counter() - t0
+            self.done.set()
 
 
 class ManagedNode(LifecycleNode):
@@ -71,6 +92,19 @@ class ManagedNode(LifecycleNode):
 
     def process_item(self, item):
         """Process one item of the frame queue (worker thread)."""
+
+    def warm_up(self):
+        """One synthetic item through the models and the output messages (worker thread, at configure;
+        a failure is only logged by the subclass)."""
+
+    def report_ready(self, warm_up_s: Optional[float]):
+        """The 'ready' log line, after the warm-up (None: warm_up is off)."""
+
+    def _handle_item(self, item):
+        if isinstance(item, WarmUpJob):
+            item()
+        else:
+            self.process_item(item)
 
     # ------------------------------------------------------------------ state
     @property
@@ -142,9 +176,16 @@ class ManagedNode(LifecycleNode):
         self.slot = FrameQueue(self.settings.pending_frames)
         self._stop.clear()
         self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
-                                       args=(self._stop, self.slot, self.process_item, self.get_logger(),
+                                       args=(self._stop, self.slot, self._handle_item, self.get_logger(),
                                              self.worker_what))
         self.worker.start()
+        warm_up_s = None
+        if self.settings.warm_up:
+            job = WarmUpJob(self.warm_up)
+            self.slot.put(job)
+            job.done.wait()
+            warm_up_s = job.seconds
+        self.report_ready(warm_up_s)
         return SUCCESS
 
     def _logged(self, transition: str, body) -> TransitionCallbackReturn:
