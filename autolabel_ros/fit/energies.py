@@ -11,14 +11,16 @@
   point (between sensor and point) must lie outside the model; ``relu(-phi(q))`` penalises a model
   surface hit before the point (the model explaining a point with its back side). The samples are
   fixed in the LiDAR frame, so they cost one more SDF lookup per sample and no ray casting.
-- ground: the car stands on the plane: ``gap^2`` with gap = minimum over the shape's vertical
-  grid columns of (height of the column's lowest surface crossing - plane height under the column),
-  both in the LiDAR frame. Read off the shape itself (not a size regression), because near the mean
-  code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
-  regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
-  touch the ground. The fit searches all columns every ``ground_refresh`` steps and in between only
-  those among each hypothesis' ``ground_columns`` nearest the plane (the lowest one moves little
-  between steps; the pruning and the final energy search all).
+- ground: the car stands on the road under it: ``gap^2`` with gap = minimum over the shape's vertical grid
+  columns of (height of the column's lowest surface crossing - plane height under the column), both in the
+  LiDAR frame; the plane is the frame's, moved to the median height of its inliers within
+  ``fit.ground_local_radius`` of the object (one plane over 40 m of real road misses its camber and slope
+  changes by ~0.1 m at the far cars). Read off the shape itself (not a size regression), because near the
+  mean code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
+  regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must touch
+  the ground. The fit searches all columns every ``ground_refresh`` steps and in between only those among
+  each hypothesis' ``ground_columns`` nearest the plane (the lowest one moves little between steps; the
+  pruning and the final energy search all).
 - nocs, surfel3d (SDFLabel, when the batch carries CSS predictions): the 2D NOCS correspondence loss
   and the 3D surfel-to-LiDAR loss of :mod:`autolabel_ros.fit.surfels`.
 - shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 @dataclass
@@ -80,7 +79,8 @@ def local_offsets(points: np.ndarray, plane: GroundPlane | None, centres: np.nda
     pts, h = pts[road], h[road]
     if not len(pts):
         return out
-    for k, idx in enumerate(cKDTree(pts[:, :2]).query_ball_point(centres, radius)):
-        if len(idx) >= min_points:
-            out[k] = float(np.median(h[idx]))
+    for k, c in enumerate(centres):
+        near = np.sum((pts[:, :2] - c) ** 2, axis=1) < radius ** 2
+        if near.sum() >= min_points:
+            out[k] = float(np.median(h[near]))
     return out

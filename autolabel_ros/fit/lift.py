@@ -6,13 +6,13 @@
 2. the depth order of the prompts from their 2D boxes (the ground under the box's bottom edge,
    :mod:`autolabel_ros.fit.occlusion`), not from their points: a hidden car's mask often covers the
    car in front;
-3. per object, nearest first: frustum points of the (eroded) mask minus the ground minus the points
-   a nearer object claims (its cluster, and its mask pixels up to its far side), the object's 3D
-   cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
+3. per object, nearest first: frustum points of the mask (``fit.mask_erode_px``) minus the ground minus
+   the points a nearer object claims (its cluster, and its mask pixels up to its far side), the object's
+   3D cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
    ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
-   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree
-   with its box also gets hypotheses placed from the box alone (the full energy chooses), and its
-   last few points are dropped when they lie far off that placement;
+   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree with its
+   box also gets hypotheses placed from the box alone (the full energy chooses), and its last few points
+   are dropped when they lie far off that placement;
 4. the road height under each object: the plane's inliers within ``fit.ground_local_radius`` of
    it (:func:`autolabel_ros.fit.ground.local_offsets`), which the ground term stands the car on;
 5. each object's occlusion map is the union of the masks of the nearer objects and its LiDAR
