@@ -6,9 +6,10 @@ Components, in the ground-truth car's frame: centre along the car (``along``) an
 (height changed about the label's bottom), heading (modulo 180 deg: IoU ignores flips) and
 ``len+along`` (length and along-centre together: an end the data does not see moves both). The
 gain of a component = IoU with it corrected - IoU as labelled; the table averages the gains over
-the cars of an IoU band. Per car also: range, scan points in the ground-truth box, KITTI
-occlusion, view (``end-on`` when the camera looks along the car), and whether the length error sits
-at the far end (the box's near end where the car's is, its far end off) or at the near one.
+the cars of an IoU band. Per car also: range, scan points in the ground-truth box, how much of its
+length they span (``seen``; the table also groups the cars by it), KITTI occlusion and truncation,
+view (``end-on`` when the camera looks along the car), and whether the length error sits at the far
+end (the box's near end where the car's is, its far end off) or at the near one.
 
     python benchmarks/iou_decomp.py PRED_DIR [--data KITTI-layout training dir] [--cars]
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 COMPONENTS = ('along', 'across', 'bottom', 'length', 'width', 'height', 'yaw', 'len+along')
 MATCH_M = 4.0
+GROUND_M = 0.25
 END_ON_COS = np.cos(np.radians(30))    # end-on: the car's axis within 30 deg of the line of sight
 
 
@@ -78,8 +80,10 @@ def car_rows(root: Path, pred_dir: Path, frames) -> list[dict]:
             rel = xyz - g[:3]
             along, across = rel[:, 0] * c + rel[:, 1] * s, -rel[:, 0] * s + rel[:, 1] * c
             inside = (np.abs(along) < g[3] / 2) & (np.abs(across) < g[4] / 2) & (np.abs(rel[:, 2]) < g[5] / 2)
-            # how much of the car's length the scan spans (1st-99th percentile of the points along it)
-            seen = float(np.ptp(np.percentile(along[inside], [1, 99])) / g[3]) if inside.sum() >= 5 else 0.0
+            # how much of the car's length the scan spans (1st-99th percentile along it of the points
+            # above the lowest GROUND_M: the road under and behind the car is no sight of the car)
+            body = inside & (rel[:, 2] > GROUND_M - g[5] / 2)
+            seen = float(np.ptp(np.percentile(along[body], [1, 99])) / g[3]) if body.sum() >= 5 else 0.0
             view = abs(np.cos(g[6] - np.arctan2(g[1], g[0])))       # 1: looking along the car
             base = dict(frame=fid, line=line + 1, range=float(np.linalg.norm(g[:2])),
                         points=int(inside.sum()), occluded=int(o.occluded), truncated=float(o.truncated),
