@@ -470,8 +470,8 @@ def timed(spec: dict, repeats: int) -> dict:
 
 # -------------------------------------------------------------------------------------- offline
 KITTI_RAW = SHARED / 'kitti_raw' / '2011_09_26_excerpt'
-OFFLINE_RUNS = (('1 worker', ['--workers', '1']), ('2 local workers', ['--workers', '2']),
-                ('Ray local, 2 actors', ['--ray', 'local', '--workers', '2']))
+OFFLINE_RUNS = (('1 worker', '1', ['--workers', '1']), ('2 local workers', '2', ['--workers', '2']),
+                ('Ray local, 2 actors', 'ray', ['--ray', 'local', '--workers', '2']))
 
 
 def offline_inputs(n_sim: int, n_raw: int, which: str) -> list[tuple]:
@@ -493,22 +493,54 @@ def offline_inputs(n_sim: int, n_raw: int, which: str) -> list[tuple]:
     return inputs
 
 
-def offline_throughput(n_frames: int, n_raw: int = 20, which: str = 'sim,kitti_raw') -> list[dict]:
+def offline_profile(summary: dict) -> dict:
+    """Where a run's time went, from ``run`` of its summary (offline/phases.py): wall seconds of the
+    start, the slowest worker's model loading, the labelling and the writing (and its bag and figure
+    parts); CPU seconds of the main process, its children (workers, figure process), the frames, the
+    model loads, the writing (main process + figure process) and the main process' share of the
+    labelling (reading, saving, the streamed output work); peak RSS per worker; MB per frame to and
+    from a worker."""
+    run = summary.get('run', {})
+    ph, w, u = run.get('phases', {}), run.get('workers_side', {}), run.get('usage', {})
+
+    def wall(k):
+        return ph.get(k, {}).get('wall_s')
+
+    def cpu(k):
+        return ph.get(k, {}).get('cpu_s', 0.0)
+
+    total = (u.get('main_cpu_s') or 0.0) + (u.get('children_cpu_s') or 0.0)
+    write_cpu = cpu('write') + (run.get('figures_child_cpu_s') or 0.0)
+    return {'start_s': wall('start'), 'models_s': max(w.get('models_s') or [float('nan')]),
+            'label_s': run.get('wall_s'), 'write_s': run.get('write_s'), 'write_bag_s': wall('write.bag'),
+            'write_figures_wait_s': wall('write.figures_wait'),
+            'main_cpu_s': u.get('main_cpu_s'), 'children_cpu_s': u.get('children_cpu_s'), 'cpu_s': total,
+            'frame_cpu_s': w.get('frame_cpu_s'), 'models_cpu_s': sum(w.get('models_cpu_s') or []),
+            'write_cpu_s': write_cpu, 'write_cpu_share': write_cpu / total if total else None,
+            'label_main_cpu_s': cpu('label.read') + cpu('label.save') + cpu('label.stream'),
+            'worker_rss_mb': w.get('rss_mb'), 'task_mb': w.get('task_mb'), 'result_mb': w.get('result_mb'),
+            'phases': ph}
+
+
+def offline_throughput(n_frames: int, n_raw: int = 20, which: str = 'sim,kitti_raw',
+                       runs: str = '1,2,ray') -> list[dict]:
     """The offline bag tool (autolabel-bag: detector or given boxes, MobileSAM, fit, every writer) on
-    each input: 1 worker, 2 local workers, Ray with 2 actors. Each run is a fresh process and a fresh
-    output folder (no resume). Per run: wall clock, its labelling part (start-up and model loading
-    included) and output part (``run.wall_s`` / ``run.write_s`` of the summary), the output share of
-    the wall clock, the speed-up over 1 worker, and the load average before the run."""
+    each input: 1 worker, 2 local workers, Ray with 2 actors (``runs``: which of 1, 2, ray). Each run
+    is a fresh process and a fresh output folder (no resume). Per run: wall clock, its labelling part
+    (start-up and model loading included) and output part (``run.wall_s`` / ``run.write_s`` of the
+    summary), the output share of the wall clock, the speed-up over the first run of the input, the
+    load average before the run, and where the time went (:func:`offline_profile`)."""
     import shutil
     import subprocess
     import tempfile
 
     exe = Path(sys.executable).parent
+    wanted = {r.strip() for r in runs.split(',')}
     rows = []
     for input_name, path, flags, n in offline_inputs(n_frames, n_raw, which):
         base = None
-        for name, extra in OFFLINE_RUNS:
-            if '--ray' in extra and importlib.util.find_spec('ray') is None:
+        for name, key, extra in OFFLINE_RUNS:
+            if key not in wanted or ('--ray' in extra and importlib.util.find_spec('ray') is None):
                 continue
             out = Path(tempfile.mkdtemp(prefix='offline_bench_'))
             cmd = [str(exe / 'autolabel-bag'), str(path), '--out', str(out / 'run'), '--quiet', '--no-resume']
@@ -517,20 +549,34 @@ def offline_throughput(n_frames: int, n_raw: int = 20, which: str = 'sim,kitti_r
             subprocess.run(cmd + flags + extra, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
             wall = time.perf_counter() - t0
             summary = json.loads((out / 'run' / 'report' / 'summary.json').read_text())
-            run = summary.get('run', {})
-            write_s = run.get('write_s')
+            prof = offline_profile(summary)
+            write_s = prof['write_s']
             base = wall if base is None else base
             rows.append(dict(input=input_name, name=name, n_frames=n, wall_s=wall, frames_per_s=n / wall,
-                             label_s=run.get('wall_s'), write_s=write_s,
+                             label_s=prof['label_s'], write_s=write_s,
                              write_share=None if write_s is None else write_s / wall, speedup=base / wall,
-                             load_before=load, accepted=summary.get('objects', {}).get('accepted')))
+                             load_before=load, accepted=summary.get('objects', {}).get('accepted'),
+                             profile=prof))
             shutil.rmtree(out, ignore_errors=True)
             r = rows[-1]
             print(f'[offline: {input_name}, {name}] {r["frames_per_s"]:.3f} frames/s ({wall:.0f} s: '
                   f'labelling {r["label_s"] or float("nan"):.0f} s, writing {write_s or float("nan"):.1f} '
                   f's = {100 * (r["write_share"] or float("nan")):.1f} %; x{r["speedup"]:.2f} over 1 worker; '
                   f'load before {load:.1f})')
+            print('    ' + offline_profile_line(prof))
     return rows
+
+
+def offline_profile_line(p: dict) -> str:
+    g = p.get
+    return (f'start {_f(g("start_s"))} s, model load {_f(g("models_s"))} s (slowest worker), labelling '
+            f'{_f(g("label_s"))} s, writing {_f(g("write_s"))} s (bag {_f(g("write_bag_s"))} s, then '
+            f'waiting for the figures {_f(g("write_figures_wait_s"))} s); CPU s: main {_f(g("main_cpu_s"))} '
+            f'+ children {_f(g("children_cpu_s"))}, frames {_f(g("frame_cpu_s"))}, model loads '
+            f'{_f(g("models_cpu_s"))}, writing {_f(g("write_cpu_s"))} '
+            f'({_f(100 * (g("write_cpu_share") or float("nan")))} %), main during labelling '
+            f'{_f(g("label_main_cpu_s"))}; worker RSS {_f(g("worker_rss_mb"), ".0f")} MB; '
+            f'{_f(g("task_mb"))} MB per frame to a worker, {_f(g("result_mb"))} MB back')
 
 
 # --------------------------------------------------------------------------------------- report
@@ -742,15 +788,23 @@ def write_report(results: dict, path: Path):
     if results.get('offline'):
         lines += ['**Offline bag tool** (`autolabel-bag`: prompts, MobileSAM, fit and every writer; wall '
                   'clock incl. start-up and model loading; labelling = up to the last frame, writing = the '
-                  'label bag, KITTI, OpenLABEL, meshes and the report; speed-up over 1 worker on the same '
-                  'input; target: writing <= 10 %, 2 workers >= 1.8x):', '',
-                  '| input | run | frames | wall s | labelling s | writing s | writing share | frames/s | '
-                  'speed-up | load before |', '|---|---|---|---|---|---|---|---|---|---|']
+                  'label bag, KITTI, OpenLABEL, meshes and the report; speed-up over the first run of the '
+                  'same input; CPU s = main process + children (workers, figure process); writing CPU = the '
+                  'output phase of the main process + the figure process; target: writing <= 10 %, 2 workers '
+                  '>= 1.8x):', '',
+                  '| input | run | frames | wall s | start s | model load s | labelling s | writing s | '
+                  'writing share | CPU s | writing CPU share | frames/s | speed-up | load before |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for r in results['offline']:
             share = r.get('write_share')
+            p = r.get('profile', {})
+            cshare = p.get('write_cpu_share')
             lines.append(f'| {r.get("input", "simulated bag")} | {r["name"]} | {r["n_frames"]} | '
-                         f'{r["wall_s"]:.0f} | {_f(r.get("label_s"), ".0f")} | {_f(r.get("write_s"))} | '
+                         f'{r["wall_s"]:.0f} | {_f(p.get("start_s"))} | {_f(p.get("models_s"))} | '
+                         f'{_f(r.get("label_s"), ".0f")} | {_f(r.get("write_s"))} | '
                          f'{"n/a" if share is None else format(100 * share, ".1f") + " %"} | '
+                         f'{_f(p.get("cpu_s"), ".0f")} | '
+                         f'{"n/a" if cshare is None else format(100 * cshare, ".1f") + " %"} | '
                          f'{r["frames_per_s"]:.3f} | {_f(r.get("speedup"), ".2f")} | '
                          f'{_f(r.get("load_before"))} |')
         lines += ['']
@@ -789,6 +843,8 @@ def main(argv=None):
     p.add_argument('--offline-frames', type=int, default=8, help='frames of the simulated offline bag')
     p.add_argument('--offline-raw-frames', type=int, default=20, help='frames of the KITTI raw excerpt')
     p.add_argument('--offline-inputs', default='sim,kitti_raw', help='offline section inputs: sim, kitti_raw')
+    p.add_argument('--offline-runs', default='1,2,ray', help="offline section runs: 1 (worker), 2 (local "
+                   "workers), ray (2 actors)")
     p.add_argument('--sim-frames', type=int, default=46)      # 308 cars
     p.add_argument('--beam-frames', type=int, default=12)
     p.add_argument('--jobs', type=int, default=2)
@@ -876,7 +932,7 @@ def main(argv=None):
             print('\n'.join(stage_table(r)))
     if 'offline' in only:
         results['offline'] = offline_throughput(args.offline_frames, args.offline_raw_frames,
-                                                args.offline_inputs)
+                                                args.offline_inputs, args.offline_runs)
     if 'no_gt' in only:      # not in the default --only; results in benchmarks/no_gt_results.json
         from benchmarks.no_gt import run_section, save_results
         save_results(run_section(args.extra_frames, True, KITTI))

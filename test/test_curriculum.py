@@ -179,3 +179,69 @@ def test_network_ends_score_every_car_whose_end_faces_the_camera(kitti_training)
     assert n_ends >= 2
     assert network_ends(Oracle(1.0), frame, prompts, masks, objs, calib) == [True] * n_ends
     assert network_ends(Oracle(-1.0), frame, prompts, masks, objs, calib) == [False] * n_ends
+    # per car: the fitted box against the truth (the truth itself: IoU 1; turned round: a flip)
+    from autolabel_ros.curriculum.loop import car_records, network_end_reads
+    truth = [kitti_to_label3d(objs[p.id], calib) for p in prompts]
+    ends = network_end_reads(Oracle(1.0), frame, prompts, masks, objs, calib)
+    recs = car_records(fid, prompts, truth, objs, calib, ends)
+    assert [r['iou3d'] for r in recs] == pytest.approx([1.0] * len(prompts), abs=1e-6)
+    assert sum(r['end_right'] is True for r in recs) == n_ends and recs[0]['car'] == f'{fid}/{prompts[0].id}'
+    truth[0].yaw += np.pi
+    assert car_records(fid, prompts, truth, objs, calib, ends)[0]['yaw_err_deg'] == pytest.approx(180.0)
+
+
+def _chain(rng, gain):
+    """Loop rows of one seed over the same 30 cars: loop 1 shifts every car's IoU by ``gain``."""
+    cars = [f'f/{i}' for i in range(30)]
+    base = rng.uniform(0.3, 0.8, len(cars))
+    rows = []
+    for k, g in enumerate((0.0, gain)):
+        recs = [{'car': c, 'iou3d': float(b + g + rng.normal(0, 0.02)), 'yaw_err_deg': 5.0, 'accepted': True,
+                 'end_right': bool(i % 3)} for i, (c, b) in enumerate(zip(cars, base))]
+        from autolabel_ros.curriculum.stats import car_summary
+        rows.append({'loop': k, 'level': '-' if k == 0 else 'easy', '3D@0.5_mod': 80.0 + 100 * g + k,
+                     **car_summary(recs), 'cars': recs})
+    return rows
+
+
+def test_seed_statistics_find_a_real_gain_and_not_a_null_one():
+    """Several seeds' chains: mean +- std per loop, a sign test over the seeds and a car bootstrap that
+    excludes 0 for a consistent gain and includes it when there is none."""
+    from autolabel_ros.curriculum.stats import car_summary, paired, per_loop, seeds_table, sign_test
+    rng = np.random.default_rng(3)
+    up = {s: _chain(rng, 0.05) for s in range(6)}
+    pr = paired(up, 0, 1)
+    assert pr['3D@0.5_mod']['wins'] == 6 and pr['3D@0.5_mod']['p_sign'] == pytest.approx(2 / 64)
+    m, lo, hi, n = pr['car_iou3d']
+    assert n == 30 and m == pytest.approx(0.05, abs=0.01) and 0.0 < lo < m < hi
+    flat = {s: _chain(rng, 0.0) for s in range(6)}
+    m, lo, hi, _ = paired(flat, 0, 1)['car_iou3d']
+    assert lo < 0.0 < hi
+    summ = per_loop(up)
+    assert summ[1]['seeds'] == 6 and summ[1]['3D@0.5_mod'][0] == pytest.approx(86.0)
+    assert sign_test([1, -1, 0]) == 1.0 and sign_test([]) == 1.0
+    s = car_summary([{'iou3d': 0.8, 'yaw_err_deg': 170.0, 'end_right': None},
+                     {'iou3d': 0.4, 'yaw_err_deg': 3.0, 'end_right': True}])
+    assert s['mean_iou3d_all'] == pytest.approx(0.6) and s['iou_ge_0.5'] == 0.5 and s['iou_ge_0.7'] == 0.5
+    assert s['flips_all'] == 0.5 and s['css_frontback'] == 1.0 and s['css_ends'] == 1
+    t = seeds_table(up)
+    assert '| loop 1 - loop 0 |' in t and '+6.0 (6/0, p 0.03)' in t and '(30 cars)' in t
+
+
+def test_real_share_sets_the_mix_and_seed_lists_parse():
+    from autolabel_ros.cli.curriculum import parse_seeds
+    real = {'rgb': np.zeros((10, 2))}
+    sim = {'rgb': np.ones((90, 2))}
+    for share in (0.25, 0.5):
+        m = mixed(real, sim, share)
+        assert abs((m['rgb'][:, 0] == 0).mean() - share) < 0.06
+    assert parse_seeds('0-3,7,2') == [0, 1, 2, 3, 7] and parse_seeds('') == []
+    with pytest.raises(ValueError):
+        parse_seeds('a,b')
+
+
+def test_fewer_flips_count_as_the_better_seed():
+    from autolabel_ros.curriculum.stats import paired
+    chains = {s: [{'loop': 0, 'flips_all': 0.3}, {'loop': 1, 'flips_all': 0.2}] for s in range(3)}
+    q = paired(chains, 0, 1)['flips_all']
+    assert q['wins'] == 3 and q['losses'] == 0 and q['mean'] == pytest.approx(-0.1)

@@ -1,6 +1,6 @@
 """The output phase of the offline tool made fast stays the same: PLY bytes as trimesh writes them,
-per-frame bird's-eye views on one reused figure as on a fresh one, figures drawn in a child process
-as in this one."""
+figures drawn in a child process (started with the job or earlier) as in this one, one PNG per
+figure whatever the number of frames."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,23 +38,6 @@ def _bevs(records) -> dict:
     return {r['index']: (rng.uniform(-30, 60, size=(3000, 2))).astype(np.float16) for r in records}
 
 
-def test_a_reused_figure_draws_each_frame_as_a_fresh_one(tmp_path):
-    """Frame 1 drawn after frame 0 on the same figure has the bytes of frame 1 drawn alone: nothing of
-    the previous frame (points, boxes, title) is left on the reused axes."""
-    from autolabel_ros.io.report import _per_frame_bevs, _plt
-
-    records = [_record(0, 4), _record(1, 2)]
-    bevs = _bevs(records)
-    plt = _plt()
-    both = _per_frame_bevs(plt, tmp_path / 'both', records, bevs, (-5.0, 60.0), (-25.0, 25.0), None)
-    alone = _per_frame_bevs(plt, tmp_path / 'alone', records[1:], bevs, (-5.0, 60.0), (-25.0, 25.0), None)
-    assert both == ['bev/000000.png', 'bev/000001.png'] and alone == ['bev/000001.png']
-    first = (tmp_path / 'both' / 'bev' / '000000.png').read_bytes()
-    second = (tmp_path / 'both' / 'bev' / '000001.png').read_bytes()
-    assert second == (tmp_path / 'alone' / 'bev' / '000001.png').read_bytes()
-    assert first != second and len(second) > 5000
-
-
 def test_figures_drawn_in_a_child_process_are_the_same_files(tmp_path):
     from autolabel_ros.io.report import figure_count
     from autolabel_ros.offline.job import FigureJob
@@ -68,16 +51,21 @@ def test_figures_drawn_in_a_child_process_are_the_same_files(tmp_path):
         def refresh(self):
             pass
 
+    from autolabel_ros.offline.job import start_figure_pool
+
     records = [_record(i, 3) for i in range(3)]
     bevs = _bevs(records)
     got = {}
-    for spawn in (False, True):
+    for how in ('here', 'spawned', 'started before'):
         bar = Bar()
-        job = FigureJob(tmp_path / str(spawn), records, bevs, spawn=spawn)
-        assert (job.pool is not None) == spawn
+        pool = start_figure_pool() if how == 'started before' else None
+        job = FigureJob(tmp_path / how, records, bevs, spawn=how == 'spawned', pool=pool)
+        assert (job.pool is not None) == (how != 'here')
         figures = job.result(bar)
         assert job.pool is None                  # the child is gone once its result is in
-        assert len(figures) == figure_count(len(records)) == bar.n == 6
-        got[spawn] = {f: (tmp_path / str(spawn) / f).read_bytes() for f in figures}
+        assert figures == ['bev_sheet.png', 'confidence.png', 'timing.png']
+        assert len(figures) == figure_count(len(records)) == bar.n == 3
+        got[how] = {f: (tmp_path / how / f).read_bytes() for f in figures}
+        assert not (tmp_path / how / 'bev').exists()     # no figure per frame
     # timing.png too: the records carry fixed timings here
-    assert got[True] == got[False]
+    assert got['spawned'] == got['here'] == got['started before']

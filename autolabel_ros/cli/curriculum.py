@@ -5,6 +5,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
         [--eval-frames 000001,000003] [--loops 2] [--levels easy,moderate] [--steps 150]
         [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
         [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
+        [--train-seeds 0-5] [--real-share 0.5]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -52,6 +53,12 @@ def main(argv=None) -> int:
     ap.add_argument('--train-seed', type=int, default=None,
                     help='fine-tuning seed (default: --seed); rerun a folder with another to measure '
                     'its noise')
+    ap.add_argument('--train-seeds', default='',
+                    help='several fine-tuning seeds (e.g. 0,1,2,3 or 0-5): one chain of loops each under '
+                    'seed<k>/, on the same pools; the table adds mean +- std per loop and paired '
+                    'loop-to-loop tests')
+    ap.add_argument('--real-share', type=float, default=0.5,
+                    help='share of real samples in the fine-tuning set (the rest: simulator samples)')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
@@ -68,6 +75,15 @@ def main(argv=None) -> int:
         return 2
     if a.init and not Path(a.init).is_file():
         print(f'--init: {a.init}: no such file', file=sys.stderr)
+        return 2
+    try:
+        seeds = parse_seeds(a.train_seeds)
+    except ValueError:
+        print(f'--train-seeds: {a.train_seeds!r} is not a list of integers (e.g. 0,1,2 or 0-5)',
+              file=sys.stderr)
+        return 2
+    if not 0.0 < a.real_share < 1.0:
+        print(f'--real-share: {a.real_share} must lie strictly between 0 and 1', file=sys.stderr)
         return 2
     if a.loops < 1 or a.steps < 1:
         print('--loops and --steps must be >= 1', file=sys.stderr)
@@ -87,18 +103,28 @@ def main(argv=None) -> int:
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
                             min_right=a.min_right, min_heading_logit=a.min_heading_logit,
                             label_method=a.label_method, seed=a.seed,
-                            train_seed=a.train_seed)
+                            train_seed=a.train_seed, train_seeds=tuple(seeds), real_share=a.real_share)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:
-        report = run([Path(p) for p in a.logs], out, Path(a.eval) if a.eval else None, frames, st, cfg,
-                     a.init)
+        run([Path(p) for p in a.logs], out, Path(a.eval) if a.eval else None, frames, st, cfg,
+            a.init)
     except CurriculumError as exc:
         print(f'autolabel-curriculum: {exc}', file=sys.stderr)
         return 2
-    from autolabel_ros.curriculum.loop import table
-    print(table(report['loops']))
+    print((out / 'curriculum.md').read_text() if (out / 'curriculum.md').is_file() else '')
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,2,5' or '0-3' or a mix -> the seeds in order, each once."""
+    seeds = []
+    for part in (p.strip() for p in text.split(',') if p.strip()):
+        lo, _, hi = part.partition('-')
+        for s in (range(int(lo), int(hi) + 1) if hi else [int(lo)]):
+            if s not in seeds:
+                seeds.append(s)
+    return seeds
 
 
 if __name__ == '__main__':

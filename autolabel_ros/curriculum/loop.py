@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel_ros.curriculum.levels import LEVELS, passes
+from autolabel_ros.curriculum.stats import car_summary, plot_seeds, seeds_table
 from autolabel_ros.curriculum.targets import label_sample
 
 
@@ -54,6 +55,10 @@ class CurriculumSettings:
     seed: int = 0
     # fine-tuning seed (None = seed): a rerun of a folder on the same pools measures its noise
     train_seed: int | None = None
+    # several fine-tuning seeds: one chain of loops each (weights under seed<k>/), on the same pools and
+    # evaluation cars, summarised per loop (mean +- std) with paired loop-to-loop tests (stats.py)
+    train_seeds: tuple = ()
+    real_share: float = 0.5          # share of the fine-tuning set that is real (the rest: simulator)
     extra: dict = field(default_factory=dict)
 
 
@@ -239,18 +244,41 @@ def verified(lab, st: CurriculumSettings) -> bool:
         and float(m.get('heading_logit', np.inf)) >= st.min_heading_logit
 
 
-def network_ends(css, frame, prompts, masks, objs, calib, min_facing: float = 0.3) -> list[bool]:
-    """Per ground-truth car of a frame whose end faces the camera (|cos| > ``min_facing``): whether the
-    network reads that end right (the sign of its NOCS facing). What the curriculum trains, on every
-    car, not only on the ones the fit matches (less noisy than the AP and flip rate of ~20 cars)."""
+def network_end_reads(css, frame, prompts, masks, objs, calib, min_facing: float = 0.3) -> list:
+    """Per prompt (a ground-truth car): whether the network reads its end right (the sign of its NOCS
+    facing), or None where no end faces the camera (|cos| <= ``min_facing``)."""
     from autolabel_ros.css.cue import hypothesis_facing
     from autolabel_ros.io.kitti import kitti_to_label3d
     out = []
     for p, pred in zip(prompts, css.predict(frame.image, masks)):
         gt = kitti_to_label3d(objs[p.id], calib)
         ft = hypothesis_facing(np.r_[gt.center, gt.yaw], frame.T_cam_lidar)
-        if abs(ft) > min_facing:
-            out.append(pred is not None and pred.facing() * ft > 0)
+        out.append(bool(pred is not None and pred.facing() * ft > 0) if abs(ft) > min_facing else None)
+    return out
+
+
+def network_ends(css, frame, prompts, masks, objs, calib, min_facing: float = 0.3) -> list[bool]:
+    """Per ground-truth car of a frame whose end faces the camera (|cos| > ``min_facing``): whether the
+    network reads that end right (the sign of its NOCS facing). What the curriculum trains, on every
+    car, not only on the ones the fit matches (less noisy than the AP and flip rate of ~20 cars)."""
+    reads = network_end_reads(css, frame, prompts, masks, objs, calib, min_facing)
+    return [r for r in reads if r is not None]
+
+
+def car_records(fid: str, prompts, labels, objs, calib, ends) -> list[dict]:
+    """Per ground-truth car (prompted by its box): 3D IoU and heading error of its fitted box, accepted
+    or not, and the network's end read. Every car counts, so a loop's change is seen on all of them
+    (the AP sees the ~20 matched moderate cars and jumps by a car's worth at a time)."""
+    from autolabel_ros.core.types import wrap_angle
+    from autolabel_ros.eval.iou import iou3d_lidar
+    from autolabel_ros.io.kitti import kitti_to_label3d
+    out = []
+    for p, lab, end in zip(prompts, labels, ends):
+        gt = kitti_to_label3d(objs[p.id], calib)
+        ok = bool(np.all(np.isfinite(lab.center)))
+        out.append({'car': f'{fid}/{p.id}', 'iou3d': iou3d_lidar(lab.box7, gt.box7) if ok else 0.0,
+                    'yaw_err_deg': float(np.degrees(abs(wrap_angle(lab.yaw - gt.yaw)))) if ok else 180.0,
+                    'accepted': bool(lab.accepted), 'end_right': end})
     return out
 
 
@@ -267,7 +295,7 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
     ds = KittiObjectDataset(eval_dir)
     fids = list(frames) if frames else ds.frame_ids
     workdir.mkdir(parents=True, exist_ok=True)
-    per_inst, ends = [], []
+    per_inst, cars = [], []
     for fid in fids:
         frame, calib = ds.load_frame(fid), ds.calib(fid)
         prompts = ds.prompts(fid, mode='gt-boxes', seed=c.seed)
@@ -275,7 +303,8 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
         cache.put(f'eval_{fid}', res.masks, frame.image.shape[:2])
         if prompts:
             per_inst.append(res.timings['per_instance_s'])
-            ends += network_ends(al.css, frame, prompts, res.masks, ds.labels(fid), calib)
+            ends = network_end_reads(al.css, frame, prompts, res.masks, ds.labels(fid), calib)
+            cars += car_records(fid, prompts, res.labels, ds.labels(fid), calib, ends)
         objs = [label3d_to_kitti(lab, calib, frame.width, frame.height)
                 for lab in kitti_predictions(res.labels, c.verify.min_confidence)]
         write_label_file(workdir / f'{fid}.txt', objs)
@@ -283,7 +312,7 @@ def evaluate_weights(cfg, weights: Path | str, eval_dir: Path, frames, workdir: 
     return {'3D@0.5_mod': r['3D@0.5']['moderate'], '3D@0.7_mod': r['3D@0.7']['moderate'],
             '3D@0.5_easy': r['3D@0.5']['easy'], 'BEV@0.7_mod': r['BEV@0.7']['moderate'],
             'flip_rate': r['flip_rate'], 'n_gt': r['n_gt'], 'n_matched': r['n_matched'],
-            'css_frontback': float(np.mean(ends)) if ends else None, 'css_ends': len(ends),
+            **car_summary(cars), 'cars': cars,
             's_per_instance': float(np.median(per_inst)) if per_inst else None}
 
 
@@ -297,11 +326,13 @@ def sim_pool(n_frames: int, out: Path, log=print) -> dict | None:
     return load_chunks(paths) if paths else None
 
 
-def mixed(real: dict, sim: dict | None) -> dict:
-    """Real samples repeated to about half of the training set when simulator samples are mixed in."""
+def mixed(real: dict, sim: dict | None, real_share: float = 0.5) -> dict:
+    """Real samples repeated to about ``real_share`` of the training set when simulator samples are
+    mixed in (the rest: the synthetic bootstrap's samples, replayed so the network keeps them)."""
     if sim is None or not len(sim['rgb']):
         return real
-    reps = max(1, int(round(len(sim['rgb']) / max(1, len(real['rgb'])))))
+    share = float(np.clip(real_share, 0.01, 0.99))
+    reps = max(1, int(round(share / (1 - share) * len(sim['rgb']) / max(1, len(real['rgb'])))))
     return {k: np.concatenate([np.concatenate([real[k]] * reps), sim[k]]) for k in real}
 
 
@@ -346,7 +377,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     def evaluate_loop(k: int, w) -> dict:
         if eval_dir is None:
             return {}
-        key = run_key(w, cfg, eval_dir=str(eval_dir), frames=eval_frames, metrics='network_ends')
+        key = run_key(w, cfg, eval_dir=str(eval_dir), frames=eval_frames, metrics='per_car')
         r = results.get_eval(key)
         if r is not None:
             return dict(r, cached=True)
@@ -358,58 +389,81 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
         return r
 
     row = {'loop': 0, 'level': '-', 'weights': str(weights), **evaluate_loop(0, weights)}
-    report['loops'].append(row)
     log(_row_text(row))
-    for k in range(1, st.loops + 1):
-        level = st.levels[min(k - 1, len(st.levels) - 1)]
-        t0, c0 = time.perf_counter(), time.process_time()
-        c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
-        # the pseudo-labeler's config; slf does not read the network: its pool depends on the level only
-        lab_w = DEFAULT_WEIGHTS if st.label_method == 'slf' else weights
-        lc = dataclasses.replace(cfg, method=st.label_method,
-                                 css=dataclasses.replace(cfg.css, weights=str(lab_w)))
-        pool_key = run_key(lab_w, lc, level=LEVELS[level], logs=[str(p) for p in logs],
-                           max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
-                           min_right=st.min_right, min_heading_logit=st.min_heading_logit,
-                           overlap='nearer', seed=st.seed, loop=k if st.label_method != 'slf' else 0)
-        hit = results.get_pool(pool_key)
-        if hit is None:
-            samples, counts = autolabel_pool(Autolabeler(lc), sources, cache, st, level, detector, rng, log,
-                                             run_key(lab_w, lc) if st.label_method == 'slf' else None)
-            results.put_pool(pool_key, samples, counts)
-        else:
-            samples, counts = hit
-        t_label, c_label = time.perf_counter() - t0, time.process_time() - c0
-        if not samples:
-            log(f'loop {k}: no verified {level} labels in the logs; stopping')
-            break
-        t1, c1 = time.perf_counter(), time.process_time()
-        wpath = out / f'loop{k}' / 'css.pt'
-        train_seed = st.seed if st.train_seed is None else st.train_seed
-        seed_part = {} if st.train_seed is None else {'seed': train_seed}
-        train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
-                            sim_frames=st.sim_frames, **seed_part)
-        losses = trained_losses(wpath, train_key)
-        if losses is None:      # not trained by an earlier run of this folder from the same start
-            data = to_tensors(mixed(stack_samples(samples), sim))
-            net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
-                                log=None)
-            save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
-                                      'steps_run': len(losses), 'init': str(weights), 'train_key': train_key,
-                                      'losses': json.dumps([round(x, 5) for x in losses])})
-        weights = wpath
-        row = {'loop': k, 'level': level, 'weights': str(wpath), **counts, 'label_s': round(t_label, 1),
-               'label_cpu_s': round(c_label, 1), 'label_cached': hit is not None,
-               'train_s': round(time.perf_counter() - t1, 1),
-               'train_cpu_s': round(time.process_time() - c1, 1),
-               'loss_first': float(np.mean(losses[:20])), 'loss_last': float(np.mean(losses[-20:])),
-               **evaluate_loop(k, wpath)}
-        report['loops'].append(row)
-        log(_row_text(row))
-        (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
+    explicit = st.train_seed is not None or bool(st.train_seeds)
+    seeds = list(st.train_seeds) or [st.seed if st.train_seed is None else st.train_seed]
+    chains = {}
+    for seed in seeds:
+        report['loops'] = [row]
+        wdir = out / f'seed{seed}' if st.train_seeds else out
+        chains[seed] = report['loops']
+        if st.train_seeds:
+            log(f'fine-tuning seed {seed}')
+        weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
+        for k in range(1, st.loops + 1):
+            level = st.levels[min(k - 1, len(st.levels) - 1)]
+            t0, c0 = time.perf_counter(), time.process_time()
+            c = dataclasses.replace(cfg, css=dataclasses.replace(cfg.css, weights=str(weights)))
+            # the pseudo-labeler's config; slf does not read the network: its pool depends on the level only
+            lab_w = DEFAULT_WEIGHTS if st.label_method == 'slf' else weights
+            lc = dataclasses.replace(cfg, method=st.label_method,
+                                     css=dataclasses.replace(cfg.css, weights=str(lab_w)))
+            pool_key = run_key(lab_w, lc, level=LEVELS[level], logs=[str(p) for p in logs],
+                               max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
+                               min_right=st.min_right, min_heading_logit=st.min_heading_logit,
+                               overlap='nearer', seed=st.seed, loop=k if st.label_method != 'slf' else 0)
+            hit = results.get_pool(pool_key)
+            if hit is None:
+                reuse = run_key(lab_w, lc) if st.label_method == 'slf' else None
+                samples, counts = autolabel_pool(Autolabeler(lc), sources, cache, st, level, detector, rng,
+                                                 log, reuse)
+                results.put_pool(pool_key, samples, counts)
+            else:
+                samples, counts = hit
+            t_label, c_label = time.perf_counter() - t0, time.process_time() - c0
+            if not samples:
+                log(f'loop {k}: no verified {level} labels in the logs; stopping')
+                break
+            t1, c1 = time.perf_counter(), time.process_time()
+            wpath = wdir / f'loop{k}' / 'css.pt'
+            train_seed = seed
+            # keys of the first version (one seed, half real) stay valid: an old folder is reused
+            extra = ({'seed': train_seed} if explicit else {}) | \
+                ({'real_share': st.real_share} if st.real_share != 0.5 else {})
+            train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
+                                sim_frames=st.sim_frames, **extra)
+            losses = trained_losses(wpath, train_key)
+            if losses is None:      # not trained by an earlier run of this folder from the same start
+                data = to_tensors(mixed(stack_samples(samples), sim, st.real_share))
+                net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
+                                    log=None)
+                save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
+                                          'steps_run': len(losses), 'init': str(weights),
+                                          'train_key': train_key,
+                                          'losses': json.dumps([round(x, 5) for x in losses])})
+            weights = wpath
+            r = {'loop': k, 'level': level, 'weights': str(wpath), 'seed': seed, **counts,
+                 'label_s': round(t_label, 1), 'label_cpu_s': round(c_label, 1),
+                 'label_cached': hit is not None,
+                 'train_s': round(time.perf_counter() - t1, 1),
+                 'train_cpu_s': round(time.process_time() - c1, 1),
+                 'loss_first': float(np.mean(losses[:20])), 'loss_last': float(np.mean(losses[-20:])),
+                 **evaluate_loop(k, wpath)}
+            report['loops'].append(r)
+            log(_row_text(r))
+            report['seeds'] = {str(s_): rows for s_, rows in chains.items()}
+            (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
+    report['loops'] = chains[seeds[0]]
+    report['seeds'] = {str(s_): rows for s_, rows in chains.items()}
     (out / 'curriculum.json').write_text(json.dumps(report, indent=1, default=str))
-    (out / 'curriculum.md').write_text(table(report['loops']) + '\n')
-    plot(report['loops'], out / 'curriculum.png')
+    text = '\n\n'.join(f'seed {s_}:\n\n' + table(rows) for s_, rows in chains.items()) \
+        if len(chains) > 1 else table(report['loops'])
+    if len(chains) > 1 and eval_dir is not None:
+        text += '\n\n' + seeds_table(chains)
+        plot_seeds(chains, out / 'curriculum.png')
+    else:
+        plot(report['loops'], out / 'curriculum.png')
+    (out / 'curriculum.md').write_text(text + '\n')
     return report
 
 

@@ -225,6 +225,9 @@ def choose_topic(topics: dict[str, str], types: Iterable[str], given: Optional[s
     return None
 
 
+INDEX_BAR_MIN_MESSAGES = 2000     # below this the index is read in a few seconds: no bar
+
+
 class BagSource:
     """Frames of a recorded bag. Use as a context manager (keeps the reader open)."""
 
@@ -232,8 +235,9 @@ class BagSource:
 
     def __init__(self, path, image_topic=None, info_topic=None, cloud_topic=None, prompts_topic=None,
                  calib=None, tolerance_s: float = DEFAULT_TOLERANCE_S, rectified: bool = False,
-                 undistort: bool = True):
+                 undistort: bool = True, progress: bool = False):
         self.path = Path(path)
+        self.progress = progress      # a progress bar while the index reads a big bag
         self.rectified, self.undistort = bool(rectified), bool(undistort)   # see io.frames.camera_from_info
         self.reader = open_reader(self.path)
         self.is_ros1 = not self.reader.is2
@@ -293,11 +297,18 @@ class BagSource:
         wanted = [self.image_topic, self.cloud_topic] + self.tf_topics
         wanted += [t for t in (self.info_topic, self.prompts_topic) if t]
         conns = [self._conns[t] for t in wanted]
+        from tqdm import tqdm
+
+        # reading a long drive's index takes minutes (every image and sweep is read): not in silence
+        n_msgs = sum(int(getattr(c, 'msgcount', 0) or 0) for c in conns)
+        bar = tqdm(total=n_msgs, unit='msg', desc='reading the bag', dynamic_ncols=True, leave=False,
+                   disable=not self.progress or n_msgs < INDEX_BAR_MIN_MESSAGES)
         images, clouds = [], []          # (stamp, key, frame_id)
         self._infos: list[tuple[int, CameraModel]] = []   # (stamp, camera model)
         self._prompts: list[tuple[int, list]] = []    # (stamp, prompts)
         self.tf = TfTree()
         for conn, t, raw in self.reader.messages(connections=conns):
+            bar.update(1)
             try:
                 msg = self._deser(raw, conn)
                 if conn.topic in (self.image_topic, self.cloud_topic):
@@ -324,6 +335,7 @@ class BagSource:
             except Exception as e:   # a corrupt message is skipped, never fatal
                 log.warning('skipping corrupt message on %s at %d: %s', conn.topic, t, e)
                 self.stats.corrupt_messages.append((conn.topic, t, f'{type(e).__name__}: {e}'))
+        bar.close()
         self._infos.sort(key=lambda x: x[0])
         self._prompts.sort(key=lambda x: x[0])
         self.stats.images, self.stats.clouds = len(images), len(clouds)

@@ -5,8 +5,8 @@
   the wall-clock numbers (percentiles, frames/s, workers) — the only part that differs between two
   runs over the same input.
 - ``bev_sheet.png``: bird's-eye views (LiDAR points + boxes, green accepted / red rejected, heading
-  tick) of up to 30 frames spread over the run; ``bev/<frame>.png`` per frame for runs of at most
-  ``PER_FRAME_BEV_MAX`` frames.
+  tick) of up to 30 frames spread over the run, all frames of a shorter run. Each figure is drawn
+  once per run: no figure per frame (one PNG per frame cost as much as the rest of the report).
 - ``confidence.png``: histogram of label scores, accepted vs rejected, and the rejection reasons.
 - ``timing.png``: per-frame time over the run and the stage breakdown.
 """
@@ -21,7 +21,6 @@ import numpy as np
 from autolabel_ros.core.geometry import bev_corners
 from autolabel_ros.core.prompts import count_reasons
 
-PER_FRAME_BEV_MAX = 25
 SHEET_MAX = 30
 TIMING_KEYS = ('frame_s', 'detect_s', 'segment_s', 'fit_s', 'total_s')
 
@@ -114,43 +113,30 @@ def _plt():
 
 
 def _draw_bev(ax, record: dict, bev: np.ndarray, xlim=(-5, 60), ylim=(-25, 25)):
-    _bev_axes(ax, xlim, ylim)
-    _bev_content(ax, record, bev)
-
-
-def _bev_axes(ax, xlim, ylim):
-    """What every bird's-eye view shares: the ego marker, the window, the ticks."""
+    """One frame's bird's-eye view: ego marker, LiDAR points, boxes with heading ticks, title."""
     ax.plot(0, 0, marker='>', color='k', ms=5)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_aspect('equal')
     ax.tick_params(labelsize=5)
-
-
-def _bev_content(ax, record: dict, bev: np.ndarray) -> list:
-    """One frame's points, boxes and title on axes whose window is set; returns the artists added
-    (a reused figure removes them before the next frame)."""
-    added = []
     if bev is not None and len(bev):
         pts = np.asarray(bev, dtype=np.float32)
-        added.append(ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True))
+        ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c='0.55', linewidths=0, rasterized=True)
     for lab in record['labels']:
         if not _finite_centre(lab):
             continue   # a prompt that could not be lifted at all (e.g. an empty box)
         color = 'tab:green' if lab['accepted'] else 'tab:red'
         c = bev_corners(lab['center'], lab['size'], lab['yaw'])
         poly = np.vstack([c, c[:1]])
-        added += ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
+        ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.2, ls='-' if lab['accepted'] else '--')
         front = np.asarray(lab['center'][:2]) + 0.5 * lab['size'][0] * np.array([np.cos(lab['yaw']),
                                                                                   np.sin(lab['yaw'])])
-        added += ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color,
-                         lw=1.2)
-        added.append(ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5,
-                             color=color, clip_on=True))
+        ax.plot([lab['center'][0], front[0]], [lab['center'][1], front[1]], '-', color=color, lw=1.2)
+        ax.text(c[:, 0].max(), c[:, 1].max(), f"{lab['id']}:{lab['score']:.2f}", fontsize=5, color=color,
+                clip_on=True)
     n_acc = sum(lab['accepted'] for lab in record['labels'])
     ax.set_title(f"{record['name']}: {n_acc} ok / {len(record['labels']) - n_acc} rej "
                  f"({len(record['prompts'])} prompts)", fontsize=7)
-    return added
 
 
 def _finite_centre(lab: dict) -> bool:
@@ -184,8 +170,7 @@ def save_fig(fig, path: Path):
 
 def figure_count(n_records: int) -> int:
     """How many PNGs :func:`write_figures` writes for ``n_records`` frames (for a progress bar)."""
-    sheet = 1 + (n_records if n_records <= PER_FRAME_BEV_MAX else 0) if n_records else 0
-    return sheet + 2
+    return 3 if n_records else 2
 
 
 def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figure=None) -> list[str]:
@@ -201,8 +186,9 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
         cols = min(4, len(sel))
         rows = int(np.ceil(len(sel) / cols))
         ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+        # one window for all panels: shared axes label only the outer ones (a fifth of the sheet's time)
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, (4.2 * ratio + 0.45) * rows + 0.4),
-                                 squeeze=False)
+                                 squeeze=False, sharex=True, sharey=True)
         for ax, r in zip(axes.ravel(), sel):
             _draw_bev(ax, r, bevs.get(r['index']), xlim, ylim)
         for ax in axes.ravel()[len(sel):]:
@@ -215,8 +201,6 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
         written.append('bev_sheet.png')
         if on_figure:
             on_figure()
-        if len(records) <= PER_FRAME_BEV_MAX:
-            written += _per_frame_bevs(plt, report_dir, records, bevs, xlim, ylim, on_figure)
 
     # confidence histogram + rejection reasons
     acc = [lab['score'] for r in records for lab in r['labels'] if lab['accepted']]
@@ -248,32 +232,6 @@ def write_figures(report_dir: Path, records: Sequence[dict], bevs: dict, on_figu
     written.append(write_timing_figure(report_dir, records))
     if on_figure:
         on_figure()
-    return written
-
-
-def _per_frame_bevs(plt, report_dir: Path, records, bevs: dict, xlim, ylim, on_figure) -> list[str]:
-    """``bev/<frame>.png`` for each frame on ONE figure: the window is common to all frames, so the
-    axes and the layout are made once and each frame only swaps its points, boxes and title (a
-    figure and a tight layout per frame cost most of the output phase)."""
-    ratio = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
-    fig, ax = plt.subplots(figsize=(8, 8 * ratio + 0.9))
-    _bev_axes(ax, xlim, ylim)
-    ax.set_xlabel('x forward [m]', fontsize=7)
-    ax.set_ylabel('y left [m]', fontsize=7)
-    written = []
-    try:
-        for k, r in enumerate(records):
-            added = _bev_content(ax, r, bevs.get(r['index']))
-            if k == 0:
-                _tight_layout(fig)
-            save_fig(fig, report_dir / 'bev' / f"{r['name']}.png")
-            for artist in added:
-                artist.remove()
-            written.append(f"bev/{r['name']}.png")
-            if on_figure:
-                on_figure()
-    finally:
-        plt.close(fig)
     return written
 
 

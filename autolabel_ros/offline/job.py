@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,14 +21,13 @@ import numpy as np
 
 from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.io.bags import BagError, BagSource
+from autolabel_ros.offline.annotations import AnnotationCache, annotation_messages, record_annotations
+from autolabel_ros.offline.phases import PhaseClock, process_usage, worker_summary
 from autolabel_ros.offline.store import FrameStore, atomic_write_bytes, atomic_write_text, canonical_json
-from autolabel_ros.offline.worker import FrameTask, label_from_dict, prompt_from_dict
+from autolabel_ros.offline.worker import FrameTask, label_from_dict
 
 log = logging.getLogger(__name__)
 
-MARKERS_TOPIC = '/autolabel/markers'
-DET3D_TOPIC = '/autolabel/detections_3d'
-DET2D_TOPIC = '/autolabel/detections_2d'
 
 
 @dataclass
@@ -123,7 +122,7 @@ def open_source(job: BagJob, calib=None):
     return BagSource(path, image_topic=job.image_topic, info_topic=job.info_topic,
                      cloud_topic=job.cloud_topic,
                      prompts_topic=topic if mode == 'topic' else None, calib=calib, tolerance_s=job.tolerance,
-                     rectified=job.rectified, undistort=job.undistort)
+                     rectified=job.rectified, undistort=job.undistort, progress=job.progress)
 
 
 def _calib_dict(calib) -> Optional[dict]:
@@ -153,6 +152,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     from autolabel_ros.offline.parallel import check_ray_address
 
     t_start = time.perf_counter()
+    clock = PhaseClock()
+    clock.add('before_run', 0.0, time.process_time())    # interpreter start and imports (CPU only)
     # everything that can be checked without the models is checked before they load
     check_options(job)
     cfg = load_config(job.config)
@@ -165,7 +166,6 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     if job.ray:
         check_ray_address(job.ray)
     out = prepare_output_dir(job.out, TOOL, overwrite=job.overwrite)
-    _preload_output_libraries()
     with open_source(job, calib) as source:
         if mode == 'gt' and source.kind != 'kitti_object':
             raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
@@ -188,18 +188,66 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         todo = [r for r in refs if r.index not in done]
         log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo),
                  len(todo))
-        failures = _label(job, cfg, source, todo, mode, calib, store, on_frame)
-        wall = time.perf_counter() - t_start
-        failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
-                     for i, reason in source.stats.corrupt_frames]
-        failures.sort(key=lambda f: f['index'])
-        summary = assemble(job, source, refs, store, failures, info,
-                           run_info={'workers': job.workers, 'threads': job.threads, 'ray': job.ray,
-                                     'labelled_this_run':
-                                     len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
-                                     'wall_s': wall,
-                                     'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None})
+        clock.add('start', time.perf_counter() - t_start, time.process_time() - clock.cpu['before_run'])
+        labelled = []
+        streamed = StreamedOutputs(job, len(refs), clock)
+        try:
+            with clock('label'):
+                failures = _label(job, cfg, source, todo, mode, calib, store, on_frame, clock, labelled,
+                                  streamed.on_saved)
+            wall = time.perf_counter() - t_start
+            failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
+                         for i, reason in source.stats.corrupt_frames]
+            failures.sort(key=lambda f: f['index'])
+            summary = assemble(job, source, refs, store, failures, info,
+                               run_info={'workers': job.workers, 'threads': job.threads, 'ray': job.ray,
+                                         'labelled_this_run':
+                                         len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
+                                         'wall_s': wall,
+                                         'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None,
+                                         'workers_side': worker_summary(labelled)},
+                               clock=clock, streamed=streamed)
+        finally:
+            streamed.close()
     return summary
+
+
+class StreamedOutputs:
+    """Output work done as the frames arrive rather than after the last one (with worker processes
+    the main process only waits meanwhile): with the first frame, the extensions of the output phase
+    are imported and the figure process started (its imports); each frame's annotation messages for
+    the label bag are built as it is saved. The output phase then does what needs every frame."""
+
+    def __init__(self, job: BagJob, n_frames: int, clock: PhaseClock):
+        # --tracks replaces the labels at assembly: their messages are built then
+        self.annotations = None if job.tracks else AnnotationCache()
+        self.n_frames = n_frames
+        self.clock = clock
+        self.figure_pool = None
+        self.started = False
+
+    def on_saved(self, record: dict, arrays: dict) -> None:
+        with self.clock('label.stream'):
+            if not self.started:
+                self.started = True
+                _preload_output_libraries()
+                if FigureJob.wanted(self.n_frames):
+                    self.figure_pool = start_figure_pool()
+            if self.annotations is not None:
+                try:
+                    self.annotations.add(record, arrays)
+                except Exception as e:   # noqa: BLE001 - the assembly builds it again and reports it
+                    log.debug('frame %s: annotations left to the assembly (%s)', record.get('name'), e)
+
+    def take_figure_pool(self):
+        pool, self.figure_pool = self.figure_pool, None
+        return pool
+
+    def close(self):
+        if self.figure_pool is not None:
+            self.figure_pool.terminate()
+            self.figure_pool.join()
+            self.figure_pool = None
 
 
 def _occupancy_wanted(job: BagJob) -> bool:
@@ -212,9 +260,10 @@ def _occupancy_wanted(job: BagJob) -> bool:
 
 
 def _preload_output_libraries():
-    """Import the extensions the output phase needs now: open3d turns a Ctrl-C that lands in its
-    import into an ImportError, which would make an interruption of the output phase look like a
-    crash (exit 1) instead of exit 130."""
+    """Import the extensions the output phase needs (open3d: the markers' mesh decimation) here:
+    open3d turns a Ctrl-C that lands in its import into an ImportError, which would make an
+    interruption look like a crash (exit 1) instead of exit 130. Called with the first saved frame
+    (not before the labelling: the workers start meanwhile) and again before the output phase."""
     try:
         import open3d  # noqa: F401
     except ImportError as e:  # the mesh decimation says so itself when it needs it
@@ -236,8 +285,12 @@ def _file_hash(path) -> Optional[str]:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
-    """Label the frames still to do; persists each result as it arrives. Returns worker failures."""
+def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, labelled=None,
+           on_saved=None) -> list[dict]:
+    """Label the frames still to do; persists each result as it arrives. Returns worker failures.
+    ``clock`` gets the main process' reading (``label.read``) and saving (``label.save``) time;
+    ``labelled`` the records of the frames labelled; ``on_saved(record, arrays)`` is called after
+    each frame is saved."""
     from tqdm import tqdm
 
     from autolabel_ros.config import to_dict
@@ -246,9 +299,18 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
     if not todo:
         return []
 
+    clock = clock or PhaseClock()
+    labelled = [] if labelled is None else labelled
+
     def tasks():
-        for ref, frame, prompts in source.iter_frames(todo, prompts_from_topic=(mode == 'topic'),
-                                                       **({'gt_prompts': True} if mode == 'gt' else {})):
+        frames = iter(source.iter_frames(todo, prompts_from_topic=(mode == 'topic'),
+                                         **({'gt_prompts': True} if mode == 'gt' else {})))
+        while True:
+            with clock('label.read'):
+                item = next(frames, None)
+            if item is None:
+                return
+            ref, frame, prompts = item
             kcal = calib or (source.kitti_calib(ref) if hasattr(source, 'kitti_calib') else None)
             yield FrameTask(index=ref.index, name=ref.name, stamp_ns=ref.stamp_ns, frame=frame,
                             prompts=None if mode in ('detector', 'fused') else list(prompts),
@@ -259,13 +321,20 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
     failures = []
     n = 0
     bar = tqdm(total=len(todo), unit='frame', desc='autolabel', disable=not job.progress, dynamic_ncols=True)
+    # the first frame comes after the models load (seconds to a minute): say so, and keep the clock going
+    bar.set_postfix_str('loading the models')
+    ticker = _Ticker(bar) if job.progress else None
     try:
         for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray,
                                         threads=job.threads):
             if arrays is None:
                 failures.append(record)
             else:
-                store.save(record, arrays)
+                with clock('label.save'):
+                    store.save(record, arrays)
+                labelled.append(record)
+                if on_saved is not None:
+                    on_saved(record, arrays)
             n += 1
             bar.update(1)
             bar.set_postfix(failed=len(failures) + len(source.stats.corrupt_frames))
@@ -276,17 +345,43 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame) -> list[dict]:
         log.warning('interrupted: %d frames are saved under %s; run the same command again to resume',
                     len(store.done()), store.root)
         raise
+    finally:
+        if ticker is not None:
+            ticker.stop()
     bar.close()
     return failures
+
+
+class _Ticker:
+    """Redraws a progress bar every second from a thread, so its elapsed time moves while a step
+    takes long (tqdm redraws only when it is updated)."""
+
+    def __init__(self, bar, every_s: float = 1.0):
+        import threading
+
+        self.bar = bar
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s):
+        while not self._stop.wait(every_s):
+            self.bar.refresh()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
 
 
 # ----------------------------------------------------------------------------------------------
 # assembly
 
-def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_info) -> dict:
+def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_info, clock=None,
+             streamed: Optional[StreamedOutputs] = None) -> dict:
     """All outputs from the saved frames, built in ``OUTDIR/.assemble`` then moved into place; a
     failure (disk full) removes the staging folder and leaves the previous outputs and the saved
     frames as they were."""
+    _preload_output_libraries()      # done with the first frame unless every frame was saved before
     out = Path(job.out)
     stage = out / '.assemble'
     if stage.exists():
@@ -297,7 +392,8 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     t0 = time.perf_counter()
     bar = tqdm(total=0, unit='step', desc='writing', disable=not job.progress, dynamic_ncols=True)
     try:
-        summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar)
+        summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar,
+                            clock or PhaseClock(), streamed)
     finally:
         bar.close()
         shutil.rmtree(stage, ignore_errors=True)
@@ -324,12 +420,12 @@ def _per_frame(records, failures, what: str, fn) -> list:
     return kept
 
 
-def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar) -> dict:
+def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar, clock, streamed) -> dict:
     """``bar``: the progress bar of the output phase, one step per selected frame loaded, written to
     KITTI, built into bag messages and written to the bag, per mesh and per figure."""
     from autolabel_ros.io import report, writers
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     failures = list(failures)
     bar.total = 4 * len(refs) + report.figure_count(len(refs)) + 1
     bar.refresh()
@@ -341,13 +437,15 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
         arrays[ref.index] = arr
         records.append(rec)
 
-    for ref in refs:
-        if store.has(ref.index):
-            _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
-                       lambda _r, ref=ref: load(ref))
-        bar.update(1)
+    with clock('write.load'):
+        for ref in refs:
+            if store.has(ref.index):
+                _per_frame([{'index': ref.index, 'name': ref.name}], failures, 'loading the saved frame',
+                           lambda _r, ref=ref: load(ref))
+            bar.update(1)
 
     track_info = None
+    tw = time.perf_counter(), time.process_time()
     if job.tracks and records:
         from autolabel_ros.config import load_config
         from autolabel_ros.offline import tracking
@@ -375,6 +473,8 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
             stage, occupancy.occupancy_config(job), source, refs, records, labels, pose_of,
             'track id' if track_info is not None else 'label id', job.progress)
         occupancy_info['ego_source'] = track_info['ego_source'] if track_info is not None else ego_source
+    if job.tracks or occupancy_info is not None:
+        clock.add('write.tracks_occupancy', time.perf_counter() - tw[0], time.process_time() - tw[1])
     # KITTI label_2 + calib (io/kitti_policy.py: rejected labels below the accept threshold; an empty
     # file for a frame without any); with --tracks the tracked labels, boxes the tracker interpolated
     # left out
@@ -391,19 +491,24 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
                 (stage / 'kitti' / sub / f"{rec['name']}.txt").unlink(missing_ok=True)
             raise
         bar.update(1)
-    records = _per_frame(records, failures, 'writing KITTI labels', kitti)
+    with clock('write.kitti'):
+        records = _per_frame(records, failures, 'writing KITTI labels', kitti)
     # the report's figures draw on the other core while this one writes meshes and the bag
     bar.total += report.figure_count(len(records)) - report.figure_count(len(refs))
-    figure_job = FigureJob(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()})
+    with clock('write.figures_start'):
+        figure_job = FigureJob(stage / 'report', records, {i: a.get('bev') for i, a in arrays.items()},
+                               pool=streamed.take_figure_pool() if streamed is not None else None)
+    prebuilt = streamed.annotations if streamed is not None and not job.tracks else None
     try:
-        return _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records,
-                              labels, track_info, figure_job, occupancy_info, occupancy_s)
+        return _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, (t0, c0),
+                              records, labels, track_info, figure_job, occupancy_info, occupancy_s, clock,
+                              prebuilt)
     finally:
         figure_job.close()
 
 
 def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records, labels,
-                   track_info, figure_job, occupancy_info, occupancy_s) -> dict:
+                   track_info, figure_job, occupancy_info, occupancy_s, clock, prebuilt) -> dict:
     from autolabel_ros.io import report, writers
     from autolabel_ros.io.outdir import install_tree
 
@@ -412,9 +517,10 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
               if lab.accepted and lab.mesh is not None]
     bar.total += len(meshed)
     bar.refresh()
-    for name, lab in meshed:
-        atomic_write_bytes(stage / 'meshes' / f'{name}_{lab.id}.ply', writers.mesh_to_ply_bytes(lab.mesh))
-        bar.update(1)
+    with clock('write.meshes'):
+        for name, lab in meshed:
+            atomic_write_bytes(stage / 'meshes' / f'{name}_{lab.id}.ply', writers.mesh_to_ply_bytes(lab.mesh))
+            bar.update(1)
     n_meshes = len(meshed)
     # the bar counts the loaded frames, the KITTI files and the bag frames (built, written) of every
     # selected frame: the KITTI steps of frames that failed are made up here
@@ -422,6 +528,7 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     failures.sort(key=lambda f: f['index'])
     # OpenLABEL
     first = records[0] if records else None
+    to = time.perf_counter(), time.process_time()
     doc = writers.build_openlabel(
         [{'index': rec['index'], 'name': rec['name'], 'stamp_ns': rec['stamp_ns'],
           'labels': [lab for lab in labels[rec['index']] if lab.accepted]} for rec in records],
@@ -430,9 +537,11 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
         camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name,
         tracked=bool(job.tracks))
     atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
+    clock.add('write.openlabel', time.perf_counter() - to[0], time.process_time() - to[1])
     # label bag
-    bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures,
-                                 on_frame=lambda: bar.update(1))
+    with clock('write.bag'):
+        bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures,
+                                     on_frame=lambda: bar.update(1), clock=clock, prebuilt=prebuilt)
     bar.update(1)
     # report
     outputs = {'labels_bag': 'labels.bag', 'bag_storage': job.storage, 'bag_messages': bag_counts,
@@ -452,7 +561,8 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
                                                                'voxels_by_class')}
     if track_info is not None:
         summary['tracks'] = track_info
-    figures = figure_job.result(bar)
+    with clock('write.figures_wait'):
+        figures = figure_job.result(bar)
     if isinstance(figures, Exception):
         log.warning('report figures failed (%s: %s); the labels are written without them',
                     type(figures).__name__, figures)
@@ -463,41 +573,70 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     if occupancy_s:
         summary['timing']['occupancy_s'] = report.percentiles(occupancy_s)
     # the output phase up to here (the summary and the move into place take milliseconds)
-    summary['run'] = dict(run_info, write_s=time.perf_counter() - t0)
+    clock.add('write', time.perf_counter() - t0[0], time.process_time() - t0[1])
+    summary['run'] = dict(run_info, write_s=time.perf_counter() - t0[0], phases=clock.as_dict(),
+                          usage=process_usage(), figures_child_cpu_s=figure_job.child_cpu_s)
     atomic_write_text(stage / 'report' / 'summary.json', canonical_json(summary))
     # move into place, replacing only the files this tool wrote before
     install_tree(stage, out, TOOL)
     return summary
 
 
-def _ignore_sigint():
-    """The figure process leaves a Ctrl-C to the main one, which stops it (no second traceback)."""
+def _figure_process_start():
+    """The figure process leaves a Ctrl-C to the main one, which stops it (no second traceback), and
+    imports what it draws with as soon as it starts."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from autolabel_ros.io.report import _plt
+    _plt()
+
+
+def _figures_in_child(*args):
+    """The figures, and the figure process' CPU seconds since it started (its imports included)."""
+    from autolabel_ros.io.report import write_figures
+
+    figures = write_figures(*args)
+    return figures, time.process_time()
+
+
+def start_figure_pool():
+    """A spawned process for :class:`FigureJob`, or None when the system has none to spare."""
+    import multiprocessing as mp
+
+    try:
+        return mp.get_context('spawn').Pool(1, initializer=_figure_process_start)
+    except OSError as e:    # no process to spare: drawn here instead
+        log.info('figures drawn in this process (%s)', e)
+        return None
 
 
 class FigureJob:
     """The report's figures (``io/report.write_figures``), drawn in a spawned process when the machine
     has a core to spare and the run enough frames to pay for the process' start (~2 s of imports),
-    else in this one when the result is asked for. Same bytes either way."""
+    else in this one when the result is asked for. Same bytes either way. ``pool``: a process started
+    earlier by :func:`start_figure_pool` (its imports done while the frames were labelled); the job
+    owns it from then on."""
 
     MIN_FRAMES = 6      # below this the figures take about as long as starting the process
 
-    def __init__(self, report_dir: Path, records: list, bevs: dict, spawn: Optional[bool] = None):
+    @classmethod
+    def wanted(cls, n_frames: int) -> bool:
+        return n_frames >= cls.MIN_FRAMES and (os.cpu_count() or 1) > 1
+
+    def __init__(self, report_dir: Path, records: list, bevs: dict, spawn: Optional[bool] = None,
+                 pool=None):
         self.args = (Path(report_dir), records, bevs)
         self.pool = self.pending = None
+        self.child_cpu_s = None          # the figure process' CPU seconds, once it is done
         self.before = self._pngs()
-        if spawn is None:
-            spawn = len(records) >= self.MIN_FRAMES and (os.cpu_count() or 1) > 1
-        if spawn:
-            import multiprocessing as mp
-
-            from autolabel_ros.io.report import write_figures
+        if pool is None and (self.wanted(len(records)) if spawn is None else spawn):
+            pool = start_figure_pool()
+        if pool is not None:
+            self.pool = pool
             try:
-                self.pool = mp.get_context('spawn').Pool(1, initializer=_ignore_sigint)
-                self.pending = self.pool.apply_async(write_figures, self.args)
-            except OSError as e:    # no process to spare: drawn here instead
+                self.pending = self.pool.apply_async(_figures_in_child, self.args)
+            except (OSError, ValueError) as e:    # the process is gone: drawn here instead
                 log.info('figures drawn in this process (%s)', e)
                 self.close()
 
@@ -517,7 +656,7 @@ class FigureJob:
                 self.pending.wait(0.5)
                 bar.n = start + self._pngs() - self.before
                 bar.refresh()
-            figures = self.pending.get()
+            figures, self.child_cpu_s = self.pending.get()
             bar.n = start + len(figures)
             bar.refresh()
             return figures
@@ -536,10 +675,13 @@ class FigureJob:
             self.pool = None
 
 
-def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures, on_frame=None) -> dict:
+def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, failures, on_frame=None,
+                    clock=None, prebuilt: Optional[AnnotationCache] = None) -> dict:
     """The annotated bag: copied sensor topics, /tf_static, and per frame markers + 3D/2D detections.
     ``on_frame()`` is called twice per selected frame (a progress bar): when its messages are built,
-    and when the bag is written past its stamp (copying the sensor topics is most of the time)."""
+    and when the bag is written past its stamp (copying the sensor topics is most of the time).
+    ``prebuilt``: frames' annotation messages built as they were labelled (same bytes);
+    ``clock`` gets the building of the others (``write.bag.annotations``)."""
     from autolabel_ros.io import messages as M
     from autolabel_ros.io.kitti_raw import CAMERA_FRAME, LIDAR_FRAME
     from autolabel_ros.io.label_bag import BagWriter
@@ -547,26 +689,24 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
 
     ts = get_typestore()
     fac = M.rosbags_factory(ts)
-    ann = []   # (t, order, topic, msg)
+    ann = []   # (t, order, topic, msgtype, data)
     by_index = {rec['index']: rec for rec in records}
     failed = {f['index'] for f in failures}
+    tb = time.perf_counter(), time.process_time()
     for ref in refs:
         if on_frame:
             on_frame()
         rec = by_index.get(ref.index)
-        if rec is None and ref.index not in failed:
+        if rec is None:
+            if ref.index in failed:     # no prompts (the DELETEALL clears the view)
+                ann += annotation_messages(ref.stamp_ns, ref.extra.get('lidar_frame') or LIDAR_FRAME,
+                                           ref.extra.get('camera_frame') or CAMERA_FRAME,
+                                           labels.get(ref.index, []), [], ts, fac)
             continue
-        t = ref.stamp_ns
-        lidar = rec['lidar_frame'] if rec else ref.extra.get('lidar_frame') or LIDAR_FRAME
-        camera = rec['camera_frame'] if rec else ref.extra.get('camera_frame') or CAMERA_FRAME
-        # a prompt that could not be lifted at all has a non-finite box: nothing to draw
-        labs = [lab for lab in labels.get(ref.index, []) if np.all(np.isfinite(lab.box7))]
-        # rejected labels are drawn as red boxes without their mesh (meshes are most of the bag's size)
-        labs = [lab if lab.accepted else replace(lab, mesh=None) for lab in labs]
-        prompts = [prompt_from_dict(p) for p in rec['prompts']] if rec else []
-        ann.append((t, 0, MARKERS_TOPIC, M.labels_to_marker_array(labs, t, lidar, fac)))
-        ann.append((t, 1, DET3D_TOPIC, M.labels_to_detection3d_array(labs, t, lidar, fac)))
-        ann.append((t, 2, DET2D_TOPIC, M.prompts_to_detection2d_array(prompts, t, camera, fac)))
+        msgs = prebuilt.get(ref.index) if prebuilt is not None else None
+        ann += msgs if msgs is not None else record_annotations(rec, labels.get(ref.index, []), ts, fac)
+    if clock is not None:
+        clock.add('write.bag.annotations', time.perf_counter() - tb[0], time.process_time() - tb[1])
     with BagWriter(path, storage=job.storage, typestore=ts) as w:
         if isinstance(source, BagSource) and source.calib is None and source.tf_topics:
             tf_msgs = list(source.tf_static_messages())
@@ -581,7 +721,7 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
         for topic, msgtype, t, data, conn in tf_msgs:
             w.write_raw(topic, msgtype, t, data, conn)
         sensors = source.sensor_messages(refs) if job.copy_sensors else iter(())
-        anns = ((t, topic, msg) for t, _, topic, msg in sorted(ann, key=lambda a: (a[0], a[1])))
+        anns = sorted(ann, key=lambda a: (a[0], a[1]))
         merged = heapq.merge(((m[2], 0, m) for m in sensors), ((a[0], 1, a) for a in anns),
                              key=lambda x: (x[0], x[1]))
         stamps = sorted(ref.stamp_ns for ref in refs)
@@ -594,8 +734,8 @@ def write_label_bag(path: Path, job: BagJob, source, refs, records, labels, fail
                 topic, msgtype, t, data, conn = item
                 w.write_raw(topic, msgtype, t, data, conn)
             else:
-                t, topic, msg = item
-                w.write(topic, msg, t)
+                t, _, topic, msgtype, data = item
+                w.write_raw(topic, msgtype, t, data)
         for _ in range(len(stamps) - done if on_frame else 0):
             on_frame()
         counts = dict(sorted(w.counts.items()))

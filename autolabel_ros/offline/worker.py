@@ -16,6 +16,7 @@ import numpy as np
 
 from autolabel_ros.core.prompts import screen_prompts, warn_dropped
 from autolabel_ros.core.types import Label3D, Mesh, Prompt, SensorFrame
+from autolabel_ros.offline.phases import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,9 @@ class FrameLabeler:
             process_threads(self.cfg.fit.threads, self.torch_threads)
             from autolabel_ros.pipeline import Autolabeler
 
-            self._labeler = Autolabeler(self.cfg)
+            labeler = Autolabeler(self.cfg)
+            _ = labeler.segmenter   # built now (the pipeline builds it on first use): part of the model load
+            self._labeler = labeler
         if need_detector and (self._detector is None or self._fused != fused):
             from autolabel_ros.detect import make_detector
             from autolabel_ros.proposals import fused_detector_config
@@ -122,9 +125,16 @@ class FrameLabeler:
                     'traceback': traceback.format_exc(limit=5)}, None
 
     def _run(self, task: FrameTask):
-        t0 = time.perf_counter()
-        labeler, detector = self._models(task.prompts is None, task.fused)
         timings = {}
+        if self._labeler is None or (task.prompts is None and (self._detector is None
+                                                               or self._fused != task.fused)):
+            # the first frame of a worker loads its models: timed apart from the frame (phases.py)
+            w, c = time.perf_counter(), time.process_time()
+            self._models(task.prompts is None, task.fused)
+            timings['models_s'] = time.perf_counter() - w
+            timings['models_cpu_s'] = time.process_time() - c
+        t0, c0 = time.perf_counter(), time.process_time()
+        labeler, detector = self._models(task.prompts is None, task.fused)
         prompts = task.prompts
         prompt_source = 'given'
         if prompts is None:
@@ -149,6 +159,7 @@ class FrameLabeler:
             from autolabel_ros.proposals import reject_duplicates
             reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
         timings['frame_s'] = time.perf_counter() - t0
+        timings['worker_cpu_s'] = time.process_time() - c0
         record = {
             'index': task.index, 'name': task.name, 'stamp_ns': int(task.stamp_ns),
             'width': f.width, 'height': f.height, 'K': f.K.tolist(), 'T_cam_lidar': f.T_cam_lidar.tolist(),
@@ -162,6 +173,10 @@ class FrameLabeler:
             if lab.mesh is not None:
                 arrays[f'mesh{k}_v'] = np.asarray(lab.mesh.vertices, dtype=np.float32)
                 arrays[f'mesh{k}_f'] = np.asarray(lab.mesh.faces, dtype=np.int32)
+        # what travels to and from a worker process (phases.py): the sensor arrays, the result arrays
+        timings['task_mb'] = (f.image.nbytes + f.points.nbytes) / 1e6
+        timings['result_mb'] = sum(a.nbytes for a in arrays.values()) / 1e6
+        timings['worker_rss_mb'] = peak_rss_mb()
         return record, arrays
 
     def _label_chunks(self, labeler, task: FrameTask, prompts: list, timings: dict) -> list:

@@ -1,0 +1,61 @@
+"""Where an ``autolabel-bag`` run's time goes, for ``report/summary.json`` -> ``run`` and the benchmark.
+
+Per phase of the main process its wall and CPU seconds (``time.process_time``: every thread of the
+process, so the pool's feeder thread pickling frames counts too); after the run the CPU seconds of
+the process and of its finished children (the workers, the figure process) from ``getrusage``. On a
+machine shared with other jobs the CPU seconds stay comparable where the wall clock does not, and
+they give the serial share that bounds the speed-up of more workers.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import contextmanager
+
+
+class PhaseClock:
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        w, c = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - w, time.process_time() - c)
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    def as_dict(self) -> dict:
+        return {k: {'wall_s': self.wall[k], 'cpu_s': self.cpu[k]} for k in self.wall}
+
+
+def process_usage() -> dict:
+    """CPU seconds and peak RSS (MB) of this process and of its children that have exited."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {'main_cpu_s': me.ru_utime + me.ru_stime, 'children_cpu_s': kids.ru_utime + kids.ru_stime,
+            'main_rss_mb': me.ru_maxrss / 1024, 'children_rss_mb': kids.ru_maxrss / 1024}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_summary(records: list) -> dict:
+    """The workers' side of the run from the frames labelled in it (``timings`` of their records):
+    CPU seconds spent on frames, model loading (per worker that loaded them), peak RSS per worker."""
+    t = [r.get('timings', {}) for r in records]
+    loads = [x for x in t if 'models_s' in x]
+    return {'frames': len(t),
+            'frame_cpu_s': sum(x.get('worker_cpu_s', 0.0) for x in t),
+            'model_loads': len(loads),
+            'models_s': [x['models_s'] for x in loads],
+            'models_cpu_s': [x.get('models_cpu_s', 0.0) for x in loads],
+            'rss_mb': max((x.get('worker_rss_mb', 0.0) for x in t), default=0.0),
+            'task_mb': sum(x.get('task_mb', 0.0) for x in t) / max(1, len(t)),
+            'result_mb': sum(x.get('result_mb', 0.0) for x in t) / max(1, len(t))}
