@@ -112,6 +112,9 @@ class FitConfig:
     ground_columns: int = param(64, 'the ground term searches, per hypothesis, this many of the shape\'s '
                                     'bottom columns, those nearest the plane at the last full search '
                                     '(0 = all of them every step)', min=0)
+    ground_local_radius: float = param(4.0, 'the ground term stands each car on the road within this '
+                                            'radius (m; median of the ground plane\'s inliers there, '
+                                            'the plane itself with fewer than 10; 0 = the plane)', min=0.0)
     ground_refresh: int = param(10, '... and searches all of them again every this many steps', min=1)
     zeta: float = param(20.0, 'silhouette hardness at the end (per metre of SDF)', min=1e-6)
     zeta_start: float = param(5.0, 'hardness at the start (wider basin), grows geometrically', min=1e-6)
@@ -166,7 +169,9 @@ class FitConfig:
     freespace_samples: int = param(3, 'free-space samples per point (first-hit approximation)', min=1)
     freespace_step: float = param(0.25, 'their spacing towards the sensor (m)', min=1e-6)
     max_points: int = param(256, 'frustum points kept per object (seeded random subset)', min=1)
-    mask_erode_px: int = param(2, 'erode the instance mask before selecting frustum points', min=0)
+    mask_erode_px: int = param(0, 'erode the instance mask before selecting frustum points (the clustering '
+                                  'drops what lies off the car; 2 px cut the scan points on the car\'s '
+                                  'outline, its ends: synthetic AP3D@0.7 84.5 -> 91.3 with 0)', min=0)
     cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
                                   min=1e-6)
     click_depth: bool = param(True, "click prompts: the scan under the clicks gives the clicked car's "

@@ -206,3 +206,31 @@ def test_ground_gap_is_the_mesh_bottom_above_a_tilted_plane():
     gap.sum().backward()
     assert torch.allclose(pose.grad[:, 2], torch.ones(4))                # d gap / d z = 1
     assert torch.all(pose.grad[:, 3] != 0) and torch.all(codes.grad.abs().sum(1) > 0)
+    # one plane per hypothesis (the road under each object): a plane 0.12 m higher under the second
+    # hypothesis lowers its gap by 0.12 m and leaves the others as they were
+    planes = plane.repeat(4, 1)
+    planes[1, 2] += 0.12
+    gap2 = ground_gap(sdf, pose, codes, None, planes).detach()
+    assert float(gap2[1]) == pytest.approx(float(gap[1].detach()) - 0.12, abs=1e-4)
+    assert torch.allclose(gap2[[0, 2, 3]], gap.detach()[[0, 2, 3]])
+
+
+def test_local_ground_offsets_follow_the_road_under_each_object():
+    """A road that rises 0.10 m beyond x = 30 m (a plane fit over 40 m sits between its parts): the
+    offset under a car at 40 m is that road's height above the plane, under a car at 10 m the near
+    road's; too few road points near a centre, or radius 0, give 0; a car's own points above the road
+    do not count."""
+    from autolabel_ros.fit.ground import GroundPlane, local_offsets
+    rng = np.random.default_rng(0)
+    xy = rng.uniform([2.0, -10.0], [50.0, 10.0], (20000, 2))
+    z = -1.7 + np.where(xy[:, 0] > 30.0, 0.10, 0.0) + rng.normal(0.0, 0.01, len(xy))
+    car = np.column_stack([rng.uniform(38.0, 42.0, 500), rng.uniform(-1.0, 1.0, 500),
+                           rng.uniform(-1.5, -0.2, 500)])            # body points of a car at 40 m
+    scan = np.concatenate([np.column_stack([xy, z]), car])
+    plane = GroundPlane(0.0, 0.0, -1.66)                                # between the two road parts
+    off = local_offsets(scan, plane, np.array([[40.0, 0.0], [10.0, 0.0], [80.0, 0.0]]), 4.0, 0.15)
+    assert off[0] == pytest.approx(0.06, abs=0.01)
+    assert off[1] == pytest.approx(-0.04, abs=0.01)
+    assert off[2] == 0.0                                                 # no road point within 4 m
+    assert np.all(local_offsets(scan, plane, np.array([[40.0, 0.0]]), 0.0, 0.15) == 0.0)
+    assert np.all(local_offsets(scan, None, np.array([[40.0, 0.0]]), 4.0, 0.15) == 0.0)

@@ -33,10 +33,15 @@ class FitBatch:
     pts: torch.Tensor            # N, M, 3 frustum points (padded)
     w: torch.Tensor              # N, M point weights (0 = padding)
     fs: torch.Tensor             # N, M, K, 3 free-space samples in front of each point
-    ground: torch.Tensor | None  # 3: z = a x + b y + c
+    ground: torch.Tensor | None  # N, 3 the road under each object (or 3: one plane), z = a x + b y + c
     has_mask: torch.Tensor       # N bool: non-empty target
     nocs: object = None          # fit/surfels.NocsTargets: the CSS predictions (SDFLabel's losses)
     seeds: object = None         # fit/surfels.Seeds of the shape space (with ``nocs``)
+
+    def ground_of(self, obj: torch.Tensor) -> torch.Tensor:
+        """(B, 3) the road plane under the objects ``obj`` (B,) of the hypotheses."""
+        g = self.ground
+        return g.expand(len(obj), 3) if g.dim() == 1 else g[obj]
 
     @cached_property
     def lidar_rows(self) -> LidarRows:
@@ -123,5 +128,7 @@ def build_batch(views: CropViews, objects, ground, fc, device) -> FitBatch:
                     target=target, valid=torch.as_tensor(views.valid, **f32),
                     pts=torch.as_tensor(pts, **f32), w=torch.as_tensor(w, **f32),
                     fs=torch.as_tensor(fs, **f32),
-                    ground=None if ground is None else torch.as_tensor(ground.coef, **f32),
+                    ground=None if ground is None else torch.as_tensor(np.stack(
+                        [ground.coef + [0.0, 0.0, getattr(o, 'ground_offset', 0.0)] for o in objects]),
+                        **f32),
                     has_mask=(target.sum(-1) > 0.5))

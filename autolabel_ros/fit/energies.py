@@ -11,14 +11,16 @@
   point (between sensor and point) must lie outside the model; ``relu(-phi(q))`` penalises a model
   surface hit before the point (the model explaining a point with its back side). The samples are
   fixed in the LiDAR frame, so they cost one more SDF lookup per sample and no ray casting.
-- ground: the car stands on the plane: ``gap^2`` with gap = minimum over the shape's vertical
-  grid columns of (height of the column's lowest surface crossing - plane height under the column),
-  both in the LiDAR frame. Read off the shape itself (not a size regression), because near the mean
-  code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
-  regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must
-  touch the ground. The fit searches all columns every ``ground_refresh`` steps and in between only
-  those among each hypothesis' ``ground_columns`` nearest the plane (the lowest one moves little
-  between steps; the pruning and the final energy search all).
+- ground: the car stands on the road under it: ``gap^2`` with gap = minimum over the shape's vertical grid
+  columns of (height of the column's lowest surface crossing - plane height under the column), both in the
+  LiDAR frame; the plane is the frame's, moved to the median height of its inliers within
+  ``fit.ground_local_radius`` of the object (one plane over 40 m of real road misses its camber and slope
+  changes by ~0.1 m at the far cars). Read off the shape itself (not a size regression), because near the
+  mean code the PCA blurs the tyre contacts and the shape's lowest point floats ~8 cm above where a
+  regressed height puts it; the label's box is the mesh's tight extent, so its bottom is what must touch
+  the ground. The fit searches all columns every ``ground_refresh`` steps and in between only those among
+  each hypothesis' ``ground_columns`` nearest the plane (the lowest one moves little between steps; the
+  pruning and the final energy search all).
 - nocs, surfel3d (SDFLabel, when the batch carries CSS predictions): the 2D NOCS correspondence loss
   and the 3D surfel-to-LiDAR loss of :mod:`autolabel_ros.fit.surfels`.
 - shape: ``|s / stdev|^2 / d`` (code in prior standard deviations).
@@ -47,19 +49,26 @@ def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor)
     return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target.sum(-1) + 1.0)
 
 
+def _per_hypothesis(plane: torch.Tensor, B: int) -> torch.Tensor:
+    """(B, 3) planes from one (3,) plane or one per hypothesis (B, 3)."""
+    return plane.expand(B, 3) if plane.dim() == 1 else plane
+
+
 def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
                  plane: torch.Tensor, cols: torch.Tensor | None = None):
-    """Without gradient: (B, C) height above the plane of the lowest surface crossing of each of the
+    """Without gradient: (B, C) height above its plane (B, 3) of the lowest surface crossing of each of the
     shape's bottom columns (1e3 for a column that misses the shape) and (B, C) its first inside node;
     ``cols`` (K,): only those columns ((B, K) results)."""
     with torch.no_grad():
         zc, valid, first = sdf.bottom_heights(codes, cols)                   # B, C
         # the plane height under column (x, y) of hypothesis b is P0_b + x Px_b + y Py_b (rotation and
         # scales folded into the three coefficients)
+        plane = _per_hypothesis(plane, len(pose))
         c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
         sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
-        coef = torch.stack([plane[0] * pose[:, 0] + plane[1] * pose[:, 1] + plane[2],
-                            sx * (plane[0] * c + plane[1] * s), sy * (plane[1] * c - plane[0] * s)], 1)
+        a, b, c0 = plane[:, 0], plane[:, 1], plane[:, 2]
+        coef = torch.stack([a * pose[:, 0] + b * pose[:, 1] + c0, sx * (a * c + b * s), sy * (b * c - a * s)],
+                           1)
         xy = sdf.bot_xy if cols is None else sdf.bot_xy[cols]
         under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
@@ -78,7 +87,8 @@ def ground_columns(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.T
 
 def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
                plane: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,) height of the shape's lowest point above the plane z = a x + b y + c (negative: it sinks
+    """(B,) height of the shape's lowest point above its plane z = a x + b y + c ((B, 3), one per
+    hypothesis: the road under its object; negative: it sinks
     in): the minimum over the shape's grid columns (a soft minimum would sit below the true one by
     ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (K,):
     search only those columns (:func:`ground_columns`; None: all of them)."""
@@ -89,8 +99,9 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
         c, s = torch.cos(pose[:, 3:4]), torch.sin(pose[:, 3:4])
         X = pose[:, 0:1] + c * xy[..., 0] - s * xy[..., 1]
         Y = pose[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
-        return pose[:, 2:3] + zc - (plane[0] * X + plane[1] * Y + plane[2])
+        return pose[:, 2:3] + zc - (plane[:, 0:1] * X + plane[:, 1:2] * Y + plane[:, 2:3])
 
+    plane = _per_hypothesis(plane, len(pose))
     # find the lowest column without gradient, then differentiate only there
     gap, first = _column_gaps(sdf, pose, codes, scales, plane, cols)
     B = codes.shape[0]
@@ -133,7 +144,7 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
             out['surfel3d'] = surface_loss(p, n, pose, batch.pts[obj], batch.w[obj], batch.ray_o)
     if 'ground' in on and batch.ground is not None:
         with clock('fwd.ground'):
-            out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground, ground_cols) ** 2
+            out['ground'] = ground_gap(sdf, pose, codes, scales, batch.ground_of(obj), ground_cols) ** 2
     out['shape'] = (code_n ** 2).mean(-1)
     if log_scale is not None:
         common = log_scale.mean(-1, keepdim=True)

@@ -1,12 +1,12 @@
 """Per-object LiDAR evidence and initial hypotheses.
 
-Frustum points = scan points projecting into the (slightly eroded) instance mask, minus the ground
-(within ``ground.removal_height`` of the plane), minus what lies behind or in front of the car: the
-points are split into 3D Euclidean clusters (KD-tree radius graph, radius growing with range as the
+Frustum points = scan points projecting into the instance mask (eroded by ``fit.mask_erode_px``), minus
+the ground (within ``ground.removal_height`` of the plane), minus what lies behind or in front of the car:
+the points are split into 3D Euclidean clusters (KD-tree radius graph, radius growing with range as the
 scan gets sparser; LiDAR beams pass through windows, so a car can fall apart into fragments) and the
-cluster with the best score = point count x agreement of its depth with the depth implied by the
-2D box height (a car is ~1.5 m tall) is kept; a cluster more than a factor ~1.6 off that depth is
-dropped (background behind a far car).
+cluster with the best score = point count x agreement of its depth with the depth implied by the 2D box
+height (a car is ~1.5 m tall) is kept; a cluster more than a factor ~1.6 off that depth is dropped
+(background behind a far car).
 
 Initial position per heading hypothesis: the median of the kept points, pushed back along the
 horizontal viewing ray (the visible points are on the near surface) by the support of a mean-size

@@ -6,14 +6,16 @@
 2. the depth order of the prompts from their 2D boxes (the ground under the box's bottom edge,
    :mod:`autolabel_ros.fit.occlusion`), not from their points: a hidden car's mask often covers the
    car in front;
-3. per object, nearest first: frustum points of the (eroded) mask minus the ground minus the points
-   a nearer object claims (its cluster, and its mask pixels up to its far side), the object's 3D
-   cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
+3. per object, nearest first: frustum points of the mask (``fit.mask_erode_px``) minus the ground minus
+   the points a nearer object claims (its cluster, and its mask pixels up to its far side), the object's
+   3D cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
    ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
-   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree
-   with its box also gets hypotheses placed from the box alone (the full energy chooses), and its
-   last few points are dropped when they lie far off that placement;
-4. each object's occlusion map is the union of the masks of the nearer objects and its LiDAR
+   (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree with its
+   box also gets hypotheses placed from the box alone (the full energy chooses), and its last few points
+   are dropped when they lie far off that placement;
+4. the road height under each object: the plane's inliers within ``fit.ground_local_radius`` of
+   it (:func:`autolabel_ros.fit.ground.local_offsets`), which the ground term stands the car on;
+5. each object's occlusion map is the union of the masks of the nearer objects and its LiDAR
    occluders, within its box grown a little when the box is amodal (a ground-truth or person's
    box: hidden pixels outside it are still known not to be the car).
 
@@ -30,7 +32,7 @@ import numpy as np
 from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.types import SensorFrame
 from autolabel_ros.fit.clicks import click_depth, depth_window, trim_to_clicked
-from autolabel_ros.fit.ground import GroundPlane, fit_ground
+from autolabel_ros.fit.ground import GroundPlane, fit_ground, local_offsets
 from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_cluster
 from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, few_and_off,
                                          ground_contact_depth, own_points)
@@ -51,6 +53,7 @@ class ObjectEvidence:
     nearer: np.ndarray              # H x W bool occlusion map: nearer objects' masks | occluders
     reasons: tuple = ()             # rejection reasons found while lifting
     n_nearer: int = 0               # frustum points left to nearer objects (fit/occlusion.py)
+    ground_offset: float = 0.0      # road height under the object above the frame's plane (m)
     order_depth: float = 0.0        # the depth the frame's objects are ordered by (fit/occlusion.py)
 
     @property
@@ -152,7 +155,14 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
                             [o['occluders'] for o in lifted], (H, W),
                             [p['box'] if is_amodal(prompts[p['index']]) and not p['reasons'] else None
                              for p in pre])
-    objects = [ObjectEvidence(nearer=n, **o) for o, n in zip(lifted, nearer)]
+    # the road under each object (the ground term stands the car on it): the plane's inliers around
+    # the centre of its initial hypotheses
+    offsets = local_offsets(xyz, ground, [o['init'].xyz[:, :2].mean(0) for o in lifted],
+                            cfg.fit.ground_local_radius, cfg.ground.inlier_threshold)
+    for o, off in zip(lifted, offsets):
+        o['init'].xyz[:, 2] += off
+    objects = [ObjectEvidence(nearer=n, ground_offset=float(off), **o)
+               for o, n, off in zip(lifted, nearer, offsets)]
     return FrameEvidence(ground=ground, objects=objects, scan_nonground=xyz[nonground])
 
 

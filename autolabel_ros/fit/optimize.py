@@ -200,8 +200,8 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
             with clock('fwd.ground'):
                 p = st.p.detach()
                 gcols = ground_columns(sdf, p[:, :4], p[:, 4:4 + st.d] * sdf.stdev,
-                                       torch.exp(p[:, 4 + st.d:]) if st.has_scale else None, batch.ground,
-                                       cfg.ground_columns)
+                                       torch.exp(p[:, 4 + st.d:]) if st.has_scale else None,
+                                       batch.ground_of(st.obj), cfg.ground_columns)
             cols_at = it
         terms, e = _energies(sdf, b, st, c, zeta, on, renderer, clock, gcols)
         with clock('backward' if 'mask' in on else 'backward.no_mask'):
