@@ -196,9 +196,9 @@ def test_renderer_and_initialiser_are_swappable_parts(sim):
     from autolabel_ros.fit.render import render_silhouettes
     calls = {'render': [], 'init': 0}
 
-    def renderer(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales=None, vols=None):
+    def renderer(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales=None, vols=None, rays_on=None):
         calls['render'].append(ray_d.shape[1])
-        return render_silhouettes(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales, vols)
+        return render_silhouettes(sdf, pose, codes, ray_o, ray_d, n_samples, zeta, scales, vols, rays_on)
 
     def initialiser(*args, **kwargs):
         calls['init'] += 1

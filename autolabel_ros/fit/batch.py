@@ -44,6 +44,11 @@ class FitBatch:
         return g.expand(len(obj), 3) if g.dim() == 1 else g[obj]
 
     @cached_property
+    def rays_on(self) -> torch.Tensor:
+        """(N, P) bool: the crop pixels the silhouette term sees (occlusion/validity map above 0)."""
+        return self.valid > 0
+
+    @cached_property
     def lidar_rows(self) -> LidarRows:
         """The weighted points without the padding (objects' point counts differ by 10-100x in a
         frame; the padded (N, M) layout looked up every padding point of every hypothesis)."""

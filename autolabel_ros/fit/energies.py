@@ -154,8 +154,10 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
 
 
 def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, zero):
-    """(B,) Dice of the soft render vs the mask on the valid pixels (0 for an empty mask)."""
-    m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols)
+    """(B,) Dice of the soft render vs the mask on the valid pixels (0 for an empty mask). The pixels the
+    occlusion map zeroes are not rendered: they add exactly 0 to the Dice and to its gradient."""
+    m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols,
+                 rays_on=batch.rays_on[obj])
     e = dice_energy(m, batch.target[obj], batch.valid[obj])
     return torch.where(batch.has_mask[obj], e, zero)
 

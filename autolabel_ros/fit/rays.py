@@ -90,10 +90,11 @@ class RaySamples:
 
 
 def sample_rays(pose: torch.Tensor, ray_o: torch.Tensor, ray_d: torch.Tensor, half: torch.Tensor,
-                n_samples: int) -> RaySamples:
+                n_samples: int, rays_on: torch.Tensor | None = None) -> RaySamples:
     """Rays ray_d (B, P, 3) from ray_o (3,) (LiDAR frame) seen by hypotheses with poses (B, 4) and
     bounding-volume half sizes ``half`` (3,) or (B, 3): ``n_samples`` midpoint samples per ray inside the
-    volume. Directions and origin carry the pose gradient; the sample positions do not."""
+    volume. Directions and origin carry the pose gradient; the sample positions do not. ``rays_on``
+    (B, P) bool: only those rays are sampled (the others count as misses)."""
     B, P, _ = ray_d.shape
     o = to_object_frame(ray_o.view(1, 1, 3).expand(B, 1, 3), pose)          # B, 1, 3
     d = rotate_dirs(ray_d, pose[:, 3])                                      # B, P, 3
@@ -107,6 +108,8 @@ def sample_rays(pose: torch.Tensor, ray_o: torch.Tensor, ray_d: torch.Tensor, ha
         tn = torch.minimum(t1, t2).amax(-1).clamp_min(0.0)
         tf = torch.maximum(t1, t2).amin(-1)
         hit = tf > tn
+        if rays_on is not None:
+            hit &= rays_on
         idx = hit.view(-1).nonzero().squeeze(1)
         frac = (torch.arange(n_samples, device=d.device, dtype=d.dtype) + 0.5) / n_samples
         tn_h, tf_h = tn.view(-1)[idx], tf.view(-1)[idx]
