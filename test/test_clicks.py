@@ -54,3 +54,30 @@ def test_trim_keeps_the_clicked_car_and_drops_the_car_in_front():
 def test_depth_window_spans_the_clicked_car_only():
     w = depth_window(np.array([12.0, 37.5, 40.0, 44.0, 46.0, 80.0]), 40.0)
     assert w.tolist() == [False, True, True, True, False, False]
+
+
+def test_click_masks_are_eroded_box_masks_are_not():
+    """A click prompt's mask loses its outline (fit.click_mask_erode_px) before the frustum points are
+    taken, a box prompt's keeps it (fit.mask_erode_px 0): SAM's point-prompt masks bleed past the car."""
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.core.types import Prompt
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.sim.drive import Simulator
+    sim = Simulator(3, n_cars=1, clutter=False, shadows=False)
+    car = sim.scene.cars[0]
+    car.x, car.y, car.yaw, car.speed = 14.0, 0.5, 0.3, 0.0
+    sf = sim.frame(0)
+    g = sf.gt[0]
+    mask = sf.masks == g.id
+    ys, xs = np.nonzero(mask)
+    clicks = np.array([[xs.mean(), ys.mean()], [np.percentile(xs, 30), ys.mean()],
+                       [np.percentile(xs, 70), ys.mean()]])
+    click = Prompt(id=g.id, points=clicks, point_labels=np.ones(3), sources=('click',))
+    box = Prompt(id=g.id, box=g.box2d, sources=('gt',))
+
+    def n_points(prompt, erode):
+        al = Autolabeler(from_dict({'fit': {'click_mask_erode_px': erode, 'max_points': 100000}}))
+        return al.label(sf.frame, [prompt], [mask]).labels[0].metrics['n_points']
+
+    assert n_points(click, 2) < n_points(click, 0)
+    assert n_points(box, 2) == n_points(box, 0)

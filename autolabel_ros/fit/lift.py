@@ -171,8 +171,9 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
     fc = cfg.fit
     H, W = frame.height, frame.width
     m, b, reasons, box_depth = p['mask'], p['box'], list(p['reasons']), p['box_depth']
-    idx = mask_points(uv_int, usable, m, fc.mask_erode_px)
-    if len(idx) < 3 and fc.mask_erode_px > 0:
+    erode = fc.mask_erode_px if prompt.box is not None else fc.click_mask_erode_px
+    idx = mask_points(uv_int, usable, m, erode)
+    if len(idx) < 3 and erode > 0:
         idx = mask_points(uv_int, usable, m, 0)
     n_seen = len(idx)
     idx = idx[own_points(idx, pc[:, 2], uv_int, claims)]
