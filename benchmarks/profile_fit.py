@@ -5,7 +5,7 @@ once through the pipeline's own steps; then the fit (:meth:`Fitter.fit`) and the
 (mesh, verification, accept decision: the pipeline's "post" step) are timed on it ``--repeats``
 times. Reported: the median per-instance time (per frame (fit + post) / instances, the figure of the
 timing row) in wall-clock and thread CPU seconds, and the per-stage table (the stages of
-:mod:`autolabel_ros.fit.stages`; CPU seconds per instance, summed over the frames).
+:mod:`autolabel_ros.core.stage_clock`; CPU seconds per instance, summed over the frames).
 
 ``--compare DIR`` times another checkout of the package (e.g. ``git worktree add /tmp/base main``)
 on the same captured evidence, alternating the two in fresh processes so the machine's load hits

@@ -296,7 +296,7 @@ def stage_table(row: dict) -> list[str]:
 
 
 def _clock_stages(al) -> dict:
-    """Sum the fitter's stage clock (thread CPU s, fit/stages.py) over every fit of ``al`` into the
+    """Sum the fitter's stage clock (thread CPU s, core/stage_clock.py) over every fit of ``al`` into the
     returned dict."""
     acc: dict = {}
     fit0 = al.fitter.fit
@@ -779,7 +779,7 @@ def write_report(results: dict, path: Path):
         st = row.get('stages_s_per_instance')
         if st:      # the run's per-stage table (benchmarks/profile_fit.py: the same stages, A/B)
             tot = sum(st.values())
-            lines += ['Where the fit\'s time goes (that run; thread CPU s per instance, fit/stages.py; '
+            lines += ['Where the fit\'s time goes (that run; thread CPU s per instance, core/stage_clock.py; '
                       '"post" = wall s of the label building):', '', '| stage | s / instance | share % |',
                       '|---|---|---|']
             lines += [f'| {k} | {v:.3f} | {100 * v / tot:.1f} |'

@@ -9,7 +9,7 @@ from autolabel_ros.fit.energies import compute_energies
 from autolabel_ros.fit.optimize import _State
 from autolabel_ros.fit.rays import to_object_frame
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
-from autolabel_ros.fit.stages import StageClock
+from autolabel_ros.core.stage_clock import StageClock
 
 
 @pytest.fixture(scope='module')

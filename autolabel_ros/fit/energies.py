@@ -39,7 +39,7 @@ from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.rays import to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
-from autolabel_ros.fit.stages import no_clock
+from autolabel_ros.core.stage_clock import no_clock
 
 
 def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
     """Energy terms (unweighted) for hypotheses ``obj`` (B,) with poses (B, 4), normalized codes (B, d)
     and optional log scales (B, 3); ``on`` = the enabled terms (default: ``cfg.energies``).
     A new term is computed here under its name and weighted in :func:`total_energy`. ``clock``: a
-    :class:`autolabel_ros.fit.stages.StageClock` that times each term's forward pass. ``ground_cols``
+    :class:`autolabel_ros.core.stage_clock.StageClock` that times each term's forward pass. ``ground_cols``
     (K,): the bottom columns the ground term searches (:func:`ground_columns`; None: all)."""
     on = set(cfg.energies if on is None else on)
     with clock('fwd.decode'):

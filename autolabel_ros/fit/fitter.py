@@ -33,7 +33,7 @@ from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_targets, surface_seeds
-from autolabel_ros.fit.stages import StageClock
+from autolabel_ros.core.stage_clock import StageClock
 from autolabel_ros.fit.verify import mask_ious, occluded_share
 
 
@@ -41,7 +41,7 @@ from autolabel_ros.fit.verify import mask_ious, occluded_share
 class FitTimings:
     prep_s: float = 0.0      # crops, rays and the batch
     fit_s: float = 0.0       # optimisation, verification render, heading choice
-    stages: StageClock = field(default_factory=StageClock)   # where the time went (fit/stages.py)
+    stages: StageClock = field(default_factory=StageClock)   # where the time went (core/stage_clock.py)
 
 
 class Fitter:

@@ -27,7 +27,7 @@ import torch
 from autolabel_ros.fit.batch import FitBatch
 from autolabel_ros.fit.energies import compute_energies, ground_columns, total_energy
 from autolabel_ros.fit.render import Renderer, render_silhouettes
-from autolabel_ros.fit.stages import no_clock
+from autolabel_ros.core.stage_clock import no_clock
 
 
 @dataclass
@@ -171,7 +171,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
-    :class:`autolabel_ros.fit.stages.StageClock`) times the stages. ``coarse``: the batch at
+    :class:`autolabel_ros.core.stage_clock.StageClock`) times the stages. ``coarse``: the batch at
     ``cfg.coarse_crop_size`` for the steps before the last ``cfg.fine_steps`` (None: the full one
     throughout)."""
     n_obj = int(batch.ray_d.shape[0])

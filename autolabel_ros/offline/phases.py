@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import resource
 import time
-from contextlib import contextmanager
+
+from autolabel_ros.core.stage_clock import StageClock
 
 
-class PhaseClock:
-    def __init__(self):
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        w, c = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.add(name, time.perf_counter() - w, time.process_time() - c)
-
-    def add(self, name: str, wall: float, cpu: float) -> None:
-        self.wall[name] = self.wall.get(name, 0.0) + wall
-        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+class PhaseClock(StageClock):
+    """The fit's stage clock counting the CPU seconds of the whole process."""
+    cpu_time = staticmethod(time.process_time)
 
     def as_dict(self) -> dict:
         return {k: {'wall_s': self.wall[k], 'cpu_s': self.cpu[k]} for k in self.wall}

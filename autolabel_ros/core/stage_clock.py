@@ -11,18 +11,24 @@ from contextlib import contextmanager
 
 
 class StageClock:
+    # CPU seconds of this thread; offline.phases.PhaseClock counts the whole process instead
+    cpu_time = staticmethod(time.thread_time)
+
     def __init__(self):
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, name: str):
-        w, c = time.perf_counter(), time.thread_time()
+        w, c = time.perf_counter(), self.cpu_time()
         try:
             yield
         finally:
-            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w
-            self.cpu[name] = self.cpu.get(name, 0.0) + time.thread_time() - c
+            self.add(name, time.perf_counter() - w, self.cpu_time() - c)
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
 
 @contextmanager
