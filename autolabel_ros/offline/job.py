@@ -528,16 +528,16 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
     failures.sort(key=lambda f: f['index'])
     # OpenLABEL
     first = records[0] if records else None
-    to = time.perf_counter(), time.process_time()
-    doc = writers.build_openlabel(
-        [{'index': rec['index'], 'name': rec['name'], 'stamp_ns': rec['stamp_ns'],
-          'labels': [lab for lab in labels[rec['index']] if lab.accepted]} for rec in records],
-        K=first and first['K'], T_cam_lidar=first and first['T_cam_lidar'], width=first and first['width'],
-        height=first and first['height'], lidar_frame=first['lidar_frame'] if first else 'lidar',
-        camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name,
-        tracked=bool(job.tracks))
-    atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
-    clock.add('write.openlabel', time.perf_counter() - to[0], time.process_time() - to[1])
+    with clock('write.openlabel'):
+        doc = writers.build_openlabel(
+            [{'index': rec['index'], 'name': rec['name'], 'stamp_ns': rec['stamp_ns'],
+              'labels': [lab for lab in labels[rec['index']] if lab.accepted]} for rec in records],
+            K=first and first['K'], T_cam_lidar=first and first['T_cam_lidar'],
+            width=first and first['width'], height=first and first['height'],
+            lidar_frame=first['lidar_frame'] if first else 'lidar',
+            camera_frame=first['camera_frame'] if first else 'camera', source=Path(job.input).name,
+            tracked=bool(job.tracks))
+        atomic_write_text(stage / 'openlabel.json', canonical_json(doc))
     # label bag
     with clock('write.bag'):
         bag_counts = write_label_bag(stage / 'labels.bag', job, source, refs, records, labels, failures,

@@ -91,6 +91,14 @@ class FrameLabeler:
         self._detector = None
         self._fused = False
 
+    def _detector_stale(self, fused: bool) -> bool:
+        """Whether a task with these prompts needs the detector (re)built."""
+        return self._detector is None or self._fused != fused
+
+    def _loads_models(self, need_detector: bool, fused: bool) -> bool:
+        """Whether :meth:`_models` has something to load for a task needing this."""
+        return self._labeler is None or (need_detector and self._detector_stale(fused))
+
     def _models(self, need_detector: bool, fused: bool = False):
         if self._labeler is None:
             from autolabel_ros.core.device import process_threads
@@ -106,7 +114,7 @@ class FrameLabeler:
             labeler = Autolabeler(self.cfg)
             _ = labeler.segmenter   # built now (the pipeline builds it on first use): part of the model load
             self._labeler = labeler
-        if need_detector and (self._detector is None or self._fused != fused):
+        if need_detector and self._detector_stale(fused):
             from autolabel_ros.detect import make_detector
             from autolabel_ros.proposals import fused_detector_config
 
@@ -126,8 +134,7 @@ class FrameLabeler:
 
     def _run(self, task: FrameTask):
         timings = {}
-        if self._labeler is None or (task.prompts is None and (self._detector is None
-                                                               or self._fused != task.fused)):
+        if self._loads_models(task.prompts is None, task.fused):
             # the first frame of a worker loads its models: timed apart from the frame (phases.py)
             w, c = time.perf_counter(), time.process_time()
             self._models(task.prompts is None, task.fused)

@@ -323,7 +323,7 @@ def _refit_static(track: Track, core: Track, c, size, yaw: float, points, sensor
     fit = fits[best] if margin < s.vote_margin or (weak and refit_decisive(fits, s)) else fits.get('forward')
     if fit is None:
         return c, size, yaw, None
-    if max(d.n_points for d in track.obs.values()) >= s.refit_box_below:
+    if not weak:
         # a well-seen car keeps its box; only its front/back may turn
         return c, size, float(wrap_angle(yaw + (np.pi if np.cos(fit.yaw) < 0 else 0.0))), None
     c = c.copy()
@@ -332,10 +332,15 @@ def _refit_static(track: Track, core: Track, c, size, yaw: float, points, sensor
     return c, size, float(wrap_angle(yaw + fit.yaw)), fit
 
 
+def scanned(track: Track) -> bool:
+    """Whether some frame's label of the track had a LiDAR point of the car."""
+    return any(d.n_points > 0 for d in track.obs.values())
+
+
 def blind_frames(track: Track) -> set:
     """Frames whose label had no LiDAR point of the car while other frames of the track had some
     (a track with none anywhere keeps its image-only frames: nothing better places them)."""
-    if not any(d.n_points > 0 for d in track.obs.values()):
+    if not scanned(track):
         return set()
     return {f for f, d in track.obs.items() if d.n_points == 0}
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from autolabel_ros.core.geometry import invert_transform, points_in_box, rot_z, transform_points
 from autolabel_ros.core.types import Label3D, Mesh, wrap_angle
-from autolabel_ros.track.refine import RefineSettings, TrackBox, refine_track, split_track
+from autolabel_ros.track.refine import RefineSettings, TrackBox, refine_track, scanned, split_track
 from autolabel_ros.track.tracker import Detection, Track, TrackerSettings, detection_noise, track_detections
 
 REJECTED_WEIGHT = 0.3       # a rejected label still votes, less
@@ -150,7 +150,7 @@ def _track_labels(tr: Track, boxes: list[TrackBox], labels, poses):
     # no frame of the track had a LiDAR point of the car: every box is placed from the image alone
     # (the depth of a car 60 m away off by metres, the same way in every frame, which no motion
     # model corrects): it ranks below the labels a scan confirmed somewhere on the track
-    unseen = not any(d.n_points > 0 for d in tr.obs.values())
+    unseen = not scanned(tr)
     scale = UNSEEN_SCORE if unseen else 1.0
     best_f = max(tr.obs, key=lambda f: (tr.obs[f].weight, -f))
     best = labels[best_f][tr.obs[best_f].index]
