@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     launch = subprocess.Popen(launch_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     play = None
     samples = []
+    ready_kb = None
     try:
         t0 = time.monotonic()
         while 'waiting for a publisher' not in Path(a.log).read_text(errors='replace'):
@@ -75,6 +76,7 @@ def main(argv=None) -> int:
                 return 1
             time.sleep(1)
         pid = _fitter_pid(launch.pid)
+        ready_kb = _rss_kb(pid)       # the node said ready (warm-up done), nothing received yet
         play = subprocess.Popen(['ros2', 'bag', 'play', '--clock', '--loop', '--delay', '3',
                                  '-r', str(a.rate), a.bag], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
@@ -111,7 +113,12 @@ def main(argv=None) -> int:
     received = {t: int(n) for t, n in re.findall(r'(\S+) (\d+)', final.group(3))} if final else {}
     # the looped bag sends every topic equally often: a topic behind the others lost messages on the way
     lost = {t: max(received.values()) - n for t, n in received.items()} if received else {}
+    per_minute = {int(t // 60): kb for t, kb in samples if t % 60 < 10}    # the sample at each full minute
     report = {'minutes': a.minutes, 'rate': a.rate, 'exit_code': code, 'crashed': 'Traceback' in text,
+              'rss_kb_at_ready': ready_kb,
+              'rss_mib_per_minute': {m: round(kb / 1024) for m, kb in per_minute.items()},
+              'rss_growth_from_ready': ((samples[-1][1] - ready_kb) / ready_kb
+                                        if samples and ready_kb else None),
               'rss_kb': samples, 'rss_growth_from_bag_start': growth_start,
               'rss_growth_after_first_minute': growth,
               'processed': counts[0], 'dropped': counts[1], 'synchronized': counts[2],

@@ -112,4 +112,5 @@ def _build_deepsdf(args, meshes, source: str, progress: bool) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, 130)

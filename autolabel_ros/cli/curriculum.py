@@ -128,4 +128,5 @@ def parse_seeds(text: str) -> list[int]:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, 130)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 PROMPT_TOPIC = '/ground_truth/detections_2d'
@@ -72,4 +71,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, 130)

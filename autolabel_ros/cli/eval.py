@@ -40,4 +40,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, 130)

@@ -1,6 +1,12 @@
-"""Recognising a Ctrl-C that an extension turned into another error (stdlib only, so it imports
-even while the heavy libraries are half loaded)."""
+"""Ctrl-C at any moment: recognising one that an extension turned into another error, and the
+console scripts' quiet exit (stdlib only, so it imports before the heavy libraries and even while
+they are half loaded)."""
 from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Callable, NoReturn, Optional
 
 
 def caused_by_interrupt(e: BaseException) -> bool:
@@ -13,3 +19,34 @@ def caused_by_interrupt(e: BaseException) -> bool:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return False
+
+
+def _leave(code: int) -> NoReturn:
+    """End the process now: after a Ctrl-C an extension may be half imported (torch, open3d) and the
+    interpreter's finalisation can fail under it (seen: exit 1 and a traceback instead of the code)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def run_quietly(load: Callable[[], Callable[[], Optional[int]]], interrupted_code: int) -> NoReturn:
+    """The body of a console script: ``load()`` imports the command and returns its main, which runs.
+    A Ctrl-C at any moment from here on (libraries loading, a node starting, the work, the
+    interpreter's exit) ends the process with ``interrupted_code`` and no traceback; so does a main
+    that returns ``interrupted_code`` itself (it handled the Ctrl-C and said what was kept)."""
+    try:
+        code = load()()
+    except KeyboardInterrupt:
+        _leave(interrupted_code)
+    except Exception as e:
+        if caused_by_interrupt(e):
+            _leave(interrupted_code)
+        raise
+    if code == interrupted_code and code != 0:
+        _leave(code)
+    # a Ctrl-C while the interpreter finalises (atexit, thread joins) ends it at once, without a word
+    signal.signal(signal.SIGINT, lambda signum, frame: _leave(interrupted_code))
+    sys.exit(code)

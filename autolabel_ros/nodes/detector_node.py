@@ -116,4 +116,5 @@ def main(args=None):
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, 0)

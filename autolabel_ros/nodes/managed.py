@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+from autolabel_ros.core.memory import release_free_memory
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
 from autolabel_ros.nodes.params import validate_parameters
@@ -102,9 +103,13 @@ class ManagedNode(LifecycleNode):
 
     def _handle_item(self, item):
         if isinstance(item, WarmUpJob):
-            item()
-        else:
+            item()     # not trimmed: what the warm-up frame used stays, as the working size of a frame
+            return
+        try:
             self.process_item(item)
+        finally:
+            if self.settings.release_memory:
+                release_free_memory()
 
     # ------------------------------------------------------------------ state
     @property
