@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int, field: str = 'VmRSS') -> int:
+    """VmRSS (all resident pages), RssAnon (heap, stacks: what a leak grows) or RssFile (mapped
+    files: library code, which grows as new code paths first run), in kB."""
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
+        if line.startswith(f'{field}:'):
             return int(line.split()[1])
     return 0
 
@@ -66,8 +68,8 @@ def main(argv=None) -> int:
     log = open(a.log, 'wb')
     launch = subprocess.Popen(launch_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     play = None
-    samples = []
-    ready_kb = None
+    samples, anon = [], []
+    ready_kb = ready_anon_kb = None
     try:
         t0 = time.monotonic()
         while 'waiting for a publisher' not in Path(a.log).read_text(errors='replace'):
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
             time.sleep(1)
         pid = _fitter_pid(launch.pid)
         ready_kb = _rss_kb(pid)       # the node said ready (warm-up done), nothing received yet
+        ready_anon_kb = _rss_kb(pid, 'RssAnon')
         play = subprocess.Popen(['ros2', 'bag', 'play', '--clock', '--loop', '--delay', '3',
                                  '-r', str(a.rate), a.bag], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
@@ -85,7 +88,9 @@ def main(argv=None) -> int:
             if launch.poll() is not None:
                 print('the launch ended early; see', a.log, file=sys.stderr)
                 break
-            samples.append((round(time.monotonic() - start, 1), _rss_kb(pid)))
+            t = round(time.monotonic() - start, 1)
+            samples.append((t, _rss_kb(pid)))
+            anon.append((t, _rss_kb(pid, 'RssAnon')))
             time.sleep(10)
     finally:
         if play is not None:
@@ -119,7 +124,8 @@ def main(argv=None) -> int:
               'rss_mib_per_minute': {m: round(kb / 1024) for m, kb in per_minute.items()},
               'rss_growth_from_ready': ((samples[-1][1] - ready_kb) / ready_kb
                                         if samples and ready_kb else None),
-              'rss_kb': samples, 'rss_growth_from_bag_start': growth_start,
+              'rss_kb': samples, 'rss_anon_kb_at_ready': ready_anon_kb,
+              'rss_anon_kb': anon, 'rss_growth_from_bag_start': growth_start,
               'rss_growth_after_first_minute': growth,
               'processed': counts[0], 'dropped': counts[1], 'synchronized': counts[2],
               'received': received, 'lost_at_least': lost,

@@ -466,21 +466,3 @@ def test_warmup_frame_is_real_sized_and_its_cars_are_labelled():
     for (x, y, _), lab in zip(WARMUP_CARS, sorted(labels, key=lambda lab: lab.id)):
         np.testing.assert_allclose(lab.center[:2], [x, y], atol=0.5)      # 12-step fit, 0.1 m points
 
-
-def test_warmup_messages_give_the_warmup_frame_through_the_fitters_input_step():
-    """The fitter warms up with messages (the steps of a received frame): through prepare_frame they
-    give back the warm-up frame's image, points, K and prompts."""
-    from autolabel_ros.nodes.warmup import warmup_frame, warmup_messages
-
-    frame, prompts = warmup_frame()
-    *msgs, T = warmup_messages(F)
-    specs = params.fitter_specs()
-    _, st = params.validate_parameters(defaults(specs), specs)
-    got, got_prompts, outside = inputs.prepare_frame(*(cdr(m) for m in msgs), T, st)
-    assert outside == 0 and got.points.shape == frame.points.shape == (120_000, 4)
-    np.testing.assert_array_equal(got.image, frame.image)
-    np.testing.assert_allclose(got.points, frame.points)
-    np.testing.assert_allclose(got.K, frame.K)
-    assert [p.id for p in got_prompts] == [p.id for p in prompts]
-    for a, b in zip(got_prompts, prompts):
-        np.testing.assert_allclose(a.box, b.box, atol=1e-6)

@@ -75,19 +75,22 @@ class FitterNode(ManagedNode):
                                f'segmenter {self.cfg.segmenter.model}{warm})')
 
     def warm_up(self):
-        """One synthetic frame of a real frame's size as messages, through the steps of a received
-        frame (messages -> frame, prompts, the Autolabeler, output messages, serialized instead of
-        published): see nodes/warmup.py. A failure here is only logged; real frames say more."""
-        from rclpy.serialization import deserialize_message, serialize_message
+        """One synthetic frame of a real frame's size through prompts, the Autolabeler and the output
+        messages (serialized, not published): see nodes/warmup.py. A failure here is only logged; real
+        frames say more."""
+        from rclpy.serialization import serialize_message
 
-        from autolabel_ros.nodes.warmup import warmup_messages
+        from autolabel_ros.nodes.warmup import warmup_frame
 
         try:
-            *msgs, T = warmup_messages(self.factory)
-            # what a subscription hands over: the messages after a round trip through the wire format
-            msgs = [deserialize_message(serialize_message(m), type(m)) for m in msgs]
-            out = self._label_frame(*msgs, T, clicks_cam=None)
-            for msg in (out or {}).values():
+            frame, prompts = warmup_frame()
+            if self.cfg.proposals.lidar:
+                from autolabel_ros.proposals import fused_prompts
+                prompts, _ = fused_prompts(frame, prompts, self.cfg)
+            result = self.labeler.label(frame, prompts)
+            out = frame_outputs(frame, result.labels, prompts, self.settings, self.factory,
+                                masks=result.masks, debug_image=self.settings.publish_debug_image)
+            for msg in out.values():
                 serialize_message(msg)
         except Exception as e:
             self.get_logger().warning(f'warm-up frame failed ({type(e).__name__}: {e}); the first real '
@@ -230,22 +233,13 @@ class FitterNode(ManagedNode):
                                                lidar_frame, T, s.tf_timeout)
         for frame_id in ignored:
             self.get_logger().warning(f'click in frame {frame_id!r}: no TF to {camera_frame!r}; ignored')
-        self._label_frame(image_msg, info_msg, cloud_msg, det_msg, T, clicks_cam, t0=t0)
-
-    def _label_frame(self, image_msg, info_msg, cloud_msg, det_msg, T, clicks_cam, t0=None):
-        """Messages + extrinsic -> labels -> the output messages: published and counted for a received
-        frame (``t0``: when its processing began), returned unpublished for the warm-up (no ``t0``)."""
-        s = self.settings
-        warm_up = t0 is None
         try:
             frame, prompts, outside = prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T, s,
                                                     clicks_cam=clicks_cam,
                                                     info_topic=self.resolve_topic_name('camera_info'))
         except SkipFrame as e:
-            if warm_up:
-                raise
             self.get_logger().warning(f'frame skipped: {e}', throttle_duration_sec=5.0)
-            return None
+            return
         if outside:
             self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
         if self.cfg.proposals.lidar:
@@ -259,14 +253,10 @@ class FitterNode(ManagedNode):
             if self.cfg.proposals.lidar:
                 from autolabel_ros.proposals import reject_duplicates
                 reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
-        if warm_up:
-            return frame_outputs(frame, labels, prompts, s, self.factory,
-                                 image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks,
-                                 debug_image=s.publish_debug_image)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         t_pub = time.perf_counter()
         if self._closing:
-            return None
+            return
         want_debug = self.has_subscribers(self.pub_debug)
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                             image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks, debug_image=want_debug)
@@ -286,7 +276,6 @@ class FitterNode(ManagedNode):
         self.get_logger().debug(f'{len(prompts)} prompts -> {accepted}/{len(labels)} accepted labels in '
                                 f'{processing:.2f} s (publish {publish_s * 1000:.0f} ms, '
                                 f'latency {latency:.2f} s)')
-        return out
 
 
 def main(args=None):

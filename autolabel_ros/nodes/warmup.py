@@ -6,8 +6,6 @@ the next frame on this project's test machine. A node that pays it on its first 
 busy when the second arrives, and the one-slot queue drops it. Paid at configure, it is part of the
 model loading instead. The frame has a real frame's size, and the nodes run it on their worker
 thread, so that thread's allocator arena also reaches its working size before the node is ready.
-The fitter feeds it in as messages (:func:`warmup_messages`), through the steps a received frame
-takes: messages -> frame, prompts, fit, output messages.
 """
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ import numpy as np
 
 from autolabel_ros.core.geometry import projected_box2d
 from autolabel_ros.core.types import Prompt, SensorFrame
-from autolabel_ros.io import messages as M
 
 # LiDAR (x forward, y left, z up) -> camera optical frame (x right, y down, z forward)
 _T_CAM_LIDAR = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, -0.1], [1.0, 0.0, 0.0, 0.0],
@@ -78,14 +75,3 @@ def warmup_frame(width: int = 1242, height: int = 375, n_points: int = WARMUP_PO
     frame = SensorFrame(image=image, K=K, points=points, T_cam_lidar=_T_CAM_LIDAR, stamp_ns=0,
                         frame_id='warm-up')
     return frame, prompts
-
-
-def warmup_messages(factory, frame_id_camera: str = 'warm_up_camera', frame_id_lidar: str = 'warm_up_lidar'):
-    """The warm-up frame as the fitter receives a frame: (Image, CameraInfo, PointCloud2,
-    Detection2DArray, T_cam_lidar), messages built with ``factory``."""
-    frame, prompts = warmup_frame()
-    image = M.make_image(frame.image, 0, frame_id_camera, factory)
-    info = M.make_camera_info(frame.K, frame.width, frame.height, 0, frame_id_camera, factory)
-    cloud = M.make_pointcloud2(frame.points, 0, frame_id_lidar, factory)
-    dets = M.prompts_to_detection2d_array(prompts, 0, frame_id_camera, factory)
-    return image, info, cloud, dets, frame.T_cam_lidar
