@@ -5,9 +5,10 @@ resident memory over time and its statistics lines (processing, publish time, la
     python scripts/ros_soak.py --bag /tmp/sim/bag --minutes 10 --out /tmp/soak.json
 
 The launch file runs with the simulator's ground-truth 2D boxes as prompts (detector:=external),
-use_sim_time and no RViz; ``ros2 bag play --clock --loop`` feeds it. Memory is sampled from
-/proc/<pid>/status (VmRSS) every 10 s; the growth is reported from the bag's start (the fitter loaded
-and warmed up, nothing received yet) and from the end of the first minute, to the end.
+use_sim_time and no RViz; ``ros2 bag play --clock --loop`` feeds it. Memory is read from
+/proc/<pid>/status when the fitter says it is ready (loaded and warmed up, nothing received yet) and
+every 10 s after (VmRSS and RssAnon); the growth is reported from ready, from the bag's start and
+from the end of the first minute, to the end, with the sample at each full minute.
 """
 from __future__ import annotations
 
