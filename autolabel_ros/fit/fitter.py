@@ -8,7 +8,8 @@
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
 3. choose the heading: final energy + ``w_select_iou`` x (1 - that IoU) + the weighted front/back
    cues of ``fit.heading_cues`` (:mod:`autolabel_ros.fit.heading`: lamp colours, the LiDAR shape
-   asymmetry, the look of the visible end, neighbouring cars) and, when the caller gives per-object
+   asymmetry, the look of the visible end, the mean shape's image box against the 2D box, neighbouring
+   cars) and, when the caller gives per-object
    ``cues`` (the CSS network's front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with
    weight ``fit.w_css``.
 
