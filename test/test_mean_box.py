@@ -61,3 +61,28 @@ def test_the_true_heading_matches_the_2d_box_better_on_held_out_simulator_cars(u
                 right.append(v[0] < v[1])
     assert len(right) == 20
     assert sum(right) >= 13
+
+
+def test_the_fit_reads_the_cue_for_box_prompts_and_not_for_clicks():
+    """A box prompt (ground truth: amodal) gets the cue on both hypotheses of its flip pair; the same
+    car prompted by clicks, whose 2D box is only its mask's, gets none."""
+    from autolabel_ros.config import from_dict
+    from autolabel_ros.core.device import torch_threads
+    from autolabel_ros.core.types import Prompt
+    from autolabel_ros.pipeline import Autolabeler
+    from autolabel_ros.sim.drive import simulate_frame
+    sf = simulate_frame(100010)
+    g = max((g for g in sf.gt if g.occlusion == 0), key=lambda g: g.metrics['lidar_points'])
+    mask = sf.masks == g.id
+    ys, xs = np.nonzero(mask)
+    clicks = np.column_stack([xs, ys])[np.linspace(0, len(xs) - 1, 5).astype(int)[1:4]].astype(float)
+    al = Autolabeler(from_dict({'device': 'cpu', 'fit': {'heading_cues': ['mean_box'], 'w_mean_box': 0.05}}))
+    values = {}
+    for name, prompt in (('box', Prompt(id=g.id, box=g.box2d, sources=('gt',))),
+                         ('clicks', Prompt(id=g.id, points=clicks, point_labels=np.ones(3, np.int64),
+                                           sources=('click',)))):
+        with torch_threads(1):
+            res = al.label(sf.frame, [prompt], [mask])
+        values[name] = [a['cue_mean_box'] for a in res.labels[0].metrics['alternatives']]
+    assert len(values['box']) == 2 and all(v > 0 for v in values['box'])
+    assert values['clicks'] == [0.0] * len(values['clicks'])

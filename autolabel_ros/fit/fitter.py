@@ -194,7 +194,7 @@ class Fitter:
                                      occluded_share(o.nearer, o.box2d), mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
-            if 'mean_box' in cues:
+            if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence
                 vals = mean_box_cues(self.mean_unit_vertices(), [a.pose for a in alts], self.cue_sizes(alts),
                                      frame.K, frame.T_cam_lidar, frame.image.shape[:2], o.box2d)
                 for a, v in zip(alts, vals):

@@ -49,7 +49,9 @@ The cues:
   and projected; its image box, clipped to the image, is compared with the label's 2D box
   (:func:`mean_box_cues`: 1 - IoU). Where the cabin sits along the car and how the hood falls away
   move the projected box's edges by a few pixels, so a flip pair's two boxes match the prompt
-  differently. It needs no LiDAR point and no colour.
+  differently. It needs no LiDAR point and no colour, but a box around the whole car: only prompts
+  whose box is amodal (``fit.lift.is_amodal``: drawn by a person or ground truth; not a detector's,
+  a LiDAR proposal's or clicks' mask box) get it.
 
 Each cue's value sits in ``ObjectFit.terms['cue_<name>']`` of every surviving hypothesis.
 
