@@ -208,7 +208,7 @@ def _hypotheses_over_a_plane(sdf, seed: int, B: int = 6):
                       torch.rand(B, 1, generator=g) * 6], 1)
     codes = torch.randn(B, sdf.d, generator=g) * sdf.stdev
     scales = torch.exp(torch.randn(B, 3, generator=g) * 0.05)
-    return pose, codes, scales, torch.tensor([0.03, -0.02, -1.7])
+    return pose, codes, scales, torch.tensor([0.03, -0.02, -1.7]).expand(B, 3)   # the plane under each
 
 
 def test_ground_gap_is_the_lowest_column_gap(sdf):
@@ -222,7 +222,7 @@ def test_ground_gap_is_the_lowest_column_gap(sdf):
     c, s = torch.cos(pose[:, 3:4]), torch.sin(pose[:, 3:4])
     X = pose[:, 0:1] + c * xy[..., 0] - s * xy[..., 1]
     Y = pose[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
-    gap = pose[:, 2:3] + zc * scales[:, 2:3] - (plane[0] * X + plane[1] * Y + plane[2])
+    gap = pose[:, 2:3] + zc * scales[:, 2:3] - (plane[:, 0:1] * X + plane[:, 1:2] * Y + plane[:, 2:3])
     want = torch.where(valid, gap, torch.full_like(gap, 1e3)).min(1).values
     assert valid.any(1).all()
     assert torch.allclose(got, want, atol=1e-5)
