@@ -70,10 +70,15 @@ def label_variant(data: Path, dataset: str, frames: list, name: str, tag: str) -
         insts += label_frames(data, out, 'gt-boxes', [fid], None, 'sam', False, al)['instances']
     res = evaluate(data / 'label_2', out, frames)
     cars = car_records(data / 'label_2', out, frames, insts)
-    by = {(i['frame'], int(i['id'])): i for i in insts}
+    by, n_in = {}, {}
+    for i in insts:            # the j-th instance of a frame is line j of its prediction file
+        i['pred_line'] = n_in[i['frame']] = n_in.get(i['frame'], -1) + 1
+        by[(i['frame'], int(i['id']))] = i
     for c in cars:
         i = by.get((c['frame'], int(c.get('line', 0)) - 1), {})
-        c['hyp'], c['n_hyp'] = i.get('hypothesis'), i.get('n_hypotheses')
+        hyps = i.get('hypotheses') or []
+        c['hyp'], c['n_hyp'], c['pred_line'] = i.get('hypothesis'), len(hyps), i.get('pred_line')
+        c['hyp_energies'] = hyps        # per initial hypothesis: yaw0, energy_pruning, energy_final
     return res, cars
 
 
@@ -98,6 +103,8 @@ def main(argv=None) -> int:
               f"BEV@0.7 mod {res['BEV@0.7']['moderate']:.1f}, flips (matched) {100 * f:.1f} %, "
               f"IoU3D >= 0.7 {np.mean([c.get('iou3d', 0) >= 0.7 for c in cars]):.3f} of {len(cars)}",
               flush=True)
+    dump = run_all.CACHE / 'pred' / f'hybrid_cars {a.tag or a.dataset}.json'     # for offline rules
+    dump.write_text(json.dumps(runs, default=float))
     key = [(c['frame'], c.get('line')) for c in runs[names[0]]]
     for v in names[1:]:     # the last hypothesis is the Procrustes one where there is one more than slf's
         for c, c0 in zip(runs[v], runs[names[0]]):

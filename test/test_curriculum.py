@@ -27,10 +27,11 @@ def test_levels_follow_the_pixel_size_overlap_and_border_rules():
     behind = [(300, 100, 700, 300)]                  # the car's box lies inside a big one: IoU 0.075
     assert not passes(car, behind, W, H, 'easy') and passes(car, behind, W, H, 'moderate')
     overlapping = [(450, 150, 560, 200)]             # IoU 0.47
-    assert not passes(car, overlapping, W, H, 'moderate')
+    assert not passes(car, overlapping, W, H, 'moderate') and passes(car, overlapping, W, H, 'hard')
+    assert not passes(car, [(430, 150, 540, 200)], W, H, 'hard')           # IoU 0.69
     assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border
-    with pytest.raises(ValueError, match='hard'):
-        passes(car, [], W, H, 'hard')
+    with pytest.raises(ValueError, match='expert'):
+        passes(car, [], W, H, 'expert')
 
 
 @pytest.fixture(scope='module')
