@@ -3,7 +3,7 @@ logs, same evaluation frames, the same fine-tuning seeds), per seed the loop 0/1
 loop-to-loop paired tests (curriculum/stats.py), and each folder's loops against the first folder's
 same loop and seed.
 
-    python benchmarks/curriculum_compare.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--md OUT.md]
+    python benchmarks/curriculum_compare.py NAME=RUN_DIR[+RUN_DIR] [NAME=RUN_DIR ...] [--md OUT.md]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def per_seed_table(runs: dict) -> str:
 def across(runs: dict, base: str) -> str:
     """Each setting's loop k minus the base setting's loop k, same seed (paired over the seeds)."""
     from autolabel_ros.curriculum.stats import sign_test
-    keys = ('3D@0.5_mod', '3D@0.7_mod', 'mean_iou3d_all')
+    keys = ('3D@0.5_mod', '3D@0.7_mod', 'BEV@0.7_mod', 'mean_iou3d_all', 'flips_all', 'css_frontback')
     lines = [f'| setting - {base} | loop | ' + ' | '.join(keys) + ' |', '| --- ' * (2 + len(keys)) + '|']
     for name, chains in runs.items():
         if name == base:
@@ -49,7 +49,7 @@ def across(runs: dict, base: str) -> str:
             for key in keys:
                 d = [chains[s][k][key] - runs[base][s][k][key] for s in chains
                      if s in runs[base] and len(chains[s]) > k and len(runs[base][s]) > k]
-                scale = 100.0 if key == 'mean_iou3d_all' else 1.0
+                scale = 1.0 if key.endswith('_mod') else 100.0
                 cells.append(f'{scale * np.mean(d):+.1f} ({sum(x > 0 for x in d)}/{sum(x < 0 for x in d)}, '
                              f'p {sign_test(d):.2f})' if d else 'n/a')
             lines.append(f'| {name} | {k} | ' + ' | '.join(cells) + ' |')
@@ -64,11 +64,13 @@ def main(argv=None) -> int:
     from autolabel_ros.curriculum.stats import seeds_table
     runs = {}
     for item in a.runs:
-        name, _, path = item.partition('=')
-        if not (Path(path) / 'curriculum.json').is_file():
-            print(f'{item}: no curriculum.json there', file=sys.stderr)
-            return 2
-        runs[name] = chains_of(Path(path))
+        name, _, paths = item.partition('=')
+        runs[name] = {}
+        for path in paths.split('+'):       # one setting's seeds run in several folders
+            if not (Path(path) / 'curriculum.json').is_file():
+                print(f'{item}: no curriculum.json in {path}', file=sys.stderr)
+                return 2
+            runs[name].update(chains_of(Path(path)))
     parts = [per_seed_table(runs)]
     for name, chains in runs.items():
         parts.append(f'### {name}\n\n' + seeds_table(chains))
