@@ -36,7 +36,7 @@ DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet'
 ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
-                'end_look')
+                'end_look', 'mean_box')
 METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
@@ -126,7 +126,8 @@ class FitConfig:
                                'when the CSS network runs for the fit, css.nocs_loss)', min=0.0)
     w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
                                    'the NOCS loss)', min=0.0)
-    heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane', 'end_look'],
+    heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane', 'end_look',
+                                'mean_box'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
                                '(benchmarks/heading_cues.py --search)', items=HEADING_CUES + ('none',))
@@ -145,6 +146,9 @@ class FitConfig:
     w_end_look: float = param(0.02, 'front/back cue weight: the look of the visible end (front or rear), '
                                     'read through the object mask by fit/end_look_model.py, trained on the '
                                     'procedural simulator (README "Front/back cues")', min=0.0)
+    w_mean_box: float = param(0.05, "front/back cue weight: the label's 2D box against the image box of the "
+                                    "prior's mean shape at each hypothesis (fit/heading.py mean_box_cues)",
+                              min=0.0)
     w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
                               'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',

@@ -96,6 +96,44 @@ def test_parked_car_heading_is_the_vote_of_its_frames():
     assert abs(centers[0] - 30.0) < 0.15
 
 
+def test_a_parked_cars_front_is_voted_by_how_decided_its_frames_were():
+    """A far parked car whose frames mostly chose backwards by a hair (flip margin 0.005) while a
+    few chose forwards clearly (0.1): the margin-weighted vote says forwards; the weight-only vote
+    (vote_flip_cap None) said backwards."""
+    from autolabel_ros.track.refine import RefineSettings
+    from autolabel_ros.track.sequence import TrackSettings
+
+    wrong = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15)           # 12 of 20 frames backwards
+    frames, stamps, poses, _ = _sequence(flip={(f, 4) for f in wrong})
+    for f, labs in enumerate(frames):
+        for lab in labs:
+            if lab.metrics['car'] == 4:
+                lab.metrics['flip_margin'] = 0.005 if f in wrong else 0.1
+
+    def yaws(settings):
+        res = track_sequence(frames, stamps, poses, settings=settings)
+        return [lab.yaw for labs in res.labels for lab in labs if lab.metrics['car'] == 4]
+
+    assert all(abs(float(wrap_angle(y - np.pi))) < np.radians(3) for y in yaws(None))
+    old = TrackSettings(refine=RefineSettings(vote_flip_cap=None))
+    assert all(abs(float(wrap_angle(y))) < np.radians(3) for y in yaws(old))
+
+
+def test_the_track_refit_decides_a_split_vote_only_when_its_headings_differ_enough():
+    from types import SimpleNamespace
+
+    from autolabel_ros.track.refine import RefineSettings, refit_decisive
+
+    s = RefineSettings()
+    close = {'forward': SimpleNamespace(energy=0.0199), 'backward': SimpleNamespace(energy=0.0183)}
+    clear = {'forward': SimpleNamespace(energy=0.021), 'backward': SimpleNamespace(energy=0.0172)}
+    assert not refit_decisive(close, s.refit_split)        # 9 % apart: the vote stands
+    assert refit_decisive(clear, s.refit_split)            # 22 % apart: the refit decides
+    assert not refit_decisive(clear, s.refit_overrule)     # ... but overrules no decided vote
+    assert refit_decisive({'backward': clear['backward']}, 0.0)
+    assert not refit_decisive({'backward': clear['backward']}, s.refit_split)
+
+
 def test_hidden_frames_get_interpolated_boxes():
     drop = {(f, 2) for f in (8, 9, 10)}
     frames, stamps, poses, truth = _sequence(drop=drop)

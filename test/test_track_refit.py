@@ -1,6 +1,8 @@
 """The track refit (track/refit.py): a static car's scans of all frames, fitted once in its object frame."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from autolabel_ros.core.types import wrap_angle
 from autolabel_ros.fit.result import canonical_mesh
 from autolabel_ros.fit.sdf import SdfModel, analytic_prior
 from autolabel_ros.track.refine import RefineSettings, refine_track
-from autolabel_ros.track.refit import TrackRefitter, freespace_from
+from autolabel_ros.track.refit import TrackRefitter, _batch
 from autolabel_ros.track.tracker import Detection, Track
 
 CAR_YAW = 0.3
@@ -19,11 +21,12 @@ CAR_YAW = 0.3
 def test_freespace_samples_lie_between_each_point_and_its_own_sensor():
     pts = np.array([[10.0, 0, 0], [0, 5.0, 0]])
     eyes = np.array([[0.0, 0, 0], [0, 5.0, 10.0]])
-    fs = freespace_from(pts, eyes, 3, 0.25)
+    fc = dataclasses.replace(AutolabelConfig().fit, freespace_samples=3, freespace_step=0.25)
+    fs = _batch(pts, eyes, 0.0, fc, 'cpu').fs[0].numpy()
     assert fs.shape == (2, 3, 3)
-    np.testing.assert_allclose(fs[0, :, 0], [9.75, 9.5, 9.25])
-    np.testing.assert_allclose(fs[1, :, 2], [0.25, 0.5, 0.75])
-    np.testing.assert_allclose(fs[1, :, :2], np.tile([0.0, 5.0], (3, 1)))
+    np.testing.assert_allclose(fs[0, :, 0], [9.75, 9.5, 9.25], atol=1e-6)
+    np.testing.assert_allclose(fs[1, :, 2], [0.25, 0.5, 0.75], atol=1e-6)
+    np.testing.assert_allclose(fs[1, :, :2], np.tile([0.0, 5.0], (3, 1)), atol=1e-6)
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,8 @@
    same crop builder and ray sampler) and scored by mask IoU on the unoccluded pixels;
 3. choose the heading: final energy + ``w_select_iou`` x (1 - that IoU) + the weighted front/back
    cues of ``fit.heading_cues`` (:mod:`autolabel_ros.fit.heading`: lamp colours, the LiDAR shape
-   asymmetry, the look of the visible end, neighbouring cars) and, when the caller gives per-object
+   asymmetry, the look of the visible end, the mean shape's image box against the 2D box, neighbouring
+   cars) and, when the caller gives per-object
    ``cues`` (the CSS network's front/back cue, :mod:`autolabel_ros.css.cue`), the cue ``css`` with
    weight ``fit.w_css``.
 
@@ -28,7 +29,7 @@ import torch
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
 from autolabel_ros.fit.end_look import end_look_cues
 from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
-                                      mean_shape_residuals, profile_cue, redness, whiteness)
+                                      mean_box_cues, mean_shape_residuals, profile_cue, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -53,6 +54,7 @@ class Fitter:
         self.renderer = renderer
         # heading cues that only break ties of the others (fit/heading.py pick): css with method hybrid
         self.tiebreak_cues = tuple(tiebreak_cues)
+        self._mean_unit = None      # the prior's mean shape's mesh vertices in a unit box (mean_box cue)
 
     def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
             ) -> tuple[list[ObjectFit], FitTimings]:
@@ -132,7 +134,17 @@ class Fitter:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
                 'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look}
+                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box}
+
+    def mean_unit_vertices(self) -> np.ndarray:
+        """The prior's mean shape as mesh vertices (canonical frame) scaled into a unit box (computed
+        once): the mean_box cue stretches it to each hypothesis' size."""
+        if self._mean_unit is None:
+            from autolabel_ros.shape.mesh import sdf_to_mesh
+            grid = self.shape.decode_full(np.zeros(self.shape.arrays.basis.shape[0], np.float32))
+            v = sdf_to_mesh(grid, np.asarray(self.shape.arrays.extent, float)).vertices
+            self._mean_unit = v / np.maximum(v.max(0) - v.min(0), 1e-6)
+        return self._mean_unit
 
     def cue_sizes(self, alts) -> np.ndarray:
         """(A, 3) box sizes (l, w, h) of the hypotheses: the code's size times the per-axis scales."""
@@ -185,3 +197,8 @@ class Fitter:
                                      occluded_share(o.nearer, o.box2d), mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
+            if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence
+                vals = mean_box_cues(self.mean_unit_vertices(), [a.pose for a in alts], self.cue_sizes(alts),
+                                     frame.K, frame.T_cam_lidar, frame.image.shape[:2], o.box2d)
+                for a, v in zip(alts, vals):
+                    a.terms['cue_mean_box'] = v

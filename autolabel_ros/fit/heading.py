@@ -44,6 +44,15 @@ The cues:
   ``neighbours`` it acts on every object, decided or not, weighted so that it only turns the few-point
   ones. Parked rows with mixed headings (the simulator parks at random headings) are what it costs.
 
+- ``mean_box``: the car's front/back asymmetry as the 2D box sees it. The prior's mean shape (which,
+  unlike the fitted code, cannot bend towards the mirrored car) is stretched to the hypothesis' box
+  and projected; its image box, clipped to the image, is compared with the label's 2D box
+  (:func:`mean_box_cues`: 1 - IoU). Where the cabin sits along the car and how the hood falls away
+  move the projected box's edges by a few pixels, so a flip pair's two boxes match the prompt
+  differently. It needs no LiDAR point and no colour, but a box around the whole car: only prompts
+  whose box is amodal (``fit.lift.is_amodal``: drawn by a person or ground truth; not a detector's,
+  a LiDAR proposal's or clicks' mask box) get it.
+
 Each cue's value sits in ``ObjectFit.terms['cue_<name>']`` of every surviving hypothesis.
 
 The choice's confidence, ``terms['heading_logit']`` (:func:`heading_logit`, an input of the accept
@@ -62,7 +71,7 @@ from autolabel_ros.core.geometry import project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
-                'end_look')
+                'end_look', 'mean_box')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
@@ -218,6 +227,35 @@ def profile_cue(points: np.ndarray, pose, size, cam: np.ndarray, coef=None, inte
     feats, facing = profile_features(points, pose, size, cam)
     shrink = len(points) / (len(points) + PROFILE_HALF_POINTS)
     return -(1.0 if facing >= 0 else -1.0) * shrink * profile_logit(feats, coef, intercept)
+
+
+def box_iou(a, b) -> float:
+    """IoU of two image boxes (x0, y0, x1, y1)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return float(iw * ih / union) if union > 0 else 0.0
+
+
+def mean_box_cues(unit_vertices: np.ndarray, poses, sizes, K: np.ndarray, T_cam_lidar: np.ndarray, image_hw,
+                  box2d) -> list[float]:
+    """Cue value per hypothesis (poses A x 4, sizes A x 3 as l, w, h): 1 - IoU of ``box2d`` with the
+    image box (clipped to the image) of the prior's mean shape, whose canonical vertices
+    ``unit_vertices`` (V x 3) span a unit box, stretched to the hypothesis' size at its pose. All 0 when
+    any hypothesis' shape reaches behind the camera or falls outside the image (no comparable evidence)."""
+    H, W = image_hw
+    out = []
+    for pose, size in zip(poses, sizes):
+        x, y, z, yaw = (float(v) for v in pose)
+        pts = (unit_vertices * np.asarray(size, float)) @ rot_z(yaw).T + np.array([x, y, z])
+        uv, zc = project(K, transform_points(T_cam_lidar, pts))
+        if np.any(zc <= 0.5) or not np.all(np.isfinite(uv)):
+            return [0.0] * len(poses)
+        lo, hi = np.clip(uv.min(0), 0, [W, H]), np.clip(uv.max(0), 0, [W, H])
+        if np.any(hi - lo < 1):
+            return [0.0] * len(poses)
+        out.append(1.0 - box_iou([lo[0], lo[1], hi[0], hi[1]], [float(v) for v in box2d]))
+    return out
 
 
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)

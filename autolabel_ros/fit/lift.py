@@ -55,6 +55,7 @@ class ObjectEvidence:
     n_nearer: int = 0               # frustum points left to nearer objects (fit/occlusion.py)
     ground_offset: float = 0.0      # road height under the object above the frame's plane (m)
     order_depth: float = 0.0        # the depth the frame's objects are ordered by (fit/occlusion.py)
+    amodal: bool = False            # box2d covers the whole car, hidden parts included (is_amodal)
 
     @property
     def mask_bounds(self) -> np.ndarray:
@@ -216,7 +217,7 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
         occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)
     ev = dict(index=p['index'], mask=m, box2d=np.asarray(b, float), n_frustum=n_frustum, points=pts,
               occluders=occluders, init=init, reasons=tuple(reasons), n_nearer=n_seen - n_frustum,
-              order_depth=float(p['order']))
+              order_depth=float(p['order']), amodal=is_amodal(prompt))
     return ev, claim
 
 

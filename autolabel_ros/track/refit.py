@@ -85,20 +85,13 @@ def accumulate(frames: Sequence[int], centers: np.ndarray, yaws: np.ndarray, siz
     return P, S
 
 
-def freespace_from(pts: np.ndarray, eyes: np.ndarray, n: int, step: float) -> np.ndarray:
-    """(M, n, 3) samples ``step``, 2 ``step``, ... in front of each point towards its own sensor
-    position (the per-frame batch assumes one sensor at the origin; accumulated points have many)."""
-    d = eyes - pts
-    r = np.linalg.norm(d, axis=1, keepdims=True).clip(1e-3)
-    steps = np.minimum(step * np.arange(1, n + 1)[None, :], r)           # M, n
-    return pts[:, None, :] + (d / r)[:, None, :] * steps[:, :, None]
-
-
 def _batch(pts: np.ndarray, eyes: np.ndarray, ground_z: float, fc, device):
-    from autolabel_ros.fit.batch import FitBatch
+    from autolabel_ros.fit.batch import FitBatch, freespace_samples
 
     f32 = dict(dtype=torch.float32, device=device)
-    fs = freespace_from(pts, eyes, fc.freespace_samples, fc.freespace_step)
+    # accumulated points have many sensor positions: each point's samples are the per-frame ones
+    # (sensor at the origin) of the point seen from its own sensor, moved back
+    fs = freespace_samples((pts - eyes)[None], fc.freespace_samples, fc.freespace_step)[0] + eyes[:, None, :]
     return FitBatch(ray_o=torch.zeros(3, **f32), ray_d=torch.zeros(1, 1, 3, **f32),
                     target=torch.zeros(1, 1, **f32), valid=torch.zeros(1, 1, **f32),
                     pts=torch.as_tensor(pts[None], **f32), w=torch.ones(1, len(pts), **f32),

@@ -111,7 +111,8 @@ def track_sequence(labels: Sequence[Sequence[Label3D]], stamps_ns: Sequence[int]
                                 accepted=bool(lab.accepted),
                                 r=detection_noise(np.linalg.norm(lab.center[:2])),
                                 weight=label_weight(lab, npts, is_truncated(lab, cameras and cameras[f])),
-                                n_points=int(npts if npts is not None else lab.metrics.get('n_points', 0))))
+                                n_points=int(npts if npts is not None else lab.metrics.get('n_points', 0)),
+                                flip_margin=float(lab.metrics.get('flip_margin', np.inf))))
         dets.append(fd)
     tracks = track_detections(dets, times, s.tracker)
 

@@ -36,6 +36,9 @@ class Detection:
     r: float = 0.3             # centre noise (m, 1 sigma): grows with range
     weight: float = 1.0        # how well the frame sees the car (size and heading votes)
     n_points: int = 0          # LiDAR points in the label's box (grown by 0.2 m)
+    # how decided the frame's own front/back choice was: the fit's selection-score margin of the
+    # best hypothesis heading the other way (fit/heading.py flip_margin; inf: none survived)
+    flip_margin: float = float('inf')
 
 
 @dataclass
