@@ -37,6 +37,7 @@ MIN_GT_HEIGHT = 25.0
 MIN_GT_POINTS = 5
 MATCH_IOU = 0.5
 BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, 1e9))
+CAR_TYPES = ('Car', 'Van', 'Truck')
 SOURCES = ('detector', 'lidar', 'fused')
 
 
@@ -66,8 +67,9 @@ def gt_objects(ds, fid: str, frame) -> list[dict]:
 
 
 def match(boxes: list, gts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy 2D matching (best IoU first). Returns per prompt 1 (counted car) / 0 (ignored object)
-    / -1 (nothing), and per ground truth whether a prompt found it."""
+    """Greedy 2D matching (best IoU first) to the Car/Van/Truck boxes. Returns per prompt 1 (counted
+    car) / 0 (ignored: a car not counted, a Van/Truck, mostly inside a DontCare region) / -1 (no car:
+    background, or another object such as a cyclist), and per ground truth whether a prompt found it."""
     from autolabel_ros.proposals.fusion import iou_matrix
 
     res = -np.ones(len(boxes), int)
@@ -75,8 +77,10 @@ def match(boxes: list, gts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     if not boxes or not gts:
         return res, found
     iou, contain, _ = iou_matrix(np.array(boxes), np.array([g['box'] for g in gts]))
-    dontcare = np.array([g['type'] == 'DontCare' for g in gts])
-    iou = np.where(dontcare[None], 0.0, iou)
+    # only a car-like object can be found: a box on a cyclist, a pedestrian or a tram is on no car (it
+    # was neutral while any labelled object could match, which hid an accepted label on a cyclist)
+    car_like = np.array([g['type'] in CAR_TYPES for g in gts])
+    iou = np.where(car_like[None], iou, 0.0)
     used = np.zeros(len(boxes), bool)
     for k in np.argsort(-iou, axis=None):
         i, j = np.unravel_index(k, iou.shape)
@@ -190,6 +194,24 @@ def collect_prompts(data: Path, frames, cfg, detector) -> tuple[list[dict], dict
 
 
 # ------------------------------------------------------------------------------- end to end
+def no_car_record(fid: str, line: int, lab, box, gts: list[dict]) -> dict:
+    """Where an accepted label on no car is (frame, line of the written label file, LiDAR range of its
+    centre) and what its own 2D box overlaps most among the frame's labelled objects (type and 2D IoU;
+    'nothing' when none overlaps): a cyclist, a car's fragment, the background."""
+    from autolabel_ros.proposals.fusion import iou_matrix
+
+    near = ('nothing', 0.0)
+    if gts:
+        iou = iou_matrix(np.array([box]), np.array([g['box'] for g in gts]))[0][0]
+        j = int(np.argmax(iou))
+        if iou[j] > 0:
+            near = (gts[j]['type'], round(float(iou[j]), 2))
+    return {'frame': fid, 'line': int(line), 'range_m': round(float(np.linalg.norm(lab.center[:2])), 1),
+            'sources': '+'.join(sorted(lab.sources)) or 'given', 'box': [round(float(v)) for v in box],
+            'overlaps': near[0], 'overlap_iou': near[1], 'confidence': round(float(lab.metrics.get(
+                'confidence', lab.score)), 3)}
+
+
 def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -> dict:
     """Label every frame from the given prompts (source name in the rows, or 'gt'), write KITTI files,
     evaluate; also the share of accepted labels matching no car and the per-source label counts."""
@@ -201,7 +223,7 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
     ds = KittiObjectDataset(data)
     out.mkdir(parents=True, exist_ok=True)
     n_acc, n_nocar, n_nocar_prompt, accepted, nocar_by = 0, 0, 0, [], {}
-    t_frames = []
+    t_frames, nocar_labels = [], []
     for row in rows:
         fid = row['fid']
         frame = ds.load_frame(fid)
@@ -227,9 +249,12 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
             n_acc += len(acc)
             n_nocar += int((res < 0).sum())
             n_nocar_prompt += int((res_prompt < 0).sum())
-            for lab in np.array(acc, dtype=object)[res < 0]:
+            written = [lab for lab in labels if np.all(np.isfinite(lab.center))]   # the file's lines
+            for lab, box in zip(np.array(acc, dtype=object)[res < 0], np.array(own)[res < 0]):
                 key = '+'.join(sorted(lab.sources)) or 'given'
                 nocar_by[key] = nocar_by.get(key, 0) + 1
+                line = next(k for k, x in enumerate(written) if x is lab) + 1
+                nocar_labels.append(no_car_record(fid, line, lab, box, row['gt']))
         objs = [label3d_to_kitti(lab, calib, frame.width, frame.height) for lab in kitti_predictions(labels)]
         write_label_file(out / f'{fid}.txt', objs)
     res = evaluate(data / 'label_2', out, [r['fid'] for r in rows])
@@ -237,7 +262,7 @@ def label_split(data: Path, rows: list[dict], source: str, cfg, al, out: Path) -
             'accepted_no_car_share': n_nocar / n_acc if n_acc else None,
             'accepted_prompt_no_car': n_nocar_prompt,
             'accepted_by_source': source_counts(accepted), 'no_car_by_source': dict(sorted(nocar_by.items())),
-            'median_frame_s': float(np.median(t_frames)) if t_frames else None}
+            'no_car_labels': nocar_labels, 'median_frame_s': float(np.median(t_frames)) if t_frames else None}
 
 
 # the fused prompts with the default config (the SSD also on 4 square tiles: recall of small cars up,
@@ -409,6 +434,14 @@ def report_lines(sec: dict) -> list[str]:
                              + (f'[prompt box: {e["accepted_prompt_no_car"]}] '
                                 if 'accepted_prompt_no_car' in e else '') + '| '
                              + ', '.join(f'{k} {v}' for k, v in e['accepted_by_source'].items()) + ' |')
+            lines.append('')
+            for src, e in d['end_to_end'].items():
+                if e.get('no_car_labels'):
+                    lines.append(f'Accepted labels on no car ({src}): ' + '; '.join(
+                        f'{x["frame"]} line {x["line"]} at {x["range_m"]:.1f} m ({x["sources"]}, P '
+                        f'{x["confidence"]:.2f}; overlaps {x["overlaps"]}'
+                        + (f' IoU {x["overlap_iou"]:.2f}' if x['overlap_iou'] else '') + ')'
+                        for x in e['no_car_labels']) + '.')
             lines.append('')
     return lines
 

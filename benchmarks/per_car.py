@@ -21,13 +21,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_all  # noqa: E402  (benchmarks/ is not a package)
 
 
+# the scan "sees" a car's length when its points in the car's box (grown by SEEN_GROW m, the lowest
+# SEEN_GROUND m cut: the road) span at least SEEN_SHARE of the length (1st-99th percentile along it)
+SEEN_GROW, SEEN_GROUND, SEEN_SHARE = 0.3, 0.3, 0.8
+
+
+def seen_length(xyz: np.ndarray, center, size, yaw: float) -> float:
+    """Share of the car's length its scan points span (1st-99th percentile along the heading, points in
+    the box grown by SEEN_GROW m, above its lowest SEEN_GROUND m); 0 with fewer than 3 points."""
+    d = np.asarray(xyz, float)[:, :3] - np.asarray(center, float)
+    c, s = np.cos(yaw), np.sin(yaw)
+    u, v = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
+    L, W, H = size
+    sel = (np.abs(u) < L / 2 + SEEN_GROW) & (np.abs(v) < W / 2 + SEEN_GROW) \
+        & (d[:, 2] > -H / 2 + SEEN_GROUND) & (d[:, 2] < H / 2 + SEEN_GROW)
+    if sel.sum() < 3:
+        return 0.0
+    return float((np.percentile(u[sel], 99) - np.percentile(u[sel], 1)) / L)
+
+
 def car_errors(gt_dir: Path, pred_dir: Path, frames) -> list[dict]:
     from autolabel_ros.core.types import wrap_angle
     from autolabel_ros.eval.iou import iou3d_lidar
-    from autolabel_ros.io.kitti import read_calib, read_label_file, kitti_to_label3d
+    from autolabel_ros.io.kitti import KittiObjectDataset, kitti_to_label3d, read_calib, read_label_file
     rows = []
+    ds = KittiObjectDataset(gt_dir.parent)
     for fid in frames:
         calib = read_calib(gt_dir.parent / 'calib' / f'{fid}.txt')
+        xyz = ds.load_frame(fid).xyz
         gts = [kitti_to_label3d(o, calib) for o in read_label_file(gt_dir / f'{fid}.txt') if o.type == 'Car']
         pf = pred_dir / f'{fid}.txt'
         preds = [kitti_to_label3d(o, calib) for o in read_label_file(pf)] if pf.exists() else []
@@ -47,8 +68,23 @@ def car_errors(gt_dir: Path, pred_dir: Path, frames) -> list[dict]:
                 'dl': float(p.size[0] - g.size[0]), 'dw': float(p.size[1] - g.size[1]),
                 'dh': float(p.size[2] - g.size[2]),
                 'dyaw': float(np.degrees(wrap_angle(p.yaw - g.yaw))),
-                'iou': float(iou3d_lidar(box(p), box(g))), 'score': float(p.score or 0)})
+                'iou': float(iou3d_lidar(box(p), box(g))), 'score': float(p.score or 0),
+                'gt_l': float(g.size[0]), 'seen': seen_length(xyz, g.center, g.size, g.yaw)})
     return rows
+
+
+def length_split(rows: list[dict]) -> str:
+    """Mean signed length error of the cars whose length the scan sees (seen_length >= SEEN_SHARE) and
+    of the others (their far end unseen: the length comes from the prior)."""
+    parts = []
+    for name, sel in (('length seen', lambda x: x['seen'] >= SEEN_SHARE),
+                      ('far end unseen', lambda x: x['seen'] < SEEN_SHARE)):
+        xs = [x for x in rows if sel(x)]
+        if xs:
+            parts.append(f"{name}: {len(xs)} cars, dl {np.mean([x['dl'] for x in xs]):+.3f} m (ground truth "
+                         f"{np.mean([x['gt_l'] for x in xs]):.2f} m, fit "
+                         f"{np.mean([x['gt_l'] + x['dl'] for x in xs]):.2f} m)")
+    return 'signed length error by scan coverage: ' + '; '.join(parts)
 
 
 def main(argv=None) -> int:
@@ -82,6 +118,8 @@ def main(argv=None) -> int:
         means = '  '.join(f"{k} {np.mean([x[k] for x in good]):+.3f}" for k in keys)
         print('  mean signed (unflipped): ' + means
               + f"  |dyaw| med {np.median([abs(x['dyaw']) for x in good]):.1f}")
+    if good:
+        print('  ' + length_split(good))
     if a.cars:
         for x in rows:
             if x.get('missing'):

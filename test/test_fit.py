@@ -196,7 +196,7 @@ def test_ground_gap_is_the_mesh_bottom_above_a_tilted_plane():
                             * sdf.arrays.stdev, dtype=torch.float32).requires_grad_(True)
     pose = torch.tensor([[10.0, 2.0, -0.9, 0.3]] * 4, requires_grad=True)
     plane = torch.tensor([0.03, -0.02, -1.8])                      # a ~2 deg slope
-    gap = ground_gap(sdf, pose, codes, None, plane)
+    gap = ground_gap(sdf, pose, codes, None, plane.expand(4, 3))      # the plane under each hypothesis
     for b in range(4):
         mesh = canonical_mesh(sdf.decode_full(codes[b].detach().numpy()), sdf.arrays.extent)
         _, _, _, m = box_from_fit(pose[b].detach().numpy(), mesh, np.ones(3))

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from autolabel_ros.config import AutolabelConfig
 from autolabel_ros.fit.batch import FitBatch
@@ -208,7 +209,7 @@ def _hypotheses_over_a_plane(sdf, seed: int, B: int = 6):
                       torch.rand(B, 1, generator=g) * 6], 1)
     codes = torch.randn(B, sdf.d, generator=g) * sdf.stdev
     scales = torch.exp(torch.randn(B, 3, generator=g) * 0.05)
-    return pose, codes, scales, torch.tensor([0.03, -0.02, -1.7])
+    return pose, codes, scales, torch.tensor([0.03, -0.02, -1.7]).expand(B, 3)   # the plane under each
 
 
 def test_ground_gap_is_the_lowest_column_gap(sdf):
@@ -222,7 +223,7 @@ def test_ground_gap_is_the_lowest_column_gap(sdf):
     c, s = torch.cos(pose[:, 3:4]), torch.sin(pose[:, 3:4])
     X = pose[:, 0:1] + c * xy[..., 0] - s * xy[..., 1]
     Y = pose[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
-    gap = pose[:, 2:3] + zc * scales[:, 2:3] - (plane[0] * X + plane[1] * Y + plane[2])
+    gap = pose[:, 2:3] + zc * scales[:, 2:3] - (plane[:, 0:1] * X + plane[:, 1:2] * Y + plane[:, 2:3])
     want = torch.where(valid, gap, torch.full_like(gap, 1e3)).min(1).values
     assert valid.any(1).all()
     assert torch.allclose(got, want, atol=1e-5)
@@ -245,3 +246,43 @@ def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
     (g0, p0, c0), (g1, p1, c1) = out
     assert torch.allclose(g0, g1, atol=1e-6) and torch.allclose(p0, p1, atol=1e-6)
     assert torch.allclose(c0, c1, atol=1e-6) and c0.abs().max() > 1e-3
+
+
+def test_fold_is_the_stacked_volume_lookup(sdf):
+    """fold's cached affine map puts hypothesis b's canonical point where grid_sample finds b's decoded
+    volume in the stack: the folded lookup equals the lookup in b's own volume, for two stack sizes
+    (two cached maps)."""
+    g = torch.Generator().manual_seed(11)
+    for B in (3, 7):
+        codes = torch.randn(B, sdf.d, generator=g) * sdf.stdev
+        pts = torch.rand(40, 5, 3, generator=g) * 2 - 1
+        hyp = torch.randint(0, B, (40,), generator=g)
+        got = sdf.sample(sdf.fold(pts, hyp[:, None].expand(40, 5), B), hyp, codes)
+        vols = sdf.decode(codes)
+        want = torch.stack([F.grid_sample(vols[h][None, None], pts[r].view(1, 1, 5, 1, 3), mode='bilinear',
+                                          padding_mode='border', align_corners=True).view(5)
+                            for r, h in enumerate(hyp.tolist())])
+        assert torch.allclose(got, want, atol=1e-5)
+        d = torch.randn(4, 3, generator=g)
+        assert torch.allclose(sdf.fold(d, hyp[:4], B, direction=True)[:, 2] * (sdf.shape[0] * B - 1),
+                              d[:, 2] * (sdf.shape[0] - 1))      # directions: scaled z only
+
+
+def test_views_of_are_the_gathered_crops_and_follow_a_new_obj_tensor():
+    """FitBatch.views_of keeps the silhouette term's gathered crop tensors for one obj tensor and
+    gathers again for another (the optimiser's pruning): the same values as indexing directly."""
+    g = torch.Generator().manual_seed(12)
+    N, P = 3, 16
+    target = (torch.rand(N, P, generator=g) > 0.5).float()
+    valid = (torch.rand(N, P, generator=g) > 0.2).float()
+    batch = FitBatch(ray_o=torch.zeros(3), ray_d=torch.randn(N, P, 3, generator=g), target=target,
+                     valid=valid,
+                     pts=torch.zeros(N, 1, 3), w=torch.ones(N, 1), fs=torch.zeros(N, 1, 3, 3), ground=None,
+                     has_mask=target.sum(-1) > 0.5)
+    for obj in (torch.tensor([0, 0, 1, 2]), torch.tensor([2, 1])):
+        v = batch.views_of(obj)
+        assert batch.views_of(obj) is v
+        assert torch.equal(v.ray_d, batch.ray_d[obj]) and torch.equal(v.valid, valid[obj])
+        assert torch.equal(v.target, target[obj] * valid[obj])
+        assert torch.equal(v.target_sum, (target[obj] * valid[obj]).sum(-1))
+    assert batch.views_of(torch.tensor([2, 1])) is not v          # a new tensor: gathered again

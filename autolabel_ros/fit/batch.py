@@ -38,10 +38,25 @@ class FitBatch:
     nocs: object = None          # fit/surfels.NocsTargets: the CSS predictions (SDFLabel's losses)
     seeds: object = None         # fit/surfels.Seeds of the shape space (with ``nocs``)
 
+    _last_views: tuple | None = field(default=None, init=False, repr=False, compare=False)  # views_of cache
+
     def ground_of(self, obj: torch.Tensor) -> torch.Tensor:
-        """(B, 3) the road plane under the objects ``obj`` (B,) of the hypotheses."""
+        """(B, 3) the road plane under the objects ``obj`` (B,) of the hypotheses (one (3,) plane for
+        the frame is broadcast)."""
         g = self.ground
         return g.expand(len(obj), 3) if g.dim() == 1 else g[obj]
+
+    def views_of(self, obj: torch.Tensor) -> HypothesisViews:
+        """The silhouette term's per-hypothesis crop tensors of objects ``obj`` (B,), kept for the next
+        call with the same ``obj`` tensor (the optimiser passes one until it prunes or settles; tensors
+        passed here must not change in place): gathered once instead of every step."""
+        if self._last_views is None or self._last_views[0] is not obj:
+            valid = self.valid[obj]
+            target = self.target[obj] * valid           # occluded pixels say nothing either way
+            self._last_views = (obj, HypothesisViews(ray_d=self.ray_d[obj], rays_on=self.rays_on[obj],
+                                                     valid=valid, target=target, target_sum=target.sum(-1),
+                                                     has_mask=self.has_mask[obj]))
+        return self._last_views[1]
 
     @cached_property
     def rays_on(self) -> torch.Tensor:
@@ -57,6 +72,18 @@ class FitBatch:
         counts = keep.sum(1)
         return LidarRows(rows=rows, w=self.w[keep], counts=counts, starts=torch.cumsum(counts, 0) - counts,
                          wsum=self.w.sum(-1).clamp_min(1e-6))
+
+
+@dataclass
+class HypothesisViews:
+    """:meth:`FitBatch.views_of`: the crop tensors of B hypotheses' objects."""
+
+    ray_d: torch.Tensor       # B, P, 3
+    rays_on: torch.Tensor     # B, P bool
+    valid: torch.Tensor       # B, P occlusion/validity map O
+    target: torch.Tensor      # B, P mask times O
+    target_sum: torch.Tensor  # B
+    has_mask: torch.Tensor    # B bool
 
 
 @dataclass

@@ -42,33 +42,33 @@ from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
 from autolabel_ros.core.stage_clock import no_clock
 
 
-def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def dice_energy(render: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                target_sum: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) 1 - soft Dice of renders and targets (B, P) on the valid pixels; ``target_sum``: the sums of
+    ``target`` when it is already times ``valid`` (:meth:`FitBatch.views_of`)."""
     r = render * valid
-    target = target * valid          # occluded pixels say nothing either way
+    if target_sum is None:
+        target = target * valid          # occluded pixels say nothing either way
+        target_sum = target.sum(-1)
     inter = (r * target).sum(-1)
-    return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target.sum(-1) + 1.0)
-
-
-def _per_hypothesis(plane: torch.Tensor, B: int) -> torch.Tensor:
-    """(B, 3) planes from one (3,) plane or one per hypothesis (B, 3)."""
-    return plane.expand(B, 3) if plane.dim() == 1 else plane
+    return 1.0 - (2 * inter + 1.0) / (r.sum(-1) + target_sum + 1.0)
 
 
 def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
                  plane: torch.Tensor, cols: torch.Tensor | None = None):
     """Without gradient: (B, C) height above its plane (B, 3) of the lowest surface crossing of each of the
     shape's bottom columns (1e3 for a column that misses the shape) and (B, C) its first inside node;
-    ``cols`` (K,): only those columns ((B, K) results)."""
+    ``cols`` (K,): only those columns ((B, K) results). Planes: one per hypothesis (B, 3), as
+    :meth:`FitBatch.ground_of` gives them."""
     with torch.no_grad():
         zc, valid, first = sdf.bottom_heights(codes, cols)                   # B, C
         # the plane height under column (x, y) of hypothesis b is P0_b + x Px_b + y Py_b (rotation and
         # scales folded into the three coefficients)
-        plane = _per_hypothesis(plane, len(pose))
-        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
-        sx, sy = (scales[:, 0], scales[:, 1]) if scales is not None else (1.0, 1.0)
-        a, b, c0 = plane[:, 0], plane[:, 1], plane[:, 2]
-        coef = torch.stack([a * pose[:, 0] + b * pose[:, 1] + c0, sx * (a * c + b * s), sy * (b * c - a * s)],
-                           1)
+        x, y, _, yaw = pose.unbind(1)
+        c, s = torch.cos(yaw), torch.sin(yaw)
+        sx, sy = scales.unbind(1)[:2] if scales is not None else (1.0, 1.0)
+        a, b, c0 = plane.unbind(1)
+        coef = torch.stack([a * x + b * y + c0, sx * (a * c + b * s), sy * (b * c - a * s)], 1)
         xy = sdf.bot_xy if cols is None else sdf.bot_xy[cols]
         under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
@@ -92,24 +92,20 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
     in): the minimum over the shape's grid columns (a soft minimum would sit below the true one by
     ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (K,):
     search only those columns (:func:`ground_columns`; None: all of them)."""
-    def gap_of(zc, xy):
-        if scales is not None:
-            xy = xy * scales[:, None, :2]
-            zc = zc * scales[:, 2:3]
-        c, s = torch.cos(pose[:, 3:4]), torch.sin(pose[:, 3:4])
-        X = pose[:, 0:1] + c * xy[..., 0] - s * xy[..., 1]
-        Y = pose[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
-        return pose[:, 2:3] + zc - (plane[:, 0:1] * X + plane[:, 1:2] * Y + plane[:, 2:3])
-
-    plane = _per_hypothesis(plane, len(pose))
     # find the lowest column without gradient, then differentiate only there
     gap, first = _column_gaps(sdf, pose, codes, scales, plane, cols)
     B = codes.shape[0]
-    hyp = torch.arange(B, device=codes.device)
     j = gap.argmin(1)
     col = j if cols is None else cols[j]
-    z1 = sdf.bottom_at(codes, col, first[hyp, j])
-    return gap_of(z1[:, None], sdf.bot_xy[col][:, None, :])[:, 0]
+    z1 = sdf.bottom_at(codes, col, first[torch.arange(B, device=codes.device), j])
+    # that column's gap, on (B,) columns (one unbind per input: a few ops every fit step)
+    u, v = (sdf.bot_xy[col] if scales is None else sdf.bot_xy[col] * scales[:, :2]).unbind(1)
+    if scales is not None:
+        z1 = z1 * scales[:, 2]
+    x, y, z, yaw = pose.unbind(1)
+    a, b, c0 = plane.unbind(1)
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    return z + z1 - (a * (x + c * u - s * v) + b * (y + s * u + c * v) + c0)
 
 
 def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
@@ -156,10 +152,11 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
 def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, zero):
     """(B,) Dice of the soft render vs the mask on the valid pixels (0 for an empty mask). The pixels the
     occlusion map zeroes are not rendered: they add exactly 0 to the Dice and to its gradient."""
-    m = renderer(sdf, pose, codes, batch.ray_o, batch.ray_d[obj], cfg.ray_samples, zeta, scales, vols,
-                 rays_on=batch.rays_on[obj])
-    e = dice_energy(m, batch.target[obj], batch.valid[obj])
-    return torch.where(batch.has_mask[obj], e, zero)
+    v = batch.views_of(obj)
+    m = renderer(sdf, pose, codes, batch.ray_o, v.ray_d, cfg.ray_samples, zeta, scales, vols,
+                 rays_on=v.rays_on)
+    e = dice_energy(m, v.target, v.valid, v.target_sum)
+    return torch.where(v.has_mask, e, zero)
 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):

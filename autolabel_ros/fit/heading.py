@@ -260,7 +260,7 @@ def mean_box_cues(unit_vertices: np.ndarray, poses, sizes, K: np.ndarray, T_cam_
 
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
 LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane',
-               'end_look')
+               'end_look', 'mean_box')
 
 
 def logit_terms(a) -> np.ndarray:

@@ -18,6 +18,6 @@ PROFILE_COEF = (
 PROFILE_INTERCEPT = 1.0297
 LOGIT_TERMS = (
     'energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane',
-    'end_look',
+    'end_look', 'mean_box',
 )
-LOGIT_COEF = (3.0259, 3.9170, 0.8612, 0.5922, 0.0000, 1.6367, 0.6158, 0.6653, 0.4419)
+LOGIT_COEF = (3.0259, 3.9170, 0.8612, 0.5922, 0.0000, 1.6367, 0.6158, 0.6653, 0.4419, 0.0000)

@@ -90,6 +90,14 @@ class _State:
     def pose(self):
         return self.p[:, :4]
 
+    def parts(self):
+        """(pose (B, 4), normalized code (B, d), log scales (B, 3) or None) of ``p`` in one split (one
+        backward node where three slices made three)."""
+        if not self.has_scale:
+            pose, code_n = self.p.split([4, self.d], 1)
+            return pose, code_n, None
+        return self.p.split([4, self.d, 3], 1)
+
     def step(self, lr_factor: float):
         """One Adam step on the gradient in ``p.grad`` with learning rates ``lr0 * lr_factor``."""
         b1, b2 = self.BETAS
@@ -136,8 +144,9 @@ class _State:
 
 def _energies(sdf, batch, st: _State, cfg, zeta, on=None, renderer: Renderer = render_silhouettes,
               clock=no_clock, ground_cols=None):
-    terms = compute_energies(sdf, batch, st.obj, st.pose(), st.code_n, st.log_scale, cfg, zeta, on, renderer,
-                             clock, ground_cols)
+    pose, code_n, log_scale = st.parts()
+    terms = compute_energies(sdf, batch, st.obj, pose, code_n, log_scale, cfg, zeta, on, renderer, clock,
+                             ground_cols)
     return terms, total_energy(terms, cfg)
 
 
