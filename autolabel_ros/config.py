@@ -321,6 +321,9 @@ class CssConfig:
                              'simulator-trained file')
     ransac_iters: int = param(200, 'RANSAC draws of the NOCS <-> LiDAR similarity', min=1)
     inlier_m: float = param(0.3, 'RANSAC inlier distance (m)', min=1e-6)
+    procrustes_handicap: float = param(0.0, "energy added to hybrid's Procrustes hypothesis at the fit's "
+                                            'pruning: it goes on only where it beats the Segment-Lift-Fit '
+                                            'hypotheses by this much (docs/SDFLABEL.md)', min=0.0)
     nocs_loss: list = param(['none'], "methods whose fit adds SDFLabel's surfel losses against the "
                                       'predicted NOCS (fit.w_nocs, fit.w_surfel3d); none (default) = no '
                                       'method: at weight 1 they cost AP3D@0.7 on the simulator sets '

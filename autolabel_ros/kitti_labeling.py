@@ -60,6 +60,8 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
                 'frame': fid, 'id': int(lab.id), 'accepted': bool(lab.accepted), 'reasons': lab.reasons,
                 'score': lab.score, 'mask_iou': m.get('mask_iou'), 'surface_ratio': m.get('surface_ratio'),
                 'n_points': m.get('n_points'), 'energy': m.get('energy'),
+                # which initial hypothesis won, of how many (method hybrid: the Procrustes one is last)
+                'hypothesis': m.get('hypothesis'), 'hypotheses': m.get('hypotheses'),
                 'fit_s': result.timings['per_instance_s']})
         write_label_file(out / f'{fid}.txt', objs)
         t = dict(result.timings)

@@ -178,7 +178,8 @@ class Autolabeler:
         from autolabel_ros.css.hypotheses import css_evidence
         preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
         ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
-                                   self.cfg.css.ransac_iters, self.cfg.css.inlier_m)
+                                   self.cfg.css.ransac_iters, self.cfg.css.inlier_m,
+                                   self.cfg.css.procrustes_handicap)
         return ev, cues, preds
 
     def _masks(self, frame, prompts, boxes, given) -> list:

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument('--steps', type=int, default=100)
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--tune', default='all', help='what the fine-tuning changes (css/train.TUNE_MODES)')
     a = ap.parse_args(argv)
     run = Path(a.run)
     if not (run / 'curriculum.json').is_file() or not (run / 'sim_samples').is_dir():
@@ -47,11 +48,13 @@ def main(argv=None) -> int:
     cache = MaskCache(run / 'masks')
     chains = {}
     for s in (int(x) for x in a.seeds.split(',')):
-        w = run / 'control' / f'seed{s}_lr{a.lr:g}_steps{a.steps}.pt'
+        tag = '' if a.tune == 'all' else f'_{a.tune}'
+        w = run / 'control' / f'seed{s}_lr{a.lr:g}_steps{a.steps}{tag}.pt'
         res = w.with_suffix('.json')
         if not res.is_file():
             start = load_net(start_row['weights'])
-            net, _ = train(to_tensors(sim), a.steps, 1e9, a.batch, a.lr, s + 1, start, log=None)
+            net, _ = train(to_tensors(sim), a.steps, 1e9, a.batch, a.lr, s + 1, start, log=None,
+                          tune=a.tune)
             save_weights(net, w, {'control': 'simulator only', 'seed': s})
             r = evaluate_weights(cfg, w, Path(a.eval), None, run / 'control' / 'eval_labels', cache)
             res.write_text(json.dumps(r, default=float))

@@ -348,6 +348,10 @@ def method_rows(base: dict, prefix: str) -> list[dict]:
     # hybrid before css.cue_tiebreak: the CSS cue votes on every object (weight fit.w_css)
     rows.append(dict(base, name=f'{prefix}: method hybrid, CSS cue votes',
                      config={'method': 'hybrid', 'css': {'cue_tiebreak': ['none']}}))
+    # the Procrustes hypothesis goes on past the pruning only where it beats slf's by 0.01 (not default:
+    # benchmarks/hybrid_prune_sweep.py, docs/SDFLABEL.md)
+    rows.append(dict(base, name=f'{prefix}: method hybrid, Procrustes handicap 0.01',
+                     config={'method': 'hybrid', 'css': {'procrustes_handicap': 0.01}}))
     # SDFLabel's surfel losses (fit/surfels.py, off by default) on for sdflabel and for hybrid
     rows.append(dict(base, name=f'{prefix}: method sdflabel, surfel losses',
                      config={'method': 'sdflabel', 'css': {'nocs_loss': ['sdflabel']}}))

@@ -168,6 +168,19 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
         g = sf.gt[k]
         assert abs(np.degrees(wrap_angle(lab.yaw - g.yaw))) < 10
         assert np.linalg.norm(lab.center - g.center) < 0.3
+    # the Procrustes hypothesis' pruning handicap (css.procrustes_handicap): on it alone, and a huge one
+    # prunes it on every car (the fit then keeps a Segment-Lift-Fit hypothesis, still right)
+    out, _, _ = css_evidence(ev, sf.frame, preds, 'hybrid', handicap=0.25)
+    assert np.array_equal(out.objects[dense[0]].init.prune_bias, np.r_[np.zeros(n_hyp), 0.25])
+    assert css_evidence(ev, sf.frame, preds, 'hybrid')[0].objects[dense[0]].init.prune_bias is None
+    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'hybrid', 'css': {'procrustes_handicap': 1e6}}))
+    with torch_threads(1):
+        res = al.label(sf.frame, [prompts[k] for k in dense], [masks[k] for k in dense])
+    for lab, k in zip(res.labels, dense):
+        hyps = lab.metrics['hypotheses']
+        assert len(hyps) == n_hyp + 1 and lab.metrics['hypothesis'] < n_hyp
+        assert hyps[-1]['energy_final'] is None                 # pruned: never fitted to the end
+        assert abs(np.degrees(wrap_angle(lab.yaw - sf.gt[k].yaw))) < 10
 
 
 def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):

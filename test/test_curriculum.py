@@ -27,10 +27,11 @@ def test_levels_follow_the_pixel_size_overlap_and_border_rules():
     behind = [(300, 100, 700, 300)]                  # the car's box lies inside a big one: IoU 0.075
     assert not passes(car, behind, W, H, 'easy') and passes(car, behind, W, H, 'moderate')
     overlapping = [(450, 150, 560, 200)]             # IoU 0.47
-    assert not passes(car, overlapping, W, H, 'moderate')
+    assert not passes(car, overlapping, W, H, 'moderate') and passes(car, overlapping, W, H, 'hard')
+    assert not passes(car, [(430, 150, 540, 200)], W, H, 'hard')           # IoU 0.69
     assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border
-    with pytest.raises(ValueError, match='hard'):
-        passes(car, [], W, H, 'hard')
+    with pytest.raises(ValueError, match='expert'):
+        passes(car, [], W, H, 'expert')
 
 
 @pytest.fixture(scope='module')
@@ -245,3 +246,40 @@ def test_fewer_flips_count_as_the_better_seed():
     chains = {s: [{'loop': 0, 'flips_all': 0.3}, {'loop': 1, 'flips_all': 0.2}] for s in range(3)}
     q = paired(chains, 0, 1)['flips_all']
     assert q['wins'] == 3 and q['losses'] == 0 and q['mean'] == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize('tune, moved', [('all', {'enc', 'dec', 'head', 'bn_stats'}),
+                                         ('frozen-bn', {'enc', 'dec', 'head'}),
+                                         ('decoder', {'dec', 'head', 'dec_bn_stats'}),
+                                         ('head', {'head'})])
+def test_fine_tuning_changes_only_what_its_tune_mode_names(tune, moved):
+    """The curriculum's fine-tuning modes (css/train.TUNE_MODES): what they freeze, weights and batch-norm
+    running statistics both, stays bit for bit the bootstrap's."""
+    import torch
+
+    from autolabel_ros.css.model import CssNet
+    from autolabel_ros.css.train import train
+    torch.manual_seed(0)
+    net = CssNet(width=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    g = np.random.default_rng(0)
+    data = {'rgb': torch.rand(6, 3, 64, 64), 'mask': torch.ones(6, 1, 64, 64),
+            'nocs': torch.from_numpy(g.random((6, 3, 64, 64), np.float32)),
+            'dims': torch.full((6, 3), 0.5), 'facing': torch.zeros(6)}
+    net, losses = train(data, 3, 1e9, 4, 1e-2, 0, net, log=None, tune=tune)
+    after = net.state_dict()
+
+    def changed(pred) -> bool:
+        return any(not torch.equal(before[k], after[k]) for k in before if pred(k))
+
+    stats = ('running_mean', 'running_var')
+    got = {'enc': changed(lambda k: k.startswith('enc') and not k.endswith(stats + ('num_batches_tracked',))),
+           'dec': changed(lambda k: k.startswith('dec') and not k.endswith(stats + ('num_batches_tracked',))),
+           'head': changed(lambda k: k.startswith(('head', 'dims'))),
+           'bn_stats': changed(lambda k: k.startswith('enc') and k.endswith(stats)),
+           'dec_bn_stats': changed(lambda k: k.startswith('dec') and k.endswith(stats))}
+    want = {k: k in moved or (k == 'dec_bn_stats' and 'bn_stats' in moved) for k in got}
+    assert got == want and len(losses) == 3 and not net.training
+    assert all(p.requires_grad for p in net.parameters())        # a later training starts from all
+    with pytest.raises(ValueError, match='tune'):
+        train(data, 1, 1e9, 4, 1e-2, 0, net, log=None, tune='encoder')

@@ -38,8 +38,10 @@ def procrustes_pose(pred: NocsPrediction, pts: np.ndarray, frame, rng: np.random
 
 
 def css_evidence(evidence, frame, preds: list, method: str, seed: int = 0, iters: int = 200,
-                 inlier_m: float = 0.3) -> tuple[object, list[Callable | None], list[dict]]:
-    """(evidence with the method's initial hypotheses, per-object cues, per-object diagnostics)."""
+                 inlier_m: float = 0.3, handicap: float = 0.0
+                 ) -> tuple[object, list[Callable | None], list[dict]]:
+    """(evidence with the method's initial hypotheses, per-object cues, per-object diagnostics).
+    ``handicap``: hybrid's Procrustes hypothesis enters the fit's pruning with this much more energy."""
     objs, cues, info = [], [], []
     for o, p in zip(evidence.objects, preds):
         rng = np.random.default_rng([seed, int(o.index)])
@@ -52,8 +54,11 @@ def css_evidence(evidence, frame, preds: list, method: str, seed: int = 0, iters
             if method == 'sdflabel':
                 init = dataclasses.replace(init, xyz=xyz, yaw=yaw)
             else:
+                bias = np.zeros(len(init.yaw) + 1)
+                bias[-1] = handicap
                 init = dataclasses.replace(init, xyz=np.vstack([init.xyz, xyz]),
-                                           yaw=np.concatenate([init.yaw, yaw]))
+                                           yaw=np.concatenate([init.yaw, yaw]),
+                                           prune_bias=bias if handicap else None)
         objs.append(dataclasses.replace(o, init=init))
         if p is None:
             cues.append(None)

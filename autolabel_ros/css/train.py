@@ -106,17 +106,43 @@ def balance_weights(facing: torch.Tensor) -> torch.Tensor:
     return 1.0 / counts[cls]
 
 
+# what a fine-tuning may change (the curriculum's ``tune``): everything; everything but the batch-norm
+# statistics (they stay the bootstrap's: the fine-tuning batches are half real patches); the decoder and
+# heads only (the encoder, statistics included, stays the bootstrap's); the two output heads only
+TUNE_MODES = ('all', 'frozen-bn', 'decoder', 'head')
+
+
+def set_trainable(net: CssNet, tune: str) -> list:
+    """Put ``net`` in training mode for ``tune`` (:data:`TUNE_MODES`): frozen parts get no gradient
+    and their batch norms keep their running statistics. Returns the parameters to optimise."""
+    if tune not in TUNE_MODES:
+        raise ValueError(f'unknown tune mode {tune!r}; allowed: {", ".join(TUNE_MODES)}')
+    net.train()
+    trained = {'all': [net], 'frozen-bn': [net], 'decoder': [net.dec, net.head, net.dims],
+               'head': [net.head, net.dims]}[tune]
+    keep = {id(p) for m in trained for p in m.parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in keep)
+    # batch norms whose running statistics may move: the trained convolutions' (not with frozen-bn)
+    moving = {'all': [net], 'frozen-bn': [], 'decoder': [net.dec], 'head': []}[tune]
+    moving_ids = {id(x) for m in moving for x in m.modules()}
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and id(m) not in moving_ids:
+            m.eval()
+    return [p for p in net.parameters() if p.requires_grad]
+
+
 def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-          net: CssNet | None = None, log=print, log_every: int = 50, balance: bool = False
-          ) -> tuple[CssNet, list]:
+          net: CssNet | None = None, log=print, log_every: int = 50, balance: bool = False,
+          tune: str = 'all') -> tuple[CssNet, list]:
     """Adam with a short warm-up and a cosine decay over ``steps``; stops early at ``minutes``.
-    ``balance``: draw fronts, rears and side views equally often. Returns the net and the per-step
-    losses."""
+    ``balance``: draw fronts, rears and side views equally often; ``tune``: what may change
+    (:data:`TUNE_MODES`, for fine-tuning). Returns the net and the per-step losses."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = net or CssNet()
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
+    params = set_trainable(net, tune)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=1e-5)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(k, steps) / max(steps, 1))))
@@ -141,4 +167,6 @@ def train(data: dict, steps: int, minutes: float, batch: int = 32, lr: float = 2
                          f'nocs_l1 {parts["nocs_l1"]:.4f}  dims_l1 {parts["dims_l1"]:.4f}')
         if clock.expired(step):
             break
+    for p in net.parameters():
+        p.requires_grad_(True)
     return net.eval(), losses

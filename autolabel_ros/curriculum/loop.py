@@ -39,7 +39,7 @@ class CurriculumSettings:
     loops: int = 2
     levels: tuple = ('easy', 'moderate')
     steps: int = 150                 # fine-tuning Adam steps per loop
-    lr: float = 1e-3
+    lr: float = 3e-4                 # fine-tuning lr (1e-3 undid the synthetic bootstrap: docs/SDFLABEL.md)
     batch: int = 32
     sim_frames: int = 40             # simulator frames of ground-truth NOCS samples mixed in
     max_frames: int = 0              # frames per log (0 = all)
@@ -59,6 +59,8 @@ class CurriculumSettings:
     # evaluation cars, summarised per loop (mean +- std) with paired loop-to-loop tests (stats.py)
     train_seeds: tuple = ()
     real_share: float = 0.5          # share of the fine-tuning set that is real (the rest: simulator)
+    # what the fine-tuning may change (css/train.TUNE_MODES: all | frozen-bn | decoder | head)
+    tune: str = 'all'
     extra: dict = field(default_factory=dict)
 
 
@@ -429,17 +431,18 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             train_seed = seed
             # keys of the first version (one seed, half real) stay valid: an old folder is reused
             extra = ({'seed': train_seed} if explicit else {}) | \
-                ({'real_share': st.real_share} if st.real_share != 0.5 else {})
+                ({'real_share': st.real_share} if st.real_share != 0.5 else {}) | \
+                ({'tune': st.tune} if st.tune != 'all' else {})
             train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
                                 sim_frames=st.sim_frames, **extra)
             losses = trained_losses(wpath, train_key)
             if losses is None:      # not trained by an earlier run of this folder from the same start
                 data = to_tensors(mixed(stack_samples(samples), sim, st.real_share))
                 net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
-                                    log=None)
+                                    log=None, tune=st.tune)
                 save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
                                           'steps_run': len(losses), 'init': str(weights),
-                                          'train_key': train_key,
+                                          'train_key': train_key, 'tune': st.tune, 'lr': st.lr,
                                           'losses': json.dumps([round(x, 5) for x in losses])})
             weights = wpath
             r = {'loop': k, 'level': level, 'weights': str(wpath), 'seed': seed, **counts,

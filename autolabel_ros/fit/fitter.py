@@ -83,11 +83,14 @@ class Fitter:
             init_xyz = np.concatenate([o.init.xyz for o in objs])
             init_yaw = np.concatenate([o.init.yaw for o in objs])
             obj = np.concatenate([np.full(len(o.init.yaw), k) for k, o in enumerate(objs)])
+            bias = [o.init.prune_bias if o.init.prune_bias is not None else np.zeros(len(o.init.yaw))
+                    for o in objs]
+            prune_bias = np.concatenate(bias) if any(np.any(b) for b in bias) else None
             coarse = self._coarse_batch(frame, objs, crops, batch)
         times.prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
         fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer, clock,
-                        coarse)
+                        coarse, prune_bias)
         with clock('verify'):
             self._verify(frame, objs, crops, fits, batch.ray_o)
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])

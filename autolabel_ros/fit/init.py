@@ -36,6 +36,9 @@ class ObjectInit:
     yaw: np.ndarray             # H headings
     depth: float                # median camera depth of the points (the box's depth without points)
     n_frustum: int              # points in the mask frustum before ground/cluster removal
+    # H energies added at the pruning only (None: 0): a hypothesis of a less trusted source goes on only
+    # where it beats the others by that much (hybrid's Procrustes pose, css.procrustes_handicap)
+    prune_bias: np.ndarray | None = None
 
 
 def mask_points(uv_int: np.ndarray, valid: np.ndarray, mask: np.ndarray, erode_px: int) -> np.ndarray:

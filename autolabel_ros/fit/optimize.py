@@ -176,13 +176,13 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
              device, renderer: Renderer = render_silhouettes, clock=no_clock,
-             coarse: FitBatch | None = None) -> list[ObjectFit]:
+             coarse: FitBatch | None = None, prune_bias: np.ndarray | None = None) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
     :class:`autolabel_ros.core.stage_clock.StageClock`) times the stages. ``coarse``: the batch at
     ``cfg.coarse_crop_size`` for the steps before the last ``cfg.fine_steps`` (None: the full one
-    throughout)."""
+    throughout). ``prune_bias`` (B,): energies added to the hypotheses' at the pruning only."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -236,7 +236,8 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                 _, e = _energies(sdf, b, st, c, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
-            keep = _best_per_object(e_np, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
+            e_sel = e_np if prune_bias is None else e_np + prune_bias[st.hyp_id.cpu().numpy()]
+            keep = _best_per_object(e_sel, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
             gcols = None
