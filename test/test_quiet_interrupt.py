@@ -3,13 +3,12 @@ shell reports for an interrupted command), no traceback, also while the librarie
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from interrupt_harness import interrupt_once_loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,25 +18,7 @@ def _interrupted(entry: str, args: list, wait_for: str, tmp_path) -> tuple[int, 
     SIGINT once the process has loaded the shared library ``wait_for`` (so: while importing)."""
     code = f'import sys; sys.argv[1:] = {args!r}; from autolabel_ros.cli.entry import {entry}; {entry}()'
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    proc = subprocess.Popen([sys.executable, '-c', code], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        end = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < end:
-            try:
-                if wait_for in Path(f'/proc/{proc.pid}/maps').read_text():
-                    break
-            except OSError:
-                pass
-            time.sleep(0.002)
-        assert proc.poll() is None, f'{entry} ended before loading {wait_for}: {proc.communicate()}'
-        os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, (out + err).decode(errors='replace')
+    return interrupt_once_loaded([sys.executable, '-c', code], wait_for, env, cwd=tmp_path)
 
 
 @pytest.mark.skipif(not Path('/proc/self/maps').exists(), reason='needs /proc (Linux)')
