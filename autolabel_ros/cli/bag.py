@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 from autolabel_ros.cli.args import add_output_args
+from autolabel_ros.cli.entry import EXIT_INTERRUPTED   # Ctrl-C: finished frames are kept, the same
+                                                       # command resumes
 
 EXIT_NOTHING_LABELLED = 1   # the run finished but not one frame could be labelled
 EXIT_USAGE = 2              # bad input, option, config or output folder; disk full (one line)
-EXIT_INTERRUPTED = 130      # Ctrl-C: finished frames are kept, the same command resumes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -253,17 +254,6 @@ def _remove_partial_bag(path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def console_main() -> None:
-    """The command's entry point. After a Ctrl-C the process ends without the interpreter's
-    finalisation: an extension interrupted while importing (torch, open3d) can fail it and turn the
-    documented exit code 130 into 1."""
-    rc = main()
-    if rc == EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
-    sys.exit(rc)
-
-
 if __name__ == '__main__':
-    console_main()
+    from autolabel_ros.core.interrupts import run_quietly
+    run_quietly(lambda: main, EXIT_INTERRUPTED)

@@ -112,5 +112,6 @@ def _build_deepsdf(args, meshes, source: str, progress: bool) -> int:
 
 
 if __name__ == '__main__':
+    from autolabel_ros.cli.entry import EXIT_INTERRUPTED
     from autolabel_ros.core.interrupts import run_quietly
-    run_quietly(lambda: main, 130)
+    run_quietly(lambda: main, EXIT_INTERRUPTED)

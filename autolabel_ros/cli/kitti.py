@@ -99,5 +99,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+    from autolabel_ros.cli.entry import EXIT_INTERRUPTED
     from autolabel_ros.core.interrupts import run_quietly
-    run_quietly(lambda: main, 130)
+    run_quietly(lambda: main, EXIT_INTERRUPTED)

@@ -284,4 +284,5 @@ def main(args=None):
 
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
-    run_quietly(lambda: main, 0)
+    from autolabel_ros.nodes.entry import EXIT_STOPPED
+    run_quietly(lambda: main, EXIT_STOPPED)
