@@ -29,7 +29,7 @@ def bbox(mask):
 
 
 def mask_stats(masks, scores, boxes):
-    from autolabel_ros.detect.base import box_iou
+    from autolabel_ros.core.geometry import box_iou
 
     rows = []
     for m, s, b in zip(masks, scores, boxes):
@@ -57,7 +57,7 @@ def main(argv=None):
 
     from autolabel_ros.config import DetectorConfig, SegmenterConfig
     from autolabel_ros.detect import make_detector
-    from autolabel_ros.detect.base import box_iou
+    from autolabel_ros.core.geometry import box_iou
     from autolabel_ros.io.kitti import KittiObjectDataset
     from autolabel_ros.segment import make_segmenter
 

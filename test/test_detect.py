@@ -6,7 +6,8 @@ import pytest
 from autolabel_ros.config import DetectorConfig
 from autolabel_ros.core.types import Prompt
 from autolabel_ros.detect import DetectorUnavailable, NullDetector, make_detector
-from autolabel_ros.detect.base import box_iou, resolve_classes, to_prompts
+from autolabel_ros.core.geometry import box_iou
+from autolabel_ros.detect.base import resolve_classes, to_prompts
 
 
 def test_post_processing_filters_sorts_and_clips():

@@ -5,7 +5,8 @@ nothing where the shape reaches behind the camera."""
 import numpy as np
 import pytest
 
-from autolabel_ros.fit.heading import box_iou, mean_box_cues
+from autolabel_ros.core.geometry import box_iou
+from autolabel_ros.fit.heading import mean_box_cues
 
 K = np.array([[700.0, 0, 620], [0, 700.0, 190], [0, 0, 1]])
 T = np.array([[0, -1, 0, 0], [0, 0, -1, -0.3], [1, 0, 0, 0], [0, 0, 0, 1]], float)

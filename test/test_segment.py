@@ -13,7 +13,7 @@ from skimage.transform import resize
 
 from autolabel_ros.config import SegmenterConfig
 from autolabel_ros.core.types import Prompt
-from autolabel_ros.detect.base import box_iou
+from autolabel_ros.core.geometry import box_iou
 from autolabel_ros.segment import BoxSegmenter, SegmenterUnavailable, make_segmenter
 from autolabel_ros.segment.base import clean_prompt, pad_points
 

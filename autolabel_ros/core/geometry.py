@@ -66,6 +66,14 @@ def project(K: np.ndarray, pts_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return uv, z
 
 
+def box_iou(a, b) -> float:
+    """IoU of two image boxes (x1, y1, x2, y2; continuous coordinates)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return float(iw * ih / union) if union > 0 else 0.0
+
+
 def points_in_box(pts: np.ndarray, center, size, yaw, margin: float = 0.0) -> np.ndarray:
     """Boolean mask of the N x 3 LiDAR points inside an (optionally enlarged) box."""
     local = (np.asarray(pts, dtype=np.float64)[:, :3] - np.asarray(center)) @ rot_z(yaw)

@@ -16,17 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from autolabel_ros.core.geometry import box_iou
+
 LEVELS = {'easy': {'min_height': 40.0, 'max_iou': 1.0, 'max_cover': 0.1},
           'moderate': {'min_height': 25.0, 'max_iou': 0.3, 'max_cover': 1.0},
           'hard': {'min_height': 25.0, 'max_iou': 0.5, 'max_cover': 1.0}}
-
-
-def box_iou(a, b) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def covered(a, b) -> float:

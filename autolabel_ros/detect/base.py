@@ -1,7 +1,7 @@
 """Detector interface, COCO -> KITTI class names and the shared post-processing (numpy only)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -83,10 +83,3 @@ def to_prompts(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, width:
             for i, j in enumerate(order)]
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two x1y1x2y2 boxes (continuous coordinates)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0

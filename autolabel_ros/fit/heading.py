@@ -67,7 +67,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from autolabel_ros.core.geometry import project, rot_z, transform_points
+from autolabel_ros.core.geometry import box_iou, project, rot_z, transform_points
 from autolabel_ros.fit.rays import to_object_frame
 
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
@@ -227,14 +227,6 @@ def profile_cue(points: np.ndarray, pose, size, cam: np.ndarray, coef=None, inte
     feats, facing = profile_features(points, pose, size, cam)
     shrink = len(points) / (len(points) + PROFILE_HALF_POINTS)
     return -(1.0 if facing >= 0 else -1.0) * shrink * profile_logit(feats, coef, intercept)
-
-
-def box_iou(a, b) -> float:
-    """IoU of two image boxes (x0, y0, x1, y1)."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
-    return float(iw * ih / union) if union > 0 else 0.0
 
 
 def mean_box_cues(unit_vertices: np.ndarray, poses, sizes, K: np.ndarray, T_cam_lidar: np.ndarray, image_hw,
