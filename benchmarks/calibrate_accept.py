@@ -42,29 +42,48 @@ THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 FUSED_LABELS, FUSED_WEIGHT = 'all', 1.0
 
 
-def features_of(rec: dict, k: int, heading_logit: float) -> np.ndarray:
-    """The features fit/result.py computes for the label of hypothesis k."""
-    from autolabel_ros.fit.verify import accept_features, hypothesis_agreement, point_cover
+_SCANS: dict = {}
+
+
+def scan_of(data, fid: str) -> np.ndarray:
+    """The non-ground scan points of a frame of the KITTI-layout set at ``data``, as fit/lift.py splits
+    them (the points fit/result.py reads the see-through share from); cached."""
+    key = (str(data), fid)
+    if key not in _SCANS:
+        from autolabel_ros.config import from_dict
+        from autolabel_ros.fit.lift import split_ground
+        from autolabel_ros.io.kitti import KittiObjectDataset
+        cfg = from_dict({})
+        xyz = KittiObjectDataset(data).load_frame(fid).xyz.astype(np.float64)
+        _, nonground = split_ground(xyz, cfg, np.random.default_rng(cfg.seed))
+        _SCANS[key] = xyz[nonground]
+    return _SCANS[key]
+
+
+def features_of(rec: dict, k: int, heading_logit: float, data) -> np.ndarray:
+    """The features fit/result.py computes for the label of hypothesis k (``data``: the set's folder)."""
+    from autolabel_ros.fit.verify import accept_features, hypothesis_agreement, point_cover, see_through
     a = rec['alts'][k]
     return accept_features(a['terms']['mask_iou_hi'], a['surface_ratio'], len(rec['points']),
                            float(np.linalg.norm(a['box'][:2])), heading_logit, rec['occluded_share'],
                            a['energy'], *point_cover(rec['points'], a['box']),
                            *hypothesis_agreement(a['pose'], [(b['pose'], b['energy']) for b in rec['alts']]),
-                           terms=a['terms'])
+                           terms=a['terms'], see_through=see_through(scan_of(data, rec['frame']), a['box']))
 
 
-def clutter_table(recs: list[dict], which: str = 'all') -> dict:
+def clutter_table(recs: list[dict], data, which: str = 'all') -> dict:
     """The fused-prompt labels of benchmarks/clutter_dump.py as training rows: a label on no car is
     right / tight only when its 3D box is (a box beside a car that fitted that car is); one on a car
     (``which`` 'all'; 'no-car': left out) is right / tight by its best 3D IoU and heading; labels mostly
-    inside a DontCare region are left out."""
+    inside a DontCare region are left out. ``data``: the set's folder."""
     from autolabel_ros.fit.verify import (ACCEPT_FEATURES, accept_features, hypothesis_agreement, point_cover,
-                                          points_outside_box)
+                                          points_outside_box, see_through)
     recs = [r for r in recs if (r['on_car'] and which == 'all') or not (r['on_car'] or r['ignored'])]
     X = [accept_features(r['mask_iou'], r['surface_ratio'], len(r['points']),
                          float(np.linalg.norm(r['box'][:2])), r['heading_logit'], r['occluded_share'],
                          r['energy'], *point_cover(r['points'], r['box']),
-                         *hypothesis_agreement(r['pose'], r['hyps']), terms=r['terms']) for r in recs]
+                         *hypothesis_agreement(r['pose'], r['hyps']), terms=r['terms'],
+                         see_through=see_through(scan_of(data, r['frame']), r['box'])) for r in recs]
     # right / tight by the 3D box, as for the GT-box labels: a prompt box on half a car, wider than it
     # or beside it (benchmarks/clutter_dump.py's shifted boxes) can still give the car's right label
     ok = np.array([not r['flipped'] for r in recs], bool)
@@ -78,8 +97,9 @@ def clutter_table(recs: list[dict], which: str = 'all') -> dict:
                 sources=['+'.join(sorted(r['sources'])) for r in recs])
 
 
-def table_of(recs: list[dict], cues, weights) -> dict:
-    """Per record: features, right (after the heading choice), hard rejection, and the old verdict."""
+def table_of(recs: list[dict], cues, weights, data) -> dict:
+    """Per record: features, right (after the heading choice), hard rejection, and the old verdict
+    (``data``: the set's folder)."""
     from autolabel_ros.fit.verify import points_outside_box
     d = decide(recs, cues, weights)
     X, right, tight, hard, old_acc, old_right, flips, old_flips = [], [], [], [], [], [], [], []
@@ -87,7 +107,7 @@ def table_of(recs: list[dict], cues, weights) -> dict:
     for r, c in zip(recs, d):
         k = c['index']
         a = r['alts'][k]
-        X.append(features_of(r, k, c['logit']))
+        X.append(features_of(r, k, c['logit'], data))
         boxes.append(a['box'])
         right.append(a['iou3d'] >= 0.5 and not c['flipped'])
         tight.append(a['iou3d'] >= 0.7 and not c['flipped'])
@@ -258,16 +278,21 @@ def main(argv=None):
     parts = {'procedural sim (train)': recs['sim'], 'Apollo scenes 0-19 (train)': ap_train,
              'Apollo scenes 20-39 (held out)': ap_test, 'KITTI 12 (held out)': recs['kitti'],
              'Apollo all 40': recs['apollo']}
-    tabs = {k: table_of(v, cues, weights) for k, v in parts.items()}
-    from benchmarks.clutter_dump import load as load_clutter
+    from benchmarks.clutter_dump import SETS as CLUTTER_SETS, load as load_clutter
+    from benchmarks.fit_dump import SETS as FIT_SETS
+    part_set = dict(zip(parts, ('sim', 'apollo', 'apollo', 'kitti', 'apollo')))
+    tabs = {k: table_of(v, cues, weights, FIT_SETS[part_set[k]][1]) for k, v in parts.items()}
     which = a.fused_labels
-    fused = {'procedural sim, fused prompts (train)': clutter_table(load_clutter('sim'), which),
-             'Apollo scenes 0-11, fused prompts (train)': clutter_table(load_clutter('apollo'), which)}
+    fused = {'procedural sim, fused prompts (train)':
+             clutter_table(load_clutter('sim'), CLUTTER_SETS['sim'][1], which),
+             'Apollo scenes 0-11, fused prompts (train)':
+             clutter_table(load_clutter('apollo'), CLUTTER_SETS['apollo'][1], which)}
     for t in fused.values():
         t['weight'] = a.fused_weight
     train = [tabs['procedural sim (train)'], tabs['Apollo scenes 0-19 (train)']] + list(fused.values())
     if load_clutter('kitti'):        # real clutter: a check, never trained on
-        fused['KITTI 12, fused prompts (held out)'] = clutter_table(load_clutter('kitti'), which)
+        fused['KITTI 12, fused prompts (held out)'] = clutter_table(load_clutter('kitti'),
+                                                                   CLUTTER_SETS['kitti'][1], which)
     X = np.concatenate([t['X'][~t['hard']] for t in train])
     y = np.concatenate([t['right'][~t['hard']] for t in train]).astype(float)
     w = np.concatenate([np.full(int((~t['hard']).sum()), t.get('weight', 1.0)) for t in train])

@@ -162,7 +162,7 @@ def test_accept_probability_is_monotone_in_every_feature():
     assert 0.0 < p0 < 1.0
     better = dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0, length_cover=1.0,
                   width_cover=1.0)
-    worse = dict(range_m=60.0, occluded_share=0.6, energy=0.4)
+    worse = dict(range_m=60.0, occluded_share=0.6, energy=0.4, see_through=0.1)
     for k, v in better.items():
         assert right_probability(accept_features(**dict(base, **{k: v}))) >= p0, k
     for k, v in worse.items():
@@ -185,7 +185,7 @@ def test_tight_probability_is_monotone_and_the_score_ranks_a_loose_label_below_a
     for k, v in dict(mask_iou=0.95, surface_ratio=1.0, n_points=250, heading_logit=2.0, length_cover=1.0,
                      width_cover=1.0).items():
         assert tight_probability(accept_features(**dict(base, **{k: v}))) >= t0, k
-    for k, v in dict(range_m=60.0, occluded_share=0.6, energy=0.4).items():
+    for k, v in dict(range_m=60.0, occluded_share=0.6, energy=0.4, see_through=0.1).items():
         assert tight_probability(accept_features(**dict(base, **{k: v}))) <= t0, k
     # being tight is rarer than being right: on the shipped models P(tight) < P(right) here
     assert t0 < right_probability(accept_features(**base))

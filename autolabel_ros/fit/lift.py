@@ -86,6 +86,15 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
 
 
+def split_ground(xyz: np.ndarray, cfg, rng: np.random.Generator):
+    """The frame's ground plane (None when none is found) and which scan points lie above it (by more
+    than ``ground.removal_height``; all of them without a plane). ``cfg``: the whole AutolabelConfig."""
+    ground = fit_ground(xyz, cfg.ground, rng)
+    nonground = np.ones(len(xyz), bool) if ground is None else \
+        ground.height_above(xyz) > cfg.ground.removal_height
+    return ground, nonground
+
+
 def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
          initialiser: Initialiser = init_object) -> FrameEvidence:
     """Evidence of the prompts whose clipped box is not None (``boxes[i]``), with masks ``masks[i]``
@@ -93,15 +102,13 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
     W, H = frame.width, frame.height
     rng = np.random.default_rng(cfg.seed)
     xyz = frame.xyz.astype(np.float64)
-    ground = fit_ground(xyz, cfg.ground, rng)
+    ground, nonground = split_ground(xyz, cfg, rng)
     pc = transform_points(frame.T_cam_lidar, xyz)
     uv, z = project(frame.K, pc)
     valid = (z > 0.5) & np.all(np.isfinite(uv), axis=1)
     uv_int = np.zeros((len(xyz), 2), np.int64)
     uv_int[valid] = np.floor(uv[valid]).astype(np.int64)
     valid &= (uv_int[:, 0] >= 0) & (uv_int[:, 0] < W) & (uv_int[:, 1] >= 0) & (uv_int[:, 1] < H)
-    nonground = np.ones(len(xyz), bool) if ground is None else \
-        ground.height_above(xyz) > cfg.ground.removal_height
     usable = valid & nonground
 
     # per prompt: mask, box and the box cues; then the objects nearest first, each taking only the

@@ -10,7 +10,7 @@ from autolabel_ros.fit.lift import ObjectEvidence
 from autolabel_ros.fit.optimize import ObjectFit
 from autolabel_ros.fit.verify import (accept_features, hypothesis_agreement, inside_share, label_score,
                                      occluded_share, point_cover, points_outside_box, right_probability,
-                                     surface_ratio, tight_probability)
+                                     see_through, surface_ratio, tight_probability)
 from autolabel_ros.shape.mesh import sdf_to_mesh
 
 
@@ -44,7 +44,8 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     decision reads the calibrated probability that the label is right (IoU >= 0.5, not flipped;
     :func:`autolabel_ros.fit.verify.right_probability` over mask IoU, LiDAR surface agreement, fit points,
     range, heading confidence, occluded share, energy, how much of the box's length and width the fit
-    points span, how decided the placement is among the fit's hypotheses; ``metrics['confidence']``):
+    points span, how decided the placement is among the fit's hypotheses, the share of scan rays that
+    pass through the car's lower body; ``metrics['confidence']``):
     accepted when it reaches ``verify.min_confidence`` and lifting found no reason to reject. score = the
     mean of it and P(tight) (IoU >= 0.7, ``metrics['p_tight']``), verify.label_score.
     ``cfg``: the whole AutolabelConfig."""
@@ -63,8 +64,9 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
     cover = point_cover(ev.init.points, box7)
     inside = inside_share(ev.init.points, box7)
     agree = hypothesis_agreement(f.pose, [(a.pose, a.energy) for a in (f.alternatives or [f])])
+    through = see_through(scan_pts, box7)
     feats = accept_features(iou, ratio, len(ev.init.points), float(np.linalg.norm(center[:2])), hlogit, occl,
-                            float(f.energy), *cover, *agree, terms=f.terms)
+                            float(f.energy), *cover, *agree, terms=f.terms, see_through=through)
     conf = right_probability(feats)
     p_tight = tight_probability(feats)
     reasons = list(ev.reasons)
@@ -79,7 +81,8 @@ def make_label(prompt, ev: ObjectEvidence, f: ObjectFit, shape, cfg, scan_pts: n
         reasons.append('points_outside_box')     # a car-sized box on part of something else
     init = ev.init
     metrics = dict(confidence=conf, p_tight=p_tight, mask_iou=iou, surface_ratio=ratio, n_near_points=n_near,
-                   length_cover=cover[0], width_cover=cover[1], inside_share=inside, hyp_gap=agree[0],
+                   length_cover=cover[0], width_cover=cover[1], inside_share=inside, see_through=through,
+                   hyp_gap=agree[0],
                    hyp_spread=agree[1], flip_margin=margin, heading_logit=hlogit, occluded_share=occl,
                    n_points=int(len(init.points)),
                    n_frustum=int(init.n_frustum), energy=f.energy, terms=f.terms,
