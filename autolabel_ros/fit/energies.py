@@ -161,18 +161,20 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
-    each object's points; an object without points gets 0). The free-space samples are looked up
-    without gradient first; only those inside the model (phi < 0, the others add exactly 0 to the
-    term and to its gradient) are looked up again with it, together with the points."""
+    each object's points; an object without points gets 0). The free-space samples are moved into the
+    object frames and looked up without gradient first; only those inside the model (phi < 0, the
+    others add exactly 0 to the term and to its gradient) are moved and looked up again with it,
+    together with the points (the pose's gradient runs through those rows only)."""
     B = pose.shape[0]
     lr = batch.lidar_rows
-    pts, w, hyp = lr.gathered(obj)                                  # Hq, 1 + K, 3; Hq; Hq
-    q = to_object_frame(pts, pose[hyp])                             # Hq, 1 + K, 3
-    Hq, K = q.shape[0], q.shape[1] - 1
+    pts, fsp, w, hyp = lr.gathered(obj)                             # Hq, 3; Hq, K, 3; Hq; Hq
+    Hq, K = fsp.shape[0], fsp.shape[1]
     with torch.no_grad():
-        r, k = (sdf.query(q[:, 1:], hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
-    phi = sdf.query(torch.cat([q[:, 0], q[r, 1 + k]])[:, None], torch.cat([hyp, hyp[r]]), codes, scales,
-                    vols)[:, 0]                                     # Hq + inside samples
+        q_fs = to_object_frame(fsp, pose[hyp])                      # Hq, K, 3
+        r, k = (sdf.query(q_fs, hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
+    hh = torch.cat([hyp, hyp[r]])
+    q = to_object_frame(torch.cat([pts, fsp[r, k]])[:, None], pose[hh])   # Hq + inside samples, 1, 3
+    phi = sdf.query(q, hh, codes, scales, vols)[:, 0]
     tau = cfg.lidar_robust
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
     fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w

@@ -204,7 +204,12 @@ class SdfModel(torch.nn.Module):
         if self.mode == 'shared':
             return g
         scale, offset = self._fold_affine(n_hyp)
-        return g * scale if direction else g * scale + offset[hyp]
+        if direction:
+            return g * scale
+        off = offset[hyp]
+        if off.dim() < g.dim():     # ``hyp`` per leading row: one offset broadcast over that row's points
+            off = off.view(off.shape[:-1] + (1,) * (g.dim() - off.dim()) + (3,))
+        return g * scale + off
 
     def _fold_affine(self, n_hyp: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`fold` as (3,) scales and (n_hyp, 3) offsets (z only), kept per stack size: three ops
@@ -241,14 +246,15 @@ class SdfModel(torch.nn.Module):
         smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
         across the calls of one iteration. Outside the grid box the distance to the box is added to
         the border value. Returns (R, T)."""
-        half = self.extent if scales is None else self.extent * scales[hyp][:, None, :]
+        # per hypothesis first, then per row: one gather each instead of per-row products
+        half = self.extent if scales is None else (self.extent * scales)[hyp][:, None, :]
         g = pts / half
         gc = g.clamp(-1.0, 1.0)
         outside = torch.linalg.norm((g - gc) * half, dim=-1)
-        phi = self.sample(self.fold(gc, hyp[:, None].expand(gc.shape[:2]), codes.shape[0]), hyp, codes, vols)
+        phi = self.sample(self.fold(gc, hyp, codes.shape[0]), hyp, codes, vols)
         phi = phi + outside
         if scales is not None:
-            phi = phi * scales[hyp].min(-1).values[:, None]
+            phi = phi * scales.min(-1).values[hyp][:, None]
         return phi
 
     def decode_full(self, code: np.ndarray) -> np.ndarray:
