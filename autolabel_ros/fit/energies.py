@@ -69,7 +69,7 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
         sx, sy = scales.unbind(1)[:2] if scales is not None else (1.0, 1.0)
         a, b, c0 = plane.unbind(1)
         coef = torch.stack([a * x + b * y + c0, sx * (a * c + b * s), sy * (b * c - a * s)], 1)
-        xy = sdf.bot_xy if cols is None else sdf.bot_xy[cols]
+        _, xy = sdf.bottom_columns(cols)
         under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
         return torch.where(valid, top - under, torch.full_like(zc, 1e3)), first
