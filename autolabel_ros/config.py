@@ -79,8 +79,7 @@ class DetectorConfig:
 @dataclass
 class FitConfig:
     """Differentiable fit (autolabel_ros/fit). Lengths in metres, angles in radians."""
-    iterations: int = param(72, 'Adam steps in all (0 = initialisation only; 80 fitted 10 % slower with the '
-                                'same accuracy, benchmarks/schedule_sweep.py)', min=0)
+    iterations: int = param(80, 'Adam steps in all (0 = initialisation only)', min=0)
     prune_after: int = param(30, 'steps with every heading hypothesis, then keep the best few (20 lost a '
                                  "pole-occluded car's heading, test_pipeline)", min=0)
     mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
