@@ -248,6 +248,18 @@ def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
     assert torch.allclose(c0, c1, atol=1e-6) and c0.abs().max() > 1e-3
 
 
+def test_bottom_columns_are_gathered_once_per_column_set(sdf):
+    """The ground search's column slab: the gathered columns of the full slab, kept for the same cols
+    tensor, gathered again for a new one (equal values or not)."""
+    cols = torch.tensor([3, 17, 40])
+    vol, xy = sdf.bottom_columns(cols)
+    assert torch.equal(vol, sdf.bot_vol_ck[:, cols]) and torch.equal(xy, sdf.bot_xy[cols])
+    assert sdf.bottom_columns(cols)[0] is vol
+    other = cols.clone()
+    assert sdf.bottom_columns(other)[0] is not vol and torch.equal(sdf.bottom_columns(other)[0], vol)
+    assert sdf.bottom_columns(None)[0] is sdf.bot_vol_ck
+
+
 def test_fold_is_the_stacked_volume_lookup(sdf):
     """fold's cached affine map puts hypothesis b's canonical point where grid_sample finds b's decoded
     volume in the stack: the folded lookup equals the lookup in b's own volume, for two stack sizes
@@ -263,6 +275,8 @@ def test_fold_is_the_stacked_volume_lookup(sdf):
                                           padding_mode='border', align_corners=True).view(5)
                             for r, h in enumerate(hyp.tolist())])
         assert torch.allclose(got, want, atol=1e-5)
+        # one hypothesis per row of points: the same folded coordinates, bit for bit
+        assert torch.equal(sdf.fold(pts, hyp, B), sdf.fold(pts, hyp[:, None].expand(40, 5), B))
         d = torch.randn(4, 3, generator=g)
         assert torch.allclose(sdf.fold(d, hyp[:4], B, direction=True)[:, 2] * (sdf.shape[0] * B - 1),
                               d[:, 2] * (sdf.shape[0] - 1))      # directions: scaled z only

@@ -106,13 +106,15 @@ class LidarRows:
         first = torch.cumsum(counts, 0) - counts
         return torch.arange(len(hyp), device=obj.device) - first[hyp] + self.starts[obj][hyp], hyp
 
-    def gathered(self, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The rows (Hq, 1 + K, 3), their weights (Hq,) and hypotheses (Hq,) of the hypotheses of
-        objects ``obj``: :meth:`of` applied, kept for the next call with the same ``obj`` tensor (the
-        optimiser passes one until it prunes; tensors passed here must not change in place)."""
+    def gathered(self, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The points (Hq, 3), their free-space samples (Hq, K, 3), weights (Hq,) and hypotheses (Hq,) of
+        the hypotheses of objects ``obj``: :meth:`of` applied, kept for the next call with the same
+        ``obj`` tensor (the optimiser passes one until it prunes; tensors passed here must not change in
+        place). Points and samples are separate contiguous blocks: the fit transforms them apart."""
         if self._last is None or self._last[0] is not obj:
             rows, hyp = self.of(obj)
-            self._last = (obj, (self.rows[rows], self.w[rows], hyp))
+            g = self.rows[rows]
+            self._last = (obj, (g[:, 0].contiguous(), g[:, 1:].contiguous(), self.w[rows], hyp))
         return self._last[1]
 
 

@@ -69,7 +69,7 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
         sx, sy = scales.unbind(1)[:2] if scales is not None else (1.0, 1.0)
         a, b, c0 = plane.unbind(1)
         coef = torch.stack([a * x + b * y + c0, sx * (a * c + b * s), sy * (b * c - a * s)], 1)
-        xy = sdf.bot_xy if cols is None else sdf.bot_xy[cols]
+        _, xy = sdf.bottom_columns(cols)
         under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
         return torch.where(valid, top - under, torch.full_like(zc, 1e3)), first
@@ -161,18 +161,20 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
 
 def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
-    each object's points; an object without points gets 0). The free-space samples are looked up
-    without gradient first; only those inside the model (phi < 0, the others add exactly 0 to the
-    term and to its gradient) are looked up again with it, together with the points."""
+    each object's points; an object without points gets 0). The free-space samples are moved into the
+    object frames and looked up without gradient first; only those inside the model (phi < 0, the
+    others add exactly 0 to the term and to its gradient) are moved and looked up again with it,
+    together with the points (the pose's gradient runs through those rows only)."""
     B = pose.shape[0]
     lr = batch.lidar_rows
-    pts, w, hyp = lr.gathered(obj)                                  # Hq, 1 + K, 3; Hq; Hq
-    q = to_object_frame(pts, pose[hyp])                             # Hq, 1 + K, 3
-    Hq, K = q.shape[0], q.shape[1] - 1
+    pts, fsp, w, hyp = lr.gathered(obj)                             # Hq, 3; Hq, K, 3; Hq; Hq
+    Hq, K = fsp.shape[0], fsp.shape[1]
     with torch.no_grad():
-        r, k = (sdf.query(q[:, 1:], hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
-    phi = sdf.query(torch.cat([q[:, 0], q[r, 1 + k]])[:, None], torch.cat([hyp, hyp[r]]), codes, scales,
-                    vols)[:, 0]                                     # Hq + inside samples
+        q_fs = to_object_frame(fsp, pose[hyp])                      # Hq, K, 3
+        r, k = (sdf.query(q_fs, hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
+    hh = torch.cat([hyp, hyp[r]])
+    q = to_object_frame(torch.cat([pts, fsp[r, k]])[:, None], pose[hh])   # Hq + inside samples, 1, 3
+    phi = sdf.query(q, hh, codes, scales, vols)[:, 0]
     tau = cfg.lidar_robust
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
     fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w

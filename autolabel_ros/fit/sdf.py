@@ -161,6 +161,7 @@ class SdfModel(torch.nn.Module):
         self.bot_vol_ck = self.bot_vol.transpose(1, 2).contiguous()            # 1+d, C, k (the search)
         self.bot_z = z.to(device)
         self.bot_xy = xy[keep].to(device)                                      # C, 2
+        self._bot_cols = None                                                  # bottom_columns' cache
 
     def bottom_heights(self, codes: torch.Tensor, cols: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -168,8 +169,19 @@ class SdfModel(torch.nn.Module):
         in the canonical frame, validity (B, C) (the column meets the shape in the slab) and the first
         inside node (B, C). Column c stands at canonical (x, y) = ``self.bot_xy[c]``. ``cols`` (K,):
         only those columns (the results are then (B, K))."""
-        vol = self.bot_vol_ck if cols is None else self.bot_vol_ck[:, cols]
+        vol, _ = self.bottom_columns(cols)
         return _lowest_crossings(vol, self.bot_z, codes)
+
+    def bottom_columns(self, cols: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slab (1+d, K, k) and the canonical (x, y) (K, 2) of columns ``cols`` (K,) (None: all of
+        them), kept for the next call with the same ``cols`` tensor (the fit searches one set for
+        ``fit.ground_refresh`` steps; tensors passed here must not change in place)."""
+        if cols is None:
+            return self.bot_vol_ck, self.bot_xy
+        kept = self._bot_cols          # one read: another thread's fit may replace it meanwhile
+        if kept is None or kept[0] is not cols:
+            kept = self._bot_cols = (cols, self.bot_vol_ck[:, cols], self.bot_xy[cols])
+        return kept[1:]
 
     def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
@@ -204,7 +216,12 @@ class SdfModel(torch.nn.Module):
         if self.mode == 'shared':
             return g
         scale, offset = self._fold_affine(n_hyp)
-        return g * scale if direction else g * scale + offset[hyp]
+        if direction:
+            return g * scale
+        off = offset[hyp]
+        if off.dim() < g.dim():     # ``hyp`` per leading row: one offset broadcast over that row's points
+            off = off.view(off.shape[:-1] + (1,) * (g.dim() - off.dim()) + (3,))
+        return g * scale + off
 
     def _fold_affine(self, n_hyp: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`fold` as (3,) scales and (n_hyp, 3) offsets (z only), kept per stack size: three ops
@@ -241,14 +258,15 @@ class SdfModel(torch.nn.Module):
         smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
         across the calls of one iteration. Outside the grid box the distance to the box is added to
         the border value. Returns (R, T)."""
-        half = self.extent if scales is None else self.extent * scales[hyp][:, None, :]
+        # per hypothesis first, then per row: one gather each instead of per-row products
+        half = self.extent if scales is None else (self.extent * scales)[hyp][:, None, :]
         g = pts / half
         gc = g.clamp(-1.0, 1.0)
         outside = torch.linalg.norm((g - gc) * half, dim=-1)
-        phi = self.sample(self.fold(gc, hyp[:, None].expand(gc.shape[:2]), codes.shape[0]), hyp, codes, vols)
+        phi = self.sample(self.fold(gc, hyp, codes.shape[0]), hyp, codes, vols)
         phi = phi + outside
         if scales is not None:
-            phi = phi * scales[hyp].min(-1).values[:, None]
+            phi = phi * scales.min(-1).values[hyp][:, None]
         return phi
 
     def decode_full(self, code: np.ndarray) -> np.ndarray:
