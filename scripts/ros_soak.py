@@ -138,12 +138,15 @@ def main(argv=None) -> int:
     per_minute = {}                        # the first sample of each minute
     for t, kb in samples:
         per_minute.setdefault(int(t // 60), kb)
+    minutes = _minute_summary(samples, ready_kb)
     report = {'minutes': a.minutes, 'rate': a.rate, 'exit_code': code, 'crashed': 'Traceback' in text,
               'rss_kb_at_ready': ready_kb,
+              # the target's figure: the median of the last minute's samples over ready
+              'rss_median_growth_last_minute': minutes[-1]['median_growth'] if minutes else None,
               'rss_mib_per_minute': {m: round(kb / 1024) for m, kb in per_minute.items()},
               'rss_growth_from_ready': ((samples[-1][1] - ready_kb) / ready_kb
                                         if samples and ready_kb else None),
-              'rss_minutes': _minute_summary(samples, ready_kb),
+              'rss_minutes': minutes,
               'rss_anon_minutes': _minute_summary(anon, ready_anon_kb),
               'rss_kb': samples, 'rss_anon_kb_at_ready': ready_anon_kb,
               'rss_anon_kb': anon, 'rss_growth_from_bag_start': growth_start,
