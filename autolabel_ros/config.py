@@ -324,6 +324,10 @@ class CssConfig:
     procrustes_handicap: float = param(0.0, "energy added to hybrid's Procrustes hypothesis at the fit's "
                                             'pruning: it goes on only where it beats the Segment-Lift-Fit '
                                             'hypotheses by this much (docs/SDFLABEL.md)', min=0.0)
+    procrustes_min_offset: float = param(0.5, "hybrid adds the Procrustes pose as a hypothesis only where "
+                                              'its centre is at least this far (m) from the LiDAR-lifted '
+                                              'hypothesis of the nearest heading: a nearer one starts the '
+                                              'fit where that one does (docs/SDFLABEL.md)', min=0.0)
     nocs_loss: list = param(['none'], "methods whose fit adds SDFLabel's surfel losses against the "
                                       'predicted NOCS (fit.w_nocs, fit.w_surfel3d); none (default) = no '
                                       'method: at weight 1 they cost AP3D@0.7 on the simulator sets '

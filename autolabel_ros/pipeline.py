@@ -179,7 +179,7 @@ class Autolabeler:
         preds = self.css.predict(frame.image, [o.mask for o in evidence.objects])
         ev, cues, _ = css_evidence(evidence, frame, preds, self.cfg.method, self.cfg.seed,
                                    self.cfg.css.ransac_iters, self.cfg.css.inlier_m,
-                                   self.cfg.css.procrustes_handicap)
+                                   self.cfg.css.procrustes_handicap, self.cfg.css.procrustes_min_offset)
         return ev, cues, preds
 
     def _masks(self, frame, prompts, boxes, given) -> list:

@@ -9,7 +9,9 @@ predictions under CACHE/pred/hybrid_cars <tag> <variant>), prints each variant's
 the variants' 3D IoU differ, the IoU, heading error and winning hypothesis of each (P = the Procrustes
 hypothesis, the last of hybrid's), and the cars whose IoU crosses 0.7 between slf and another variant.
 Variants: slf, hybrid, hybrid-no-procrustes (the tie-break cue alone: slf's hypotheses, css in the
-cues), hybrid-no-cue (the Procrustes hypothesis alone: w_css 0), or ``METHOD:sec.key=JSON;...``.
+cues), hybrid-no-cue (the Procrustes hypothesis alone: w_css 0), hybrid-every-procrustes (no
+lifted-hypothesis gate, css.procrustes_min_offset 0), or ``METHOD:sec.key=JSON;...``. The dump
+(CACHE/pred/hybrid_cars TAG.json) keeps per car the Procrustes diagnostics (css/hypotheses.py).
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ VARIANTS = {
     'hybrid-no-procrustes': {'method': 'slf', 'css': {'cue_tiebreak': ['slf']},
                              'fit': {'heading_cues': '+css'}},
     'hybrid-no-cue': {'method': 'hybrid', 'fit': {'w_css': 0.0}},
+    # every Procrustes pose found becomes a hypothesis (no lifted-hypothesis gate): for the offline
+    # sweeps of benchmarks/hybrid_prune_sweep.py
+    'hybrid-every-procrustes': {'method': 'hybrid', 'css': {'procrustes_min_offset': 0.0}},
 }
 
 
@@ -64,10 +69,28 @@ def label_variant(data: Path, dataset: str, frames: list, name: str, tag: str) -
     out = run_all.CACHE / 'pred' / f'hybrid_cars {tag} {name}'
     seg = run_all.CachedSegmenter(al, f'{dataset}_gt-boxes')
     al._segmenter = seg
+    import autolabel_ros.css.hypotheses as css_hyp
+    from autolabel_ros.io.kitti import KittiObjectDataset
+    ds, css_evidence, seen = KittiObjectDataset(data), css_hyp.css_evidence, []
+
+    def recording(evidence, *args, **kw):      # keeps the Procrustes diagnostics of each object
+        ev, cues, info = css_evidence(evidence, *args, **kw)
+        seen.extend(zip([o.index for o in evidence.objects], info))
+        return ev, cues, info
     insts = []
-    for fid in frames:
-        seg.fid = fid
-        insts += label_frames(data, out, 'gt-boxes', [fid], None, 'sam', False, al)['instances']
+    css_hyp.css_evidence = recording
+    try:
+        for fid in frames:
+            seg.fid = fid
+            seen.clear()
+            got = label_frames(data, out, 'gt-boxes', [fid], None, 'sam', False, al)['instances']
+            ids = [int(p.id) for p in ds.prompts(fid, mode='gt-boxes', seed=al.cfg.seed)]
+            info = {ids[k]: d for k, d in seen}
+            for i in got:
+                i['procrustes'] = info.get(int(i['id']))
+            insts += got
+    finally:
+        css_hyp.css_evidence = css_evidence
     res = evaluate(data / 'label_2', out, frames)
     cars = car_records(data / 'label_2', out, frames, insts)
     by, n_in = {}, {}
@@ -79,6 +102,7 @@ def label_variant(data: Path, dataset: str, frames: list, name: str, tag: str) -
         hyps = i.get('hypotheses') or []
         c['hyp'], c['n_hyp'], c['pred_line'] = i.get('hypothesis'), len(hyps), i.get('pred_line')
         c['hyp_energies'] = hyps        # per initial hypothesis: yaw0, energy_pruning, energy_final
+        c['procrustes'] = i.get('procrustes')      # css_evidence's diagnostics (methods with CSS)
     return res, cars
 
 

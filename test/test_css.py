@@ -173,7 +173,18 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
     out, _, _ = css_evidence(ev, sf.frame, preds, 'hybrid', handicap=0.25)
     assert np.array_equal(out.objects[dense[0]].init.prune_bias, np.r_[np.zeros(n_hyp), 0.25])
     assert css_evidence(ev, sf.frame, preds, 'hybrid')[0].objects[dense[0]].init.prune_bias is None
-    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'hybrid', 'css': {'procrustes_handicap': 1e6}}))
+    # the lifted-hypothesis gate (css.procrustes_min_offset): the pose is still found and reported, but a
+    # gate beyond its offset keeps it out of the hypotheses; at exactly its offset it goes in
+    k = dense[0]
+    info = css_evidence(ev, sf.frame, preds, 'hybrid')[2]
+    dxy = info[k]['dxy']
+    assert info[k]['added'] and 0 <= dxy < 3 and 0 <= info[k]['dyaw'] <= np.pi / 4
+    out, _, gated = css_evidence(ev, sf.frame, preds, 'hybrid', min_offset=dxy + 0.01)
+    assert gated[k]['procrustes'] and not gated[k]['added'] and len(out.objects[k].init.yaw) == n_hyp
+    out, _, gated = css_evidence(ev, sf.frame, preds, 'hybrid', min_offset=dxy)
+    assert gated[k]['added'] and len(out.objects[k].init.yaw) == n_hyp + 1
+    al = Autolabeler(from_dict({'device': 'cpu', 'method': 'hybrid',
+                                'css': {'procrustes_handicap': 1e6, 'procrustes_min_offset': 0.0}}))
     with torch_threads(1):
         res = al.label(sf.frame, [prompts[k] for k in dense], [masks[k] for k in dense])
     for lab, k in zip(res.labels, dense):
@@ -181,6 +192,22 @@ def test_css_hypotheses_and_cues_in_the_fit(sim_frame):
         assert len(hyps) == n_hyp + 1 and lab.metrics['hypothesis'] < n_hyp
         assert hyps[-1]['energy_final'] is None                 # pruned: never fitted to the end
         assert abs(np.degrees(wrap_angle(lab.yaw - sf.gt[k].yaw))) < 10
+
+
+def test_lift_agreement_compares_with_the_lifted_hypothesis_of_the_nearest_heading():
+    from autolabel_ros.css.hypotheses import lift_agreement
+    from autolabel_ros.fit.init import ObjectInit
+    from autolabel_ros.fit.procrustes import Similarity
+    yaw = 0.3 + np.arange(4) * np.pi / 2
+    xyz = np.array([[10.0, 0, 0], [11.0, 0, 0], [12.0, 0, 0], [13.0, 0, 0]])
+    init = ObjectInit(np.zeros((0, 3)), xyz, yaw, 10.0, 0)
+    # 0.1 rad past the third heading (0.3 + pi), centre 0.5 m beside that hypothesis' centre
+    sim = Similarity(4.5, 0.3 + np.pi + 0.1 - 2 * np.pi, np.array([12.0, 0.5, 0.7]), np.ones(5, bool))
+    got = lift_agreement(init, sim)
+    assert got['dyaw'] == pytest.approx(0.1) and got['dxy'] == pytest.approx(0.5)
+    # half way between two headings: the axes disagree by the most there is (45 deg)
+    sim = Similarity(4.5, 0.3 + np.pi / 4, np.array([10.0, 0, 0]), np.ones(5, bool))
+    assert lift_agreement(init, sim)['dyaw'] == pytest.approx(np.pi / 4)
 
 
 def test_css_is_one_of_the_heading_cues_of_segment_lift_fit(sim_frame):
