@@ -36,7 +36,7 @@ DETECTOR_BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet'
 ENERGIES = ('mask', 'lidar', 'ground', 'nocs', 'surfel3d')
 # fit/heading.py
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
-                'end_look', 'mean_box')
+                'end_look', 'mean_box', 'hidden_shape')
 METHODS = ('slf', 'sdflabel', 'hybrid')
 
 
@@ -127,7 +127,7 @@ class FitConfig:
     w_surfel3d: float = param(1.0, "weight of SDFLabel's 3D loss, surfels to the nearest LiDAR point (with "
                                    'the NOCS loss)', min=0.0)
     heading_cues: list = param(['lamps', 'headlamps', 'profile', 'neighbours', 'lane', 'end_look',
-                                'mean_box'],
+                                'mean_box', 'hidden_shape'],
                                'front/back cues of the heading choice (fit/heading.py; none = the fit energy '
                                'alone); the default = the cues that pay on the simulator sets '
                                '(benchmarks/heading_cues.py --search)', items=HEADING_CUES + ('none',))
@@ -149,6 +149,9 @@ class FitConfig:
     w_mean_box: float = param(0.05, "front/back cue weight: the label's 2D box against the image box of the "
                                     "prior's mean shape at each hypothesis (fit/heading.py mean_box_cues)",
                               min=0.0)
+    w_hidden_shape: float = param(0.2, 'front/back cue weight: how far out in the prior the fitted shape '
+                                       'code lies, for cars that nearer objects mostly hide (fit/heading.py '
+                                       'hidden_gate)', min=0.0)
     w_css: float = param(0.5, "front/back cue weight: the CSS network's NOCS (css/cue.py; on with methods "
                               'hybrid and sdflabel, or with css in heading_cues)', min=0.0)
     w_select_iou: float = param(0.0, 'final choice between hypotheses: weight of (1 - fine mask IoU)',

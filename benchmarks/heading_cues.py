@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.fit_dump import SETS, dump_dir, load  # noqa: E402
 
 ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
-            'end_look', 'mean_box')
+            'end_look', 'mean_box', 'hidden_shape')
 # bump when what cue_records computes changes (the cached cue values are recomputed)
-CUES_VERSION = 3
+CUES_VERSION = 4
 NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
 
 
@@ -198,7 +198,8 @@ def default_weights() -> dict:
     fc = from_dict({}).fit
     return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
             'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-            'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box}
+            'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box,
+            'hidden_shape': fc.w_hidden_shape}
 
 
 def rows(weights: dict) -> list[tuple[str, list]]:
@@ -234,7 +235,7 @@ GRID = {'lamps': [0.01, 0.02, 0.05, 0.1, 0.2], 'headlamps': [0.005, 0.01, 0.02, 
         'profile': [0.01, 0.02, 0.05, 0.1, 0.2], 'neighbours': [0.005, 0.01, 0.02, 0.05],
         'lane': [0.005, 0.01, 0.02, 0.05, 0.1],
         'css': [0.01, 0.02, 0.05, 0.1, 0.2], 'end_look': [0.005, 0.01, 0.02, 0.05, 0.1],
-        'mean_box': [0.02, 0.05, 0.1, 0.2, 0.5]}
+        'mean_box': [0.02, 0.05, 0.1, 0.2, 0.5], 'hidden_shape': [0.05, 0.1, 0.2, 0.3, 0.4]}
 
 
 def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:

@@ -523,7 +523,8 @@ def offline_profile(summary: dict) -> dict:
             'write_cpu_s': write_cpu, 'write_cpu_share': write_cpu / total if total else None,
             'label_main_cpu_s': cpu('label.read') + cpu('label.save') + cpu('label.stream'),
             'worker_rss_mb': w.get('rss_mb'), 'task_mb': w.get('task_mb'), 'result_mb': w.get('result_mb'),
-            'phases': ph}
+            'idle_share': run.get('schedule', {}).get('idle_share'), 'phases': ph,
+            'schedule': run.get('schedule')}
 
 
 def offline_throughput(n_frames: int, n_raw: int = 20, which: str = 'sim,kitti_raw',
@@ -580,7 +581,17 @@ def offline_profile_line(p: dict) -> str:
             f'{_f(g("models_cpu_s"))}, writing {_f(g("write_cpu_s"))} '
             f'({_f(100 * (g("write_cpu_share") or float("nan")))} %), main during labelling '
             f'{_f(g("label_main_cpu_s"))}; worker RSS {_f(g("worker_rss_mb"), ".0f")} MB; '
-            f'{_f(g("task_mb"))} MB per frame to a worker, {_f(g("result_mb"))} MB back')
+            f'{_f(g("task_mb"))} MB per frame to a worker, {_f(g("result_mb"))} MB back; workers idle '
+            f'{_f(100 * (g("idle_share") if g("idle_share") is not None else float("nan")))} % of the '
+            f'labelling ({schedule_line(g("schedule"))})')
+
+
+def schedule_line(s) -> str:
+    """Per worker: seconds to its first frame, in frames, waiting between frames, idle at the end."""
+    if not s:
+        return 'no schedule'
+    return '; '.join(f'worker {k}: start {_f(w["start_s"])}, busy {_f(w["busy_s"])}, gaps {_f(w["gap_s"])}, '
+                     f'tail {_f(w["tail_s"])} s' for k, w in enumerate(s['workers']))
 
 
 # --------------------------------------------------------------------------------------- report

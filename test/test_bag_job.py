@@ -116,9 +116,14 @@ def test_interrupted_then_resumed_run_is_byte_identical(inputs, reference, tmp_p
 
 
 def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path):
-    run_job(_job(inputs, tmp_path / 'w2', workers=2))
+    summary = run_job(_job(inputs, tmp_path / 'w2', workers=2))
     tree, ref = output_tree(tmp_path / 'w2'), reference[2]
     assert [k for k in ref if tree.get(k) != ref[k]] == []
+    # the schedule: the 3 frames ran on the worker processes (not here), inside the labelling
+    sched = summary['run']['schedule']
+    assert sum(w['frames'] for w in sched['workers']) == 3 and 1 <= len(sched['workers']) <= 2
+    assert 0 < sched['span_s'] <= summary['run']['phases']['label']['wall_s']
+    assert 0.0 <= sched['idle_share'] < 1.0
 
 
 def test_ray_local_two_cpus_gives_the_same_outputs(inputs, reference, tmp_path):
@@ -172,3 +177,10 @@ def test_the_summary_says_where_the_time_went(reference):
     assert 0 < w['frame_cpu_s'] + w['models_cpu_s'][0] <= ph['label']['cpu_s'] + 1e-6
     assert w['rss_mb'] > 100 and w['task_mb'] > 0.05 and w['result_mb'] > 0
     assert run['usage']['main_cpu_s'] >= ph['label']['cpu_s']
+    # the schedule: one worker (this process) busy with its 3 frames, nothing after its last one
+    (me,) = run['schedule']['workers']
+    assert me['frames'] == 3 and me['tail_s'] == 0.0 and me['start_cpu_s'] > 0
+    assert 0 < me['busy_s'] <= run['schedule']['span_s'] <= ph['label']['wall_s']
+    assert me['start_s'] + me['busy_s'] + me['gap_s'] == pytest.approx(run['schedule']['span_s'])
+    # the records saved carry no schedule entry (their bytes do not depend on when a frame ran)
+    assert all('span' not in json.loads(p.read_text()) for p in (reference[0] / '.frames').glob('0*.json'))

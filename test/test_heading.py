@@ -276,7 +276,7 @@ def test_profile_cue_reads_the_near_end_and_opposes_a_flip_pair():
 def test_heading_logit_weighs_the_flip_pair_terms():
     f = _pair(10, 0, 0.0, 0.10, 0.13, 0)
     alts = f.alternatives
-    coef = (10.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    coef = (10.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert len(coef) == len(heading.LOGIT_TERMS)
     assert heading.heading_logit(alts, 0, coef) == pytest.approx(0.3)
     assert heading.heading_logit(alts, 1, coef) == pytest.approx(-0.3)

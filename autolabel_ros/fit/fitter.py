@@ -29,7 +29,8 @@ import torch
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
 from autolabel_ros.fit.end_look import end_look_cues
 from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
-                                      mean_box_cues, mean_shape_residuals, profile_cue, redness, whiteness)
+                                      hidden_gate, mean_box_cues, mean_shape_residuals, profile_cue, redness,
+                                      whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -134,7 +135,8 @@ class Fitter:
         fc = self.cfg
         return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
                 'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box}
+                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box,
+                'hidden_shape': fc.w_hidden_shape}
 
     def mean_unit_vertices(self) -> np.ndarray:
         """The prior's mean shape as mesh vertices (canonical frame) scaled into a unit box (computed
@@ -197,6 +199,10 @@ class Fitter:
                                      occluded_share(o.nearer, o.box2d), mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
+            if 'hidden_shape' in cues:
+                gate = hidden_gate(occluded_share(o.nearer, o.box2d))
+                for a in alts:
+                    a.terms['cue_hidden_shape'] = gate * float(a.terms.get('shape', 0.0))
             if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence
                 vals = mean_box_cues(self.mean_unit_vertices(), [a.pose for a in alts], self.cue_sizes(alts),
                                      frame.K, frame.T_cam_lidar, frame.image.shape[:2], o.box2d)

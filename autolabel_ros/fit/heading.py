@@ -53,6 +53,13 @@ The cues:
   whose box is amodal (``fit.lift.is_amodal``: drawn by a person or ground truth; not a detector's,
   a LiDAR proposal's or clicks' mask box) get it.
 
+- ``hidden_shape``: the ``shape_code`` cue for a mostly hidden car. Behind a nearer car the fit has a
+  sliver of silhouette (often a mask that spills onto the nearer car) and a handful of points, and the
+  energies of a flip pair differ by what that noise favours; the prior still knows that a car explained
+  backwards needs a mirrored, far-out shape code. So the shape term (``mean (code / stdev)^2``) counts
+  again, ramped in by the share of the 2D box that nearer objects hide (:func:`hidden_gate`: 0 up to
+  ``HIDDEN_FROM``, full from ``HIDDEN_FULL``; the end-look cue fades out over about the same range).
+
 Each cue's value sits in ``ObjectFit.terms['cue_<name>']`` of every surviving hypothesis.
 
 The choice's confidence, ``terms['heading_logit']`` (:func:`heading_logit`, an input of the accept
@@ -71,7 +78,7 @@ from autolabel_ros.core.geometry import box_iou, project, rot_z, transform_point
 from autolabel_ros.fit.rays import to_object_frame
 
 HEADING_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighbours', 'lane', 'css',
-                'end_look', 'mean_box')
+                'end_look', 'mean_box', 'hidden_shape')
 # colour cues: contrast (0-255 scale) above the paint below the dead zone is no evidence (camera
 # colour fringes and chrome reach ~20 in real images); the cue saturates at dead zone + SPAN
 RED_DEAD_ZONE = 25.0
@@ -93,6 +100,10 @@ PARALLEL_DEG = 20.0
 LANE_RANGE = 40.0            # m
 LANE_HALF_WIDTH = 1.75       # m
 LANE_POINTS = 60.0
+# the hidden_shape cue: the occluded share of the 2D box over which it ramps in (chosen with its weight
+# on the two simulator sets, benchmarks/heading_cues.py; 0.2-0.6 and 0.3-0.9 give the same counts)
+HIDDEN_FROM = 0.3
+HIDDEN_FULL = 0.7
 # the paint's colour: this percentile of redness / whiteness over the mask (glass and tyres are
 # darker, lamps a small part). A shaded red body reaches redder than its upper quartile: 85 rather
 # than 75 halved the red-lamp cue's wrong calls on the ApolloCar3D set and kept 90 % of its right
@@ -166,6 +177,12 @@ def colour_cues(pose, size, frame, mask: np.ndarray, cam: np.ndarray, red: np.nd
     rear_evidence = spot_contrast(red, mask, spots, red_base, RED_DEAD_ZONE)
     front_evidence = spot_contrast(white, mask, spots, white_base, WHITE_DEAD_ZONE)
     return front * rear_evidence * vis, -front * front_evidence * vis
+
+
+def hidden_gate(occluded: float) -> float:
+    """0..1: how much the hidden_shape cue counts for an object with the ``occluded`` share of its 2D box
+    hidden by nearer objects."""
+    return float(np.clip((occluded - HIDDEN_FROM) / (HIDDEN_FULL - HIDDEN_FROM), 0.0, 1.0))
 
 
 def mean_shape_residuals(shape, poses: np.ndarray, scales: np.ndarray | None, points: np.ndarray,
@@ -252,7 +269,7 @@ def mean_box_cues(unit_vertices: np.ndarray, poses, sizes, K: np.ndarray, T_cam_
 
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
 LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane',
-               'end_look', 'mean_box')
+               'end_look', 'mean_box', 'hidden_shape')
 
 
 def logit_terms(a) -> np.ndarray:

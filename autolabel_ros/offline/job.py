@@ -22,9 +22,9 @@ import numpy as np
 from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.io.bags import BagError, BagSource
 from autolabel_ros.offline.annotations import AnnotationCache, annotation_messages, record_annotations
-from autolabel_ros.offline.phases import PhaseClock, process_usage, worker_summary
+from autolabel_ros.offline.phases import PhaseClock, process_usage, schedule_summary, worker_summary
 from autolabel_ros.offline.store import FrameStore, atomic_write_bytes, atomic_write_text, canonical_json
-from autolabel_ros.offline.worker import FrameTask, label_from_dict
+from autolabel_ros.offline.worker import SPAN_KEY, FrameTask, label_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -189,12 +189,13 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo),
                  len(todo))
         clock.add('start', time.perf_counter() - t_start, time.process_time() - clock.cpu['before_run'])
-        labelled = []
+        labelled, spans = [], []
         streamed = StreamedOutputs(job, len(refs), clock)
         try:
+            t_label = time.monotonic()
             with clock('label'):
                 failures = _label(job, cfg, source, todo, mode, calib, store, on_frame, clock, labelled,
-                                  streamed.on_saved)
+                                  streamed.on_saved, spans)
             wall = time.perf_counter() - t_start
             failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
                          for i, reason in source.stats.corrupt_frames]
@@ -205,7 +206,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                                          len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
                                          'wall_s': wall,
                                          'frames_per_s': (len(todo) / wall) if todo and wall > 0 else None,
-                                         'workers_side': worker_summary(labelled)},
+                                         'workers_side': worker_summary(labelled),
+                                         'schedule': schedule_summary(spans, t_label, job.workers)},
                                clock=clock, streamed=streamed)
         finally:
             streamed.close()
@@ -286,11 +288,11 @@ def _file_hash(path) -> Optional[str]:
 
 
 def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, labelled=None,
-           on_saved=None) -> list[dict]:
+           on_saved=None, spans=None) -> list[dict]:
     """Label the frames still to do; persists each result as it arrives. Returns worker failures.
     ``clock`` gets the main process' reading (``label.read``) and saving (``label.save``) time;
-    ``labelled`` the records of the frames labelled; ``on_saved(record, arrays)`` is called after
-    each frame is saved."""
+    ``labelled`` the records of the frames labelled; ``spans`` when and on which worker each frame
+    ran; ``on_saved(record, arrays)`` is called after each frame is saved."""
     from tqdm import tqdm
 
     from autolabel_ros.config import to_dict
@@ -327,6 +329,9 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     try:
         for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray,
                                         threads=job.threads):
+            span = record.pop(SPAN_KEY, None)
+            if span is not None and spans is not None:
+                spans.append(span)
             if arrays is None:
                 failures.append(record)
             else:

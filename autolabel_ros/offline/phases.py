@@ -47,3 +47,29 @@ def worker_summary(records: list) -> dict:
             'rss_mb': max((x.get('worker_rss_mb', 0.0) for x in t), default=0.0),
             'task_mb': sum(x.get('task_mb', 0.0) for x in t) / max(1, len(t)),
             'result_mb': sum(x.get('result_mb', 0.0) for x in t) / max(1, len(t))}
+
+
+def schedule_summary(spans: list, origin: float, workers: int) -> dict:
+    """How busy the workers were while labelling, from each frame's ``span`` (worker id, monotonic
+    start and end of the call, its first frame's model load included) and ``origin`` (the labelling's
+    start). ``span_s``: origin to the last frame's end; per worker: ``start_s`` (origin to its first
+    frame: process start and imports), ``busy_s`` (in frames), ``gap_s`` (waiting between frames for
+    a task) and ``tail_s`` (idle after its last frame until the last worker ended); ``idle_share``:
+    the share of ``workers x span_s`` not spent in frames, what more workers cannot split."""
+    if not spans:
+        return {}
+    end = max(s['end'] for s in spans)
+    span = end - origin
+    per: dict = {}
+    for s in sorted(spans, key=lambda s: s['start']):
+        per.setdefault(s['worker'], []).append(s)
+    rows = []
+    for mine in per.values():
+        busy = sum(s['end'] - s['start'] for s in mine)
+        rows.append({'frames': len(mine), 'start_s': mine[0]['start'] - origin,
+                     'start_cpu_s': mine[0].get('cpu', 0.0), 'busy_s': busy,
+                     'gap_s': mine[-1]['end'] - mine[0]['start'] - busy, 'tail_s': end - mine[-1]['end']})
+    n = max(workers, len(rows))
+    busy = sum(r['busy_s'] for r in rows)
+    return {'span_s': span, 'workers': rows,
+            'idle_share': 1.0 - busy / (n * span) if span > 0 else None}

@@ -7,6 +7,7 @@ before every frame: a frame's result does not depend on which worker ran it or o
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 BEV_MAX_POINTS = 20000    # LiDAR points kept per frame for the report's bird's-eye views
 BEV_RANGE_M = 80.0
+SPAN_KEY = 'span'         # a returned record's schedule entry, removed before the record is saved
 
 
 @dataclass
@@ -125,12 +127,18 @@ class FrameLabeler:
         return self._labeler, self._detector
 
     def __call__(self, task: FrameTask):
+        start, cpu = time.monotonic(), time.process_time()
         try:
-            return self._run(task)
+            record, arrays = self._run(task)
         except Exception as e:   # one bad frame must not stop the job: reported and skipped
             log.warning('frame %s failed: %s', task.name, e)
-            return {'index': task.index, 'name': task.name, 'error': f'{type(e).__name__}: {e}',
-                    'traceback': traceback.format_exc(limit=5)}, None
+            record, arrays = {'index': task.index, 'name': task.name, 'error': f'{type(e).__name__}: {e}',
+                              'traceback': traceback.format_exc(limit=5)}, None
+        # when and where the frame ran (the system-wide monotonic clock, comparable across the local
+        # workers): the job takes it off the record for the run's schedule (phases.schedule_summary)
+        # (``cpu``: the process' CPU seconds before the frame, its start-up's for a first frame)
+        record[SPAN_KEY] = {'worker': os.getpid(), 'start': start, 'end': time.monotonic(), 'cpu': cpu}
+        return record, arrays
 
     def _run(self, task: FrameTask):
         timings = {}
