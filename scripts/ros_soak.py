@@ -7,8 +7,10 @@ resident memory over time and its statistics lines (processing, publish time, la
 The launch file runs with the simulator's ground-truth 2D boxes as prompts (detector:=external),
 use_sim_time and no RViz; ``ros2 bag play --clock --loop`` feeds it. Memory is read from
 /proc/<pid>/status when the fitter says it is ready (loaded and warmed up, nothing received yet) and
-every 10 s after (VmRSS and RssAnon); the growth is reported from ready, from the bag's start and
-from the end of the first minute, to the end, with the sample at each full minute.
+every ``--interval`` s after (VmRSS and RssAnon); the growth is reported from ready, from the bag's
+start and from the end of the first minute, to the end, with the sample at each full minute, and per
+minute the lowest, median and highest sample with the median's growth over ready (the robust figure:
+a fit in progress faults its working set in, so one sample lands anywhere in a ~100 MiB band).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +33,18 @@ def _rss_kb(pid: int, field: str = 'VmRSS') -> int:
         if line.startswith(f'{field}:'):
             return int(line.split()[1])
     return 0
+
+
+def _minute_summary(samples: list, ready_kb: int | None) -> list[dict]:
+    """Per minute of the run: lowest, median and highest sample (MiB) and the median's growth over ready."""
+    out = []
+    for m in sorted({int(t // 60) for t, _ in samples}):
+        v = sorted(kb for t, kb in samples if int(t // 60) == m)
+        med = statistics.median(v)
+        out.append({'minute': m, 'samples': len(v), 'min_mib': round(v[0] / 1024),
+                    'median_mib': round(med / 1024), 'max_mib': round(v[-1] / 1024),
+                    'median_growth': round((med - ready_kb) / ready_kb, 4) if ready_kb else None})
+    return out
 
 
 def _fitter_pid(session_id: int) -> int | None:
@@ -58,6 +73,7 @@ def main(argv=None) -> int:
     p.add_argument('--minutes', type=float, default=10.0)
     p.add_argument('--rate', type=float, default=1.0, help='bag play rate (1.0 = recorded, 10 Hz)')
     p.add_argument('--params', help='params YAML (default: the installed one)')
+    p.add_argument('--interval', type=float, default=2.0, help='seconds between memory samples')
     p.add_argument('--out', default='soak.json')
     p.add_argument('--log', default='soak_launch.log')
     a = p.parse_args(argv)
@@ -92,7 +108,7 @@ def main(argv=None) -> int:
             t = round(time.monotonic() - start, 1)
             samples.append((t, _rss_kb(pid)))
             anon.append((t, _rss_kb(pid, 'RssAnon')))
-            time.sleep(10)
+            time.sleep(a.interval)
     finally:
         if play is not None:
             os.killpg(play.pid, signal.SIGINT)
@@ -119,12 +135,19 @@ def main(argv=None) -> int:
     received = {t: int(n) for t, n in re.findall(r'(\S+) (\d+)', final.group(3))} if final else {}
     # the looped bag sends every topic equally often: a topic behind the others lost messages on the way
     lost = {t: max(received.values()) - n for t, n in received.items()} if received else {}
-    per_minute = {int(t // 60): kb for t, kb in samples if t % 60 < 10}    # the sample at each full minute
+    per_minute = {}                        # the first sample of each minute
+    for t, kb in samples:
+        per_minute.setdefault(int(t // 60), kb)
+    minutes = _minute_summary(samples, ready_kb)
     report = {'minutes': a.minutes, 'rate': a.rate, 'exit_code': code, 'crashed': 'Traceback' in text,
               'rss_kb_at_ready': ready_kb,
+              # the target's figure: the median of the last minute's samples over ready
+              'rss_median_growth_last_minute': minutes[-1]['median_growth'] if minutes else None,
               'rss_mib_per_minute': {m: round(kb / 1024) for m, kb in per_minute.items()},
               'rss_growth_from_ready': ((samples[-1][1] - ready_kb) / ready_kb
                                         if samples and ready_kb else None),
+              'rss_minutes': minutes,
+              'rss_anon_minutes': _minute_summary(anon, ready_anon_kb),
               'rss_kb': samples, 'rss_anon_kb_at_ready': ready_anon_kb,
               'rss_anon_kb': anon, 'rss_growth_from_bag_start': growth_start,
               'rss_growth_after_first_minute': growth,
@@ -134,7 +157,8 @@ def main(argv=None) -> int:
                                         'lat_max', 'total', 'objects', 'dropped'), s)) for s in stats],
               'final': final.group(0) if final else None}
     Path(a.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: v for k, v in report.items() if k not in ('rss_kb', 'stats_lines')}, indent=1))
+    brief = {k: v for k, v in report.items() if k not in ('rss_kb', 'rss_anon_kb', 'stats_lines')}
+    print(json.dumps(brief, indent=1))
     return 0 if code == 0 and not report['crashed'] else 1
 
 

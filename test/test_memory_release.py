@@ -56,3 +56,47 @@ def test_freed_message_sized_buffers_stay_resident_until_released():
     assert released == 'True'
     assert freed > full - 10, f'the freed 45 MB should stay resident: {full:.0f} -> {freed:.0f} MB'
     assert after < freed - 35, f'released: {freed:.0f} -> {after:.0f} MB'
+
+
+# In a fresh process (glibc's mmap threshold still at its 128 KiB start, as while a node warms up): on
+# a thread, 30 buffers of 1.5 MB are written, a small buffer pins the arena's top, all 30 are freed.
+# By default each of them was mmap-ed and goes back at free; with the thresholds settled (as the nodes
+# do before their warm-up) they come from the arena and stay resident, as a real frame's do later.
+SETTLE_SCRIPT = r'''
+import sys, threading
+from autolabel_ros.core.memory import settle_malloc_thresholds
+
+def rss_mb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+
+out = {'settled': settle_malloc_thresholds() if sys.argv[1] == 'settle' else None}
+def work():
+    bufs = [bytearray(3 << 19) for _ in range(30)]
+    pin = bytearray(200_000)
+    out['full'] = rss_mb()
+    del bufs
+    out['freed'] = rss_mb()
+    out['pin'] = len(pin)
+t = threading.Thread(target=work)
+t.start()
+t.join()
+print(out['settled'], out['full'], out['freed'])
+'''
+
+
+@pytest.mark.skipif(not GLIBC, reason='glibc only (mallopt)')
+def test_settled_thresholds_keep_a_warm_up_sized_working_set_resident():
+    got = {}
+    for mode in ('default', 'settle'):
+        res = subprocess.run([sys.executable, '-c', SETTLE_SCRIPT, mode], capture_output=True, text=True,
+                             timeout=60, env={'PYTHONPATH': str(ROOT), 'PATH': '/usr/bin:/bin'})
+        assert res.returncode == 0, res.stderr
+        settled, full, freed = res.stdout.split()
+        got[mode] = (settled, float(full), float(freed))
+    settled, full, freed = got['settle']
+    assert settled == 'True'
+    assert freed > full - 10, f'settled: the freed 45 MB should stay resident: {full:.0f} -> {freed:.0f} MB'
+    _, full, freed = got['default']
+    assert freed < full - 35, f'default: the mmap-ed buffers go back at free: {full:.0f} -> {freed:.0f} MB'

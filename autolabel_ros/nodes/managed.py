@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from autolabel_ros.core.memory import release_free_memory
+from autolabel_ros.core.memory import release_free_memory, settle_malloc_thresholds
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
 from autolabel_ros.nodes.params import validate_parameters
@@ -60,6 +60,8 @@ class ManagedNode(LifecycleNode):
         super().__init__(name, **kwargs)
         values = declare_parameters(self, specs)
         self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
+        if self.settings.release_memory:
+            settle_malloc_thresholds()   # before the models load and the warm-up runs: see core/memory.py
         self.factory = rclpy_factory()
         self.slot: Optional[FrameQueue] = None
         self.stats = LatencyStats()
@@ -103,7 +105,7 @@ class ManagedNode(LifecycleNode):
 
     def _handle_item(self, item):
         if isinstance(item, WarmUpJob):
-            item()     # not trimmed: what the warm-up frame used stays, as the working size of a frame
+            item()     # not trimmed: what the warm-up frame used stays, as the working size of a busy frame
             return
         try:
             self.process_item(item)

@@ -62,7 +62,9 @@ class NodeSettings:
     release_memory: bool = param(True, "after each frame, hand the allocator's free pages back to the "
                                  'system (glibc malloc_trim): without it the multi-MB messages freed on '
                                  'the worker thread stay resident in per-thread arenas (+15-20 % RSS in '
-                                 'the first minute of a bag, then flat)')
+                                 'the first minute of a bag, then flat); at start, fix glibc\'s mmap '
+                                 'threshold at its 32 MiB cap so the warm-up leaves a frame\'s working '
+                                 'set resident, as real frames do')
     # fitter_node only
     queue_size: int = param(30, 'ApproximateTimeSynchronizer queue length per topic; it must cover the '
                             'detector latency (camera rate x latency, e.g. 30 Hz x 0.5 s = 15 images)',
