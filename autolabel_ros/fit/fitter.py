@@ -132,11 +132,8 @@ class Fitter:
             a.terms['mask_iou_hi'] = float(iou)
 
     def cue_weights(self) -> dict:
-        fc = self.cfg
-        return {'lamps': fc.w_lamps, 'headlamps': fc.w_headlamps, 'mean_shape': fc.w_mean_shape,
-                'shape_code': fc.w_shape_code, 'profile': fc.w_profile, 'neighbours': fc.w_neighbours,
-                'lane': fc.w_lane, 'css': fc.w_css, 'end_look': fc.w_end_look, 'mean_box': fc.w_mean_box,
-                'hidden_shape': fc.w_hidden_shape}
+        """Each heading cue's weight: the config's ``w_<cue>``."""
+        return {c: getattr(self.cfg, f'w_{c}') for c in HEADING_CUES}
 
     def mean_unit_vertices(self) -> np.ndarray:
         """The prior's mean shape as mesh vertices (canonical frame) scaled into a unit box (computed
@@ -193,16 +190,16 @@ class Fitter:
             if 'profile' in cues:
                 for a, size in zip(alts, self.cue_sizes(alts)):
                     a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)
+            occl = occluded_share(o.nearer, o.box2d)
             if 'end_look' in cues:
                 vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
-                                     self.cue_sizes(alts), len(o.init.points),
-                                     occluded_share(o.nearer, o.box2d), mask=o.mask)
+                                     self.cue_sizes(alts), len(o.init.points), occl, mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
             if 'hidden_shape' in cues:
-                gate = hidden_gate(occluded_share(o.nearer, o.box2d))
+                gate = hidden_gate(occl)
                 for a in alts:
-                    a.terms['cue_hidden_shape'] = gate * float(a.terms.get('shape', 0.0))
+                    a.terms['cue_hidden_shape'] = gate * a.terms['cue_shape_code']
             if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence
                 vals = mean_box_cues(self.mean_unit_vertices(), [a.pose for a in alts], self.cue_sizes(alts),
                                      frame.K, frame.T_cam_lidar, frame.image.shape[:2], o.box2d)
