@@ -6,7 +6,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
         [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
         [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
         [--train-seeds 0-5] [--real-share 0.5] [--lr 3e-4] [--tune all|frozen-bn|decoder|head]
-        [--max-cover 1.0] [--min-mask-agree 0.0]
+        [--max-cover 0.5] [--min-mask-agree 0.0]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -46,9 +46,9 @@ def main(argv=None) -> int:
                     help="verified = also this calibrated P(right) (the label's metrics['confidence'])")
     ap.add_argument('--min-heading-logit', type=float, default=1.0,
                     help='verified = also this front/back confidence (heading_logit; 1.0 = decided)')
-    ap.add_argument('--max-cover', type=float, default=1.0,
+    ap.add_argument('--max-cover', type=float, default=0.5,
                     help='keep a label only when no nearer box covers more than this share of its box, at '
-                    'every level (easy has its own 0.1)')
+                    'every level (easy has its own 0.1; 1.0 = the IoU rules alone)')
     ap.add_argument('--min-mask-agree', type=float, default=0.0,
                     help="keep a label only when its SAM mask and its fitted mesh's silhouette agree (IoU "
                     'over the pixels nearer masks leave visible) at least this much (0 = off)')
