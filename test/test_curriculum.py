@@ -47,6 +47,7 @@ def test_max_cover_keeps_a_mostly_hidden_car_out_of_every_level():
     assert level_rule('moderate') == {'min_height': 25.0, 'max_iou': 0.3, 'max_cover': 1.0}
     from autolabel_ros.curriculum.loop import CurriculumSettings
     assert CurriculumSettings().max_cover == 0.5 and CurriculumSettings().min_mask_agree == 0.0
+    assert CurriculumSettings().lr == 1e-4
 
 
 @pytest.fixture(scope='module')

@@ -39,7 +39,7 @@ class CurriculumSettings:
     loops: int = 2
     levels: tuple = ('easy', 'moderate')
     steps: int = 150                 # fine-tuning Adam steps per loop
-    lr: float = 3e-4                 # fine-tuning lr (1e-3 undid the synthetic bootstrap: docs/SDFLABEL.md)
+    lr: float = 1e-4                 # fine-tuning lr (1e-3 undid the bootstrap, 3e-4 less: docs/SDFLABEL.md)
     batch: int = 32
     sim_frames: int = 40             # simulator frames of ground-truth NOCS samples mixed in
     max_frames: int = 0              # frames per log (0 = all)
