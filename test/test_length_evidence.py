@@ -31,6 +31,7 @@ def test_far_points_counts_the_far_face_only():
     # the same car heading towards the sensor: the far end is still the one at x = 17.25
     assert far_points(pts, c, SIZE, np.pi) == 3
     assert far_points(np.zeros((0, 3)), c, SIZE, 0.0) == 0
+    assert far_points(pts, c, SIZE, 0.0, near=True) == 2
 
 
 def test_view_side_on_end_on_oblique():
@@ -55,8 +56,8 @@ def test_mask_far_sees_a_side_on_car_end_and_not_a_short_mask():
 
 def _row(dl, scan_far, fit_far, view='end-on', flipped=False, depth_err=0.0):
     return dict(dl=dl, dw=0.0, gt_l=4.5, fit_extent=3.0, scan_far=scan_far, fit_far=fit_far,
-                scan_far_img=scan_far, truncated=0.0, mask_region=0.0, mask_cover=0.0, view=view,
-                hidden=0.0, flipped=flipped, depth_err=depth_err)
+                scan_far_img=scan_far, scan_near_img=scan_far, truncated=0.0, mask_region=0.0,
+                mask_cover=0.0, view=view, hidden=0.0, flipped=flipped, depth_err=depth_err)
 
 
 def test_table_buckets_and_leaves_out_misplaced_cars():
