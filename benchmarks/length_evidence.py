@@ -27,13 +27,12 @@ Found on main at f9eba04 (full sets): most cars are seen end-on (ApolloCar3D sce
 right) and neither the scan nor the mask sees their far end (244), so their length is the prior's:
 -0.57 m on ApolloCar3D cars (true mean 4.64 m against the prior's 3.93), +0.09 procedural, +0.18 KITTI
 (true mean 3.74). Where the scan in the image sees both ends the bias is -0.29 (21 ApolloCar3D cars),
-+0.11 (34 procedural), +0.09 (7 KITTI). That residual is the procedural shape family, not the fit: the
-same fit with the (in-sample, diagnosis only) ApolloCar3D prior reads +0.06 there, and the length did
++0.11 (34 procedural), +0.09 (7 KITTI). That residual follows the prior, not the fit's settings: the
+same fit with the (in-sample, diagnosis only) ApolloCar3D prior reads +0.06 there, while the length did
 not move with all frustum points in the fit (max_points 4096), weaker regularisers (w_shape, w_scale,
 w_scale_common / 3-10), w_mask 3, w_lidar 0.3, lidar_robust 1.0, 160 iterations, crop 48, the union
-silhouette or a 10-component procedural prior: the procedural cars' ends are blunter than real ones, so
-the fitted mesh ends where the scan's returns end while a real car's bumper tips reach ~0.17 m further
-per end.
+silhouette, a 10-component procedural prior, or procedural cars with lower, sloped ends (+0.02-0.05 m
+on four side-on cars): which property of the procedural family holds those fits short is open.
 """
 from __future__ import annotations
 
