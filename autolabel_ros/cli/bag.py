@@ -256,4 +256,4 @@ def _remove_partial_bag(path) -> None:
 
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
-    run_quietly(lambda: main, EXIT_INTERRUPTED)
+    run_quietly(lambda: main, EXIT_INTERRUPTED, skip_teardown=True)

@@ -12,6 +12,7 @@ import heapq
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -357,13 +358,19 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     return failures
 
 
+_DRAWING = threading.Lock()     # held by the ticker while it writes to the terminal, and by a fork:
+# a worker forked while the ticker held the lock of sys.stderr would inherit it held, and hang at its
+# first log line
+if hasattr(os, 'register_at_fork'):     # POSIX
+    os.register_at_fork(before=_DRAWING.acquire, after_in_parent=_DRAWING.release,
+                        after_in_child=_DRAWING.release)
+
+
 class _Ticker:
     """Redraws a progress bar every second from a thread, so its elapsed time moves while a step
     takes long (tqdm redraws only when it is updated)."""
 
     def __init__(self, bar, every_s: float = 1.0):
-        import threading
-
         self.bar = bar
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
@@ -371,7 +378,8 @@ class _Ticker:
 
     def _run(self, every_s):
         while not self._stop.wait(every_s):
-            self.bar.refresh()
+            with _DRAWING:
+                self.bar.refresh()
 
     def stop(self):
         self._stop.set()
