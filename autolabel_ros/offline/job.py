@@ -193,8 +193,11 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         labelled, spans = [], []
         streamed = StreamedOutputs(job, len(refs), clock)
         try:
-            t_label = time.monotonic()
             with clock('label'):
+                if todo:
+                    with clock('label.stream'):
+                        streamed.start_figures()
+                t_label = time.monotonic()
                 failures = _label(job, cfg, source, todo, mode, calib, store, on_frame, clock, labelled,
                                   streamed.on_saved, spans)
             wall = time.perf_counter() - t_start
@@ -216,10 +219,10 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
 
 
 class StreamedOutputs:
-    """Output work done as the frames arrive rather than after the last one (with worker processes
-    the main process only waits meanwhile): with the first frame, the extensions of the output phase
-    are imported and the figure process started (its imports); each frame's annotation messages for
-    the label bag are built as it is saved. The output phase then does what needs every frame."""
+    """Output work done before the last frame rather than after it: the figure process is started
+    (its imports) as the labelling starts, on the core that the model load leaves idle; with the
+    first frame, the extensions of the output phase are imported; each frame's annotation messages
+    for the label bag are built as it is saved. The output phase then does what needs every frame."""
 
     def __init__(self, job: BagJob, n_frames: int, clock: PhaseClock):
         # --tracks replaces the labels at assembly: their messages are built then
@@ -229,13 +232,17 @@ class StreamedOutputs:
         self.figure_pool = None
         self.started = False
 
+    def start_figures(self) -> None:
+        """The figure process, started now (before the models load: the workers are forked from
+        this process once it has loaded them, or one worker labels in it, so a core is idle)."""
+        if self.figure_pool is None and FigureJob.wanted(self.n_frames):
+            self.figure_pool = start_figure_pool()
+
     def on_saved(self, record: dict, arrays: dict) -> None:
         with self.clock('label.stream'):
             if not self.started:
                 self.started = True
                 _preload_output_libraries()
-                if FigureJob.wanted(self.n_frames):
-                    self.figure_pool = start_figure_pool()
             if self.annotations is not None:
                 try:
                     self.annotations.add(record, arrays)
