@@ -238,14 +238,14 @@ class StreamedOutputs:
         if self.figure_pool is None and FigureJob.wanted(self.n_frames):
             self.figure_pool = start_figure_pool()
 
-    def on_saved(self, record: dict, arrays: dict) -> None:
+    def on_saved(self, record: dict, arrays: dict, saved_json: Optional[str] = None) -> None:
         with self.clock('label.stream'):
             if not self.started:
                 self.started = True
                 _preload_output_libraries()
             if self.annotations is not None:
                 try:
-                    self.annotations.add(record, arrays)
+                    self.annotations.add(record, arrays, saved_json)
                 except Exception as e:   # noqa: BLE001 - the assembly builds it again and reports it
                     log.debug('frame %s: annotations left to the assembly (%s)', record.get('name'), e)
 
@@ -300,7 +300,7 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     """Label the frames still to do; persists each result as it arrives. Returns worker failures.
     ``clock`` gets the main process' reading (``label.read``) and saving (``label.save``) time;
     ``labelled`` the records of the frames labelled; ``spans`` when and on which worker each frame
-    ran; ``on_saved(record, arrays)`` is called after each frame is saved."""
+    ran; ``on_saved(record, arrays, saved_json)`` is called after each frame is saved."""
     from tqdm import tqdm
 
     from autolabel_ros.config import to_dict
@@ -344,10 +344,10 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
                 failures.append(record)
             else:
                 with clock('label.save'):
-                    store.save(record, arrays)
+                    saved_json = store.save(record, arrays)
                 labelled.append(record)
                 if on_saved is not None:
-                    on_saved(record, arrays)
+                    on_saved(record, arrays, saved_json)
             n += 1
             bar.update(1)
             bar.set_postfix(failed=len(failures) + len(source.stats.corrupt_frames))

@@ -22,12 +22,14 @@ import sys
 from collections import deque
 from typing import Iterable, Iterator, Optional
 
+from autolabel_ros.core.device import POOL_ENV
+from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 
 log = logging.getLogger(__name__)
 
 _WORKER: Optional[FrameLabeler] = None
-THREAD_ENV = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')
+THREAD_ENV = POOL_ENV
 
 
 def _init_worker(cfg_dict: dict, torch_threads: int):
@@ -70,8 +72,14 @@ def fork_start(cfg_dict: dict, threads: int) -> bool:
     default with as many workers as cores). A forked child must not use a thread pool its parent
     started (GNU OpenMP hangs in it); the parent loads the models on one thread, but a library
     caller's process may have run pools before, which a worker on one thread never touches.
-    Otherwise the workers are spawned and load their own models, as before."""
+    OpenBLAS sizes its pool when numpy loads, and a forked child keeps that size: so this process
+    must have been started with ``OPENBLAS_NUM_THREADS=1`` (``autolabel-bag`` sets it before numpy
+    loads when it will run local workers), else two workers of two BLAS threads each oversubscribe
+    the cores (measured: frames 5 % dearer in CPU). Otherwise the workers are spawned and load their
+    own models, as before."""
     if not sys.platform.startswith('linux') or 'fork' not in mp.get_all_start_methods():
+        return False
+    if os.environ.get('OPENBLAS_NUM_THREADS') != '1':
         return False
     fit_threads = int((cfg_dict.get('fit') or {}).get('threads') or 0)
     seg_threads = int((cfg_dict.get('segmenter') or {}).get('threads') or 0)
@@ -114,24 +122,27 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     from concurrent.futures import ProcessPoolExecutor
 
     threads = threads or threads_per_worker(workers)
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    if first is None:
+        return
+    forked = fork_start(cfg_dict, threads)
     # the workers inherit these at spawn: OpenMP/BLAS/OpenCV pools sized like torch's, so N workers do
     # not oversubscribe the cores (Ray does the same for its actors)
     saved = {k: os.environ.get(k) for k in THREAD_ENV}
     os.environ.update({k: str(threads) for k in THREAD_ENV})
-    tasks = iter(tasks)
     pool = None
     inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
-        first = next(tasks, None)
-        if first is None:
-            return
         load = None
-        if fork_start(cfg_dict, threads):
+        if forked:
             restore = _single_threaded()
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
             try:
                 load = labeler.preload(first.prompts is None, first.fused)
             except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
+                if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
+                    raise
                 log.debug('models not loaded before the fork (%s: %s)', type(e).__name__, e)
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork'),
                                        initializer=_adopt_worker, initargs=(labeler,))
