@@ -19,6 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+import time
 from collections import deque
 from typing import Iterable, Iterator, Optional
 
@@ -32,8 +33,27 @@ _WORKER: Optional[FrameLabeler] = None
 THREAD_ENV = POOL_ENV
 
 
+_BUSY = False       # a worker process labelling a frame (its Ctrl-C then ends that frame)
+
+
+def _on_ctrl_c(signum, frame):
+    """A Ctrl-C at a terminal reaches the workers too: one labelling a frame stops it (the pool
+    returns the KeyboardInterrupt to the main process, which stops the run); an idle one, waiting
+    for its next frame, ends at once and quietly (else a traceback from the pool's queue)."""
+    if _BUSY:
+        raise KeyboardInterrupt
+    os._exit(0)
+
+
+def _worker_signals():
+    import signal
+
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+
+
 def _init_worker(cfg_dict: dict, torch_threads: int):
     global _WORKER
+    _worker_signals()
     _WORKER = FrameLabeler(cfg_dict, torch_threads=torch_threads)
     atexit.register(_exit_without_teardown)
 
@@ -57,12 +77,18 @@ def _adopt_worker(labeler: FrameLabeler):
     threads set now, the first compute pool of this process (see :func:`fork_start`). A forked
     process ends with ``os._exit`` anyway (multiprocessing), without the interpreter's teardown."""
     global _WORKER
+    _worker_signals()
     _WORKER = labeler
     labeler.set_threads()
 
 
 def _run_task(task: FrameTask):
-    return _WORKER(task)
+    global _BUSY
+    _BUSY = True
+    try:
+        return _WORKER(task)
+    finally:
+        _BUSY = False
 
 
 def fork_start(cfg_dict: dict, threads: int) -> bool:
@@ -136,10 +162,13 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     try:
         load = None
         if forked:
+            # the load's clock includes torch's import (here, not in the preload)
+            w, c = time.perf_counter(), time.process_time()
             restore = _single_threaded()
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
             try:
-                load = labeler.preload(first.prompts is None, first.fused)
+                labeler.preload(first.prompts is None, first.fused)
+                load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
             except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
                 if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
                     raise
