@@ -51,9 +51,9 @@ def leftovers(out: Path) -> list[str]:
                   if '.tmp' in p.name or p.name == '.assemble')
 
 
-def command(bag: Path, cfg: Path, out: Path) -> list[str]:
+def command(bag: Path, cfg: Path, out: Path, extra=()) -> list[str]:
     return [sys.executable, '-m', 'autolabel_ros.cli.bag', str(bag), '--out', str(out), '--config', str(cfg),
-            '--prompts', 'topic:/prompts', '--quiet']
+            '--prompts', 'topic:/prompts', '--quiet', *extra]
 
 
 def _env() -> dict:

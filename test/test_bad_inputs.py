@@ -10,10 +10,12 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -513,6 +515,49 @@ def test_sigint_then_resume_gives_identical_outputs(world, reference_run, tmp_pa
     assert sorted(tree) == sorted(reference_run)
     assert [k for k in tree if tree[k] != reference_run[k]] == []
     assert leftovers(tmp_path / 'out') == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='workers are forked on Linux only')
+def test_ctrl_c_with_forked_workers_then_resume_gives_identical_outputs(world, reference_run, tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group: the tool and its two workers, forked from
+    it after it loaded the models. Exit 130 with the one line, no traceback, no worker left running;
+    the same command resumes to the same outputs."""
+    from fault_campaign import _default_sigint, _env
+
+    out = tmp_path / 'out'
+    proc = subprocess.Popen(command(world['bag'], world['cfg'], out, ['--workers', '2', '--threads', '1']),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=_default_sigint, start_new_session=True)
+    try:
+        end = time.monotonic() + 300
+        while not any((out / '.frames').glob('[0-9]*.json')) and proc.poll() is None \
+                and time.monotonic() < end:
+            time.sleep(0.005)
+        workers = _children(proc.pid)
+        sent = proc.poll() is None
+        if sent:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert sent, 'the run ended before its first frame was saved'
+    assert len(workers) >= 2, workers          # the two workers (and the figure process)
+    assert proc.returncode == 130 and 'interrupted; finished frames are kept' in err, err
+    assert 'Traceback' not in err, err
+    time.sleep(0.5)
+    assert [p for p in workers if Path(f'/proc/{p}').exists()] == []
+    assert _resume_in_process(world['bag'], world['cfg'], out)[0] == 0
+    tree = output_tree(out)
+    assert [k for k in reference_run if tree.get(k) != reference_run[k]] == []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
+    except OSError:
+        return []
 
 
 def test_kill_9_at_random_moments_then_resume_gives_identical_outputs(world, reference_run, tmp_path):

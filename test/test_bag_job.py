@@ -115,10 +115,29 @@ def test_interrupted_then_resumed_run_is_byte_identical(inputs, reference, tmp_p
     assert sorted(p.name for p in (out / 'kitti' / 'label_2').iterdir()) == ['000000.txt']
 
 
-def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path):
-    summary = run_job(_job(inputs, tmp_path / 'w2', workers=2))
+@pytest.mark.parametrize('threads', [1, 2])
+def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path, threads, monkeypatch):
+    """One thread per worker (as many workers as cores) and BLAS capped to one thread (what
+    autolabel-bag sets at its start): on Linux the workers are forked from this process after it
+    loaded the models, which it reports as the run's one model load; two threads: spawned, each
+    loading its own (offline/parallel.fork_start)."""
+    import sys
+
+    from autolabel_ros.config import load_config, to_dict
+    from autolabel_ros.offline.parallel import fork_start
+
+    cfg = to_dict(load_config(inputs[1]))
+    monkeypatch.delenv('OPENBLAS_NUM_THREADS', raising=False)
+    assert not fork_start(cfg, 1)              # BLAS not capped: its pool would be inherited
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')
+    forked = fork_start(cfg, threads)
+    assert forked == (threads == 1 and sys.platform.startswith('linux'))
+    summary = run_job(_job(inputs, tmp_path / 'w2', workers=2, threads=threads))
     tree, ref = output_tree(tmp_path / 'w2'), reference[2]
     assert [k for k in ref if tree.get(k) != ref[k]] == []
+    w = summary['run']['workers_side']
+    n_workers = len(summary['run']['schedule']['workers'])
+    assert w['model_loads'] == (1 if forked else n_workers) and len(w['models_s']) == w['model_loads']
     # the schedule: the 3 frames ran on the worker processes (not here), inside the labelling
     sched = summary['run']['schedule']
     assert sum(w['frames'] for w in sched['workers']) == 3 and 1 <= len(sched['workers']) <= 2

@@ -182,6 +182,13 @@ def _frames_dir(argv) -> Path:
 
 def _label_main(argv) -> int:
     a = _parser().parse_args(argv)
+    if a.workers > 1 and not a.ray:
+        # local workers: the thread pools that size themselves when their library loads (OpenBLAS,
+        # with numpy) get a worker's share now, before they load here: the workers are forked from
+        # this process and keep their sizes (offline/parallel.fork_start)
+        from autolabel_ros.core.device import POOL_ENV
+        share = a.threads or max(1, (os.cpu_count() or 1) // a.workers)
+        os.environ.update({k: str(share) for k in POOL_ENV})
     logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     from autolabel_ros.offline.job import BagJob, run_job
@@ -256,4 +263,4 @@ def _remove_partial_bag(path) -> None:
 
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
-    run_quietly(lambda: main, EXIT_INTERRUPTED)
+    run_quietly(lambda: main, EXIT_INTERRUPTED, skip_teardown=True)

@@ -11,9 +11,9 @@ from autolabel_ros.core.interrupts import run_quietly
 EXIT_INTERRUPTED = 130
 
 
-def _run(command: str, function: str = 'main'):
+def _run(command: str, function: str = 'main', skip_teardown: bool = False):
     run_quietly(lambda: getattr(importlib.import_module(f'autolabel_ros.cli.{command}'), function),
-                EXIT_INTERRUPTED)
+                EXIT_INTERRUPTED, skip_teardown)
 
 
 def eval_main():
@@ -41,4 +41,5 @@ def curriculum_main():
 
 
 def bag_main():
-    _run('bag')
+    # its outputs are written and closed (pools shut down, Ray stopped) when its main returns
+    _run('bag', skip_teardown=True)

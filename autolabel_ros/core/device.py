@@ -4,6 +4,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 
+# thread pools that take their size from the environment when their library loads (OpenMP, OpenBLAS,
+# MKL, OpenCV): a worker process gets its share of the cores through these
+POOL_ENV = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')
+
+
 class DeviceError(RuntimeError):
     """The requested compute device is not available."""
 

@@ -32,11 +32,14 @@ def _leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-def run_quietly(load: Callable[[], Callable[[], Optional[int]]], interrupted_code: int) -> NoReturn:
+def run_quietly(load: Callable[[], Callable[[], Optional[int]]], interrupted_code: int,
+                skip_teardown: bool = False) -> NoReturn:
     """The body of a console script: ``load()`` imports the command and returns its main, which runs.
     A Ctrl-C at any moment from here on (libraries loading, a node starting, the work, the
     interpreter's exit) ends the process with ``interrupted_code`` and no traceback; so does a main
-    that returns ``interrupted_code`` itself (it handled the Ctrl-C and said what was kept)."""
+    that returns ``interrupted_code`` itself (it handled the Ctrl-C and said what was kept).
+    ``skip_teardown``: a command that has closed everything it opened ends without the interpreter's
+    teardown (freeing loaded models object by object and unloading torch: a second or more)."""
     try:
         code = load()()
     except KeyboardInterrupt:
@@ -47,6 +50,11 @@ def run_quietly(load: Callable[[], Callable[[], Optional[int]]], interrupted_cod
         raise
     if code == interrupted_code and code != 0:
         _leave(code)
+    if skip_teardown:
+        import logging
+
+        logging.shutdown()
+        _leave(code or 0)
     # a Ctrl-C while the interpreter finalises (atexit, thread joins) ends it at once, without a word
     signal.signal(signal.SIGINT, lambda signum, frame: _leave(interrupted_code))
     sys.exit(code)

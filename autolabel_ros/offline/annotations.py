@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Optional
 
 import numpy as np
 
@@ -65,12 +66,14 @@ class AnnotationCache:
         self._msgs: dict[int, list] = {}
         self._ts = None
 
-    def add(self, record: dict, arrays: dict) -> None:
+    def add(self, record: dict, arrays: dict, saved_json: Optional[str] = None) -> None:
+        """``saved_json``: the record's JSON as the store saved it (else made here)."""
         if self.full:
             return
         if self._ts is None:
             self._ts = _typestore()
-        saved = json.loads(canonical_json(record))        # the record as the store gives it back
+        # the record as the store gives it back
+        saved = json.loads(saved_json if saved_json is not None else canonical_json(record))
         labels = [label_from_dict(d, arrays, k) for k, d in enumerate(saved['labels'])]
         msgs = record_annotations(saved, labels, *self._ts)
         self.bytes += sum(len(m[4]) for m in msgs)

@@ -12,6 +12,7 @@ import heapq
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -192,8 +193,11 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         labelled, spans = [], []
         streamed = StreamedOutputs(job, len(refs), clock)
         try:
-            t_label = time.monotonic()
             with clock('label'):
+                if todo:
+                    with clock('label.stream'):
+                        streamed.start_figures()
+                t_label = time.monotonic()
                 failures = _label(job, cfg, source, todo, mode, calib, store, on_frame, clock, labelled,
                                   streamed.on_saved, spans)
             wall = time.perf_counter() - t_start
@@ -215,10 +219,10 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
 
 
 class StreamedOutputs:
-    """Output work done as the frames arrive rather than after the last one (with worker processes
-    the main process only waits meanwhile): with the first frame, the extensions of the output phase
-    are imported and the figure process started (its imports); each frame's annotation messages for
-    the label bag are built as it is saved. The output phase then does what needs every frame."""
+    """Output work done before the last frame rather than after it: the figure process is started
+    (its imports) as the labelling starts, on the core that the model load leaves idle; with the
+    first frame, the extensions of the output phase are imported; each frame's annotation messages
+    for the label bag are built as it is saved. The output phase then does what needs every frame."""
 
     def __init__(self, job: BagJob, n_frames: int, clock: PhaseClock):
         # --tracks replaces the labels at assembly: their messages are built then
@@ -228,16 +232,20 @@ class StreamedOutputs:
         self.figure_pool = None
         self.started = False
 
-    def on_saved(self, record: dict, arrays: dict) -> None:
+    def start_figures(self) -> None:
+        """The figure process, started now (before the models load: the workers are forked from
+        this process once it has loaded them, or one worker labels in it, so a core is idle)."""
+        if self.figure_pool is None and FigureJob.wanted(self.n_frames):
+            self.figure_pool = start_figure_pool()
+
+    def on_saved(self, record: dict, arrays: dict, saved_json: Optional[str] = None) -> None:
         with self.clock('label.stream'):
             if not self.started:
                 self.started = True
                 _preload_output_libraries()
-                if FigureJob.wanted(self.n_frames):
-                    self.figure_pool = start_figure_pool()
             if self.annotations is not None:
                 try:
-                    self.annotations.add(record, arrays)
+                    self.annotations.add(record, arrays, saved_json)
                 except Exception as e:   # noqa: BLE001 - the assembly builds it again and reports it
                     log.debug('frame %s: annotations left to the assembly (%s)', record.get('name'), e)
 
@@ -292,7 +300,7 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     """Label the frames still to do; persists each result as it arrives. Returns worker failures.
     ``clock`` gets the main process' reading (``label.read``) and saving (``label.save``) time;
     ``labelled`` the records of the frames labelled; ``spans`` when and on which worker each frame
-    ran; ``on_saved(record, arrays)`` is called after each frame is saved."""
+    ran; ``on_saved(record, arrays, saved_json)`` is called after each frame is saved."""
     from tqdm import tqdm
 
     from autolabel_ros.config import to_dict
@@ -336,10 +344,10 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
                 failures.append(record)
             else:
                 with clock('label.save'):
-                    store.save(record, arrays)
+                    saved_json = store.save(record, arrays)
                 labelled.append(record)
                 if on_saved is not None:
-                    on_saved(record, arrays)
+                    on_saved(record, arrays, saved_json)
             n += 1
             bar.update(1)
             bar.set_postfix(failed=len(failures) + len(source.stats.corrupt_frames))
@@ -357,13 +365,19 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     return failures
 
 
+_DRAWING = threading.Lock()     # held by the ticker while it writes to the terminal, and by a fork:
+# a worker forked while the ticker held the lock of sys.stderr would inherit it held, and hang at its
+# first log line
+if hasattr(os, 'register_at_fork'):     # POSIX
+    os.register_at_fork(before=_DRAWING.acquire, after_in_parent=_DRAWING.release,
+                        after_in_child=_DRAWING.release)
+
+
 class _Ticker:
     """Redraws a progress bar every second from a thread, so its elapsed time moves while a step
     takes long (tqdm redraws only when it is updated)."""
 
     def __init__(self, bar, every_s: float = 1.0):
-        import threading
-
         self.bar = bar
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
@@ -371,7 +385,8 @@ class _Ticker:
 
     def _run(self, every_s):
         while not self._stop.wait(every_s):
-            self.bar.refresh()
+            with _DRAWING:
+                self.bar.refresh()
 
     def stop(self):
         self._stop.set()

@@ -6,6 +6,11 @@ reach the outputs.
 
 Frames (image + cloud) travel to the workers with the task, rather than each worker reading the bag,
 so a Ray cluster whose nodes cannot see the input file works too.
+
+Local workers on Linux are forked from this process after it has loaded the models once (with one
+thread): they share the weights copy-on-write and start labelling at once, instead of each
+importing torch & co. and loading the same models at the same time (the spawned workers' start
+cost two workers ~2.5 s of wall clock and a whole model load of CPU more than one worker).
 """
 from __future__ import annotations
 
@@ -14,19 +19,41 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+import time
 from collections import deque
 from typing import Iterable, Iterator, Optional
 
+from autolabel_ros.core.device import POOL_ENV
+from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 
 log = logging.getLogger(__name__)
 
 _WORKER: Optional[FrameLabeler] = None
-THREAD_ENV = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')
+THREAD_ENV = POOL_ENV
+
+
+_BUSY = False       # a worker process labelling a frame (its Ctrl-C then ends that frame)
+
+
+def _on_ctrl_c(signum, frame):
+    """A Ctrl-C at a terminal reaches the workers too: one labelling a frame stops it (the pool
+    returns the KeyboardInterrupt to the main process, which stops the run); an idle one, waiting
+    for its next frame, ends at once and quietly (else a traceback from the pool's queue)."""
+    if _BUSY:
+        raise KeyboardInterrupt
+    os._exit(0)
+
+
+def _worker_signals():
+    import signal
+
+    signal.signal(signal.SIGINT, _on_ctrl_c)
 
 
 def _init_worker(cfg_dict: dict, torch_threads: int):
     global _WORKER
+    _worker_signals()
     _WORKER = FrameLabeler(cfg_dict, torch_threads=torch_threads)
     atexit.register(_exit_without_teardown)
 
@@ -45,8 +72,64 @@ def _exit_without_teardown():
     os._exit(0)
 
 
+def _adopt_worker(labeler: FrameLabeler):
+    """Initializer of a forked worker: the parent's loaded models (copy-on-write), this worker's
+    threads set now, the first compute pool of this process (see :func:`fork_start`). A forked
+    process ends with ``os._exit`` anyway (multiprocessing), without the interpreter's teardown."""
+    global _WORKER
+    _worker_signals()
+    _WORKER = labeler
+    labeler.set_threads()
+
+
 def _run_task(task: FrameTask):
-    return _WORKER(task)
+    global _BUSY
+    _BUSY = True
+    try:
+        return _WORKER(task)
+    finally:
+        _BUSY = False
+
+
+def fork_start(cfg_dict: dict, threads: int) -> bool:
+    """Whether the workers can be forked from this process once it has loaded the models: Linux (a
+    fork elsewhere is unsafe: macOS's system libraries, or there is none: Windows), the CPU (a CUDA
+    context does not survive a fork) and one thread per worker (torch, the segmenter, OpenCV: the
+    default with as many workers as cores). A forked child must not use a thread pool its parent
+    started (GNU OpenMP hangs in it); the parent loads the models on one thread, but a library
+    caller's process may have run pools before, which a worker on one thread never touches.
+    OpenBLAS sizes its pool when numpy loads, and a forked child keeps that size: so this process
+    must have been started with ``OPENBLAS_NUM_THREADS=1`` (``autolabel-bag`` sets it before numpy
+    loads when it will run local workers), else two workers of two BLAS threads each oversubscribe
+    the cores (measured: frames 5 % dearer in CPU). Otherwise the workers are spawned and load their
+    own models, as before."""
+    if not sys.platform.startswith('linux') or 'fork' not in mp.get_all_start_methods():
+        return False
+    if os.environ.get('OPENBLAS_NUM_THREADS') != '1':
+        return False
+    fit_threads = int((cfg_dict.get('fit') or {}).get('threads') or 0)
+    seg_threads = int((cfg_dict.get('segmenter') or {}).get('threads') or 0)
+    if threads != 1 or fit_threads > 1 or seg_threads > 1:
+        return False
+    from autolabel_ros.core.device import resolve_device
+
+    return resolve_device(str(cfg_dict.get('device') or 'auto')).type == 'cpu'
+
+
+def _single_threaded():
+    """Torch and OpenCV on one thread in this process while it loads the models and forks (no pool
+    started for the children to inherit); returns a function restoring both settings."""
+    import cv2
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+    def restore():
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+    return restore
 
 
 def threads_per_worker(workers: int) -> int:
@@ -64,31 +147,70 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
                   threads: Optional[int] = None) -> Iterator[tuple]:
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: torch's thread pools do not survive a fork of a process that already used them
     threads = threads or threads_per_worker(workers)
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    if first is None:
+        return
+    forked = fork_start(cfg_dict, threads)
     # the workers inherit these at spawn: OpenMP/BLAS/OpenCV pools sized like torch's, so N workers do
     # not oversubscribe the cores (Ray does the same for its actors)
     saved = {k: os.environ.get(k) for k in THREAD_ENV}
     os.environ.update({k: str(threads) for k in THREAD_ENV})
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
-                               initializer=_init_worker, initargs=(cfg_dict, threads))
+    pool = None
     inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
-        for k, task in enumerate(tasks):
+        load = None
+        if forked:
+            # the load's clock includes torch's import (here, not in the preload)
+            w, c = time.perf_counter(), time.process_time()
+            restore = _single_threaded()
+            labeler = FrameLabeler(cfg_dict, torch_threads=threads)
+            try:
+                labeler.preload(first.prompts is None, first.fused)
+                load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
+            except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
+                if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
+                    raise
+                log.debug('models not loaded before the fork (%s: %s)', type(e).__name__, e)
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork'),
+                                       initializer=_adopt_worker, initargs=(labeler,))
+            inflight[pool.submit(_run_task, first)] = 0     # the workers are forked here
+            del labeler
+            restore()
+        else:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
+                                       initializer=_init_worker, initargs=(cfg_dict, threads))
+            inflight[pool.submit(_run_task, first)] = 0
+        for k, task in enumerate(tasks, start=1):
             inflight[pool.submit(_run_task, task)] = k
             if len(inflight) >= 2 * workers:
-                yield from _finished(inflight)
+                for result in _finished(inflight):
+                    load = _report_load(result, load)
+                    yield result
         while inflight:
-            yield from _finished(inflight)
+            for result in _finished(inflight):
+                load = _report_load(result, load)
+                yield result
     finally:
         for f in inflight:
             f.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _report_load(result: tuple, load: Optional[dict]) -> Optional[dict]:
+    """The parent's model load goes into the timings of the first frame labelled, where a worker's own
+    load is (phases.worker_summary: one load, not one per forked worker); returns what is left."""
+    if load is not None and 'timings' in result[0]:
+        result[0]['timings'].update(load)
+        return None
+    return load
 
 
 def _finished(inflight: dict) -> Iterator[tuple]:

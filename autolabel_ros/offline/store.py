@@ -98,12 +98,15 @@ class FrameStore:
     def done(self) -> set[int]:
         return {int(p.stem) for p in self.root.glob('[0-9]*.json')}
 
-    def save(self, record: dict, arrays: dict) -> None:
+    def save(self, record: dict, arrays: dict) -> str:
+        """Returns the record's JSON as saved (what :meth:`load` reads back)."""
         index = int(record['index'])
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(self._npz(index), buf.getvalue())
-        atomic_write_text(self._json(index), canonical_json(record))
+        text = canonical_json(record)
+        atomic_write_text(self._json(index), text)
+        return text
 
     def load(self, index: int) -> tuple[dict, dict]:
         record = json.loads(self._json(index).read_text())

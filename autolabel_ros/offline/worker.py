@@ -92,6 +92,7 @@ class FrameLabeler:
         self._labeler = None
         self._detector = None
         self._fused = False
+        self._threads_set = False
 
     def _detector_stale(self, fused: bool) -> bool:
         """Whether a task with these prompts needs the detector (re)built."""
@@ -101,16 +102,35 @@ class FrameLabeler:
         """Whether :meth:`_models` has something to load for a task needing this."""
         return self._labeler is None or (need_detector and self._detector_stale(fused))
 
-    def _models(self, need_detector: bool, fused: bool = False):
-        if self._labeler is None:
-            from autolabel_ros.core.device import process_threads
+    def set_threads(self) -> None:
+        """The process' compute threads, as the fitter node sets them for the same config: once per
+        process, before its first frame (a forked worker calls it itself: its models were loaded by
+        the parent with one thread, see offline/parallel.py)."""
+        from autolabel_ros.core.device import process_threads
 
-            if self.torch_threads and (self.cfg.fit.threads or 0) > self.torch_threads:
-                log.warning('fit.threads %d is more than this worker\'s share of the cores (%d): the '
-                            'workers will slow each other down (fit.threads: 1 or --workers 1)',
-                            self.cfg.fit.threads, self.torch_threads)
-            # the process' threads, as the fitter node sets them for the same config
-            process_threads(self.cfg.fit.threads, self.torch_threads)
+        if self.torch_threads and (self.cfg.fit.threads or 0) > self.torch_threads:
+            log.warning('fit.threads %d is more than this worker\'s share of the cores (%d): the '
+                        'workers will slow each other down (fit.threads: 1 or --workers 1)',
+                        self.cfg.fit.threads, self.torch_threads)
+        process_threads(self.cfg.fit.threads, self.torch_threads)
+        self._threads_set = True
+
+    def preload(self, need_detector: bool, fused: bool = False) -> dict:
+        """Load the models now, without setting the process' threads (the caller has set them):
+        the parent of forked workers. Returns the load's wall and CPU seconds, as a first frame's
+        ``timings`` report them."""
+        w, c = time.perf_counter(), time.process_time()
+        self._threads_set = True
+        try:
+            self._models(need_detector, fused)
+        finally:
+            self._threads_set = False
+        return {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
+
+    def _models(self, need_detector: bool, fused: bool = False):
+        if not self._threads_set:
+            self.set_threads()
+        if self._labeler is None:
             from autolabel_ros.pipeline import Autolabeler
 
             labeler = Autolabeler(self.cfg)
