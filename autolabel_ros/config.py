@@ -85,6 +85,10 @@ class FitConfig:
     mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
     keep_hypotheses: int = param(2, 'hypotheses per object kept after pruning', min=1)
     prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
+    w_prune_box: float = param(1.0, "pruning only: weight of (1 - IoU) of an amodal 2D box with the "
+                                    "prior's mean shape's image box at each hypothesis, ramped in for cars "
+                                    'that nearer objects hide (fit/heading.py amodal_box_scores; 0.3 and 1.0 '
+                                    'tried on the two simulator sets, benchmarks/flip_dump.py)', min=0.0)
     lr: float = param(0.05, 'learning rate on the position (m per step, Adam)', min=0.0)
     lr_yaw: float = param(0.05, 'learning rate on the heading (rad)', min=0.0)
     lr_shape: float = param(0.05, 'learning rate on the shape code (in prior standard deviations)', min=0.0)

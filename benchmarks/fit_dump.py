@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import pickle
 import sys
 import time
@@ -132,7 +133,7 @@ def dump_frame(al, ds, name: str, fid: str, seg: CachedSegmenter) -> list[dict]:
     return out
 
 
-def run(names, force: bool = False, progress: bool = True):
+def run(names, force: bool = False, progress: bool = True, overrides: dict | None = None):
     import torch
 
     from autolabel_ros.config import from_dict
@@ -144,7 +145,7 @@ def run(names, force: bool = False, progress: bool = True):
         if not Path(data).is_dir():
             print(f'[{name}] skipped: {data} not found')
             continue
-        al = Autolabeler(from_dict({}))
+        al = Autolabeler(from_dict(overrides or {}))
         seg = CachedSegmenter(al, f'{dataset}_gt-boxes')
         al._segmenter = seg
         ds = KittiObjectDataset(data)
@@ -152,7 +153,7 @@ def run(names, force: bool = False, progress: bool = True):
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         frames = set_frames(name)
-        version = code_version()
+        version = code_version() + (json.dumps(overrides, sort_keys=True) if overrides else '')
         for k, fid in enumerate(frames):
             path = out / f'{fid}.pkl'
             if path.exists() and not force:
@@ -183,8 +184,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sets', default='kitti,sim,apollo')
     p.add_argument('--force', action='store_true', help='refit frames already dumped')
+    p.add_argument('--config', default='{}', help='config overrides as JSON (a trial setting; the dump '
+                   'records them in its version, so the default config refits it)')
     a = p.parse_args(argv)
-    run([s for s in a.sets.split(',') if s], a.force)
+    try:
+        overrides = json.loads(a.config)
+    except json.JSONDecodeError as e:
+        p.error(f'--config: not JSON ({e})')
+    run([s for s in a.sets.split(',') if s], a.force, overrides=overrides)
 
 
 if __name__ == '__main__':

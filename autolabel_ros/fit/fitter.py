@@ -28,9 +28,9 @@ import torch
 
 from autolabel_ros.fit.batch import build_batch, crop_views, object_crops
 from autolabel_ros.fit.end_look import end_look_cues
-from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, camera_centre, choose, colour_cues,
-                                      hidden_gate, mean_box_cues, mean_shape_residuals, profile_cue, redness,
-                                      whiteness)
+from autolabel_ros.fit.heading import (HEADING_CUES, PAINT_PERCENTILE, amodal_box_scores, camera_centre,
+                                      choose, colour_cues, hidden_gate, mean_box_cues, mean_shape_residuals,
+                                      profile_cue, redness, whiteness)
 from autolabel_ros.fit.lift import FrameEvidence
 from autolabel_ros.fit.optimize import ObjectFit, optimize
 from autolabel_ros.fit.render import Renderer, render_silhouettes
@@ -91,7 +91,7 @@ class Fitter:
         times.prep_s = time.perf_counter() - ts
         tf = time.perf_counter()
         fits = optimize(self.shape, batch, init_xyz, init_yaw, obj, fc, self.device, self.renderer, clock,
-                        coarse, prune_bias)
+                        coarse, prune_bias, self._prune_box_score(frame, objs))
         with clock('verify'):
             self._verify(frame, objs, crops, fits, batch.ray_o)
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
@@ -100,6 +100,20 @@ class Fitter:
             fits = choose(fits, names, self.cue_weights(), fc.w_select_iou, self.tiebreak_cues)
         times.fit_s = time.perf_counter() - tf
         return fits, times
+
+    def _prune_box_score(self, frame, objs):
+        """The pruning's amodal-box score (``fit.w_prune_box``, :func:`amodal_box_scores`) as optimize's
+        ``prune_score``, or None where no object is an amodal box prompt that nearer objects hide."""
+        w = self.cfg.w_prune_box
+        gates = np.array([hidden_gate(occluded_share(o.nearer, o.box2d)) if o.amodal else 0.0 for o in objs])
+        if w <= 0 or not np.any(gates > 0):
+            return None
+
+        def score(obj, poses, sizes):
+            return w * amodal_box_scores(self.mean_unit_vertices(), obj, poses, sizes, gates,
+                                         [o.box2d for o in objs], frame.K, frame.T_cam_lidar,
+                                         frame.image.shape[:2])
+        return score
 
     def _coarse_batch(self, frame, objs, crops, batch):
         """The batch at ``fit.coarse_crop_size`` for the silhouette steps before the last

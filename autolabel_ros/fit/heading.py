@@ -267,6 +267,24 @@ def mean_box_cues(unit_vertices: np.ndarray, poses, sizes, K: np.ndarray, T_cam_
     return out
 
 
+def amodal_box_scores(unit_vertices: np.ndarray, obj: np.ndarray, poses: np.ndarray, sizes: np.ndarray,
+                      gates: np.ndarray, boxes, K: np.ndarray, T_cam_lidar: np.ndarray,
+                      image_hw) -> np.ndarray:
+    """(B,) the pruning's amodal-box score of B hypotheses of objects ``obj`` (B,) at poses (B, 4) with
+    sizes (B, 3): ``gates[k] x`` :func:`mean_box_cues` against the object's 2D box ``boxes[k]`` (0 where
+    the gate is 0). Behind a nearer car the fit has a sliver of silhouette and a handful of points, which
+    rank a hidden car's headings by noise at the pruning, and the survivors can be two sideways poses
+    with the true heading pruned; the amodal box still says how long the car looks from here, i.e. along
+    which axis it lies (and roughly where)."""
+    out = np.zeros(len(obj))
+    for k in np.flatnonzero(np.asarray(gates) > 0):
+        rows = np.flatnonzero(obj == k)
+        if len(rows):
+            vals = mean_box_cues(unit_vertices, poses[rows], sizes[rows], K, T_cam_lidar, image_hw, boxes[k])
+            out[rows] = gates[k] * np.asarray(vals)
+    return out
+
+
 # the terms of the heading confidence (fit/heading_model.py LOGIT_COEF, same order)
 LOGIT_TERMS = ('energy', 'select_iou', 'lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'lane',
                'end_look', 'mean_box', 'hidden_shape')

@@ -176,13 +176,16 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
 
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
              device, renderer: Renderer = render_silhouettes, clock=no_clock,
-             coarse: FitBatch | None = None, prune_bias: np.ndarray | None = None) -> list[ObjectFit]:
+             coarse: FitBatch | None = None, prune_bias: np.ndarray | None = None,
+             prune_score=None) -> list[ObjectFit]:
     """Fit B = len(obj) hypotheses (initial centres (B, 3), headings (B,), object index (B,)) and return
     the best one per object (objects 0..N-1), its surviving rivals in ``alternatives``. Runs with the
     process' torch threads (set once by the entry point, see ``fit.threads``); ``clock`` (a
     :class:`autolabel_ros.core.stage_clock.StageClock`) times the stages. ``coarse``: the batch at
     ``cfg.coarse_crop_size`` for the steps before the last ``cfg.fine_steps`` (None: the full one
-    throughout). ``prune_bias`` (B,): energies added to the hypotheses' at the pruning only."""
+    throughout). ``prune_bias`` (B,): energies added to the hypotheses' at the pruning only.
+    ``prune_score``: None or a callable (obj (B',), poses (B', 4), sizes (B', 3) l, w, h) -> (B',) more
+    energy added at the pruning only, read on the hypotheses where they stand then."""
     n_obj = int(batch.ray_d.shape[0])
     B = len(obj)
     f32 = dict(dtype=torch.float32, device=device)
@@ -237,6 +240,11 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             e_sel = e_np if prune_bias is None else e_np + prune_bias[st.hyp_id.cpu().numpy()]
+            if prune_score is not None:
+                pose, code_n, log_scale = (t.detach() if t is not None else None for t in st.parts())
+                sizes = sdf.size_of(code_n * sdf.stdev)
+                sizes = sizes * torch.exp(log_scale) if log_scale is not None else sizes
+                e_sel = e_sel + prune_score(st.obj.cpu().numpy(), pose.cpu().numpy(), sizes.cpu().numpy())
             keep = _best_per_object(e_sel, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
