@@ -10,6 +10,9 @@ Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette st
 small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
 ``settle_tol``): after the pruning and the coarse steps, a hypothesis whose energy has moved less than
 ``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
+Before the pruning (``prune_points``), the LiDAR term reads at most that many points per object (evenly
+spaced through its list): the eight headings' cheap steps only decide which two go on, and the pruning
+itself and every later step read them all.
 Ground term: the columns near the plane found every ``ground_refresh`` steps are searched in between
 (``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
@@ -195,13 +198,21 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     fine_from = max(n_it - cfg.fine_steps, 0)
     settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
     settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
+    # the steps before the pruning (all headings, cheap terms) on fewer LiDAR points per object
+    thin = {}
+    if cfg.prune_points and cfg.keep_hypotheses < B and cfg.prune_after > 0:
+        thin[id(batch)] = batch.thinned(cfg.prune_points)
+        if coarse is not None:
+            tb = thin[id(batch)]
+            thin[id(coarse)] = dataclasses.replace(coarse, pts=tb.pts, w=tb.w, fs=tb.fs)
     use_cols = bool(cfg.ground_columns) and 'ground' in cfg.energies and batch.ground is not None
     gcols, cols_at = None, 0      # the ground term's search columns, the step they were found at
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        b, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
+        b_all, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
+        b = thin.get(id(b_all), b_all) if it < cfg.prune_after else b_all
         if use_cols and (gcols is None or it - cols_at >= cfg.ground_refresh):
             # the ground term's lowest column moves little between steps: search the columns near the
             # plane found by a full search every ground_refresh steps (the pruning and the final energy
@@ -233,7 +244,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                     st, hist = st.take(~done), hist[~done]
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad(), clock('prune'):
-                _, e = _energies(sdf, b, st, c, zeta, renderer=renderer)
+                _, e = _energies(sdf, b_all, st, c, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             e_sel = e_np if prune_bias is None else e_np + prune_bias[st.hyp_id.cpu().numpy()]
