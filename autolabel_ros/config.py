@@ -107,6 +107,10 @@ class FitConfig:
                                       '84.9 -> 75.7)',
                                   min=0, max=512)
     coarse_ray_samples: int = param(0, '... with this many samples per ray (0 = ray_samples)', min=0)
+    coarse_points: int = param(0, 'the steps after the pruning and before the last fine_steps read at most '
+                                  'this many LiDAR points per object (0 = all; 64: ~3 % less fit CPU, labels '
+                                  '1.8 cm from all points\', ApolloCar3D IoU>=0.7 0.663 -> 0.651 on 14 '
+                                  'scenes: off)', min=0)
     fine_steps: int = param(15, 'the last steps render the silhouette at crop_size with ray_samples',
                             min=0)
     settle_steps: int = param(5, 'early stop: after the pruning and the coarse steps, a hypothesis whose '

@@ -12,7 +12,8 @@ small), the last steps and the final energy the full ones. Early stop (``settle_
 ``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
 Before the pruning (``prune_points``), the LiDAR term reads at most that many points per object (evenly
 spaced through its list): the eight headings' cheap steps only decide which two go on, and the pruning
-itself and every later step read them all.
+itself reads them all; so do the last ``fine_steps`` steps and the final energy, the steps between
+the pruning and those at most ``coarse_points``.
 Ground term: the columns near the plane found every ``ground_refresh`` steps are searched in between
 (``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
@@ -198,13 +199,21 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     fine_from = max(n_it - cfg.fine_steps, 0)
     settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
     settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
-    # the steps before the pruning (all headings, cheap terms) on fewer LiDAR points per object
+    # fewer LiDAR points per object: the steps before the pruning (all headings, cheap terms) and the
+    # coarse steps after it; kept per (batch, cap)
+    prunes = cfg.keep_hypotheses < B and cfg.prune_after > 0
     thin = {}
-    if cfg.prune_points and cfg.keep_hypotheses < B and cfg.prune_after > 0:
-        thin[id(batch)] = batch.thinned(cfg.prune_points)
-        if coarse is not None:
-            tb = thin[id(batch)]
-            thin[id(coarse)] = dataclasses.replace(coarse, pts=tb.pts, w=tb.w, fs=tb.fs)
+
+    def lidar_view(b, it):
+        cap = (cfg.prune_points if prunes and it < cfg.prune_after
+               else cfg.coarse_points if it < fine_from else 0)
+        if not cap:
+            return b
+        if (id(b), cap) not in thin:
+            tb = batch.thinned(cap)
+            thin[id(b), cap] = tb if b is batch else dataclasses.replace(b, pts=tb.pts, w=tb.w, fs=tb.fs)
+        return thin[id(b), cap]
+
     use_cols = bool(cfg.ground_columns) and 'ground' in cfg.energies and batch.ground is not None
     gcols, cols_at = None, 0      # the ground term's search columns, the step they were found at
     for it in range(n_it):
@@ -212,7 +221,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
         b_all, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
-        b = thin.get(id(b_all), b_all) if it < cfg.prune_after else b_all
+        b = lidar_view(b_all, it)
         if use_cols and (gcols is None or it - cols_at >= cfg.ground_refresh):
             # the ground term's lowest column moves little between steps: search the columns near the
             # plane found by a full search every ground_refresh steps (the pruning and the final energy
