@@ -277,6 +277,11 @@ class ProposalConfig:
                                        'not a nearer or farther one')
     confirm_strong: bool = param(True, '... detections of at least detector.score_threshold confirm '
                                  'proposals as well')
+    confirm_low_score: float = param(0.15, 'a proposal whose top lies below sure_min_top (no car roof: a '
+                                     'bush, a low wall, a bonnet seen over a wall) is confirmed only by a '
+                                     'detection of at least this score (the simulator: such clutter was '
+                                     'confirmed by detections <= 0.09, such cars by >= 0.22)', min=0.0,
+                                     max=1.0)
     sure_min_points: int = param(100, 'a LiDAR proposal no detection confirms is a prompt when it has this '
                                  'many points (0: never) ...', min=0)
     sure_min_top: float = param(1.2, '... its top lies between this ...', min=0.0)

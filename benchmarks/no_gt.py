@@ -100,11 +100,17 @@ def match(boxes: list, gts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return res, found
 
 
-def false_kind(box, gts: list[dict], found: np.ndarray) -> str:
+DEPTH_GAP = 3.0    # m: a prompt whose LiDAR cluster lies this much off the car it overlaps is not on it
+
+
+def false_kind(box, gts: list[dict], found: np.ndarray, depth: float = np.nan) -> str:
     """What a false prompt is: 'duplicate' (on a car another prompt found: a second box, a fragment),
     'mislocalized' (on a counted car nothing found, IoU < 0.5), 'small car' (on a car not counted),
     'other object' (a pedestrian, cyclist, ...) or 'clutter' (on no labelled object); ' (< 25 px)' when
-    the box itself is that low."""
+    the box itself is that low. ``depth``: camera depth of the prompt's LiDAR cluster (NaN: unknown); a
+    prompt overlapping a car in the image whose cluster lies more than ``DEPTH_GAP`` behind or in front
+    of it is 'clutter behind a car' / 'clutter before a car' (background seen beside a near car is no
+    second box of it)."""
     from autolabel_ros.proposals.fusion import iou_matrix
 
     kind = 'clutter'
@@ -118,6 +124,8 @@ def false_kind(box, gts: list[dict], found: np.ndarray) -> str:
                 kind = 'other object'
             elif not g['counted']:
                 kind = 'small car'
+            elif np.isfinite(depth) and abs(depth - g['depth']) > DEPTH_GAP:
+                kind = 'clutter behind a car' if depth > g['depth'] else 'clutter before a car'
             else:
                 kind = 'duplicate' if found[j] else 'mislocalized'
     return kind + (' (< 25 px)' if box[3] - box[1] < MIN_GT_HEIGHT else '')
@@ -148,15 +156,21 @@ def prompt_quality(rows: list[dict]) -> dict:
         tp, fp = int((res == 1).sum()), int((res < 0).sum())
         false = [f for r in rows for f in r['false'][src]]
         by_src, by_kind = {}, {}
-        for key, kind in false:
+        for key, kind, *_ in false:
             by_src[key] = by_src.get(key, 0) + 1
             by_kind[kind] = by_kind.get(kind, 0) + 1
+        # every false prompt: where, what, and how far its LiDAR cluster is (the table behind by_kind)
+        listed = [{'frame': fid, 'box': [round(float(v)) for v in p.box], 'sources': key, 'kind': kind,
+                   'score': round(float(p.score), 2),
+                   'depth': round(float(d), 1) if np.isfinite(d) else None}
+                  for key, kind, fid, p, d in false]
         # the counted cars no prompt of this source found: where to look next
         missed = [{'frame': r['fid'], 'depth': round(g['depth'], 1),
                    'height_px': round(float(g['box'][3] - g['box'][1])), 'n_points': g['n_points'],
                    'box': [round(float(v)) for v in g['box']]}
                   for r in rows for f, g in zip(r['found'][src], r['gt']) if g['counted'] and not f]
         d = {'n_gt': len(gts), 'n_prompts': int(len(res)), 'tp': tp, 'fp': fp, 'missed': missed,
+             'false_prompts': listed,
              'false_by_source': dict(sorted(by_src.items())), 'false_by_kind': dict(sorted(by_kind.items())),
              'recall': float(np.mean(found)) if found else None,
              'precision': tp / (tp + fp) if tp + fp else None, 'bands': {}}
@@ -165,6 +179,18 @@ def prompt_quality(rows: list[dict]) -> dict:
             d['bands'][band_name(b)] = {'n_gt': len(sel), 'recall': float(np.mean(sel)) if sel else None}
         out[src] = d
     return out
+
+
+def prompt_depths(frame, boxes: list, cfg) -> np.ndarray:
+    """Camera depth (median) of each box's owner cluster (:func:`autolabel_ros.proposals.box_owners`),
+    NaN without one."""
+    from autolabel_ros.proposals import box_owners, cluster_boxes, frame_scene
+
+    scene = frame_scene(frame, cfg)
+    if scene is None or not boxes:
+        return np.full(len(boxes), np.nan)
+    own = box_owners(scene, cluster_boxes(frame, scene, cfg.proposals), boxes, cfg.proposals.owner_iou)[0]
+    return np.array([float(np.median(scene.z[scene.clusters[k]])) if k >= 0 else np.nan for k in own])
 
 
 def collect_prompts(data: Path, frames, cfg, detector) -> tuple[list[dict], dict]:
@@ -181,9 +207,11 @@ def collect_prompts(data: Path, frames, cfg, detector) -> tuple[list[dict], dict
         row = {'fid': fid, 'gt': gts, 'res': {}, 'found': {}, 'false': {}, 'prompts': prompts}
         for src, ps in prompts.items():
             row['res'][src], row['found'][src] = match([p.box for p in ps], gts)
+            bad = [p for p, r in zip(ps, row['res'][src]) if r < 0]
+            depth = prompt_depths(frame, [p.box for p in bad], cfg)
             row['false'][src] = [('+'.join(sorted(p.sources)) or 'given',
-                                  false_kind(p.box, gts, row['found'][src]))
-                                 for p, r in zip(ps, row['res'][src]) if r < 0]
+                                  false_kind(p.box, gts, row['found'][src], d), fid, p, d)
+                                 for p, d in zip(bad, depth)]
         rows.append(row)
     wall, cpu = np.array(t_prop).T
     timing = {'median_detector_s': float(np.median(t_det)), 'median_proposals_s': float(np.median(wall)),
@@ -409,6 +437,14 @@ def report_lines(sec: dict) -> list[str]:
             if q.get('false_by_kind'):
                 lines.append(f'False prompts of {src}: by kind {_by(q["false_by_kind"]).strip()}, by source '
                              f'{_by(q["false_by_source"]).strip()}.')
+        lines.append('')
+        for src, q in d['prompts'].items():
+            if q.get('false_prompts') and src.startswith('fused'):
+                lines.append(f'False {src} prompts: ' + '; '.join(
+                    f'{x["frame"]} {x["box"]} ({x["sources"]} {x["score"]:.2f}'
+                    + (f', cluster at {x["depth"]:.1f} m' if x['depth'] is not None else '')
+                    + f'): {x["kind"]}'
+                    for x in q['false_prompts']) + '.')
         lines.append('')
         for src, q in d['prompts'].items():
             if q.get('missed') and src.startswith('fused'):

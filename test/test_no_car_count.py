@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.no_gt import match
+from benchmarks.no_gt import false_kind, match
 from benchmarks.per_car import SEEN_SHARE, seen_length
 
 
@@ -47,3 +47,14 @@ def test_seen_length_tells_a_car_seen_along_its_side_from_one_seen_end_on():
     assert seen_length(world(np.r_[side, rear, ground]), c, (L, W, H), yaw) > 0.95
     assert seen_length(world(np.r_[rear, ground]), c, (L, W, H), yaw) < 0.2 < SEEN_SHARE
     assert seen_length(world(ground), c, (L, W, H), yaw) == 0.0
+
+
+def test_a_false_prompt_on_the_background_beside_a_found_car_is_no_duplicate_of_it():
+    # 000008-like: a fence 18 m behind a found car, its box mostly inside the car's box
+    car = _gt('Car', (598, 176, 721, 261), counted=True)       # at 20 m (_gt)
+    found = np.array([True])
+    box = np.array([689.0, 171, 725, 212])
+    assert false_kind(box, [car], found) == 'duplicate'                 # no depth: as before
+    assert false_kind(box, [car], found, depth=21.5) == 'duplicate'     # a second box of the same car
+    assert false_kind(box, [car], found, depth=38.0) == 'clutter behind a car'
+    assert false_kind(box, [car], np.array([False]), depth=10.0) == 'clutter before a car'

@@ -120,7 +120,8 @@ def test_containment_merges_similar_boxes_but_not_a_small_car_behind_a_large_one
 
 def test_fused_prompts_weak_detections_confirm_lidar_proposals(sim):
     props = lidar_proposals(sim.frame, CFG)
-    weak = [Prompt(id=i, box=p.box + 3.0, score=0.1, sources=('detector',)) for i, p in enumerate(props[:2])]
+    # weak: below detector.score_threshold, at confirm_low_score (props[0] is a roofless clump of clutter)
+    weak = [Prompt(id=i, box=p.box + 3.0, score=0.2, sources=('detector',)) for i, p in enumerate(props[:2])]
     noise = Prompt(id=9, box=[5, 5, 30, 25], score=0.1, sources=('detector',))   # weak and alone: dropped
     # (no proposal becomes a prompt on its shape alone here: test_proposal_evidence.py)
     out, t = fused_prompts(sim.frame, weak + [noise], from_dict({'proposals': {'sure_min_points': 0}}))
@@ -185,3 +186,19 @@ def test_duplicate_labels_of_one_car_are_rejected_after_the_fit():
     assert reject_duplicates(labels, 0.3) == 1
     assert [lab.accepted for lab in labels] == [True, False, True, False]
     assert b.reasons == ['duplicate'] and d.reasons == ['low_mask_iou']
+
+
+def test_a_proposal_without_a_car_roof_needs_more_than_a_noise_level_detection(sim):
+    # the same cluster, with sure_min_top just above or below its top: a roofless cluster (a bush, a low
+    # wall) is confirmed by a detection of confirm_low_score, not by one barely above the noise
+    p = max(lidar_proposals(sim.frame, CFG), key=lambda q: q.n_points)
+
+    def prompts(min_top, score):
+        cfg = from_dict({'proposals': {'sure_min_points': 0, 'sure_min_top': min_top}})
+        det = Prompt(id=0, box=p.box + 2.0, score=score, sources=('detector',))
+        return [q for q in fused_prompts(sim.frame, [det], cfg)[0] if best_iou(q.box, [p]) > 0.9]
+
+    low = CFG.proposals.confirm_low_score
+    assert len(prompts(p.top - 0.1, low - 0.05)) == 1          # a roof: a weak detection confirms it
+    assert prompts(p.top + 0.1, low - 0.05) == []             # no roof, a noise-level detection: dropped
+    assert len(prompts(p.top + 0.1, low)) == 1                # no roof, a detection of confirm_low_score

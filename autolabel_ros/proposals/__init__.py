@@ -57,6 +57,16 @@ def screen_by_lidar(prompts: list[Prompt], scene: LidarScene | None, cboxes: np.
     return [dataclasses.replace(p, id=i) for i, p in enumerate(boxes)] + clicks
 
 
+def _low_needs_detection(props: list[LidarProposal], weak: list[Prompt], pc) -> np.ndarray:
+    """proposals x weak detections: may the detection confirm the proposal? A proposal whose top lies
+    below ``sure_min_top`` has no car roof in the band (a bush, a low wall, a bonnet seen over a wall;
+    a real car shows that low only when few rings reach it), and a detection barely above the noise
+    (below ``confirm_low_score``: dozens a frame, anywhere) does not make it a car; a stronger one does."""
+    low = np.array([q.top < pc.sure_min_top for q in props])
+    enough = np.array([w.score >= pc.confirm_low_score for w in weak])
+    return ~low[:, None] | enough[None, :]
+
+
 def fused_detector_config(cfg):
     """The detector settings for fused prompts: the detections down to ``proposals.confirm_score``
     are wanted (the weak ones only confirm LiDAR proposals), from at least
@@ -95,6 +105,9 @@ def fused_prompts(frame: SensorFrame, detections: list[Prompt], cfg) -> tuple[li
         weak_owner = box_owners(scene, cboxes, [p.box for p in weak], pc.owner_iou)[0]
         same = np.array([p.cluster for p in props])[:, None] == weak_owner[None, :]
         same |= iou_matrix(np.array([p.box for p in lidar]), np.array([p.box for p in weak]))[0] >= 0.5
+    if lidar and weak:
+        ok = _low_needs_detection(props, weak, pc)
+        same = ok if same is None else same & ok
     keep = confirmed(lidar, weak, pc.confirm_iou, same)
     seen = {p.id for p in keep}
     # without a detection: every proposal (lidar_only), or those whose shape alone says car
