@@ -6,9 +6,9 @@ import trimesh
 
 from autolabel_ros.core.geometry import rot_z
 from autolabel_ros.core.types import Label3D, Mesh
-from autolabel_ros.curriculum.levels import passes
+from autolabel_ros.curriculum.levels import level_rule, passes
 from autolabel_ros.curriculum.loop import mixed, table
-from autolabel_ros.curriculum.targets import label_sample
+from autolabel_ros.curriculum.targets import label_sample, mask_agreement, mesh_silhouette
 
 
 def test_levels_follow_the_pixel_size_overlap_and_border_rules():
@@ -32,6 +32,22 @@ def test_levels_follow_the_pixel_size_overlap_and_border_rules():
     assert not passes((0, 150, 120, 200), [], W, H, 'easy')                # at the border
     with pytest.raises(ValueError, match='expert'):
         passes(car, [], W, H, 'expert')
+
+
+def test_max_cover_keeps_a_mostly_hidden_car_out_of_every_level():
+    W, H = 1242, 375
+    car = (400, 150, 520, 200)
+    behind = [(300, 100, 700, 300)]                  # inside a big nearer box: IoU 0.075, 100 % covered
+    side = [(490, 140, 600, 210)]                    # 25 % covered
+    roof = [(380, 165, 540, 260)]                    # hides the lower 70 % (IoU 0.35 < 0.5: hard passes)
+    assert passes(car, behind, W, H, 'moderate') and not passes(car, behind, W, H, 'moderate', max_cover=0.5)
+    assert passes(car, side, W, H, 'moderate', max_cover=0.5)
+    assert passes(car, roof, W, H, 'hard') and not passes(car, roof, W, H, 'hard', max_cover=0.5)
+    assert level_rule('easy', 0.5)['max_cover'] == 0.1 and level_rule('moderate', 0.5)['max_cover'] == 0.5
+    assert level_rule('moderate') == {'min_height': 25.0, 'max_iou': 0.3, 'max_cover': 1.0}
+    from autolabel_ros.curriculum.loop import CurriculumSettings
+    assert CurriculumSettings().max_cover == 0.5 and CurriculumSettings().min_mask_agree == 0.0
+    assert CurriculumSettings().lr == 1e-4
 
 
 @pytest.fixture(scope='module')
@@ -64,6 +80,25 @@ def test_targets_from_a_label_mesh_show_the_visible_end(sim_frame):
                         sf.masks == dense[0].id, rng) is None         # no mesh, no target
 
 
+def test_a_mask_agrees_with_the_mesh_of_its_own_car_and_not_with_a_shifted_fit(sim_frame):
+    sf = sim_frame
+    g = max((g for g in sf.gt if g.occlusion == 0), key=lambda g: (sf.masks == g.id).sum())
+    box = trimesh.creation.box(extents=g.size)
+
+    def label(shift):
+        c = g.center + np.array([0.0, shift, 0.0])
+        mesh = Mesh(box.vertices @ rot_z(g.yaw).T + c, box.faces)
+        return Label3D(center=c, size=g.size, yaw=g.yaw, cls='Car', mesh=mesh)
+    mask = sf.masks == g.id
+    right, shifted = mesh_silhouette(sf.frame, label(0.0)), mesh_silhouette(sf.frame, label(2.0))
+    assert right.shape == mask.shape and right.sum() > 0.8 * mask.sum()
+    assert mask_agreement(mask, right) > 0.75                  # a box mesh around the car's own shape
+    assert mask_agreement(mask, shifted) < 0.6                 # the fit 2 m to the side
+    # pixels a nearer object hides count for neither: hiding everything but the overlap leaves IoU 1
+    assert mask_agreement(mask, shifted, hidden=~(mask & shifted)) == 1.0
+    assert mask_agreement(np.zeros_like(mask), np.zeros_like(mask)) == 0.0
+
+
 def test_real_samples_make_about_half_of_the_mix():
     real = {'rgb': np.zeros((10, 2)), 'dims': np.zeros((10, 3))}
     sim = {'rgb': np.ones((95, 2)), 'dims': np.ones((95, 3))}
@@ -88,6 +123,10 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert 'nope' in capsys.readouterr().err
     assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), '--eval', str(tmp_path)]) == 2
     assert 'label_2' in capsys.readouterr().err
+    for flag in ('--max-cover', '--min-mask-agree'):
+        assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, '1.5']) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and flag in err
 
 
 def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):

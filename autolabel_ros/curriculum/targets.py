@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from autolabel_ros.core.geometry import project, transform_points
 from autolabel_ros.core.nocs import cut_patch, patch_window, points_to_nocs
 from autolabel_ros.fit.rays import camera_rays
 from autolabel_ros.sim.nocs import NocsSample
@@ -47,3 +48,33 @@ def label_sample(frame, label, mask: np.ndarray, rng: np.random.Generator, patch
     return NocsSample(rgb=cut_patch(frame.image, win, patch), mask=pm,
                       nocs=np.clip(cut_patch(nocs_img, win, patch, cv2.INTER_NEAREST), 0.0, 1.0),
                       dims=(size / np.linalg.norm(size)).astype(np.float32), facing=facing)
+
+
+def mesh_silhouette(frame, label, near: float = 0.1) -> np.ndarray:
+    """H x W bool: the image pixels the label's fitted mesh covers (its triangles filled; the faces
+    behind the camera's near plane are left out)."""
+    H, W = frame.image.shape[:2]
+    sil = np.zeros((H, W), np.uint8)
+    if label.mesh is None:
+        return sil.astype(bool)
+    pc = transform_points(frame.T_cam_lidar, np.asarray(label.mesh.vertices, np.float64))
+    uv, z = project(frame.K, pc)
+    faces = np.asarray(label.mesh.faces)
+    faces = faces[np.all(z[faces] > near, axis=1)]
+    if len(faces):
+        tri = np.round(uv[faces] * 4).astype(np.int32)          # 2 fractional bits for cv2's shift
+        for t in tri:          # one call per triangle: fillPoly's even-odd rule would cancel overlaps
+            cv2.fillConvexPoly(sil, t, 1, lineType=cv2.LINE_8, shift=2)
+    return sil.astype(bool)
+
+
+def mask_agreement(mask: np.ndarray, silhouette: np.ndarray, hidden: np.ndarray | None = None) -> float:
+    """IoU of an instance mask and the fitted mesh's silhouette over the pixels no nearer object hides
+    (``hidden``): low when the mask and the fit disagree (a mask that caught only the roof, or spilled
+    onto the neighbour of a parked row), whose NOCS targets would teach the wrong shape."""
+    m, s = np.asarray(mask, bool), np.asarray(silhouette, bool)
+    if hidden is not None:
+        s = s & ~np.asarray(hidden, bool)
+        m = m & ~np.asarray(hidden, bool)
+    union = np.count_nonzero(m | s)
+    return float(np.count_nonzero(m & s) / union) if union else 0.0
