@@ -84,6 +84,10 @@ class FitConfig:
                                  "pole-occluded car's heading, test_pipeline)", min=0)
     mask_from: int = param(30, 'step from which the silhouette term is on (cheap terms before)', min=0)
     keep_hypotheses: int = param(2, 'hypotheses per object kept after pruning', min=1)
+    prune_points: int = param(64, 'the steps before the pruning read at most this many LiDAR points per '
+                                  'object, evenly spaced through its list (0 = all max_points; the pruning '
+                                  'and the later steps read all): ~7 % less fit CPU, labels within 1.5 cm '
+                                  'of all points\' on ApolloCar3D and procedural sim', min=0)
     prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
     w_prune_box: float = param(1.0, "pruning only: weight of (1 - IoU) of an amodal 2D box with the "
                                     "prior's mean shape's image box at each hypothesis, ramped in for cars "
@@ -107,6 +111,10 @@ class FitConfig:
                                       '84.9 -> 75.7)',
                                   min=0, max=512)
     coarse_ray_samples: int = param(0, '... with this many samples per ray (0 = ray_samples)', min=0)
+    coarse_points: int = param(0, 'the steps after the pruning and before the last fine_steps read at most '
+                                  'this many LiDAR points per object (0 = all; 64: ~3 % less fit CPU, labels '
+                                  '1.8 cm from all points\', ApolloCar3D IoU>=0.7 0.663 -> 0.651 on 14 '
+                                  'scenes: off)', min=0)
     fine_steps: int = param(15, 'the last steps render the silhouette at crop_size with ray_samples',
                             min=0)
     settle_steps: int = param(5, 'early stop: after the pruning and the coarse steps, a hypothesis whose '

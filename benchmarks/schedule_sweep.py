@@ -58,7 +58,7 @@ def run_schedule(frames: list[tuple], gt, overrides: dict) -> dict:
     from autolabel_ros.pipeline import Autolabeler
     torch.set_num_threads(1)
     al = Autolabeler(from_dict({'fit': overrides}))
-    per_cpu, ious, flips, stages = [], [], [], {}
+    per_cpu, ious, flips, stages, boxes = [], [], [], {}, []
     for k, (fid, frame, prompts, ev, rest) in enumerate([frames[0]] + list(frames)):
         c0 = time.thread_time()
         fits, ft = al.fitter.fit(frame, ev, *rest)
@@ -74,12 +74,24 @@ def run_schedule(frames: list[tuple], gt, overrides: dict) -> dict:
         for o, lab in zip(ev.objects, labels):
             g = truth[prompts[o.index].id]
             ious.append(iou3d_lidar(lab.box7, g))
+            boxes.append(np.asarray(lab.box7, float))
             flips.append(abs(wrap_angle(lab.yaw - g[6])) > np.pi / 2)
     n = len(ious)
     ious = np.array(ious)
     return dict(median_cpu=float(np.median(per_cpu)), mean_cpu=float(np.mean(per_cpu)), n=n,
                 iou=float(ious.mean()), iou50=float((ious >= 0.5).mean()), iou70=float((ious >= 0.7).mean()),
-                flips=int(np.sum(flips)), stages={k: v / n for k, v in stages.items()})
+                flips=int(np.sum(flips)), stages={k: v / n for k, v in stages.items()}, boxes=boxes)
+
+
+def agreement(boxes: list, base: list) -> str:
+    """How far a schedule's labels lie from the first schedule's (the same evidence): mean 3D IoU between
+    the two labels of each car, mean centre shift, and the cars whose heading differs by > 90 deg."""
+    from autolabel_ros.core.types import wrap_angle
+    from autolabel_ros.eval.iou import iou3d_lidar
+    iou = np.mean([iou3d_lidar(a, b) for a, b in zip(boxes, base)])
+    shift = np.mean([np.linalg.norm(a[:3] - b[:3]) for a, b in zip(boxes, base)])
+    flipped = sum(abs(wrap_angle(a[6] - b[6])) > np.pi / 2 for a, b in zip(boxes, base))
+    return f'vs the first: 3D IoU {iou:.3f}, centre shift {100 * shift:.1f} cm, heading flipped {flipped}'
 
 
 def main(argv=None):
@@ -94,12 +106,17 @@ def main(argv=None):
     if a.frames:
         frames = frames[:a.frames]
     gt = ground_truth(a.set)
+    base = None
     for s in a.schedule or ['base={}']:
         name, _, js = s.partition('=')
         r = run_schedule(frames, gt, json.loads(js or '{}'))
         print(f'{a.set} {name}: {r["median_cpu"]:.3f} s CPU/inst median ({r["mean_cpu"]:.3f} mean), '
               f'IoU {r["iou"]:.3f}, >=0.5 {r["iou50"]:.3f}, >=0.7 {r["iou70"]:.3f}, '
               f'flips {r["flips"]}/{r["n"]}', flush=True)
+        if base is None:
+            base = r['boxes']
+        else:
+            print('   ' + agreement(r['boxes'], base), flush=True)
         if a.stages:
             top = sorted(r['stages'].items(), key=lambda x: -x[1])
             print('   ' + ', '.join(f'{k} {1e3 * v:.0f}' for k, v in top))

@@ -234,3 +234,57 @@ def test_local_ground_offsets_follow_the_road_under_each_object():
     assert off[2] == 0.0                                                 # no road point within 4 m
     assert np.all(local_offsets(scan, plane, np.array([[40.0, 0.0]]), 0.0, 0.15) == 0.0)
     assert np.all(local_offsets(scan, None, np.array([[40.0, 0.0]]), 4.0, 0.15) == 0.0)
+
+
+def test_thinned_batch_keeps_evenly_spaced_points_of_the_large_objects(sdf):
+    a, b = _batch(sdf, np.array([14.0, -1.5, -0.9, 2.0])), _batch(sdf, np.array([20.0, 3.0, -0.9, 0.5]))
+    n_b = 40                                        # the second object: fewer points than the cap
+    w_b = torch.zeros_like(b.w)
+    w_b[0, :n_b] = 1.0
+    two = FitBatch(**{k: torch.cat([getattr(a, k), getattr(b, k)]) for k in
+                      ('ray_d', 'target', 'valid', 'pts', 'fs', 'has_mask')},
+                   w=torch.cat([a.w, w_b]), ray_o=a.ray_o, ground=a.ground)
+    thin = two.thinned(64)
+    assert thin.pts.shape[:2] == (2, 64) and thin.fs.shape[:2] == (2, 64)
+    rows = np.arange(64) * 300 // 64                # object 0 has 300 points: every ~4.7th
+    assert torch.equal(thin.pts[0], a.pts[0, rows]) and torch.equal(thin.fs[0], a.fs[0, rows])
+    assert torch.equal(thin.w[0], torch.ones(64))
+    assert torch.equal(thin.pts[1, :n_b], b.pts[0, :n_b]) and torch.equal(thin.w[1, :n_b], torch.ones(n_b))
+    assert float(thin.w[1, n_b:].sum()) == 0.0       # padding stays padding
+    assert thin.lidar_rows.rows.shape[0] == 64 + n_b
+    assert thin.target is two.target and two.thinned(300) is two
+
+
+@pytest.mark.parametrize('coarse_points', [0, 32])
+def test_optimizer_recovers_pose_with_fewer_points_before_the_fine_steps(sdf, coarse_points):
+    import dataclasses
+
+    from autolabel_ros.fit.optimize import optimize
+    pose_gt = np.array([14.0, -1.5, -0.9, 2.0])
+    cfg = dataclasses.replace(AutolabelConfig().fit, prune_points=32, coarse_points=coarse_points)
+    init_yaw = pose_gt[3] + 0.25 + np.arange(4) * np.pi / 2
+    fit = optimize(sdf, _batch(sdf, pose_gt), np.repeat([pose_gt[:3] + [0.4, -0.3, 0.1]], 4, 0), init_yaw,
+                   np.zeros(4, int), cfg, torch.device('cpu'))[0]
+    assert np.linalg.norm(fit.pose[:2] - pose_gt[:2]) < 0.2 and abs(fit.pose[2] - pose_gt[2]) < 0.2
+    assert abs(np.degrees((fit.pose[3] - pose_gt[3] + np.pi) % (2 * np.pi) - np.pi)) < 5
+
+
+def test_lidar_term_reads_the_capped_points_in_the_steps_of_each_phase(sdf, monkeypatch):
+    import dataclasses
+
+    import autolabel_ros.fit.energies as energies
+    from autolabel_ros.fit.optimize import optimize
+    seen, lidar0 = [], energies._lidar_terms
+
+    def counting(sdf_, batch, *a):
+        seen.append(int(batch.lidar_rows.rows.shape[0]))
+        return lidar0(sdf_, batch, *a)
+    monkeypatch.setattr(energies, '_lidar_terms', counting)
+    pose_gt = np.array([14.0, -1.5, -0.9, 2.0])
+    cfg = dataclasses.replace(AutolabelConfig().fit, iterations=12, prune_after=4, mask_from=4, fine_steps=3,
+                              prune_points=32, coarse_points=100, settle_steps=0)
+    optimize(sdf, _batch(sdf, pose_gt), np.repeat([pose_gt[:3]], 4, 0), pose_gt[3] + np.arange(4) * np.pi / 2,
+             np.zeros(4, int), cfg, torch.device('cpu'))
+    # 4 steps on 32 points, the pruning on all 300, 5 coarse steps on 100, 3 fine steps and the final
+    # energy on all
+    assert seen == [32] * 4 + [300] + [100] * 5 + [300] * 4

@@ -3,6 +3,7 @@ the :class:`FitBatch` the energies read. The fit (``fit.crop_size``) and the ver
 (``fit.final_crop_size``) both take their crops from :func:`crop_views`."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -57,6 +58,21 @@ class FitBatch:
                                                      valid=valid, target=target, target_sum=target.sum(-1),
                                                      has_mask=self.has_mask[obj]))
         return self._last_views[1]
+
+    def thinned(self, max_points: int) -> FitBatch:
+        """This batch with at most ``max_points`` LiDAR points per object, evenly spaced through each
+        object's point list (itself a seeded random subset of its frustum, in scan order); the crop and
+        ground tensors are shared. ``self`` when no object has more."""
+        n = (self.w > 0).sum(1)
+        if int(n.max()) <= max_points:
+            return self
+        # row j of an object with n > max_points points: its point floor(j n / max_points)
+        j = torch.arange(max_points, device=self.w.device)
+        rows = torch.where(n[:, None] > max_points, j[None] * n[:, None] // max_points, j[None])   # N, K
+        ix = rows.clamp_max(self.w.shape[1] - 1)
+        fs = self.fs.gather(1, ix[..., None, None].expand(-1, -1, *self.fs.shape[2:]))
+        return dataclasses.replace(self, pts=self.pts.gather(1, ix[..., None].expand(-1, -1, 3)),
+                                   w=self.w.gather(1, ix) * (j[None] < n[:, None]), fs=fs)
 
     @cached_property
     def rays_on(self) -> torch.Tensor:

@@ -10,6 +10,10 @@ Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette st
 small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
 ``settle_tol``): after the pruning and the coarse steps, a hypothesis whose energy has moved less than
 ``settle_tol`` over its last ``settle_steps`` steps leaves the batch with its parameters as they are.
+Before the pruning (``prune_points``), the LiDAR term reads at most that many points per object (evenly
+spaced through its list): the eight headings' cheap steps only decide which two go on, and the pruning
+itself reads them all; so do the last ``fine_steps`` steps and the final energy, the steps between
+the pruning and those at most ``coarse_points``.
 Ground term: the columns near the plane found every ``ground_refresh`` steps are searched in between
 (``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
@@ -198,13 +202,29 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
     fine_from = max(n_it - cfg.fine_steps, 0)
     settle_from = max(cfg.prune_after, cfg.mask_from, fine_from if coarse is not None else 0)
     settled, hist = [], None      # hypotheses whose energy has settled, the energies of the last steps
+    # fewer LiDAR points per object: the steps before the pruning (all headings, cheap terms) and the
+    # coarse steps after it; kept per (batch, cap)
+    prunes = cfg.keep_hypotheses < B and cfg.prune_after > 0
+    thin = {}
+
+    def lidar_view(b, it):
+        cap = (cfg.prune_points if prunes and it < cfg.prune_after
+               else cfg.coarse_points if it < fine_from else 0)
+        if not cap:
+            return b
+        if (id(b), cap) not in thin:
+            tb = batch.thinned(cap)
+            thin[id(b), cap] = tb if b is batch else dataclasses.replace(b, pts=tb.pts, w=tb.w, fs=tb.fs)
+        return thin[id(b), cap]
+
     use_cols = bool(cfg.ground_columns) and 'ground' in cfg.energies and batch.ground is not None
     gcols, cols_at = None, 0      # the ground term's search columns, the step they were found at
     for it in range(n_it):
         zeta = _zeta(cfg, it, n_it)
         frac = it / max(n_it - 1, 1)
         on = [t for t in cfg.energies if t != 'mask' or it >= cfg.mask_from]
-        b, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
+        b_all, c = (coarse, coarse_cfg) if coarse is not None and it < fine_from else (batch, cfg)
+        b = lidar_view(b_all, it)
         if use_cols and (gcols is None or it - cols_at >= cfg.ground_refresh):
             # the ground term's lowest column moves little between steps: search the columns near the
             # plane found by a full search every ground_refresh steps (the pruning and the final energy
@@ -236,7 +256,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                     st, hist = st.take(~done), hist[~done]
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad(), clock('prune'):
-                _, e = _energies(sdf, b, st, c, zeta, renderer=renderer)
+                _, e = _energies(sdf, b_all, st, c, zeta, renderer=renderer)
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             e_sel = e_np if prune_bias is None else e_np + prune_bias[st.hyp_id.cpu().numpy()]
