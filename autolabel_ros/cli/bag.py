@@ -186,8 +186,8 @@ def _label_main(argv) -> int:
         # local workers: the thread pools that size themselves when their library loads (OpenBLAS,
         # with numpy) get a worker's share now, before they load here: the workers are forked from
         # this process and keep their sizes (offline/parallel.fork_start)
-        from autolabel_ros.core.device import POOL_ENV
-        share = a.threads or max(1, (os.cpu_count() or 1) // a.workers)
+        from autolabel_ros.core.device import POOL_ENV, threads_per_worker
+        share = a.threads or threads_per_worker(a.workers)
         os.environ.update({k: str(share) for k in POOL_ENV})
     logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')

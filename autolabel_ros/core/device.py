@@ -1,12 +1,18 @@
 """Pick the torch device from a config string (auto | cpu | cuda | cuda:N), failing loudly."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 
 # thread pools that take their size from the environment when their library loads (OpenMP, OpenBLAS,
 # MKL, OpenCV): a worker process gets its share of the cores through these
 POOL_ENV = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')
+
+
+def threads_per_worker(workers: int) -> int:
+    """A local worker's share of the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 class DeviceError(RuntimeError):

@@ -23,14 +23,13 @@ import time
 from collections import deque
 from typing import Iterable, Iterator, Optional
 
-from autolabel_ros.core.device import POOL_ENV
+from autolabel_ros.core.device import POOL_ENV, threads_per_worker
 from autolabel_ros.core.interrupts import caused_by_interrupt
 from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 
 log = logging.getLogger(__name__)
 
 _WORKER: Optional[FrameLabeler] = None
-THREAD_ENV = POOL_ENV
 
 
 _BUSY = False       # a worker process labelling a frame (its Ctrl-C then ends that frame)
@@ -132,10 +131,6 @@ def _single_threaded():
     return restore
 
 
-def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 def run_inprocess(tasks: Iterable[FrameTask], cfg_dict: dict,
                   threads: Optional[int] = None) -> Iterator[tuple]:
     labeler = FrameLabeler(cfg_dict, torch_threads=threads)
@@ -155,8 +150,8 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     forked = fork_start(cfg_dict, threads)
     # the workers inherit these at spawn: OpenMP/BLAS/OpenCV pools sized like torch's, so N workers do
     # not oversubscribe the cores (Ray does the same for its actors)
-    saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    os.environ.update({k: str(threads) for k in THREAD_ENV})
+    saved = {k: os.environ.get(k) for k in POOL_ENV}
+    os.environ.update({k: str(threads) for k in POOL_ENV})
     pool = None
     inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
@@ -182,16 +177,18 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                        initializer=_init_worker, initargs=(cfg_dict, threads))
             inflight[pool.submit(_run_task, first)] = 0
-        for k, task in enumerate(tasks, start=1):
-            inflight[pool.submit(_run_task, task)] = k
-            if len(inflight) >= 2 * workers:
-                for result in _finished(inflight):
-                    load = _report_load(result, load)
-                    yield result
-        while inflight:
+
+        def finished():
+            nonlocal load
             for result in _finished(inflight):
                 load = _report_load(result, load)
                 yield result
+        for k, task in enumerate(tasks, start=1):
+            inflight[pool.submit(_run_task, task)] = k
+            if len(inflight) >= 2 * workers:
+                yield from finished()
+        while inflight:
+            yield from finished()
     finally:
         for f in inflight:
             f.cancel()

@@ -115,17 +115,14 @@ class FrameLabeler:
         process_threads(self.cfg.fit.threads, self.torch_threads)
         self._threads_set = True
 
-    def preload(self, need_detector: bool, fused: bool = False) -> dict:
+    def preload(self, need_detector: bool, fused: bool = False) -> None:
         """Load the models now, without setting the process' threads (the caller has set them):
-        the parent of forked workers. Returns the load's wall and CPU seconds, as a first frame's
-        ``timings`` report them."""
-        w, c = time.perf_counter(), time.process_time()
+        the parent of forked workers (which times the load itself, torch's import included)."""
         self._threads_set = True
         try:
             self._models(need_detector, fused)
         finally:
             self._threads_set = False
-        return {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
 
     def _models(self, need_detector: bool, fused: bool = False):
         if not self._threads_set:
