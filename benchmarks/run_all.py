@@ -872,6 +872,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     only = set(args.only.split(','))
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     jpath = out / 'results.json'
     results = json.loads(jpath.read_text()) if jpath.exists() else {}
     apollo = APOLLO.is_file()
