@@ -39,10 +39,14 @@ _BUSY = False       # a worker process labelling a frame (its Ctrl-C then ends t
 def _on_ctrl_c(signum, frame):
     """A Ctrl-C at a terminal reaches the workers too: one labelling a frame stops it (the pool
     returns the KeyboardInterrupt to the main process, which stops the run); an idle one, waiting
-    for its next frame, ends at once and quietly (else a traceback from the pool's queue)."""
+    for its next frame, ends at once and quietly (else a traceback from the pool's queue). It ends
+    through SystemExit, not ``os._exit``: an idle worker waits for its next frame holding the lock
+    of the pool's task queue, which an ``os._exit`` would leave held, and a worker that stopped its
+    frame would wait on it for ever (the run hung at its shutdown); multiprocessing ends a worker
+    quietly on SystemExit(0)."""
     if _BUSY:
         raise KeyboardInterrupt
-    os._exit(0)
+    raise SystemExit(0)
 
 
 def _worker_signals():
