@@ -179,8 +179,9 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
                                        initializer=_adopt_worker, initargs=(labeler,))
             inflight[pool.submit(_run_task, first)] = 0     # the workers are forked here
             # this process detects the frames it reads ahead, to order them (offline/schedule.py),
-            # with the workers' threads (the same boxes): its one thread is restored at the end
-            tasks = (labeler.detect_ahead(t) for t in tasks)
+            # with the workers' threads (the same boxes): its one thread is restored at the end; the
+            # other workers' first frames go at once, detected by the workers
+            tasks = (t if k < workers - 1 else labeler.detect_ahead(t) for k, t in enumerate(tasks))
         else:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                        initializer=_init_worker, initargs=(cfg_dict, threads))
