@@ -231,7 +231,9 @@ class StreamedOutputs:
     while the last frames are labelled; what it has not built by the end is built at assembly
     (beside the figure process). The output phase then does what needs every frame."""
 
-    DEFER_MB = 128.0     # result arrays held for the tail at most; the frames after are built at once
+    # frames whose messages wait at most (~0.1 s CPU each): what the tail's thread leaves is built at
+    # assembly beside the figure process (~3 s), more would make this process the critical path there
+    DEFER_FRAMES = 16
 
     def __init__(self, job: BagJob, n_frames: int, clock: PhaseClock):
         # --tracks replaces the labels at assembly: their messages are built then
@@ -241,7 +243,7 @@ class StreamedOutputs:
         self.figure_pool = None
         self.started = False
         self.deferred = queue.SimpleQueue() if job.workers > 1 and self.annotations is not None else None
-        self.deferred_mb = 0.0
+        self.n_deferred = 0
         self._building = threading.Lock()     # one frame's messages at a time (the cache is not shared)
         self._stop = threading.Event()
         self._tail = None                      # the thread building the deferred frames' messages
@@ -262,10 +264,9 @@ class StreamedOutputs:
             if self.annotations is None:
                 return
             if self.deferred is not None:
-                mb = sum(a.nbytes for a in arrays.values()) / 1e6
-                if idle or self.deferred_mb + mb <= self.DEFER_MB:
+                if idle or self.n_deferred < self.DEFER_FRAMES:
                     self.deferred.put((record, arrays, saved_json))
-                    self.deferred_mb += mb
+                    self.n_deferred += 1
                     if idle and self._tail is None:
                         self._tail = threading.Thread(target=self._build_deferred, daemon=True,
                                                       name='annotations-tail')
