@@ -83,10 +83,11 @@ def load_deepsdf_prior(path: str = ''):
 class Autolabeler:
     """The pipeline with its parts: the shape space (``self.sdf``: ``shape``, else an SdfModel of the
     prior), the renderer and the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,
-    :func:`autolabel_ros.fit.init.init_object`) and the segmenter (built on first use)."""
+    :func:`autolabel_ros.fit.init.init_object`) and the segmenter (``segmenter``, else built from the
+    config on first use)."""
 
     def __init__(self, config: AutolabelConfig | None = None, prior=None, renderer: Renderer | None = None,
-                 initialiser: Initialiser | None = None, shape=None):
+                 initialiser: Initialiser | None = None, shape=None, segmenter=None):
         self.cfg = config or AutolabelConfig()
         self.device = resolve_device(self.cfg.device)
         if shape is None:
@@ -101,7 +102,7 @@ class Autolabeler:
             renderer = functools.partial(render_silhouettes, mode=silhouette_mode(self.cfg))
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer,
                              ('css',) if self.cfg.method in self.cfg.css.cue_tiebreak else ())
-        self._segmenter = None
+        self._segmenter = segmenter      # None: built from the config on first use
         self._css = None
 
     @property

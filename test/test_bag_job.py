@@ -203,3 +203,45 @@ def test_the_summary_says_where_the_time_went(reference):
     assert me['start_s'] + me['busy_s'] + me['gap_s'] == pytest.approx(run['schedule']['span_s'])
     # the records saved carry no schedule entry (their bytes do not depend on when a frame ran)
     assert all('span' not in json.loads(p.read_text()) for p in (reference[0] / '.frames').glob('0*.json'))
+
+
+def test_two_workers_build_the_bag_messages_in_the_tail(reference):
+    """With more than one worker a frame's label-bag messages wait for the tail (fewer frames left
+    than workers), where a thread builds them; what it has not built when the labelling ends is left
+    to the assembly. Same messages as built at once."""
+    import json
+    import time
+    from dataclasses import replace
+
+    from autolabel_ros.offline.annotations import AnnotationCache
+    from autolabel_ros.offline.job import StreamedOutputs
+    from autolabel_ros.offline.phases import PhaseClock
+
+    out = reference[0]
+    frames = []
+    for p in sorted((out / '.frames').glob('0*.json')):
+        with np.load(p.with_suffix('.npz')) as z:
+            frames.append((json.loads(p.read_text()), {k: z[k] for k in z.files}, p.read_text()))
+    assert len(frames) == 3
+    job = BagJob(input=str(out), out=str(out), progress=False)
+    at_once = AnnotationCache()
+    for rec, arr, text in frames:
+        at_once.add(rec, arr, text)
+
+    streamed = StreamedOutputs(replace(job, workers=2), 3, PhaseClock())
+    streamed.on_saved(*frames[0], idle=False)
+    assert streamed.annotations.get(frames[0][0]['index']) is None     # waits: the workers are busy
+    streamed.on_saved(*frames[1], idle=True)
+    streamed.on_saved(*frames[2], idle=True)
+    end = time.monotonic() + 60
+    while any(streamed.annotations.get(r['index']) is None for r, _, _ in frames) and time.monotonic() < end:
+        time.sleep(0.01)                                               # the tail's thread builds them
+    streamed.labelling_done()
+    for rec, _, _ in frames:
+        assert streamed.annotations.get(rec['index']) == at_once.get(rec['index'])
+    streamed.close()
+
+    one = StreamedOutputs(replace(job, workers=1), 3, PhaseClock())
+    one.on_saved(*frames[0])
+    assert one.annotations.get(frames[0][0]['index']) == at_once.get(frames[0][0]['index'])
+    one.close()

@@ -380,3 +380,29 @@ def test_bfloat16_encoder_keeps_the_float32_masks(sam16, sam32, scene):
     assert min(ious) >= 0.97, ious
     assert min(_iou(m, g) for m, g in zip(m16, gts)) >= 0.8
 
+
+
+def test_warm_up_on_a_thread_gives_the_first_images_empty_embedding(sam, scene):
+    """The offline parent warms the segmenter up on a second thread before forking its workers
+    (offline/worker.py): the empty image's embedding it leaves is the one a first image computes."""
+    import threading
+
+    import torch
+
+    from autolabel_ros.offline.worker import _warm_up
+    from autolabel_ros.segment import tinyvit
+
+    img, gts = scene
+    tinyvit._EMPTY.clear()
+    t = threading.Thread(target=_warm_up, args=(sam, torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert len(tinyvit._EMPTY) == 1
+    warm = next(iter(tinyvit._EMPTY.values())).clone()
+    tinyvit._EMPTY.clear()
+    sam._image_key = None
+    masks, _ = sam.segment(img, [Prompt(id=0, box=_bbox(gts[1]))])
+    assert len(tinyvit._EMPTY) == 1
+    cold = next(iter(tinyvit._EMPTY.values()))
+    assert warm.shape == (1, 256, 64, 64) and float(warm.abs().max()) > 0.1
+    assert torch.equal(warm, cold)

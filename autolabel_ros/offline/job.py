@@ -11,6 +11,7 @@ import hashlib
 import heapq
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
@@ -200,6 +201,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                 t_label = time.monotonic()
                 failures = _label(job, cfg, source, todo, mode, calib, store, on_frame, clock, labelled,
                                   streamed.on_saved, spans)
+                with clock('label.stream'):
+                    streamed.labelling_done()
             wall = time.perf_counter() - t_start
             failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
                          for i, reason in source.stats.corrupt_frames]
@@ -221,8 +224,16 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
 class StreamedOutputs:
     """Output work done before the last frame rather than after it: the figure process is started
     (its imports) as the labelling starts, on the core that the model load leaves idle; with the
-    first frame, the extensions of the output phase are imported; each frame's annotation messages
-    for the label bag are built as it is saved. The output phase then does what needs every frame."""
+    first frame (forked workers: while the models load), the extensions of the output phase are
+    imported; each frame's annotation messages for the label bag are built as it is saved. With more
+    than one worker the workers have every core until the last frames: the messages wait for the
+    tail (fewer frames left than workers, a core idle), where a thread of this process builds them
+    while the last frames are labelled; what it has not built by the end is built at assembly
+    (beside the figure process). The output phase then does what needs every frame."""
+
+    # frames whose messages wait at most (~0.1 s CPU each): what the tail's thread leaves is built at
+    # assembly beside the figure process (~3 s), more would make this process the critical path there
+    DEFER_FRAMES = 16
 
     def __init__(self, job: BagJob, n_frames: int, clock: PhaseClock):
         # --tracks replaces the labels at assembly: their messages are built then
@@ -231,6 +242,11 @@ class StreamedOutputs:
         self.clock = clock
         self.figure_pool = None
         self.started = False
+        self.deferred = queue.SimpleQueue() if job.workers > 1 and self.annotations is not None else None
+        self.n_deferred = 0
+        self._building = threading.Lock()     # one frame's messages at a time (the cache is not shared)
+        self._stop = threading.Event()
+        self._tail = None                      # the thread building the deferred frames' messages
 
     def start_figures(self) -> None:
         """The figure process, started now (before the models load: the workers are forked from
@@ -238,22 +254,56 @@ class StreamedOutputs:
         if self.figure_pool is None and FigureJob.wanted(self.n_frames):
             self.figure_pool = start_figure_pool()
 
-    def on_saved(self, record: dict, arrays: dict, saved_json: Optional[str] = None) -> None:
+    def on_saved(self, record: dict, arrays: dict, saved_json: Optional[str] = None,
+                 idle: bool = False) -> None:
+        """``idle``: fewer frames are left to label than there are workers (a core to spare)."""
         with self.clock('label.stream'):
             if not self.started:
                 self.started = True
                 _preload_output_libraries()
-            if self.annotations is not None:
-                try:
-                    self.annotations.add(record, arrays, saved_json)
-                except Exception as e:   # noqa: BLE001 - the assembly builds it again and reports it
-                    log.debug('frame %s: annotations left to the assembly (%s)', record.get('name'), e)
+            if self.annotations is None:
+                return
+            if self.deferred is not None:
+                if idle or self.n_deferred < self.DEFER_FRAMES:
+                    self.deferred.put((record, arrays, saved_json))
+                    self.n_deferred += 1
+                    if idle and self._tail is None:
+                        self._tail = threading.Thread(target=self._build_deferred, daemon=True,
+                                                      name='annotations-tail')
+                        self._tail.start()
+                    return
+            self._build(record, arrays, saved_json)
+
+    def _build(self, record: dict, arrays: dict, saved_json: Optional[str]) -> None:
+        with self._building:
+            try:
+                self.annotations.add(record, arrays, saved_json)
+            except Exception as e:   # noqa: BLE001 - the assembly builds it again and reports it
+                log.debug('frame %s: annotations left to the assembly (%s)', record.get('name'), e)
+
+    def _build_deferred(self) -> None:
+        while not self._stop.is_set():
+            item = self.deferred.get()
+            if item is None or self._stop.is_set():
+                return
+            self._build(*item)
+
+    def labelling_done(self) -> None:
+        """Stop the tail's thread after its current frame; the frames it has not built are left to the
+        assembly (which builds a frame's messages itself when the cache has none)."""
+        if self._tail is not None:
+            self._stop.set()
+            self.deferred.put(None)
+            self._tail.join()
+            self._tail = None
+        self.deferred = None
 
     def take_figure_pool(self):
         pool, self.figure_pool = self.figure_pool, None
         return pool
 
     def close(self):
+        self.labelling_done()
         if self.figure_pool is not None:
             self.figure_pool.terminate()
             self.figure_pool.join()
@@ -273,7 +323,8 @@ def _preload_output_libraries():
     """Import the extensions the output phase needs (open3d: the markers' mesh decimation) here:
     open3d turns a Ctrl-C that lands in its import into an ImportError, which would make an
     interruption look like a crash (exit 1) instead of exit 130. Called with the first saved frame
-    (not before the labelling: the workers start meanwhile) and again before the output phase."""
+    (not before the labelling: the workers start meanwhile; forked workers: while this process loads
+    their models, offline/parallel.py) and again before the output phase."""
     try:
         import open3d  # noqa: F401
     except ImportError as e:  # the mesh decimation says so itself when it needs it
@@ -300,7 +351,8 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     """Label the frames still to do; persists each result as it arrives. Returns worker failures.
     ``clock`` gets the main process' reading (``label.read``) and saving (``label.save``) time;
     ``labelled`` the records of the frames labelled; ``spans`` when and on which worker each frame
-    ran; ``on_saved(record, arrays, saved_json)`` is called after each frame is saved."""
+    ran; ``on_saved(record, arrays, saved_json, idle)`` is called after each frame is saved (``idle``:
+    fewer frames are left than workers)."""
     from tqdm import tqdm
 
     from autolabel_ros.config import to_dict
@@ -335,8 +387,9 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
     bar.set_postfix_str('loading the models')
     ticker = _Ticker(bar) if job.progress else None
     try:
+        # forked workers: the output phase's extensions are imported while the models load
         for record, arrays in run_tasks(tasks(), to_dict(cfg), workers=job.workers, ray_address=job.ray,
-                                        threads=job.threads):
+                                        threads=job.threads, meanwhile=_preload_output_libraries):
             span = record.pop(SPAN_KEY, None)
             if span is not None and spans is not None:
                 spans.append(span)
@@ -347,7 +400,8 @@ def _label(job, cfg, source, todo, mode, calib, store, on_frame, clock=None, lab
                     saved_json = store.save(record, arrays)
                 labelled.append(record)
                 if on_saved is not None:
-                    on_saved(record, arrays, saved_json)
+                    # fewer frames left than workers after this one: a worker has none, a core is idle
+                    on_saved(record, arrays, saved_json, idle=len(todo) - n - 1 < job.workers)
             n += 1
             bar.update(1)
             bar.set_postfix(failed=len(failures) + len(source.stats.corrupt_frames))

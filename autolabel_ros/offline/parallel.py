@@ -21,10 +21,11 @@ import os
 import sys
 import time
 from collections import deque
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from autolabel_ros.core.device import POOL_ENV, threads_per_worker
 from autolabel_ros.core.interrupts import caused_by_interrupt
+from autolabel_ros.offline.schedule import dearest_first, prompt_count
 from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,14 @@ _BUSY = False       # a worker process labelling a frame (its Ctrl-C then ends t
 def _on_ctrl_c(signum, frame):
     """A Ctrl-C at a terminal reaches the workers too: one labelling a frame stops it (the pool
     returns the KeyboardInterrupt to the main process, which stops the run); an idle one, waiting
-    for its next frame, ends at once and quietly (else a traceback from the pool's queue)."""
+    for its next frame, ends at once and quietly (else a traceback from the pool's queue). It ends
+    through SystemExit, not ``os._exit``: an idle worker waits for its next frame holding the lock
+    of the pool's task queue, which an ``os._exit`` would leave held, and a worker that stopped its
+    frame would wait on it for ever (the run hung at its shutdown); multiprocessing ends a worker
+    quietly on SystemExit(0)."""
     if _BUSY:
         raise KeyboardInterrupt
-    os._exit(0)
+    raise SystemExit(0)
 
 
 def _worker_signals():
@@ -139,7 +144,10 @@ def run_inprocess(tasks: Iterable[FrameTask], cfg_dict: dict,
 
 
 def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
-                  threads: Optional[int] = None) -> Iterator[tuple]:
+                  threads: Optional[int] = None, meanwhile: Optional[Callable[[], None]] = None
+                  ) -> Iterator[tuple]:
+    """``meanwhile``: the caller's own imports, done while this process loads the models for the
+    workers it forks (the second thread warms the segmenter up then, offline/worker.py)."""
     from concurrent.futures import ProcessPoolExecutor
 
     threads = threads or threads_per_worker(workers)
@@ -147,22 +155,21 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     first = next(tasks, None)
     if first is None:
         return
+    w, c = time.perf_counter(), time.process_time()    # a forked run's model load: torch's import too
     forked = fork_start(cfg_dict, threads)
     # the workers inherit these at spawn: OpenMP/BLAS/OpenCV pools sized like torch's, so N workers do
     # not oversubscribe the cores (Ray does the same for its actors)
     saved = {k: os.environ.get(k) for k in POOL_ENV}
     os.environ.update({k: str(threads) for k in POOL_ENV})
-    pool = None
+    pool = restore = None
     inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
         load = None
         if forked:
-            # the load's clock includes torch's import (here, not in the preload)
-            w, c = time.perf_counter(), time.process_time()
             restore = _single_threaded()
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
             try:
-                labeler.preload(first.prompts is None, first.fused)
+                labeler.preload(first.prompts is None, first.fused, meanwhile)
                 load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
             except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
                 if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
@@ -171,12 +178,15 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork'),
                                        initializer=_adopt_worker, initargs=(labeler,))
             inflight[pool.submit(_run_task, first)] = 0     # the workers are forked here
-            del labeler
-            restore()
+            # this process detects the frames it reads ahead, to order them (offline/schedule.py),
+            # with the workers' threads (the same boxes): its one thread is restored at the end; the
+            # other workers' first frames go at once, detected by the workers
+            tasks = (t if k < workers - 1 else labeler.detect_ahead(t) for k, t in enumerate(tasks))
         else:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                        initializer=_init_worker, initargs=(cfg_dict, threads))
             inflight[pool.submit(_run_task, first)] = 0
+        tasks = dearest_first(tasks, prompt_count, lookahead=2 * workers, in_order=workers - 1)
 
         def finished():
             nonlocal load
@@ -194,6 +204,8 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             f.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if restore is not None:
+            restore()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -306,11 +318,13 @@ def run_ray(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int, threads: O
 
 
 def run_tasks(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int = 1,
-              ray_address: Optional[str] = None, threads: Optional[int] = None) -> Iterator[tuple]:
+              ray_address: Optional[str] = None, threads: Optional[int] = None,
+              meanwhile: Optional[Callable[[], None]] = None) -> Iterator[tuple]:
     """``threads``: torch threads per worker (default: cpus / workers locally, 1 per Ray actor).
-    Results are bit-identical across worker counts and Ray when the threads per worker are equal."""
+    Results are bit-identical across worker counts and Ray when the threads per worker are equal.
+    ``meanwhile``: see :func:`run_processes` (forked local workers only)."""
     if ray_address:
         return run_ray(tasks, cfg_dict, max(1, workers), threads, ray_address)
     if workers > 1:
-        return run_processes(tasks, cfg_dict, workers, threads)
+        return run_processes(tasks, cfg_dict, workers, threads, meanwhile)
     return run_inprocess(tasks, cfg_dict, threads)

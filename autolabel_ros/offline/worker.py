@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -39,6 +40,10 @@ class FrameTask:
     dropped_prompts: list = field(default_factory=list)   # dicts of prompts the reader could not use
     prompt_chunk: int = 32           # prompts fitted together (bounds memory; progress per chunk)
     fused: bool = False              # with prompts None: the detector's boxes fused with LiDAR proposals
+    # with prompts None: the detector's boxes when the parent of forked workers ran it (to order the
+    # frames, offline/schedule.py), and its seconds; the worker labels them as if it had run it
+    detections: Optional[list] = None
+    detect_s: float = 0.0
 
 
 def prompt_to_dict(p: Prompt) -> dict:
@@ -81,6 +86,25 @@ def bev_points(points: np.ndarray) -> np.ndarray:
     return xy[::step].astype(np.float16)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _warm_up(segmenter, threads: int) -> None:
+    """The segmenter's warm-up on its own thread, with the loading thread's torch threads: a new
+    thread's OpenMP setting is the process default, not what the caller set (no pool may start
+    in a process that forks workers, offline/parallel.py, and the bits depend on the threads)."""
+    import torch
+
+    try:
+        torch.set_num_threads(threads)
+        segmenter.warm_up()
+    except Exception as e:   # noqa: BLE001 - each worker then does it at its first frame, as before
+        log.debug('segmenter warm-up failed (%s: %s)', type(e).__name__, e)
+
+
 class FrameLabeler:
     """Callable on a :class:`FrameTask`; returns ``(record, arrays)`` or ``(error_dict, None)``."""
 
@@ -93,6 +117,7 @@ class FrameLabeler:
         self._detector = None
         self._fused = False
         self._threads_set = False
+        self._segmenter = None        # built before the rest by :meth:`preload`
 
     def _detector_stale(self, fused: bool) -> bool:
         """Whether a task with these prompts needs the detector (re)built."""
@@ -115,14 +140,51 @@ class FrameLabeler:
         process_threads(self.cfg.fit.threads, self.torch_threads)
         self._threads_set = True
 
-    def preload(self, need_detector: bool, fused: bool = False) -> None:
+    def preload(self, need_detector: bool, fused: bool = False,
+                meanwhile: Optional[Callable[[], None]] = None) -> None:
         """Load the models now, without setting the process' threads (the caller has set them):
-        the parent of forked workers (which times the load itself, torch's import included)."""
+        the parent of forked workers (which times the load itself, torch's import included). The
+        segmenter is built first and warmed up (:meth:`Segmenter.warm_up`) on a second thread while
+        this one loads the rest (imports, shape space, detector) and then calls ``meanwhile`` (the
+        caller's own imports): the workers inherit the warm segmenter, and the warm-up costs the
+        run only what the rest does not cover."""
         self._threads_set = True
+        warm = None
         try:
+            if self._labeler is None:
+                warm = self._start_warm_up()
             self._models(need_detector, fused)
+            if meanwhile is not None:
+                meanwhile()
         finally:
+            if warm is not None:
+                warm.join()
             self._threads_set = False
+
+    def _start_warm_up(self) -> threading.Thread:
+        from autolabel_ros.core.device import resolve_device
+        from autolabel_ros.segment import make_segmenter
+
+        self._segmenter = make_segmenter(self.cfg.segmenter, resolve_device(self.cfg.device))
+        thread = threading.Thread(target=_warm_up, args=(self._segmenter, _torch_threads()),
+                                  name='segmenter-warm-up', daemon=True)
+        thread.start()
+        return thread
+
+    def detect_ahead(self, task: FrameTask) -> FrameTask:
+        """``task`` with the detector's boxes (:attr:`FrameTask.detections`) when it needs them and
+        this object has loaded that detector (the parent of forked workers, offline/parallel.py:
+        with the workers' threads, so the same boxes); else, or when the detector fails (the worker
+        then runs it and reports the error with the frame), ``task`` as it is."""
+        if task.prompts is not None or task.detections is not None or self._detector_stale(task.fused):
+            return task
+        t = time.perf_counter()
+        try:
+            detections = list(self._detector.detect(task.frame.image))
+        except Exception as e:   # noqa: BLE001 - the worker's own run reports it
+            log.debug('frame %s: detection left to the worker (%s: %s)', task.name, type(e).__name__, e)
+            return task
+        return replace(task, detections=detections, detect_s=time.perf_counter() - t)
 
     def _models(self, need_detector: bool, fused: bool = False):
         if not self._threads_set:
@@ -130,7 +192,7 @@ class FrameLabeler:
         if self._labeler is None:
             from autolabel_ros.pipeline import Autolabeler
 
-            labeler = Autolabeler(self.cfg)
+            labeler = Autolabeler(self.cfg, segmenter=self._segmenter)
             _ = labeler.segmenter   # built now (the pipeline builds it on first use): part of the model load
             self._labeler = labeler
         if need_detector and self._detector_stale(fused):
@@ -170,9 +232,13 @@ class FrameLabeler:
         prompts = task.prompts
         prompt_source = 'given'
         if prompts is None:
-            t = time.perf_counter()
-            prompts = detector.detect(task.frame.image)
-            timings['detect_s'] = time.perf_counter() - t
+            if task.detections is not None:
+                prompts = list(task.detections)
+                timings['detect_s'] = task.detect_s
+            else:
+                t = time.perf_counter()
+                prompts = detector.detect(task.frame.image)
+                timings['detect_s'] = time.perf_counter() - t
             prompt_source = 'detector'
             if task.fused:
                 from autolabel_ros.proposals import fused_prompts
@@ -190,7 +256,9 @@ class FrameLabeler:
         if task.fused and labels:
             from autolabel_ros.proposals import reject_duplicates
             reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
-        timings['frame_s'] = time.perf_counter() - t0
+        # a detection run ahead by the parent counts in the frame's time, as the worker's own does
+        ahead = task.detect_s if task.detections is not None else 0.0
+        timings['frame_s'] = time.perf_counter() - t0 + ahead
         timings['worker_cpu_s'] = time.process_time() - c0
         record = {
             'index': task.index, 'name': task.name, 'stamp_ns': int(task.stamp_ns),

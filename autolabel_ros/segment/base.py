@@ -21,6 +21,10 @@ class Segmenter:
     def segment(self, image: np.ndarray, prompts: Sequence[Prompt]) -> tuple[list[np.ndarray], list[float]]:
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Do now the one-time work of the first :meth:`segment` call that does not depend on the
+        image (none here); same results either way."""
+
 
 @dataclass
 class CleanPrompt:

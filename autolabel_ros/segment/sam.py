@@ -200,6 +200,18 @@ class SamSegmenter(Segmenter):
             self.embedder = None
         self.timings['load_s'] = time.perf_counter() - t0
 
+    def warm_up(self) -> None:
+        """MobileSAM's embedding of the empty image (a full 1024 x 1024 encoder pass, ~2.7 s of one
+        core), computed once per process at the first image otherwise: the offline tool's parent
+        computes it before forking its workers, which then inherit it instead of each computing it.
+        The same call as in :meth:`segment`, so the same bits."""
+        import torch
+
+        if self.embedder is None:
+            return
+        with torch_threads(self.num_threads), torch.inference_mode():
+            self.embedder.empty(torch.zeros(1, 3, 1, 1, device=self.device))
+
     def _set_image(self, image: np.ndarray) -> bool:
         """Compute the embedding unless it is the image of the previous call (e.g. re-clicks on one
         frame). Returns True when it was computed."""
