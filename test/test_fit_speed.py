@@ -229,6 +229,50 @@ def test_ground_gap_is_the_lowest_column_gap(sdf):
     assert torch.allclose(got, want, atol=1e-5)
 
 
+def _plain_ground_gap(sdf, pose, codes, scales, plane, col, first):
+    """The ground gap at column ``col`` (B,) with first inside node ``first`` (B,), by autograd through
+    the plain formulas: the crossing of the column's two nodes, the plane under the rotated column."""
+    lo = (first - 1).clamp_min(0)
+    v = torch.stack([sdf.bot_vol[:, lo, col], sdf.bot_vol[:, first, col]], -1)      # 1+d, B, 2
+    p = v[0] + torch.einsum('kbt,bk->bt', v[1:], codes)
+    t = (p[:, 0] / (p[:, 0] - p[:, 1]).clamp_min(1e-6)).clamp(0.0, 1.0)
+    z1 = sdf.bot_z[lo] + torch.where(first > 0, t, torch.zeros_like(t)) * (sdf.bot_z[1] - sdf.bot_z[0])
+    uv = sdf.bot_xy[col] * scales[:, :2]
+    c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+    X = pose[:, 0] + c * uv[:, 0] - s * uv[:, 1]
+    Y = pose[:, 1] + s * uv[:, 0] + c * uv[:, 1]
+    return pose[:, 2] + z1 * scales[:, 2] - (plane[:, 0] * X + plane[:, 1] * Y + plane[:, 2])
+
+
+def test_ground_gap_node_gradient_is_autograd_of_the_plain_formula(sdf):
+    """The ground term's hand-written derivatives (pose, code, scales) = autograd's through the plain
+    formulas at the lowest column, and its value, on hypotheses with crossings between nodes."""
+    from autolabel_ros.fit.energies import ground_gap
+    pose0, code0, scales0, plane = _hypotheses_over_a_plane(sdf, 14, B=8)
+    w = torch.randn(8, generator=torch.Generator().manual_seed(15))
+    grads = []
+    for plain in (False, True):
+        pose, code, scales = (t.clone().requires_grad_(True) for t in (pose0, code0, scales0))
+        if plain:       # the lowest column by the plain per-column search of the test above
+            zc, valid, first = sdf.bottom_heights(code0)
+            xy = sdf.bot_xy[None] * scales0[:, None, :2]
+            c, s = torch.cos(pose0[:, 3:4]), torch.sin(pose0[:, 3:4])
+            X = pose0[:, 0:1] + c * xy[..., 0] - s * xy[..., 1]
+            Y = pose0[:, 1:2] + s * xy[..., 0] + c * xy[..., 1]
+            under = plane[:, 0:1] * X + plane[:, 1:2] * Y + plane[:, 2:3]
+            col = torch.where(valid, pose0[:, 2:3] + zc * scales0[:, 2:3] - under, 1e3).argmin(1)
+            gap = _plain_ground_gap(sdf, pose, code, scales, plane, col, first[torch.arange(8), col])
+        else:
+            gap = ground_gap(sdf, pose, code, scales, plane)
+        (gap * w).sum().backward()
+        grads.append((gap.detach(), pose.grad, code.grad, scales.grad))
+    (g1, *d1), (g0, *d0) = grads
+    assert torch.allclose(g1, g0, atol=1e-5)
+    for a, b in zip(d1, d0):
+        assert b.abs().max() > 1e-3
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
     """The ground term over the union of each hypothesis' k columns nearest the plane (the fit's
     search between full searches) = the search over every column, value and gradient, and the

@@ -183,14 +183,6 @@ class SdfModel(torch.nn.Module):
             kept = self._bot_cols = (cols, self.bot_vol_ck[:, cols], self.bot_xy[cols])
         return kept[1:]
 
-    def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
-        node is ``first`` (B,) (from :meth:`bottom_heights`): only two nodes per code carry gradient."""
-        lo = (first - 1).clamp_min(0)
-        v = torch.stack([self.bot_vol[:, lo, col], self.bot_vol[:, first, col]], -1)    # 1+d, B, 2
-        p = v[0] + torch.einsum('kbt,bk->bt', v[1:], codes)
-        return _crossing(self.bot_z, p[:, 0], p[:, 1], first)
-
     def size_of(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, 3) predicted (l, w, h) of shape codes (B, d), by the linear regression over the prior."""
         return self.size_coef[0] + codes @ self.size_coef[1:]
