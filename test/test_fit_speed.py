@@ -176,6 +176,35 @@ def test_outline_samples_node_passes_gradcheck():
     assert (picks == 1).any()                            # some rays take the parabola's vertex
 
 
+def test_object_rays_node_is_the_plain_transform():
+    """The rays' object-frame node (rotation as a product, gradient by hand) gives the plain transform
+    (to_object_frame, rotate_dirs, over the half sizes) and its autograd gradient in pose and half
+    sizes, per-hypothesis half sizes and one for all."""
+    from autolabel_ros.fit.rays import _ObjectRays, rotate_dirs
+    g = torch.Generator().manual_seed(16)
+    B, P = 5, 7
+    pose0 = torch.cat([torch.randn(B, 3, generator=g) * 4, torch.rand(B, 1, generator=g) * 6], 1).double()
+    ray_o = torch.randn(3, generator=g).double()
+    ray_d = torch.randn(B, P, 3, generator=g).double()
+    halves = (torch.rand(B, 1, 3, generator=g).double() + 0.5, torch.rand(1, 1, 3, generator=g).double() + 1)
+    for half0 in halves:
+        wo, wd = torch.randn(B, 1, 3, generator=g).double(), torch.randn(B, P, 3, generator=g).double()
+        out = []
+        for plain in (False, True):
+            pose, half = pose0.clone().requires_grad_(True), half0.clone().requires_grad_(True)
+            if plain:
+                o = to_object_frame(ray_o.view(1, 1, 3).expand(B, 1, 3), pose) / half
+                d = rotate_dirs(ray_d, pose[:, 3]) / half
+            else:
+                o, d = _ObjectRays.apply(pose, half, ray_o, ray_d)
+            ((o * wo).sum() + (d * wd).sum()).backward()
+            out.append((o.detach(), d.detach(), pose.grad, half.grad))
+        for a, b in zip(*out):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-10)
+        args = (pose0.clone().requires_grad_(True), half0.clone().requires_grad_(True))
+        assert torch.autograd.gradcheck(lambda p, h: _ObjectRays.apply(p, h, ray_o, ray_d), args)
+
+
 def test_freespace_term_gradient_is_the_padded_one(sdf):
     """Free-space samples looked up with gradient only when inside the model: the same gradient as the
     plain lookup of every sample."""
