@@ -205,6 +205,26 @@ def test_object_rays_node_is_the_plain_transform():
         assert torch.autograd.gradcheck(lambda p, h: _ObjectRays.apply(p, h, ray_o, ray_d), args)
 
 
+def test_points_to_object_node_is_the_plain_transform():
+    """The LiDAR points' object-frame node: to_object_frame's values and autograd gradient on the poses,
+    several points per hypothesis and a hypothesis without points."""
+    from autolabel_ros.fit.rays import points_to_object
+    g = torch.Generator().manual_seed(17)
+    pose0 = torch.cat([torch.randn(4, 3, generator=g) * 4, torch.rand(4, 1, generator=g) * 6], 1).double()
+    p = torch.randn(30, 3, generator=g).double() * 5
+    hyp = torch.randint(0, 3, (30,), generator=g)
+    w = torch.randn(30, 3, generator=g).double()
+    out = []
+    for plain in (False, True):
+        pose = pose0.clone().requires_grad_(True)
+        q = to_object_frame(p[:, None], pose[hyp])[:, 0] if plain else points_to_object(p, pose, hyp)
+        (q * w).sum().backward()
+        out.append((q.detach(), pose.grad))
+    for a, b in zip(*out):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert out[0][1][3].abs().max() == 0 and out[0][1][:3].abs().min() > 0
+
+
 def test_freespace_term_gradient_is_the_padded_one(sdf):
     """Free-space samples looked up with gradient only when inside the model: the same gradient as the
     plain lookup of every sample."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 
 from autolabel_ros.fit.batch import FitBatch
-from autolabel_ros.fit.rays import to_object_frame
+from autolabel_ros.fit.rays import points_to_object, to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
 from autolabel_ros.core.stage_clock import no_clock
@@ -229,7 +229,7 @@ def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
         q_fs = to_object_frame(fsp, pose[hyp])                      # Hq, K, 3
         r, k = (sdf.query(q_fs, hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
     hh = torch.cat([hyp, hyp[r]])
-    q = to_object_frame(torch.cat([pts, fsp[r, k]])[:, None], pose[hh])   # Hq + inside samples, 1, 3
+    q = points_to_object(torch.cat([pts, fsp[r, k]]), pose, hh)[:, None]   # Hq + inside samples, 1, 3
     phi = sdf.query(q, hh, codes, scales, vols)[:, 0]
     tau = cfg.lidar_robust
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w

@@ -69,6 +69,32 @@ def to_object_frame(p: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     return torch.stack([c * q[..., 0] + s * q[..., 1], -s * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
 
 
+def points_to_object(p: torch.Tensor, pose: torch.Tensor, hyp: torch.Tensor) -> torch.Tensor:
+    """Points p (N, 3) in the LiDAR frame -> the object frames of their hypotheses' poses ``pose[hyp]``
+    (pose (B, 4), hyp (N,)): :func:`to_object_frame` as one graph node, gradient on the poses only."""
+    return _PointsToObject.apply(p, pose, hyp)
+
+
+class _PointsToObject(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, pose, hyp):
+        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+        z, one = torch.zeros_like(c), torch.ones_like(c)
+        rot = torch.stack([c, -s, z, s, c, z, z, z, one], 1).view(-1, 3, 3)[hyp]     # N, 3, 3
+        out = torch.bmm((p - pose[hyp, :3])[:, None], rot)[:, 0]
+        ctx.save_for_backward(rot, out, hyp)
+        ctx.n_hyp = pose.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        rot, out, hyp = ctx.saved_tensors
+        # d out / d t = -rot^T, d out / d yaw = (out_y, -out_x, 0); summed per hypothesis
+        per = torch.cat([-torch.bmm(g[:, None], rot.transpose(1, 2))[:, 0],
+                         (g[:, 0] * out[:, 1] - g[:, 1] * out[:, 0])[:, None]], 1)       # N, 4
+        return None, per.new_zeros(ctx.n_hyp, 4).index_add_(0, hyp, per), None
+
+
 def rotate_dirs(d: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     shape = (-1,) + (1,) * (d.dim() - 2)
     c = torch.cos(yaw).view(shape)
