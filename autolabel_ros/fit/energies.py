@@ -243,4 +243,7 @@ def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
                'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
                'scale_common': cfg.w_scale_common, 'nocs': cfg.w_nocs, 'surfel3d': cfg.w_surfel3d}
-    return sum(weights[k] * v for k, v in terms.items())
+    # one product of the stacked terms with their weights (two graph nodes where a weighted sum took
+    # two per term, every fit step)
+    t = torch.stack(list(terms.values()), 1)
+    return t @ torch.tensor([weights[k] for k in terms], dtype=t.dtype, device=t.device)
