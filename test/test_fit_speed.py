@@ -158,6 +158,18 @@ def test_outline_render_backward_matches_autograd_through_all_samples(sdf):
         assert torch.allclose(a, b, rtol=2e-3, atol=1e-4)  # float32 row coordinates of the 2D lookup
 
 
+def test_outline_render_without_gradient_is_the_plain_one(sdf):
+    """Without gradient (verification, pruning, final energy) the outline render's 2D lookups give the
+    plain render's ray minima (3D lookups of every sample)."""
+    from autolabel_ros.fit.render import outline_min_sdf, ray_min_sdf, sample_rays, sdf_at_samples
+    pose, codes, scales, ray_o, ray_d = _ray_batch(sdf)
+    rs = sample_rays(pose, ray_o, ray_d, sdf.extent.view(1, 1, 3) * scales.view(-1, 1, 3), 32)
+    with torch.no_grad():
+        fast = outline_min_sdf(sdf, rs, codes, scales)
+        plain = ray_min_sdf(sdf_at_samples(sdf, rs, codes, scales))
+    assert len(fast) > 50 and torch.allclose(fast, plain, atol=1e-5)
+
+
 def test_outline_samples_node_passes_gradcheck():
     """The hand-written node's backward against finite differences (float64, two hypotheses' small
     6 x 5 x 7 volumes)."""

@@ -123,8 +123,8 @@ def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tens
                     vols=None) -> torch.Tensor:
     """:func:`ray_min_sdf` of the samples of :func:`sdf_at_samples` (the same values), with the
     gradient of the fit through the smallest sample and its two neighbours only (the others do not
-    reach it): in decode mode one :class:`_RayMinSamples` node, otherwise the three are looked up
-    again with gradient after a search over all T without it."""
+    reach it): in decode mode one :class:`_RayMinSamples` node (without gradient: the same 2D lookups),
+    otherwise the three are looked up again with gradient after a search over all T without it."""
     T = rs.t.shape[-1]
     if T < 3:
         return ray_min_sdf(sdf_at_samples(sdf, rs, codes, scales, vols))
@@ -137,6 +137,13 @@ def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tens
         s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
         raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s, rs.hyp, sdf.shape)
         phi3 = raw3 if smin is None else raw3 * smin[:, None]
+    elif getattr(sdf, 'mode', None) == 'decode':     # no gradient (verification, pruning, final energy)
+        if vols is None:
+            vols = sdf.volumes(codes)
+        img = vols.view(1, 1, -1, sdf.shape[2])
+        g = rs.o[:, 0][rs.hyp][:, None] + rs.t[..., None] * rs.d.reshape(-1, 3)[rs.idx][:, None]
+        phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]   # the 2D lookups
+        return ray_min_sdf(phi if smin is None else phi * smin[:, None])
     else:
         grad = torch.is_grad_enabled()
         with torch.no_grad():
