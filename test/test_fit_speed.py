@@ -366,13 +366,12 @@ def test_ground_gap_node_gradient_is_autograd_of_the_plain_formula(sdf):
 
 
 def test_ground_search_on_the_columns_near_the_plane_gives_the_full_search(sdf):
-    """The ground term over the union of each hypothesis' k columns nearest the plane (the fit's
-    search between full searches) = the search over every column, value and gradient, and the
-    columns are fewer."""
+    """The ground term over each hypothesis' own k columns nearest the plane (the fit's search between
+    full searches) = the search over every column, value and gradient."""
     from autolabel_ros.fit.energies import ground_columns, ground_gap
     pose0, code0, scales, plane = _hypotheses_over_a_plane(sdf, 9)
     cols = ground_columns(sdf, pose0, code0, scales, plane, 8)
-    assert 8 <= len(cols) < len(sdf.bot_xy) and torch.equal(cols, cols.sort().values)
+    assert cols.shape == (len(pose0), 8) and len(sdf.bot_xy) > 8
     out = []
     for c in (None, cols):
         pose, code = pose0.clone().requires_grad_(True), code0.clone().requires_grad_(True)
@@ -394,6 +393,10 @@ def test_bottom_columns_are_gathered_once_per_column_set(sdf):
     other = cols.clone()
     assert sdf.bottom_columns(other)[0] is not vol and torch.equal(sdf.bottom_columns(other)[0], vol)
     assert sdf.bottom_columns(None)[0] is sdf.bot_vol_ck
+    per_hyp = torch.tensor([[3, 17], [40, 5], [9, 9]])                 # each hypothesis' own columns
+    vol, xy = sdf.bottom_columns(per_hyp)
+    assert vol.shape == (3, 1 + sdf.d, 2, sdf.bot_vol_ck.shape[2]) and xy.shape == (3, 2, 2)
+    assert torch.equal(vol[1, :, 0], sdf.bot_vol_ck[:, 40]) and torch.equal(xy[1, 0], sdf.bot_xy[40])
 
 
 def test_fold_is_the_stacked_volume_lookup(sdf):

@@ -58,8 +58,8 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
                  plane: torch.Tensor, cols: torch.Tensor | None = None):
     """Without gradient: (B, C) height above its plane (B, 3) of the lowest surface crossing of each of the
     shape's bottom columns (1e3 for a column that misses the shape) and (B, C) its first inside node;
-    ``cols`` (K,): only those columns ((B, K) results). Planes: one per hypothesis (B, 3), as
-    :meth:`FitBatch.ground_of` gives them."""
+    ``cols`` (B, K): only those columns of each hypothesis ((B, K) results). Planes: one per hypothesis
+    (B, 3), as :meth:`FitBatch.ground_of` gives them."""
     with torch.no_grad():
         zc, valid, first = sdf.bottom_heights(codes, cols)                   # B, C
         # the plane height under column (x, y) of hypothesis b is P0_b + x Px_b + y Py_b (rotation and
@@ -70,19 +70,26 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
         a, b, c0 = plane.unbind(1)
         coef = torch.stack([a * x + b * y + c0, sx * (a * c + b * s), sy * (b * c - a * s)], 1)
         _, xy = sdf.bottom_columns(cols)
-        under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
+        under = _plane_under(coef[:, :1], coef[:, 1:], xy)                                # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
         return torch.where(valid, top - under, torch.full_like(zc, 1e3)), first
 
 
+def _plane_under(c0: torch.Tensor, kxy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """(B, C) c0 (B, 1) + the columns' canonical (x, y) (C, 2, or B, C, 2 per hypothesis) times kxy (B, 2)."""
+    if xy.dim() == 2:
+        return torch.addmm(c0, kxy, xy.T)
+    return torch.baddbmm(c0[:, :, None], xy, kxy[:, :, None])[..., 0]
+
+
 def ground_columns(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
                    plane: torch.Tensor, k: int) -> torch.Tensor:
-    """(K,) the bottom columns that are among the k nearest the plane of some hypothesis, in column
-    order: where each one's lowest column stays while its pose and code move a little
-    (:func:`ground_gap`'s ``cols``; one set for the batch, so the search stays one product)."""
+    """(B, k) each hypothesis' k bottom columns nearest its plane: where its lowest column stays while its
+    pose and code move a little (:func:`ground_gap`'s ``cols``; the union over the hypotheses, one set
+    for the batch, was 3-6 times more columns to search every step)."""
     gap, _ = _column_gaps(sdf, pose, codes, scales, plane)
     k = min(int(k), gap.shape[1])
-    return torch.unique(gap.topk(k, 1, largest=False, sorted=False).indices)
+    return gap.topk(k, 1, largest=False, sorted=False).indices
 
 
 def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
@@ -90,9 +97,10 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
     """(B,) height of the shape's lowest point above its plane z = a x + b y + c ((B, 3), one per
     hypothesis: the road under its object; negative: it sinks
     in): the minimum over the shape's grid columns (a soft minimum would sit below the true one by
-    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (K,):
-    search only those columns (:func:`ground_columns`; None: all of them). Differentiable in pose,
-    codes and scales through the lowest column (one graph node, :class:`_GroundGap`)."""
+    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (B, K):
+    search only those columns of each hypothesis (:func:`ground_columns`; None: all of them).
+    Differentiable in pose, codes and scales through the lowest column (one graph node,
+    :class:`_GroundGap`)."""
     return _GroundGap.apply(pose, codes, scales, plane, sdf, cols)
 
 
@@ -135,11 +143,12 @@ def _gap_and_jacobian(sdf, pose, codes, scales, plane, cols):
         kx, ky, top = ac_bs * sx, bc_as * sy, zc * sz[:, None]
     # the plane under column (u, v) of hypothesis b: a x + b y + c0 + kx u + ky v
     _, xy = sdf.bottom_columns(cols)
-    gap_all = z[:, None] + top - torch.addmm((a * x + b * y + c0)[:, None], torch.stack([kx, ky], 1), xy.T)
+    under = _plane_under((a * x + b * y + c0)[:, None], torch.stack([kx, ky], 1), xy)
+    gap_all = z[:, None] + top - under
     ar = torch.arange(B, device=codes.device)
     j = torch.where(valid, gap_all, 1e3).argmin(1)
     gap = gap_all[ar, j]
-    col = j if cols is None else cols[j]
+    col = j if cols is None else cols[ar, j]
     f = first[ar, j]
     z1 = zc[ar, j]
     # d z1 / d code: the crossing t = p / max(p - q, 1e-6) between the SDF p of node f - 1 and q of node

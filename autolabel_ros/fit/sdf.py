@@ -89,11 +89,17 @@ def _crossing(z: torch.Tensor, p0, p1, first):
 
 def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
     """Lowest zero crossing of each column of a (1+d, C, k) slab of prior channels (k nodes per column,
-    bottom first) for codes (B, d), without gradient: heights (B, C), validity (B, C) and the first
-    inside node (B, C)."""
+    bottom first; or (B, 1+d, C, k): each hypothesis' own columns) for codes (B, d), without gradient:
+    heights (B, C), validity (B, C) and the first inside node (B, C)."""
     with torch.no_grad():
-        C, k = vol.shape[1:]
-        phi = torch.addmm(vol[0].reshape(1, C * k), codes.detach(), vol[1:].reshape(vol.shape[0] - 1, C * k))
+        C, k = vol.shape[-2:]
+        if vol.dim() == 3:
+            phi = torch.addmm(vol[0].reshape(1, C * k), codes.detach(),
+                              vol[1:].reshape(vol.shape[0] - 1, C * k))
+        else:
+            B = vol.shape[0]
+            phi = torch.baddbmm(vol[:, :1].reshape(B, 1, C * k), codes.detach()[:, None],
+                                vol[:, 1:].reshape(B, -1, C * k))
         phi = phi.view(-1, C, k)
         # the lowest inside node: the first largest of the 0/1 inside flags along the contiguous node
         # axis (max over a dim returns the first, 0 for a column with none, and the largest flag is the
@@ -104,7 +110,6 @@ def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
         p0 = phi.gather(2, (first - 1).clamp_min(0)[..., None])[..., 0]
         p1 = phi.gather(2, first[..., None])[..., 0]
         return _crossing(z, p0, p1, first), valid, first
-
 
 # ----------------------------------------------------------------------------- slice-pair lookups
 # The decode mode's trilinear lookup as bilinear ones, for the silhouette's many ray samples (torch's 2D
@@ -236,13 +241,16 @@ class SdfModel(torch.nn.Module):
 
     def bottom_columns(self, cols: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The slab (1+d, K, k) and the canonical (x, y) (K, 2) of columns ``cols`` (K,) (None: all of
-        them), kept for the next call with the same ``cols`` tensor (the fit searches one set for
-        ``fit.ground_refresh`` steps; tensors passed here must not change in place)."""
+        them; cols (B, K): each hypothesis' own, a (B, 1+d, K, k) slab and (B, K, 2)), kept for the next
+        call with the same ``cols`` tensor (the fit searches one set for ``fit.ground_refresh`` steps;
+        tensors passed here must not change in place)."""
         if cols is None:
             return self.bot_vol_ck, self.bot_xy
         kept = self._bot_cols          # one read: another thread's fit may replace it meanwhile
         if kept is None or kept[0] is not cols:
-            kept = self._bot_cols = (cols, self.bot_vol_ck[:, cols], self.bot_xy[cols])
+            slab = self.bot_vol_ck[:, cols]
+            kept = self._bot_cols = (cols, slab if cols.dim() == 1 else slab.transpose(0, 1).contiguous(),
+                                     self.bot_xy[cols])
         return kept[1:]
 
     def size_of(self, codes: torch.Tensor) -> torch.Tensor:
