@@ -78,20 +78,19 @@ def points_to_object(p: torch.Tensor, pose: torch.Tensor, hyp: torch.Tensor) -> 
 class _PointsToObject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p, pose, hyp):
-        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
-        z, one = torch.zeros_like(c), torch.ones_like(c)
-        rot = torch.stack([c, -s, z, s, c, z, z, z, one], 1).view(-1, 3, 3)[hyp]     # N, 3, 3
-        out = torch.bmm((p - pose[hyp, :3])[:, None], rot)[:, 0]
-        ctx.save_for_backward(rot, out, hyp)
+        c, s = torch.cos(pose[:, 3])[hyp], torch.sin(pose[:, 3])[hyp]                    # N each
+        qx, qy, qz = (p - pose[hyp, :3]).unbind(1)
+        out = torch.stack([c * qx + s * qy, c * qy - s * qx, qz], 1)
+        ctx.save_for_backward(c, s, out, hyp)
         ctx.n_hyp = pose.shape[0]
         return out
 
     @staticmethod
     def backward(ctx, g):
-        rot, out, hyp = ctx.saved_tensors
-        # d out / d t = -rot^T, d out / d yaw = (out_y, -out_x, 0); summed per hypothesis
-        per = torch.cat([-torch.bmm(g[:, None], rot.transpose(1, 2))[:, 0],
-                         (g[:, 0] * out[:, 1] - g[:, 1] * out[:, 0])[:, None]], 1)       # N, 4
+        c, s, out, hyp = ctx.saved_tensors
+        gx, gy, gz = g.unbind(1)
+        # d out / d t = -rot^T (per point), d out / d yaw = (out_y, -out_x, 0); summed per hypothesis
+        per = torch.stack([s * gy - c * gx, -s * gx - c * gy, -gz, gx * out[:, 1] - gy * out[:, 0]], 1)
         return None, per.new_zeros(ctx.n_hyp, 4).index_add_(0, hyp, per), None
 
 
