@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 
 from autolabel_ros.fit.batch import FitBatch
-from autolabel_ros.fit.rays import to_object_frame
+from autolabel_ros.fit.rays import points_to_object, to_object_frame
 from autolabel_ros.fit.render import Renderer, render_silhouettes
 from autolabel_ros.fit.surfels import nocs_loss, surface_loss, surfels
 from autolabel_ros.core.stage_clock import no_clock
@@ -58,8 +58,8 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
                  plane: torch.Tensor, cols: torch.Tensor | None = None):
     """Without gradient: (B, C) height above its plane (B, 3) of the lowest surface crossing of each of the
     shape's bottom columns (1e3 for a column that misses the shape) and (B, C) its first inside node;
-    ``cols`` (K,): only those columns ((B, K) results). Planes: one per hypothesis (B, 3), as
-    :meth:`FitBatch.ground_of` gives them."""
+    ``cols`` (B, K): only those columns of each hypothesis ((B, K) results). Planes: one per hypothesis
+    (B, 3), as :meth:`FitBatch.ground_of` gives them."""
     with torch.no_grad():
         zc, valid, first = sdf.bottom_heights(codes, cols)                   # B, C
         # the plane height under column (x, y) of hypothesis b is P0_b + x Px_b + y Py_b (rotation and
@@ -70,19 +70,26 @@ def _column_gaps(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Ten
         a, b, c0 = plane.unbind(1)
         coef = torch.stack([a * x + b * y + c0, sx * (a * c + b * s), sy * (b * c - a * s)], 1)
         _, xy = sdf.bottom_columns(cols)
-        under = torch.addmm(coef[:, :1], coef[:, 1:], xy.T)                               # B, C
+        under = _plane_under(coef[:, :1], coef[:, 1:], xy)                                # B, C
         top = pose[:, 2:3] + (zc if scales is None else zc * scales[:, 2:3])
         return torch.where(valid, top - under, torch.full_like(zc, 1e3)), first
 
 
+def _plane_under(c0: torch.Tensor, kxy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """(B, C) c0 (B, 1) + the columns' canonical (x, y) (C, 2, or B, C, 2 per hypothesis) times kxy (B, 2)."""
+    if xy.dim() == 2:
+        return torch.addmm(c0, kxy, xy.T)
+    return torch.baddbmm(c0[:, :, None], xy, kxy[:, :, None])[..., 0]
+
+
 def ground_columns(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
                    plane: torch.Tensor, k: int) -> torch.Tensor:
-    """(K,) the bottom columns that are among the k nearest the plane of some hypothesis, in column
-    order: where each one's lowest column stays while its pose and code move a little
-    (:func:`ground_gap`'s ``cols``; one set for the batch, so the search stays one product)."""
+    """(B, k) each hypothesis' k bottom columns nearest its plane: where its lowest column stays while its
+    pose and code move a little (:func:`ground_gap`'s ``cols``; the union over the hypotheses, one set
+    for the batch, was 3-6 times more columns to search every step)."""
     gap, _ = _column_gaps(sdf, pose, codes, scales, plane)
     k = min(int(k), gap.shape[1])
-    return torch.unique(gap.topk(k, 1, largest=False, sorted=False).indices)
+    return gap.topk(k, 1, largest=False, sorted=False).indices
 
 
 def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | None,
@@ -90,22 +97,80 @@ def ground_gap(sdf, pose: torch.Tensor, codes: torch.Tensor, scales: torch.Tenso
     """(B,) height of the shape's lowest point above its plane z = a x + b y + c ((B, 3), one per
     hypothesis: the road under its object; negative: it sinks
     in): the minimum over the shape's grid columns (a soft minimum would sit below the true one by
-    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (K,):
-    search only those columns (:func:`ground_columns`; None: all of them)."""
-    # find the lowest column without gradient, then differentiate only there
-    gap, first = _column_gaps(sdf, pose, codes, scales, plane, cols)
+    ~tau log(n) over the many near-lowest columns of a flat floor, lifting the car). ``cols`` (B, K):
+    search only those columns of each hypothesis (:func:`ground_columns`; None: all of them).
+    Differentiable in pose, codes and scales through the lowest column (one graph node,
+    :class:`_GroundGap`)."""
+    return _GroundGap.apply(pose, codes, scales, plane, sdf, cols)
+
+
+class _GroundGap(torch.autograd.Function):
+    """:func:`ground_gap` as one graph node: the forward pass finds the lowest column without gradient
+    and computes the gap there with its derivatives in pose, code and scales by hand (the plane is
+    linear, the crossing height linear in the two nodes around it); the backward pass scales them.
+    Some forty small ops with gradient and their backward were a tenth of a fit step."""
+
+    @staticmethod
+    def forward(ctx, pose, codes, scales, plane, sdf, cols):
+        gap, jac = _gap_and_jacobian(sdf, pose, codes, scales, plane, cols)
+        ctx.save_for_backward(*jac)
+        return gap
+
+    @staticmethod
+    def backward(ctx, grad):
+        j_pose, j_codes, j_scales = ctx.saved_tensors
+        g = grad[:, None]
+        need = ctx.needs_input_grad
+        return (g * j_pose if need[0] else None, g * j_codes if need[1] else None,
+                g * j_scales if need[2] and j_scales.numel() else None, None, None, None)
+
+
+def _gap_and_jacobian(sdf, pose, codes, scales, plane, cols):
+    """Without gradient: (B,) gap of :func:`ground_gap` and its derivatives in pose (B, 4), codes (B, d)
+    and scales (B, 3) (empty when scales is None), with autograd's conventions at the clamps (a
+    clamped value passes no gradient, a boundary value does). The column search of
+    :func:`_column_gaps`, sharing its terms with the derivatives."""
     B = codes.shape[0]
-    j = gap.argmin(1)
-    col = j if cols is None else cols[j]
-    z1 = sdf.bottom_at(codes, col, first[torch.arange(B, device=codes.device), j])
-    # that column's gap, on (B,) columns (one unbind per input: a few ops every fit step)
-    u, v = (sdf.bot_xy[col] if scales is None else sdf.bot_xy[col] * scales[:, :2]).unbind(1)
-    if scales is not None:
-        z1 = z1 * scales[:, 2]
+    zc, valid, first = sdf.bottom_heights(codes, cols)                       # B, K
     x, y, z, yaw = pose.unbind(1)
     a, b, c0 = plane.unbind(1)
     c, s = torch.cos(yaw), torch.sin(yaw)
-    return z + z1 - (a * (x + c * u - s * v) + b * (y + s * u + c * v) + c0)
+    ac_bs, bc_as = a * c + b * s, b * c - a * s
+    if scales is None:
+        kx, ky, top = ac_bs, bc_as, zc
+    else:
+        sx, sy, sz = scales.unbind(1)
+        kx, ky, top = ac_bs * sx, bc_as * sy, zc * sz[:, None]
+    # the plane under column (u, v) of hypothesis b: a x + b y + c0 + kx u + ky v
+    _, xy = sdf.bottom_columns(cols)
+    under = _plane_under((a * x + b * y + c0)[:, None], torch.stack([kx, ky], 1), xy)
+    gap_all = z[:, None] + top - under
+    ar = torch.arange(B, device=codes.device)
+    j = torch.where(valid, gap_all, 1e3).argmin(1)
+    gap = gap_all[ar, j]
+    col = j if cols is None else cols[ar, j]
+    f = first[ar, j]
+    z1 = zc[ar, j]
+    # d z1 / d code: the crossing t = p / max(p - q, 1e-6) between the SDF p of node f - 1 and q of node
+    # f (z1 = z[f - 1] + t dz), zero where the clamp of t to [0, 1] cuts or f == 0 (the node itself)
+    v = sdf.bot_vol[:, torch.stack([(f - 1).clamp_min(0), f], 1), col[:, None]]      # 1+d, B, 2
+    pq = v[0] + (codes[:, :, None] * v[1:].transpose(0, 1)).sum(1)                 # B, 2
+    p, q = pq.unbind(1)
+    diff = p - q
+    den = diff.clamp_min(1e-6)
+    tr = p / den
+    r = (p / den ** 2) * (diff >= 1e-6)
+    zn = sdf.bot_z
+    live = ((f > 0) & (tr >= 0.0) & (tr <= 1.0)) * (zn[1] - zn[0])
+    dz1 = torch.bmm(v[1:].permute(1, 0, 2), torch.stack([(1.0 / den - r) * live, r * live], 1)[:, :, None])
+    dz1 = dz1[:, :, 0]                                                               # B, d
+    u, w = sdf.bot_xy[col].unbind(1)
+    U, W = (u, w) if scales is None else (u * sx, w * sy)
+    # d gap / d yaw = -(a dX + b dY), dX = -s U - c W, dY = c U - s W (X, Y: the column in the LiDAR frame)
+    j_pose = torch.stack([-a, -b, torch.ones_like(a), ac_bs * W - bc_as * U], 1)
+    if scales is None:
+        return gap, (j_pose, dz1, codes.new_zeros(0))
+    return gap, (j_pose, dz1 * sz[:, None], torch.stack([-ac_bs * u, -bc_as * w, z1], 1))
 
 
 def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor, code_n: torch.Tensor,
@@ -173,7 +238,7 @@ def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
         q_fs = to_object_frame(fsp, pose[hyp])                      # Hq, K, 3
         r, k = (sdf.query(q_fs, hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
     hh = torch.cat([hyp, hyp[r]])
-    q = to_object_frame(torch.cat([pts, fsp[r, k]])[:, None], pose[hh])   # Hq + inside samples, 1, 3
+    q = points_to_object(torch.cat([pts, fsp[r, k]]), pose, hh)[:, None]   # Hq + inside samples, 1, 3
     phi = sdf.query(q, hh, codes, scales, vols)[:, 0]
     tau = cfg.lidar_robust
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
@@ -187,4 +252,7 @@ def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
                'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
                'scale_common': cfg.w_scale_common, 'nocs': cfg.w_nocs, 'surfel3d': cfg.w_surfel3d}
-    return sum(weights[k] * v for k, v in terms.items())
+    # one product of the stacked terms with their weights (two graph nodes where a weighted sum took
+    # two per term, every fit step)
+    t = torch.stack(list(terms.values()), 1)
+    return t @ torch.tensor([weights[k] for k in terms], dtype=t.dtype, device=t.device)

@@ -14,8 +14,8 @@ Before the pruning (``prune_points``), the LiDAR term reads at most that many po
 spaced through its list): the eight headings' cheap steps only decide which two go on, and the pruning
 itself reads them all; so do the last ``fine_steps`` steps and the final energy, the steps between
 the pruning and those at most ``coarse_points``.
-Ground term: the columns near the plane found every ``ground_refresh`` steps are searched in between
-(``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
+Ground term: each hypothesis' columns near the plane found every ``ground_refresh`` steps are searched
+in between (``ground_columns``, :func:`autolabel_ros.fit.energies.ground_columns`).
 The silhouette hardness ``zeta`` grows geometrically from ``zeta_start`` (wide basin) to ``zeta``;
 learning rates decay to ``lr_final_frac`` of their start. All survivors are returned (best first)
 for the final choice (:mod:`autolabel_ros.fit.fitter`: lamp cue, fine mask IoU).
@@ -254,6 +254,7 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                         st = None
                         break
                     st, hist = st.take(~done), hist[~done]
+                    gcols = None if gcols is None else gcols[~done]
         if it + 1 == cfg.prune_after and cfg.keep_hypotheses < B:
             with torch.no_grad(), clock('prune'):
                 _, e = _energies(sdf, b_all, st, c, zeta, renderer=renderer)

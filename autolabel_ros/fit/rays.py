@@ -69,6 +69,31 @@ def to_object_frame(p: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     return torch.stack([c * q[..., 0] + s * q[..., 1], -s * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
 
 
+def points_to_object(p: torch.Tensor, pose: torch.Tensor, hyp: torch.Tensor) -> torch.Tensor:
+    """Points p (N, 3) in the LiDAR frame -> the object frames of their hypotheses' poses ``pose[hyp]``
+    (pose (B, 4), hyp (N,)): :func:`to_object_frame` as one graph node, gradient on the poses only."""
+    return _PointsToObject.apply(p, pose, hyp)
+
+
+class _PointsToObject(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, pose, hyp):
+        c, s = torch.cos(pose[:, 3])[hyp], torch.sin(pose[:, 3])[hyp]                    # N each
+        qx, qy, qz = (p - pose[hyp, :3]).unbind(1)
+        out = torch.stack([c * qx + s * qy, c * qy - s * qx, qz], 1)
+        ctx.save_for_backward(c, s, out, hyp)
+        ctx.n_hyp = pose.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        c, s, out, hyp = ctx.saved_tensors
+        gx, gy, gz = g.unbind(1)
+        # d out / d t = -rot^T (per point), d out / d yaw = (out_y, -out_x, 0); summed per hypothesis
+        per = torch.stack([s * gy - c * gx, -s * gx - c * gy, -gz, gx * out[:, 1] - gy * out[:, 0]], 1)
+        return None, per.new_zeros(ctx.n_hyp, 4).index_add_(0, hyp, per), None
+
+
 def rotate_dirs(d: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     shape = (-1,) + (1,) * (d.dim() - 2)
     c = torch.cos(yaw).view(shape)
@@ -96,11 +121,7 @@ def sample_rays(pose: torch.Tensor, ray_o: torch.Tensor, ray_d: torch.Tensor, ha
     volume. Directions and origin carry the pose gradient; the sample positions do not. ``rays_on``
     (B, P) bool: only those rays are sampled (the others count as misses)."""
     B, P, _ = ray_d.shape
-    o = to_object_frame(ray_o.view(1, 1, 3).expand(B, 1, 3), pose)          # B, 1, 3
-    d = rotate_dirs(ray_d, pose[:, 3])                                      # B, P, 3
-    half = half.view(-1, 1, 3)
-    o = o / half
-    d = d / half
+    o, d = _ObjectRays.apply(pose, half.view(-1, 1, 3), ray_o, ray_d)      # B, 1, 3 and B, P, 3
     with torch.no_grad():   # sample positions along the ray need no gradient; the SDF values do
         inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
         t1 = (-1.0 - o) * inv
@@ -116,3 +137,39 @@ def sample_rays(pose: torch.Tensor, ray_o: torch.Tensor, ray_d: torch.Tensor, ha
         ts = tn_h[:, None] + frac[None] * (tf_h - tn_h)[:, None]               # Hr, T
         hyp = idx // P
     return RaySamples(o=o, d=d, idx=idx, hyp=hyp, t=ts, shape=(B, P))
+
+
+class _ObjectRays(torch.autograd.Function):
+    """The camera centre ray_o (3,) and the rays ray_d (B, P, 3) in the object frames of poses (B, 4),
+    over the bounding volumes' half sizes ``half`` (B or 1, 1, 3): :func:`to_object_frame` and
+    :func:`rotate_dirs` divided by ``half``, as one graph node (the rotation as a product, its
+    gradient in position, heading and half sizes by hand: a few ops where autograd took ~60 every
+    silhouette step). No gradient on the rays."""
+
+    @staticmethod
+    def forward(ctx, pose, half, ray_o, ray_d):
+        B = pose.shape[0]
+        c, s = torch.cos(pose[:, 3]), torch.sin(pose[:, 3])
+        z, one = torch.zeros_like(c), torch.ones_like(c)
+        rot = torch.stack([c, -s, z, s, c, z, z, z, one], 1).view(B, 3, 3)     # row vectors times rot
+        q = (ray_o.view(1, 3) - pose[:, :3]).view(B, 1, 3)
+        o = torch.bmm(q, rot).div_(half)
+        d = torch.bmm(ray_d, rot).div_(half)
+        ctx.save_for_backward(c, s, rot, q, ray_d, half, o, d)
+        return o, d
+
+    @staticmethod
+    def backward(ctx, go, gd):
+        c, s, rot, q, ray_d, half, o, d = ctx.saved_tensors
+        goh, gdh = go / half, gd / half
+        # the gradient on rot, then on the heading through d rot / d yaw = [[-s, -c, 0], [c, -s, 0], 0]
+        g_rot = torch.baddbmm(torch.bmm(q.transpose(1, 2), goh), ray_d.transpose(1, 2), gdh)
+        g_yaw = c * (g_rot[:, 1, 0] - g_rot[:, 0, 1]) - s * (g_rot[:, 0, 0] + g_rot[:, 1, 1])
+        g_pose = g_half = None
+        if ctx.needs_input_grad[0]:
+            g_pose = torch.cat([-torch.bmm(goh, rot.transpose(1, 2))[:, 0], g_yaw[:, None]], 1)
+        if ctx.needs_input_grad[1]:
+            g_half = -((goh * o).sum(1, keepdim=True) + (gdh * d).sum(1, keepdim=True))
+            if half.shape[0] != g_half.shape[0]:
+                g_half = g_half.sum(0, keepdim=True)
+        return g_pose, g_half, None, None

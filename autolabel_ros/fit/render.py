@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from autolabel_ros.fit.rays import RaySamples, sample_rays
+from autolabel_ros.fit.sdf import pair_backward, pair_grid, pair_values
 
 
 class Renderer(Protocol):
@@ -77,66 +78,72 @@ def ray_min_sdf(phi: torch.Tensor) -> torch.Tensor:
 
 
 class _RayMinSamples(torch.autograd.Function):
-    """Grid values (R, 3) at the smallest of the T samples ``o + t d`` of each ray (R rays, folded
-    grid coordinates o, d (R, 3), positions t (R, T)) and at its two neighbours, in one graph node:
-    the forward pass looks all R x T samples up once (``grid_sample``, trilinear, border, corners
-    aligned: :meth:`autolabel_ros.fit.sdf.SdfModel.sample`), the backward pass runs the grid sampler's
-    backward through the 3 x R kept samples only and carries their position gradients to o and d by
-    hand (d g / d o = 1, d g / d d = t). ``smin`` (R,) > 0 scales the values for the search only (the
-    caller multiplies the returned values by it, with gradient). Also returns, not differentiable,
-    which of the three is the smallest (0, 1, 2) and the three positions (R, 3)."""
+    """Grid values (R, 3) at the smallest of the T samples ``o + t d`` of each ray (R rays of hypotheses
+    ``hyp`` (R,), normalized canonical coordinates o, d (R, 3), positions t (R, T)) and at its two
+    neighbours, in one graph node: the forward pass looks all R x T samples up once in the decoded
+    volumes ``vols`` (:meth:`autolabel_ros.fit.sdf.SdfModel.volumes` of volumes of ``shape``; trilinear,
+    border, corners aligned, as 2D lookups: :func:`autolabel_ros.fit.sdf.pair_grid`), the backward pass
+    runs the lookup's backward through the 3 x R kept samples only and carries their position
+    gradients to o and d by hand (d g / d o = 1, d g / d d = t). ``smin`` (R,) > 0 scales the values for
+    the search only (the caller multiplies the returned values by it, with gradient). Also returns, not
+    differentiable, which of the three is the smallest (0, 1, 2) and the three positions (R, 3)."""
 
     @staticmethod
-    def forward(ctx, vols, o, d, t, smin):
+    def forward(ctx, vols, o, d, t, smin, hyp, shape):
         R, T = t.shape
+        img = vols.view(1, 1, -1, shape[2])
         g = o[:, None] + t[..., None] * d[:, None]                                  # R, T, 3
-        raw = F.grid_sample(vols, g.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
-                            align_corners=True).view(R, T)
+        grid, wz, factors = pair_grid(g, hyp, shape, img.shape[2], grad=True)
+        raw, diff = pair_values(img, grid, wz)
         k = (raw * smin[:, None]).min(-1, keepdim=True).indices                       # the first smallest
         j = k.clamp(1, T - 2)
         sel = torch.cat([j - 1, j, j + 1], -1)                                      # R, 3
         t3 = t.gather(-1, sel)
-        g3 = g.gather(1, sel[..., None].expand(R, 3, 3))
-        ctx.save_for_backward(vols, g3, t3)
+        kept = [x.gather(-1, sel) for x in (wz, diff) + factors]
+        ctx.save_for_backward(img, grid.gather(1, sel[..., None, None].expand(R, 3, 2, 2)), t3, *kept)
+        ctx.vol_shape = vols.shape
         pick = (k - j + 1)[..., 0]
         ctx.mark_non_differentiable(pick, t3)
         return raw.gather(-1, sel), pick, t3
 
     @staticmethod
     def backward(ctx, grad, _pick, _t3):
-        vols, g3, t3 = ctx.saved_tensors
-        R = g3.shape[0]
+        img, grid3, t3, wz3, diff3, *factors = ctx.saved_tensors
         need_vol, need_o, need_d = ctx.needs_input_grad[:3]
-        gv, gg = torch.ops.aten.grid_sampler_3d_backward(
-            grad.reshape(1, 1, R, 3, 1), vols, g3.view(1, R, 3, 1, 3), 0, 1, True,
-            [need_vol, need_o or need_d])
+        gv, gg = pair_backward(grad.contiguous(), img, grid3, wz3, diff3, factors, need_vol,
+                               need_o or need_d)
         go = gd = None
         if need_o or need_d:
-            gg = gg.view(R, 3, 3)
             go = gg.sum(1) if need_o else None
             gd = (gg * t3[..., None]).sum(1) if need_d else None
-        return (gv if need_vol else None), go, gd, None, None
+        return (gv.view(ctx.vol_shape) if need_vol else None), go, gd, None, None, None, None
 
 
 def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tensor | None = None,
                     vols=None) -> torch.Tensor:
     """:func:`ray_min_sdf` of the samples of :func:`sdf_at_samples` (the same values), with the
     gradient of the fit through the smallest sample and its two neighbours only (the others do not
-    reach it): in decode mode one :class:`_RayMinSamples` node, otherwise the three are looked up
-    again with gradient after a search over all T without it."""
+    reach it): in decode mode one :class:`_RayMinSamples` node (without gradient: the same 2D lookups),
+    otherwise the three are looked up again with gradient after a search over all T without it."""
     T = rs.t.shape[-1]
     if T < 3:
         return ray_min_sdf(sdf_at_samples(sdf, rs, codes, scales, vols))
-    B = rs.shape[0]
     smin = None if scales is None else scales.min(-1).values[rs.hyp]              # Hr
     if getattr(sdf, 'mode', None) == 'decode' and torch.is_grad_enabled():
         if vols is None:
             vols = sdf.volumes(codes)
-        o_h = sdf.fold(rs.o[:, 0][rs.hyp], rs.hyp, B)                            # Hr, 3
-        d_h = sdf.fold(rs.d.reshape(-1, 3)[rs.idx], rs.hyp, B, direction=True)   # Hr, 3
+        o_h = rs.o[:, 0][rs.hyp]                                                  # Hr, 3
+        d_h = rs.d.reshape(-1, 3)[rs.idx]                                         # Hr, 3
         s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
-        raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s)
+        raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s, rs.hyp, sdf.shape)
         phi3 = raw3 if smin is None else raw3 * smin[:, None]
+    elif getattr(sdf, 'mode', None) == 'decode':     # no gradient (verification, pruning, final energy)
+        if vols is None:
+            vols = sdf.volumes(codes)
+        img = vols.view(1, 1, -1, sdf.shape[2])
+        g = rs.o[:, 0][rs.hyp][:, None] + rs.t[..., None] * rs.d.reshape(-1, 3)[rs.idx][:, None]
+        phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]   # the 2D lookups
+        return ray_min_sdf(phi if smin is None else phi * smin[:, None])
     else:
         grad = torch.is_grad_enabled()
         with torch.no_grad():

@@ -89,11 +89,17 @@ def _crossing(z: torch.Tensor, p0, p1, first):
 
 def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
     """Lowest zero crossing of each column of a (1+d, C, k) slab of prior channels (k nodes per column,
-    bottom first) for codes (B, d), without gradient: heights (B, C), validity (B, C) and the first
-    inside node (B, C)."""
+    bottom first; or (B, 1+d, C, k): each hypothesis' own columns) for codes (B, d), without gradient:
+    heights (B, C), validity (B, C) and the first inside node (B, C)."""
     with torch.no_grad():
-        C, k = vol.shape[1:]
-        phi = torch.addmm(vol[0].reshape(1, C * k), codes.detach(), vol[1:].reshape(vol.shape[0] - 1, C * k))
+        C, k = vol.shape[-2:]
+        if vol.dim() == 3:
+            phi = torch.addmm(vol[0].reshape(1, C * k), codes.detach(),
+                              vol[1:].reshape(vol.shape[0] - 1, C * k))
+        else:
+            B = vol.shape[0]
+            phi = torch.baddbmm(vol[:, :1].reshape(B, 1, C * k), codes.detach()[:, None],
+                                vol[:, 1:].reshape(B, -1, C * k))
         phi = phi.view(-1, C, k)
         # the lowest inside node: the first largest of the 0/1 inside flags along the contiguous node
         # axis (max over a dim returns the first, 0 for a column with none, and the largest flag is the
@@ -104,6 +110,67 @@ def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
         p0 = phi.gather(2, (first - 1).clamp_min(0)[..., None])[..., 0]
         p1 = phi.gather(2, first[..., None])[..., 0]
         return _crossing(z, p0, p1, first), valid, first
+
+# ----------------------------------------------------------------------------- slice-pair lookups
+# The decode mode's trilinear lookup as bilinear ones, for the silhouette's many ray samples (torch's 2D
+# grid sampler has a vectorized CPU kernel, ~6x faster per point than the 3D one; a dozen more small
+# ops per lookup, so the few LiDAR points keep the 3D one): the B decoded volumes of
+# :meth:`SdfModel.volumes` viewed as one image whose row blocks are their z slices (hypothesis b, slice
+# k, grid row y at image row (b nz + k) ny + y); a point reads the bilinear values of the two slices
+# around it and interpolates them in z. The same values as the trilinear lookup with border padding and
+# aligned corners, up to float rounding of the row coordinate (a float32 step of ~1e-3 row at 20k rows).
+
+def pair_grid(g: torch.Tensor, hyp_rows: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
+    """Image coordinates of normalized canonical points g (R, T, 3) of hypotheses hyp_rows (R,) in the
+    image of ``n_rows`` rows of stacked volumes of ``shape`` (nz, ny, nx): the (R, T, 2, 2) grid of the
+    2D sampler (each point's lower and upper slice), the (R, T) weights of the upper slice and, with
+    ``grad``, the (R, T) factors that carry the derivatives in the image's y and in z back to g's y and
+    z (0 where clamped). Per coordinate: ops broadcasting over a last axis of 3 are slow on CPU."""
+    nz, ny, _ = shape
+    unit = 2.0 / (n_rows - 1)                    # one image row in the sampler's normalized coordinates
+    gx, gy, gz = g.unbind(-1)
+    # z in slices, y as a normalized row of block 0; border padding = the clamped coordinate
+    zs = (gz + 1.0) * (0.5 * (nz - 1))
+    zp = zs.clamp(0.0, nz - 1.0)
+    k0 = zp.floor().clamp_(max=nz - 2.0)
+    wz = zp - k0
+    ys = gy * (0.5 * (ny - 1) * unit) + (0.5 * (ny - 1) * unit - 1.0)
+    yp = ys.clamp(-1.0, (ny - 1) * unit - 1.0)
+    block = k0.add_((hyp_rows * nz).to(g.dtype).view((-1,) + (1,) * (g.dim() - 2)))
+    row = torch.add(yp, block, alpha=ny * unit)
+    grid = torch.stack([gx, row, gx, row + ny * unit], -1).view(g.shape[:-1] + (2, 2))
+    if not grad:
+        return grid, wz, None
+    fy = (ys == yp).to(g.dtype).mul_(0.5 * (ny - 1) * unit)
+    fz = (zs == zp).to(g.dtype).mul_(0.5 * (nz - 1))
+    return grid, wz, (fy, fz)
+
+
+def pair_values(img: torch.Tensor, grid: torch.Tensor, wz: torch.Tensor):
+    """Values (wz.shape) of the stacked-slice image at ``grid`` (:func:`pair_grid`) and the differences
+    upper - lower slice there."""
+    n = grid.numel() // 2
+    v = torch.grid_sampler_2d(img, grid.reshape(1, n, 1, 2), 0, 1, True).view(grid.shape[:-1])
+    v0, v1 = v.unbind(-1)
+    diff = v1 - v0
+    return torch.addcmul(v0, wz, diff), diff
+
+
+def pair_backward(gphi: torch.Tensor, img: torch.Tensor, grid: torch.Tensor, wz: torch.Tensor,
+                  diff: torch.Tensor, factors, need_img: bool, need_g: bool):
+    """Gradients of :func:`pair_values` (gradient ``gphi`` of its values) on the image and on the
+    points' normalized coordinates (gphi.shape + (3,)); either None when not needed."""
+    n = grid.numel() // 2
+    gw = gphi * wz
+    gout = torch.stack([gphi - gw, gw], -1).view(1, 1, n, 1)
+    gimg, ggrid = torch.ops.aten.grid_sampler_2d_backward(gout, img, grid.reshape(1, n, 1, 2), 0, 1, True,
+                                                         [need_img, need_g])
+    gg = None
+    if need_g:
+        fy, fz = factors
+        gxy = ggrid.view(grid.shape).sum(-2)                   # the two slices' x and y derivatives
+        gg = torch.stack([gxy[..., 0], gxy[..., 1] * fy, gphi * diff * fz], -1)
+    return (gimg if need_img else None), gg
 
 
 class SdfModel(torch.nn.Module):
@@ -174,22 +241,17 @@ class SdfModel(torch.nn.Module):
 
     def bottom_columns(self, cols: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The slab (1+d, K, k) and the canonical (x, y) (K, 2) of columns ``cols`` (K,) (None: all of
-        them), kept for the next call with the same ``cols`` tensor (the fit searches one set for
-        ``fit.ground_refresh`` steps; tensors passed here must not change in place)."""
+        them; cols (B, K): each hypothesis' own, a (B, 1+d, K, k) slab and (B, K, 2)), kept for the next
+        call with the same ``cols`` tensor (the fit searches one set for ``fit.ground_refresh`` steps;
+        tensors passed here must not change in place)."""
         if cols is None:
             return self.bot_vol_ck, self.bot_xy
         kept = self._bot_cols          # one read: another thread's fit may replace it meanwhile
         if kept is None or kept[0] is not cols:
-            kept = self._bot_cols = (cols, self.bot_vol_ck[:, cols], self.bot_xy[cols])
+            slab = self.bot_vol_ck[:, cols]
+            kept = self._bot_cols = (cols, slab if cols.dim() == 1 else slab.transpose(0, 1).contiguous(),
+                                     self.bot_xy[cols])
         return kept[1:]
-
-    def bottom_at(self, codes: torch.Tensor, col: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """(B,) differentiable crossing height of column ``col`` (B,) of each code, whose first inside
-        node is ``first`` (B,) (from :meth:`bottom_heights`): only two nodes per code carry gradient."""
-        lo = (first - 1).clamp_min(0)
-        v = torch.stack([self.bot_vol[:, lo, col], self.bot_vol[:, first, col]], -1)    # 1+d, B, 2
-        p = v[0] + torch.einsum('kbt,bk->bt', v[1:], codes)
-        return _crossing(self.bot_z, p[:, 0], p[:, 1], first)
 
     def size_of(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, 3) predicted (l, w, h) of shape codes (B, d), by the linear regression over the prior."""
