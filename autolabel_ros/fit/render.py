@@ -129,21 +129,19 @@ def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tens
     if T < 3:
         return ray_min_sdf(sdf_at_samples(sdf, rs, codes, scales, vols))
     smin = None if scales is None else scales.min(-1).values[rs.hyp]              # Hr
-    if getattr(sdf, 'mode', None) == 'decode' and torch.is_grad_enabled():
+    if getattr(sdf, 'mode', None) == 'decode':
         if vols is None:
             vols = sdf.volumes(codes)
         o_h = rs.o[:, 0][rs.hyp]                                                  # Hr, 3
         d_h = rs.d.reshape(-1, 3)[rs.idx]                                         # Hr, 3
+        if not torch.is_grad_enabled():       # verification, pruning, final energy: the same 2D lookups
+            img = vols.view(1, 1, -1, sdf.shape[2])
+            g = o_h[:, None] + rs.t[..., None] * d_h[:, None]                    # Hr, T, 3
+            phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]
+            return ray_min_sdf(phi if smin is None else phi * smin[:, None])
         s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
         raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s, rs.hyp, sdf.shape)
         phi3 = raw3 if smin is None else raw3 * smin[:, None]
-    elif getattr(sdf, 'mode', None) == 'decode':     # no gradient (verification, pruning, final energy)
-        if vols is None:
-            vols = sdf.volumes(codes)
-        img = vols.view(1, 1, -1, sdf.shape[2])
-        g = rs.o[:, 0][rs.hyp][:, None] + rs.t[..., None] * rs.d.reshape(-1, 3)[rs.idx][:, None]
-        phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]   # the 2D lookups
-        return ray_min_sdf(phi if smin is None else phi * smin[:, None])
     else:
         grad = torch.is_grad_enabled()
         with torch.no_grad():

@@ -148,18 +148,16 @@ class FrameLabeler:
         this one loads the rest (imports, shape space, detector) and then calls ``meanwhile`` (the
         caller's own imports): the workers inherit the warm segmenter, and the warm-up costs the
         run only what the rest does not cover."""
-        self._threads_set = True
         warm = None
         try:
             if self._labeler is None:
                 warm = self._start_warm_up()
-            self._models(need_detector, fused)
+            self._models(need_detector, fused, set_threads=False)
             if meanwhile is not None:
                 meanwhile()
         finally:
             if warm is not None:
                 warm.join()
-            self._threads_set = False
 
     def _start_warm_up(self) -> threading.Thread:
         from autolabel_ros.core.device import resolve_device
@@ -186,8 +184,10 @@ class FrameLabeler:
             return task
         return replace(task, detections=detections, detect_s=time.perf_counter() - t)
 
-    def _models(self, need_detector: bool, fused: bool = False):
-        if not self._threads_set:
+    def _models(self, need_detector: bool, fused: bool = False, set_threads: bool = True):
+        """The pipeline and, when needed, the detector (loaded once); ``set_threads``: set the process'
+        threads first unless done already (:meth:`preload`'s caller has set them itself)."""
+        if set_threads and not self._threads_set:
             self.set_threads()
         if self._labeler is None:
             from autolabel_ros.pipeline import Autolabeler
