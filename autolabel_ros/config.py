@@ -89,6 +89,9 @@ class FitConfig:
                                   'and the later steps read all): ~7 % less fit CPU, labels within 1.5 cm '
                                   'of all points\' on ApolloCar3D and procedural sim', min=0)
     prune_diverse: bool = param(True, 'kept ones must differ by > 90 deg (the best and its flip)')
+    prune_twin: bool = param(True, "with prune_diverse: when no kept one lies within 45 deg of the best's "
+                                   'front/back flip, the best turned by 180 deg joins them (one more '
+                                   'hypothesis for that object; fit/optimize.py twin_rows)')
     w_prune_box: float = param(1.0, "pruning only: weight of (1 - IoU) of an amodal 2D box with the "
                                     "prior's mean shape's image box at each hypothesis, ramped in for cars "
                                     'that nearer objects hide (fit/heading.py amodal_box_scores; 0.3 and 1.0 '

@@ -38,7 +38,8 @@ def alt_fits(rec: dict) -> list:
     """The record's surviving hypotheses as ObjectFits (best-energy first, as the fit returns them)."""
     from autolabel_ros.fit.optimize import ObjectFit
     alts = [ObjectFit(pose=a['pose'], code=a['code'], scales=a['scales'], energy=a['energy'],
-                      terms=dict(a['terms'], n_points=float(len(rec['points'])))) for a in rec['alts']]
+                      terms=dict(a['terms'], n_points=float(len(rec['points'])),
+                                          occluded=float(rec['occluded_share']))) for a in rec['alts']]
     alts[0].alternatives = alts
     return alts
 

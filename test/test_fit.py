@@ -108,6 +108,40 @@ def test_optimizer_recovers_pose_from_perturbed_start(sdf):
     assert len(fit.hyp_energies) == 4
 
 
+def test_twin_rows_add_the_flip_of_the_best_only_where_no_survivor_is_near_it():
+    from autolabel_ros.fit.optimize import twin_rows
+    # object 0: survivors at 10 deg (best) and 100 deg (sideways) -> its twin (190 deg) is missing;
+    # object 1: survivors at 5 deg and 170 deg (best) -> the 5-deg one is its twin already
+    yaw = np.radians([10.0, 55.0, 100.0, 5.0, 90.0, 170.0])
+    energy = np.array([1.0, 3.0, 2.0, 2.0, 5.0, 1.0])
+    obj = np.array([0, 0, 0, 1, 1, 1])
+    keep = np.array([0, 2, 3, 5])
+    assert twin_rows(energy, obj, yaw, keep).tolist() == [0]     # row 0 of keep: object 0's best
+    assert twin_rows(energy, obj, yaw, np.array([3, 5])).tolist() == []
+
+
+def test_pruning_keeps_the_front_back_twin_of_the_best(sdf):
+    """Four headings, none of them starting near the flip of the truth, and diverse pruning to two:
+    the best (near the truth) and a sideways one go on, and the best's twin joins them as a third;
+    with prune_twin off the flip is gone."""
+    import dataclasses
+
+    from autolabel_ros.fit.optimize import optimize
+    pose_gt = np.array([14.0, -1.5, -0.9, 0.3])
+    batch = _batch(sdf, pose_gt)
+    init_yaw = pose_gt[3] + np.radians([5.0, 40.0, 95.0, -100.0])
+    init_xyz = np.repeat([pose_gt[:3] + [0.2, -0.1, 0.0]], 4, 0)
+    cfg = dataclasses.replace(AutolabelConfig().fit, iterations=40, prune_after=15, mask_from=10)
+
+    def errs(c):
+        fit = optimize(sdf, batch, init_xyz, init_yaw, np.zeros(4, int), c, torch.device('cpu'))[0]
+        return [abs(np.degrees((a.pose[3] - pose_gt[3] + np.pi) % (2 * np.pi) - np.pi))
+                for a in fit.alternatives]
+    on, off = errs(cfg), errs(dataclasses.replace(cfg, prune_twin=False))
+    assert len(off) == 2 and min(off) < 10 and max(off) < 150          # no flip of the truth survived
+    assert len(on) == 3 and min(on) < 10 and max(on) > 150              # the twin did
+
+
 def test_coarse_to_fine_and_early_stop_schedule(sdf):
     """The coarse-to-fine silhouette steps and the per-hypothesis early stop still recover the pose;
     a hypothesis stops as soon as its energy has moved less than settle_tol over settle_steps steps."""

@@ -152,6 +152,44 @@ def test_lane_cue_lets_a_far_few_point_car_follow_its_better_seen_lane():
     assert all(np.cos(o.pose[3]) > 0 for o in out[:2])
 
 
+def test_lane_cue_follows_a_bend_and_leans_harder_for_a_hidden_car():
+    """Two cars on one circular lane (radius 150 m, bending left): measured across the voter's own
+    axis the far car sits 3 m off it and gets no vote; across the bisector of the two axes (the
+    chord's direction) it is in lane. A mostly hidden car's vote grows by 1 + LANE_HIDDEN_BOOST."""
+    R = 150.0
+    def on_arc(s):                     # arc length s along a lane leaving (0, -R... ) heading +x
+        t = s / R
+        return np.array([R * np.sin(t), R * (1 - np.cos(t)), -1.0, t])
+    voter, far = on_arc(10.0), on_arc(40.0)
+    off = far[:2] - voter[:2]
+    assert abs(off[0] * np.sin(voter[3]) - off[1] * np.cos(voter[3])) > 2.5     # off the voter's axis
+    poses = np.stack([voter, far])
+    votes = heading.lane_votes(poses, np.array([250.0, 6.0]))
+    assert votes[1] @ [np.cos(far[3]), np.sin(far[3])] > 0.7     # in lane: votes for its heading
+    assert not votes[0].any()                                    # the better-seen car takes no vote
+    # the same far car 3.5 m to the side (the next lane round the bend): no vote
+    side = far + np.array([-3.5 * np.sin(far[3]), 3.5 * np.cos(far[3]), 0.0, 0.0])
+    assert not heading.lane_votes(np.stack([voter, side]), np.array([250.0, 6.0]))[1].any()
+    hidden = heading.lane_votes(poses, np.array([250.0, 6.0]), np.array([0.0, 0.95]))
+    half = heading.lane_votes(poses, np.array([250.0, 6.0]), np.array([0.0, 0.5]))
+    seen = heading.lane_votes(poses, np.array([250.0, 6.0]), np.array([0.0, 0.1]))
+    assert np.allclose(seen, votes)                             # below HIDDEN_FROM: unchanged
+    assert np.allclose(hidden[1], votes[1] * (1 + heading.LANE_HIDDEN_BOOST))
+    assert np.linalg.norm(votes[1]) < np.linalg.norm(half[1]) < np.linalg.norm(hidden[1])
+
+
+def test_hidden_boost_turns_a_hidden_car_that_the_plain_lane_vote_cannot():
+    w = {'lane': 0.005}
+    near = [_with_points(_pair(12, 0.3, 0.0, 0.10, 0.20, 0), 250)]
+    def far(occluded):                 # its flip's energy lower by 0.012: more than the plain vote
+        f = _with_points(_pair(40, 0.5, 0.02, 0.112, 0.100, 1), 6)
+        for a in f.alternatives:
+            a.terms['occluded'] = occluded
+        return f
+    assert np.cos(heading.choose(near + [far(0.0)], ['lane'], w, 0.0)[1].pose[3]) < 0
+    assert np.cos(heading.choose(near + [far(0.95)], ['lane'], w, 0.0)[1].pose[3]) > 0
+
+
 def test_accept_probability_is_monotone_in_every_feature():
     from autolabel_ros.fit.accept_model import COEF, FEATURES
     assert tuple(FEATURES) == ACCEPT_FEATURES

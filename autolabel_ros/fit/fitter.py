@@ -176,11 +176,13 @@ class Fitter:
         cam = camera_centre(frame)
         for k, (o, f) in enumerate(zip(objs, fits)):
             alts = f.alternatives or [f]
+            occl = occluded_share(o.nearer, o.box2d)
             for a in alts:
                 for c in HEADING_CUES:
                     a.terms[f'cue_{c}'] = 0.0
                 a.terms['cue_shape_code'] = float(a.terms.get('shape', 0.0))   # the energy's own term
                 a.terms['n_points'] = float(len(o.init.points))                 # the lane cue's weight
+                a.terms['occluded'] = occl                                      # ... and its hidden boost
             if len(alts) < 2:
                 continue
             if 'css' in cues and css_cues is not None and css_cues[k] is not None:
@@ -204,7 +206,6 @@ class Fitter:
             if 'profile' in cues:
                 for a, size in zip(alts, self.cue_sizes(alts)):
                     a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)
-            occl = occluded_share(o.nearer, o.box2d)
             if 'end_look' in cues:
                 vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
                                      self.cue_sizes(alts), len(o.init.points), occl, mask=o.mask)

@@ -43,6 +43,11 @@ The cues:
   the object's cue is scaled down by its own point count (:func:`lane_votes`). Unlike
   ``neighbours`` it acts on every object, decided or not, weighted so that it only turns the few-point
   ones. Parked rows with mixed headings (the simulator parks at random headings) are what it costs.
+  "Runs within half a lane" is measured across the bisector of the two cars' axes, not the voter's
+  own: two cars on one circular lane lie on a chord, which is parallel to that bisector, so a bend
+  does not push a lane-mate out, and each car's heading error counts half. A car that nearer objects
+  mostly hide has less evidence of its own than its point count says (a sliver of mask, points on the
+  roof over the occluder): its cue grows by ``1 + LANE_HIDDEN_BOOST x`` :func:`hidden_gate`.
 
 - ``mean_box``: the car's front/back asymmetry as the 2D box sees it. The prior's mean shape (which,
   unlike the fitted code, cannot bend towards the mirrored car) is stretched to the hypothesis' box
@@ -100,6 +105,9 @@ PARALLEL_DEG = 20.0
 LANE_RANGE = 40.0            # m
 LANE_HALF_WIDTH = 1.75       # m
 LANE_POINTS = 60.0
+# ... and a mostly hidden object's cue grows by 1 + LANE_HIDDEN_BOOST x hidden_gate (1.5-3 the same
+# flips on the two simulator sets, benchmarks/heading_cues.py)
+LANE_HIDDEN_BOOST = 2.0
 # the hidden_shape cue: the occluded share of the 2D box over which it ramps in (chosen with its weight
 # on the two simulator sets, benchmarks/heading_cues.py; 0.2-0.6 and 0.3-0.9 give the same counts)
 HIDDEN_FROM = 0.3
@@ -345,10 +353,20 @@ def neighbour_votes(poses: np.ndarray, margins: np.ndarray) -> np.ndarray:
     return votes
 
 
-def lane_votes(poses: np.ndarray, n_points: np.ndarray) -> np.ndarray:
-    """(N, 2) heading votes of the lane cue (module docstring) for N objects with chosen poses (N x 4)
-    and fit point counts (N,): the sum of the better-seen, parallel neighbours' unit headings, each
-    weighted by its point count, capped at unit length and scaled by the object's own point count."""
+def lane_axis(yaw_i: float, yaw_j: float) -> np.ndarray:
+    """Unit bisector of two parallel-ish cars' axes (headings taken modulo 180 deg): the direction of
+    the chord between two points of one circular lane, at whichever end each car faces."""
+    di = np.array([np.cos(yaw_i), np.sin(yaw_i)])
+    dj = np.array([np.cos(yaw_j), np.sin(yaw_j)])
+    ax = dj + (di if di @ dj >= 0 else -di)
+    return ax / max(float(np.linalg.norm(ax)), 1e-9)
+
+
+def lane_votes(poses: np.ndarray, n_points: np.ndarray, occluded: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2) heading votes of the lane cue (module docstring) for N objects with chosen poses (N x 4),
+    fit point counts (N,) and occluded shares of their 2D boxes (N,; None: all 0): the sum of the
+    better-seen, parallel lane-mates' unit headings, each weighted by its point count, capped at unit
+    length, scaled by the object's own point count and grown for a mostly hidden object."""
     N = len(poses)
     votes = np.zeros((N, 2))
     cos_par = np.cos(np.radians(PARALLEL_DEG))
@@ -357,12 +375,14 @@ def lane_votes(poses: np.ndarray, n_points: np.ndarray) -> np.ndarray:
         for j in range(N):
             if i == j or n_points[j] <= n_points[i] or abs(np.cos(poses[i, 3] - poses[j, 3])) < cos_par:
                 continue
-            dj = np.array([np.cos(poses[j, 3]), np.sin(poses[j, 3])])
             off = poses[i, :2] - poses[j, :2]
-            if np.linalg.norm(off) > LANE_RANGE or abs(off[0] * dj[1] - off[1] * dj[0]) > LANE_HALF_WIDTH:
+            ax = lane_axis(poses[i, 3], poses[j, 3])
+            if np.linalg.norm(off) > LANE_RANGE or abs(off[0] * ax[1] - off[1] * ax[0]) > LANE_HALF_WIDTH:
                 continue
-            votes[i] += conf[j] * dj
+            votes[i] += conf[j] * np.array([np.cos(poses[j, 3]), np.sin(poses[j, 3])])
         votes[i] *= LANE_POINTS / (n_points[i] + LANE_POINTS) / max(1.0, float(np.linalg.norm(votes[i])))
+        if occluded is not None:
+            votes[i] *= 1.0 + LANE_HIDDEN_BOOST * hidden_gate(float(occluded[i]))
     return votes
 
 
@@ -391,7 +411,8 @@ def pick(fits: list, cues, weights: dict, w_select_iou: float, tiebreak: tuple =
     if lane:
         poses = np.stack([(f.alternatives or [f])[c].pose for f, c in zip(fits, chosen)])
         n_points = np.array([(f.alternatives or [f])[0].terms.get('n_points', 0.0) for f in fits], float)
-        votes = lane_votes(poses, n_points)
+        occluded = np.array([(f.alternatives or [f])[0].terms.get('occluded', 0.0) for f in fits], float)
+        votes = lane_votes(poses, n_points, occluded)
         for k, f in enumerate(fits):
             alts = f.alternatives or [f]
             for a in alts:

@@ -4,7 +4,9 @@ Schedule: all hypotheses run for ``prune_after`` steps on the cheap terms (LiDAR
 the silhouette term joins at step ``mask_from``); at ``prune_after`` every hypothesis is scored with
 the full energy (one forward pass, silhouette included) and only the ``keep_hypotheses`` lowest-
 energy ones per object go on with the full energy, so the render cost goes to the survivors
-(``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip).
+(``prune_diverse``: the survivors must differ by > 90 deg in heading, i.e. the best and its flip;
+``prune_twin``: when no survivor lies near the best's front/back flip, its twin -- the best turned by
+180 deg -- joins them, so the heading choice always has the flip of the best to weigh).
 Coarse-to-fine (``coarse_crop_size``, ``coarse_ray_samples``): the silhouette steps before the last
 ``fine_steps`` render a smaller crop with fewer samples per ray (the basin is wide there, ``zeta`` is
 small), the last steps and the final energy the full ones. Early stop (``settle_steps``,
@@ -178,6 +180,25 @@ def _best_per_object(energy: np.ndarray, obj: np.ndarray, n_obj: int, k: int,
     return np.array(sorted(keep), dtype=np.int64)
 
 
+def twin_rows(energy: np.ndarray, obj: np.ndarray, yaw: np.ndarray, keep: np.ndarray,
+              near_deg: float = 45.0) -> np.ndarray:
+    """Rows (of ``keep``'s state, i.e. indices into ``keep``) of each object's best kept hypothesis whose
+    front/back twin (heading + 180 deg) no other kept hypothesis of the object lies within ``near_deg``
+    of. Behind a nearer car the 30 cheap steps can leave the best and a sideways pose as the two
+    lowest-energy diverse ones, and then the truth (the best's flip) is gone before the heading cues
+    could weigh it."""
+    out = []
+    ko, ky, ke = obj[keep], yaw[keep], energy[keep]
+    for i in np.unique(ko):
+        rows = np.flatnonzero(ko == i)
+        b = rows[np.argmin(ke[rows])]
+        others = rows[rows != b]
+        d = np.abs((ky[others] - ky[b]) % (2 * np.pi) - np.pi)       # distance from the best's twin
+        if not np.any(d < np.radians(near_deg)):
+            out.append(int(b))
+    return np.array(out, dtype=np.int64)
+
+
 def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, obj: np.ndarray, cfg,
              device, renderer: Renderer = render_silhouettes, clock=no_clock,
              coarse: FitBatch | None = None, prune_bias: np.ndarray | None = None,
@@ -268,7 +289,17 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
                 e_sel = e_sel + prune_score(st.obj.cpu().numpy(), pose.cpu().numpy(), sizes.cpu().numpy())
             keep = _best_per_object(e_sel, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
                                     st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
+            twin = np.zeros(len(keep), bool)
+            if cfg.prune_twin and cfg.prune_diverse and cfg.keep_hypotheses > 1:
+                rows = twin_rows(e_sel, st.obj.cpu().numpy(), st.yaw.detach().cpu().numpy(), keep)
+                keep = np.concatenate([keep, keep[rows]])
+                twin = np.concatenate([twin, np.ones(len(rows), bool)])
+                order = np.argsort(keep, kind='stable')      # object-major, each twin after its best
+                keep, twin = keep[order], twin[order]
             st = st.subset(torch.as_tensor(keep, device=device), cfg)
+            if twin.any():
+                with torch.no_grad():      # a twin: its best's position, code and scales, turned round
+                    st.p[torch.as_tensor(np.flatnonzero(twin), device=device), 3] += np.pi
             gcols = None
     if st is not None:
         st.stopped = n_it
