@@ -101,7 +101,8 @@ class Autolabeler:
         if renderer is None:
             renderer = functools.partial(render_silhouettes, mode=silhouette_mode(self.cfg))
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer,
-                             ('css',) if self.cfg.method in self.cfg.css.cue_tiebreak else ())
+                             ('css',) if self.cfg.method in self.cfg.css.cue_tiebreak else (),
+                             self.cfg.css.hidden_vote)
         self._segmenter = segmenter      # None: built from the config on first use
         self._css = None
 
