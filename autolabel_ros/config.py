@@ -362,6 +362,11 @@ class CssConfig:
                                            'docs/SDFLABEL.md); for the others it votes with weight '
                                            'fit.w_css; none = all vote',
                                items=('slf', 'sdflabel', 'hybrid', 'none'))
+    hidden_vote: float = param(0.02, "for the methods of css.cue_tiebreak: weight of the CSS cue's vote "
+                                     'on cars that nearer objects hide, ramped in by fit/heading.py '
+                                     "hidden_gate (there Segment-Lift-Fit's own cues are weak and the "
+                                     'network still reads the end of most cars; docs/SDFLABEL.md); '
+                                     '0 = tie-breaks only', min=0.0)
 
 
 @dataclass

@@ -13,7 +13,8 @@ click prompts the box of the mask), the masks used and the step timings:
    patch between lift and fit: its NOCS give a RANSAC-Procrustes initial pose (added to the
    hypotheses, or the only one for ``sdflabel``) and the front/back cue ``css`` for the heading
    choice (with ``method: slf``, ``css`` in ``fit.heading_cues`` runs the network for the cue alone;
-   for the methods of ``css.cue_tiebreak``, hybrid by default, it only breaks the other cues' ties);
+   for the methods of ``css.cue_tiebreak``, hybrid by default, it only breaks the other cues' ties,
+   and votes at ``css.hidden_vote`` on cars that nearer objects hide);
 4. labels (:mod:`autolabel_ros.fit.result`): mesh + tight box, confidence = rendered-vs-mask IoU,
    accept/reject; a label on the fitted box of a nearer object that hides it is rejected
    (:func:`autolabel_ros.fit.occlusion.reject_on_nearer`).
@@ -101,7 +102,8 @@ class Autolabeler:
         if renderer is None:
             renderer = functools.partial(render_silhouettes, mode=silhouette_mode(self.cfg))
         self.fitter = Fitter(self.sdf, self.cfg.fit, self.device, renderer,
-                             ('css',) if self.cfg.method in self.cfg.css.cue_tiebreak else ())
+                             ('css',) if self.cfg.method in self.cfg.css.cue_tiebreak else (),
+                             self.cfg.css.hidden_vote)
         self._segmenter = segmenter      # None: built from the config on first use
         self._css = None
 

@@ -8,8 +8,9 @@ Labels the split like a run_all.py row (ground-truth box prompts, SAM masks of t
 predictions under CACHE/pred/hybrid_cars <tag> <variant>), prints each variant's AP and, per car where
 the variants' 3D IoU differ, the IoU, heading error and winning hypothesis of each (P = the Procrustes
 hypothesis, the last of hybrid's), and the cars whose IoU crosses 0.7 between slf and another variant.
-Variants: slf, hybrid, hybrid-no-procrustes (the tie-break cue alone: slf's hypotheses, css in the
-cues), hybrid-no-cue (the Procrustes hypothesis alone: w_css 0), hybrid-every-procrustes (no
+Variants: slf, hybrid, hybrid-no-procrustes (the CSS cue alone: slf's hypotheses, css in the cues, tie-
+breaking and voting on hidden cars, css.hidden_vote), hybrid-no-cue (the Procrustes hypothesis alone:
+w_css 0, hidden_vote 0), hybrid-every-procrustes (no
 lifted-hypothesis gate, css.procrustes_min_offset 0), or ``METHOD:sec.key=JSON;...``. The dump
 (CACHE/pred/hybrid_cars TAG.json) keeps per car the Procrustes diagnostics (css/hypotheses.py).
 """
@@ -32,7 +33,7 @@ VARIANTS = {
     'hybrid': {'method': 'hybrid'},
     'hybrid-no-procrustes': {'method': 'slf', 'css': {'cue_tiebreak': ['slf']},
                              'fit': {'heading_cues': '+css'}},
-    'hybrid-no-cue': {'method': 'hybrid', 'fit': {'w_css': 0.0}},
+    'hybrid-no-cue': {'method': 'hybrid', 'fit': {'w_css': 0.0}, 'css': {'hidden_vote': 0.0}},
     # every Procrustes pose found becomes a hypothesis (no lifted-hypothesis gate): for the offline
     # sweeps of benchmarks/hybrid_prune_sweep.py
     'hybrid-every-procrustes': {'method': 'hybrid', 'css': {'procrustes_min_offset': 0.0}},
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
         f = res.get('flip_rate', float('nan'))
         print(f"{v}: 3D@0.5 mod {res['3D@0.5']['moderate']:.1f}, 3D@0.7 mod {res['3D@0.7']['moderate']:.1f}, "
               f"BEV@0.7 mod {res['BEV@0.7']['moderate']:.1f}, flips (matched) {100 * f:.1f} %, "
+              f"flips (all cars) {sum(bool(c.get('flipped')) for c in cars)} / {len(cars)}, "
               f"IoU3D >= 0.7 {np.mean([c.get('iou3d', 0) >= 0.7 for c in cars]):.3f} of {len(cars)}",
               flush=True)
     dump = run_all.CACHE / 'pred' / f'hybrid_cars {a.tag or a.dataset}.json'     # for offline rules

@@ -48,13 +48,16 @@ class FitTimings:
 
 class Fitter:
     def __init__(self, shape, fit_cfg, device, renderer: Renderer = render_silhouettes,
-                 tiebreak_cues: tuple = ()):
+                 tiebreak_cues: tuple = (), css_hidden_vote: float = 0.0):
         self.shape = shape
         self.cfg = fit_cfg
         self.device = device
         self.renderer = renderer
         # heading cues that only break ties of the others (fit/heading.py pick): css with method hybrid
         self.tiebreak_cues = tuple(tiebreak_cues)
+        # ... but on cars nearer objects hide the tie-broken css cue still votes (cue css_hidden: the css
+        # value times hidden_gate, at this weight), where Segment-Lift-Fit's own cues are weak
+        self.css_hidden_vote = float(css_hidden_vote) if 'css' in self.tiebreak_cues else 0.0
         self._mean_unit = None      # the prior's mean shape's mesh vertices in a unit box (mean_box cue)
 
     def fit(self, frame, evidence: FrameEvidence, cues: list | None = None, nocs: list | None = None
@@ -95,6 +98,8 @@ class Fitter:
         with clock('verify'):
             self._verify(frame, objs, crops, fits, batch.ray_o)
         names = list(fc.heading_cues) + (['css'] if cues is not None and 'css' not in fc.heading_cues else [])
+        if 'css' in names and self.css_hidden_vote > 0:
+            names.append('css_hidden')
         with clock('heading_cues'):
             self.heading_cues(frame, objs, fits, names, cues)
             fits = choose(fits, names, self.cue_weights(), fc.w_select_iou, self.tiebreak_cues)
@@ -147,7 +152,7 @@ class Fitter:
 
     def cue_weights(self) -> dict:
         """Each heading cue's weight: the config's ``w_<cue>``."""
-        return {c: getattr(self.cfg, f'w_{c}') for c in HEADING_CUES}
+        return {**{c: getattr(self.cfg, f'w_{c}') for c in HEADING_CUES}, 'css_hidden': self.css_hidden_vote}
 
     def mean_unit_vertices(self) -> np.ndarray:
         """The prior's mean shape as mesh vertices (canonical frame) scaled into a unit box (computed
@@ -215,6 +220,10 @@ class Fitter:
                 gate = hidden_gate(occl)
                 for a in alts:
                     a.terms['cue_hidden_shape'] = gate * a.terms['cue_shape_code']
+            if 'css_hidden' in cues:
+                gate = hidden_gate(occl)
+                for a in alts:
+                    a.terms['cue_css_hidden'] = gate * a.terms['cue_css']
             if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence
                 vals = mean_box_cues(self.mean_unit_vertices(), [a.pose for a in alts], self.cue_sizes(alts),
                                      frame.K, frame.T_cam_lidar, frame.image.shape[:2], o.box2d)
