@@ -51,6 +51,14 @@ def test_stopped_while_reading_loses_no_frame():
     assert next(tasks).index == len(read)
 
 
+def test_stopped_before_it_read_anything_leaves_every_frame_to_the_caller():
+    reader = ReadAhead(None, itertools.chain([_task(0)], _stream(3)), detect=False, min_frames=5)
+    reader.stop_reading()                         # the warm-up started before the thread ran
+    reader.start()
+    assert reader.stop() == []
+    assert [t.index for t in reader.tasks] == [0, 0, 1, 2]   # the caller goes on with its iterator
+
+
 def test_a_reading_error_reaches_the_caller():
     reader = ReadAhead(None, _stream(10, fail_at=2), detect=False, min_frames=10).start()
     assert reader.wait(30)

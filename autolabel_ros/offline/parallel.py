@@ -176,14 +176,15 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
             need_detector = first.prompts is None
             # the frames are read, and with an OpenCV detector detected, on a second thread while the
-            # models load (offline/readahead.py); all of them then go dearest first
+            # models load, until the segmenter's warm-up starts (offline/readahead.py); all of them
+            # then go dearest first
             early = need_detector and labeler.detects_without_torch()
             reader = ReadAhead(labeler, itertools.chain([first], tasks), detect=early, fused=first.fused,
                                min_frames=2 * workers + 1).start()
             try:
                 restore.append(_torch_single_threaded())
                 try:
-                    labeler.preload(need_detector and not early, first.fused, meanwhile)
+                    labeler.preload(need_detector and not early, first.fused, meanwhile, reader.stop_reading)
                     load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
                 except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
                     if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
@@ -196,7 +197,8 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             if load is not None:
                 load['models_cpu_s'] -= reader.cpu_s     # reading and detecting, not loading
                 load.update(read_ahead_frames=len(ahead), read_ahead_cpu_s=reader.cpu_s)
-            pending = itertools.chain(dearest_order(ahead, prompt_count), tasks)
+            # then the frames it did not read (the first one too when it read none)
+            pending = itertools.chain(dearest_order(ahead, prompt_count), reader.tasks)
             first = next(pending)
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork'),
                                        initializer=_adopt_worker, initargs=(labeler,))

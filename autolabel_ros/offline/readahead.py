@@ -1,15 +1,17 @@
 """Frames read, and their detector run, while the parent of forked workers loads the models.
 
-The model load (torch's import, the segmenter, its warm-up: ~7 s) runs mostly on one core, and the
-workers are forked only once it is done. A thread uses the other core meanwhile: it reads the first
-frames of the job and runs the detector on them (offline/schedule.py orders the frames by its boxes).
-So that detection no longer competes with the workers for the cores while they label, and every
-frame read now is ordered dearest first among all of them, not within a short look-ahead.
+The model load (torch's import, the segmenter, its warm-up: ~7 s) runs on one core until the
+segmenter is built (~5 s of imports), and the workers are forked only once it is done. A thread uses
+the other core meanwhile: it reads the first frames of the job and runs the detector on them
+(offline/schedule.py orders the frames by its boxes). So that detection no longer competes with the
+workers for the cores while they label, and the frames read are all ordered dearest first, not
+within a short look-ahead.
 
 Only a detector that runs on OpenCV alone is run here (SSD-MobileNet, or none): a torch detector
-would start torch's thread pool before the fork (offline/parallel.py). The thread is joined before
-the fork (no thread may be inside a library when the process forks) and holds what it read in
-memory: at least ``min_frames``, more while they fit in ``budget_mb``.
+would start torch's thread pool before the fork (offline/parallel.py). The thread reads until the
+segmenter's warm-up starts (from then on the load keeps both cores busy; the frames left are read
+and detected after the fork, as before) or until it holds ``min_frames`` frames and ``budget_mb``
+of them; it is joined before the fork (no thread may be inside a library when the process forks).
 """
 from __future__ import annotations
 
@@ -79,6 +81,11 @@ class ReadAhead:
         reached); whether it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def stop_reading(self) -> None:
+        """End the thread after the frame being read, without waiting for it (the segmenter's
+        warm-up starts: from then on the model load keeps both cores busy)."""
+        self._stop.set()
 
     def stop(self, raise_error: bool = True) -> list:
         """Stop after the frame being read; the tasks read (an error of the reading is raised here)."""
