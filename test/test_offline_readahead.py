@@ -53,7 +53,7 @@ def test_stopped_while_reading_loses_no_frame():
 
 def test_stopped_before_it_read_anything_leaves_every_frame_to_the_caller():
     reader = ReadAhead(None, itertools.chain([_task(0)], _stream(3)), detect=False, min_frames=5)
-    reader.stop_reading()                         # the warm-up started before the thread ran
+    reader.stop_reading()                         # the models loaded before the thread ran
     reader.start()
     assert reader.stop() == []
     assert [t.index for t in reader.tasks] == [0, 0, 1, 2]   # the caller goes on with its iterator

@@ -176,15 +176,14 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
             need_detector = first.prompts is None
             # the frames are read, and with an OpenCV detector detected, on a second thread while the
-            # models load, until the segmenter's warm-up starts (offline/readahead.py); all of them
-            # then go dearest first
+            # models load (offline/readahead.py); all of them then go dearest first
             early = need_detector and labeler.detects_without_torch()
             reader = ReadAhead(labeler, itertools.chain([first], tasks), detect=early, fused=first.fused,
                                min_frames=2 * workers + 1).start()
             try:
                 restore.append(_torch_single_threaded())
                 try:
-                    labeler.preload(need_detector and not early, first.fused, meanwhile, reader.stop_reading)
+                    labeler.preload(need_detector and not early, first.fused, meanwhile)
                     load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
                 except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
                     if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error

@@ -141,21 +141,17 @@ class FrameLabeler:
         self._threads_set = True
 
     def preload(self, need_detector: bool, fused: bool = False,
-                meanwhile: Optional[Callable[[], None]] = None,
-                on_warm_up: Optional[Callable[[], None]] = None) -> None:
+                meanwhile: Optional[Callable[[], None]] = None) -> None:
         """Load the models now, without setting the process' threads (the caller has set them):
         the parent of forked workers (which times the load itself, torch's import included). The
         segmenter is built first and warmed up (:meth:`Segmenter.warm_up`) on a second thread while
         this one loads the rest (imports, shape space, detector) and then calls ``meanwhile`` (the
         caller's own imports): the workers inherit the warm segmenter, and the warm-up costs the
-        run only what the rest does not cover. ``on_warm_up()`` is called as the warm-up starts (the
-        caller's own thread then leaves it the core, offline/readahead.py)."""
+        run only what the rest does not cover."""
         warm = None
         try:
             if self._labeler is None:
                 warm = self._start_warm_up()
-            if on_warm_up is not None:
-                on_warm_up()
             self._models(need_detector, fused, set_threads=False)
             if meanwhile is not None:
                 meanwhile()
