@@ -138,6 +138,12 @@ def test_two_worker_processes_give_the_same_outputs(inputs, reference, tmp_path,
     w = summary['run']['workers_side']
     n_workers = len(summary['run']['schedule']['workers'])
     assert w['model_loads'] == (1 if forked else n_workers) and len(w['models_s']) == w['model_loads']
+    # forked: frames read while the models loaded (offline/readahead.py: here up to the box
+    # segmenter's build, torch being imported already), reported once
+    assert ('read_ahead_frames' in summary['timing']) == forked
+    if forked:
+        assert summary['timing']['read_ahead_frames']['n'] == 1
+        assert 0 <= summary['timing']['read_ahead_frames']['max'] <= 3
     # the schedule: the 3 frames ran on the worker processes (not here), inside the labelling
     sched = summary['run']['schedule']
     assert sum(w['frames'] for w in sched['workers']) == 3 and 1 <= len(sched['workers']) <= 2

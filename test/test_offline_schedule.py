@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from autolabel_ros.core.types import Prompt
-from autolabel_ros.offline.schedule import dearest_first, prompt_count
+from autolabel_ros.offline.schedule import dearest_first, dearest_order, prompt_count
 from autolabel_ros.offline.worker import FrameTask
 
 COSTS = [5, 3, 9, 1, 7, 2, 8, 4, 6, 0]
@@ -53,3 +53,40 @@ def test_prompt_count_of_a_task():
     assert prompt_count(task(prompts=[box, box])) == 2
     assert prompt_count(task(prompts=None)) is None
     assert prompt_count(task(prompts=None, detections=[box])) == 1
+
+
+def test_frames_read_ahead_all_go_dearest_first():
+    costs = [None, 2, 5, 2, None, 9]
+    assert dearest_order(list(range(6)), costs.__getitem__) == [0, 4, 5, 2, 1, 3]
+    assert dearest_order([], costs.__getitem__) == []
+
+
+def test_a_phase_timed_on_another_thread_counts_that_threads_cpu():
+    """The frames read while the models load (offline/readahead.py) are timed on the reading thread:
+    its phase holds its own CPU seconds, not those of the main thread loading the models meanwhile."""
+    import threading
+    import time
+
+    from autolabel_ros.offline.phases import PhaseClock
+
+    clock = PhaseClock()
+    started = threading.Event()
+
+    def idle_phase():
+        with clock('label.read'):
+            started.set()
+            time.sleep(0.5)
+
+    reader = threading.Thread(target=idle_phase)
+    reader.start()
+    started.wait()
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:      # the main thread busy meanwhile
+        pass
+    reader.join()
+    assert clock.wall['label.read'] >= 0.5 and clock.cpu['label.read'] < 0.1
+    with clock('main'):                  # on the main thread: the process' CPU seconds
+        end = time.thread_time() + 0.1
+        while time.thread_time() < end:
+            pass
+    assert clock.cpu['main'] >= 0.1

@@ -15,6 +15,7 @@ cost two workers ~2.5 s of wall clock and a whole model load of CPU more than on
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -25,7 +26,8 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from autolabel_ros.core.device import POOL_ENV, threads_per_worker
 from autolabel_ros.core.interrupts import caused_by_interrupt
-from autolabel_ros.offline.schedule import dearest_first, prompt_count
+from autolabel_ros.offline.readahead import ReadAhead
+from autolabel_ros.offline.schedule import dearest_first, dearest_order, prompt_count
 from autolabel_ros.offline.worker import FrameLabeler, FrameTask
 
 log = logging.getLogger(__name__)
@@ -120,20 +122,23 @@ def fork_start(cfg_dict: dict, threads: int) -> bool:
     return resolve_device(str(cfg_dict.get('device') or 'auto')).type == 'cpu'
 
 
-def _single_threaded():
-    """Torch and OpenCV on one thread in this process while it loads the models and forks (no pool
-    started for the children to inherit); returns a function restoring both settings."""
+def _cv2_single_threaded():
+    """OpenCV on one thread in this process while it loads the models and forks (no pool started for
+    the children to inherit; the read-ahead's detector runs with it); returns a function restoring it."""
     import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    return lambda: cv2.setNumThreads(before)
+
+
+def _torch_single_threaded():
+    """The same for torch (its import is most of the model load: after the read-ahead has started)."""
     import torch
 
-    before = torch.get_num_threads(), cv2.getNumThreads()
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-    def restore():
-        torch.set_num_threads(before[0])
-        cv2.setNumThreads(before[1])
-    return restore
+    return lambda: torch.set_num_threads(before)
 
 
 def run_inprocess(tasks: Iterable[FrameTask], cfg_dict: dict,
@@ -161,27 +166,47 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
     # not oversubscribe the cores (Ray does the same for its actors)
     saved = {k: os.environ.get(k) for k in POOL_ENV}
     os.environ.update({k: str(threads) for k in POOL_ENV})
-    pool = restore = None
+    pool = None
+    restore: list = []      # the thread settings changed for the fork, restored at the end
     inflight: dict = {}     # future -> submission number (finished ones are yielded in that order)
     try:
         load = None
         if forked:
-            restore = _single_threaded()
+            restore.append(_cv2_single_threaded())
             labeler = FrameLabeler(cfg_dict, torch_threads=threads)
+            need_detector = first.prompts is None
+            # the frames are read, and with an OpenCV detector detected, on a second thread while the
+            # models load (offline/readahead.py); all of them then go dearest first
+            early = need_detector and labeler.detects_without_torch()
+            reader = ReadAhead(labeler, itertools.chain([first], tasks), detect=early, fused=first.fused,
+                               min_frames=2 * workers + 1).start()
             try:
-                labeler.preload(first.prompts is None, first.fused, meanwhile)
-                load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
-            except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
-                if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
-                    raise
-                log.debug('models not loaded before the fork (%s: %s)', type(e).__name__, e)
+                restore.append(_torch_single_threaded())
+                try:
+                    labeler.preload(need_detector and not early, first.fused, meanwhile)
+                    load = {'models_s': time.perf_counter() - w, 'models_cpu_s': time.process_time() - c}
+                except Exception as e:   # noqa: BLE001 - the workers try again and report it per frame
+                    if caused_by_interrupt(e):     # a Ctrl-C that an extension's import turned into an error
+                        raise
+                    log.debug('models not loaded before the fork (%s: %s)', type(e).__name__, e)
+            except BaseException:
+                reader.stop(raise_error=False)
+                raise
+            ahead = reader.stop()
+            if load is not None:
+                load['models_cpu_s'] -= reader.cpu_s     # reading and detecting, not loading
+                load.update(read_ahead_frames=len(ahead), read_ahead_cpu_s=reader.cpu_s)
+            # then the frames it did not read (the first one too when it read none)
+            pending = itertools.chain(dearest_order(ahead, prompt_count), reader.tasks)
+            first = next(pending)
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork'),
                                        initializer=_adopt_worker, initargs=(labeler,))
             inflight[pool.submit(_run_task, first)] = 0     # the workers are forked here
-            # this process detects the frames it reads ahead, to order them (offline/schedule.py),
-            # with the workers' threads (the same boxes): its one thread is restored at the end; the
-            # other workers' first frames go at once, detected by the workers
-            tasks = (t if k < workers - 1 else labeler.detect_ahead(t) for k, t in enumerate(tasks))
+            # this process detects the frames it reads after the fork too, to order them
+            # (offline/schedule.py), with the workers' threads (the same boxes): its one thread is
+            # restored at the end; frames it could not detect during the load (a torch detector) go to
+            # the other workers at once, detected by them
+            tasks = (t if k < workers - 1 else labeler.detect_ahead(t) for k, t in enumerate(pending))
         else:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn'),
                                        initializer=_init_worker, initargs=(cfg_dict, threads))
@@ -204,8 +229,8 @@ def run_processes(tasks: Iterable[FrameTask], cfg_dict: dict, workers: int,
             f.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        if restore is not None:
-            restore()
+        for undo in reversed(restore):
+            undo()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -9,14 +9,23 @@ they give the serial share that bounds the speed-up of more workers.
 from __future__ import annotations
 
 import resource
+import threading
 import time
 
 from autolabel_ros.core.stage_clock import StageClock
 
 
+def _process_or_thread_time() -> float:
+    """The process' CPU seconds on the main thread; on another one (the frames read while the models
+    load, offline/readahead.py) that thread's own, so a phase timed there holds only its work."""
+    if threading.current_thread() is threading.main_thread():
+        return time.process_time()
+    return time.thread_time()
+
+
 class PhaseClock(StageClock):
-    """The fit's stage clock counting the CPU seconds of the whole process."""
-    cpu_time = staticmethod(time.process_time)
+    """The fit's stage clock counting the CPU seconds of the whole process (of a thread's own phases)."""
+    cpu_time = staticmethod(_process_or_thread_time)
 
     def as_dict(self) -> dict:
         return {k: {'wall_s': self.wall[k], 'cpu_s': self.cpu[k]} for k in self.wall}

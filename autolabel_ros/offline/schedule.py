@@ -45,6 +45,15 @@ def dearest_first(tasks: Iterable[T], cost: Callable[[T], float], lookahead: int
         n_out += 1
 
 
+def dearest_order(tasks: list, cost: Callable[[T], float]) -> list:
+    """``tasks`` all sorted dearest first (unknown costs first, ties in their order): the frames read
+    ahead while the models load (offline/readahead.py), whose costs are all known at once."""
+    def key(k):
+        c = cost(tasks[k])
+        return -(math.inf if c is None else c), k
+    return [tasks[k] for k in sorted(range(len(tasks)), key=key)]
+
+
 def prompt_count(task) -> float | None:
     """A frame's cost estimate: its prompts, given or detected ahead (``FrameTask``); None: unknown."""
     prompts = task.prompts if task.prompts is not None else task.detections

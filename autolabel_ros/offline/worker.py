@@ -195,15 +195,26 @@ class FrameLabeler:
             labeler = Autolabeler(self.cfg, segmenter=self._segmenter)
             _ = labeler.segmenter   # built now (the pipeline builds it on first use): part of the model load
             self._labeler = labeler
-        if need_detector and self._detector_stale(fused):
-            from autolabel_ros.detect import make_detector
-            from autolabel_ros.proposals import fused_detector_config
-
-            # fused prompts want the weak detections too (they confirm LiDAR proposals)
-            dcfg = fused_detector_config(self.cfg) if fused else self.cfg.detector
-            self._detector = make_detector(dcfg, self.cfg.device)
-            self._fused = fused
+        if need_detector:
+            self.build_detector(fused)
         return self._labeler, self._detector
+
+    def build_detector(self, fused: bool = False) -> None:
+        """The detector for ``fused`` or plain detector prompts, unless built already."""
+        if not self._detector_stale(fused):
+            return
+        from autolabel_ros.detect import make_detector
+        from autolabel_ros.proposals import fused_detector_config
+
+        # fused prompts want the weak detections too (they confirm LiDAR proposals)
+        dcfg = fused_detector_config(self.cfg) if fused else self.cfg.detector
+        self._detector = make_detector(dcfg, self.cfg.device)
+        self._fused = fused
+
+    def detects_without_torch(self) -> bool:
+        """Whether the detector runs on OpenCV alone (SSD-MobileNet, or none): the parent of forked
+        workers may then run it on a thread while it loads torch (offline/readahead.py)."""
+        return str(self.cfg.detector.backend or 'none').strip().lower() in ('ssd_mobilenet', 'ssd', 'none')
 
     def __call__(self, task: FrameTask):
         start, cpu = time.monotonic(), time.process_time()
