@@ -934,7 +934,7 @@ def main(argv=None):
                     print(f'[{futs[fut]}] FAILED: {type(e).__name__}: {e}')
         old = {r['name']: r for r in results.get('rows', [])}
         for r in rows:
-            if 'full' not in r['name']:       # per-car records only where a table reads them
+            if 'full' not in r['name'] and 'method' not in r['name']:   # per-car records: tables read them
                 r.pop('cars', None)
             old[r['name']] = r
             print(f'[{r["name"]}] 3D@0.5 mod {_f(r["result"]["3D@0.5"]["moderate"])}  '
