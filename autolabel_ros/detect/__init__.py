@@ -8,10 +8,12 @@ from __future__ import annotations
 from autolabel_ros.detect.base import COCO_CLASSES, Detector, DetectorUnavailable, NullDetector
 
 __all__ = ['Detector', 'NullDetector', 'SsdMobilenetDetector', 'TorchvisionDetector', 'DetectorUnavailable',
-           'COCO_CLASSES', 'make_detector', 'BACKENDS']
+           'COCO_CLASSES', 'make_detector', 'BACKENDS', 'backend_name', 'runs_without_torch']
 
 BACKENDS = ('ssd_mobilenet', 'fasterrcnn', 'fasterrcnn_v2', 'retinanet', 'retinanet_v2', 'fcos',
             'fasterrcnn_mobilenet', 'fasterrcnn_mobilenet_320', 'ssdlite', 'none')
+# the backends built without torch (OpenCV's DNN module, or no detector)
+OPENCV_BACKENDS = ('ssd_mobilenet', 'ssd', 'none')
 
 
 def __getattr__(name):
@@ -24,10 +26,20 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+def backend_name(cfg) -> str:
+    """A ``DetectorConfig``'s backend, normalised (empty = none)."""
+    return str(getattr(cfg, 'backend', 'ssd_mobilenet') or 'none').strip().lower()
+
+
+def runs_without_torch(cfg) -> bool:
+    """Whether the detector of ``cfg`` is built and run without torch (OpenCV alone, or none)."""
+    return backend_name(cfg) in OPENCV_BACKENDS
+
+
 def make_detector(cfg, device='auto') -> Detector:
     """Build the detector of a ``DetectorConfig`` (backend, weights, score_threshold, classes,
     max_detections). Raises ``DetectorUnavailable`` with a how-to-fix message."""
-    backend = str(getattr(cfg, 'backend', 'ssd_mobilenet') or 'none').strip().lower()
+    backend = backend_name(cfg)
     common = dict(score_threshold=float(getattr(cfg, 'score_threshold', 0.4)),
                   classes=list(getattr(cfg, 'classes', []) or []),
                   max_detections=int(getattr(cfg, 'max_detections', 50)))

@@ -216,12 +216,11 @@ class Fitter:
                                      self.cue_sizes(alts), len(o.init.points), occl, mask=o.mask)
                 for a, v in zip(alts, vals):
                     a.terms['cue_end_look'] = v
+            gate = hidden_gate(occl)        # the ramp of the cues that only act on hidden cars
             if 'hidden_shape' in cues:
-                gate = hidden_gate(occl)
                 for a in alts:
                     a.terms['cue_hidden_shape'] = gate * a.terms['cue_shape_code']
             if 'css_hidden' in cues:
-                gate = hidden_gate(occl)
                 for a in alts:
                     a.terms['cue_css_hidden'] = gate * a.terms['cue_css']
             if 'mean_box' in cues and o.amodal:      # a box of what was seen, or a mask's: no evidence

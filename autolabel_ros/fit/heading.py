@@ -188,8 +188,9 @@ def colour_cues(pose, size, frame, mask: np.ndarray, cam: np.ndarray, red: np.nd
 
 
 def hidden_gate(occluded: float) -> float:
-    """0..1: how much the hidden_shape cue counts for an object with the ``occluded`` share of its 2D box
-    hidden by nearer objects."""
+    """0..1: how much the cues for hidden objects count (hidden_shape, the lane cue's boost, the CSS
+    cue's vote with method hybrid) for an object with the ``occluded`` share of its 2D box hidden by
+    nearer objects."""
     return float(np.clip((occluded - HIDDEN_FROM) / (HIDDEN_FULL - HIDDEN_FROM), 0.0, 1.0))
 
 

@@ -282,16 +282,17 @@ def optimize(sdf, batch: FitBatch, init_xyz: np.ndarray, init_yaw: np.ndarray, o
             e_np = e.cpu().numpy()
             hyp_energy0 = e_np.copy()
             e_sel = e_np if prune_bias is None else e_np + prune_bias[st.hyp_id.cpu().numpy()]
+            obj_np, yaw_np = st.obj.cpu().numpy(), st.yaw.detach().cpu().numpy()
             if prune_score is not None:
                 pose, code_n, log_scale = (t.detach() if t is not None else None for t in st.parts())
                 sizes = sdf.size_of(code_n * sdf.stdev)
                 sizes = sizes * torch.exp(log_scale) if log_scale is not None else sizes
-                e_sel = e_sel + prune_score(st.obj.cpu().numpy(), pose.cpu().numpy(), sizes.cpu().numpy())
-            keep = _best_per_object(e_sel, st.obj.cpu().numpy(), n_obj, cfg.keep_hypotheses,
-                                    st.yaw.detach().cpu().numpy() if cfg.prune_diverse else None)
+                e_sel = e_sel + prune_score(obj_np, pose.cpu().numpy(), sizes.cpu().numpy())
+            keep = _best_per_object(e_sel, obj_np, n_obj, cfg.keep_hypotheses,
+                                    yaw_np if cfg.prune_diverse else None)
             twin = np.zeros(len(keep), bool)
             if cfg.prune_twin and cfg.prune_diverse and cfg.keep_hypotheses > 1:
-                rows = twin_rows(e_sel, st.obj.cpu().numpy(), st.yaw.detach().cpu().numpy(), keep)
+                rows = twin_rows(e_sel, obj_np, yaw_np, keep)
                 keep = np.concatenate([keep, keep[rows]])
                 twin = np.concatenate([twin, np.ones(len(rows), bool)])
                 order = np.argsort(keep, kind='stable')      # object-major, each twin after its best

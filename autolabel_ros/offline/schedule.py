@@ -15,6 +15,11 @@ from typing import Callable, Iterable, Iterator, TypeVar
 T = TypeVar('T')
 
 
+def _rank(c: float | None) -> float:
+    """Sort key of a cost: the dearest first, an unknown cost before every known one."""
+    return -(math.inf if c is None else c)
+
+
 def dearest_first(tasks: Iterable[T], cost: Callable[[T], float], lookahead: int,
                   in_order: int = 0) -> Iterator[T]:
     """``tasks`` reordered: each one handed out is the dearest of up to ``lookahead`` read ahead
@@ -28,8 +33,7 @@ def dearest_first(tasks: Iterable[T], cost: Callable[[T], float], lookahead: int
     def read() -> bool:
         nonlocal n_read
         for task in source:
-            c = cost(task)
-            heapq.heappush(held, (-(math.inf if c is None else c), n_read, task))
+            heapq.heappush(held, (_rank(cost(task)), n_read, task))
             n_read += 1
             return True
         return False
@@ -48,10 +52,7 @@ def dearest_first(tasks: Iterable[T], cost: Callable[[T], float], lookahead: int
 def dearest_order(tasks: list, cost: Callable[[T], float]) -> list:
     """``tasks`` all sorted dearest first (unknown costs first, ties in their order): the frames read
     ahead while the models load (offline/readahead.py), whose costs are all known at once."""
-    def key(k):
-        c = cost(tasks[k])
-        return -(math.inf if c is None else c), k
-    return [tasks[k] for k in sorted(range(len(tasks)), key=key)]
+    return sorted(tasks, key=lambda t: _rank(cost(t)))        # stable: ties keep their order
 
 
 def prompt_count(task) -> float | None:

@@ -214,7 +214,9 @@ class FrameLabeler:
     def detects_without_torch(self) -> bool:
         """Whether the detector runs on OpenCV alone (SSD-MobileNet, or none): the parent of forked
         workers may then run it on a thread while it loads torch (offline/readahead.py)."""
-        return str(self.cfg.detector.backend or 'none').strip().lower() in ('ssd_mobilenet', 'ssd', 'none')
+        from autolabel_ros.detect import runs_without_torch
+
+        return runs_without_torch(self.cfg.detector)
 
     def __call__(self, task: FrameTask):
         start, cpu = time.monotonic(), time.process_time()
