@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument('--prompts', default='fused', choices=('fused', 'lidar', 'gt'))
     ap.add_argument('--masks', default='', help='a folder of cached SAM masks (read and written)')
     ap.add_argument('--json', default='')
-    ap.add_argument('--mode', default='add', choices=('fix', 'add'))
+    ap.add_argument('--mode', default='add', choices=('fix', 'drop', 'add'))
     ap.add_argument('--gt', default='', help="the logs' KITTI object folder with label_2/ (a simulated "
                     "drive's kitti/training): the pool's true flip rate before and after the track fix")
     a = ap.parse_args(argv)
@@ -52,6 +52,8 @@ def main(argv=None) -> int:
         _, n = autolabel_pool(al, sources, cache, st, level, detector, np.random.default_rng(0), print,
                               reuse_key='slf')
         n.pop('mask_agree', None)
+        groups = n.pop('groups', [])
+        n['samples_per_car'] = sorted((groups.count(g) for g in set(groups)), reverse=True)
         out[level] = n
         print(level, json.dumps(n))
     if a.gt:

@@ -391,3 +391,21 @@ def test_a_turned_label_teaches_the_other_end(sim_frame):
     assert b.facing == pytest.approx(-a.facing)
     m = a.mask & b.mask
     assert np.sign(a.nocs[m][:, 0].mean() - 0.5) == -np.sign(b.nocs[m][:, 0].mean() - 0.5)
+
+
+def test_balance_gives_each_car_a_share_by_the_root_of_its_samples():
+    n_sim = 240
+    real = {'rgb': np.arange(30)}
+    sim = {'rgb': np.full(n_sim, -1)}
+    groups = ['a'] * 20 + ['b'] * 9 + ['c']
+    m = mixed(real, sim, 0.5, groups)['rgb']
+    share = {g: np.isin(m, [i for i, x in enumerate(groups) if x == g]).sum() for g in 'abc'}
+    total = sum(share.values())
+    assert abs(total - n_sim) <= 0.05 * n_sim and (m == -1).sum() == n_sim      # per-sample rounding
+    root = {'a': np.sqrt(20), 'b': 3.0, 'c': 1.0}
+    for g in 'abc':
+        assert share[g] / total == pytest.approx(root[g] / sum(root.values()), abs=0.02)
+    # every sample of a car is repeated alike; without groups every sample alike
+    assert len({int((m == i).sum()) for i in range(20)}) == 1
+    plain = mixed(real, sim, 0.5)['rgb']
+    assert {int((plain == i).sum()) for i in range(30)} == {8}

@@ -77,6 +77,9 @@ class CurriculumSettings:
     # training patches cut from each kept label, each with its own random window (scale 1.05-1.4, offset):
     # the ~20 real labels of a short log are otherwise the same 20 crops repeated ~75 times per loop
     patches_per_label: int = 1
+    # none | track: a car's (a track's of the pool's log) share of the real samples grows as the square root
+    # of its samples, so the cars a later level adds are not outnumbered by the one kept in every frame
+    balance: str = 'none'
     extra: dict = field(default_factory=dict)
 
 
@@ -253,11 +256,11 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
     from autolabel_ros.curriculum.tracks import disagrees, turned
     samples = []
     n = {'frames': 0, 'labels': 0, 'accepted': 0, 'verified': 0, 'disagree': 0, 'kept': 0, 'samples': 0,
-         'fit_s': 0.0}
+         'fit_s': 0.0, 'groups': []}
     # where the pass's CPU goes (process CPU seconds: load-robust): prompts, SAM, CSS + fit, targets
     cpu = {'prompts': 0.0, 'segment': 0.0, 'label': 0.0, 'targets': 0.0}
     heads = {}
-    if st.track_headings != 'off':
+    if st.track_headings != 'off' or st.balance == 'track':
         reuse_key = reuse_key or f'pass{id(al)}'          # the pass below reuses the tracked pass's labels
         heads = pool_track_headings(al, logs, cache, st, detector, n, cpu, log, reuse_key)
         n.update({'verified_tracked': 0, 'verified_track_flipped': 0, 'kept_tracked': 0,
@@ -281,18 +284,19 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                     continue
                 n['accepted'] += 1
                 th = heads.get((li, fi, k))
-                flipped = th is not None and disagrees(lab.yaw, th.yaw)
+                against = th is not None and disagrees(lab.yaw, th.yaw)
+                flipped = against and st.track_headings != 'off'        # acted on (fix, drop, add)
                 if not verified(lab, st):
                     # add: an accepted label whose own front/back was undecided takes its track's
                     if st.track_headings != 'add' or th is None:
                         continue
                     n['track_verified'] += 1
-                    n['track_verified_turned'] += int(flipped)
+                    n['track_verified_turned'] += int(against)
                 else:
                     n['verified'] += 1
                     if th is not None:
                         n['verified_tracked'] += 1
-                        n['verified_track_flipped'] += int(flipped)
+                        n['verified_track_flipped'] += int(against)
                 others = [b for j, b in enumerate(boxes) if j != k and not depth[j] > depth[k]]
                 if not passes(boxes[k], others, frame.width, frame.height, level, max_cover=st.max_cover):
                     continue
@@ -303,7 +307,7 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                     continue
                 if th is not None:
                     n['kept_tracked'] += 1
-                    n['kept_track_flipped'] += int(flipped)
+                    n['kept_track_flipped'] += int(against)
                     n['kept_moving'] += int(th.moving)
                     n['kept_track_frames'].append(th.frames)
                     n.setdefault('track_yaw_gap_deg', []).append(
@@ -317,6 +321,8 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                     s = label_sample(frame, lab, res.masks[k], rng)
                     if s is not None:
                         samples.append(s)
+                        # the car it shows: its track, else a car of its own
+                        n['groups'].append(f'{li}:{th.track}' if th is not None else f'{li}:{fi}:{k}')
             cpu['targets'] += time.process_time() - c0
     n['samples'] = len(samples)
     n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
@@ -427,14 +433,26 @@ def sim_pool(n_frames: int, out: Path, log=print) -> dict | None:
     return load_chunks(paths) if paths else None
 
 
-def mixed(real: dict, sim: dict | None, real_share: float = 0.5) -> dict:
+def mixed(real: dict, sim: dict | None, real_share: float = 0.5, groups=None) -> dict:
     """Real samples repeated to about ``real_share`` of the training set when simulator samples are
-    mixed in (the rest: the synthetic bootstrap's samples, replayed so the network keeps them)."""
+    mixed in (the rest: the synthetic bootstrap's samples, replayed so the network keeps them).
+    ``groups``: per real sample the car it shows (its track): a car's share of the real part then grows
+    as the square root of its samples, not linearly (the car kept in every frame would drown the cars a
+    later level adds), nor equal for all (a car kept in one frame would be one patch repeated ~80 times)."""
     if sim is None or not len(sim['rgb']):
         return real
     share = float(np.clip(real_share, 0.01, 0.99))
-    reps = max(1, int(round(share / (1 - share) * len(sim['rgb']) / max(1, len(real['rgb'])))))
-    return {k: np.concatenate([np.concatenate([real[k]] * reps), sim[k]]) for k in real}
+    n = len(real['rgb'])
+    target = share / (1 - share) * len(sim['rgb'])
+    if groups is None:
+        reps = np.full(n, max(1, int(round(target / max(1, n)))))
+    else:
+        g = np.asarray(groups)
+        _, inv, size = np.unique(g, return_inverse=True, return_counts=True)
+        w = 1.0 / np.sqrt(size[inv])
+        reps = np.maximum(1, np.round(target * w / w.sum())).astype(int)
+    idx = np.repeat(np.arange(n), reps)
+    return {k: np.concatenate([real[k][idx], sim[k]]) for k in real}
 
 
 def trained_losses(wpath: Path, train_key: str) -> list | None:
@@ -512,7 +530,8 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             # the cleaning settings enter the key only when on: the pools of earlier runs stay valid
             clean = ({'mask_agree': st.min_mask_agree} if st.min_mask_agree > 0 else {}) | \
                 ({'track': st.track_headings, 'min_track': st.min_track} if st.track_headings != 'off'
-                 else {}) | ({'patches': st.patches_per_label} if st.patches_per_label != 1 else {})
+                 else {}) | ({'patches': st.patches_per_label} if st.patches_per_label != 1 else {}) | \
+                ({'balance': st.balance} if st.balance != 'none' else {})
             pool_key = run_key(lab_w, lc, level=level_rule(level, st.max_cover), **clean,
                                logs=[str(p) for p in logs],
                                max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
@@ -536,12 +555,14 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             # keys of the first version (one seed, half real) stay valid: an old folder is reused
             extra = ({'seed': train_seed} if explicit else {}) | \
                 ({'real_share': st.real_share} if st.real_share != 0.5 else {}) | \
-                ({'tune': st.tune} if st.tune != 'all' else {})
+                ({'tune': st.tune} if st.tune != 'all' else {}) | \
+                ({'balance': st.balance} if st.balance != 'none' else {})
             train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
                                 sim_frames=st.sim_frames, **extra)
             losses = trained_losses(wpath, train_key)
             if losses is None:      # not trained by an earlier run of this folder from the same start
-                data = to_tensors(mixed(stack_samples(samples), sim, st.real_share))
+                groups = counts.get('groups') if st.balance == 'track' else None
+                data = to_tensors(mixed(stack_samples(samples), sim, st.real_share, groups))
                 net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
                                     log=None, tune=st.tune)
                 save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),

@@ -28,6 +28,7 @@ class TrackHeading:
     yaw: float            # the track's heading at this frame
     frames: int           # observations in the track
     moving: bool
+    track: int = 0        # the track's id (which car)
 
 
 def log_track_headings(frames, results, min_track: int = 3) -> dict:
@@ -50,7 +51,8 @@ def log_track_headings(frames, results, min_track: int = 3) -> dict:
             if b.detection is None:
                 continue
             yaw = float(wrap_angle(b.yaw - yaw_of(poses[b.frame])))
-            out[(b.frame, b.detection)] = TrackHeading(yaw=yaw, frames=len(tr.obs), moving=bool(b.moving))
+            out[(b.frame, b.detection)] = TrackHeading(yaw=yaw, frames=len(tr.obs), moving=bool(b.moving),
+                                                       track=tr.id)
     return out
 
 
