@@ -69,12 +69,14 @@ def gt_flips(al, sources, cache, st, detector, gt_dir: Path, levels) -> dict:
     match a ground-truth car (centre within 2 m), how many of those point the wrong way as labelled and
     after the track fix (turned where the track disagrees)."""
     from autolabel_ros.curriculum.levels import passes
-    from autolabel_ros.curriculum.loop import pool_track_headings, verified
+    from autolabel_ros.curriculum.loop import agreement, pool_track_headings, verified
+    from autolabel_ros.eval.iou import iou3d_lidar
     from autolabel_ros.curriculum.tracks import disagrees
     from autolabel_ros.io.kitti import KittiObjectDataset, kitti_to_label3d
     ds = KittiObjectDataset(gt_dir)
     n, cpu = {'fit_s': 0.0}, {'prompts': 0.0, 'segment': 0.0, 'label': 0.0}
     heads = pool_track_headings(al, sources, cache, st, detector, n, cpu, print, 'slf')
+    agree = []
     groups = {g: [0, 0, 0, 0] for g in ['verified', 'unverified_tracked'] + [f'kept_{lv}' for lv in levels]}
     for li, (src, refs) in enumerate(sources):
         for fi, ref in enumerate(refs):
@@ -97,6 +99,10 @@ def gt_flips(al, sources, cache, st, detector, gt_dir: Path, levels) -> dict:
                     boxes[k], others, frame.width, frame.height, lv, max_cover=st.max_cover)]
                 d = [np.linalg.norm(g.center[:2] - lab.center[:2]) for g in gts]
                 g = gts[int(np.argmin(d))] if d and min(d) < 2.0 else None
+                if ok and any(n_.startswith('kept_') for n_ in names):
+                    # the kept label's mask / mesh agreement against how right its box is
+                    agree.append((round(agreement(frame, res, k, depth), 3),
+                                  round(iou3d_lidar(lab.box7, g.box7), 3) if g is not None else 0.0))
                 for name in names:
                     c = groups[name]
                     c[0] += 1
@@ -106,8 +112,16 @@ def gt_flips(al, sources, cache, st, detector, gt_dir: Path, levels) -> dict:
                     c[2] += int(np.cos(lab.yaw - g.yaw) < 0)
                     after = lab.yaw + (np.pi if th is not None and disagrees(lab.yaw, th.yaw) else 0.0)
                     c[3] += int(np.cos(after - g.yaw) < 0)
-    return {name: dict(zip(('labels', 'matched', 'flipped', 'flipped_after_track_fix'), c))
-            for name, c in groups.items()}
+    out = {name: dict(zip(('labels', 'matched', 'flipped', 'flipped_after_track_fix'), c))
+           for name, c in groups.items()}
+    a = np.array(agree).reshape(-1, 2)
+    for lo, hi in ((0.0, 0.8), (0.8, 1.01)):
+        sel = (a[:, 0] >= lo) & (a[:, 0] < hi)
+        out[f'kept_mask_agree_{lo}-{min(hi, 1.0)}'] = {
+            'labels': int(sel.sum()), 'mean_iou3d': round(float(a[sel, 1].mean()), 3) if sel.any() else None,
+            'iou3d_ge_0.7': int((a[sel, 1] >= 0.7).sum())}
+    out['kept_agree_iou'] = a.tolist()
+    return out
 
 
 if __name__ == '__main__':

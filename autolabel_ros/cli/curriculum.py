@@ -7,7 +7,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
         [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
         [--train-seeds 0-5] [--real-share 0.5] [--lr 1e-4] [--tune all|frozen-bn|decoder|head]
         [--max-cover 0.5] [--min-mask-agree 0.0] [--track-headings off|fix|drop|add] [--min-track 3]
-        [--patches-per-label 1] [--balance none|track]
+        [--balance none|track]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -78,8 +78,6 @@ def main(argv=None) -> int:
                     "and keep accepted labels whose front/back was undecided at their track's heading")
     ap.add_argument('--min-track', type=int, default=3,
                     help='frames a track needs before its heading overrules a label (--track-headings)')
-    ap.add_argument('--patches-per-label', type=int, default=1,
-                    help='training patches cut from each kept label, each with its own random crop window')
     ap.add_argument('--balance', choices=('none', 'track'), default='none',
                     help="track: a car's (its track's over the log's frames) share of the real samples grows "
                     'as the square root of its samples, not linearly')
@@ -113,8 +111,8 @@ def main(argv=None) -> int:
         if not 0.0 <= v <= 1.0:
             print(f'{name}: {v} must lie in [0, 1]', file=sys.stderr)
             return 2
-    if a.loops < 1 or a.steps < 1 or a.patches_per_label < 1 or a.min_track < 2:
-        print('--loops, --steps and --patches-per-label must be >= 1, --min-track >= 2', file=sys.stderr)
+    if a.loops < 1 or a.steps < 1 or a.min_track < 2:
+        print('--loops and --steps must be >= 1, --min-track >= 2', file=sys.stderr)
         return 2
     import torch
 
@@ -134,7 +132,7 @@ def main(argv=None) -> int:
                             label_method=a.label_method, seed=a.seed,
                             train_seed=a.train_seed, train_seeds=tuple(seeds), real_share=a.real_share,
                             tune=a.tune, track_headings=a.track_headings, min_track=a.min_track,
-                            patches_per_label=a.patches_per_label, balance=a.balance)
+                            balance=a.balance)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:

@@ -74,9 +74,6 @@ class CurriculumSettings:
     # no say
     track_headings: str = 'off'
     min_track: int = 3
-    # training patches cut from each kept label, each with its own random window (scale 1.05-1.4, offset):
-    # the ~20 real labels of a short log are otherwise the same 20 crops repeated ~75 times per loop
-    patches_per_label: int = 1
     # none | track: a car's (a track's of the pool's log) share of the real samples grows as the square root
     # of its samples, so the cars a later level adds are not outnumbered by the one kept in every frame
     balance: str = 'none'
@@ -317,12 +314,11 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                         continue
                     lab = turned(lab)
                 n['kept'] += 1
-                for _ in range(st.patches_per_label):      # each its own crop window (scale, offset)
-                    s = label_sample(frame, lab, res.masks[k], rng)
-                    if s is not None:
-                        samples.append(s)
-                        # the car it shows: its track, else a car of its own
-                        n['groups'].append(f'{li}:{th.track}' if th is not None else f'{li}:{fi}:{k}')
+                s = label_sample(frame, lab, res.masks[k], rng)
+                if s is not None:
+                    samples.append(s)
+                    # the car it shows: its track, else a car of its own
+                    n['groups'].append(f'{li}:{th.track}' if th is not None else f'{li}:{fi}:{k}')
             cpu['targets'] += time.process_time() - c0
     n['samples'] = len(samples)
     n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
@@ -530,8 +526,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             # the cleaning settings enter the key only when on: the pools of earlier runs stay valid
             clean = ({'mask_agree': st.min_mask_agree} if st.min_mask_agree > 0 else {}) | \
                 ({'track': st.track_headings, 'min_track': st.min_track} if st.track_headings != 'off'
-                 else {}) | ({'patches': st.patches_per_label} if st.patches_per_label != 1 else {}) | \
-                ({'balance': st.balance} if st.balance != 'none' else {})
+                 else {}) | ({'balance': st.balance} if st.balance != 'none' else {})
             pool_key = run_key(lab_w, lc, level=level_rule(level, st.max_cover), **clean,
                                logs=[str(p) for p in logs],
                                max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
