@@ -127,6 +127,10 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, '1.5']) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err
+    for flag, bad in (('--min-track', '1'),):
+        assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and flag in err
 
 
 def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):
@@ -322,3 +326,86 @@ def test_fine_tuning_changes_only_what_its_tune_mode_names(tune, moved):
     assert all(p.requires_grad for p in net.parameters())        # a later training starts from all
     with pytest.raises(ValueError, match='tune'):
         train(data, 1, 1e9, 4, 1e-2, 0, net, log=None, tune='encoder')
+
+
+@pytest.fixture(scope='module')
+def sim_drive_frames():
+    """Eight frames of a simulated drive (32 beams, tiny camera) with their ground-truth labels."""
+    from autolabel_ros.sim.drive import Simulator
+    from autolabel_ros.sim.sensors import Camera, Lidar
+    sim = Simulator(700000, n_frames=8, camera=Camera.kitti(0.1), lidar=Lidar(beams=32))
+    return [sim.frame(i) for i in range(8)]
+
+
+def test_a_label_pointing_against_its_track_is_found_and_turned(sim_drive_frames):
+    from dataclasses import replace
+
+    from autolabel_ros.curriculum.tracks import disagrees, log_track_headings
+    frames = [sf.frame for sf in sim_drive_frames]
+    # the car seen in most frames gets its label flipped in two of them
+    counts = {}
+    for sf in sim_drive_frames:
+        for lab in sf.gt:
+            counts[lab.id] = counts.get(lab.id, 0) + 1
+    car = max(counts, key=counts.get)
+    assert counts[car] >= 6
+    flipped, results = set(), []
+    for f, sf in enumerate(sim_drive_frames):
+        labs = []
+        for k, lab in enumerate(sf.gt):
+            if lab.id == car and f in (2, 5):
+                lab = replace(lab, yaw=lab.yaw + np.pi)
+                flipped.add((f, k))
+            labs.append(lab)
+        results.append(labs)
+    heads = log_track_headings(frames, results, min_track=3)
+    mine = {fk for fk in heads if results[fk[0]][fk[1]].id == car}
+    assert flipped <= mine and len(mine) == counts[car]
+    for (f, k), th in heads.items():
+        assert disagrees(results[f][k].yaw, th.yaw) == ((f, k) in flipped), (f, k)
+    # a track too short has no say
+    assert log_track_headings(frames, results, min_track=9) == {}
+
+
+def test_a_turned_label_teaches_the_other_end(sim_frame):
+    from autolabel_ros.curriculum.tracks import turned
+    sf = sim_frame
+    g = max((g for g in sf.gt if g.occlusion == 0), key=lambda g: g.metrics['lidar_points'])
+    box = trimesh.creation.box(extents=g.size)
+    v = np.asarray(box.vertices, float).copy()
+    v[v[:, 0] > 0, 2] *= 0.5                  # a lower front: the mesh is not symmetric front / back
+    lab = Label3D(center=g.center, size=g.size, yaw=g.yaw, cls='Car', mesh=Mesh(v @ rot_z(g.yaw).T + g.center,
+                                                                                  box.faces))
+    t = turned(lab)
+    assert abs(np.cos(t.yaw - lab.yaw) + 1) < 1e-9
+    head = np.array([np.cos(lab.yaw), np.sin(lab.yaw)])
+    along = (np.asarray(lab.mesh.vertices)[:, :2] - lab.center[:2]) @ head
+    along_t = (np.asarray(t.mesh.vertices)[:, :2] - lab.center[:2]) @ head
+    assert np.allclose(along_t, -along)                      # the front is now where the back was
+    assert np.allclose(np.asarray(t.mesh.vertices)[:, 2], np.asarray(lab.mesh.vertices)[:, 2])
+    assert np.allclose(turned(t).mesh.vertices, lab.mesh.vertices)
+    a = label_sample(sf.frame, lab, sf.masks == g.id, np.random.default_rng(0))
+    b = label_sample(sf.frame, t, sf.masks == g.id, np.random.default_rng(0))
+    assert a is not None and b is not None and abs(a.facing) > 0.3
+    # the other end faces the camera: the facing's sign and the visible end's NOCS x swap sides of 0.5
+    assert b.facing == pytest.approx(-a.facing)
+    m = a.mask & b.mask
+    assert np.sign(a.nocs[m][:, 0].mean() - 0.5) == -np.sign(b.nocs[m][:, 0].mean() - 0.5)
+
+
+def test_balance_gives_each_car_a_share_by_the_root_of_its_samples():
+    n_sim = 240
+    real = {'rgb': np.arange(30)}
+    sim = {'rgb': np.full(n_sim, -1)}
+    groups = ['a'] * 20 + ['b'] * 9 + ['c']
+    m = mixed(real, sim, 0.5, groups)['rgb']
+    share = {g: np.isin(m, [i for i, x in enumerate(groups) if x == g]).sum() for g in 'abc'}
+    total = sum(share.values())
+    assert abs(total - n_sim) <= 0.05 * n_sim and (m == -1).sum() == n_sim      # per-sample rounding
+    root = {'a': np.sqrt(20), 'b': 3.0, 'c': 1.0}
+    for g in 'abc':
+        assert share[g] / total == pytest.approx(root[g] / sum(root.values()), abs=0.02)
+    # every sample of a car is repeated alike; without groups every sample alike
+    assert len({int((m == i).sum()) for i in range(20)}) == 1
+    plain = mixed(real, sim, 0.5)['rgb']
+    assert {int((plain == i).sum()) for i in range(30)} == {8}

@@ -6,7 +6,8 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
         [--sim-frames 40] [--max-frames 0] [--prompts fused|lidar|gt] [--init css.pt] [--threads 1]
         [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
         [--train-seeds 0-5] [--real-share 0.5] [--lr 1e-4] [--tune all|frozen-bn|decoder|head]
-        [--max-cover 0.5] [--min-mask-agree 0.0]
+        [--max-cover 0.5] [--min-mask-agree 0.0] [--track-headings off|fix|drop|add] [--min-track 3]
+        [--balance none|track]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -71,6 +72,15 @@ def main(argv=None) -> int:
     ap.add_argument('--tune', choices=('all', 'frozen-bn', 'decoder', 'head'), default='all',
                     help='what the fine-tuning changes: all weights; all but the batch-norm statistics; the '
                     'decoder and heads; the output heads only')
+    ap.add_argument('--track-headings', choices=('off', 'fix', 'drop', 'add'), default='off',
+                    help="track consistency of the pool's labels over a log's consecutive frames: turn (fix) "
+                    "or leave out (drop) a kept label whose heading points against its track's; add: fix, "
+                    "and keep accepted labels whose front/back was undecided at their track's heading")
+    ap.add_argument('--min-track', type=int, default=3,
+                    help='frames a track needs before its heading overrules a label (--track-headings)')
+    ap.add_argument('--balance', choices=('none', 'track'), default='none',
+                    help="track: a car's (its track's over the log's frames) share of the real samples grows "
+                    'as the square root of its samples, not linearly')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
@@ -101,8 +111,8 @@ def main(argv=None) -> int:
         if not 0.0 <= v <= 1.0:
             print(f'{name}: {v} must lie in [0, 1]', file=sys.stderr)
             return 2
-    if a.loops < 1 or a.steps < 1:
-        print('--loops and --steps must be >= 1', file=sys.stderr)
+    if a.loops < 1 or a.steps < 1 or a.min_track < 2:
+        print('--loops and --steps must be >= 1, --min-track >= 2', file=sys.stderr)
         return 2
     import torch
 
@@ -121,7 +131,8 @@ def main(argv=None) -> int:
                             max_cover=a.max_cover, min_mask_agree=a.min_mask_agree,
                             label_method=a.label_method, seed=a.seed,
                             train_seed=a.train_seed, train_seeds=tuple(seeds), real_share=a.real_share,
-                            tune=a.tune)
+                            tune=a.tune, track_headings=a.track_headings, min_track=a.min_track,
+                            balance=a.balance)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:

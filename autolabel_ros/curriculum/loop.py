@@ -68,6 +68,15 @@ class CurriculumSettings:
     real_share: float = 0.5          # share of the fine-tuning set that is real (the rest: simulator)
     # what the fine-tuning may change (css/train.TUNE_MODES: all | frozen-bn | decoder | head)
     tune: str = 'all'
+    # track consistency of the pool (curriculum/tracks.py): off | fix (turn a kept label whose heading
+    # points against its track's) | drop (leave it out) | add (fix, and an accepted label that failed only
+    # the front/back verification takes its track's heading); tracks of fewer than min_track frames have
+    # no say
+    track_headings: str = 'off'
+    min_track: int = 3
+    # none | track: a car's (a track's of the pool's log) share of the real samples grows as the square root
+    # of its samples, so the cars a later level adds are not outnumbered by the one kept in every frame
+    balance: str = 'none'
     extra: dict = field(default_factory=dict)
 
 
@@ -184,42 +193,84 @@ def _log_prompts(frame, src, ref, mode: str, cfg, detector):
     return fused_prompts(frame, detector.detect(frame.image), cfg)[0]
 
 
+def _label_frame(al, src, ref, key: str, cache: _FrameCache, st: CurriculumSettings, detector, n: dict,
+                 cpu: dict, log, reuse_key: str | None):
+    """(frame, prompts, LabelResult or None without prompts) of one frame, the labeler's result reused
+    when it does not depend on the network (``reuse_key``)."""
+    frame = src.load(ref)
+    c0 = time.process_time()
+    if key not in cache.prompts:
+        cache.prompts[key] = _log_prompts(frame, src, ref, st.prompts, al.cfg, detector)
+    prompts = cache.prompts[key]
+    cpu['prompts'] += time.process_time() - c0
+    if not prompts:
+        return frame, prompts, None
+    t0 = time.perf_counter()
+    res = cache.results.get((reuse_key, key)) if reuse_key else None
+    if res is None:
+        res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
+        n['fit_s'] += time.perf_counter() - t0
+        tm = res.timings
+        seg_cpu = tm['cpu_s'] * tm['segment_s'] / max(tm['total_s'], 1e-9)     # wall share of the CPU
+        cpu['segment'] += seg_cpu
+        cpu['label'] += tm['cpu_s'] - seg_cpu
+        log(f'  {key}: {len(prompts)} prompts, {time.perf_counter() - t0:.0f} s wall, '
+            f'{tm["cpu_s"]:.1f} s CPU (SAM {seg_cpu:.1f})')
+        if reuse_key:
+            cache.results[(reuse_key, key)] = res
+    cache.masks.put(key, res.masks, frame.image.shape[:2])
+    return frame, prompts, res
+
+
+def pool_track_headings(al, logs: list, cache: _FrameCache, st: CurriculumSettings, detector, n: dict,
+                        cpu: dict, log, reuse_key: str | None) -> dict:
+    """(log, frame position, label index) -> the label's track heading (:mod:`.tracks`), every frame of
+    every log labelled first (the labels are reused by the pass that keeps them when ``reuse_key``)."""
+    from autolabel_ros.curriculum.tracks import log_track_headings
+    out = {}
+    for li, (src, refs) in enumerate(logs):
+        frames, results = [], []
+        for ref in refs:
+            frame, _, res = _label_frame(al, src, ref, f'log{li}_{ref.name}', cache, st, detector, n, cpu,
+                                         log, reuse_key)
+            frames.append(frame)
+            results.append(res.labels if res is not None else [])
+        c0 = time.process_time()
+        for (f, k), th in log_track_headings(frames, results, st.min_track).items():
+            out[(li, f, k)] = th
+        cpu['tracks'] = cpu.get('tracks', 0.0) + time.process_time() - c0
+    return out
+
+
 def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, level: str, detector,
                    rng: np.random.Generator, log=print, reuse_key: str | None = None) -> tuple[list, dict]:
     """NOCS samples of the verified labels of ``level`` in the logs, and counts. ``reuse_key``: the
-    labeler's key when its labels do not depend on the network (slf): a later level reuses them."""
+    labeler's key when its labels do not depend on the network (slf): a later level reuses them.
+    ``st.track_headings`` fix / drop: a kept label whose heading points against its track's is turned /
+    left out (:mod:`autolabel_ros.curriculum.tracks`); the counts record how many, among the verified
+    labels too (the pool's track-flip rate); add: also the accepted labels that are not verified but
+    tracked, turned to their track's heading."""
+    from autolabel_ros.curriculum.tracks import disagrees, turned
     samples = []
     n = {'frames': 0, 'labels': 0, 'accepted': 0, 'verified': 0, 'disagree': 0, 'kept': 0, 'samples': 0,
-         'fit_s': 0.0}
+         'fit_s': 0.0, 'groups': []}
     # where the pass's CPU goes (process CPU seconds: load-robust): prompts, SAM, CSS + fit, targets
     cpu = {'prompts': 0.0, 'segment': 0.0, 'label': 0.0, 'targets': 0.0}
+    heads = {}
+    if st.track_headings != 'off' or st.balance == 'track':
+        reuse_key = reuse_key or f'pass{id(al)}'          # the pass below reuses the tracked pass's labels
+        heads = pool_track_headings(al, logs, cache, st, detector, n, cpu, log, reuse_key)
+        n.update({'verified_tracked': 0, 'verified_track_flipped': 0, 'kept_tracked': 0,
+                  'kept_track_flipped': 0, 'kept_moving': 0, 'kept_track_frames': [], 'track_verified': 0,
+                  'track_verified_turned': 0})
     for li, (src, refs) in enumerate(logs):
-        for ref in refs:
+        for fi, ref in enumerate(refs):
             key = f'log{li}_{ref.name}'
-            frame = src.load(ref)
-            c0 = time.process_time()
-            if key not in cache.prompts:
-                cache.prompts[key] = _log_prompts(frame, src, ref, st.prompts, al.cfg, detector)
-            prompts = cache.prompts[key]
-            cpu['prompts'] += time.process_time() - c0
+            frame, prompts, res = _label_frame(al, src, ref, key, cache, st, detector, n, cpu, log, reuse_key)
             n['frames'] += 1
-            if not prompts:
-                continue
-            t0 = time.perf_counter()
-            res = cache.results.get((reuse_key, key)) if reuse_key else None
             if res is None:
-                res = al.label(frame, prompts, cache.masks.get(key, len(prompts)))
-                n['fit_s'] += time.perf_counter() - t0
-                tm = res.timings
-                seg_cpu = tm['cpu_s'] * tm['segment_s'] / max(tm['total_s'], 1e-9)     # wall share of the CPU
-                cpu['segment'] += seg_cpu
-                cpu['label'] += tm['cpu_s'] - seg_cpu
-                log(f'  {key}: {len(prompts)} prompts, {time.perf_counter() - t0:.0f} s wall, '
-                    f'{tm["cpu_s"]:.1f} s CPU (SAM {seg_cpu:.1f})')
-                if reuse_key:
-                    cache.results[(reuse_key, key)] = res
+                continue
             c0 = time.process_time()
-            cache.masks.put(key, res.masks, frame.image.shape[:2])
             boxes = [p.bounding_box() for p in prompts]
             # the level's overlap rules count the objects that can hide a label: the nearer ones (a car in
             # front of a parked row overlaps the boxes behind it but is fully visible); unknown depth counts
@@ -229,9 +280,20 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                 if not lab.accepted or lab.score < st.min_confidence:
                     continue
                 n['accepted'] += 1
+                th = heads.get((li, fi, k))
+                against = th is not None and disagrees(lab.yaw, th.yaw)
+                flipped = against and st.track_headings != 'off'        # acted on (fix, drop, add)
                 if not verified(lab, st):
-                    continue
-                n['verified'] += 1
+                    # add: an accepted label whose own front/back was undecided takes its track's
+                    if st.track_headings != 'add' or th is None:
+                        continue
+                    n['track_verified'] += 1
+                    n['track_verified_turned'] += int(against)
+                else:
+                    n['verified'] += 1
+                    if th is not None:
+                        n['verified_tracked'] += 1
+                        n['verified_track_flipped'] += int(against)
                 others = [b for j, b in enumerate(boxes) if j != k and not depth[j] > depth[k]]
                 if not passes(boxes[k], others, frame.width, frame.height, level, max_cover=st.max_cover):
                     continue
@@ -240,10 +302,23 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                 if agree < st.min_mask_agree:
                     n['disagree'] += 1
                     continue
+                if th is not None:
+                    n['kept_tracked'] += 1
+                    n['kept_track_flipped'] += int(against)
+                    n['kept_moving'] += int(th.moving)
+                    n['kept_track_frames'].append(th.frames)
+                    n.setdefault('track_yaw_gap_deg', []).append(
+                        round(float(np.degrees(abs(np.angle(np.exp(1j * (lab.yaw - th.yaw)))))), 1))
+                if flipped:
+                    if st.track_headings == 'drop':
+                        continue
+                    lab = turned(lab)
                 n['kept'] += 1
                 s = label_sample(frame, lab, res.masks[k], rng)
                 if s is not None:
                     samples.append(s)
+                    # the car it shows: its track, else a car of its own
+                    n['groups'].append(f'{li}:{th.track}' if th is not None else f'{li}:{fi}:{k}')
             cpu['targets'] += time.process_time() - c0
     n['samples'] = len(samples)
     n['cpu_s'] = {k: round(v, 1) for k, v in cpu.items()}
@@ -354,14 +429,26 @@ def sim_pool(n_frames: int, out: Path, log=print) -> dict | None:
     return load_chunks(paths) if paths else None
 
 
-def mixed(real: dict, sim: dict | None, real_share: float = 0.5) -> dict:
+def mixed(real: dict, sim: dict | None, real_share: float = 0.5, groups=None) -> dict:
     """Real samples repeated to about ``real_share`` of the training set when simulator samples are
-    mixed in (the rest: the synthetic bootstrap's samples, replayed so the network keeps them)."""
+    mixed in (the rest: the synthetic bootstrap's samples, replayed so the network keeps them).
+    ``groups``: per real sample the car it shows (its track): a car's share of the real part then grows
+    as the square root of its samples, not linearly (the car kept in every frame would drown the cars a
+    later level adds), nor equal for all (a car kept in one frame would be one patch repeated ~80 times)."""
     if sim is None or not len(sim['rgb']):
         return real
     share = float(np.clip(real_share, 0.01, 0.99))
-    reps = max(1, int(round(share / (1 - share) * len(sim['rgb']) / max(1, len(real['rgb'])))))
-    return {k: np.concatenate([np.concatenate([real[k]] * reps), sim[k]]) for k in real}
+    n = len(real['rgb'])
+    target = share / (1 - share) * len(sim['rgb'])
+    if groups is None:
+        reps = np.full(n, max(1, int(round(target / max(1, n)))))
+    else:
+        g = np.asarray(groups)
+        _, inv, size = np.unique(g, return_inverse=True, return_counts=True)
+        w = 1.0 / np.sqrt(size[inv])
+        reps = np.maximum(1, np.round(target * w / w.sum())).astype(int)
+    idx = np.repeat(np.arange(n), reps)
+    return {k: np.concatenate([real[k][idx], sim[k]]) for k in real}
 
 
 def trained_losses(wpath: Path, train_key: str) -> list | None:
@@ -437,7 +524,9 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             lc = dataclasses.replace(cfg, method=st.label_method,
                                      css=dataclasses.replace(cfg.css, weights=str(lab_w)))
             # the cleaning settings enter the key only when on: the pools of earlier runs stay valid
-            clean = {'mask_agree': st.min_mask_agree} if st.min_mask_agree > 0 else {}
+            clean = ({'mask_agree': st.min_mask_agree} if st.min_mask_agree > 0 else {}) | \
+                ({'track': st.track_headings, 'min_track': st.min_track} if st.track_headings != 'off'
+                 else {}) | ({'balance': st.balance} if st.balance != 'none' else {})
             pool_key = run_key(lab_w, lc, level=level_rule(level, st.max_cover), **clean,
                                logs=[str(p) for p in logs],
                                max_frames=st.max_frames, prompts=st.prompts, min_confidence=st.min_confidence,
@@ -461,12 +550,14 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             # keys of the first version (one seed, half real) stay valid: an old folder is reused
             extra = ({'seed': train_seed} if explicit else {}) | \
                 ({'real_share': st.real_share} if st.real_share != 0.5 else {}) | \
-                ({'tune': st.tune} if st.tune != 'all' else {})
+                ({'tune': st.tune} if st.tune != 'all' else {}) | \
+                ({'balance': st.balance} if st.balance != 'none' else {})
             train_key = run_key(weights, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
                                 sim_frames=st.sim_frames, **extra)
             losses = trained_losses(wpath, train_key)
             if losses is None:      # not trained by an earlier run of this folder from the same start
-                data = to_tensors(mixed(stack_samples(samples), sim, st.real_share))
+                groups = counts.get('groups') if st.balance == 'track' else None
+                data = to_tensors(mixed(stack_samples(samples), sim, st.real_share, groups))
                 net, losses = train(data, st.steps, 1e9, st.batch, st.lr, train_seed + k, load_net(weights),
                                     log=None, tune=st.tune)
                 save_weights(net, wpath, {'curriculum_loop': k, 'level': level, 'real_samples': len(samples),
