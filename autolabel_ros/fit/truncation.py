@@ -9,10 +9,10 @@ For an object whose 2D box touches a border side (left, right, bottom), :func:`b
 in-image cluster into the non-ground scan points beyond that side (projecting past it, or behind the
 camera plane on that side for the left and right): the radius-connected components of the cluster and
 those points that hold a cluster point (the same Euclidean clustering as fit/init.py, so a point joins
-only through a chain of returns on the car), within a car's reach of the cluster and no higher above the
-ground than the cluster reaches plus a margin, and not kept by a nearer object. When what was added
-makes the object larger than a car (a wall, a hedge or a parked row joined through kerb returns) nothing
-is added: the in-image part is never worse evidence than a wrong whole.
+only through a chain of returns on the car), looked for within two car lengths of the cluster, no higher
+above the ground than the cluster reaches plus a margin, and not kept by a nearer object. When what was
+joined makes the object larger than a car (a wall, a hedge or a parked row joined through kerb returns)
+nothing is added: the in-image part is never worse evidence than a wrong whole.
 
 The added points take part in the LiDAR terms and the initial hypotheses; the silhouette terms never see
 the render outside the image (the validity map is 0 there, fit/batch.py), so they do not push the car
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from autolabel_ros.fit.init import clusters
 
 # a box edge within this many pixels of the image border is cut by it
 BORDER_PX = 2.0
-# added points lie within this many mean car lengths (bird's eye) of the in-image cluster
-REACH_LENGTHS = 1.0
+# the growth looks this many mean car lengths (bird's eye) around the in-image cluster
+REACH_LENGTHS = 2.0
 # and at most this much higher above the ground than the cluster's highest point (m)
 HEIGHT_MARGIN = 0.4
 # what a car's bird's-eye extent may reach, in mean car sizes (length, width): beyond, nothing is added
@@ -70,6 +69,8 @@ def beyond_border(seed: np.ndarray, candidates: np.ndarray, xyz: np.ndarray, hei
     if len(seed) == 0 or len(candidates) == 0:
         return none
     s = xyz[seed]
+    # a window of two car lengths around the cluster: what the growth joins there is seen whole
+    # enough to tell a car from a wall or a parked row
     reach = REACH_LENGTHS * float(mean_size[0])
     lo, hi = s[:, :2].min(0) - reach, s[:, :2].max(0) + reach
     c = xyz[candidates]
@@ -82,13 +83,7 @@ def beyond_border(seed: np.ndarray, candidates: np.ndarray, xyz: np.ndarray, hei
     pts = np.concatenate([s, xyz[cand]])
     rng = float(np.median(np.linalg.norm(s, axis=1)))
     lab = clusters(pts, radius * max(1.0, rng / 20.0))
-    joined = np.isin(lab[len(s):], np.unique(lab[:len(s)]))
-    added = cand[joined]
-    if len(added) == 0:
-        return none
-    # within a car's reach of the cluster itself (not only of its bounding box)
-    d, _ = cKDTree(s[:, :2]).query(xyz[added, :2])
-    added = added[d <= reach]
+    added = cand[np.isin(lab[len(s):], np.unique(lab[:len(s)]))]
     if len(added) and not car_sized(np.concatenate([s, xyz[added]]), mean_size):
         return none
     return added
