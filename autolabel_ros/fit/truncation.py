@@ -31,6 +31,8 @@ BORDER_PX = 2.0
 REACH_LENGTHS = 2.0
 # and at most this much higher above the ground than the cluster's highest point (m)
 HEIGHT_MARGIN = 0.4
+# the growth clusters one point per voxel of (clustering radius / this)
+VOXEL_PER_RADIUS = 3.0
 # what a car's bird's-eye extent may reach, in mean car sizes (length, width): beyond, nothing is added
 MAX_EXTENT = (1.5, 1.6)
 
@@ -82,11 +84,20 @@ def beyond_border(seed: np.ndarray, candidates: np.ndarray, xyz: np.ndarray, hei
         return none
     pts = np.concatenate([s, xyz[cand]])
     rng = float(np.median(np.linalg.norm(s, axis=1)))
-    lab = clusters(pts, radius * max(1.0, rng / 20.0))
+    lab = voxel_clusters(pts, radius * max(1.0, rng / 20.0))
     added = cand[np.isin(lab[len(s):], np.unique(lab[:len(s)]))]
     if len(added) and not car_sized(np.concatenate([s, xyz[added]]), mean_size):
         return none
     return added
+
+
+def voxel_clusters(pts: np.ndarray, radius: float) -> np.ndarray:
+    """Labels of the radius-connected components of N x 3 points, computed on one point per voxel of
+    a third of the radius: a near car has thousands of returns, whose radius graph costs more than
+    the whole fit of the car, and a chain of returns within the radius runs through the voxels too."""
+    keys = np.floor(pts / (radius / VOXEL_PER_RADIUS)).astype(np.int64)
+    _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return clusters(pts[first], radius)[inv.ravel()]
 
 
 def car_sized(pts: np.ndarray, mean_size: np.ndarray) -> bool:
