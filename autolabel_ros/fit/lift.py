@@ -9,7 +9,10 @@
 3. per object, nearest first: frustum points of the mask (``fit.mask_erode_px``) minus the ground minus
    the points a nearer object claims (its cluster, and its mask pixels up to its far side), the object's
    3D cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
-   ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
+   ``fit.max_points`` (a car cut by the left, right or bottom image border also keeps its scan beyond
+   that border, ``fit.truncated_scan``, :mod:`autolabel_ros.fit.truncation`; the camera depths that
+   order, claim and place stay those of its points in the image), the LiDAR occluders in front of it,
+   and the initial hypotheses
    (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree with its
    box also gets hypotheses placed from the box alone (the full energy chooses), and its last few points
    are dropped when they lie far off that placement;
@@ -209,6 +212,7 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
     idx = idx[keep]
     claim = claim_of(idx, pc[:, 2], m, float(mean_size[1]))
     near_depth = float(pc[idx, 2].min()) if len(idx) else None
+    cluster = idx
     sides = border_sides(b, W, H) if beyond is not None and p.get('click_depth') is None else ()
     if sides and len(idx):
         # a car cut by the image border: its scan beyond the border too (fit/truncation.py); the depths
@@ -228,7 +232,9 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
         sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
         pts, idx, in_image = pts[sel], idx[sel], in_image[sel]
     place = p['place']
-    seen = idx[in_image]            # the camera depths below are those of the points in the image
+    # the camera depths below are those of the points in the image (all of them when the subset also
+    # holds points beyond the border, which could leave it few)
+    seen = idx if in_image.all() else cluster
     if len(seen) and few_and_off(n_seen - n_frustum, len(seen), float(np.median(pc[seen, 2])), place):
         # a hidden car's last few points, far off where its box puts it: not its own either
         idx, pts, seen, in_image = idx[:0], pts[:0], seen[:0], in_image[:0]
