@@ -16,7 +16,8 @@ nothing is added: the in-image part is never worse evidence than a wrong whole.
 
 The added points take part in the LiDAR terms and the initial hypotheses; the silhouette terms never see
 the render outside the image (the validity map is 0 there, fit/batch.py), so they do not push the car
-back into the image.
+back into the image. What was learned on the camera's view keeps to the in-image points: the profile
+heading cue (fit/heading.py), and the lift's depth order, claims and placement checks (fit/lift.py).
 """
 from __future__ import annotations
 
