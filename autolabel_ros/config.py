@@ -199,6 +199,9 @@ class FitConfig:
                                         '2, KITTI clicks 93.8 with 0, 98.1 with 2)', min=0)
     cluster_radius: float = param(0.6, 'Euclidean clustering radius of the frustum points at 20 m (m)',
                                   min=1e-6)
+    truncated_scan: bool = param(True, 'a car whose box touches the left, right or bottom image border also '
+                                       'keeps its scan points beyond that border (the LiDAR sees the part '
+                                       'the image cuts off; fit/truncation.py)')
     click_depth: bool = param(True, "click prompts: the scan under the clicks gives the clicked car's "
                                     'depth, which cuts its mask to it, orders it and picks its points '
                                     '(fit/clicks.py)')

@@ -32,9 +32,12 @@ def procrustes_pose(pred: NocsPrediction, pts: np.ndarray, frame, rng: np.random
     """The similarity NOCS -> LiDAR of one object from its kept points (M x 3, LiDAR frame)."""
     if pred is None or len(pts) < 5:
         return None
-    uv, z = project(frame.K, transform_points(frame.T_cam_lidar, pts))
+    # the points in front of the camera (a truncated car's also lie beyond the image, fit/truncation.py)
+    pc = transform_points(frame.T_cam_lidar, pts)
+    front = pc[:, 2] > 0.5
+    pts = pts[front]
+    uv, _ = project(frame.K, pc[front])
     nocs, ok = pred.at_pixels(uv)
-    ok &= z > 0.5
     if ok.sum() < 5:
         return None
     return ransac_similarity(nocs[ok] - 0.5, pts[ok], rng, iters=iters, inlier_m=inlier_m)

@@ -209,8 +209,11 @@ class Fitter:
                 for a, r in zip(alts, res):
                     a.terms['cue_mean_shape'] = float(r)
             if 'profile' in cues:
+                # the points the camera sees too: the profile model knows the view of the image
+                # (a truncated car's scan beyond the border, fit/truncation.py, is left out)
+                seen = o.init.points if o.in_image is None else o.init.points[o.in_image]
                 for a, size in zip(alts, self.cue_sizes(alts)):
-                    a.terms['cue_profile'] = profile_cue(o.init.points, a.pose, size, cam)
+                    a.terms['cue_profile'] = profile_cue(seen, a.pose, size, cam)
             if 'end_look' in cues:
                 vals = end_look_cues(frame.image, frame.K, frame.T_cam_lidar, cam, [a.pose for a in alts],
                                      self.cue_sizes(alts), len(o.init.points), occl, mask=o.mask)

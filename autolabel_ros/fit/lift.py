@@ -9,7 +9,10 @@
 3. per object, nearest first: frustum points of the mask (``fit.mask_erode_px``) minus the ground minus
    the points a nearer object claims (its cluster, and its mask pixels up to its far side), the object's
    3D cluster (:func:`autolabel_ros.fit.init.select_cluster`), a seeded subset of at most
-   ``fit.max_points``, the LiDAR occluders in front of it, and the initial hypotheses
+   ``fit.max_points`` (a car cut by the left, right or bottom image border also keeps its scan beyond
+   that border, ``fit.truncated_scan``, :mod:`autolabel_ros.fit.truncation`; the camera depths that
+   order, claim and place stay those of its points in the image), the LiDAR occluders in front of it,
+   and the initial hypotheses
    (:mod:`autolabel_ros.fit.init`); a partly hidden object whose own points are few or disagree with its
    box also gets hypotheses placed from the box alone (the full energy chooses), and its last few points
    are dropped when they lie far off that placement;
@@ -37,6 +40,7 @@ from autolabel_ros.fit.init import ObjectInit, init_object, mask_points, select_
 from autolabel_ros.fit.occlusion import (Claim, ambiguous, claim_of, depth_order, few_and_off,
                                          ground_contact_depth, own_points)
 from autolabel_ros.fit.rays import camera_rays
+from autolabel_ros.fit.truncation import beyond_border, beyond_masks, border_sides
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class ObjectEvidence:
     ground_offset: float = 0.0      # road height under the object above the frame's plane (m)
     order_depth: float = 0.0        # the depth the frame's objects are ordered by (fit/occlusion.py)
     amodal: bool = False            # box2d covers the whole car, hidden parts included (is_amodal)
+    # M bool: which of ``points`` project into the image (None: all); the others are a truncated car's
+    # scan beyond the image border (fit/truncation.py)
+    in_image: np.ndarray | None = None
 
     @property
     def mask_bounds(self) -> np.ndarray:
@@ -110,6 +117,11 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
     uv_int[valid] = np.floor(uv[valid]).astype(np.int64)
     valid &= (uv_int[:, 0] >= 0) & (uv_int[:, 0] < W) & (uv_int[:, 1] >= 0) & (uv_int[:, 1] < H)
     usable = valid & nonground
+    # the scan beyond the image border, for the cars it cuts (fit/truncation.py)
+    beyond = None
+    if cfg.fit.truncated_scan:
+        beyond = {s: m & nonground for s, m in beyond_masks(uv, pc, W, H).items()}
+        beyond['height'] = None if ground is None else ground.height_above(xyz)
 
     # per prompt: mask, box and the box cues; then the objects nearest first, each taking only the
     # points no nearer object claims (fit/occlusion.py)
@@ -156,7 +168,7 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
     for k in np.argsort(rank):
         p = pre[k]
         lifted[k], claim = _lift_object(frame, prompts[p['index']], p, xyz, pc, uv, uv_int, usable, ground,
-                                        claims, cfg, mean_size, initialiser)
+                                        claims, cfg, mean_size, initialiser, beyond)
         claims.append(claim)
 
     nearer = occlusion_maps([o['mask'] for o in lifted], [p['order'] for p in pre],
@@ -174,8 +186,11 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
     return FrameEvidence(ground=ground, objects=objects, scan_nonground=xyz[nonground])
 
 
-def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, cfg, mean_size, initialiser):
-    """Evidence of one object (a dict of ObjectEvidence fields but ``nearer``) and its claim."""
+def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, cfg, mean_size, initialiser,
+                 beyond=None):
+    """Evidence of one object (a dict of ObjectEvidence fields but ``nearer``) and its claim. ``beyond``:
+    per border side the non-ground scan points beyond it, and their heights above the ground (None: the
+    in-image points only)."""
     fc = cfg.fit
     H, W = frame.height, frame.width
     m, b, reasons, box_depth = p['mask'], p['box'], list(p['reasons']), p['box_depth']
@@ -197,23 +212,39 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
     idx = idx[keep]
     claim = claim_of(idx, pc[:, 2], m, float(mean_size[1]))
     near_depth = float(pc[idx, 2].min()) if len(idx) else None
+    cluster = idx
+    sides = border_sides(b, W, H) if beyond is not None and p.get('click_depth') is None else ()
+    if sides and len(idx):
+        # a car cut by the image border: its scan beyond the border too (fit/truncation.py); the depths
+        # (claim, occluders, order checks) stay the in-image points'
+        cand = np.flatnonzero(np.any([beyond[s] for s in sides], axis=0))
+        for c in claims:
+            cand = cand[~np.isin(cand, c.idx)]
+        added = beyond_border(idx, cand, xyz, beyond['height'], fc.cluster_radius, mean_size)
+        if len(added):
+            claim = Claim(idx=np.concatenate([claim.idx, added]), mask=claim.mask, far_depth=claim.far_depth)
+            idx = np.concatenate([idx, added])
+    in_image = usable[idx]
     pts = xyz[idx]
     if len(pts) > fc.max_points:
         # seeded per prompt id: an object's subset does not depend on the other prompts
         sub = np.random.default_rng([cfg.seed, int(prompt.id) & 0xFFFFFFFF])
         sel = np.sort(sub.choice(len(pts), fc.max_points, replace=False))
-        pts, idx = pts[sel], idx[sel]
+        pts, idx, in_image = pts[sel], idx[sel], in_image[sel]
     place = p['place']
-    if len(idx) and few_and_off(n_seen - n_frustum, len(idx), float(np.median(pc[idx, 2])), place):
+    # the camera depths below are those of the points in the image (all of them when the subset also
+    # holds points beyond the border, which could leave it few)
+    seen = idx if in_image.all() else cluster
+    if len(seen) and few_and_off(n_seen - n_frustum, len(seen), float(np.median(pc[seen, 2])), place):
         # a hidden car's last few points, far off where its box puts it: not its own either
-        idx, pts = idx[:0], pts[:0]
+        idx, pts, seen, in_image = idx[:0], pts[:0], seen[:0], in_image[:0]
     if n_frustum == 0 or len(pts) == 0:
         reasons.append('no_lidar_points')
     elif len(pts) < cfg.verify.min_points:
         reasons.append('too_few_points')
-    depth = float(np.median(pc[idx, 2])) if len(idx) else box_depth
-    hint = {'ambiguous': True} if len(idx) and ambiguous(n_seen - n_frustum, len(idx), depth,
-                                                          None if at_border else place) else {}
+    depth = float(np.median(pc[seen, 2])) if len(seen) else box_depth
+    hint = {'ambiguous': True} if len(seen) and ambiguous(n_seen - n_frustum, len(seen), depth,
+                                                           None if at_border else place) else {}
     # the initialiser walks along the ray through the box centre: camera depth -> distance on the ray
     fwd = frame.T_cam_lidar[2, :3]                  # the optical axis in the LiDAR frame
     ray_len = place / max(float(dc[0] @ fwd), 0.1)
@@ -224,7 +255,8 @@ def _lift_object(frame, prompt, p, xyz, pc, uv, uv_int, usable, ground, claims, 
         occluders = lidar_occluders(uv, pc[:, 2], usable, m, near_depth, (H, W), fc)
     ev = dict(index=p['index'], mask=m, box2d=np.asarray(b, float), n_frustum=n_frustum, points=pts,
               occluders=occluders, init=init, reasons=tuple(reasons), n_nearer=n_seen - n_frustum,
-              order_depth=float(p['order']), amodal=is_amodal(prompt))
+              order_depth=float(p['order']), amodal=is_amodal(prompt),
+              in_image=None if in_image.all() else in_image)
     return ev, claim
 
 
