@@ -110,9 +110,12 @@ def test_the_fit_sets_the_cue_on_every_hypothesis_when_it_is_listed(sim_frame):
             dist = round(float(np.linalg.norm(g.center[:2])))
             rows.append((dist, right['cue_end_look'], wrong['cue_end_look']))
     # a flip pair sees the same end and calls it front and rear: opposite values (their boxes differ a
-    # little, so the magnitudes too). The car at 22 m shows its end and the cue backs its right heading;
-    # the one at 10 m has its end outside the image (no evidence).
+    # little, so the magnitudes too). The car at 22 m shows its end and the cue backs its right heading.
+    # The one at 10 m is cut by the image border (truncation 0.9): fitted with its scan beyond the border
+    # (fit.truncated_scan), only a sliver of its end is in the image and its 256 points shrink the cue to
+    # a weak vote, no worse for its right heading than for the wrong one.
     rows.sort()
     assert [r[0] for r in rows] == [10, 22]
-    assert rows[0][1:] == (0.0, 0.0)
+    assert max(abs(rows[0][1]), abs(rows[0][2])) < 0.2
+    assert rows[0][1] <= rows[0][2]
     assert rows[1][1] < -0.5 and rows[1][2] > 0.5
