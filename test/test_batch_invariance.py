@@ -1,0 +1,139 @@
+"""A hypothesis' SDF lookup does not depend on its stack: the same values and gradients, bit for bit,
+whatever the number of hypotheses decoded together and its place among them (fit/sdf.py stack_rows),
+on both lookup paths (the 3D sampler of SdfModel.query, the silhouette's 2D slice pairs), and they are
+the plain trilinear lookup of the hypothesis' own decoded volume (analytic prior; fast)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autolabel_ros.fit.sdf import ROW_STEPS, STACK_ROWS_EXACT, SdfModel, analytic_prior, pair_backward, \
+    pair_grid, pair_values, stack_image
+
+
+@pytest.fixture(scope='module', params=[1, 2], ids=['32^3', 'downsampled'])
+def sdf(request):
+    return SdfModel(analytic_prior(), mode='decode', downsample=request.param)
+
+
+# stack sizes and the probe hypothesis' place in them: first, last, middle, up to the exact range's end
+STACKS = [(1, 0), (2, 1), (5, 0), (5, 4), (40, 17), (40, 39), (200, 123), (255, 254)]
+
+
+def _probe(seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return g, torch.randn(5, generator=g), (torch.rand(30, 7, 3, generator=g) * 2.6 - 1.3)
+
+
+def _stack(sdf, g, code, B, j):
+    codes = torch.randn(B, sdf.d, generator=g) * sdf.stdev
+    codes[j] = code * sdf.stdev
+    return codes
+
+
+def _query(sdf, codes, j, pts, w, scales):
+    """3D path: value, point gradient, code gradient and scale gradient of hypothesis j."""
+    codes = codes.clone().requires_grad_(True)
+    p = pts.clone().requires_grad_(True)
+    s = scales.clone().requires_grad_(True)
+    hyp = torch.full((pts.shape[0],), j)
+    phi = sdf.query(p, hyp, codes, s, sdf.volumes(codes))
+    (phi * w).sum().backward()
+    return phi.detach(), p.grad, codes.grad[j], s.grad[j]
+
+
+def _pairs(sdf, codes, j, g_pts, w):
+    """2D path: value, point gradient and code gradient of hypothesis j."""
+    codes = codes.clone().requires_grad_(True)
+    vols = sdf.volumes(codes)
+    img = stack_image(vols.detach())
+    hyp = torch.full((g_pts.shape[0],), j)
+    grid, wz, factors = pair_grid(g_pts, hyp, sdf.shape, img.shape[2], grad=True)
+    v, diff = pair_values(img, grid, wz)
+    g_img, g_g = pair_backward(w, img, grid, wz, diff, factors, True, True)
+    vols.backward(g_img.view(vols.shape))
+    return v, g_g, codes.grad[j]
+
+
+def test_the_stacks_are_in_the_exact_range(sdf):
+    from autolabel_ros.fit.sdf import stack_rows
+    assert stack_rows(255, sdf.shape[1]) <= STACK_ROWS_EXACT and stack_rows(1, 1) >= 2
+    assert ROW_STEPS * STACK_ROWS_EXACT == 2 ** 24
+
+
+def test_the_3d_lookup_does_not_depend_on_the_stack(sdf):
+    g, code, pts = _probe()
+    w = torch.randn(pts.shape[:2], generator=g)
+    scale = torch.tensor([1.1, 0.9, 1.05])
+    base = None
+    for B, j in STACKS:
+        codes = _stack(sdf, g, code, B, j)
+        scales = 1 + 0.1 * torch.randn(B, 3, generator=g)
+        scales[j] = scale
+        got = _query(sdf, codes, j, pts * torch.tensor([2.8, 1.2, 1.0]), w, scales)
+        if base is None:
+            base = got
+        for a, b, name in zip(got, base, ('value', 'point grad', 'code grad', 'scale grad')):
+            assert torch.equal(a, b), (B, j, name, (a - b).abs().max())
+        assert got[1].abs().sum() > 0 and got[2].abs().sum() > 0
+
+
+def test_the_2d_slice_pairs_do_not_depend_on_the_stack(sdf):
+    g, code, gp = _probe(4)
+    w = torch.randn(gp.shape[:2], generator=g)
+    base = None
+    for B, j in STACKS:
+        got = _pairs(sdf, _stack(sdf, g, code, B, j), j, gp, w)
+        if base is None:
+            base = got
+        for a, b, name in zip(got, base, ('value', 'point grad', 'code grad')):
+            assert torch.equal(a, b), (B, j, name, (a - b).abs().max())
+        assert got[1][..., 1].abs().sum() > 0 and got[2].abs().sum() > 0
+
+
+def _plain(sdf, code, gp, quantized: bool):
+    """The plain trilinear lookup (3D sampler, border, corners aligned) of the hypothesis' own decoded
+    volume at normalized points gp, y on the stack's grid when ``quantized``; value and point gradient."""
+    nz, ny, nx = sdf.shape
+    p = gp.clone()
+    if quantized:       # the stack's local y: 1 / ROW_STEPS of a voxel, one step inside the border
+        ys = ((p[..., 1] + 1) * (0.5 * (ny - 1))).clamp(1 / ROW_STEPS, ny - 1 - 1 / ROW_STEPS)
+        p[..., 1] = torch.round(ys * ROW_STEPS) / ROW_STEPS / (0.5 * (ny - 1)) - 1
+    p = p.double().requires_grad_(True)
+    c = (code * sdf.stdev).double()[None].requires_grad_(True)
+    vol = (sdf.vol[0].double() + torch.tensordot(c, sdf.vol[1:].double(), 1))[None]
+    v = F.grid_sample(vol, p.view(1, -1, 1, 1, 3), mode='bilinear', padding_mode='border',
+                      align_corners=True).view(p.shape[:-1])
+    return v, p, c
+
+
+@pytest.mark.parametrize('path', ['3d', '2d'])
+def test_the_stacked_lookups_are_the_plain_trilinear_lookup(sdf, path):
+    """Values within float32 rounding of the plain lookup (float64) at the stack's y, within the y
+    quantum's reach of it at the exact y; point gradients as the plain lookup's."""
+    g, code, gp = _probe(5)
+    w = torch.randn(gp.shape[:2], generator=g)
+    B, j = 40, 17
+    codes = _stack(sdf, g, code, B, j)
+    if path == '3d':
+        half = sdf.extent
+        inside = (gp.abs() <= 1).all(-1)
+        v, gpt, g_code, _ = _query(sdf, codes, j, gp * half, w * inside, torch.ones(B, 3))
+        v, g_norm = v[inside], (gpt * half)[inside]
+    else:
+        inside = torch.ones(gp.shape[:-1], dtype=torch.bool)
+        v, g_norm, g_code = _pairs(sdf, codes, j, gp, w)
+        v, g_norm = v[inside], g_norm[inside]
+    want, p, c = _plain(sdf, code, gp, True)
+    (want * (w * inside).double()).sum().backward()
+    # the 2D path reads x at a float32 column k nx + x of the (z, x) plane: steps of ~nz nx 2^-24 voxel
+    nz, _, nx = sdf.shape
+    x_ulp = 0.0 if path == '3d' else 2.0 * nz * nx * 2.0 ** -24 * 2 * float(sdf.extent[0]) / (nx - 1)
+    assert float((v.double() - want[inside]).abs().max()) < 2e-6 + x_ulp
+    exact = _plain(sdf, code, gp, False)[0]
+    step = 2 * float(sdf.extent[1]) / (sdf.shape[1] - 1) / ROW_STEPS     # the y quantum in metres
+    assert float((v.double() - exact[inside].detach()).abs().max()) < 1.5 * step   # |grad phi| ~ 1
+    # no y derivative beyond the grid (the border padding's; the stack reads y one step inside it)
+    gy = p.grad[inside] * torch.stack([torch.ones_like(gp[..., 0]), (gp[..., 1].abs() < 1).to(gp.dtype),
+                                       torch.ones_like(gp[..., 0])], -1)[inside].double()
+    assert torch.allclose(g_norm.double(), gy, atol=1e-4 * float(gy.abs().max()))
+    assert torch.allclose(g_code.double(), c.grad[0], rtol=1e-4, atol=1e-4 * float(c.grad.abs().max()))
