@@ -75,6 +75,12 @@ def ray_min_sdf(phi: torch.Tensor) -> torch.Tensor:
     return _parabola_min(a, b, c, (j == k)[..., 0])
 
 
+def _ray_points(o: torch.Tensor, d: torch.Tensor, t: torch.Tensor):
+    """The three (R, T) coordinates of the samples o + t d of rays o, d (R, 3) at t (R, T), each
+    contiguous (the lookups work ~5x faster on them than on the components of an (R, T, 3))."""
+    return tuple(torch.addcmul(o[:, k:k + 1], t, d[:, k:k + 1]) for k in range(3))
+
+
 class _RayMinSamples(torch.autograd.Function):
     """Grid values (R, 3) at the smallest of the T samples ``o + t d`` of each ray (R rays of hypotheses
     ``hyp`` (R,), normalized canonical coordinates o, d (R, 3), positions t (R, T)) and at its two
@@ -90,8 +96,7 @@ class _RayMinSamples(torch.autograd.Function):
     def forward(ctx, vols, o, d, t, smin, hyp, shape):
         R, T = t.shape
         img = stack_image(vols)
-        g = o[:, None] + t[..., None] * d[:, None]                                  # R, T, 3
-        grid, wz, factors = pair_grid(g, hyp, shape, img.shape[2], grad=True)
+        grid, wz, factors = pair_grid(_ray_points(o, d, t), hyp, shape, img.shape[2], grad=True)
         raw, diff = pair_values(img, grid, wz)
         k = (raw * smin[:, None]).min(-1, keepdim=True).indices                       # the first smallest
         j = k.clamp(1, T - 2)
@@ -134,8 +139,8 @@ def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tens
         d_h = rs.d.reshape(-1, 3)[rs.idx]                                         # Hr, 3
         if not torch.is_grad_enabled():       # verification, pruning, final energy: the same 2D lookups
             img = stack_image(vols)
-            g = o_h[:, None] + rs.t[..., None] * d_h[:, None]                    # Hr, T, 3
-            phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]
+            grid, wz, _ = pair_grid(_ray_points(o_h, d_h, rs.t), rs.hyp, sdf.shape, img.shape[2])
+            phi = pair_values(img, grid, wz)[0]
             return ray_min_sdf(phi if smin is None else phi * smin[:, None])
         s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
         raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s, rs.hyp, sdf.shape)

@@ -141,22 +141,25 @@ def stack_rows(n_hyp: int, ny: int) -> int:
     return 1 << max(int(n_hyp * ny - 1).bit_length(), 1)
 
 
-def _stack_row(gy: torch.Tensor, hyp_rows: torch.Tensor, ny: int, n_rows: int):
-    """Normalized stack-row coordinates (align_corners=False) of normalized canonical y ``gy`` of
-    hypotheses ``hyp_rows`` (broadcast to gy), exact (see above), the grid-row position ys and the
-    0/1 mask of the points strictly inside the grid's y range (the samplers' border convention: no y
-    derivative on or beyond the border). The local position is kept one step inside its block, so the
-    sampler never sees the stack's own border (which it treats differently)."""
-    ys = (gy + 1.0) * (0.5 * (ny - 1))
-    inside = ((ys > 0) & (ys < ny - 1)).to(gy.dtype)
-    with torch.no_grad():
-        steps = row_steps(gy.dtype)
-        yq = torch.round(ys.clamp(1.0 / steps, ny - 1 - 1.0 / steps) * steps).mul_(1.0 / steps)
-        off = (hyp_rows * ny).to(gy.dtype)
-        if off.dim() < yq.dim():
-            off = off.view(off.shape + (1,) * (yq.dim() - off.dim()))
-        row = (yq + off).mul_(2.0 / n_rows).add_(1.0 / n_rows - 1.0)
-    return row, ys, inside
+def _stack_row(gy: torch.Tensor, hyp_rows: torch.Tensor, ny: int, n_rows: int, grad: bool = False):
+    """Normalized stack-row coordinates (align_corners=False) of normalized canonical y ``gy`` (no
+    gradient) of hypotheses ``hyp_rows`` (broadcast to gy), exact (see above) and, with ``grad``, the
+    factors d row / d gy: (ny - 1) / n strictly inside the grid's y range, 0 on and beyond its border (the
+    samplers' border convention); (ny - 1) / n is exact, so the sampler's row derivative (n / 2 times
+    the one per row) times it rounds once to the same bits for any n. The local position is kept one
+    step inside its block: the sampler never meets the stack's own border (which it treats apart)."""
+    steps = row_steps(gy.dtype)
+    half = 0.5 * (ny - 1) * steps                      # the grid's half height in steps
+    ys = gy * half + half                              # y in steps of the stack's grid, 0 .. 2 half
+    yq = ys.clamp(1.0, 2 * half - 1.0).round_()
+    # hypothesis b's first row, normalized: exact (b ny < n, n a power of two)
+    first = torch.add(torch.tensor(1.0 / n_rows - 1.0, dtype=gy.dtype), hyp_rows, alpha=2.0 * ny / n_rows)
+    if first.dim() < yq.dim():
+        first = first.view(first.shape + (1,) * (yq.dim() - first.dim()))
+    row = torch.add(first, yq, alpha=2.0 / (n_rows * steps))
+    if not grad:
+        return row, None
+    return row, ys.sub_(half).abs_().lt_(half).to(yq.dtype).mul_((ny - 1) / n_rows)
 
 
 # ----------------------------------------------------------------------------- slice-pair lookups
@@ -172,32 +175,34 @@ def stack_image(vols: torch.Tensor) -> torch.Tensor:
     return vols.view(1, 1, vols.shape[2], -1)
 
 
-def pair_grid(g: torch.Tensor, hyp_rows: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
-    """Image coordinates of normalized canonical points g (R, T, 3) of hypotheses hyp_rows (R,) in the
+def pair_grid(g, hyp_rows: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
+    """Image coordinates of normalized canonical points g (R, T, 3), or its three (R, T) coordinates
+    (contiguous ones are ~5x faster to work on), of hypotheses hyp_rows (R,) in the
     :func:`stack_image` of ``n_rows`` rows of volumes of ``shape`` (nz, ny, nx): the (R, T, 2, 2) grid of
     the 2D sampler (each point's lower and upper slice), the (R, T) weights of the upper slice and, with
     ``grad``, the (R, T) factors that carry the derivatives in the image's x and y and in z back to g's
-    x, y and z (0 on and beyond the grid's border). Per coordinate: ops broadcasting over a last axis of
-    3 are slow on CPU."""
+    x, y and z (0 on and beyond the grid's border)."""
     nz, ny, nx = shape
     width = nz * nx
-    gx, gy, gz = g.unbind(-1)
-    # z in slices, x in columns of a slice; border padding = the clamped coordinate
-    zs = (gz + 1.0) * (0.5 * (nz - 1))
+    gx, gy, gz = g.unbind(-1) if torch.is_tensor(g) else g
+    # z in slices; border padding = the clamped coordinate
+    zs = gz * (0.5 * (nz - 1)) + 0.5 * (nz - 1)
     zp = zs.clamp(0.0, nz - 1.0)
     k0 = zp.floor().clamp_(max=nz - 2.0)
     wz = zp - k0
-    xs = (gx + 1.0) * (0.5 * (nx - 1))
-    col = torch.add(xs.clamp(0.0, nx - 1.0), k0, alpha=nx)
-    unit = 2.0 / width
-    c0 = col * unit + (1.0 / width - 1.0)
-    row = _stack_row(gy, hyp_rows.view((-1,) + (1,) * (g.dim() - 2)), ny, n_rows)
-    grid = torch.stack([c0, row[0], c0 + nx * unit, row[0]], -1).view(g.shape[:-1] + (2, 2))
+    grid = gx.new_empty(gx.shape + (2, 2))
+    # x: column k0 nx + x of the (z, x) plane, normalized: (2 col + 1) / width - 1
+    c0 = grid[..., 0, 0]
+    torch.add(k0.mul_(2.0 * nx / width).add_(nx / width - 1.0), gx.clamp(-1.0, 1.0), alpha=(nx - 1.0) / width,
+              out=c0)
+    torch.add(c0, 2.0 * nx / width, out=grid[..., 1, 0])
+    row, fy = _stack_row(gy, hyp_rows.view((-1,) + (1,) * (gx.dim() - 1)), ny, n_rows, grad)
+    grid[..., 0, 1] = row
+    grid[..., 1, 1] = row
     if not grad:
         return grid, wz, None
-    fx = ((xs > 0) & (xs < nx - 1)).to(g.dtype).mul_(0.5 * (nx - 1) * unit)
-    fy = row[2].mul_(0.5 * (ny - 1))
-    fz = (zs == zp).to(g.dtype).mul_(0.5 * (nz - 1))
+    fx = (gx.abs() < 1.0).to(gx.dtype).mul_(0.5 * (nx - 1) * 2.0 / width)
+    fz = (zs == zp).to(gx.dtype).mul_(0.5 * (nz - 1))
     return grid, wz, (fx, fy, fz)
 
 
@@ -224,9 +229,7 @@ def pair_backward(gphi: torch.Tensor, img: torch.Tensor, grid: torch.Tensor, wz:
     if need_g:
         fx, fy, fz = factors
         gxy = ggrid.view(grid.shape).sum(-2)                   # the two slices' x and y derivatives
-        # the row derivative is the sampler's per-row one times n / 2: take that back first (exact)
-        gy = gxy[..., 1].mul(2.0 / img.shape[2]).mul_(fy)
-        gg = torch.stack([gxy[..., 0] * fx, gy, gphi * diff * fz], -1)
+        gg = torch.stack([gxy[..., 0] * fx, gxy[..., 1] * fy, gphi * diff * fz], -1)
     return (gimg if need_img else None), gg
 
 
@@ -257,6 +260,31 @@ class _StackedDecode(torch.autograd.Function):
         # basis (d x V) @ g^T: each hypothesis' column the same bits for any B (g @ basis^T is not: the
         # BLAS blocks the long V axis differently from 16 rows on)
         return basis.mm((g.repeat(2, 1) if B == 1 else g).t()).t()[:B], None, None, None
+
+
+def _place(g: torch.Tensor, hyp: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
+    """:meth:`SdfModel.place` without gradient, and with ``grad`` the row's d row / d gy."""
+    nz, ny, nx = shape
+    gx, gy, gz = g.detach().unbind(-1)
+    row, fy = _stack_row(gy, hyp, ny, n_rows, grad)
+    return torch.stack([gx * ((nx - 1) / nx), gz * ((nz - 1) / nz), row], -1), fy
+
+
+class _Place(torch.autograd.Function):
+    """:meth:`SdfModel.place` as one graph node (its row derivative by hand, see :func:`_stack_row`)."""
+
+    @staticmethod
+    def forward(ctx, g, hyp, shape, n_rows):
+        grid, fy = _place(g, hyp, shape, n_rows, True)
+        ctx.save_for_backward(fy)
+        ctx.scales = (shape[2] - 1) / shape[2], (shape[0] - 1) / shape[0]
+        return grid
+
+    @staticmethod
+    def backward(ctx, grad):
+        fy, = ctx.saved_tensors
+        gx, gz, gr = grad.unbind(-1)
+        return torch.stack([gx * ctx.scales[0], gr * fy, gz * ctx.scales[1]], -1), None, None, None
 
 
 class SdfModel(torch.nn.Module):
@@ -363,15 +391,10 @@ class SdfModel(torch.nn.Module):
     def place(self, g: torch.Tensor, hyp: torch.Tensor, n_rows: int) -> torch.Tensor:
         """The 3D sampler's coordinates (align_corners=False) of normalized canonical points g (..., 3) in
         [-1, 1] of hypotheses ``hyp`` (broadcast to g[..., 0]) in a stack of ``n_rows`` rows: x and z in
-        the (z, x) plane, the stack row exact (:func:`_stack_row`), with the y derivative carried back
-        by hand (a power of two, then the grid's scale: bitwise the same for any stack)."""
-        nz, ny, nx = self.shape
-        gx, gy, gz = g.unbind(-1)
-        row, ys, inside = _stack_row(gy.detach(), hyp, ny, n_rows)
-        if gy.requires_grad:
-            ys = (gy + 1.0) * (0.5 * (ny - 1))
-            row = row + (ys - ys.detach()) * inside * (2.0 / n_rows)
-        return torch.stack([gx * ((nx - 1) / nx), gz * ((nz - 1) / nz), row], -1)
+        the (z, x) plane, the stack row exact (:func:`_stack_row`)."""
+        if g.requires_grad and torch.is_grad_enabled():
+            return _Place.apply(g, hyp, self.shape, n_rows)
+        return _place(g, hyp, self.shape, n_rows)[0]
 
     def sample(self, g: torch.Tensor, hyp_rows: torch.Tensor, codes: torch.Tensor,
                vols=None) -> torch.Tensor:
