@@ -1,7 +1,7 @@
 """A hypothesis' SDF lookup does not depend on its stack: the same values and gradients, bit for bit,
 whatever the number of hypotheses decoded together and its place among them (fit/sdf.py stack_rows),
-on both lookup paths (the 3D sampler of SdfModel.query, the silhouette's 2D slice pairs), and they are
-the plain trilinear lookup of the hypothesis' own decoded volume (analytic prior; fast)."""
+on both lookup paths (SdfModel.query, the silhouette's 2D slice pairs of the stacked volumes), and they
+are the plain trilinear lookup of the hypothesis' own decoded volume (analytic prior; fast)."""
 import numpy as np
 import pytest
 import torch
@@ -32,7 +32,7 @@ def _stack(sdf, g, code, B, j):
 
 
 def _query(sdf, codes, j, pts, w, scales):
-    """3D path: value, point gradient, code gradient and scale gradient of hypothesis j."""
+    """3D path (SdfModel.query): value, point gradient, code gradient and scale gradient of hypothesis j."""
     codes = codes.clone().requires_grad_(True)
     p = pts.clone().requires_grad_(True)
     s = scales.clone().requires_grad_(True)
@@ -109,8 +109,9 @@ def _plain(sdf, code, gp, quantized: bool):
 
 @pytest.mark.parametrize('path', ['3d', '2d'])
 def test_the_stacked_lookups_are_the_plain_trilinear_lookup(sdf, path):
-    """Values within float32 rounding of the plain lookup (float64) at the stack's y, within the y
-    quantum's reach of it at the exact y; point gradients as the plain lookup's."""
+    """Values within float32 rounding of the plain lookup (float64), the 2D path's at the stack's y and
+    within the y quantum's reach of it at the exact y (SdfModel.query reads the prior's channels at the
+    points' own coordinates: no stack, no quantum); point and code gradients as the plain lookup's."""
     g, code, gp = _probe(5)
     w = torch.randn(gp.shape[:2], generator=g)
     B, j = 40, 17
@@ -124,7 +125,7 @@ def test_the_stacked_lookups_are_the_plain_trilinear_lookup(sdf, path):
         inside = torch.ones(gp.shape[:-1], dtype=torch.bool)
         v, g_norm, g_code = _pairs(sdf, codes, j, gp, w)
         v, g_norm = v[inside], g_norm[inside]
-    want, p, c = _plain(sdf, code, gp, True)
+    want, p, c = _plain(sdf, code, gp, quantized=path == '2d')      # the 3D path reads the exact y
     (want * (w * inside).double()).sum().backward()
     # the 2D path reads x at a float32 column k nx + x of the (z, x) plane: steps of ~nz nx 2^-24 voxel
     nz, _, nx = sdf.shape

@@ -9,9 +9,11 @@ Two equivalent lookup modes (see benchmarks/RESULTS.md for the timing of both):
 - ``decode``: build one R^3 volume per hypothesis (``mean + codes @ basis``, cheap at R=32),
   stack them along one axis and sample every point with a single ``grid_sample`` call, at a stacked
   coordinate that is exact in float32 (:func:`stack_rows`), so a hypothesis' values and gradients do not
-  depend on how many others share the stack or where it sits in it;
+  depend on how many others share the stack or where it sits in it (the silhouette's ray samples);
 - ``shared``: sample the (1+d)-channel prior volume once per point and combine the channels with the
   point's hypothesis code (no per-hypothesis volume, but 1+d channels to interpolate).
+:meth:`SdfModel.query` (the LiDAR, free-space, surfel and heading lookups: few points) reads the channels
+in both modes.
 """
 from __future__ import annotations
 
@@ -416,18 +418,29 @@ class SdfModel(torch.nn.Module):
         """SDF of metric canonical points ``pts`` (R, T, 3); row r belongs to hypothesis ``hyp[r]``;
         codes (B, d); optional per-axis scales (B, 3) stretch the shape (phi is then multiplied by the
         smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
-        across the calls of one iteration. Outside the grid box the distance to the box is added to
-        the border value. Returns (R, T)."""
+        across the calls of one iteration (not needed here: see :meth:`_channels`). Outside the grid
+        box the distance to the box is added to the border value. Returns (R, T)."""
         # per hypothesis first, then per row: one gather each instead of per-row products
         half = self.extent if scales is None else (self.extent * scales)[hyp][:, None, :]
         g = pts / half
         gc = g.clamp(-1.0, 1.0)
         outside = torch.linalg.norm((g - gc) * half, dim=-1)
-        phi = self.sample(gc, hyp, codes, vols)
-        phi = phi + outside
+        phi = self._channels(gc, hyp, codes) + outside
         if scales is not None:
             phi = phi * scales.min(-1).values[hyp][:, None]
         return phi
+
+    def _channels(self, g: torch.Tensor, hyp: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """SDF at normalized canonical points g (R, T, 3) in [-1, 1] of hypotheses hyp (R,): the prior's
+        1+d channels sampled at each point and combined with its code, in both modes. The points' own
+        coordinates, the shared prior and a per-point sum: a hypothesis' values and gradients do not
+        depend on the others (no stack), and for the few LiDAR and free-space points it is cheaper
+        than the stacked volumes (whose gradient is a zeroed stack-sized tensor per lookup)."""
+        R, T, _ = g.shape
+        f = F.grid_sample(self.vol[None], g.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
+                          align_corners=True).view(1 + self.d, R, T)
+        c = codes[hyp].t()[:, :, None]                                        # d, R, 1
+        return f[0] + (f[1:] * c).sum(0)
 
     def decode_full(self, code: np.ndarray) -> np.ndarray:
         """One volume at the prior's full resolution, [iz, iy, ix] (for meshing and tight extents)."""
