@@ -186,7 +186,8 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
     with clock('fwd.decode'):
         codes = code_n * sdf.stdev
         scales = torch.exp(log_scale) if log_scale is not None else None
-        vols = sdf.volumes(codes)
+        # the stacked volumes serve the silhouette only (the point lookups read the prior's channels)
+        vols = sdf.volumes(codes) if 'mask' in on else None
     B = pose.shape[0]
     out: dict[str, torch.Tensor] = {}
     zero = torch.zeros(B, device=pose.device)
