@@ -654,7 +654,8 @@ of the nearby scan points lie within 0.2 m of the surface.
 
 SDF lookup: both strategies are implemented (`fit.sdf_mode`). *decode* builds one volume per
 hypothesis and samples all points of the batch with a single `grid_sample` call on the volumes
-stacked along z (the per-hypothesis offset is folded into each ray, so a ray costs one affine map);
+stacked as rows (a power-of-two stack, the local y on a 1/2048-voxel grid: the stacked coordinate is
+exact in float32, so a hypothesis' values and gradients do not depend on the other hypotheses);
 *shared* samples the 6-channel prior once per point and combines the channels with the point's
 code. The extra rows compare them (same numbers, different time).
 

@@ -186,7 +186,8 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
     with clock('fwd.decode'):
         codes = code_n * sdf.stdev
         scales = torch.exp(log_scale) if log_scale is not None else None
-        vols = sdf.volumes(codes)
+        # the stacked volumes serve the silhouette only (the point lookups read the prior's channels)
+        vols = sdf.volumes(codes) if 'mask' in on else None
     B = pose.shape[0]
     out: dict[str, torch.Tensor] = {}
     zero = torch.zeros(B, device=pose.device)
@@ -252,7 +253,9 @@ def total_energy(terms: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     weights = {'mask': cfg.w_mask, 'lidar': cfg.w_lidar, 'freespace': cfg.w_lidar * cfg.w_freespace,
                'ground': cfg.w_ground, 'shape': cfg.w_shape, 'scale': cfg.w_scale,
                'scale_common': cfg.w_scale_common, 'nocs': cfg.w_nocs, 'surfel3d': cfg.w_surfel3d}
-    # one product of the stacked terms with their weights (two graph nodes where a weighted sum took
-    # two per term, every fit step)
+    # the stacked terms times their weights, summed per row (three graph nodes where a weighted sum took
+    # two per term, every fit step); not a matrix-vector product: the BLAS rounds a row differently with
+    # the number of rows, and a hypothesis' energy (its pruning, early stop, ranking) must not depend on
+    # how many others are fitted with it
     t = torch.stack(list(terms.values()), 1)
-    return t @ torch.tensor([weights[k] for k in terms], dtype=t.dtype, device=t.device)
+    return (t * torch.tensor([weights[k] for k in terms], dtype=t.dtype, device=t.device)).sum(1)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from autolabel_ros.fit.rays import RaySamples, sample_rays
-from autolabel_ros.fit.sdf import pair_backward, pair_grid, pair_values
+from autolabel_ros.fit.sdf import pair_backward, pair_grid, pair_values, stack_image
 
 
 class Renderer(Protocol):
@@ -41,11 +41,9 @@ def sdf_at_samples(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tenso
                    vols=None, t: torch.Tensor | None = None) -> torch.Tensor:
     """(Hr, T) signed distances of the shapes ``codes`` (B, d) at the ray samples, or at other
     positions ``t`` (Hr, T') along the same rays."""
-    B = rs.shape[0]
     idx, hyp = rs.idx, rs.hyp
-    # fold the per-hypothesis volume offset into each ray (affine), then sample: g = o + t d
-    o_h = sdf.fold(rs.o[:, 0][hyp], hyp, B)                                 # Hr, 3
-    d_h = sdf.fold(rs.d.reshape(-1, 3)[idx], hyp, B, direction=True)        # Hr, 3
+    o_h = rs.o[:, 0][hyp]                                                    # Hr, 3
+    d_h = rs.d.reshape(-1, 3)[idx]                                           # Hr, 3
     g = o_h[:, None] + (rs.t if t is None else t)[..., None] * d_h[:, None]  # Hr, T, 3
     phi = sdf.sample(g, hyp, codes, vols)
     if scales is not None:
@@ -77,6 +75,12 @@ def ray_min_sdf(phi: torch.Tensor) -> torch.Tensor:
     return _parabola_min(a, b, c, (j == k)[..., 0])
 
 
+def _ray_points(o: torch.Tensor, d: torch.Tensor, t: torch.Tensor):
+    """The three (R, T) coordinates of the samples o + t d of rays o, d (R, 3) at t (R, T), each
+    contiguous (the lookups work ~5x faster on them than on the components of an (R, T, 3))."""
+    return tuple(torch.addcmul(o[:, k:k + 1], t, d[:, k:k + 1]) for k in range(3))
+
+
 class _RayMinSamples(torch.autograd.Function):
     """Grid values (R, 3) at the smallest of the T samples ``o + t d`` of each ray (R rays of hypotheses
     ``hyp`` (R,), normalized canonical coordinates o, d (R, 3), positions t (R, T)) and at its two
@@ -91,9 +95,8 @@ class _RayMinSamples(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vols, o, d, t, smin, hyp, shape):
         R, T = t.shape
-        img = vols.view(1, 1, -1, shape[2])
-        g = o[:, None] + t[..., None] * d[:, None]                                  # R, T, 3
-        grid, wz, factors = pair_grid(g, hyp, shape, img.shape[2], grad=True)
+        img = stack_image(vols)
+        grid, wz, factors = pair_grid(_ray_points(o, d, t), hyp, shape, img.shape[2], grad=True)
         raw, diff = pair_values(img, grid, wz)
         k = (raw * smin[:, None]).min(-1, keepdim=True).indices                       # the first smallest
         j = k.clamp(1, T - 2)
@@ -135,9 +138,9 @@ def outline_min_sdf(sdf, rs: RaySamples, codes: torch.Tensor, scales: torch.Tens
         o_h = rs.o[:, 0][rs.hyp]                                                  # Hr, 3
         d_h = rs.d.reshape(-1, 3)[rs.idx]                                         # Hr, 3
         if not torch.is_grad_enabled():       # verification, pruning, final energy: the same 2D lookups
-            img = vols.view(1, 1, -1, sdf.shape[2])
-            g = o_h[:, None] + rs.t[..., None] * d_h[:, None]                    # Hr, T, 3
-            phi = pair_values(img, *pair_grid(g, rs.hyp, sdf.shape, img.shape[2])[:2])[0]
+            img = stack_image(vols)
+            grid, wz, _ = pair_grid(_ray_points(o_h, d_h, rs.t), rs.hyp, sdf.shape, img.shape[2])
+            phi = pair_values(img, grid, wz)[0]
             return ray_min_sdf(phi if smin is None else phi * smin[:, None])
         s = torch.ones_like(rs.t[:, 0]) if smin is None else smin.detach()
         raw3, pick, _ = _RayMinSamples.apply(vols, o_h, d_h, rs.t, s, rs.hyp, sdf.shape)

@@ -7,9 +7,13 @@ the value at the nearest grid point, so points far from the object still pull it
 
 Two equivalent lookup modes (see benchmarks/RESULTS.md for the timing of both):
 - ``decode``: build one R^3 volume per hypothesis (``mean + codes @ basis``, cheap at R=32),
-  stack them along one axis and sample every point with a single ``grid_sample`` call;
+  stack them along one axis and sample every point with a single ``grid_sample`` call, at a stacked
+  coordinate that is exact in float32 (:func:`stack_rows`), so a hypothesis' values and gradients do not
+  depend on how many others share the stack or where it sits in it (the silhouette's ray samples);
 - ``shared``: sample the (1+d)-channel prior volume once per point and combine the channels with the
   point's hypothesis code (no per-hypothesis volume, but 1+d channels to interpolate).
+:meth:`SdfModel.query` (the LiDAR, free-space, surfel and heading lookups: few points) reads the channels
+in both modes.
 """
 from __future__ import annotations
 
@@ -111,46 +115,104 @@ def _lowest_crossings(vol: torch.Tensor, z: torch.Tensor, codes: torch.Tensor):
         p1 = phi.gather(2, first[..., None])[..., 0]
         return _crossing(z, p0, p1, first), valid, first
 
+# ----------------------------------------------------------------------------- the stacked layout
+# The decode mode's B volumes share one tensor: hypothesis b's grid row y (canonical y) is stack row
+# b ny + y, and each stack row holds the nz x nx (z, x) plane of that row. The samplers read the stack
+# row at a float32 coordinate; for a hypothesis' fit not to depend on the others, that coordinate must
+# round the same whatever b and the stack size: the local y is put on a grid of 1/ROW_STEPS of a voxel
+# and the stack has a power-of-two number of rows n (zero rows pad it), so the row b ny + y, its
+# normalized coordinate (align_corners=False: (2 row + 1) / n - 1) and the sampler's way back are all
+# exact in float32 while n ROW_STEPS <= 2^24 (n <= 8192 rows: 409 hypotheses at ny = 20; float64 has
+# 2^40 steps for the same n, for gradchecks); the sampler's
+# weights are then the local fraction itself and its row derivative is scaled by n / 2, a power of two
+# that the chain rule takes back exactly. The other axes never see b. Beyond 8192 rows the lookup is
+# still right, only no longer batch-invariant to the last bit. (The quantum is ~7e-5 m of the fitting
+# grid's y; before, the float32 step of the stacked coordinate moved a hypothesis' SDF by up to 2e-5 m
+# with the stack size, which 80 Adam steps turned into IoU changes of 0.005-0.017.)
+ROW_STEPS = 2.0 ** 11
+STACK_ROWS_EXACT = 8192
+
+
+def row_steps(dtype) -> float:
+    """Steps per voxel of the stack's local y for ``dtype`` (ROW_STEPS for float32)."""
+    return ROW_STEPS if dtype == torch.float32 else ROW_STEPS * 2.0 ** -23 / torch.finfo(dtype).eps
+
+
+def stack_rows(n_hyp: int, ny: int) -> int:
+    """Rows of the stacked volumes of n_hyp hypotheses (grid rows ny each): a power of two."""
+    return 1 << max(int(n_hyp * ny - 1).bit_length(), 1)
+
+
+def _stack_row(gy: torch.Tensor, hyp_rows: torch.Tensor, ny: int, n_rows: int, grad: bool = False):
+    """Normalized stack-row coordinates (align_corners=False) of normalized canonical y ``gy`` (no
+    gradient) of hypotheses ``hyp_rows`` (broadcast to gy), exact (see above) and, with ``grad``, the
+    factors d row / d gy: (ny - 1) / n strictly inside the grid's y range, 0 on and beyond its border (the
+    samplers' border convention); (ny - 1) / n is exact, so the sampler's row derivative (n / 2 times
+    the one per row) times it rounds once to the same bits for any n. The local position is kept one
+    step inside its block: the sampler never meets the stack's own border (which it treats apart)."""
+    steps = row_steps(gy.dtype)
+    half = 0.5 * (ny - 1) * steps                      # the grid's half height in steps
+    ys = gy * half + half                              # y in steps of the stack's grid, 0 .. 2 half
+    yq = ys.clamp(1.0, 2 * half - 1.0).round_()
+    # hypothesis b's first row, normalized: exact (b ny < n, n a power of two)
+    first = torch.add(torch.tensor(1.0 / n_rows - 1.0, dtype=gy.dtype), hyp_rows, alpha=2.0 * ny / n_rows)
+    if first.dim() < yq.dim():
+        first = first.view(first.shape + (1,) * (yq.dim() - first.dim()))
+    row = torch.add(first, yq, alpha=2.0 / (n_rows * steps))
+    if not grad:
+        return row, None
+    return row, ys.sub_(half).abs_().lt_(half).to(yq.dtype).mul_((ny - 1) / n_rows)
+
+
 # ----------------------------------------------------------------------------- slice-pair lookups
 # The decode mode's trilinear lookup as bilinear ones, for the silhouette's many ray samples (torch's 2D
 # grid sampler has a vectorized CPU kernel, ~6x faster per point than the 3D one; a dozen more small
-# ops per lookup, so the few LiDAR points keep the 3D one): the B decoded volumes of
-# :meth:`SdfModel.volumes` viewed as one image whose row blocks are their z slices (hypothesis b, slice
-# k, grid row y at image row (b nz + k) ny + y); a point reads the bilinear values of the two slices
-# around it and interpolates them in z. The same values as the trilinear lookup with border padding and
-# aligned corners, up to float rounding of the row coordinate (a float32 step of ~1e-3 row at 20k rows).
+# ops per lookup, so the few LiDAR points keep the 3D one): the stack of :meth:`SdfModel.volumes` viewed
+# as one image, stack row b ny + y by column k nx + x (slice k of the canonical z); a point reads the
+# bilinear values of the two slices around it and interpolates them in z. The same values as the
+# trilinear lookup with border padding and aligned corners, with y on the stack's grid (above).
 
-def pair_grid(g: torch.Tensor, hyp_rows: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
-    """Image coordinates of normalized canonical points g (R, T, 3) of hypotheses hyp_rows (R,) in the
-    image of ``n_rows`` rows of stacked volumes of ``shape`` (nz, ny, nx): the (R, T, 2, 2) grid of the
-    2D sampler (each point's lower and upper slice), the (R, T) weights of the upper slice and, with
-    ``grad``, the (R, T) factors that carry the derivatives in the image's y and in z back to g's y and
-    z (0 where clamped). Per coordinate: ops broadcasting over a last axis of 3 are slow on CPU."""
-    nz, ny, _ = shape
-    unit = 2.0 / (n_rows - 1)                    # one image row in the sampler's normalized coordinates
-    gx, gy, gz = g.unbind(-1)
-    # z in slices, y as a normalized row of block 0; border padding = the clamped coordinate
-    zs = (gz + 1.0) * (0.5 * (nz - 1))
+def stack_image(vols: torch.Tensor) -> torch.Tensor:
+    """The stacked volumes (1, 1, n, nz, nx) of :meth:`SdfModel.volumes` as the (1, 1, n, nz nx) image."""
+    return vols.view(1, 1, vols.shape[2], -1)
+
+
+def pair_grid(g, hyp_rows: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
+    """Image coordinates of normalized canonical points g (R, T, 3), or its three (R, T) coordinates
+    (contiguous ones are ~5x faster to work on), of hypotheses hyp_rows (R,) in the
+    :func:`stack_image` of ``n_rows`` rows of volumes of ``shape`` (nz, ny, nx): the (R, T, 2, 2) grid of
+    the 2D sampler (each point's lower and upper slice), the (R, T) weights of the upper slice and, with
+    ``grad``, the (R, T) factors that carry the derivatives in the image's x and y and in z back to g's
+    x, y and z (0 on and beyond the grid's border)."""
+    nz, ny, nx = shape
+    width = nz * nx
+    gx, gy, gz = g.unbind(-1) if torch.is_tensor(g) else g
+    # z in slices; border padding = the clamped coordinate
+    zs = gz * (0.5 * (nz - 1)) + 0.5 * (nz - 1)
     zp = zs.clamp(0.0, nz - 1.0)
     k0 = zp.floor().clamp_(max=nz - 2.0)
     wz = zp - k0
-    ys = gy * (0.5 * (ny - 1) * unit) + (0.5 * (ny - 1) * unit - 1.0)
-    yp = ys.clamp(-1.0, (ny - 1) * unit - 1.0)
-    block = k0.add_((hyp_rows * nz).to(g.dtype).view((-1,) + (1,) * (g.dim() - 2)))
-    row = torch.add(yp, block, alpha=ny * unit)
-    grid = torch.stack([gx, row, gx, row + ny * unit], -1).view(g.shape[:-1] + (2, 2))
+    grid = gx.new_empty(gx.shape + (2, 2))
+    # x: column k0 nx + x of the (z, x) plane, normalized: (2 col + 1) / width - 1
+    c0 = grid[..., 0, 0]
+    torch.add(k0.mul_(2.0 * nx / width).add_(nx / width - 1.0), gx.clamp(-1.0, 1.0), alpha=(nx - 1.0) / width,
+              out=c0)
+    torch.add(c0, 2.0 * nx / width, out=grid[..., 1, 0])
+    row, fy = _stack_row(gy, hyp_rows.view((-1,) + (1,) * (gx.dim() - 1)), ny, n_rows, grad)
+    grid[..., 0, 1] = row
+    grid[..., 1, 1] = row
     if not grad:
         return grid, wz, None
-    fy = (ys == yp).to(g.dtype).mul_(0.5 * (ny - 1) * unit)
-    fz = (zs == zp).to(g.dtype).mul_(0.5 * (nz - 1))
-    return grid, wz, (fy, fz)
+    fx = (gx.abs() < 1.0).to(gx.dtype).mul_(0.5 * (nx - 1) * 2.0 / width)
+    fz = (zs == zp).to(gx.dtype).mul_(0.5 * (nz - 1))
+    return grid, wz, (fx, fy, fz)
 
 
 def pair_values(img: torch.Tensor, grid: torch.Tensor, wz: torch.Tensor):
     """Values (wz.shape) of the stacked-slice image at ``grid`` (:func:`pair_grid`) and the differences
     upper - lower slice there."""
     n = grid.numel() // 2
-    v = torch.grid_sampler_2d(img, grid.reshape(1, n, 1, 2), 0, 1, True).view(grid.shape[:-1])
+    v = torch.grid_sampler_2d(img, grid.reshape(1, n, 1, 2), 0, 1, False).view(grid.shape[:-1])
     v0, v1 = v.unbind(-1)
     diff = v1 - v0
     return torch.addcmul(v0, wz, diff), diff
@@ -163,14 +225,68 @@ def pair_backward(gphi: torch.Tensor, img: torch.Tensor, grid: torch.Tensor, wz:
     n = grid.numel() // 2
     gw = gphi * wz
     gout = torch.stack([gphi - gw, gw], -1).view(1, 1, n, 1)
-    gimg, ggrid = torch.ops.aten.grid_sampler_2d_backward(gout, img, grid.reshape(1, n, 1, 2), 0, 1, True,
+    gimg, ggrid = torch.ops.aten.grid_sampler_2d_backward(gout, img, grid.reshape(1, n, 1, 2), 0, 1, False,
                                                          [need_img, need_g])
     gg = None
     if need_g:
-        fy, fz = factors
+        fx, fy, fz = factors
         gxy = ggrid.view(grid.shape).sum(-2)                   # the two slices' x and y derivatives
-        gg = torch.stack([gxy[..., 0], gxy[..., 1] * fy, gphi * diff * fz], -1)
+        gg = torch.stack([gxy[..., 0] * fx, gxy[..., 1] * fy, gphi * diff * fz], -1)
     return (gimg if need_img else None), gg
+
+
+class _StackedDecode(torch.autograd.Function):
+    """The decoded volumes ``mean + codes @ basis`` (B x V) written into a zeroed stack of ``numel``
+    values (the padding rows of :func:`stack_rows`), in one addmm; gradient on the codes only. The
+    BLAS gives each row the same bits for any B >= 2 but takes another path for one row (a
+    matrix-vector product, rounding differently): a lone hypothesis is computed as a pair (both ways)."""
+
+    @staticmethod
+    def forward(ctx, codes, mean, basis, numel):
+        B, V = codes.shape[0], mean.shape[1]
+        out = codes.new_empty(numel)
+        if B == 1:
+            out[:V] = torch.addmm(mean, codes.repeat(2, 1), basis)[0]
+        else:
+            torch.addmm(mean, codes, basis, out=out[:B * V].view(B, V))
+        out[B * V:].zero_()
+        ctx.save_for_backward(basis)
+        ctx.bv = B, V
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        basis, = ctx.saved_tensors
+        B, V = ctx.bv
+        g = grad[:B * V].view(B, V)
+        # basis (d x V) @ g^T: each hypothesis' column the same bits for any B (g @ basis^T is not: the
+        # BLAS blocks the long V axis differently from 16 rows on)
+        return basis.mm((g.repeat(2, 1) if B == 1 else g).t()).t()[:B], None, None, None
+
+
+def _place(g: torch.Tensor, hyp: torch.Tensor, shape: tuple, n_rows: int, grad: bool = False):
+    """:meth:`SdfModel.place` without gradient, and with ``grad`` the row's d row / d gy."""
+    nz, ny, nx = shape
+    gx, gy, gz = g.detach().unbind(-1)
+    row, fy = _stack_row(gy, hyp, ny, n_rows, grad)
+    return torch.stack([gx * ((nx - 1) / nx), gz * ((nz - 1) / nz), row], -1), fy
+
+
+class _Place(torch.autograd.Function):
+    """:meth:`SdfModel.place` as one graph node (its row derivative by hand, see :func:`_stack_row`)."""
+
+    @staticmethod
+    def forward(ctx, g, hyp, shape, n_rows):
+        grid, fy = _place(g, hyp, shape, n_rows, True)
+        ctx.save_for_backward(fy)
+        ctx.scales = (shape[2] - 1) / shape[2], (shape[0] - 1) / shape[0]
+        return grid
+
+    @staticmethod
+    def backward(ctx, grad):
+        fy, = ctx.saved_tensors
+        gx, gz, gr = grad.unbind(-1)
+        return torch.stack([gx * ctx.scales[0], gr * fy, gz * ctx.scales[1]], -1), None, None, None
 
 
 class SdfModel(torch.nn.Module):
@@ -189,7 +305,8 @@ class SdfModel(torch.nn.Module):
             vol = F.interpolate(vol[None], size=size, mode='trilinear', align_corners=True)[0]
         self.vol = vol.contiguous().to(device)                  # (1+d, nz, ny, nx)
         self.shape = tuple(self.vol.shape[1:])
-        self._folds: dict = {}                                  # fold()'s affine map per stack size
+        # the same channels in the stack's layout (grid row y, then the z x x plane): see stack_rows
+        self.vol_rows = self.vol.permute(0, 2, 1, 3).reshape(1 + self.d, -1).contiguous()
         self.extent = torch.as_tensor(pa.extent, dtype=torch.float32, device=device)
         self.stdev = torch.as_tensor(pa.stdev, dtype=torch.float32, device=device)
         # least squares sizes ~ [1, codes]: differentiable size (and bottom offset -h/2) of any code
@@ -264,72 +381,66 @@ class SdfModel(torch.nn.Module):
             (-1,) + self.shape)
 
     def volumes(self, codes: torch.Tensor):
-        """Per-iteration lookup state: the stacked decoded volumes (decode mode) or None (shared)."""
+        """Per-iteration lookup state: the stacked decoded volumes (decode mode; (1, 1, n, nz, nx), stack
+        row b ny + y of hypothesis b, n = :func:`stack_rows`) or None (shared)."""
         if self.mode == 'shared':
             return None
         nz, ny, nx = self.shape
-        # stack the B volumes along z (D axis): hypothesis b occupies slices [b*nz, (b+1)*nz)
-        return self.decode(codes).reshape(1, 1, -1, ny, nx)
+        n = stack_rows(codes.shape[0], ny)
+        flat = _StackedDecode.apply(codes, self.vol_rows[:1], self.vol_rows[1:], n * nz * nx)
+        return flat.view(1, 1, n, nz, nx)
 
-    def fold(self, g: torch.Tensor, hyp: torch.Tensor, n_hyp: int, direction: bool = False) -> torch.Tensor:
-        """Map normalized canonical coordinates g (..., 3) in [-1, 1] of hypothesis ``hyp`` (broadcast to
-        g[..., 0]) into the stacked volume of :meth:`volumes` (decode mode; identity in shared mode).
-        The map is affine in z, so rays can be folded once per ray (``direction=True`` for directions)."""
-        if self.mode == 'shared':
-            return g
-        scale, offset = self._fold_affine(n_hyp)
-        if direction:
-            return g * scale
-        off = offset[hyp]
-        if off.dim() < g.dim():     # ``hyp`` per leading row: one offset broadcast over that row's points
-            off = off.view(off.shape[:-1] + (1,) * (g.dim() - off.dim()) + (3,))
-        return g * scale + off
+    def place(self, g: torch.Tensor, hyp: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """The 3D sampler's coordinates (align_corners=False) of normalized canonical points g (..., 3) in
+        [-1, 1] of hypotheses ``hyp`` (broadcast to g[..., 0]) in a stack of ``n_rows`` rows: x and z in
+        the (z, x) plane, the stack row exact (:func:`_stack_row`)."""
+        if g.requires_grad and torch.is_grad_enabled():
+            return _Place.apply(g, hyp, self.shape, n_rows)
+        return _place(g, hyp, self.shape, n_rows)[0]
 
-    def _fold_affine(self, n_hyp: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`fold` as (3,) scales and (n_hyp, 3) offsets (z only), kept per stack size: three ops
-        per fold where splitting and re-joining the z column took ten, every fit step."""
-        if n_hyp not in self._folds:
-            nz = self.shape[0]
-            n_slices = nz * n_hyp
-            dev = self.vol.device
-            scale = torch.tensor([1.0, 1.0, (nz - 1) / (n_slices - 1)], device=dev)
-            hyp = torch.arange(n_hyp, device=dev, dtype=torch.float32)
-            b = (nz - 1 + 2.0 * nz * hyp) / (n_slices - 1) - 1.0
-            offset = torch.zeros(n_hyp, 3, device=dev)
-            offset[:, 2] = b
-            self._folds[n_hyp] = (scale, offset)
-        return self._folds[n_hyp]
-
-    def sample(self, gg: torch.Tensor, hyp_rows: torch.Tensor, codes: torch.Tensor,
+    def sample(self, g: torch.Tensor, hyp_rows: torch.Tensor, codes: torch.Tensor,
                vols=None) -> torch.Tensor:
-        """SDF at folded grid coordinates gg (R, T, 3) whose rows belong to hypotheses hyp_rows (R,)."""
-        R, T, _ = gg.shape
+        """SDF at normalized canonical coordinates g (R, T, 3) (border padding beyond [-1, 1]) whose rows
+        belong to hypotheses hyp_rows (R,)."""
+        R, T, _ = g.shape
         if self.mode == 'shared':
-            f = F.grid_sample(self.vol[None], gg.view(1, R, T, 1, 3), mode='bilinear',
+            f = F.grid_sample(self.vol[None], g.view(1, R, T, 1, 3), mode='bilinear',
                               padding_mode='border', align_corners=True).view(1 + self.d, R, T)
             return f[0] + torch.einsum('krt,rk->rt', f[1:], codes[hyp_rows])
         if vols is None:
             vols = self.volumes(codes)
+        gg = self.place(g, hyp_rows.view(R, 1), vols.shape[2])
         return F.grid_sample(vols, gg.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
-                             align_corners=True).view(R, T)
+                             align_corners=False).view(R, T)
 
     def query(self, pts: torch.Tensor, hyp: torch.Tensor, codes: torch.Tensor,
               scales: torch.Tensor | None = None, vols=None) -> torch.Tensor:
         """SDF of metric canonical points ``pts`` (R, T, 3); row r belongs to hypothesis ``hyp[r]``;
         codes (B, d); optional per-axis scales (B, 3) stretch the shape (phi is then multiplied by the
         smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
-        across the calls of one iteration. Outside the grid box the distance to the box is added to
-        the border value. Returns (R, T)."""
+        across the calls of one iteration (not needed here: see :meth:`_channels`). Outside the grid
+        box the distance to the box is added to the border value. Returns (R, T)."""
         # per hypothesis first, then per row: one gather each instead of per-row products
         half = self.extent if scales is None else (self.extent * scales)[hyp][:, None, :]
         g = pts / half
         gc = g.clamp(-1.0, 1.0)
         outside = torch.linalg.norm((g - gc) * half, dim=-1)
-        phi = self.sample(self.fold(gc, hyp, codes.shape[0]), hyp, codes, vols)
-        phi = phi + outside
+        phi = self._channels(gc, hyp, codes) + outside
         if scales is not None:
             phi = phi * scales.min(-1).values[hyp][:, None]
         return phi
+
+    def _channels(self, g: torch.Tensor, hyp: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """SDF at normalized canonical points g (R, T, 3) in [-1, 1] of hypotheses hyp (R,): the prior's
+        1+d channels sampled at each point and combined with its code, in both modes. The points' own
+        coordinates, the shared prior and a per-point sum: a hypothesis' values and gradients do not
+        depend on the others (no stack), and for the few LiDAR and free-space points it is cheaper
+        than the stacked volumes (whose gradient is a zeroed stack-sized tensor per lookup)."""
+        R, T, _ = g.shape
+        f = F.grid_sample(self.vol[None], g.view(1, R, T, 1, 3), mode='bilinear', padding_mode='border',
+                          align_corners=True).view(1 + self.d, R, T)
+        c = codes[hyp].t()[:, :, None]                                        # d, R, 1
+        return f[0] + (f[1:] * c).sum(0)
 
     def decode_full(self, code: np.ndarray) -> np.ndarray:
         """One volume at the prior's full resolution, [iz, iy, ix] (for meshing and tight extents)."""
