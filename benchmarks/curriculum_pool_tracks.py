@@ -30,21 +30,12 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     from autolabel_ros.config import load_config
-    from autolabel_ros.curriculum.loop import CurriculumSettings, _FrameCache, autolabel_pool, open_log
+    from autolabel_ros.curriculum.loop import CurriculumSettings, _FrameCache, autolabel_pool, pool_sources
     from autolabel_ros.pipeline import Autolabeler
     st = CurriculumSettings(max_frames=a.max_frames, prompts=a.prompts, track_headings=a.mode,
                             min_track=a.min_track)
     cfg = dataclasses.replace(load_config(None), method=st.label_method)
-    sources = []
-    for p in a.logs:
-        src = open_log(Path(p))
-        refs = src.index()
-        sources.append((src, refs[:st.max_frames] if st.max_frames else refs))
-    detector = None
-    if st.prompts == 'fused':
-        from autolabel_ros.detect import make_detector
-        from autolabel_ros.proposals import fused_detector_config
-        detector = make_detector(fused_detector_config(cfg), 'cpu')
+    sources, detector = pool_sources(a.logs, st, cfg)
     al = Autolabeler(cfg)
     cache = _FrameCache(Path(a.masks) if a.masks else None)
     out = {}

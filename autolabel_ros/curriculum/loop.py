@@ -460,6 +460,22 @@ def trained_losses(wpath: Path, train_key: str) -> list | None:
     return json.loads(meta['losses']) if meta.get('train_key') == train_key else None
 
 
+def pool_sources(logs, st, cfg):
+    """The pool's logs opened, each with its frame references (the first ``st.max_frames`` when set), and
+    the detector of ``st.prompts == 'fused'`` (else None)."""
+    sources = []
+    for p in logs:
+        src = open_log(Path(p))
+        refs = src.index()
+        sources.append((src, refs[:st.max_frames] if st.max_frames else refs))
+    detector = None
+    if st.prompts == 'fused':
+        from autolabel_ros.detect import make_detector
+        from autolabel_ros.proposals import fused_detector_config
+        detector = make_detector(fused_detector_config(cfg), 'cpu')
+    return sources, detector
+
+
 def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: CurriculumSettings,
         cfg, init_weights: str = '', log=print) -> dict:
     """The whole curriculum; writes ``out/loop<k>/css.pt``, ``out/curriculum.json``, ``.md`` and ``.png``;
@@ -471,16 +487,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
     for lv in st.levels:
         if lv not in LEVELS:
             raise CurriculumError(f'--levels: unknown level {lv!r}; allowed: {", ".join(LEVELS)}')
-    sources = []
-    for p in logs:
-        src = open_log(Path(p))
-        refs = src.index()
-        sources.append((src, refs[:st.max_frames] if st.max_frames else refs))
-    detector = None
-    if st.prompts == 'fused':
-        from autolabel_ros.detect import make_detector
-        from autolabel_ros.proposals import fused_detector_config
-        detector = make_detector(fused_detector_config(cfg), 'cpu')
+    sources, detector = pool_sources(logs, st, cfg)
     cfg = dataclasses.replace(cfg, method='sdflabel')
     weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
     rng = np.random.default_rng(st.seed)
