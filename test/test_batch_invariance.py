@@ -37,7 +37,7 @@ def _query(sdf, codes, j, pts, w, scales):
     p = pts.clone().requires_grad_(True)
     s = scales.clone().requires_grad_(True)
     hyp = torch.full((pts.shape[0],), j)
-    phi = sdf.query(p, hyp, codes, s, sdf.volumes(codes))
+    phi = sdf.query(p, hyp, codes, s)
     (phi * w).sum().backward()
     return phi.detach(), p.grad, codes.grad[j], s.grad[j]
 

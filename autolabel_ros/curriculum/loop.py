@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autolabel_ros.core.types import wrap_angle
 from autolabel_ros.curriculum.levels import LEVELS, level_rule, passes
 from autolabel_ros.curriculum.stats import car_summary, plot_seeds, seeds_table
 from autolabel_ros.curriculum.targets import label_sample, mask_agreement, mesh_silhouette
@@ -308,7 +309,7 @@ def autolabel_pool(al, logs: list, cache: _FrameCache, st: CurriculumSettings, l
                     n['kept_moving'] += int(th.moving)
                     n['kept_track_frames'].append(th.frames)
                     n.setdefault('track_yaw_gap_deg', []).append(
-                        round(float(np.degrees(abs(np.angle(np.exp(1j * (lab.yaw - th.yaw)))))), 1))
+                        round(float(np.degrees(abs(wrap_angle(lab.yaw - th.yaw)))), 1))
                 if flipped:
                     if st.track_headings == 'drop':
                         continue
@@ -372,7 +373,6 @@ def car_records(fid: str, prompts, labels, objs, calib, ends) -> list[dict]:
     """Per ground-truth car (prompted by its box): 3D IoU and heading error of its fitted box, accepted
     or not, and the network's end read. Every car counts, so a loop's change is seen on all of them
     (the AP sees the ~20 matched moderate cars and jumps by a car's worth at a time)."""
-    from autolabel_ros.core.types import wrap_angle
     from autolabel_ros.eval.iou import iou3d_lidar
     from autolabel_ros.io.kitti import kitti_to_label3d
     out = []

@@ -196,9 +196,9 @@ def compute_energies(sdf, batch: FitBatch, obj: torch.Tensor, pose: torch.Tensor
             out['mask'] = _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, zero)
     if 'lidar' in on:
         with clock('fwd.lidar'):
-            out['lidar'], out['freespace'] = _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg)
+            out['lidar'], out['freespace'] = _lidar_terms(sdf, batch, obj, pose, codes, scales, cfg)
     if batch.seeds is not None and ({'nocs', 'surfel3d'} & on):
-        p, n = surfels(sdf, batch.seeds, codes, scales, vols)
+        p, n = surfels(sdf, batch.seeds, codes, scales)
         if 'nocs' in on and batch.nocs is not None:
             e, _ = nocs_loss(sdf, p, n, pose, codes, scales, obj, batch.nocs)
             out['nocs'] = torch.where(batch.nocs.valid[obj].any(-1), e, zero)
@@ -225,7 +225,7 @@ def _mask_term(sdf, batch, obj, pose, codes, scales, vols, cfg, zeta, renderer, 
     return torch.where(v.has_mask, e, zero)
 
 
-def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
+def _lidar_terms(sdf, batch, obj, pose, codes, scales, cfg):
     """(B,) robust surface distance of the fit points and (B,) free-space violation (weighted means over
     each object's points; an object without points gets 0). The free-space samples are moved into the
     object frames and looked up without gradient first; only those inside the model (phi < 0, the
@@ -237,10 +237,10 @@ def _lidar_terms(sdf, batch, obj, pose, codes, scales, vols, cfg):
     Hq, K = fsp.shape[0], fsp.shape[1]
     with torch.no_grad():
         q_fs = to_object_frame(fsp, pose[hyp])                      # Hq, K, 3
-        r, k = (sdf.query(q_fs, hyp, codes, scales, vols) < 0).nonzero(as_tuple=True)
+        r, k = (sdf.query(q_fs, hyp, codes, scales) < 0).nonzero(as_tuple=True)
     hh = torch.cat([hyp, hyp[r]])
     q = points_to_object(torch.cat([pts, fsp[r, k]]), pose, hh)[:, None]   # Hq + inside samples, 1, 3
-    phi = sdf.query(q, hh, codes, scales, vols)[:, 0]
+    phi = sdf.query(q, hh, codes, scales)[:, 0]
     tau = cfg.lidar_robust
     rho = tau * torch.tanh(phi[:Hq].abs() / tau) * w
     fs = torch.zeros(Hq, device=phi.device, dtype=phi.dtype).index_add(0, r, torch.relu(-phi[Hq:])) / K * w

@@ -117,11 +117,6 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
     uv_int[valid] = np.floor(uv[valid]).astype(np.int64)
     valid &= (uv_int[:, 0] >= 0) & (uv_int[:, 0] < W) & (uv_int[:, 1] >= 0) & (uv_int[:, 1] < H)
     usable = valid & nonground
-    # the scan beyond the image border, for the cars it cuts (fit/truncation.py)
-    beyond = None
-    if cfg.fit.truncated_scan:
-        beyond = {s: m & nonground for s, m in beyond_masks(uv, pc, W, H).items()}
-        beyond['height'] = None if ground is None else ground.height_above(xyz)
 
     # per prompt: mask, box and the box cues; then the objects nearest first, each taking only the
     # points no nearer object claims (fit/occlusion.py)
@@ -162,6 +157,12 @@ def lift(frame: SensorFrame, prompts, boxes, masks, cfg, mean_size: np.ndarray,
             place = order = d_click
         pre.append(dict(index=i, mask=m, box=np.asarray(b, float), reasons=reasons, box_depth=box_depth,
                         order=order, place=place, click_depth=d_click))
+    # the scan beyond the image border, for the cars it cuts (fit/truncation.py); only in frames where a
+    # box touches the border (the masks and heights cover the whole scan)
+    beyond = None
+    if cfg.fit.truncated_scan and any(border_sides(p['box'], W, H) for p in pre):
+        beyond = {s: m & nonground for s, m in beyond_masks(uv, pc, W, H).items()}
+        beyond['height'] = None if ground is None else ground.height_above(xyz)
     rank = depth_order([p['order'] for p in pre])
     claims: list[Claim] = []
     lifted: list = [None] * len(pre)

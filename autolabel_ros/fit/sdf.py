@@ -404,9 +404,7 @@ class SdfModel(torch.nn.Module):
         belong to hypotheses hyp_rows (R,)."""
         R, T, _ = g.shape
         if self.mode == 'shared':
-            f = F.grid_sample(self.vol[None], g.view(1, R, T, 1, 3), mode='bilinear',
-                              padding_mode='border', align_corners=True).view(1 + self.d, R, T)
-            return f[0] + torch.einsum('krt,rk->rt', f[1:], codes[hyp_rows])
+            return self._channels(g, hyp_rows, codes)
         if vols is None:
             vols = self.volumes(codes)
         gg = self.place(g, hyp_rows.view(R, 1), vols.shape[2])
@@ -414,12 +412,11 @@ class SdfModel(torch.nn.Module):
                              align_corners=False).view(R, T)
 
     def query(self, pts: torch.Tensor, hyp: torch.Tensor, codes: torch.Tensor,
-              scales: torch.Tensor | None = None, vols=None) -> torch.Tensor:
+              scales: torch.Tensor | None = None) -> torch.Tensor:
         """SDF of metric canonical points ``pts`` (R, T, 3); row r belongs to hypothesis ``hyp[r]``;
         codes (B, d); optional per-axis scales (B, 3) stretch the shape (phi is then multiplied by the
-        smallest scale, a conservative distance); ``vols`` = :meth:`volumes` of the codes, reused
-        across the calls of one iteration (not needed here: see :meth:`_channels`). Outside the grid
-        box the distance to the box is added to the border value. Returns (R, T)."""
+        smallest scale, a conservative distance); read by :meth:`_channels` (no stacked volumes).
+        Outside the grid box the distance to the box is added to the border value. Returns (R, T)."""
         # per hypothesis first, then per row: one gather each instead of per-row products
         half = self.extent if scales is None else (self.extent * scales)[hyp][:, None, :]
         g = pts / half

@@ -110,7 +110,7 @@ def normals(sdf, x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor | No
 
 
 def surfels(sdf, seeds: Seeds, codes: torch.Tensor, scales: torch.Tensor | None = None,
-            vols=None, exact_normals: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            exact_normals: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Surface points (B, S, 3) and unit normals (B, S, 3) of B shapes, canonical (scaled) frame:
     ``p = x - n phi(x) / |grad phi|`` (a Newton step onto the zero level). The fit uses the mean
     shape's normals (the codes move the surface by
@@ -126,9 +126,9 @@ def surfels(sdf, seeds: Seeds, codes: torch.Tensor, scales: torch.Tensor | None 
     hyp = torch.arange(B, device=codes.device)
     if exact_normals:          # rendering: each shape's own normals and a second Newton step
         n, g = normals(sdf, x, codes, scales)
-        x = x - n * (sdf.query(x, hyp, codes, scales, vols) / g)[..., None]
+        x = x - n * (sdf.query(x, hyp, codes, scales) / g)[..., None]
         n, g = normals(sdf, x, codes, scales)
-    phi = sdf.query(x, hyp, codes, scales, vols)
+    phi = sdf.query(x, hyp, codes, scales)
     return x - n * (phi / g)[..., None], n
 
 
