@@ -611,7 +611,7 @@ NOTES = """
   at manufacturer sizes, `--size-scale 1,1,1`: the default before it was scaled) or *ApolloCar3D
   prior* (built from the 79 ApolloCar3D models by benchmarks/build_apollo_prior.sh into ~/.cache,
   never shipped).
-- **sim** = 46 independent simulator scenes (308 cars; seeds 300000-300045, 64 beams, clutter, shadows),
+- **sim** = 46 independent simulator scenes (326 cars; seeds 300000-300045, 64 beams, clutter, shadows),
   exported once to ~/.cache/autolabel_ros/bench; the 32/16-beam rows use the same first 12 scenes
   re-simulated with fewer beams (compare them with the 64-beam row over the same 12 frames).
   *oracle masks* = the simulator's instance masks instead of MobileSAM.
@@ -874,7 +874,7 @@ def main(argv=None):
     p.add_argument('--offline-inputs', default='sim,kitti_raw', help='offline section inputs: sim, kitti_raw')
     p.add_argument('--offline-runs', default='1,2,ray', help="offline section runs: 1 (worker), 2 (local "
                    "workers), ray (2 actors)")
-    p.add_argument('--sim-frames', type=int, default=46)      # 308 cars
+    p.add_argument('--sim-frames', type=int, default=46)      # 326 cars
     p.add_argument('--beam-frames', type=int, default=12)
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--extra-frames', type=int, default=12)
