@@ -1,7 +1,10 @@
 """The curriculum's parts (curriculum/): the difficulty rules, NOCS targets rendered from a label's mesh,
-the mixing of real and simulator samples, and the command's one-line errors."""
+the mixing of real and simulator samples, the command's one-line errors, and one whole run."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from autolabel_ros.core.geometry import rot_z
@@ -409,3 +412,33 @@ def test_balance_gives_each_car_a_share_by_the_root_of_its_samples():
     assert len({int((m == i).sum()) for i in range(20)}) == 1
     plain = mixed(real, sim, 0.5)['rgb']
     assert {int((plain == i).sum()) for i in range(30)} == {8}
+
+
+def test_each_loop_fine_tunes_from_the_previous_loop_or_from_the_start(tmp_path):
+    """The whole command on a short simulated drive (its ground-truth boxes as prompts, a few steps):
+    ``--start previous`` fine-tunes loop 2 from loop 1's weights, ``--start init`` from the starting
+    weights again on loop 2's pool; both write per-loop weights and the report, and a rerun of the
+    same folder reuses the pools instead of labelling again."""
+    import json
+
+    from autolabel_ros.cli.curriculum import main
+    from autolabel_ros.cli.sim import main as sim_main
+    from autolabel_ros.css.predict import DEFAULT_WEIGHTS
+    drive = ['--out', str(tmp_path / 'drive'), '--frames', '2', '--seed', '3', '--no-bag', '--quiet']
+    assert sim_main(drive) == 0
+    logs = str(tmp_path / 'drive' / 'kitti' / 'training')
+    common = ['--logs', logs, '--loops', '2', '--levels', 'easy,easy', '--steps', '3', '--sim-frames', '1',
+              '--prompts', 'gt', '--batch', '4']
+    metas = {}
+    for start in ('previous', 'init'):
+        out = tmp_path / 'run'           # one folder: the second run reuses the first one's pools
+        assert main(common + ['--out', str(out), '--start', start]) == 0
+        report = json.loads((out / 'curriculum.json').read_text())
+        loops = report['loops']
+        assert [r['loop'] for r in loops] == [0, 1, 2] and loops[1]['kept'] > 0
+        assert loops[1]['label_cached'] == (start == 'init') and loops[2]['label_cached']
+        metas[start] = [torch.load(out / f'loop{k}' / 'css.pt', weights_only=True)['meta'] for k in (1, 2)]
+    (l1p, l2p), (l1i, l2i) = metas['previous'], metas['init']
+    assert Path(l1p['init']) == DEFAULT_WEIGHTS and Path(l2p['init']) == tmp_path / 'run' / 'loop1' / 'css.pt'
+    assert Path(l1i['init']) == DEFAULT_WEIGHTS and Path(l2i['init']) == DEFAULT_WEIGHTS
+    assert l1i['train_key'] == l1p['train_key'] and l2i['train_key'] != l2p['train_key']

@@ -7,7 +7,7 @@ current difficulty -> render NOCS targets -> fine-tune the CSS network -> evalua
         [--label-method slf|hybrid|sdflabel] [--min-right 0.8] [--min-heading-logit 1.0] [--train-seed N]
         [--train-seeds 0-5] [--real-share 0.5] [--lr 1e-4] [--tune all|frozen-bn|decoder|head]
         [--max-cover 0.5] [--min-mask-agree 0.0] [--track-headings off|fix|drop|add] [--min-track 3]
-        [--balance none|track]
+        [--balance none|track] [--start init|previous]
 
 ``--logs``: KITTI raw drives, KITTI object folders or rosbag2 recordings (what ``autolabel-bag`` reads;
 simulator drives from ``autolabel-sim`` included). ``--out`` must be empty or a previous run of this
@@ -81,6 +81,10 @@ def main(argv=None) -> int:
     ap.add_argument('--balance', choices=('none', 'track'), default='none',
                     help="track: a car's (its track's over the log's frames) share of the real samples grows "
                     'as the square root of its samples, not linearly')
+    ap.add_argument('--start', choices=('init', 'previous'), default='init',
+                    help="what each loop fine-tunes from: the starting weights again, on that loop's pool "
+                    "(the labeller still uses the previous loop's network), or the previous loop's weights "
+                    '(continuing drifted: loop 2 -6.9 AP3D@0.5 mod, docs/SDFLABEL.md)')
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
@@ -132,7 +136,7 @@ def main(argv=None) -> int:
                             label_method=a.label_method, seed=a.seed,
                             train_seed=a.train_seed, train_seeds=tuple(seeds), real_share=a.real_share,
                             tune=a.tune, track_headings=a.track_headings, min_track=a.min_track,
-                            balance=a.balance)
+                            balance=a.balance, start=a.start)
     out.mkdir(parents=True, exist_ok=True)
     frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:
