@@ -495,7 +495,8 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
             raise CurriculumError(f'--levels: unknown level {lv!r}; allowed: {", ".join(LEVELS)}')
     sources, detector = pool_sources(logs, st, cfg)
     cfg = dataclasses.replace(cfg, method='sdflabel')
-    weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
+    start_weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
+    weights = start_weights
     rng = np.random.default_rng(st.seed)
     cache, eval_cache = _FrameCache(out / 'masks'), MaskCache(out / 'masks')
     results = ResultCache(out / 'results')
@@ -527,7 +528,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
         chains[seed] = report['loops']
         if st.train_seeds:
             log(f'fine-tuning seed {seed}')
-        weights = Path(init_weights) if init_weights else DEFAULT_WEIGHTS
+        weights = start_weights
         for k in range(1, st.loops + 1):
             level = st.levels[min(k - 1, len(st.levels) - 1)]
             t0, c0 = time.perf_counter(), time.process_time()
@@ -566,8 +567,7 @@ def run(logs: list[Path], out: Path, eval_dir: Path | None, eval_frames, st: Cur
                 ({'tune': st.tune} if st.tune != 'all' else {}) | \
                 ({'balance': st.balance} if st.balance != 'none' else {})
             # the key hashes the start weights' bytes: loop 1 is the same training in both start modes
-            start_w = weights if st.start == 'previous' else (Path(init_weights) if init_weights
-                                                              else DEFAULT_WEIGHTS)
+            start_w = weights if st.start == 'previous' else start_weights
             train_key = run_key(start_w, c, pool=pool_key, steps=st.steps, lr=st.lr, batch=st.batch,
                                 sim_frames=st.sim_frames, **extra)
             losses = trained_losses(wpath, train_key)
