@@ -10,7 +10,10 @@ Numbers are exactly what the fit gives with ``fit.heading_cues`` set to the row'
 
     python benchmarks/heading_cues.py [--sets kitti,sim,apollo] [--out DIR]
 
-writes DIR/heading_cues.md (default /tmp) and prints it. The cue values are cached next to the dump.
+writes DIR/heading_cues.md (default /tmp) and prints it. ``--by-occlusion``: how often each cue calls
+the right end of a flip pair, by the share of the 2D box nearer objects hide; ``--cross-validate``:
+whether re-choosing the shipped cues' weights carries over to frames it was not chosen on.
+The cue values are cached next to the dump.
 """
 from __future__ import annotations
 
@@ -270,6 +273,108 @@ def search(train_sets, check_sets, rounds: int = 2, cues=ALL_CUES) -> dict:
     return w
 
 
+# occluded-share bins of the per-cue accuracy (fit/heading.py hidden_gate ramps over 0.3-0.7)
+OCCLUSION_BINS = ((0.0, 0.3), (0.3, 0.7), (0.7, 0.9), (0.9, 1.01))
+ACCURACY_CUES = ('energy', 'lamps', 'headlamps', 'profile', 'end_look', 'mean_box', 'hidden_shape',
+                 'shape_code', 'mean_shape', 'css')
+
+
+def flip_pair(rec: dict):
+    """(right, wrong): the lowest-energy hypothesis heading within 90 deg of the truth and the lowest
+    heading the other way, or None when the survivors all head one way."""
+    yaw = rec['gt']['yaw']
+    right = [a for a in rec['alts'] if np.cos(a['pose'][3] - yaw) >= 0]
+    wrong = [a for a in rec['alts'] if np.cos(a['pose'][3] - yaw) < 0]
+    if not right or not wrong:
+        return None
+    return min(right, key=lambda a: a['energy']), min(wrong, key=lambda a: a['energy'])
+
+
+def cue_accuracy(recs: list[dict], bins=OCCLUSION_BINS, cues=ACCURACY_CUES) -> list[dict]:
+    """Per occluded-share bin: the flip pairs and, per cue, how many it calls right / how many it calls
+    at all (a cue whose value is the same for both, e.g. no evidence, calls nothing)."""
+    out = []
+    for lo, hi in bins:
+        pairs = [fp for r in recs if lo <= r['alts'][0]['terms'].get('occluded', 0.0) < hi
+                 for fp in [flip_pair(r)] if fp is not None]
+        row = {'bin': (lo, hi), 'pairs': len(pairs)}
+        for c in cues:
+            diff = np.array([(w['energy'] - r['energy']) if c == 'energy'
+                             else w['terms'].get(f'cue_{c}', 0.0) - r['terms'].get(f'cue_{c}', 0.0)
+                             for r, w in pairs])
+            row[c] = (int(np.sum(diff > 1e-9)), int(np.sum(np.abs(diff) > 1e-9)))
+        out.append(row)
+    return out
+
+
+def accuracy_table(sets) -> list[str]:
+    """The per-cue accuracy per occluded-share bin (:func:`cue_accuracy`), one block per set."""
+    lines = []
+    for s in sets:
+        rows = cue_accuracy(cue_records(s))
+        lines += [f'{NAMES[s]}: flip pairs whose cue calls the right end / calls at all, by the share of '
+                  'the 2D box nearer objects hide', '',
+                  '| hidden | pairs | ' + ' | '.join(ACCURACY_CUES) + ' |',
+                  '|---' * (len(ACCURACY_CUES) + 2) + '|']
+        for r in rows:
+            cells = [f'{a}/{n}' if n else '-' for a, n in (r[c] for c in ACCURACY_CUES)]
+            lines.append(f"| {r['bin'][0]:.1f}-{min(r['bin'][1], 1.0):.1f} | {r['pairs']} | "
+                         + ' | '.join(cells) + ' |')
+        lines.append('')
+    return lines
+
+
+def frame_fold(recs: list[dict], fold: int) -> list[dict]:
+    """Every other frame of a set (sorted ids, from ``fold``): a 2-fold split that keeps a frame whole."""
+    keep = set(sorted({r['frame'] for r in recs})[fold::2])
+    return [r for r in recs if r['frame'] in keep]
+
+
+def refine(data: dict, cues, w0: dict, rounds: int = 2) -> dict:
+    """Coordinate descent of the weights of ``cues`` from ``w0`` (each over 0, its GRID and 0.25-2x its
+    value) to the fewest flips summed over ``data`` (set -> records)."""
+    def flips(w):
+        on = [c for c in cues if w.get(c, 0.0) > 0] or ['none']
+        return sum(sum(x['flipped'] for x in decide(r, on, w)) for r in data.values())
+    w = dict(w0)
+    best = flips(w)
+    for _ in range(rounds):
+        for c in cues:
+            for v in sorted({0.0, *GRID[c], *(w[c] * f for f in (0.25, 0.5, 0.7, 1.4, 2.0))}):
+                trial = dict(w, **{c: v})
+                n = flips(trial)
+                if n < best:
+                    best, w = n, trial
+    return w
+
+
+def cross_validate(sets=('sim', 'apollo')) -> list[str]:
+    """Does re-choosing the shipped cues' weights on the present fit carry over? Twice: refine them
+    (:func:`refine`) on half the frames of ``sets``, count the flips on the other half with the shipped
+    and with the refined weights; and once on all frames (what a re-choice would ship)."""
+    from autolabel_ros.config import from_dict
+    cues = [c for c in from_dict({}).fit.heading_cues]
+    w0 = default_weights()
+    data = {s: cue_records(s) for s in sets}
+
+    def flips(recs, w):
+        on = [c for c in cues if w.get(c, 0.0) > 0] or ['none']
+        return sum(x['flipped'] for x in decide(recs, on, w))
+
+    def changed(w):
+        return ', '.join(f'{c} {w0[c]:g} -> {w[c]:g}' for c in cues if w[c] != w0[c]) or 'none'
+    lines = []
+    for fold in (0, 1):
+        w = refine({s: frame_fold(data[s], fold) for s in sets}, cues, w0)
+        held = {s: frame_fold(data[s], 1 - fold) for s in sets}
+        lines.append(f'fold {fold}: refined on its half ({changed(w)}); held-out half, shipped -> refined: '
+                     + ', '.join(f'{s} {flips(held[s], w0)} -> {flips(held[s], w)}' for s in sets))
+    w = refine(data, cues, w0)
+    lines.append(f'all frames: {changed(w)}; ' + ', '.join(f'{s} {flips(data[s], w0)} -> {flips(data[s], w)}'
+                                                          for s in sets))
+    return lines
+
+
 def tiebreak_sweep(sets, margins=(0.0, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, float('inf'))) -> None:
     """Flips per set of the default cues with css breaking ties below each margin (inf: css votes on
     every object at fit.w_css, as method hybrid did before css.cue_tiebreak)."""
@@ -298,8 +403,18 @@ def main(argv=None):
     p.add_argument('--tiebreak-sweep', action='store_true',
                    help="flips of the default cues + css as a tie-breaker per margin (fit/heading.py "
                    'TIEBREAK_UNDECIDED): choose on sim + apollo, check on kitti')
+    p.add_argument('--by-occlusion', action='store_true',
+                   help='per cue: how often it calls the right end of a flip pair, by occluded share')
+    p.add_argument('--cross-validate', action='store_true',
+                   help="re-choose the shipped cues' weights on half the frames of sim + apollo, count the "
+                   'flips on the other half')
     a = p.parse_args(argv)
     sets = [s for s in a.sets.split(',') if s]
+    if a.by_occlusion or a.cross_validate:
+        lines = accuracy_table(sets) if a.by_occlusion else []
+        lines += cross_validate([s for s in sets if s != 'kitti']) if a.cross_validate else []
+        print('\n'.join(lines))
+        return
     if a.tiebreak_sweep:
         tiebreak_sweep(sets)
         return
