@@ -737,6 +737,17 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
   either way. The weights stay as they are: a re-choice would be a number that holds only on the
   frames it was chosen on. The flips over all ApolloCar3D cars stay at 3.6 % (target 3 %), over the
   evaluated cars at 1.8 %.
+- **Why ApolloCar3D boxes come out short even where the scan sees both ends** (2026-12-01,
+  benchmarks/end_shape.py; a diagnosis, the fit is unchanged): the procedural family's ends are
+  boxier than real cars'. Within 0.05 / 0.15 m of the tip a procedural car's front fills 78 / 92 % of
+  its half-width and its rear 90 / 98 %; the ApolloCar3D models' front 47 / 71 % and rear 58 / 81 %.
+  A scan of rounded corners lies up to a few tenths of a metre inside the tips, and a prior with
+  square corners explains it with a shorter box: the -0.29 m where the image's scan sees both ends
+  (benchmarks/length_evidence.py), which the ApolloCar3D prior does not have (+0.06). KITTI's labels
+  run 0.27 m past the scan's extent where it sees both ends (9 cars, benchmarks/size_evidence.py):
+  the same rounding, seen from the annotators' side. The next step is procedural cars with rounder
+  plan-view corners; it moves the prior, the simulator sets and every calibration together, and was
+  not taken this session.
 
 ## Earlier findings (the KITTI numbers here are from the 7 first development frames)
 
