@@ -34,6 +34,7 @@ w_scale_common / 3-10), w_mask 3, w_lidar 0.3, lidar_robust 1.0, 160 iterations,
 silhouette, a 10-component procedural prior, or procedural cars with lower, sloped ends (+0.02-0.05 m
 on four side-on cars). A candidate (benchmarks/end_shape.py): the procedural cars' ends are boxier in
 plan view than the ApolloCar3D models' (at 0.15 m from the tip 92-98 % of the half-width against 71-81 %).
+A prior with rounder ends reads -0.16 there (KITTI +0.07 -> +0.22): benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 

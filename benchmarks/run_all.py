@@ -745,9 +745,16 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
   square corners explains it with a shorter box: the -0.29 m where the image's scan sees both ends
   (benchmarks/length_evidence.py), which the ApolloCar3D prior does not have (+0.06). KITTI's labels
   run 0.27 m past the scan's extent where it sees both ends (9 cars, benchmarks/size_evidence.py):
-  the same rounding, seen from the annotators' side. The next step is procedural cars with rounder
-  plan-view corners; it moves the prior, the simulator sets and every calibration together, and was
-  not taken this session.
+  the same rounding, seen from the annotators' side. Tried, not adopted: a prior from the same 150
+  procedural cars with ApolloCar3D-like ends (plan-view corner radii 0.55-0.85 m front and 0.4-0.7 m
+  rear instead of 0.25-0.45 and 0.12-0.30, the width floor at the tip 0.45 instead of 0.62 of the
+  half-width; the ends then fill 49 / 66 % front and 59 / 78 % rear), the same fit and models
+  (benchmarks/length_evidence.py). ApolloCar3D: length bias -0.51 -> -0.43 m over the cars placed
+  right, -0.29 -> -0.16 where the image's scan sees both ends; mean IoU3D +0.006 (paired, 95 % CI
+  +0.000 to +0.011), but 16 flips instead of 11 before any recalibration. KITTI: length bias +0.19 ->
+  +0.27 (+0.07 -> +0.22 where both ends are seen), mean IoU3D -0.006, no flips. So the ends' shape is
+  what holds the ApolloCar3D boxes short, and KITTI's tighter box convention is what the boxy ends
+  suit; rounder ends would also move the simulator sets and every calibration.
 
 ## Earlier findings (the KITTI numbers here are from the 7 first development frames)
 
