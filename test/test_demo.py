@@ -25,3 +25,15 @@ def test_demo_simulates_labels_and_scores(tmp_path, capsys):
     assert 'reusing the simulated drive' in capsys.readouterr().out
     summary = json.loads((tmp_path / 'demo' / 'labels' / 'report' / 'summary.json').read_text())
     assert summary['run']['resumed_frames'] == 1
+
+
+def test_demo_refuses_a_sim_folder_it_did_not_write_and_deletes_nothing(tmp_path, capsys):
+    user = tmp_path / 'work' / 'sim'
+    user.mkdir(parents=True)
+    (user / 'notes.txt').write_text('my own data\n')
+    assert main(['--dir', str(tmp_path / 'work'), '--frames', '1']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('autolabel-demo: error: ')
+    assert 'not written by autolabel-sim' in err[0]
+    assert (user / 'notes.txt').read_text() == 'my own data\n'
+    assert sorted(p.name for p in user.iterdir()) == ['notes.txt']

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
+
+from autolabel_ros.io.outdir import read_marker
 
 PROMPT_TOPIC = '/ground_truth/detections_2d'
 
@@ -29,7 +32,13 @@ def _simulate(sim_dir: Path, frames: int, seed: int) -> int:
         if n == frames:
             print(f'demo: reusing the simulated drive in {sim_dir} ({n} frames)')
             return 0
-    if sim_dir.exists():   # partial or of another length: start over
+    if sim_dir.exists():   # partial or of another length: start over, but only on the simulator's own folder
+        marker = read_marker(sim_dir)
+        if marker is None or marker['tool'] != 'autolabel-sim':
+            if any(sim_dir.iterdir()):
+                print(f'autolabel-demo: error: --dir {sim_dir.parent}: {sim_dir} is not empty and was not '
+                      'written by autolabel-sim (nothing is deleted); choose another --dir', file=sys.stderr)
+                return 2
         shutil.rmtree(sim_dir)
     print(f'demo: simulating {frames} frames (seed {seed}) into {sim_dir}')
     return sim_main(['--out', str(sim_dir), '--frames', str(frames), '--seed', str(seed)])
