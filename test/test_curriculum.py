@@ -442,3 +442,25 @@ def test_each_loop_fine_tunes_from_the_previous_loop_or_from_the_start(tmp_path)
     assert Path(l1p['init']) == DEFAULT_WEIGHTS and Path(l2p['init']) == tmp_path / 'run' / 'loop1' / 'css.pt'
     assert Path(l1i['init']) == DEFAULT_WEIGHTS and Path(l2i['init']) == DEFAULT_WEIGHTS
     assert l1i['train_key'] == l1p['train_key'] and l2i['train_key'] != l2p['train_key']
+
+
+def test_a_simulator_bag_is_a_log_like_its_kitti_folder(tmp_path):
+    """``--logs`` takes rosbag2 recordings: a bag's frame loads as the same frame of the simulator's KITTI
+    folder, and with ``--prompts gt`` its ground-truth 2D box topic gives one prompt per labelled car."""
+    from autolabel_ros.cli.sim import main as sim_main
+    from autolabel_ros.curriculum.loop import CurriculumSettings, pool_sources
+    assert sim_main(['--out', str(tmp_path / 'd'), '--frames', '2', '--seed', '3', '--scale', '0.3',
+                     '--beams', '16', '--no-clutter', '--cars', '3', '--quiet']) == 0
+    st = CurriculumSettings(prompts='gt')
+    logs = [tmp_path / 'd' / 'bag', tmp_path / 'd' / 'kitti' / 'training']
+    (bag, bag_refs), (kit, kit_refs) = pool_sources(logs, st, None)[0]
+    assert len(bag_refs) == len(kit_refs) == 2
+    for br, kr in zip(bag_refs, kit_refs):
+        fb, fk = bag.load(br), kit.load(kr)
+        assert np.array_equal(fb.image, fk.image)
+        assert np.allclose(fb.K, fk.K, atol=1e-6) and np.allclose(fb.T_cam_lidar, fk.T_cam_lidar, atol=1e-6)
+        assert len(fb.points) == len(fk.points) > 100
+        boxes = [sorted(tuple(p.bounding_box()) for p in src.gt_prompts(r))
+                 for src, r in ((bag, br), (kit, kr))]
+        assert len(boxes[0]) == len(boxes[1]) > 0
+        assert np.allclose(boxes[0], boxes[1], atol=0.01)
