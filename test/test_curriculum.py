@@ -134,6 +134,17 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, bad]) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err
+    # checked before any labelling: an --eval frame that is not there, --init that is not CSS weights
+    from autolabel_ros.cli.sim import main as sim_main
+    assert sim_main(['--out', str(tmp_path / 'd'), '--frames', '1', '--scale', '0.3', '--beams', '16',
+                     '--no-bag', '--quiet']) == 0
+    ev = str(tmp_path / 'd' / 'kitti' / 'training')
+    (tmp_path / 'w.pt').write_bytes(b'not a checkpoint' * 8)
+    for extra, fragment in ((['--eval', ev, '--eval-frames', '000007'], 'frames not found: 000007'),
+                            (['--init', str(tmp_path / 'w.pt')], 'w.pt: not CSS network weights')):
+        assert main(['--logs', ev, '--out', str(tmp_path / 'run'), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and err.startswith('autolabel-curriculum: error: ') and fragment in err, err
 
 
 def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):

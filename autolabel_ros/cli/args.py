@@ -14,3 +14,18 @@ def add_output_args(p: argparse.ArgumentParser, what: str, replaced: str) -> Non
     p.add_argument('--overwrite', action='store_true',
                    help=f'write into a non-empty folder the tool did not write ({replaced} are '
                         'replaced, nothing else is deleted)')
+
+
+def weights_error(path) -> str | None:
+    """Why ``path`` cannot be loaded as CSS network weights (checked before the long work starts), or
+    None when it loads."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return f'{path}: no such file'
+    from autolabel_ros.css.train import load_net
+    try:
+        load_net(path)
+    except Exception as exc:   # torch.load raises many kinds (pickle, zip, missing keys); its text is long
+        return f'{path}: not CSS network weights ({type(exc).__name__})'
+    return None

@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from autolabel_ros.cli.args import weights_error
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=__doc__.split('\n')[0])
@@ -89,45 +91,43 @@ def main(argv=None) -> int:
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
                                              and not (out / 'sim_samples').is_dir())):
-        print(f'--out: {out} exists and is not a curriculum run folder (nothing is overwritten)',
-              file=sys.stderr)
-        return 2
+        return _fail(f'--out: {out} exists and is not a curriculum run folder (nothing is overwritten)')
     for p in a.logs:
         if not Path(p).exists():
-            print(f'--logs: {p}: no such file or folder', file=sys.stderr)
-            return 2
+            return _fail(f'--logs: {p}: no such file or folder')
     if a.eval and not (Path(a.eval) / 'label_2').is_dir():
-        print(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)', file=sys.stderr)
-        return 2
-    if a.init and not Path(a.init).is_file():
-        print(f'--init: {a.init}: no such file', file=sys.stderr)
-        return 2
+        return _fail(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)')
     try:
         seeds = parse_seeds(a.train_seeds)
     except ValueError:
-        print(f'--train-seeds: {a.train_seeds!r} is not a list of integers (e.g. 0,1,2 or 0-5)',
-              file=sys.stderr)
-        return 2
+        return _fail(f'--train-seeds: {a.train_seeds!r} is not a list of integers (e.g. 0,1,2 or 0-5)')
     if not 0.0 < a.real_share < 1.0:
-        print(f'--real-share: {a.real_share} must lie strictly between 0 and 1', file=sys.stderr)
-        return 2
+        return _fail(f'--real-share: {a.real_share} must lie strictly between 0 and 1')
     for name, v in (('--max-cover', a.max_cover), ('--min-mask-agree', a.min_mask_agree)):
         if not 0.0 <= v <= 1.0:
-            print(f'{name}: {v} must lie in [0, 1]', file=sys.stderr)
-            return 2
+            return _fail(f'{name}: {v} must lie in [0, 1]')
     if a.loops < 1 or a.steps < 1 or a.min_track < 2:
-        print('--loops and --steps must be >= 1, --min-track >= 2', file=sys.stderr)
-        return 2
+        return _fail('--loops and --steps must be >= 1, --min-track >= 2')
     import torch
 
+    from autolabel_ros.cli.kitti import preflight
     from autolabel_ros.config import ConfigError, load_config
     from autolabel_ros.curriculum.loop import CurriculumError, CurriculumSettings, run
+    from autolabel_ros.io.bags import BagError
+    from autolabel_ros.io.kitti import KittiFormatError
     torch.set_num_threads(max(1, a.threads))
+    frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
+    if a.eval:
+        try:      # the frames to score on, their calibration and labels read before any labelling
+            preflight(a.eval, frames)
+        except (KittiFormatError, FileNotFoundError) as exc:
+            return _fail(f'--eval: {exc}')
+    if a.init and weights_error(a.init):      # here, not after the first loop's labelling
+        return _fail(f'--init: {weights_error(a.init)}')
     try:
         cfg = load_config(a.config) if a.config else load_config(None)
     except (ConfigError, OSError) as exc:
-        print(f'--config: {exc}', file=sys.stderr)
-        return 2
+        return _fail(f'--config: {exc}')
     st = CurriculumSettings(loops=a.loops, levels=tuple(s.strip() for s in a.levels.split(',') if s.strip()),
                             steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
@@ -138,15 +138,19 @@ def main(argv=None) -> int:
                             tune=a.tune, track_headings=a.track_headings, min_track=a.min_track,
                             balance=a.balance, start=a.start)
     out.mkdir(parents=True, exist_ok=True)
-    frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:
         run([Path(p) for p in a.logs], out, Path(a.eval) if a.eval else None, frames, st, cfg,
             a.init)
-    except CurriculumError as exc:
-        print(f'autolabel-curriculum: {exc}', file=sys.stderr)
-        return 2
+    except (CurriculumError, BagError, KittiFormatError) as exc:   # a log's frame that cannot be read
+        return _fail(str(exc))
     print((out / 'curriculum.md').read_text() if (out / 'curriculum.md').is_file() else '')
     return 0
+
+
+def _fail(message: str) -> int:
+    """A bad input: one line on stderr, exit code 2."""
+    print(f'autolabel-curriculum: error: {message}', file=sys.stderr)
+    return 2
 
 
 def parse_seeds(text: str) -> list[int]:
