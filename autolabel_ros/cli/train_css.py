@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from autolabel_ros.cli.args import weights_error
+
 DEFAULT_DATA = Path.home() / '.cache' / 'autolabel_ros' / 'css_data'
 
 
@@ -37,12 +39,12 @@ def main(argv=None) -> int:
                     help='draw fronts, rears and side views equally often (default: uniformly)')
     a = ap.parse_args(argv)
     out = Path(a.out)
-    if out.exists() and out.is_dir():
-        print(f'--out: {out} is a folder', file=sys.stderr)
-        return 2
-    if a.init and not Path(a.init).is_file():
-        print(f'--init: {a.init}: no such file', file=sys.stderr)
-        return 2
+    # the output and the starting weights are checked here, not after minutes of training
+    problem = _out_problem(out)
+    if problem:
+        return _fail(f'--out {out}: {problem}')
+    if a.init and weights_error(a.init):
+        return _fail(f'--init: {weights_error(a.init)}')
     import torch
 
     from autolabel_ros.css.evaluate import evaluate_samples
@@ -68,10 +70,35 @@ def main(argv=None) -> int:
               'loss_last50': float(sum(losses[-50:]) / max(1, len(losses[-50:])))}
     if ho:
         report['heldout'] = evaluate_samples(net, to_tensors(load_chunks(ho)))
-    save_weights(net, out, {k: v for k, v in report.items() if k != 'heldout'} | {'seed': a.seed})
-    out.with_suffix('.json').write_text(json.dumps(report, indent=1))
+    try:
+        save_weights(net, out, {k: v for k, v in report.items() if k != 'heldout'} | {'seed': a.seed})
+        out.with_suffix('.json').write_text(json.dumps(report, indent=1))
+    except OSError as e:   # disk full, the folder removed meanwhile
+        return _fail(f'--out {out}: cannot write ({e.strerror or e})')
     print(json.dumps(report, indent=1))
     return 0
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why the weights file cannot be written at ``out`` (a folder there, a file above it, no write
+    permission), or None."""
+    import os
+
+    if out.is_dir():
+        return 'is a folder; give a file name (.pt)'
+    for p in out.parents:
+        if p.exists():
+            if not p.is_dir():
+                return f'lies under the file {p}'
+            if not os.access(p, os.W_OK):
+                return f'cannot write in {p}'
+            return None
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f'autolabel-train-css: error: {message}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':
