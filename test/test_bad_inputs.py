@@ -285,6 +285,10 @@ ROWS = [
     Row('sim_out_is_users_folder', 'sim',
         lambda w, t: (['--out', str(w['kitti']), '--frames', '1', '--quiet'], [w['kitti']]),
         2, 'was not written by autolabel-sim'),
+    Row('kitti_masks_gt_without_instance_masks', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--masks', 'gt', '--quiet'],
+                      [w['kitti']]), 2, 'instance_2/000000.png: oracle instance mask not found',
+        lambda w, t, text: not (t / 'out').exists() or pytest.fail('--out created before the check')),
     # --- --out unusable (checked before any model loads)
     Row('out_is_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t)), [t / 'a_file']), 2, 'is a file'),
     Row('out_under_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t) / 'sub'), [t / 'a_file']), 2,
@@ -317,7 +321,7 @@ ROWS = [
     Row('image_size_differs_from_calibration_kitti', 'kitti',
         lambda w, t: (['--data', str(kitti_copy(w, t, lambda kd: __import__('PIL.Image').Image.new(
             'RGB', (100, 30)).save(kd / 'image_2' / '000000.png'))), '--out', str(t / 'out'),
-            '--masks', 'gt', '--quiet'], [t / 'kitti_in']),
+            '--config', str(w['cfg']), '--quiet'], [t / 'kitti_in']),
         2, 'image 100x30 does not match the calibration'),
     Row('image_size_differs_from_camera_info', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=custom_bag(t / 'b.bag', info_size=(1242, 375))), []), 1,

@@ -18,9 +18,10 @@ from pathlib import Path
 TOOL = 'autolabel-kitti'
 
 
-def preflight(data, frames=None) -> list[str]:
-    """The frame ids to label, after reading every calibration and label file (cheap, and a bad one
-    fails here, naming the file and line, rather than after the models have loaded)."""
+def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
+    """The frame ids to label, after reading every calibration and label file and, for ``masks='gt'``,
+    finding every oracle mask (cheap, and a bad one fails here, naming the file and line, rather than
+    after the models have loaded)."""
     from autolabel_ros.io.kitti import KittiObjectDataset
 
     ds = KittiObjectDataset(data)
@@ -32,6 +33,10 @@ def preflight(data, frames=None) -> list[str]:
         ds.calib(fid)
         if (ds.root / 'label_2').is_dir():
             ds.labels(fid)
+        mask = ds.root / 'instance_2' / f'{fid}.png'
+        if masks == 'gt' and not mask.is_file():
+            raise FileNotFoundError(f'{mask}: oracle instance mask not found (needed by --masks gt; '
+                                    'benchmarks/run_all.py writes them for its simulated sets)')
     return fids
 
 
@@ -46,7 +51,8 @@ def main(argv=None) -> int:
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')
     p.add_argument('--stats', default=None, help='write timings and per-instance metrics as JSON here')
     p.add_argument('--masks', default='sam', choices=('sam', 'gt'),
-                   help='sam: promptable segmenter; gt: oracle masks from DATA/instance_2 (simulator export)')
+                   help='sam: promptable segmenter; gt: oracle masks from DATA/instance_2/ (the benchmarks\' '
+                   'simulator export; autolabel-sim does not write them)')
     p.add_argument('--prior', default=None, help='shape prior .npz (overrides the config)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
@@ -70,7 +76,7 @@ def main(argv=None) -> int:
             cfg.prior = args.prior
         frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
         # the inputs and the output folder are checked before the models load (tens of seconds)
-        fids = preflight(args.data, frames)
+        fids = preflight(args.data, frames, args.masks)
         prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
         process_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
