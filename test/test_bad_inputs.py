@@ -289,6 +289,12 @@ ROWS = [
         lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--masks', 'gt', '--quiet'],
                       [w['kitti']]), 2, 'instance_2/000000.png: oracle instance mask not found',
         lambda w, t, text: not (t / 'out').exists() or pytest.fail('--out created before the check')),
+    Row('kitti_stats_is_a_folder', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--stats', str(w['kitti'])],
+                      [w['kitti']]), 2, '--stats', lambda w, t, text: 'is a folder' in text),
+    Row('kitti_stats_under_a_file', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--stats',
+                       str(_file_at(t) / 'stats.json')], [t / 'a_file']), 2, 'lies under the file'),
     # --- --out unusable (checked before any model loads)
     Row('out_is_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t)), [t / 'a_file']), 2, 'is a file'),
     Row('out_under_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t) / 'sub'), [t / 'a_file']), 2,

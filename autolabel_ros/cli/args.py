@@ -29,3 +29,20 @@ def weights_error(path) -> str | None:
     except Exception as exc:   # torch.load raises many kinds (pickle, zip, missing keys); its text is long
         return f'{path}: not CSS network weights ({type(exc).__name__})'
     return None
+
+
+def output_file_problem(path) -> str | None:
+    """Why a file cannot be written at ``path`` (a folder there, a file above it, no write permission),
+    or None; checked before the work that makes the file."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        return 'is a folder; give a file name'
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                return f'lies under the file {p}'
+            return None if os.access(p, os.W_OK) else f'cannot write in {p}'
+    return None

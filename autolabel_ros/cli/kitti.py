@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from autolabel_ros.cli.args import add_output_args
+from autolabel_ros.cli.args import add_output_args, output_file_problem
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
@@ -77,6 +77,8 @@ def main(argv=None) -> int:
         frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
         # the inputs and the output folder are checked before the models load (tens of seconds)
         fids = preflight(args.data, frames, args.masks)
+        if args.stats and output_file_problem(args.stats):
+            raise OutputDirError(f'--stats {args.stats}: {output_file_problem(args.stats)}')
         prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
         process_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
@@ -94,13 +96,21 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     if args.stats:
-        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.stats).write_text(json.dumps(stats, indent=1, default=float))
+        try:
+            Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.stats).write_text(json.dumps(stats, indent=1, default=float))
+        except OSError as e:
+            print(f'autolabel-kitti: error: --stats {args.stats}: {e.strerror or e}; the label files are '
+                  'written', file=sys.stderr)
+            return 2
     s = stats['summary']
+
+    def secs(v):
+        return 'n/a' if v is None else f'{v:.2f}'
     print(f'autolabel-kitti: {s["n_instances"]} labels ({s["n_accepted"]} accepted) '
           f'in {s["n_frames"]} frames '
-          f'-> {args.out}; median fit {s["median_fit_s_per_instance"]} s/instance, '
-          f'median frame {s["median_frame_s"]} s')
+          f'-> {args.out}; median fit {secs(s["median_fit_s_per_instance"])} s/instance, '
+          f'median frame {secs(s["median_frame_s"])} s')
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from autolabel_ros.cli.args import weights_error
+from autolabel_ros.cli.args import output_file_problem, weights_error
 
 DEFAULT_DATA = Path.home() / '.cache' / 'autolabel_ros' / 'css_data'
 
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out)
     # the output and the starting weights are checked here, not after minutes of training
-    problem = _out_problem(out)
+    problem = output_file_problem(out)
     if problem:
         return _fail(f'--out {out}: {problem}')
     if a.init and weights_error(a.init):
@@ -77,23 +77,6 @@ def main(argv=None) -> int:
         return _fail(f'--out {out}: cannot write ({e.strerror or e})')
     print(json.dumps(report, indent=1))
     return 0
-
-
-def _out_problem(out: Path) -> str | None:
-    """Why the weights file cannot be written at ``out`` (a folder there, a file above it, no write
-    permission), or None."""
-    import os
-
-    if out.is_dir():
-        return 'is a folder; give a file name (.pt)'
-    for p in out.parents:
-        if p.exists():
-            if not p.is_dir():
-                return f'lies under the file {p}'
-            if not os.access(p, os.W_OK):
-                return f'cannot write in {p}'
-            return None
-    return None
 
 
 def _fail(message: str) -> int:
