@@ -332,10 +332,10 @@ class KittiObjectDataset:
         calib = self.calib(fid)
         image_path = self.root / 'image_2' / f'{fid}.png'
         image = read_image(image_path)
+        points = read_velodyne(self.root / 'velodyne' / f'{fid}.bin')     # its errors name the scan
         try:
-            return SensorFrame(image=image, K=calib.K,
-                               points=read_velodyne(self.root / 'velodyne' / f'{fid}.bin'),
-                               T_cam_lidar=calib.T_cam_lidar, frame_id=fid)
+            return SensorFrame(image=image, K=calib.K, points=points, T_cam_lidar=calib.T_cam_lidar,
+                               frame_id=fid)
         except ValueError as e:   # e.g. an image that does not match its calibration
             raise KittiFormatError(f'{image_path}: {e}') from None
 
