@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autolabel_ros.cli.args import output_file_problem
 from autolabel_ros.shape.prior import (DEFAULT_COMPONENTS, DEFAULT_EXTENT, DEFAULT_RESOLUTION,
                                        DEFAULT_TRUNCATION, PriorError, build_prior)
 
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     progress = not args.no_progress
+    problem = output_file_problem(args.out)     # here, not after the meshes' SDFs (minutes)
+    if problem:
+        print(f'autolabel-build-prior: error: --out {args.out}: {problem}', file=sys.stderr)
+        return 2
     from autolabel_ros.shape.mesh_io import MeshLoadError, load_collection
     try:
         if args.models:
