@@ -613,3 +613,17 @@ def test_prompt_screening_reasons_and_cap():
     kept, dropped = screen_prompts(ps, 100, 50, max_prompts=2)
     assert [p.id for p in kept] == [1, 3]              # highest scores, input order kept
     assert [(d.id, d.reason) for d in dropped] == [(0, 'over_cap'), (2, 'over_cap'), (9, 'outside_image')]
+
+
+@pytest.mark.parametrize('module', ['sim', 'kitti', 'eval', 'bag', 'build_prior', 'train_css', 'curriculum',
+                                    'demo'])
+def test_help_describes_the_command_in_whole_plain_sentences(module, capsys):
+    """The description under ``usage:`` is the docstring's first paragraph: complete (it was cut at the
+    docstring's first line break) and without reST markup (``x``, :func:)."""
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f'autolabel_ros.cli.{module}').main(['--help'])
+    assert e.value.code == 0
+    text = capsys.readouterr().out.split('\n\n')[1]          # usage, description, options
+    assert text.rstrip().endswith('.') and len(text) > 30, text
+    assert '``' not in text and ':func:' not in text and not text.startswith('autolabel-'), text

@@ -46,3 +46,15 @@ def output_file_problem(path) -> str | None:
                 return f'lies under the file {p}'
             return None if os.access(p, os.W_OK) else f'cannot write in {p}'
     return None
+
+
+def description(doc: str) -> str:
+    """A command's ``--help`` description from its module docstring: the first paragraph as plain text,
+    without the usage or name before its first ': ' and without reST markup."""
+    import re
+
+    first = ' '.join(doc.strip().split('\n\n')[0].split())
+    head, sep, rest = first.partition(': ')
+    if sep and (head.startswith('``') or head.startswith('autolabel-')):
+        first = rest
+    return re.sub(r':\w+:`([^`]*)`', r'\1', first).replace('``', '')

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from autolabel_ros.cli.args import add_output_args
+from autolabel_ros.cli.args import add_output_args, description
 from autolabel_ros.cli.entry import EXIT_INTERRUPTED   # Ctrl-C: finished frames are kept, the same
                                                        # command resumes
 
@@ -26,7 +26,7 @@ EXIT_USAGE = 2              # bad input, option, config or output folder; disk f
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='autolabel-bag', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog='autolabel-bag', description=description(__doc__),
                                 epilog='Subcommand: autolabel-bag import-kitti-raw DRIVE --out BAG '
                                        '(see --help there).')
     p.add_argument('input', help='rosbag2 folder, ROS 1 .bag, KITTI raw drive or KITTI object folder')

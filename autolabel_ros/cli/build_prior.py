@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autolabel_ros.cli.args import output_file_problem
+from autolabel_ros.cli.args import description, output_file_problem
 from autolabel_ros.shape.prior import (DEFAULT_COMPONENTS, DEFAULT_EXTENT, DEFAULT_RESOLUTION,
                                        DEFAULT_TRUNCATION, PriorError, build_prior)
 
@@ -27,7 +27,7 @@ def _triple(kind, text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='autolabel-build-prior', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='autolabel-build-prior', description=description(__doc__))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--models', metavar='DIR',
                      help='folder of car models (OBJ/PLY/STL/OFF/GLB in the canonical frame, '

@@ -20,11 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from autolabel_ros.cli.args import weights_error
+from autolabel_ros.cli.args import description, weights_error
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=description(__doc__))
     ap.add_argument('--logs', nargs='+', required=True,
                     help='unlabeled logs: KITTI raw / object folders, bags')
     ap.add_argument('--out', required=True, help='run folder (new, or one this command wrote)')

@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from autolabel_ros.cli.args import description
 from autolabel_ros.io.outdir import read_marker
 
 PROMPT_TOPIC = '/ground_truth/detections_2d'
@@ -45,7 +46,7 @@ def _simulate(sim_dir: Path, frames: int, seed: int) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-demo', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='autolabel-demo', description=description(__doc__))
     p.add_argument('--dir', required=True, help='working folder (drive, labels, report)')
     p.add_argument('--frames', type=int, default=20)
     p.add_argument('--seed', type=int, default=0)

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from autolabel_ros.cli.args import description
+
 
 def _jsonable(v):
     """NaN (no ground truth / nothing matched) -> null, so the output stays valid JSON."""
@@ -19,7 +21,7 @@ def _jsonable(v):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-eval', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-eval', description=description(__doc__))
     p.add_argument('gt_dir', help='ground-truth label_2 directory')
     p.add_argument('pred_dir', help='predicted label_2 directory (16th column = score)')
     p.add_argument('--frames', default=None, help='comma-separated frame ids (default: all in GT_DIR)')

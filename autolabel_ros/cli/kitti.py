@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from autolabel_ros.cli.args import add_output_args, output_file_problem
+from autolabel_ros.cli.args import add_output_args, description, output_file_problem
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
@@ -41,7 +41,7 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-kitti', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-kitti', description=description(__doc__))
     p.add_argument('--data', required=True,
                    help='KITTI object split folder (image_2, velodyne, calib, label_2)')
     add_output_args(p, 'output folder for the predicted label_2 files',

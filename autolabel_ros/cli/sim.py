@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from autolabel_ros.cli.args import description
+
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-sim', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-sim', description=description(__doc__))
     p.add_argument('--out', required=True, help='output folder (kitti/ and bag/ are created in it)')
     p.add_argument('--frames', type=int, default=20, help='number of frames at 10 Hz (default 20)')
     p.add_argument('--seed', type=int, default=0, help='scene seed (default 0)')

@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from autolabel_ros.cli.args import output_file_problem, weights_error
+from autolabel_ros.cli.args import description, output_file_problem, weights_error
 
 DEFAULT_DATA = Path.home() / '.cache' / 'autolabel_ros' / 'css_data'
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='autolabel-train-css', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='autolabel-train-css', description=description(__doc__))
     ap.add_argument('--out', required=True, help='weights file to write (.pt)')
     ap.add_argument('--frames', type=int, default=200, help='simulated training frames')
     ap.add_argument('--heldout', type=int, default=40, help='simulated held-out frames (other seeds)')
