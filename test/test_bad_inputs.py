@@ -295,6 +295,12 @@ ROWS = [
     Row('kitti_stats_under_a_file', 'kitti',
         lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--stats',
                        str(_file_at(t) / 'stats.json')], [t / 'a_file']), 2, 'lies under the file'),
+    *[Row(f'sim_{flag[2:]}_{bad}', 'sim',
+          lambda w, t, flag=flag, bad=bad: (['--out', str(t / 'out'), '--frames', '1', '--quiet', flag, bad],
+                                            []),
+          2, f'{flag} {bad}: must',
+          lambda w, t, text: not (t / 'out').exists() or pytest.fail('--out created before the check'))
+      for flag, bad in (('--cars', '-3'), ('--seed', '-1'), ('--azimuth-step', '5'))],
     # --- --out unusable (checked before any model loads)
     Row('out_is_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t)), [t / 'a_file']), 2, 'is a file'),
     Row('out_under_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t) / 'sub'), [t / 'a_file']), 2,

@@ -37,6 +37,13 @@ def main(argv=None) -> int:
         p.error('--frames must be >= 1')
     if not 0.1 <= args.scale <= 2.0:
         p.error('--scale must lie in [0.1, 2]')
+    # checked here, naming the flag, before --out is created (-3 cars gave an empty drive, exit 0)
+    if args.cars is not None and args.cars < 0:
+        p.error(f'--cars {args.cars}: must be >= 0')
+    if args.seed < 0:
+        p.error(f'--seed {args.seed}: must be >= 0')
+    if not 0.08 <= args.azimuth_step <= 0.2:
+        p.error(f'--azimuth-step {args.azimuth_step:g}: must lie in [0.08, 0.2] degrees')
 
     from tqdm import tqdm
 
