@@ -568,9 +568,30 @@ def load_config(path: str | Path | None) -> AutolabelConfig:
     except yaml.YAMLError as e:
         raise ConfigError(f'{p}: not valid YAML: {" ".join(str(e).split())}') from None
     try:
-        return from_dict(_strip_ros_layout(data))
+        cfg = from_dict(_strip_ros_layout(data))
+        check_files_and_device(cfg)
     except ConfigError as e:
         raise ConfigError(f'{p}: {e}') from None
+    return cfg
+
+
+# keys naming a file the pipeline loads ('' and 'default': the packaged one)
+FILE_KEYS = ('prior', 'shape.deepsdf', 'css.weights', 'segmenter.checkpoint')
+
+
+def check_files_and_device(cfg: AutolabelConfig) -> None:
+    """A config file's missing file or unknown device is one error when the file is read, not a
+    failure of every frame once the models load."""
+    for key in FILE_KEYS:
+        value = cfg
+        for part in key.split('.'):
+            value = getattr(value, part)
+        if value not in ('', 'default') and not Path(value).is_file():
+            raise ConfigError(f'{key}: {value}: file not found')
+    dev = cfg.device.strip().lower()
+    head, _, index = dev.partition(':')
+    if not (dev in ('auto', 'cpu', 'cuda') or (head == 'cuda' and index.isdigit())):
+        raise ConfigError(f'device: got {cfg.device!r}; allowed: auto, cpu, cuda or cuda:N')
 
 
 def _strip_ros_layout(data):
