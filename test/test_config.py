@@ -58,6 +58,9 @@ BAD_VALUES = [
     ('prior: /nonexistent/prior.npz\n', 'prior', '/nonexistent/prior.npz: file not found'),
     ('css:\n  weights: /nonexistent/css.pt\n', 'css.weights', '/nonexistent/css.pt: file not found'),
     ('shape:\n  deepsdf: no_such.pt\n', 'shape.deepsdf', 'no_such.pt: file not found'),
+    # YAML keeps the last of two equal keys without a word: the first one was silently dropped
+    ('seed: 1\nseed: 2\n', 'seed', r'given twice \(line [25]\)'),
+    ('fit:\n  iterations: 10\n  iterations: 20\n', 'iterations', r'given twice \(line [36]\)'),
 ]
 
 
