@@ -74,7 +74,8 @@ def main(argv=None) -> int:
         cfg = load_config(args.config)
         if args.prior:
             cfg.prior = args.prior
-        frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
+        # each frame once ('a,a' labelled it twice and counted it twice)
+        frames = list(dict.fromkeys(f.strip() for f in args.frames.split(',') if f.strip())) or None
         # the inputs and the output folder are checked before the models load (tens of seconds)
         fids = preflight(args.data, frames, args.masks)
         if args.stats and output_file_problem(args.stats):
