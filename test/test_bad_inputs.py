@@ -323,6 +323,8 @@ ROWS = [
         '--max-frames -1: must be >= 1'),
     Row('max_frames_zero', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--max-frames', '0'), []), 2,
         '--max-frames 0: must be >= 1'),
+    Row('start_after_the_drive', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--start', '100'), []), 2,
+        f"no frame in the window --start 100 s (the input's {N_FRAMES} frames span 0.2 s)"),
     Row('ray_unreachable', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--ray', '127.0.0.1:9'), []), 2,
         '--ray 127.0.0.1:9'),
     Row('yaml_tag_in_config', 'bag', lambda w, t: (_bag_args(w, t / 'out', cfg=_yaml_tag_config(t)), []),
