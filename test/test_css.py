@@ -268,10 +268,14 @@ def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp
     cases = ((['--out', str(tmp_path / 'a_file' / 'css.pt')], 'lies under the file'),
              (['--out', str(tmp_path)], 'is a folder'),
              (['--out', pt, '--init', str(tmp_path / 'w.pt')], 'not CSS network weights'),
-             (['--out', pt, '--init', str(tmp_path / 'nope.pt')], 'nope.pt: no such file'))
+             (['--out', pt, '--init', str(tmp_path / 'nope.pt')], 'nope.pt: no such file'),
+             (['--out', pt, '--steps', '0'], '--steps 0: must be >= 1'),
+             (['--out', pt, '--batch', '0'], '--batch 0: must be >= 1'),
+             (['--out', pt, '--frames', '0'], '--frames 0: must be >= 1'),
+             (['--out', pt, '--lr', '-1'], '--lr -1'))
     short = ['--frames', '1', '--heldout', '0', '--steps', '1', '--data', str(tmp_path / 'd')]
     for argv, fragment in cases:
-        assert main(argv + short) == 2
+        assert main(short + argv) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and err.startswith('autolabel-train-css: error: ') and fragment in err, err
     assert (tmp_path / 'a_file').read_text() == 'user data\n'

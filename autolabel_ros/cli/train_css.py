@@ -39,6 +39,12 @@ def main(argv=None) -> int:
                     help='draw fronts, rears and side views equally often (default: uniformly)')
     a = ap.parse_args(argv)
     out = Path(a.out)
+    for flag, v, lo in (('--frames', a.frames, 1), ('--steps', a.steps, 1), ('--batch', a.batch, 1),
+                        ('--heldout', a.heldout, 0), ('--threads', a.threads, 1)):
+        if v < lo:    # 0 frames was a traceback, 0 steps or a batch of 0 wrote untrained weights with exit 0
+            return _fail(f'{flag} {v}: must be >= {lo}')
+    if not a.lr > 0 or not a.minutes > 0:
+        return _fail(f'--lr {a.lr:g} and --minutes {a.minutes:g}: must be > 0')
     # the output and the starting weights are checked here, not after minutes of training
     problem = output_file_problem(out)
     if problem:
