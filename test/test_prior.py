@@ -179,6 +179,10 @@ def test_cli_errors_and_build(tmp_path, capsys):
         assert main(['--procedural', '40', '--out', str(bad), '--no-progress']) == 2
         assert fragment in capsys.readouterr().err and time.process_time() - t0 < 1.0
     assert (tmp_path / 'a_file').read_text() == 'user data\n'
+    for flag, bad in (('--truncation', '0'), ('--truncation', '-1'), ('--seed-start', '-5')):
+        assert main(['--procedural', '3', '--out', str(tmp_path / 'q.npz'), '--components', '2',
+                     '--resolution', '24,12,12', flag, bad, '--no-progress']) == 2
+        assert f'{flag} {bad}: must be' in capsys.readouterr().err and not (tmp_path / 'q.npz').exists()
     # cars that do not fit the grid box: a clear error, exit 2
     assert main(['--procedural', '3', '--out', str(out), '--extent', '1,1,1', '--no-progress']) == 2
     # as a console process: a one-line error and exit status 2

@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     progress = not args.no_progress
+    # a truncation <= 0 wrote an all-zero prior (explained variance 0.000) with exit 0
+    for flag, v, ok, what in (('--truncation', args.truncation, args.truncation > 0, '> 0'),
+                              ('--seed-start', args.seed_start, args.seed_start >= 0, '>= 0'),
+                              ('--components', args.components, args.components >= 1, '>= 1')):
+        if not ok:
+            print(f'autolabel-build-prior: error: {flag} {v:g}: must be {what}', file=sys.stderr)
+            return 2
     problem = output_file_problem(args.out)     # here, not after the meshes' SDFs (minutes)
     if problem:
         print(f'autolabel-build-prior: error: --out {args.out}: {problem}', file=sys.stderr)
