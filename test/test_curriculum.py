@@ -130,7 +130,7 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, '1.5']) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err
-    for flag, bad in (('--min-track', '1'),):
+    for flag, bad in (('--min-track', '1'), ('--batch', '0'), ('--lr', '0'), ('--sim-frames', '-1')):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, bad]) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err

@@ -108,6 +108,12 @@ def main(argv=None) -> int:
             return _fail(f'{name}: {v} must lie in [0, 1]')
     if a.loops < 1 or a.steps < 1 or a.min_track < 2:
         return _fail('--loops and --steps must be >= 1, --min-track >= 2')
+    for flag, v, lo in (('--batch', a.batch, 1), ('--threads', a.threads, 1),
+                        ('--sim-frames', a.sim_frames, 0), ('--max-frames', a.max_frames, 0)):
+        if v < lo:    # --batch 0 fine-tuned on nothing: NaN losses, weights written, exit 0
+            return _fail(f'{flag} {v}: must be >= {lo}')
+    if not a.lr > 0:
+        return _fail(f'--lr {a.lr:g}: must be > 0')
     import torch
 
     from autolabel_ros.cli.kitti import preflight
