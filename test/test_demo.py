@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from test_bag_fixtures import fast_config
 
 from autolabel_ros.cli.demo import main
@@ -23,6 +25,13 @@ def test_demo_simulates_labels_and_scores(tmp_path, capsys):
     # a second run reuses the drive and the finished frame
     assert main(['--dir', str(tmp_path / 'demo'), '--frames', '1', '--config', str(cfg)]) == 0
     assert 'reusing the simulated drive' in capsys.readouterr().out
+    # a bad --frames is refused before the drive is replaced
+    images = tmp_path / 'demo' / 'sim' / 'kitti' / 'training' / 'image_2'
+    drive = sorted(p.name for p in images.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main(['--dir', str(tmp_path / 'demo'), '--frames', '0'])
+    assert e.value.code == 2 and '--frames 0' in capsys.readouterr().err
+    assert sorted(p.name for p in images.iterdir()) == drive
     summary = json.loads((tmp_path / 'demo' / 'labels' / 'report' / 'summary.json').read_text())
     assert summary['run']['resumed_frames'] == 1
 

@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     p.add_argument('--workers', type=int, default=1, help='worker processes of the bag tool')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     a = p.parse_args(argv)
+    if a.frames < 1 or a.workers < 1:    # before the drive of an earlier run is replaced
+        p.error(f'--frames {a.frames} and --workers {a.workers}: must be >= 1')
     root = Path(a.dir).expanduser()
     sim_dir, out = root / 'sim', root / 'labels'
     rc = _simulate(sim_dir, a.frames, a.seed)
