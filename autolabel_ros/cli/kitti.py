@@ -22,7 +22,7 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
     """The frame ids to label, after reading every calibration and label file and, for ``masks='gt'``,
     finding every oracle mask (cheap, and a bad one fails here, naming the file and line, rather than
     after the models have loaded)."""
-    from autolabel_ros.io.kitti import KittiObjectDataset
+    from autolabel_ros.io.kitti import KittiFormatError, KittiObjectDataset
 
     ds = KittiObjectDataset(data)
     fids = ds.frame_ids if not frames else [f.strip() for f in frames if f.strip()]
@@ -33,6 +33,10 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
         ds.calib(fid)
         if (ds.root / 'label_2').is_dir():
             ds.labels(fid)
+        for path, what in ((ds.root / 'image_2' / f'{fid}.png', 'image'),
+                           (ds.root / 'velodyne' / f'{fid}.bin', 'velodyne file')):
+            if not path.is_file():     # found here, not after hours of labelling the frames before it
+                raise KittiFormatError(f'{path}: {what} not found')
         mask = ds.root / 'instance_2' / f'{fid}.png'
         if masks == 'gt' and not mask.is_file():
             raise FileNotFoundError(f'{mask}: oracle instance mask not found (needed by --masks gt; '
