@@ -585,6 +585,8 @@ def load_config(path: str | Path | None) -> AutolabelConfig:
         raise ConfigError(f'{p}: config file not found')
     try:
         data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f'{p}: not a text file (byte {e.start} is not UTF-8)') from None
     except yaml.YAMLError as e:
         raise ConfigError(f'{p}: not valid YAML: {" ".join(str(e).split())}') from None
     except ConfigError as e:

@@ -243,6 +243,14 @@ def _check_overwrite(world, tmp, text):
     assert snapshot(out / 'kitti' / 'label_2') == labels      # its own files replaced by the same
 
 
+BINARY = b'\xff\xfe\x00\x01' * 16       # never UTF-8
+
+
+def _binary(path):
+    path.write_bytes(BINARY)
+    return path
+
+
 def _garbage(path):
     path.write_bytes(b'#ROSBAG V2.0\n garbage')
     return path
@@ -379,6 +387,17 @@ ROWS = [
         lambda w, t: ([str(kitti_copy(w, t, lambda kd: (kd / 'label_2' / '000001.txt').write_text(
             'Car 0.00 0 0.0 10 20\n')) / 'label_2'), str(w['kitti'] / 'label_2')], [t / 'kitti_in']),
         2, '000001.txt:1: expected 15 or 16 columns'),
+    # binary files where text is expected (a scan or image saved under the wrong name): not a traceback
+    Row('binary_label_file', 'eval',
+        lambda w, t: ([str(kitti_copy(w, t, lambda kd: (kd / 'label_2' / '000001.txt').write_bytes(BINARY))
+                           / 'label_2'), str(w['kitti'] / 'label_2')], [t / 'kitti_in']),
+        2, '000001.txt: not a text file'),
+    Row('binary_calib_file', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', '--calib', str(_binary(t / 'calib.txt'))), [t / 'calib.txt']),
+        2, 'calib.txt: not a text file'),
+    Row('binary_config_file', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', cfg=_binary(t / 'c.yaml')), [t / 'c.yaml']), 2,
+        'c.yaml: not a text file'),
     Row('truncated_velodyne_bin', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', prompts='gt', bag=kitti_copy(
             w, t, lambda kd: (kd / 'velodyne' / '000001.bin').write_bytes(b'\0' * 30))), [t / 'kitti_in']),
