@@ -141,6 +141,7 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     ev = str(tmp_path / 'd' / 'kitti' / 'training')
     (tmp_path / 'w.pt').write_bytes(b'not a checkpoint' * 8)
     for extra, fragment in ((['--eval', ev, '--eval-frames', '000007'], 'frames not found: 000007'),
+                            (['--eval-frames', '000000'], '--eval-frames 000000: needs --eval'),
                             (['--init', str(tmp_path / 'w.pt')], 'w.pt: not CSS network weights')):
         assert main(['--logs', ev, '--out', str(tmp_path / 'run'), *extra]) == 2
         err = capsys.readouterr().err.strip()

@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     for p in a.logs:
         if not Path(p).exists():
             return _fail(f'--logs: {p}: no such file or folder')
+    if a.eval_frames and not a.eval:     # it was ignored without a word
+        return _fail(f'--eval-frames {a.eval_frames}: needs --eval (the labelled frames to score on)')
     if a.eval and not (Path(a.eval) / 'label_2').is_dir():
         return _fail(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)')
     try:
