@@ -269,6 +269,7 @@ def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp
              (['--out', str(tmp_path)], 'is a folder'),
              (['--out', pt, '--init', str(tmp_path / 'w.pt')], 'not CSS network weights'),
              (['--out', pt, '--init', str(tmp_path / 'nope.pt')], 'nope.pt: no such file'),
+             (['--out', str(tmp_path / 'w.json')], 'would be one file'),
              (['--out', pt, '--steps', '0'], '--steps 0: must be >= 1'),
              (['--out', pt, '--batch', '0'], '--batch 0: must be >= 1'),
              (['--out', pt, '--frames', '0'], '--frames 0: must be >= 1'),

@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     problem = output_file_problem(out)
     if problem:
         return _fail(f'--out {out}: {problem}')
+    if out.suffix == '.json':    # the report <out>.json would overwrite the weights just written
+        return _fail(f'--out {out}: the weights and their report (<out>.json) would be one file; '
+                     'give a .pt name')
     if a.init and weights_error(a.init):
         return _fail(f'--init: {weights_error(a.init)}')
     import torch
