@@ -661,6 +661,13 @@ def test_help_describes_the_command_in_whole_plain_sentences(module, capsys):
     with pytest.raises(SystemExit) as e:
         importlib.import_module(f'autolabel_ros.cli.{module}').main(['--help'])
     assert e.value.code == 0
-    text = capsys.readouterr().out.split('\n\n')[1]          # usage, description, options
+    out = capsys.readouterr().out
+    text = out.split('\n\n')[1]          # usage, description, options
     assert text.rstrip().endswith('.') and len(text) > 30, text
     assert '``' not in text and ':func:' not in text and not text.startswith('autolabel-'), text
+    # every option says what it does: text beside it, or on the deeper-indented line below it
+    lines = out.split('options:')[1].splitlines()
+    bare = [ln.strip() for i, ln in enumerate(lines) if ln.startswith('  -')
+            and len(re.split(r'\s{2,}', ln.strip())) == 1
+            and not (i + 1 < len(lines) and re.match(r'\s{10,}[^\s-]', lines[i + 1]))]
+    assert not bare, f'options without help: {bare}'

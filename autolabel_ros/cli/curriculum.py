@@ -31,13 +31,13 @@ def main(argv=None) -> int:
     ap.add_argument('--eval', default='', help='labelled frames (KITTI object layout with label_2/) to score '
                     'each loop on')
     ap.add_argument('--eval-frames', default='', help='comma-separated frame ids of --eval (default: all)')
-    ap.add_argument('--loops', type=int, default=2)
+    ap.add_argument('--loops', type=int, default=2, help='autolabel + fine-tune loops (default 2)')
     ap.add_argument('--levels', default='easy,moderate', help='difficulty per loop, the last one repeating')
     ap.add_argument('--steps', type=int, default=150, help='fine-tuning steps per loop')
     ap.add_argument('--lr', type=float, default=1e-4,
                     help='fine-tuning learning rate (1e-3 lost ~11 points AP3D@0.7 at loop 1; 1e-4 beat 3e-4 '
                     'at both loops)')
-    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--batch', type=int, default=32, help='samples per fine-tuning step (default 32)')
     ap.add_argument('--sim-frames', type=int, default=40,
                     help='simulator frames of ground-truth NOCS mixed in')
     ap.add_argument('--max-frames', type=int, default=0, help='frames per log (0 = all)')
@@ -60,8 +60,9 @@ def main(argv=None) -> int:
                     help='the pseudo-labeler (slf: headings that do not come from the network being trained)')
     ap.add_argument('--init', default='', help='starting weights (default: the packaged simulator weights)')
     ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
-    ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
+    ap.add_argument('--seed', type=int, default=0,
+                    help='seed of the sample draws and of the fine-tuning unless --train-seed (default 0)')
     ap.add_argument('--train-seed', type=int, default=None,
                     help='fine-tuning seed (default: --seed); rerun a folder with another to measure '
                     'its noise')

@@ -48,8 +48,8 @@ def _simulate(sim_dir: Path, frames: int, seed: int) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-demo', description=description(__doc__))
     p.add_argument('--dir', required=True, help='working folder (drive, labels, report)')
-    p.add_argument('--frames', type=int, default=20)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--frames', type=int, default=20, help='frames of the simulated drive (default 20)')
+    p.add_argument('--seed', type=int, default=0, help='scene seed of the drive (default 0)')
     p.add_argument('--workers', type=int, default=1, help='worker processes of the bag tool')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     a = p.parse_args(argv)

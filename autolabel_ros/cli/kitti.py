@@ -50,7 +50,8 @@ def main(argv=None) -> int:
                    help='KITTI object split folder (image_2, velodyne, calib, label_2)')
     add_output_args(p, 'output folder for the predicted label_2 files',
                     'only <frame>.txt files of the frames labelled')
-    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'))
+    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'),
+                   help="label_2's 2D boxes (default) or 3 seeded random clicks inside each")
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')
     p.add_argument('--stats', default=None, help='write timings and per-instance metrics as JSON here')
