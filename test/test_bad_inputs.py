@@ -652,14 +652,15 @@ def test_prompt_screening_reasons_and_cap():
     assert [(d.id, d.reason) for d in dropped] == [(0, 'over_cap'), (2, 'over_cap'), (9, 'outside_image')]
 
 
-@pytest.mark.parametrize('module', ['sim', 'kitti', 'eval', 'bag', 'build_prior', 'train_css', 'curriculum',
-                                    'demo'])
+@pytest.mark.parametrize('module', ['sim', 'kitti', 'eval', 'bag', 'bag import-kitti-raw', 'build_prior',
+                                    'train_css', 'curriculum', 'demo'])
 def test_help_describes_the_command_in_whole_plain_sentences(module, capsys):
     """The description under ``usage:`` is the docstring's first paragraph: complete (it was cut at the
     docstring's first line break) and without reST markup (``x``, :func:)."""
     import importlib
     with pytest.raises(SystemExit) as e:
-        importlib.import_module(f'autolabel_ros.cli.{module}').main(['--help'])
+        module, *sub = module.split()
+        importlib.import_module(f'autolabel_ros.cli.{module}').main(sub + ['--help'])
     assert e.value.code == 0
     out = capsys.readouterr().out
     text = out.split('\n\n')[1]          # usage, description, options

@@ -91,7 +91,8 @@ def _import_parser() -> argparse.ArgumentParser:
                                             "simulator's topics.")
     p.add_argument('drive', help='folder with image_02/data, velodyne_points/data (+ calib.txt)')
     p.add_argument('--out', required=True, help='rosbag2 folder to create')
-    p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'))
+    p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'),
+                   help='rosbag2 storage plugin (default mcap)')
     p.add_argument('--calib', help='calib file (object-benchmark format) if not DRIVE/calib.txt')
     p.add_argument('--rate', type=float, default=10.0, help='frame rate for synthesized stamps (Hz)')
     p.add_argument('--start-time', type=float,
