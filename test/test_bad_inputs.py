@@ -251,6 +251,12 @@ def _binary(path):
     return path
 
 
+def _users_occupancy(tmp):
+    (tmp / 'mine' / 'occupancy').mkdir(parents=True)
+    (tmp / 'mine' / 'occupancy' / 'notes.txt').write_text('my grids\n')
+    return tmp / 'mine'
+
+
 def _garbage(path):
     path.write_bytes(b'#ROSBAG V2.0\n garbage')
     return path
@@ -287,6 +293,10 @@ ROWS = [
         2, 'holds the output of autolabel-sim'),
     Row('overwrite_writes_beside_user_files', 'bag', _user_outdir_with_overwrite, 0, 'frames labelled',
         _check_overwrite),
+    Row('users_folder_named_like_an_output_is_not_listed_as_one', 'bag',
+        lambda w, t: (_bag_args(w, _users_occupancy(t), '--overwrite', '--max-frames', '1'), [t / 'mine']), 0,
+        'outputs in', lambda w, t, text: 'occupancy/' not in next(
+            ln for ln in text.splitlines() if ln.startswith('outputs in')) or pytest.fail(text)),
     Row('kitti_out_is_users_folder', 'kitti',
         lambda w, t: (['--data', str(w['kitti']), '--out', str(w['kitti'] / 'label_2')], [w['kitti']]),
         2, 'was not written by autolabel-kitti'),

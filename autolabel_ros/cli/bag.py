@@ -238,9 +238,11 @@ def _label_main(argv) -> int:
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')
+    from autolabel_ros.io.outdir import own_files
+    own = own_files(a.out)        # this run's files: a user's folder of the same name is not an output
     names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json',
                          'report/tracks_bev.png', 'occupancy/', 'report/occupancy_bev.png')
-             if (Path(a.out) / n.rstrip('/')).exists()]
+             if any(f == n or f.startswith(n.rstrip('/') + '/') for f in own)]
     print(f"outputs in {a.out}: {', '.join(names)}")
     if fr['labelled'] == 0:
         failed = fr.get('failed_frames') or [{}]
