@@ -257,6 +257,12 @@ def _users_occupancy(tmp):
     return tmp / 'mine'
 
 
+def _broken_metadata(world, tmp):
+    bag = shutil.copytree(world['bag'], tmp / 'drive.bag')
+    (bag / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    return bag
+
+
 def _garbage(path):
     path.write_bytes(b'#ROSBAG V2.0\n garbage')
     return path
@@ -415,6 +421,10 @@ ROWS = [
     # --- bags
     Row('corrupt_bag', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=_garbage(t / 'bad.bag')), []), 2, 'bad.bag'),
+    Row('corrupt_bag_metadata', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', bag=_broken_metadata(w, t)), []), 2, 'Could not load YAML',
+        lambda w, t, text: 'line 2' in next(ln for ln in text.splitlines() if 'Could not load YAML' in ln)
+        or pytest.fail(text)),
     Row('missing_topic', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--image-topic', '/nope'), []), 2,
         "'/nope' not in the bag"),
     Row('missing_tf', 'bag',

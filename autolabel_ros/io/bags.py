@@ -184,7 +184,8 @@ def open_reader(path):
         reader = AnyReader([p], default_typestore=get_typestore())
         reader.open()
     except Exception as e:   # rosbags raises several unrelated types for unreadable inputs
-        raise BagError(f'{p}: cannot open as a rosbag2 folder or ROS 1 .bag: {e}') from None
+        why = ' '.join(str(e).split())      # one line: rosbags' YAML errors span several
+        raise BagError(f'{p}: cannot open as a rosbag2 folder or ROS 1 .bag: {why}') from None
     return reader
 
 
