@@ -554,6 +554,26 @@ def from_dict(data: dict | None) -> AutolabelConfig:
     return _build(AutolabelConfig, data or {}, '')
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (YAML silently keeps the last)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)):
+            continue      # an unhashable key: SafeLoader's own error follows
+        if key in seen:
+            raise ConfigError(f'{key}: given twice (line {key_node.start_mark.line + 1}); the first value '
+                              'would be ignored')
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_config(path: str | Path | None) -> AutolabelConfig:
     """Load a YAML file; None gives the defaults. Accepts the ROS params layout
     (``/**: ros__parameters: {...}``) as well, so one file serves nodes and CLIs. Errors read
@@ -564,13 +584,38 @@ def load_config(path: str | Path | None) -> AutolabelConfig:
     if not p.is_file():
         raise ConfigError(f'{p}: config file not found')
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f'{p}: not a text file (byte {e.start} is not UTF-8)') from None
     except yaml.YAMLError as e:
         raise ConfigError(f'{p}: not valid YAML: {" ".join(str(e).split())}') from None
-    try:
-        return from_dict(_strip_ros_layout(data))
     except ConfigError as e:
         raise ConfigError(f'{p}: {e}') from None
+    try:
+        cfg = from_dict(_strip_ros_layout(data))
+        check_files_and_device(cfg)
+    except ConfigError as e:
+        raise ConfigError(f'{p}: {e}') from None
+    return cfg
+
+
+# keys naming a file the pipeline loads ('' and 'default': the packaged one)
+FILE_KEYS = ('prior', 'shape.deepsdf', 'css.weights', 'segmenter.checkpoint')
+
+
+def check_files_and_device(cfg: AutolabelConfig) -> None:
+    """A config file's missing file or unknown device is one error when the file is read, not a
+    failure of every frame once the models load."""
+    for key in FILE_KEYS:
+        value = cfg
+        for part in key.split('.'):
+            value = getattr(value, part)
+        if value not in ('', 'default') and not Path(value).is_file():
+            raise ConfigError(f'{key}: {value}: file not found')
+    dev = cfg.device.strip().lower()
+    head, _, index = dev.partition(':')
+    if not (dev in ('auto', 'cpu', 'cuda') or (head == 'cuda' and index.isdigit())):
+        raise ConfigError(f'device: got {cfg.device!r}; allowed: auto, cpu, cuda or cuda:N')
 
 
 def _strip_ros_layout(data):

@@ -15,7 +15,8 @@ import numpy as np
 
 def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
     import cv2
-    inst = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    # OpenCV would print its own warning for a missing file before this error
+    inst = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if Path(path).is_file() else None
     if inst is None:
         raise FileNotFoundError(f'{path}: oracle instance mask not found (needed by --masks gt)')
     if inst.shape[:2] != tuple(shape):

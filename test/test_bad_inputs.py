@@ -243,6 +243,26 @@ def _check_overwrite(world, tmp, text):
     assert snapshot(out / 'kitti' / 'label_2') == labels      # its own files replaced by the same
 
 
+BINARY = b'\xff\xfe\x00\x01' * 16       # never UTF-8
+
+
+def _binary(path):
+    path.write_bytes(BINARY)
+    return path
+
+
+def _users_occupancy(tmp):
+    (tmp / 'mine' / 'occupancy').mkdir(parents=True)
+    (tmp / 'mine' / 'occupancy' / 'notes.txt').write_text('my grids\n')
+    return tmp / 'mine'
+
+
+def _broken_metadata(world, tmp):
+    bag = shutil.copytree(world['bag'], tmp / 'drive.bag')
+    (bag / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    return bag
+
+
 def _garbage(path):
     path.write_bytes(b'#ROSBAG V2.0\n garbage')
     return path
@@ -279,12 +299,42 @@ ROWS = [
         2, 'holds the output of autolabel-sim'),
     Row('overwrite_writes_beside_user_files', 'bag', _user_outdir_with_overwrite, 0, 'frames labelled',
         _check_overwrite),
+    Row('users_folder_named_like_an_output_is_not_listed_as_one', 'bag',
+        lambda w, t: (_bag_args(w, _users_occupancy(t), '--overwrite', '--max-frames', '1'), [t / 'mine']), 0,
+        'outputs in', lambda w, t, text: 'occupancy/' not in next(
+            ln for ln in text.splitlines() if ln.startswith('outputs in')) or pytest.fail(text)),
     Row('kitti_out_is_users_folder', 'kitti',
         lambda w, t: (['--data', str(w['kitti']), '--out', str(w['kitti'] / 'label_2')], [w['kitti']]),
         2, 'was not written by autolabel-kitti'),
     Row('sim_out_is_users_folder', 'sim',
         lambda w, t: (['--out', str(w['kitti']), '--frames', '1', '--quiet'], [w['kitti']]),
         2, 'was not written by autolabel-sim'),
+    Row('kitti_masks_gt_without_instance_masks', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--masks', 'gt', '--quiet'],
+                      [w['kitti']]), 2, 'instance_2/000000.png: oracle instance mask not found',
+        lambda w, t, text: not (t / 'out').exists() or pytest.fail('--out created before the check')),
+    Row('kitti_frame_named_twice_is_labelled_once', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--frames', '000001,000001',
+                       '--config', str(w['cfg']), '--stats', str(t / 's.json'), '--quiet'], [w['kitti']]),
+        0, 'in 1 frames',
+        lambda w, t, text: len(json.loads((t / 's.json').read_text())['frames']) == 1 or pytest.fail(text)),
+    Row('kitti_scan_missing', 'kitti',
+        lambda w, t: (['--data', str(kitti_copy(w, t, lambda kd: (kd / 'velodyne' / '000001.bin').unlink())),
+                       '--out', str(t / 'out'), '--quiet'], [t / 'kitti_in']),
+        2, 'velodyne/000001.bin: velodyne file not found',
+        lambda w, t, text: not (t / 'out').exists() or pytest.fail('frames labelled before the check')),
+    Row('kitti_stats_is_a_folder', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--stats', str(w['kitti'])],
+                      [w['kitti']]), 2, '--stats', lambda w, t, text: 'is a folder' in text),
+    Row('kitti_stats_under_a_file', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--stats',
+                       str(_file_at(t) / 'stats.json')], [t / 'a_file']), 2, 'lies under the file'),
+    *[Row(f'sim_{flag[2:]}_{bad}', 'sim',
+          lambda w, t, flag=flag, bad=bad: (['--out', str(t / 'out'), '--frames', '1', '--quiet', flag, bad],
+                                            []),
+          2, f'{flag} {bad}: must',
+          lambda w, t, text: not (t / 'out').exists() or pytest.fail('--out created before the check'))
+      for flag, bad in (('--cars', '-3'), ('--seed', '-1'), ('--azimuth-step', '5'))],
     # --- --out unusable (checked before any model loads)
     Row('out_is_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t)), [t / 'a_file']), 2, 'is a file'),
     Row('out_under_a_file', 'bag', lambda w, t: (_bag_args(w, _file_at(t) / 'sub'), [t / 'a_file']), 2,
@@ -302,6 +352,8 @@ ROWS = [
         '--max-frames -1: must be >= 1'),
     Row('max_frames_zero', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--max-frames', '0'), []), 2,
         '--max-frames 0: must be >= 1'),
+    Row('start_after_the_drive', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--start', '100'), []), 2,
+        f"no frame in the window --start 100 s (the input's {N_FRAMES} frames span 0.2 s)"),
     Row('ray_unreachable', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--ray', '127.0.0.1:9'), []), 2,
         '--ray 127.0.0.1:9'),
     Row('yaml_tag_in_config', 'bag', lambda w, t: (_bag_args(w, t / 'out', cfg=_yaml_tag_config(t)), []),
@@ -317,7 +369,7 @@ ROWS = [
     Row('image_size_differs_from_calibration_kitti', 'kitti',
         lambda w, t: (['--data', str(kitti_copy(w, t, lambda kd: __import__('PIL.Image').Image.new(
             'RGB', (100, 30)).save(kd / 'image_2' / '000000.png'))), '--out', str(t / 'out'),
-            '--masks', 'gt', '--quiet'], [t / 'kitti_in']),
+            '--config', str(w['cfg']), '--quiet'], [t / 'kitti_in']),
         2, 'image 100x30 does not match the calibration'),
     Row('image_size_differs_from_camera_info', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=custom_bag(t / 'b.bag', info_size=(1242, 375))), []), 1,
@@ -351,6 +403,17 @@ ROWS = [
         lambda w, t: ([str(kitti_copy(w, t, lambda kd: (kd / 'label_2' / '000001.txt').write_text(
             'Car 0.00 0 0.0 10 20\n')) / 'label_2'), str(w['kitti'] / 'label_2')], [t / 'kitti_in']),
         2, '000001.txt:1: expected 15 or 16 columns'),
+    # binary files where text is expected (a scan or image saved under the wrong name): not a traceback
+    Row('binary_label_file', 'eval',
+        lambda w, t: ([str(kitti_copy(w, t, lambda kd: (kd / 'label_2' / '000001.txt').write_bytes(BINARY))
+                           / 'label_2'), str(w['kitti'] / 'label_2')], [t / 'kitti_in']),
+        2, '000001.txt: not a text file'),
+    Row('binary_calib_file', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', '--calib', str(_binary(t / 'calib.txt'))), [t / 'calib.txt']),
+        2, 'calib.txt: not a text file'),
+    Row('binary_config_file', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', cfg=_binary(t / 'c.yaml')), [t / 'c.yaml']), 2,
+        'c.yaml: not a text file'),
     Row('truncated_velodyne_bin', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', prompts='gt', bag=kitti_copy(
             w, t, lambda kd: (kd / 'velodyne' / '000001.bin').write_bytes(b'\0' * 30))), [t / 'kitti_in']),
@@ -358,6 +421,10 @@ ROWS = [
     # --- bags
     Row('corrupt_bag', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=_garbage(t / 'bad.bag')), []), 2, 'bad.bag'),
+    Row('corrupt_bag_metadata', 'bag',
+        lambda w, t: (_bag_args(w, t / 'out', bag=_broken_metadata(w, t)), []), 2, 'Could not load YAML',
+        lambda w, t, text: 'line 2' in next(ln for ln in text.splitlines() if 'Could not load YAML' in ln)
+        or pytest.fail(text)),
     Row('missing_topic', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--image-topic', '/nope'), []), 2,
         "'/nope' not in the bag"),
     Row('missing_tf', 'bag',
@@ -603,3 +670,25 @@ def test_prompt_screening_reasons_and_cap():
     kept, dropped = screen_prompts(ps, 100, 50, max_prompts=2)
     assert [p.id for p in kept] == [1, 3]              # highest scores, input order kept
     assert [(d.id, d.reason) for d in dropped] == [(0, 'over_cap'), (2, 'over_cap'), (9, 'outside_image')]
+
+
+@pytest.mark.parametrize('module', ['sim', 'kitti', 'eval', 'bag', 'bag import-kitti-raw', 'build_prior',
+                                    'train_css', 'curriculum', 'demo'])
+def test_help_describes_the_command_in_whole_plain_sentences(module, capsys):
+    """The description under ``usage:`` is the docstring's first paragraph: complete (it was cut at the
+    docstring's first line break) and without reST markup (``x``, :func:)."""
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        module, *sub = module.split()
+        importlib.import_module(f'autolabel_ros.cli.{module}').main(sub + ['--help'])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    text = out.split('\n\n')[1]          # usage, description, options
+    assert text.rstrip().endswith('.') and len(text) > 30, text
+    assert '``' not in text and ':func:' not in text and not text.startswith('autolabel-'), text
+    # every option says what it does: text beside it, or on the deeper-indented line below it
+    lines = out.split('options:')[1].splitlines()
+    bare = [ln.strip() for i, ln in enumerate(lines) if ln.startswith('  -')
+            and len(re.split(r'\s{2,}', ln.strip())) == 1
+            and not (i + 1 < len(lines) and re.match(r'\s{10,}[^\s-]', lines[i + 1]))]
+    assert not bare, f'options without help: {bare}'

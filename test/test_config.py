@@ -52,7 +52,24 @@ BAD_VALUES = [
     ('device: 3\n', 'device', 'allowed: a string'),
     ('fitt:\n  iterations: 3\n', 'fitt', 'unknown key; known keys: device, prior, seed, .*segmenter'),
     ('fit: 3\n', 'fit', 'expected a mapping of keys'),
+    # checked when the file is read (each frame failed once the models loaded: exit 1, not 2)
+    ('device: tpu\n', 'device', "got 'tpu'; allowed: auto, cpu, cuda or cuda:N"),
+    ('device: cuda:x\n', 'device', "got 'cuda:x'; allowed: auto, cpu, cuda or cuda:N"),
+    ('prior: /nonexistent/prior.npz\n', 'prior', '/nonexistent/prior.npz: file not found'),
+    ('css:\n  weights: /nonexistent/css.pt\n', 'css.weights', '/nonexistent/css.pt: file not found'),
+    ('shape:\n  deepsdf: no_such.pt\n', 'shape.deepsdf', 'no_such.pt: file not found'),
+    # YAML keeps the last of two equal keys without a word: the first one was silently dropped
+    ('seed: 1\nseed: 2\n', 'seed', r'given twice \(line [25]\)'),
+    ('fit:\n  iterations: 10\n  iterations: 20\n', 'iterations', r'given twice \(line [36]\)'),
 ]
+
+
+def test_named_files_that_exist_and_device_spellings_are_accepted(tmp_path):
+    (tmp_path / 'p.npz').write_bytes(b'x')
+    for text in (f'prior: {tmp_path / "p.npz"}\n', 'prior: default\n', 'device: CUDA:1\n', 'device: cpu\n',
+                 "css:\n  weights: ''\n"):
+        (tmp_path / 'c.yaml').write_text(text)
+        load_config(tmp_path / 'c.yaml')
 
 
 def _ros_layout(plain: str) -> str:

@@ -258,3 +258,26 @@ def test_embedding_head_reads_the_window_of_the_object(tmp_path):
         n2, _ = back(x)
     assert n1.shape == (3, 3, 8, 8) and d1.shape == (3, 3)
     assert torch.allclose(n1, n2) and float(n1.min()) >= 0 and float(n1.max()) <= 1
+
+
+def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp_path, capsys):
+    from autolabel_ros.cli.train_css import main
+    (tmp_path / 'a_file').write_text('user data\n')
+    (tmp_path / 'w.pt').write_bytes(b'not a checkpoint' * 8)
+    pt = str(tmp_path / 'css.pt')
+    cases = ((['--out', str(tmp_path / 'a_file' / 'css.pt')], 'lies under the file'),
+             (['--out', str(tmp_path)], 'is a folder'),
+             (['--out', pt, '--init', str(tmp_path / 'w.pt')], 'not CSS network weights'),
+             (['--out', pt, '--init', str(tmp_path / 'nope.pt')], 'nope.pt: no such file'),
+             (['--out', str(tmp_path / 'w.json')], 'would be one file'),
+             (['--out', pt, '--steps', '0'], '--steps 0: must be >= 1'),
+             (['--out', pt, '--batch', '0'], '--batch 0: must be >= 1'),
+             (['--out', pt, '--frames', '0'], '--frames 0: must be >= 1'),
+             (['--out', pt, '--lr', '-1'], '--lr -1'))
+    short = ['--frames', '1', '--heldout', '0', '--steps', '1', '--data', str(tmp_path / 'd')]
+    for argv, fragment in cases:
+        assert main(short + argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and err.startswith('autolabel-train-css: error: ') and fragment in err, err
+    assert (tmp_path / 'a_file').read_text() == 'user data\n'
+    assert not (tmp_path / 'd').exists() and not (tmp_path / 'css.pt').exists()     # nothing was simulated

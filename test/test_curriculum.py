@@ -130,10 +130,22 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, '1.5']) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err
-    for flag, bad in (('--min-track', '1'),):
+    for flag, bad in (('--min-track', '1'), ('--batch', '0'), ('--lr', '0'), ('--sim-frames', '-1')):
         assert main(['--logs', str(tmp_path), '--out', str(tmp_path / 'run'), flag, bad]) == 2
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and flag in err
+    # checked before any labelling: an --eval frame that is not there, --init that is not CSS weights
+    from autolabel_ros.cli.sim import main as sim_main
+    assert sim_main(['--out', str(tmp_path / 'd'), '--frames', '1', '--scale', '0.3', '--beams', '16',
+                     '--no-bag', '--quiet']) == 0
+    ev = str(tmp_path / 'd' / 'kitti' / 'training')
+    (tmp_path / 'w.pt').write_bytes(b'not a checkpoint' * 8)
+    for extra, fragment in ((['--eval', ev, '--eval-frames', '000007'], 'frames not found: 000007'),
+                            (['--eval-frames', '000000'], '--eval-frames 000000: needs --eval'),
+                            (['--init', str(tmp_path / 'w.pt')], 'w.pt: not CSS network weights')):
+        assert main(['--logs', ev, '--out', str(tmp_path / 'run'), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and err.startswith('autolabel-curriculum: error: ') and fragment in err, err
 
 
 def test_mask_cache_persists_and_rejects_a_different_prompt_count(tmp_path):
@@ -442,3 +454,25 @@ def test_each_loop_fine_tunes_from_the_previous_loop_or_from_the_start(tmp_path)
     assert Path(l1p['init']) == DEFAULT_WEIGHTS and Path(l2p['init']) == tmp_path / 'run' / 'loop1' / 'css.pt'
     assert Path(l1i['init']) == DEFAULT_WEIGHTS and Path(l2i['init']) == DEFAULT_WEIGHTS
     assert l1i['train_key'] == l1p['train_key'] and l2i['train_key'] != l2p['train_key']
+
+
+def test_a_simulator_bag_is_a_log_like_its_kitti_folder(tmp_path):
+    """``--logs`` takes rosbag2 recordings: a bag's frame loads as the same frame of the simulator's KITTI
+    folder, and with ``--prompts gt`` its ground-truth 2D box topic gives one prompt per labelled car."""
+    from autolabel_ros.cli.sim import main as sim_main
+    from autolabel_ros.curriculum.loop import CurriculumSettings, pool_sources
+    assert sim_main(['--out', str(tmp_path / 'd'), '--frames', '2', '--seed', '3', '--scale', '0.3',
+                     '--beams', '16', '--no-clutter', '--cars', '3', '--quiet']) == 0
+    st = CurriculumSettings(prompts='gt')
+    logs = [tmp_path / 'd' / 'bag', tmp_path / 'd' / 'kitti' / 'training']
+    (bag, bag_refs), (kit, kit_refs) = pool_sources(logs, st, None)[0]
+    assert len(bag_refs) == len(kit_refs) == 2
+    for br, kr in zip(bag_refs, kit_refs):
+        fb, fk = bag.load(br), kit.load(kr)
+        assert np.array_equal(fb.image, fk.image)
+        assert np.allclose(fb.K, fk.K, atol=1e-6) and np.allclose(fb.T_cam_lidar, fk.T_cam_lidar, atol=1e-6)
+        assert len(fb.points) == len(fk.points) > 100
+        boxes = [sorted(tuple(p.bounding_box()) for p in src.gt_prompts(r))
+                 for src, r in ((bag, br), (kit, kr))]
+        assert len(boxes[0]) == len(boxes[1]) > 0
+        assert np.allclose(boxes[0], boxes[1], atol=0.01)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from test_bag_fixtures import fast_config
 
 from autolabel_ros.cli.demo import main
@@ -23,5 +25,24 @@ def test_demo_simulates_labels_and_scores(tmp_path, capsys):
     # a second run reuses the drive and the finished frame
     assert main(['--dir', str(tmp_path / 'demo'), '--frames', '1', '--config', str(cfg)]) == 0
     assert 'reusing the simulated drive' in capsys.readouterr().out
+    # a bad --frames is refused before the drive is replaced
+    images = tmp_path / 'demo' / 'sim' / 'kitti' / 'training' / 'image_2'
+    drive = sorted(p.name for p in images.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main(['--dir', str(tmp_path / 'demo'), '--frames', '0'])
+    assert e.value.code == 2 and '--frames 0' in capsys.readouterr().err
+    assert sorted(p.name for p in images.iterdir()) == drive
     summary = json.loads((tmp_path / 'demo' / 'labels' / 'report' / 'summary.json').read_text())
     assert summary['run']['resumed_frames'] == 1
+
+
+def test_demo_refuses_a_sim_folder_it_did_not_write_and_deletes_nothing(tmp_path, capsys):
+    user = tmp_path / 'work' / 'sim'
+    user.mkdir(parents=True)
+    (user / 'notes.txt').write_text('my own data\n')
+    assert main(['--dir', str(tmp_path / 'work'), '--frames', '1']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('autolabel-demo: error: ')
+    assert 'not written by autolabel-sim' in err[0]
+    assert (user / 'notes.txt').read_text() == 'my own data\n'
+    assert sorted(p.name for p in user.iterdir()) == ['notes.txt']

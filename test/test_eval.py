@@ -260,6 +260,19 @@ def test_cli_table_and_errors(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and 'nope' in err and 'not found' in err
     assert eval_main([str(gt), str(gt), '--frames', '000009']) == 2
     assert '000009.txt' in capsys.readouterr().err
+    # a frame named twice counts once
+    assert eval_main([str(gt), str(gt), '--frames', '000001,1,000001', '--json']) == 0
+    assert json.loads(capsys.readouterr().out)['n_frames'] == 1
+    # a folder without label files (the bag tool's OUT instead of OUT/kitti/label_2) is an error, not 0 AP
+    (tmp_path / 'out').mkdir()
+    assert eval_main([str(gt), str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'no prediction files' in err and 'out' in err
+    # frames without a prediction file: one warning line, then the table
+    _write(tmp_path / 'part', {'000001': _generated_gt()['000001']})
+    assert eval_main([str(gt), str(tmp_path / 'part')]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('autolabel-eval: warning: ') and 'no prediction file' in err[0]
     # frames without counted ground truth give NaN, printed as n/a and as null in JSON
     assert eval_main([str(gt), str(gt), '--frames', '000002', '--json']) == 0
     out = json.loads(capsys.readouterr().out)

@@ -228,3 +228,13 @@ def test_real_kitti_projection_lands_in_gt_boxes(kitti_training):
             assert abs(proj.alpha - o.alpha) < 0.05
     # the 12 development frames hold 37 Car labels (shared/data/README.md); nearly all carry points
     assert n_cars == 37 and n_seen >= 34, (n_cars, n_seen)
+
+
+def test_a_truncated_scan_is_named_alone(tmp_path):
+    """The error of a bad velodyne file names that file, not the frame's image before it."""
+    _synthetic_frame(tmp_path)
+    (tmp_path / 'velodyne' / '000003.bin').write_bytes(b'\0' * 30)
+    with pytest.raises(KittiFormatError) as e:
+        KittiObjectDataset(tmp_path).load_frame('000003')
+    assert str(e.value).startswith(str(tmp_path / 'velodyne' / '000003.bin') + ': size 30 bytes')
+    assert 'image_2' not in str(e.value)

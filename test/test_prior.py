@@ -1,6 +1,7 @@
 """Shape prior: SDF grids, PCA, persistence, meshing, model loaders (small grids, a few seconds)."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,7 @@ def test_loaders_and_errors(tmp_path):
 
 
 @needs_open3d
-def test_cli_errors_and_build(tmp_path):
+def test_cli_errors_and_build(tmp_path, capsys):
     from autolabel_ros.cli.build_prior import main
     (tmp_path / 'none').mkdir()
     assert main(['--models', str(tmp_path / 'none'), '--out', str(tmp_path / 'p.npz'), '--no-progress']) == 2
@@ -171,6 +172,17 @@ def test_cli_errors_and_build(tmp_path):
                  '--no-progress']) == 0
     prior = ShapePrior.load(out)
     assert 'procedural' in prior.meta['source'] and len(prior.codes) == 3
+    # an --out that cannot be written: one line before any mesh is read
+    (tmp_path / 'a_file').write_text('user data\n')
+    for bad, fragment in ((tmp_path, 'is a folder'), (tmp_path / 'a_file' / 'p.npz', 'lies under the file')):
+        t0 = time.process_time()
+        assert main(['--procedural', '40', '--out', str(bad), '--no-progress']) == 2
+        assert fragment in capsys.readouterr().err and time.process_time() - t0 < 1.0
+    assert (tmp_path / 'a_file').read_text() == 'user data\n'
+    for flag, bad in (('--truncation', '0'), ('--truncation', '-1'), ('--seed-start', '-5')):
+        assert main(['--procedural', '3', '--out', str(tmp_path / 'q.npz'), '--components', '2',
+                     '--resolution', '24,12,12', flag, bad, '--no-progress']) == 2
+        assert f'{flag} {bad}: must be' in capsys.readouterr().err and not (tmp_path / 'q.npz').exists()
     # cars that do not fit the grid box: a clear error, exit 2
     assert main(['--procedural', '3', '--out', str(out), '--extent', '1,1,1', '--no-progress']) == 2
     # as a console process: a one-line error and exit status 2

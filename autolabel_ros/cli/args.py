@@ -14,3 +14,47 @@ def add_output_args(p: argparse.ArgumentParser, what: str, replaced: str) -> Non
     p.add_argument('--overwrite', action='store_true',
                    help=f'write into a non-empty folder the tool did not write ({replaced} are '
                         'replaced, nothing else is deleted)')
+
+
+def weights_error(path) -> str | None:
+    """Why ``path`` cannot be loaded as CSS network weights (checked before the long work starts), or
+    None when it loads."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return f'{path}: no such file'
+    from autolabel_ros.css.train import load_net
+    try:
+        load_net(path)
+    except Exception as exc:   # torch.load raises many kinds (pickle, zip, missing keys); its text is long
+        return f'{path}: not CSS network weights ({type(exc).__name__})'
+    return None
+
+
+def output_file_problem(path) -> str | None:
+    """Why a file cannot be written at ``path`` (a folder there, a file above it, no write permission),
+    or None; checked before the work that makes the file."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        return 'is a folder; give a file name'
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                return f'lies under the file {p}'
+            return None if os.access(p, os.W_OK) else f'cannot write in {p}'
+    return None
+
+
+def description(doc: str) -> str:
+    """A command's ``--help`` description from its module docstring: the first paragraph as plain text,
+    without the usage or name before its first ': ' and without reST markup."""
+    import re
+
+    first = ' '.join(doc.strip().split('\n\n')[0].split())
+    head, sep, rest = first.partition(': ')
+    if sep and (head.startswith('``') or head.startswith('autolabel-')):
+        first = rest
+    return re.sub(r':\w+:`([^`]*)`', r'\1', first).replace('``', '')

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from autolabel_ros.cli.args import add_output_args
+from autolabel_ros.cli.args import add_output_args, description
 from autolabel_ros.cli.entry import EXIT_INTERRUPTED   # Ctrl-C: finished frames are kept, the same
                                                        # command resumes
 
@@ -26,7 +26,7 @@ EXIT_USAGE = 2              # bad input, option, config or output folder; disk f
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='autolabel-bag', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog='autolabel-bag', description=description(__doc__),
                                 epilog='Subcommand: autolabel-bag import-kitti-raw DRIVE --out BAG '
                                        '(see --help there).')
     p.add_argument('input', help='rosbag2 folder, ROS 1 .bag, KITTI raw drive or KITTI object folder')
@@ -91,7 +91,8 @@ def _import_parser() -> argparse.ArgumentParser:
                                             "simulator's topics.")
     p.add_argument('drive', help='folder with image_02/data, velodyne_points/data (+ calib.txt)')
     p.add_argument('--out', required=True, help='rosbag2 folder to create')
-    p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'))
+    p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'),
+                   help='rosbag2 storage plugin (default mcap)')
     p.add_argument('--calib', help='calib file (object-benchmark format) if not DRIVE/calib.txt')
     p.add_argument('--rate', type=float, default=10.0, help='frame rate for synthesized stamps (Hz)')
     p.add_argument('--start-time', type=float,
@@ -237,9 +238,11 @@ def _label_main(argv) -> int:
     fps = summary['run'].get('frames_per_s')
     if fps:
         print(f'{fps:.3f} frames/s with {a.workers} worker(s){" on Ray" if a.ray else ""}')
+    from autolabel_ros.io.outdir import own_files
+    own = own_files(a.out)        # this run's files: a user's folder of the same name is not an output
     names = [n for n in ('labels.bag', 'kitti/', 'openlabel.json', 'meshes/', 'report/summary.json',
                          'report/tracks_bev.png', 'occupancy/', 'report/occupancy_bev.png')
-             if (Path(a.out) / n.rstrip('/')).exists()]
+             if any(f == n or f.startswith(n.rstrip('/') + '/') for f in own)]
     print(f"outputs in {a.out}: {', '.join(names)}")
     if fr['labelled'] == 0:
         failed = fr.get('failed_frames') or [{}]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autolabel_ros.cli.args import description, output_file_problem
 from autolabel_ros.shape.prior import (DEFAULT_COMPONENTS, DEFAULT_EXTENT, DEFAULT_RESOLUTION,
                                        DEFAULT_TRUNCATION, PriorError, build_prior)
 
@@ -26,7 +27,7 @@ def _triple(kind, text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='autolabel-build-prior', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='autolabel-build-prior', description=description(__doc__))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--models', metavar='DIR',
                      help='folder of car models (OBJ/PLY/STL/OFF/GLB in the canonical frame, '
@@ -62,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     progress = not args.no_progress
+    # a truncation <= 0 wrote an all-zero prior (explained variance 0.000) with exit 0
+    for flag, v, ok, what in (('--truncation', args.truncation, args.truncation > 0, '> 0'),
+                              ('--seed-start', args.seed_start, args.seed_start >= 0, '>= 0'),
+                              ('--components', args.components, args.components >= 1, '>= 1')):
+        if not ok:
+            print(f'autolabel-build-prior: error: {flag} {v:g}: must be {what}', file=sys.stderr)
+            return 2
+    problem = output_file_problem(args.out)     # here, not after the meshes' SDFs (minutes)
+    if problem:
+        print(f'autolabel-build-prior: error: --out {args.out}: {problem}', file=sys.stderr)
+        return 2
     from autolabel_ros.shape.mesh_io import MeshLoadError, load_collection
     try:
         if args.models:

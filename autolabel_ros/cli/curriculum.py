@@ -20,22 +20,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from autolabel_ros.cli.args import description, weights_error
+
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='autolabel-curriculum', description=description(__doc__))
     ap.add_argument('--logs', nargs='+', required=True,
                     help='unlabeled logs: KITTI raw / object folders, bags')
     ap.add_argument('--out', required=True, help='run folder (new, or one this command wrote)')
     ap.add_argument('--eval', default='', help='labelled frames (KITTI object layout with label_2/) to score '
                     'each loop on')
     ap.add_argument('--eval-frames', default='', help='comma-separated frame ids of --eval (default: all)')
-    ap.add_argument('--loops', type=int, default=2)
+    ap.add_argument('--loops', type=int, default=2, help='autolabel + fine-tune loops (default 2)')
     ap.add_argument('--levels', default='easy,moderate', help='difficulty per loop, the last one repeating')
     ap.add_argument('--steps', type=int, default=150, help='fine-tuning steps per loop')
     ap.add_argument('--lr', type=float, default=1e-4,
                     help='fine-tuning learning rate (1e-3 lost ~11 points AP3D@0.7 at loop 1; 1e-4 beat 3e-4 '
                     'at both loops)')
-    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--batch', type=int, default=32, help='samples per fine-tuning step (default 32)')
     ap.add_argument('--sim-frames', type=int, default=40,
                     help='simulator frames of ground-truth NOCS mixed in')
     ap.add_argument('--max-frames', type=int, default=0, help='frames per log (0 = all)')
@@ -58,8 +60,9 @@ def main(argv=None) -> int:
                     help='the pseudo-labeler (slf: headings that do not come from the network being trained)')
     ap.add_argument('--init', default='', help='starting weights (default: the packaged simulator weights)')
     ap.add_argument('--config', default='', help='pipeline YAML (as autolabel-bag --config)')
-    ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
+    ap.add_argument('--seed', type=int, default=0,
+                    help='seed of the sample draws and of the fine-tuning unless --train-seed (default 0)')
     ap.add_argument('--train-seed', type=int, default=None,
                     help='fine-tuning seed (default: --seed); rerun a folder with another to measure '
                     'its noise')
@@ -89,45 +92,51 @@ def main(argv=None) -> int:
     out = Path(a.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / 'curriculum.json').is_file()
                                              and not (out / 'sim_samples').is_dir())):
-        print(f'--out: {out} exists and is not a curriculum run folder (nothing is overwritten)',
-              file=sys.stderr)
-        return 2
+        return _fail(f'--out: {out} exists and is not a curriculum run folder (nothing is overwritten)')
     for p in a.logs:
         if not Path(p).exists():
-            print(f'--logs: {p}: no such file or folder', file=sys.stderr)
-            return 2
+            return _fail(f'--logs: {p}: no such file or folder')
+    if a.eval_frames and not a.eval:     # it was ignored without a word
+        return _fail(f'--eval-frames {a.eval_frames}: needs --eval (the labelled frames to score on)')
     if a.eval and not (Path(a.eval) / 'label_2').is_dir():
-        print(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)', file=sys.stderr)
-        return 2
-    if a.init and not Path(a.init).is_file():
-        print(f'--init: {a.init}: no such file', file=sys.stderr)
-        return 2
+        return _fail(f'--eval: {a.eval}: no label_2/ folder (KITTI object layout expected)')
     try:
         seeds = parse_seeds(a.train_seeds)
     except ValueError:
-        print(f'--train-seeds: {a.train_seeds!r} is not a list of integers (e.g. 0,1,2 or 0-5)',
-              file=sys.stderr)
-        return 2
+        return _fail(f'--train-seeds: {a.train_seeds!r} is not a list of integers (e.g. 0,1,2 or 0-5)')
     if not 0.0 < a.real_share < 1.0:
-        print(f'--real-share: {a.real_share} must lie strictly between 0 and 1', file=sys.stderr)
-        return 2
+        return _fail(f'--real-share: {a.real_share} must lie strictly between 0 and 1')
     for name, v in (('--max-cover', a.max_cover), ('--min-mask-agree', a.min_mask_agree)):
         if not 0.0 <= v <= 1.0:
-            print(f'{name}: {v} must lie in [0, 1]', file=sys.stderr)
-            return 2
+            return _fail(f'{name}: {v} must lie in [0, 1]')
     if a.loops < 1 or a.steps < 1 or a.min_track < 2:
-        print('--loops and --steps must be >= 1, --min-track >= 2', file=sys.stderr)
-        return 2
+        return _fail('--loops and --steps must be >= 1, --min-track >= 2')
+    for flag, v, lo in (('--batch', a.batch, 1), ('--threads', a.threads, 1),
+                        ('--sim-frames', a.sim_frames, 0), ('--max-frames', a.max_frames, 0)):
+        if v < lo:    # --batch 0 fine-tuned on nothing: NaN losses, weights written, exit 0
+            return _fail(f'{flag} {v}: must be >= {lo}')
+    if not a.lr > 0:
+        return _fail(f'--lr {a.lr:g}: must be > 0')
     import torch
 
+    from autolabel_ros.cli.kitti import preflight
     from autolabel_ros.config import ConfigError, load_config
     from autolabel_ros.curriculum.loop import CurriculumError, CurriculumSettings, run
+    from autolabel_ros.io.bags import BagError
+    from autolabel_ros.io.kitti import KittiFormatError
     torch.set_num_threads(max(1, a.threads))
+    frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
+    if a.eval:
+        try:      # the frames to score on, their calibration and labels read before any labelling
+            preflight(a.eval, frames)
+        except (KittiFormatError, FileNotFoundError) as exc:
+            return _fail(f'--eval: {exc}')
+    if a.init and weights_error(a.init):      # here, not after the first loop's labelling
+        return _fail(f'--init: {weights_error(a.init)}')
     try:
         cfg = load_config(a.config) if a.config else load_config(None)
     except (ConfigError, OSError) as exc:
-        print(f'--config: {exc}', file=sys.stderr)
-        return 2
+        return _fail(f'--config: {exc}')
     st = CurriculumSettings(loops=a.loops, levels=tuple(s.strip() for s in a.levels.split(',') if s.strip()),
                             steps=a.steps, lr=a.lr, batch=a.batch, sim_frames=a.sim_frames,
                             max_frames=a.max_frames, prompts=a.prompts, min_confidence=a.min_confidence,
@@ -138,15 +147,19 @@ def main(argv=None) -> int:
                             tune=a.tune, track_headings=a.track_headings, min_track=a.min_track,
                             balance=a.balance, start=a.start)
     out.mkdir(parents=True, exist_ok=True)
-    frames = [f.strip() for f in a.eval_frames.split(',') if f.strip()] or None
     try:
         run([Path(p) for p in a.logs], out, Path(a.eval) if a.eval else None, frames, st, cfg,
             a.init)
-    except CurriculumError as exc:
-        print(f'autolabel-curriculum: {exc}', file=sys.stderr)
-        return 2
+    except (CurriculumError, BagError, KittiFormatError) as exc:   # a log's frame that cannot be read
+        return _fail(str(exc))
     print((out / 'curriculum.md').read_text() if (out / 'curriculum.md').is_file() else '')
     return 0
+
+
+def _fail(message: str) -> int:
+    """A bad input: one line on stderr, exit code 2."""
+    print(f'autolabel-curriculum: error: {message}', file=sys.stderr)
+    return 2
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
+
+from autolabel_ros.cli.args import description
+from autolabel_ros.io.outdir import read_marker
 
 PROMPT_TOPIC = '/ground_truth/detections_2d'
 
@@ -29,20 +33,28 @@ def _simulate(sim_dir: Path, frames: int, seed: int) -> int:
         if n == frames:
             print(f'demo: reusing the simulated drive in {sim_dir} ({n} frames)')
             return 0
-    if sim_dir.exists():   # partial or of another length: start over
+    if sim_dir.exists():   # partial or of another length: start over, but only on the simulator's own folder
+        marker = read_marker(sim_dir)
+        if marker is None or marker['tool'] != 'autolabel-sim':
+            if any(sim_dir.iterdir()):
+                print(f'autolabel-demo: error: --dir {sim_dir.parent}: {sim_dir} is not empty and was not '
+                      'written by autolabel-sim (nothing is deleted); choose another --dir', file=sys.stderr)
+                return 2
         shutil.rmtree(sim_dir)
     print(f'demo: simulating {frames} frames (seed {seed}) into {sim_dir}')
     return sim_main(['--out', str(sim_dir), '--frames', str(frames), '--seed', str(seed)])
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-demo', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='autolabel-demo', description=description(__doc__))
     p.add_argument('--dir', required=True, help='working folder (drive, labels, report)')
-    p.add_argument('--frames', type=int, default=20)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--frames', type=int, default=20, help='frames of the simulated drive (default 20)')
+    p.add_argument('--seed', type=int, default=0, help='scene seed of the drive (default 0)')
     p.add_argument('--workers', type=int, default=1, help='worker processes of the bag tool')
     p.add_argument('--config', help='pipeline config YAML (default: built-in defaults)')
     a = p.parse_args(argv)
+    if a.frames < 1 or a.workers < 1:    # before the drive of an earlier run is replaced
+        p.error(f'--frames {a.frames} and --workers {a.workers}: must be >= 1')
     root = Path(a.dir).expanduser()
     sim_dir, out = root / 'sim', root / 'labels'
     rc = _simulate(sim_dir, a.frames, a.seed)

@@ -5,6 +5,10 @@ import argparse
 import json
 import math
 import sys
+import warnings
+from pathlib import Path
+
+from autolabel_ros.cli.args import description
 
 
 def _jsonable(v):
@@ -17,7 +21,7 @@ def _jsonable(v):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-eval', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-eval', description=description(__doc__))
     p.add_argument('gt_dir', help='ground-truth label_2 directory')
     p.add_argument('pred_dir', help='predicted label_2 directory (16th column = score)')
     p.add_argument('--frames', default=None, help='comma-separated frame ids (default: all in GT_DIR)')
@@ -27,11 +31,20 @@ def main(argv=None) -> int:
     from autolabel_ros.eval import evaluate, format_table
     from autolabel_ros.io.kitti import KittiFormatError
 
+    pred = Path(args.pred_dir)
+    if pred.is_dir() and not any(pred.glob('*.txt')):   # a wrong folder would score 0 AP, not an error
+        print(f'autolabel-eval: error: {pred}: no prediction files (*.txt); give the folder of label files '
+              '(autolabel-bag: OUT/kitti/label_2, autolabel-kitti: its --out)', file=sys.stderr)
+        return 2
     try:
-        result = evaluate(args.gt_dir, args.pred_dir, frames=args.frames)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            result = evaluate(args.gt_dir, args.pred_dir, frames=args.frames)
     except (KittiFormatError, OSError) as e:
         print(f'autolabel-eval: error: {e}', file=sys.stderr)
         return 2
+    for w in caught:     # one line each, not Python's file:line and source echo
+        print(f'autolabel-eval: warning: {w.message}', file=sys.stderr)
     if args.json:
         print(json.dumps(_jsonable(result)))
     else:

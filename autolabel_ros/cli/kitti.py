@@ -12,16 +12,17 @@ import argparse
 import json
 import sys
 
-from autolabel_ros.cli.args import add_output_args
+from autolabel_ros.cli.args import add_output_args, description, output_file_problem
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
 
 
-def preflight(data, frames=None) -> list[str]:
-    """The frame ids to label, after reading every calibration and label file (cheap, and a bad one
-    fails here, naming the file and line, rather than after the models have loaded)."""
-    from autolabel_ros.io.kitti import KittiObjectDataset
+def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
+    """The frame ids to label, after reading every calibration and label file and, for ``masks='gt'``,
+    finding every oracle mask (cheap, and a bad one fails here, naming the file and line, rather than
+    after the models have loaded)."""
+    from autolabel_ros.io.kitti import KittiFormatError, KittiObjectDataset
 
     ds = KittiObjectDataset(data)
     fids = ds.frame_ids if not frames else [f.strip() for f in frames if f.strip()]
@@ -32,21 +33,31 @@ def preflight(data, frames=None) -> list[str]:
         ds.calib(fid)
         if (ds.root / 'label_2').is_dir():
             ds.labels(fid)
+        for path, what in ((ds.root / 'image_2' / f'{fid}.png', 'image'),
+                           (ds.root / 'velodyne' / f'{fid}.bin', 'velodyne file')):
+            if not path.is_file():     # found here, not after hours of labelling the frames before it
+                raise KittiFormatError(f'{path}: {what} not found')
+        mask = ds.root / 'instance_2' / f'{fid}.png'
+        if masks == 'gt' and not mask.is_file():
+            raise FileNotFoundError(f'{mask}: oracle instance mask not found (needed by --masks gt; '
+                                    'benchmarks/run_all.py writes them for its simulated sets)')
     return fids
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-kitti', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-kitti', description=description(__doc__))
     p.add_argument('--data', required=True,
                    help='KITTI object split folder (image_2, velodyne, calib, label_2)')
     add_output_args(p, 'output folder for the predicted label_2 files',
                     'only <frame>.txt files of the frames labelled')
-    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'))
+    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'),
+                   help="label_2's 2D boxes (default) or 3 seeded random clicks inside each")
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')
     p.add_argument('--stats', default=None, help='write timings and per-instance metrics as JSON here')
     p.add_argument('--masks', default='sam', choices=('sam', 'gt'),
-                   help='sam: promptable segmenter; gt: oracle masks from DATA/instance_2 (simulator export)')
+                   help='sam: promptable segmenter; gt: oracle masks from DATA/instance_2/ (the benchmarks\' '
+                   'simulator export; autolabel-sim does not write them)')
     p.add_argument('--prior', default=None, help='shape prior .npz (overrides the config)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
@@ -68,9 +79,12 @@ def main(argv=None) -> int:
         cfg = load_config(args.config)
         if args.prior:
             cfg.prior = args.prior
-        frames = [f for f in args.frames.split(',') if f.strip()] if args.frames else None
+        # each frame once ('a,a' labelled it twice and counted it twice)
+        frames = list(dict.fromkeys(f.strip() for f in args.frames.split(',') if f.strip())) or None
         # the inputs and the output folder are checked before the models load (tens of seconds)
-        fids = preflight(args.data, frames)
+        fids = preflight(args.data, frames, args.masks)
+        if args.stats and output_file_problem(args.stats):
+            raise OutputDirError(f'--stats {args.stats}: {output_file_problem(args.stats)}')
         prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
         process_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
@@ -88,13 +102,21 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     if args.stats:
-        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.stats).write_text(json.dumps(stats, indent=1, default=float))
+        try:
+            Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.stats).write_text(json.dumps(stats, indent=1, default=float))
+        except OSError as e:
+            print(f'autolabel-kitti: error: --stats {args.stats}: {e.strerror or e}; the label files are '
+                  'written', file=sys.stderr)
+            return 2
     s = stats['summary']
+
+    def secs(v):
+        return 'n/a' if v is None else f'{v:.2f}'
     print(f'autolabel-kitti: {s["n_instances"]} labels ({s["n_accepted"]} accepted) '
           f'in {s["n_frames"]} frames '
-          f'-> {args.out}; median fit {s["median_fit_s_per_instance"]} s/instance, '
-          f'median frame {s["median_frame_s"]} s')
+          f'-> {args.out}; median fit {secs(s["median_fit_s_per_instance"])} s/instance, '
+          f'median frame {secs(s["median_frame_s"])} s')
     return 0
 
 

@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from autolabel_ros.cli.args import description
+
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='autolabel-sim', description=__doc__.split(':', 1)[-1].strip())
+    p = argparse.ArgumentParser(prog='autolabel-sim', description=description(__doc__))
     p.add_argument('--out', required=True, help='output folder (kitti/ and bag/ are created in it)')
     p.add_argument('--frames', type=int, default=20, help='number of frames at 10 Hz (default 20)')
     p.add_argument('--seed', type=int, default=0, help='scene seed (default 0)')
@@ -35,6 +37,13 @@ def main(argv=None) -> int:
         p.error('--frames must be >= 1')
     if not 0.1 <= args.scale <= 2.0:
         p.error('--scale must lie in [0.1, 2]')
+    # checked here, naming the flag, before --out is created (-3 cars gave an empty drive, exit 0)
+    if args.cars is not None and args.cars < 0:
+        p.error(f'--cars {args.cars}: must be >= 0')
+    if args.seed < 0:
+        p.error(f'--seed {args.seed}: must be >= 0')
+    if not 0.08 <= args.azimuth_step <= 0.2:
+        p.error(f'--azimuth-step {args.azimuth_step:g}: must lie in [0.08, 0.2] degrees')
 
     from tqdm import tqdm
 

@@ -17,32 +17,43 @@ import sys
 import time
 from pathlib import Path
 
+from autolabel_ros.cli.args import description, output_file_problem, weights_error
+
 DEFAULT_DATA = Path.home() / '.cache' / 'autolabel_ros' / 'css_data'
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='autolabel-train-css', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='autolabel-train-css', description=description(__doc__))
     ap.add_argument('--out', required=True, help='weights file to write (.pt)')
     ap.add_argument('--frames', type=int, default=200, help='simulated training frames')
     ap.add_argument('--heldout', type=int, default=40, help='simulated held-out frames (other seeds)')
-    ap.add_argument('--steps', type=int, default=1500)
+    ap.add_argument('--steps', type=int, default=1500, help='Adam steps (default 1500)')
     ap.add_argument('--minutes', type=float, default=20.0, help='stop training after this wall time')
-    ap.add_argument('--batch', type=int, default=32)
-    ap.add_argument('--lr', type=float, default=2e-3)
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--batch', type=int, default=32, help='samples per step (default 32)')
+    ap.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (default 2e-3)')
+    ap.add_argument('--seed', type=int, default=0, help='training seed (default 0)')
+    ap.add_argument('--threads', type=int, default=2, help='torch CPU threads (default 2)')
     ap.add_argument('--data', default=str(DEFAULT_DATA), help='NOCS sample cache folder')
     ap.add_argument('--init', default='', help='start from these weights (fine-tuning)')
     ap.add_argument('--balance', action='store_true',
                     help='draw fronts, rears and side views equally often (default: uniformly)')
     a = ap.parse_args(argv)
     out = Path(a.out)
-    if out.exists() and out.is_dir():
-        print(f'--out: {out} is a folder', file=sys.stderr)
-        return 2
-    if a.init and not Path(a.init).is_file():
-        print(f'--init: {a.init}: no such file', file=sys.stderr)
-        return 2
+    for flag, v, lo in (('--frames', a.frames, 1), ('--steps', a.steps, 1), ('--batch', a.batch, 1),
+                        ('--heldout', a.heldout, 0), ('--threads', a.threads, 1)):
+        if v < lo:    # 0 frames was a traceback, 0 steps or a batch of 0 wrote untrained weights with exit 0
+            return _fail(f'{flag} {v}: must be >= {lo}')
+    if not a.lr > 0 or not a.minutes > 0:
+        return _fail(f'--lr {a.lr:g} and --minutes {a.minutes:g}: must be > 0')
+    # the output and the starting weights are checked here, not after minutes of training
+    problem = output_file_problem(out)
+    if problem:
+        return _fail(f'--out {out}: {problem}')
+    if out.suffix == '.json':    # the report <out>.json would overwrite the weights just written
+        return _fail(f'--out {out}: the weights and their report (<out>.json) would be one file; '
+                     'give a .pt name')
+    if a.init and weights_error(a.init):
+        return _fail(f'--init: {weights_error(a.init)}')
     import torch
 
     from autolabel_ros.css.evaluate import evaluate_samples
@@ -68,10 +79,18 @@ def main(argv=None) -> int:
               'loss_last50': float(sum(losses[-50:]) / max(1, len(losses[-50:])))}
     if ho:
         report['heldout'] = evaluate_samples(net, to_tensors(load_chunks(ho)))
-    save_weights(net, out, {k: v for k, v in report.items() if k != 'heldout'} | {'seed': a.seed})
-    out.with_suffix('.json').write_text(json.dumps(report, indent=1))
+    try:
+        save_weights(net, out, {k: v for k, v in report.items() if k != 'heldout'} | {'seed': a.seed})
+        out.with_suffix('.json').write_text(json.dumps(report, indent=1))
+    except OSError as e:   # disk full, the folder removed meanwhile
+        return _fail(f'--out {out}: cannot write ({e.strerror or e})')
     print(json.dumps(report, indent=1))
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f'autolabel-train-css: error: {message}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

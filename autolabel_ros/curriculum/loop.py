@@ -91,8 +91,9 @@ class CurriculumError(ValueError):
     """Bad input of a curriculum run (the message names the path or key)."""
 
 
-def open_log(path: Path):
-    """A frame source of a KITTI raw drive, a KITTI object folder or a rosbag2 (the bag tool's readers)."""
+def open_log(path: Path, gt_topic: str | None = None):
+    """A frame source of a KITTI raw drive, a KITTI object folder or a rosbag2 (the bag tool's readers);
+    ``gt_topic``: a bag's Detection2DArray topic whose boxes are the ground-truth prompts."""
     from autolabel_ros.io.bags import BagError, BagSource
     from autolabel_ros.io.kitti_raw import KittiObjectSource, KittiRawSource, is_kitti_object, is_kitti_raw
     try:
@@ -100,7 +101,7 @@ def open_log(path: Path):
             return KittiRawSource(path)
         if path.is_dir() and is_kitti_object(path):
             return KittiObjectSource(path)
-        return BagSource(path)
+        return BagSource(path, prompts_topic=gt_topic)
     except BagError as exc:
         raise CurriculumError(str(exc)) from exc
 
@@ -469,10 +470,15 @@ def trained_losses(wpath: Path, train_key: str) -> list | None:
 def pool_sources(logs, st, cfg):
     """The pool's logs opened, each with its frame references (the first ``st.max_frames`` when set), and
     the detector of ``st.prompts == 'fused'`` (else None)."""
+    from autolabel_ros.io.bags import BagError
+    from autolabel_ros.sim.writers import TOPICS
     sources = []
     for p in logs:
-        src = open_log(Path(p))
-        refs = src.index()
+        src = open_log(Path(p), TOPICS['gt2d'][0] if st.prompts == 'gt' else None)
+        try:
+            refs = src.index()
+        except BagError as exc:
+            raise CurriculumError(str(exc)) from exc
         sources.append((src, refs[:st.max_frames] if st.max_frames else refs))
     detector = None
     if st.prompts == 'fused':

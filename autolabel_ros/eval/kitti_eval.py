@@ -79,7 +79,8 @@ def _frame_ids(gt_dir: Path, frames) -> list[str]:
         f = str(f).strip()
         if not (gt_dir / f'{f}.txt').is_file() and f.isdigit() and (gt_dir / f'{f.zfill(6)}.txt').is_file():
             f = f.zfill(6)   # accept 8 for 000008
-        out.append(f)
+        if f not in out:     # a frame named twice would count its cars twice
+            out.append(f)
     return out
 
 

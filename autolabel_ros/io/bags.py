@@ -184,7 +184,8 @@ def open_reader(path):
         reader = AnyReader([p], default_typestore=get_typestore())
         reader.open()
     except Exception as e:   # rosbags raises several unrelated types for unreadable inputs
-        raise BagError(f'{p}: cannot open as a rosbag2 folder or ROS 1 .bag: {e}') from None
+        why = ' '.join(str(e).split())      # one line: rosbags' YAML errors span several
+        raise BagError(f'{p}: cannot open as a rosbag2 folder or ROS 1 .bag: {why}') from None
     return reader
 
 
@@ -395,6 +396,23 @@ class BagSource:
         if abs(stamps[best] - stamp_ns) > self.tolerance_ns:
             return None
         return self._prompts[best][1].copy()     # a PromptList: keeps the boxes it dropped
+
+    # -- one frame at a time (the curriculum's passes) ------------------------------------------
+    def load(self, ref: FrameRef) -> SensorFrame:
+        """The frame of ``ref`` (from :meth:`index`), read on its own; a frame that cannot be decoded
+        is a :class:`BagError` naming it."""
+        n_bad = len(self.stats.corrupt_frames)
+        for _, frame, _ in self.iter_frames([ref]):
+            return frame
+        why = self.stats.corrupt_frames[n_bad][1] if len(self.stats.corrupt_frames) > n_bad else 'not found'
+        raise BagError(f'{self.path}: frame {ref.name} (stamp {ref.stamp_ns}): {why}')
+
+    def gt_prompts(self, ref: FrameRef) -> list[Prompt]:
+        """The boxes of the prompt topic (a simulator bag's ground-truth 2D boxes) matched to the frame
+        by stamp; none within the tolerance: an empty list."""
+        if self.prompts_topic is None:
+            raise BagError(f'{self.path}: ground-truth prompts need a Detection2DArray topic in the bag')
+        return self.prompts_at(ref.stamp_ns) or []
 
     # -- pass 2 -------------------------------------------------------------------------------
     def _build_frame(self, ref: FrameRef, img_msg, cloud_msg) -> SensorFrame:

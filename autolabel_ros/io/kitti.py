@@ -93,12 +93,20 @@ def calib_from_K(K, T_cam_lidar) -> KittiCalib:
     return KittiCalib(P2=np.hstack([K, np.zeros((3, 1))]), R0_rect=np.eye(3), Tr_velo_to_cam=T[:3])
 
 
+def read_text(path: Path) -> str:
+    """The file's text; a binary or otherwise non-UTF-8 file is a KittiFormatError naming it."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise KittiFormatError(f'{path}: not a text file (byte {e.start} is not UTF-8)') from None
+
+
 def read_calib(path) -> KittiCalib:
     path = Path(path)
     if not path.is_file():
         raise KittiFormatError(f'{path}: calibration file not found')
     values: dict[str, np.ndarray] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         key, sep, rest = line.partition(':')
@@ -190,7 +198,7 @@ def read_label_file(path) -> list[KittiObject]:
     if not path.is_file():
         raise KittiFormatError(f'{path}: label file not found')
     objs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         cols = line.split()
         if not cols:
             continue
@@ -332,10 +340,10 @@ class KittiObjectDataset:
         calib = self.calib(fid)
         image_path = self.root / 'image_2' / f'{fid}.png'
         image = read_image(image_path)
+        points = read_velodyne(self.root / 'velodyne' / f'{fid}.bin')     # its errors name the scan
         try:
-            return SensorFrame(image=image, K=calib.K,
-                               points=read_velodyne(self.root / 'velodyne' / f'{fid}.bin'),
-                               T_cam_lidar=calib.T_cam_lidar, frame_id=fid)
+            return SensorFrame(image=image, K=calib.K, points=points, T_cam_lidar=calib.T_cam_lidar,
+                               frame_id=fid)
         except ValueError as e:   # e.g. an image that does not match its calibration
             raise KittiFormatError(f'{image_path}: {e}') from None
 

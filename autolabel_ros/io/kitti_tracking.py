@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autolabel_ros.core.types import Label3D
-from autolabel_ros.io.kitti import KittiFormatError, KittiObject, _label_line, label3d_to_kitti
+from autolabel_ros.io.kitti import KittiFormatError, KittiObject, _label_line, label3d_to_kitti, read_text
 
 
 def tracking_lines(frame: int, labels: Sequence[Label3D], calib, width: int, height: int) -> list[str]:
@@ -37,7 +37,7 @@ def read_tracking_file(path) -> list[tuple[int, int, KittiObject]]:
     if not path.is_file():
         raise KittiFormatError(f'{path}: tracking label file not found')
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         c = line.split()
         if not c:
             continue

@@ -173,8 +173,11 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
             raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
         refs = source.select(job.start, job.end, job.max_frames)
         if not refs:
-            raise BagError(f'no frame between --start {job.start} and --end {job.end} s '
-                           f'({len(source.index())} frames in the input)')
+            window = ', '.join(f'{flag} {v:g} s' for flag, v in (('--start', job.start), ('--end', job.end))
+                               if v is not None)
+            stamps = [r.stamp_ns for r in source.index()]
+            raise BagError(f"no frame in the window {window} (the input's {len(stamps)} frames span "
+                           f'{(max(stamps) - min(stamps)) / 1e9:.1f} s)')
         if job.tracks or occupancy:   # an ego source asked for but absent fails now, not after the labelling
             from autolabel_ros.offline.tracking import check_ego_source
             check_ego_source(job.ego, source, refs)
