@@ -28,6 +28,25 @@ def _kitti_names(n_frames: int) -> list[str]:
     return names
 
 
+def own_drive_files(folder) -> set[str]:
+    """The files of ``folder`` that autolabel-sim wrote: those its marker lists, or for a drive written
+    before the marker listed them, those of its layout (frame files named by six digits)."""
+    import re
+
+    from autolabel_ros.io.outdir import read_marker
+
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None or marker['tool'] != TOOL:
+        return set()
+    if marker['files']:
+        return set(marker['files'])
+    layout = re.compile(r'(sim_summary\.json|bag/.*|kitti/training/label_02/0000\.txt|kitti/training/'
+                        r'(image_2/\d{6}\.png|velodyne/\d{6}\.bin|(calib|label_2|oxts/data)/\d{6}\.txt))')
+    return {rel for p in folder.rglob('*') if p.is_file()
+            and layout.fullmatch(rel := p.relative_to(folder).as_posix())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-sim', description=description(__doc__))
     p.add_argument('--out', required=True, help='output folder (kitti/ and bag/ are created in it)')
