@@ -330,6 +330,10 @@ ROWS = [
           f'{rel}: exists and was not written by autolabel-bag', _refused_before_labelling)
       for rel in ('openlabel.json', 'kitti/label_2/000000.txt', 'kitti/calib/000002.txt',
                   'labels.bag/metadata.yaml')],
+    Row('overwrite_refuses_users_occupancy_json_with_occupancy', 'bag',
+        lambda w, t: (_bag_args(w, _users_folder(t, 'occupancy/occupancy.json'), '--overwrite',
+                                '--occupancy'), [t / 'mine']), 2,
+        'occupancy/occupancy.json: exists and was not written by autolabel-bag', _refused_before_labelling),
     # the tool's hidden work folders: a user's folder of that name is never removed
     *[Row(f'overwrite_refuses_users_{name[1:]}_folder', 'bag',
           lambda w, t, name=name: (_bag_args(w, _users_folder(t, f'{name}/notes.txt'), '--overwrite'),
@@ -730,6 +734,19 @@ def test_users_file_at_a_mesh_path_stops_the_move_into_place(world, reference_ru
     (out / mesh).rename(tmp_path / 'my.ply')
     assert bag_cli.main(_bag_args(world, out, '--overwrite')) == 0
     assert output_tree(out) == reference_run and not (out / '.assemble').exists()
+
+
+def test_rerun_on_an_output_from_before_the_marker_replaces_its_outputs(world, reference_run, tmp_path):
+    """A folder written before the marker existed (recognised by its frame store): its outputs are the
+    tool's, so a rerun replaces them (a file of another name there is still not the tool's)."""
+    out = tmp_path / 'old'
+    assert bag_cli.main(_bag_args(world, out, '--max-frames', '2')) == 0
+    (out / MARKER).unlink()
+    (out / 'report' / 'notes.txt').write_text('mine\n')
+    assert bag_cli.main(_bag_args(world, out)) == 0
+    assert (out / 'report' / 'notes.txt').read_text() == 'mine\n'
+    (out / 'report' / 'notes.txt').unlink()
+    assert output_tree(out) == reference_run
 
 
 def test_prompt_screening_reasons_and_cap():

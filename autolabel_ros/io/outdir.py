@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -104,6 +105,20 @@ def legacy_own(folder: Path, tool: str) -> bool:
     return tool == 'autolabel-bag' and (folder / '.frames' / 'manifest.json').is_file()
 
 
+# the outputs of autolabel-bag as runs from before the marker wrote them
+_LEGACY_BAG_OUTPUTS = re.compile(r'openlabel\.json|labels\.bag/.+|kitti/(label_2|calib)/[^/]+\.txt|'
+                                 r'kitti/label_02/0000\.txt|meshes/[^/]+\.ply|report/[^/]+\.(png|json)|'
+                                 r'occupancy/[^/]+\.(npz|json)')
+
+
+def legacy_files(folder: Path, tool: str) -> list[str]:
+    """The files of a folder :func:`legacy_own` recognises that have the names of the tool's outputs."""
+    if not legacy_own(folder, tool):
+        return []
+    return sorted(rel for p in folder.rglob('*') if p.is_file()
+                  and _LEGACY_BAG_OUTPUTS.fullmatch(rel := p.relative_to(folder).as_posix()))
+
+
 def prepare_output_dir(path, tool: str, overwrite: bool = False, flag: str = '--out',
                        outputs: Iterable[str] = ()) -> Path:
     """Check that ``path`` may receive ``tool``'s outputs, create it and mark it as the tool's.
@@ -132,7 +147,7 @@ def prepare_output_dir(path, tool: str, overwrite: bool = False, flag: str = '--
         raise OutputDirError(f'{flag} {path}: folder holds the output of {marker["tool"]}, not {tool}; '
                              f'choose another folder, or pass --overwrite')
     same = marker is not None and marker['tool'] == tool
-    files = marker['files'] if same else []
+    files = marker['files'] if same else legacy_files(path, tool) if marker is None and path.is_dir() else []
     check_outputs(path, tool, outputs, own=set(files), flag=flag)
     _probe_writable(_nearest_existing(path), flag, path)
     try:

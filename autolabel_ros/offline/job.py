@@ -180,14 +180,16 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         raise
 
 
-def _planned_outputs(job: BagJob, refs) -> list[str]:
+def _planned_outputs(job: BagJob, refs, occupancy: bool) -> list[str]:
     """The outputs whose names are known before the labelling (the per-frame KITTI files of the
     selected frames, the fixed names); meshes and the occupancy grids depend on the labels."""
     rels = ['openlabel.json', 'report/summary.json', 'report/confidence.png', 'report/timing.png']
     for ref in refs:
         rels += [f'kitti/label_2/{ref.name}.txt', f'kitti/calib/{ref.name}.txt']
     if job.tracks:
-        rels.append('kitti/label_02/0000.txt')
+        rels += ['kitti/label_02/0000.txt', 'report/tracks_bev.png']
+    if occupancy:
+        rels += ['occupancy/occupancy.json', 'report/occupancy_bev.png']
     return rels
 
 
@@ -220,7 +222,7 @@ def _run(job: BagJob, cfg, calib, mode, occupancy, out: Path, on_frame, clock, t
             from autolabel_ros.offline.tracking import check_ego_source
             check_ego_source(job.ego, source, refs)
         # a user's file at an output path stops the run now, not after the labelling
-        check_outputs(out, TOOL, _planned_outputs(job, refs), units=('labels.bag',))
+        check_outputs(out, TOOL, _planned_outputs(job, refs, occupancy), units=('labels.bag',))
         info = source.describe()
         # the occupancy settings change no label: saved frames stay valid when only they change
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
