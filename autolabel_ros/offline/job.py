@@ -528,7 +528,10 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
         bar.close()
         if not keep:
             shutil.rmtree(stage, ignore_errors=True)
-            release_work_dir(out, TOOL, '.assemble')
+            try:
+                release_work_dir(out, TOOL, '.assemble')
+            except OSError:         # a full disk: the marker keeps listing it, the next run removes it
+                pass
     log.info('outputs written in %.1f s', time.perf_counter() - t0)
     return summary
 
