@@ -257,6 +257,27 @@ def _users_occupancy(tmp):
     return tmp / 'mine'
 
 
+def _users_folder(tmp, rel, text='my data\n'):
+    """A folder of the user's holding ``rel`` (no marker): where --overwrite writes beside the content."""
+    (tmp / 'mine' / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp / 'mine' / rel).write_text(text)
+    return tmp / 'mine'
+
+
+def _refused_before_labelling(world, tmp, text):
+    """A refusal found up front: nothing written in the user's folder, not even the marker."""
+    assert not (tmp / 'mine' / '.frames' / 'manifest.json').exists(), text
+    assert not (tmp / 'mine' / MARKER).exists(), text
+
+
+def _no_folder_left(world, tmp, text):
+    assert not (tmp / 'out').exists(), f'a run stopped by its input left {sorted((tmp / "out").rglob("*"))}'
+
+
+def _empty_folder_kept(world, tmp, text):
+    assert (tmp / 'empty').is_dir() and not any((tmp / 'empty').iterdir()), sorted((tmp / 'empty').iterdir())
+
+
 def _broken_metadata(world, tmp):
     bag = shutil.copytree(world['bag'], tmp / 'drive.bag')
     (bag / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
@@ -303,12 +324,46 @@ ROWS = [
         lambda w, t: (_bag_args(w, _users_occupancy(t), '--overwrite', '--max-frames', '1'), [t / 'mine']), 0,
         'outputs in', lambda w, t, text: 'occupancy/' not in next(
             ln for ln in text.splitlines() if ln.startswith('outputs in')) or pytest.fail(text)),
+    # --overwrite writes beside the user's files, never over them: refused before the labelling
+    *[Row(f'overwrite_refuses_users_{rel.replace("/", "_").replace(".", "_")}', 'bag',
+          lambda w, t, rel=rel: (_bag_args(w, _users_folder(t, rel), '--overwrite'), [t / 'mine']), 2,
+          f'{rel}: exists and was not written by autolabel-bag', _refused_before_labelling)
+      for rel in ('openlabel.json', 'kitti/label_2/000000.txt', 'kitti/calib/000002.txt',
+                  'labels.bag/metadata.yaml')],
+    Row('overwrite_refuses_users_occupancy_json_with_occupancy', 'bag',
+        lambda w, t: (_bag_args(w, _users_folder(t, 'occupancy/occupancy.json'), '--overwrite',
+                                '--occupancy'), [t / 'mine']), 2,
+        'occupancy/occupancy.json: exists and was not written by autolabel-bag', _refused_before_labelling),
+    # the tool's hidden work folders: a user's folder of that name is never removed
+    *[Row(f'overwrite_refuses_users_{name[1:]}_folder', 'bag',
+          lambda w, t, name=name: (_bag_args(w, _users_folder(t, f'{name}/notes.txt'), '--overwrite'),
+                                   [t / 'mine']), 2,
+          f'{name}: autolabel-bag keeps its work in a folder of this name and did not create this one',
+          _refused_before_labelling)
+      for name in ('.frames', '.assemble')],
     Row('kitti_out_is_users_folder', 'kitti',
         lambda w, t: (['--data', str(w['kitti']), '--out', str(w['kitti'] / 'label_2')], [w['kitti']]),
         2, 'was not written by autolabel-kitti'),
     Row('sim_out_is_users_folder', 'sim',
         lambda w, t: (['--out', str(w['kitti']), '--frames', '1', '--quiet'], [w['kitti']]),
         2, 'was not written by autolabel-sim'),
+    # --overwrite never replaces the ground truth the run reads (--out DATA/label_2)
+    Row('kitti_overwrite_into_its_own_label_2', 'kitti',
+        lambda w, t: (['--data', str(kitti_copy(w, t, lambda kd: None)),
+                       '--out', str(t / 'kitti_in' / 'label_2'), '--overwrite', '--config', str(w['cfg']),
+                       '--quiet'], [t / 'kitti_in']), 2,
+        'label_2/000000.txt: exists and was not written by autolabel-kitti',
+        lambda w, t, text: not (t / 'kitti_in' / 'label_2' / MARKER).exists() or pytest.fail(text)),
+    Row('kitti_stats_is_users_file', 'kitti',
+        lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--config', str(w['cfg']),
+                       '--quiet', '--stats', str(_file_at(t))], [t / 'a_file']), 2,
+        'a_file: exists and is not a stats file of autolabel-kitti',
+        lambda w, t, text: not (t / 'out').exists() or pytest.fail(text)),
+    Row('sim_overwrite_refuses_users_label_file', 'sim',
+        lambda w, t: (['--out', str(_users_folder(t, 'kitti/training/label_2/000001.txt')), '--frames', '2',
+                       '--quiet', '--overwrite'], [t / 'mine']), 2,
+        'kitti/training/label_2/000001.txt: exists and was not written by autolabel-sim',
+        lambda w, t, text: not (t / 'mine' / MARKER).exists() or pytest.fail(text)),
     Row('kitti_masks_gt_without_instance_masks', 'kitti',
         lambda w, t: (['--data', str(w['kitti']), '--out', str(t / 'out'), '--masks', 'gt', '--quiet'],
                       [w['kitti']]), 2, 'instance_2/000000.png: oracle instance mask not found',
@@ -353,7 +408,10 @@ ROWS = [
     Row('max_frames_zero', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--max-frames', '0'), []), 2,
         '--max-frames 0: must be >= 1'),
     Row('start_after_the_drive', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--start', '100'), []), 2,
-        f"no frame in the window --start 100 s (the input's {N_FRAMES} frames span 0.2 s)"),
+        f"no frame in the window --start 100 s (the input's {N_FRAMES} frames span 0.2 s)", _no_folder_left),
+    Row('start_after_the_drive_in_an_empty_folder', 'bag',
+        lambda w, t: ((t / 'empty').mkdir() or _bag_args(w, t / 'empty', '--start', '100'), []), 2,
+        'no frame in the window --start 100 s', _empty_folder_kept),
     Row('ray_unreachable', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--ray', '127.0.0.1:9'), []), 2,
         '--ray 127.0.0.1:9'),
     Row('yaml_tag_in_config', 'bag', lambda w, t: (_bag_args(w, t / 'out', cfg=_yaml_tag_config(t)), []),
@@ -426,7 +484,7 @@ ROWS = [
         lambda w, t, text: 'line 2' in next(ln for ln in text.splitlines() if 'Could not load YAML' in ln)
         or pytest.fail(text)),
     Row('missing_topic', 'bag', lambda w, t: (_bag_args(w, t / 'out', '--image-topic', '/nope'), []), 2,
-        "'/nope' not in the bag"),
+        "'/nope' not in the bag", _no_folder_left),
     Row('missing_tf', 'bag',
         lambda w, t: (_bag_args(w, t / 'out', bag=write_tiny_bag(t / 'notf.bag', n=2, with_tf=False)), []), 2,
         '--calib'),
@@ -657,6 +715,38 @@ def test_install_tree_replaces_only_the_tools_own_files(tmp_path):
     assert not (out / 'kitti' / 'label_2' / '000001.txt').exists() and not (out / 'meshes').exists()
     assert (out / 'kitti' / 'label_2' / 'mine.txt').read_text() == 'the user wrote this\n'
     assert own_files(out) == {'kitti/label_2/000000.txt'} and not (out / '.assemble').exists()
+
+
+def test_users_file_at_a_mesh_path_stops_the_move_into_place(world, reference_run, tmp_path, capsys):
+    """A mesh's name depends on the labels, so a user's file there is found only when the outputs
+    move into place: one error line naming it, nothing replaced, the staged outputs and the frames
+    kept; once the file is moved away the same command resumes to the outputs of a clean run."""
+    mesh = next(k for k in reference_run if k.startswith('meshes/'))
+    out = _users_folder(tmp_path, mesh, 'my mesh\n')
+    assert bag_cli.main(_bag_args(world, out, '--overwrite')) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith('autolabel-bag: error: ')]
+    assert len(lines) == 1 and lines[0].startswith(f'autolabel-bag: error: {out / mesh}: exists and was not '
+                                                   'written by autolabel-bag'), err
+    assert f'{out / ".assemble"}' in lines[0] and f'{out / ".frames"}' in lines[0], err
+    assert (out / mesh).read_text() == 'my mesh\n' and not (out / 'openlabel.json').exists()
+    assert (out / '.assemble' / 'openlabel.json').is_file() and (out / '.assemble' / mesh).is_file()
+    (out / mesh).rename(tmp_path / 'my.ply')
+    assert bag_cli.main(_bag_args(world, out, '--overwrite')) == 0
+    assert output_tree(out) == reference_run and not (out / '.assemble').exists()
+
+
+def test_rerun_on_an_output_from_before_the_marker_replaces_its_outputs(world, reference_run, tmp_path):
+    """A folder written before the marker existed (recognised by its frame store): its outputs are the
+    tool's, so a rerun replaces them (a file of another name there is still not the tool's)."""
+    out = tmp_path / 'old'
+    assert bag_cli.main(_bag_args(world, out, '--max-frames', '2')) == 0
+    (out / MARKER).unlink()
+    (out / 'report' / 'notes.txt').write_text('mine\n')
+    assert bag_cli.main(_bag_args(world, out)) == 0
+    assert (out / 'report' / 'notes.txt').read_text() == 'mine\n'
+    (out / 'report' / 'notes.txt').unlink()
+    assert output_tree(out) == reference_run
 
 
 def test_prompt_screening_reasons_and_cap():

@@ -263,6 +263,7 @@ def test_embedding_head_reads_the_window_of_the_object(tmp_path):
 def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp_path, capsys):
     from autolabel_ros.cli.train_css import main
     (tmp_path / 'a_file').write_text('user data\n')
+    (tmp_path / 'mine.json').write_text('{"my": "notes"}\n')     # beside the weights' name: never replaced
     (tmp_path / 'w.pt').write_bytes(b'not a checkpoint' * 8)
     pt = str(tmp_path / 'css.pt')
     cases = ((['--out', str(tmp_path / 'a_file' / 'css.pt')], 'lies under the file'),
@@ -270,6 +271,7 @@ def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp
              (['--out', pt, '--init', str(tmp_path / 'w.pt')], 'not CSS network weights'),
              (['--out', pt, '--init', str(tmp_path / 'nope.pt')], 'nope.pt: no such file'),
              (['--out', str(tmp_path / 'w.json')], 'would be one file'),
+             (['--out', str(tmp_path / 'mine.pt')], 'mine.json exists and was not written by'),
              (['--out', pt, '--steps', '0'], '--steps 0: must be >= 1'),
              (['--out', pt, '--batch', '0'], '--batch 0: must be >= 1'),
              (['--out', pt, '--frames', '0'], '--frames 0: must be >= 1'),
@@ -280,4 +282,5 @@ def test_train_command_refuses_a_bad_out_or_init_in_one_line_before_training(tmp
         err = capsys.readouterr().err.strip()
         assert '\n' not in err and err.startswith('autolabel-train-css: error: ') and fragment in err, err
     assert (tmp_path / 'a_file').read_text() == 'user data\n'
+    assert (tmp_path / 'mine.json').read_text() == '{"my": "notes"}\n' and not (tmp_path / 'mine.pt').exists()
     assert not (tmp_path / 'd').exists() and not (tmp_path / 'css.pt').exists()     # nothing was simulated

@@ -46,3 +46,22 @@ def test_demo_refuses_a_sim_folder_it_did_not_write_and_deletes_nothing(tmp_path
     assert 'not written by autolabel-sim' in err[0]
     assert (user / 'notes.txt').read_text() == 'my own data\n'
     assert sorted(p.name for p in user.iterdir()) == ['notes.txt']
+
+
+def test_demo_keeps_a_users_file_in_the_simulators_folder(tmp_path, capsys):
+    """A drive of another length is simulated again; a file the user put into the simulator's folder
+    stops that (it was deleted with the folder), with nothing deleted."""
+    from autolabel_ros.cli.sim import main as sim_main
+
+    sim = tmp_path / 'work' / 'sim'
+    assert sim_main(['--out', str(sim), '--frames', '1', '--scale', '0.3', '--beams', '16', '--quiet']) == 0
+    (sim / 'kitti' / 'notes.txt').write_text('my own data\n')
+    before = sorted(p.relative_to(sim).as_posix() for p in sim.rglob('*'))
+    assert main(['--dir', str(tmp_path / 'work'), '--frames', '2']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    notes = sim / 'kitti' / 'notes.txt'
+    assert err[0].startswith(f'autolabel-demo: error: --dir {tmp_path / "work"}: {notes} was not written by '
+                             'autolabel-sim'), err
+    assert (sim / 'kitti' / 'notes.txt').read_text() == 'my own data\n'
+    assert sorted(p.relative_to(sim).as_posix() for p in sim.rglob('*')) == before

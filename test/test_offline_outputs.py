@@ -69,3 +69,37 @@ def test_figures_drawn_in_a_child_process_are_the_same_files(tmp_path):
         assert not (tmp_path / how / 'bev').exists()     # no figure per frame
     # timing.png too: the records carry fixed timings here
     assert got['spawned'] == got['here'] == got['started before']
+
+
+def _tree(root) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+def test_install_tree_never_replaces_a_file_the_marker_does_not_list(tmp_path):
+    """The output phase's move into place: a user's file at one of the paths (not in the marker) stops
+    it before anything moves; the staged outputs stay where they are; the tool's own files are replaced."""
+    from autolabel_ros.io.outdir import OutputDirError, install_tree, prepare_output_dir, read_marker
+
+    out = prepare_output_dir(tmp_path / 'out', 'autolabel-bag')
+    (out / 'meshes').mkdir()
+    (out / 'meshes' / '000000_7.ply').write_text('my mesh\n')         # the user's, same name
+    stage = tmp_path / 'out' / '.assemble'
+    for rel in ('openlabel.json', 'meshes/000000_7.ply', 'meshes/000001_7.ply'):
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_text(f'tool {rel}\n')
+    staged, before = _tree(stage), _tree(out)
+    with pytest.raises(OutputDirError) as e:
+        install_tree(stage, out, 'autolabel-bag')
+    assert str(e.value).startswith(f'{out / "meshes" / "000000_7.ply"}: exists and was not written by '
+                                   'autolabel-bag') and str(stage) in str(e.value)
+    assert _tree(stage) == staged and _tree(out) == before      # nothing moved, nothing replaced
+    assert read_marker(out)['files'] == []
+    # moved away by the user: installed; a second install replaces the tool's own files
+    (out / 'meshes' / '000000_7.ply').rename(tmp_path / 'mine.ply')
+    assert install_tree(stage, out, 'autolabel-bag') == sorted(staged)
+    (stage / 'openlabel.json').parent.mkdir(parents=True)
+    (stage / 'openlabel.json').write_text('tool, second run\n')
+    assert install_tree(stage, out, 'autolabel-bag') == ['openlabel.json']
+    assert (out / 'openlabel.json').read_text() == 'tool, second run\n'
+    assert not (out / 'meshes').exists()            # the first run's meshes, the tool's own, are gone
+    assert (tmp_path / 'mine.ply').read_text() == 'my mesh\n'

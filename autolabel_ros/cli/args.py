@@ -8,12 +8,13 @@ def add_output_args(p: argparse.ArgumentParser, what: str, replaced: str) -> Non
     """``--out`` (required) and ``--overwrite``, with the output-folder policy of io/outdir.py.
 
     ``what`` says what the folder receives, ``replaced`` which of the tool's own files an
-    ``--overwrite`` run replaces (nothing else is ever deleted)."""
+    ``--overwrite`` run replaces (only those the tool wrote; nothing else is ever deleted)."""
     p.add_argument('--out', required=True,
                    help=f'{what}; a non-empty folder this tool did not write is refused unless --overwrite')
     p.add_argument('--overwrite', action='store_true',
                    help=f'write into a non-empty folder the tool did not write ({replaced} are '
-                        'replaced, nothing else is deleted)')
+                        'replaced; a file of yours at one of its paths stops the run; nothing else is '
+                        'replaced or deleted)')
 
 
 def weights_error(path) -> str | None:

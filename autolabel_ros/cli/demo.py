@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from autolabel_ros.cli.args import description
-from autolabel_ros.io.outdir import read_marker
+from autolabel_ros.io.outdir import MARKER, read_marker
 
 PROMPT_TOPIC = '/ground_truth/detections_2d'
 
@@ -39,6 +39,16 @@ def _simulate(sim_dir: Path, frames: int, seed: int) -> int:
             if any(sim_dir.iterdir()):
                 print(f'autolabel-demo: error: --dir {sim_dir.parent}: {sim_dir} is not empty and was not '
                       'written by autolabel-sim (nothing is deleted); choose another --dir', file=sys.stderr)
+                return 2
+        else:             # the simulator's folder, and files of the user's put in it: those are kept
+            from autolabel_ros.cli.sim import own_drive_files
+            own = own_drive_files(sim_dir) | {MARKER}
+            other = next((p for p in sorted(sim_dir.rglob('*')) if not p.is_dir()
+                          and p.relative_to(sim_dir).as_posix() not in own), None)
+            if other is not None:
+                print(f'autolabel-demo: error: --dir {sim_dir.parent}: {other} was not written by '
+                      f'autolabel-sim and the drive in {sim_dir} must be simulated again (nothing is '
+                      'deleted); move it away, or choose another --dir', file=sys.stderr)
                 return 2
         shutil.rmtree(sim_dir)
     print(f'demo: simulating {frames} frames (seed {seed}) into {sim_dir}')

@@ -44,6 +44,18 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
     return fids
 
 
+def _replaceable_stats(path) -> bool:
+    """``--stats`` names no file yet, or one this tool wrote (a JSON object of its keys)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return True
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {'frames', 'instances', 'summary'} <= set(data)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-kitti', description=description(__doc__))
     p.add_argument('--data', required=True,
@@ -85,10 +97,16 @@ def main(argv=None) -> int:
         fids = preflight(args.data, frames, args.masks)
         if args.stats and output_file_problem(args.stats):
             raise OutputDirError(f'--stats {args.stats}: {output_file_problem(args.stats)}')
-        prepare_output_dir(args.out, TOOL, overwrite=args.overwrite)
+        if args.stats and not _replaceable_stats(args.stats):
+            raise OutputDirError(f'--stats {args.stats}: exists and is not a stats file of {TOOL} (nothing '
+                                 'was replaced); move it away, or give another path')
+        # a label file the tool did not write (DATA/label_2 given as --out) stops the run here
+        names = [f'{fid}.txt' for fid in fids]
+        prepare_output_dir(args.out, TOOL, overwrite=args.overwrite, outputs=names)
+        # listed before they are written: a run stopped half-way leaves none the next run would refuse
+        record_files(args.out, TOOL, names)
         process_threads(cfg.fit.threads)
         stats = label_frames(args.data, args.out, args.prompts, frames, cfg, args.masks, not args.quiet)
-        record_files(args.out, TOOL, [f'{fid}.txt' for fid in fids])
     except ConfigError as e:
         print(f'autolabel-kitti: config error: {e}', file=sys.stderr)
         return 2

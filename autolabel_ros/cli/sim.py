@@ -14,6 +14,39 @@ from pathlib import Path
 from autolabel_ros.cli.args import description
 
 
+TOOL = 'autolabel-sim'
+
+
+def _kitti_names(n_frames: int) -> list[str]:
+    """The files a drive of ``n_frames`` writes beside its bag (relative to --out)."""
+    names = ['sim_summary.json', 'kitti/training/label_02/0000.txt']
+    for i in range(n_frames):
+        fid = f'{i:06d}'
+        names += [f'kitti/training/image_2/{fid}.png', f'kitti/training/velodyne/{fid}.bin',
+                  f'kitti/training/calib/{fid}.txt', f'kitti/training/label_2/{fid}.txt',
+                  f'kitti/training/oxts/data/{fid}.txt']
+    return names
+
+
+def own_drive_files(folder) -> set[str]:
+    """The files of ``folder`` that autolabel-sim wrote: those its marker lists, or for a drive written
+    before the marker listed them, those of its layout (frame files named by six digits)."""
+    import re
+
+    from autolabel_ros.io.outdir import read_marker
+
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None or marker['tool'] != TOOL:
+        return set()
+    if marker['files']:
+        return set(marker['files'])
+    layout = re.compile(r'(sim_summary\.json|bag/.*|kitti/training/label_02/0000\.txt|kitti/training/'
+                        r'(image_2/\d{6}\.png|velodyne/\d{6}\.bin|(calib|label_2|oxts/data)/\d{6}\.txt))')
+    return {rel for p in folder.rglob('*') if p.is_file()
+            and layout.fullmatch(rel := p.relative_to(folder).as_posix())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-sim', description=description(__doc__))
     p.add_argument('--out', required=True, help='output folder (kitti/ and bag/ are created in it)')
@@ -30,7 +63,8 @@ def main(argv=None) -> int:
                    help='camera resolution scale of the 1242x375 KITTI camera (default 1)')
     p.add_argument('--no-bag', action='store_true', help='write only the KITTI folder')
     p.add_argument('--overwrite', action='store_true',
-                   help='write into a non-empty folder this tool did not write')
+                   help='write into a non-empty folder this tool did not write (only autolabel-sim files are '
+                   'replaced; a file of another origin at one of its paths stops the run)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
     if args.frames < 1:
@@ -49,7 +83,7 @@ def main(argv=None) -> int:
 
     from autolabel_ros.sim.drive import simulate_drive
     from autolabel_ros.sim.sensors import Camera, Lidar
-    from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir
+    from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir, record_files
     from autolabel_ros.io.kitti_tracking import write_tracking_file
     from autolabel_ros.sim.writers import BagWriter, tracking_gt_lines, write_kitti
 
@@ -59,8 +93,11 @@ def main(argv=None) -> int:
     if bag_path.exists() and not args.no_bag:
         print(f'autolabel-sim: error: {bag_path} exists; choose an empty --out', file=sys.stderr)
         return 2
+    names = _kitti_names(args.frames)
     try:
-        prepare_output_dir(out, 'autolabel-sim', overwrite=args.overwrite)
+        prepare_output_dir(out, TOOL, overwrite=args.overwrite, outputs=names)
+        # listed before they are written: a run stopped half-way leaves none the next run would refuse
+        record_files(out, TOOL, names)
     except OutputDirError as e:
         print(f'autolabel-sim: error: {e}', file=sys.stderr)
         return 2
@@ -97,6 +134,8 @@ def main(argv=None) -> int:
     summary = {'frames': args.frames, 'labels': n_labels, 'wall_s': round(wall, 2), 'per_frame_s': per_frame,
                'kitti': str(kitti_root), 'bag': None if args.no_bag else str(bag_path)}
     (out / 'sim_summary.json').write_text(json.dumps(summary, indent=1) + '\n')
+    if not args.no_bag:
+        record_files(out, TOOL, [p.relative_to(out).as_posix() for p in bag_path.rglob('*') if p.is_file()])
     if not args.quiet:
         print(json.dumps(summary))
     return 0

@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     if out.suffix == '.json':    # the report <out>.json would overwrite the weights just written
         return _fail(f'--out {out}: the weights and their report (<out>.json) would be one file; '
                      'give a .pt name')
+    if not _replaceable_report(out.with_suffix('.json')):
+        return _fail(f'--out {out}: its report {out.with_suffix(".json")} exists and was not written by '
+                     'autolabel-train-css (nothing was replaced); move it away, or give another --out')
     if a.init and weights_error(a.init):
         return _fail(f'--init: {weights_error(a.init)}')
     import torch
@@ -86,6 +89,18 @@ def main(argv=None) -> int:
         return _fail(f'--out {out}: cannot write ({e.strerror or e})')
     print(json.dumps(report, indent=1))
     return 0
+
+
+def _replaceable_report(path: Path) -> bool:
+    """The report beside the weights names no file yet, or one of this command's (a JSON object of its
+    keys): a user's file of that name is never replaced."""
+    if not (path.exists() or path.is_symlink()):
+        return True
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {'frames', 'samples', 'steps_run', 'loss_last50'} <= set(data)
 
 
 def _fail(message: str) -> int:

@@ -148,9 +148,9 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
 
     ``on_frame(n_done_this_run)`` is called after each persisted frame (tests interrupt through it).
     """
-    from autolabel_ros.config import load_config, to_dict
+    from autolabel_ros.config import load_config
 
-    from autolabel_ros.io.outdir import prepare_output_dir
+    from autolabel_ros.io.outdir import prepare_output_dir, read_marker, undo_prepare
     from autolabel_ros.offline.parallel import check_ray_address
 
     t_start = time.perf_counter()
@@ -167,7 +167,47 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
     mode, _ = parse_prompts(job.prompts)
     if job.ray:
         check_ray_address(job.ray)
+    existed = Path(job.out).exists()
+    had_marker = existed and read_marker(job.out) is not None
     out = prepare_output_dir(job.out, TOOL, overwrite=job.overwrite)
+    try:
+        return _run(job, cfg, calib, mode, occupancy, out, on_frame, clock, t_start)
+    except BaseException:
+        # a run that stops before writing anything (a wrong topic, --start past the end) leaves no
+        # marker in the folder, nor the folder when it made it
+        if not had_marker:
+            undo_prepare(out, TOOL, created=not existed)
+        raise
+
+
+def _planned_outputs(job: BagJob, refs, occupancy: bool) -> list[str]:
+    """The outputs whose names are known before the labelling (the per-frame KITTI files of the
+    selected frames, the fixed names); meshes and the occupancy grids depend on the labels."""
+    rels = ['openlabel.json', 'report/summary.json', 'report/confidence.png', 'report/timing.png']
+    for ref in refs:
+        rels += [f'kitti/label_2/{ref.name}.txt', f'kitti/calib/{ref.name}.txt']
+    if job.tracks:
+        rels += ['kitti/label_02/0000.txt', 'report/tracks_bev.png']
+    if occupancy:
+        rels += ['occupancy/occupancy.json', 'report/occupancy_bev.png']
+    return rels
+
+
+def _looks_like_frame_store(path: Path) -> bool:
+    """A ``.frames`` folder of a run from before the marker listed its work folders."""
+    import json
+
+    try:
+        manifest = json.loads((path / 'manifest.json').read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {'key', 'parts'} <= set(manifest)
+
+
+def _run(job: BagJob, cfg, calib, mode, occupancy, out: Path, on_frame, clock, t_start) -> dict:
+    from autolabel_ros.config import to_dict
+    from autolabel_ros.io.outdir import check_outputs, claim_work_dir
+
     with open_source(job, calib) as source:
         if mode == 'gt' and source.kind != 'kitti_object':
             raise BagError('--prompts gt needs a KITTI object folder with label_2/ as INPUT')
@@ -181,6 +221,8 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
         if job.tracks or occupancy:   # an ego source asked for but absent fails now, not after the labelling
             from autolabel_ros.offline.tracking import check_ego_source
             check_ego_source(job.ego, source, refs)
+        # a user's file at an output path stops the run now, not after the labelling
+        check_outputs(out, TOOL, _planned_outputs(job, refs, occupancy), units=('labels.bag',))
         info = source.describe()
         # the occupancy settings change no label: saved frames stay valid when only they change
         key = {'input': str(Path(job.input).resolve()), 'source': info, 'prompts': job.prompts,
@@ -188,7 +230,11 @@ def run_job(job: BagJob, on_frame: Optional[Callable[[int], None]] = None) -> di
                'calib': _file_hash(job.calib), 'format': 1}
         if job.prompt_chunk != BagJob.prompt_chunk:    # the default leaves earlier runs' key as it was
             key['prompt_chunk'] = job.prompt_chunk
-        store = FrameStore(out / '.frames', key, resume=job.resume)
+        # a user's folder named like a work folder is refused now, before either is listed as the tool's
+        for name, own in (('.frames', _looks_like_frame_store), ('.assemble', None)):
+            claim_work_dir(out, TOOL, name, looks_own=own, record=False)
+        store = FrameStore(claim_work_dir(out, TOOL, '.frames', looks_own=_looks_like_frame_store), key,
+                           resume=job.resume)
         done = store.done()
         todo = [r for r in refs if r.index not in done]
         log.info('%d frames selected, %d already done, %d to label', len(refs), len(refs) - len(todo),
@@ -458,9 +504,11 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     """All outputs from the saved frames, built in ``OUTDIR/.assemble`` then moved into place; a
     failure (disk full) removes the staging folder and leaves the previous outputs and the saved
     frames as they were."""
+    from autolabel_ros.io.outdir import ForeignFileError, claim_work_dir, release_work_dir
+
     _preload_output_libraries()      # done with the first frame unless every frame was saved before
     out = Path(job.out)
-    stage = out / '.assemble'
+    stage = claim_work_dir(out, TOOL, '.assemble')
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -468,12 +516,22 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
 
     t0 = time.perf_counter()
     bar = tqdm(total=0, unit='step', desc='writing', disable=not job.progress, dynamic_ncols=True)
+    keep = False
     try:
         summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar,
                             clock or PhaseClock(), streamed)
+    except ForeignFileError as e:     # nothing moved: the outputs stay staged
+        keep = True
+        raise ForeignFileError(f'{e} and its labelled frames in {store.root}: run the same command again '
+                               f'once it is moved') from None
     finally:
         bar.close()
-        shutil.rmtree(stage, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(stage, ignore_errors=True)
+            try:
+                release_work_dir(out, TOOL, '.assemble')
+            except OSError:         # a full disk: the marker keeps listing it, the next run removes it
+                pass
     log.info('outputs written in %.1f s', time.perf_counter() - t0)
     return summary
 
