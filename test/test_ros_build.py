@@ -139,3 +139,40 @@ def test_params_file_loads_and_a_bad_value_is_one_fatal_line(ros_ws, tmp_path):
         assert len(fatal) == 1 and needle in fatal[0], out[-2000:]
         assert 'Traceback' not in out, out[-2000:]
         assert re.search(r'autolabel_fitter', fatal[0])
+    # a params file rcl cannot parse fails in rclpy.init, before any node exists: one FATAL line too
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('/**:\n  ros__parameters:\n    slop: [0.1,\n')
+    res = RosProcess(run_node_cmd('fitter_node', [broken]), ros_ws['env'], tmp_path / 'broken.log')
+    code = res.proc.wait(60)
+    out = res.output
+    fatal = [line for line in out.splitlines() if line.startswith('[FATAL]')]
+    assert code == 2 and 'Traceback' not in out, out[-2000:]
+    assert len(fatal) == 1, out[-2000:]
+    assert "cannot start ROS: failed to initialize rcl: Couldn't parse params file" in fatal[0]
+    assert '.c:' not in fatal[0], fatal[0]
+
+
+def test_ctrl_c_twice_in_quick_succession_exits_cleanly(ros_ws, tmp_path):
+    """A terminal's Ctrl-C reaches a launched node twice: directly (the whole process group) and as
+    forwarded by `ros2 launch`. A second SIGINT while the node ended killed it by the signal (launch:
+    "process has died [... exit code -2]") once the interpreter's teardown had reset SIGINT; and its
+    last statistics line, logged while the shut-down lifecycle node still held /rosout, added "Failed
+    to publish log message to rosout". Now: exit code 0, the final line, no other."""
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'device': 'cpu', 'segmenter': {'model': 'box'}, 'warm_up': False}}}))
+    exe = ros_ws['install'] / 'lib' / 'autolabel_ros' / 'fitter_node'
+    node = RosProcess([str(exe), '--ros-args', '--params-file', str(params)], ros_ws['env'],
+                      tmp_path / 'node.log')
+    try:
+        node.wait_for(r'reliability auto: waiting for a publisher', 120)
+        for _ in range(2):
+            os.kill(node.proc.pid, signal.SIGINT)
+            time.sleep(0.05)
+        code = node.proc.wait(20)
+    finally:
+        node.stop(timeout=5)
+    out = node.output
+    assert code == 0, f'exit code {code}:\n{out[-2000:]}'
+    assert re.search(r'\[INFO\] \[[\d.]+\] \[autolabel_fitter\]: final: 0 frames processed', out), out[-2000:]
+    assert 'Failed to publish' not in out and 'Traceback' not in out, out[-2000:]

@@ -138,19 +138,34 @@ def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
         worker.join(timeout=timeout)
 
 
+def rcl_error_text(e: Exception) -> str:
+    """An rcl error without the C source locations it lists (", at /path/arguments.c:415")."""
+    import re
+
+    return re.sub(r',? at \S+\.c:\d+', '', str(e)).strip()
+
+
 def run_node(make_node, args=None) -> int:
     """rclpy.init, build the node, bring it to active when its ``autostart`` parameter says so, spin
-    until Ctrl-C / shutdown; startup errors -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
+    until Ctrl-C / shutdown; startup errors (also the ROS arguments rcl refuses: a params file that
+    does not parse, an unknown log level) -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
     keeps TF, clicks and the sensor callbacks served while the worker thread fits."""
+    import signal
     import sys
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+    from rclpy.logging import get_logger
 
-    rclpy.init(args=args)
-    node = None
+    try:
+        rclpy.init(args=args)
+    except rclpy_implementation.RCLError as e:
+        print(f'[FATAL] cannot start ROS: {rcl_error_text(e)}', file=sys.stderr)
+        return 2
+    node = executor = None
     code = 0
-    worker_ended = True
+    worker_ended, final = True, ''
     try:
         node = make_node()
         if node.settings.autostart:
@@ -164,13 +179,19 @@ def run_node(make_node, args=None) -> int:
         print(f'[FATAL] {e}', file=sys.stderr)
         code = 2
     finally:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)      # a second Ctrl-C must not break the cleanup
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)     # its threads release the node's handle
         if node is not None:
-            worker_ended = node.close()
+            name = node.get_name()
+            worker_ended, final = node.close()
             node.destroy_node()
+            if final:
+                get_logger(name).info(final)     # console only: the node and its /rosout are gone
         rclpy.try_shutdown()
+        # rclpy's shutdown restores the SIGINT handler it found at init (the default one): a second
+        # Ctrl-C (the terminal's and the one `ros2 launch` forwards) would kill the process now
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not worker_ended:
         # A fit is still running on the daemon worker (torch in C++): interpreter finalization under it
         # can crash, so leave now; nothing is left to publish or save.

@@ -118,4 +118,4 @@ def main(args=None):
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
     from autolabel_ros.nodes.entry import EXIT_STOPPED
-    run_quietly(lambda: main, EXIT_STOPPED)
+    run_quietly(lambda: main, EXIT_STOPPED, skip_teardown=True)

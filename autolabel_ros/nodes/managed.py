@@ -23,6 +23,7 @@ from typing import Callable, Optional
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from autolabel_ros.core.memory import release_free_memory, settle_malloc_thresholds
+from autolabel_ros.nodes import log_bridge
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
 from autolabel_ros.nodes.params import validate_parameters
@@ -58,6 +59,10 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, name: str, specs, **kwargs):
         super().__init__(name, **kwargs)
+        logger = self.get_logger()
+        # the pipeline's Python warnings (dropped prompts, ...) as this node's log lines
+        self._detach_log = log_bridge.attach(lambda sev, text: getattr(logger, sev)(text),
+                                             int(logger.get_effective_level()))
         values = declare_parameters(self, specs)
         self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
         if self.settings.release_memory:
@@ -248,19 +253,29 @@ class ManagedNode(LifecycleNode):
             self.destroy_outputs()
         self.release_models()
 
-    def close(self) -> bool:
+    def destroy_node(self):
+        super().destroy_node()
+        # rclpy's LifecycleNode (Jazzy) leaves its state machine, whose handle keeps the rcl node and
+        # with it the /rosout publisher alive: a line logged after the node (shut-down context) then
+        # printed "Failed to publish log message to rosout"
+        self._state_machine.destroy_when_not_in_use()
+
+    def close(self) -> tuple[bool, str]:
         """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop (a fit in
-        progress finishes on its daemon thread and finds the node closing); one last statistics line.
-        Returns whether the worker has ended (within 3 s: ros2 launch escalates to SIGTERM after 5)."""
+        progress finishes on its daemon thread and finds the node closing). Returns whether the worker
+        has ended (within 3 s: ros2 launch escalates to SIGTERM after 5) and the last statistics line,
+        which run_node logs once the node is destroyed: after a Ctrl-C rclpy has shut the context
+        down, and a line logged while the node exists fails to reach /rosout with an rcl error line."""
         with self._publish_lock:
             self._closing = True
+        self._detach_log()
         ended = True
         if self.worker is not None:
             stop_worker(self._stop, self.slot, self.worker, timeout=3.0)
             ended = not self.worker.is_alive()
+        final = ''
         if self.slot is not None:
             monitor = getattr(self, 'monitor', None)
-            self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
-                                   f'dropped by the frame queue'
-                                   + (f'; {monitor.received()}' if monitor else ''))
-        return ended
+            final = (f'final: {self.stats.frames} frames processed, {self.slot.dropped} dropped by the frame '
+                     f'queue' + (f'; {monitor.received()}' if monitor else ''))
+        return ended, final
