@@ -227,7 +227,8 @@ def image_to_numpy(msg) -> np.ndarray:
     enc = str(msg.encoding).strip().lower()
     if enc in _DEPTH_ENCODINGS:
         raise MessageError(f'sensor_msgs/Image: encoding {msg.encoding!r} is a depth image, not a camera '
-                           f'image; choose the camera topic (--image-topic)')
+                           f"image; choose the camera's image topic (autolabel-bag --image-topic, the "
+                           f"nodes' image remap)")
     if enc not in _IMAGE_ENCODINGS:
         raise MessageError(f'sensor_msgs/Image: unsupported encoding {msg.encoding!r}; '
                            f'supported: {", ".join(SUPPORTED_IMAGE_ENCODINGS)}')
