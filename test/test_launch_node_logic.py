@@ -485,6 +485,30 @@ def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
     assert log.errors == [('image skipped: ValueError: broken image', 5.0)]
 
 
+def test_worker_busy_at_stop_ends_once_its_item_is_done():
+    """cleanup stops the worker with a bounded wait; a fit can outlast it. That worker must end after
+    its item even when its stop event was cleared again meanwhile (a configure right after did so):
+    it looped on its closed queue, which answers at once, at 100 % CPU."""
+    from autolabel_ros.nodes.common import stop_worker, worker_loop
+
+    slot, stop, busy, release = runtime.FrameQueue(), threading.Event(), threading.Event(), threading.Event()
+
+    def handle(item):
+        busy.set()
+        release.wait(5.0)
+
+    t = threading.Thread(target=worker_loop, args=(stop, slot, handle, None, 'frame'), daemon=True)
+    t.start()
+    slot.put('long fit')
+    assert busy.wait(2.0)
+    stop_worker(stop, slot, t, timeout=0.05)
+    assert t.is_alive()
+    stop.clear()
+    release.set()
+    t.join(2.0)
+    assert not t.is_alive()
+
+
 def test_warmup_frame_is_real_sized_and_its_cars_are_labelled():
     """The nodes' configure-time warm-up frame has a busy frame's size (130 000 points, 1242x375, six
     cars): each prompt frames its own box's LiDAR points, and the pipeline (box masks, short fit)

@@ -99,11 +99,14 @@ def image_msg_type(compressed: bool):
 
 
 def worker_loop(stop_event, slot, handle, logger, what: str) -> None:
-    """Body of a node's worker thread: handle the items of its frame queue (oldest first) until stopped.
-    One bad item is logged (throttled) and skipped: it must never stop the node."""
+    """Body of a node's worker thread: handle the items of its frame queue (oldest first) until stopped
+    (the stop event, or the queue closed). One bad item is logged (throttled) and skipped: it must
+    never stop the node."""
     while not stop_event.is_set():
         item = slot.get(timeout=0.5)
         if item is None:
+            if slot.closed:     # stopped: a closed queue answers at once, this loop would spin
+                return
             continue
         try:
             handle(item)

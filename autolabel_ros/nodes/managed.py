@@ -186,7 +186,9 @@ class ManagedNode(LifecycleNode):
             self._release()
             return FAILURE
         self.slot = FrameQueue(self.settings.pending_frames)
-        self._stop.clear()
+        # a new event per worker: a worker that cleanup left finishing a long fit must still see its
+        # own stop (a shared event cleared here kept it looping on its closed queue at 100 % CPU)
+        self._stop = threading.Event()
         self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
                                        args=(self._stop, self.slot, self._handle_item, self.get_logger(),
                                              self.worker_what))
