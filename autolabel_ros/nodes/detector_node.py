@@ -94,10 +94,15 @@ class DetectorNode(ManagedNode):
 
     def process_item(self, msg):
         t0 = time.perf_counter()
-        if self.settings.compressed_image:
-            image = M.compressed_image_to_numpy(msg)
-        else:
-            image = M.image_to_numpy(msg)
+        try:
+            if self.settings.compressed_image:
+                image = M.compressed_image_to_numpy(msg)
+            else:
+                image = M.image_to_numpy(msg)
+        except M.MessageError as e:     # as the fitter's skipped frames: the topic and the reason
+            self.get_logger().warning(f'image skipped: image on {self.resolve_topic_name("image")}: {e}',
+                                      throttle_duration_sec=5.0)
+            return
         detector = self.detector
         if detector is None:
             return
