@@ -81,6 +81,15 @@ def test_validate_errors_name_the_parameter(key, value, match):
     assert 'autolabel_fitter' in str(e.value)
 
 
+def test_unknown_parameters_are_named_with_the_closest_declared_one():
+    given = ['fit.iteratoins', 'qos_dept', 'slop', 'detector.backend', 'use_sim_time',
+             'qos_overrides./tf.subscription.depth', 'completely_else']
+    assert params.unknown_parameters(given) == ['completely_else',
+                                                'fit.iteratoins (did you mean fit.iterations?)',
+                                                'qos_dept (did you mean qos_depth?)']
+    assert params.unknown_parameters(to_flat_dict(AutolabelConfig())) == []
+
+
 def test_static_transform_16_numbers():
     T = params.parse_static_transform(' '.join(str(v) for v in T_CAM_LIDAR.ravel()))
     np.testing.assert_allclose(T, T_CAM_LIDAR)

@@ -26,7 +26,7 @@ from autolabel_ros.core.memory import release_free_memory, settle_malloc_thresho
 from autolabel_ros.nodes import log_bridge
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
-from autolabel_ros.nodes.params import validate_parameters
+from autolabel_ros.nodes.params import unknown_parameters, validate_parameters
 from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -65,6 +65,9 @@ class ManagedNode(LifecycleNode):
                                              int(logger.get_effective_level()))
         values = declare_parameters(self, specs)
         self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
+        unknown = unknown_parameters(getattr(self, '_parameter_overrides', {}))    # rclpy's overrides
+        if unknown:
+            logger.warning(f'ignored: parameter(s) that no autolabel_ros node declares: {", ".join(unknown)}')
         if self.settings.release_memory:
             settle_malloc_thresholds()   # before the models load and the warm-up runs: see core/memory.py
         self.factory = rclpy_factory()

@@ -10,9 +10,10 @@ Regenerate after a config change::
 """
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -143,6 +144,26 @@ def fitter_specs() -> tuple[ParamSpec, ...]:
 
 def detector_specs() -> tuple[ParamSpec, ...]:
     return DETECTOR_PARAMS + pipeline_specs(detector_pipeline_keys())
+
+
+# parameters of every rclpy node or of ROS tools: not ours to check
+ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+ROS_PARAMETER_PREFIXES = ('qos_overrides.',)
+
+
+def unknown_parameters(names: Iterable[str]) -> list[str]:
+    """The names of a params file / ``-p`` overrides that no node of the package declares (ROS ignores
+    them without a word: a typo leaves the default in force), each with the closest declared name
+    when one is close: ``fit.iteratoins (did you mean fit.iterations?)``. The fitter declares every
+    name the detector does, so one shared params file is checked against the fitter's."""
+    known = [s.name for s in fitter_specs()]
+    out = []
+    for name in sorted(names):
+        if name in known or name in ROS_PARAMETERS or name.startswith(ROS_PARAMETER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        out.append(f'{name} (did you mean {close[0]}?)' if close else name)
+    return out
 
 
 def parse_static_transform(text: str) -> Optional[np.ndarray]:
