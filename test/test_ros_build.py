@@ -156,6 +156,18 @@ def test_params_file_loads_and_a_bad_value_is_one_fatal_line(ros_ws, tmp_path):
     assert '.c:' not in fatal[0], fatal[0]
 
 
+def test_a_model_that_cannot_load_is_one_fatal_line(ros_ws, tmp_path):
+    """A configure that fails at autostart (a torchvision detector without its weights file) is the
+    one FATAL line, exit code 2; it was also logged as an ERROR line before it."""
+    res = RosProcess(run_node_cmd('detector_node', params={'detector.backend': 'fasterrcnn'}), ros_ws['env'],
+                     tmp_path / 'detector.log')
+    code = res.proc.wait(60)
+    out = res.output
+    lines = [line for line in out.splitlines() if 'needs detector.weights' in line]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith('[FATAL] autolabel_detector: '), out[-2000:]
+    assert 'Traceback' not in out, out[-2000:]
+
+
 def test_ctrl_c_twice_in_quick_succession_exits_cleanly(ros_ws, tmp_path):
     """A terminal's Ctrl-C reaches a launched node twice: directly (the whole process group) and as
     forwarded by `ros2 launch`. A second SIGINT while the node ended killed it by the signal (launch:

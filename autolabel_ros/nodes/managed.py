@@ -78,6 +78,7 @@ class ManagedNode(LifecycleNode):
         self._publish_lock = threading.Lock()
         self._closing = False
         self._configure_error: Optional[str] = None
+        self._autostarting = False
         self._active = False
         self._qos_wait = None
         self.input_timers: list = []    # create_inputs lists its timers here; _drop_inputs destroys them
@@ -128,7 +129,11 @@ class ManagedNode(LifecycleNode):
 
     def autostart(self):
         """configure + activate now; a failure is a StartupError (one FATAL line, exit 2)."""
-        self.trigger_configure()
+        self._autostarting = True        # the failure is the FATAL line: on_configure does not log it too
+        try:
+            self.trigger_configure()
+        finally:
+            self._autostarting = False
         if self.state_label != 'inactive':
             raise StartupError(self._configure_error or f'{self.get_name()}: configure failed')
         self.trigger_activate()
@@ -185,7 +190,8 @@ class ManagedNode(LifecycleNode):
         except Exception as e:   # StartupError, DeviceError, missing weights: stay unconfigured
             self._configure_error = str(e) if isinstance(e, StartupError) else \
                 f'{self.get_name()}: cannot load the models: {type(e).__name__}: {e}'
-            self.get_logger().error(self._configure_error)
+            if not self._autostarting:
+                self.get_logger().error(self._configure_error)
             self._release()
             return FAILURE
         self.slot = FrameQueue(self.settings.pending_frames)
