@@ -3,6 +3,7 @@
 Messages are the real ROS 2 definitions from the rosbags typestore; what the fitter publishes is
 serialized to CDR.
 """
+import array
 import threading
 import time
 from pathlib import Path
@@ -88,6 +89,19 @@ def test_unknown_parameters_are_named_with_the_closest_declared_one():
                                                 'fit.iteratoins (did you mean fit.iterations?)',
                                                 'qos_dept (did you mean qos_depth?)']
     assert params.unknown_parameters(to_flat_dict(AutolabelConfig())) == []
+
+
+def test_values_ros_refuses_are_explained_by_type_or_range():
+    spec = {s.name: s for s in params.fitter_specs()}
+    text = params.refused_value_text
+    assert text(spec['slop'], 1) == '1 is an integer, expected a float (write 1.0)'
+    assert text(spec['slop'], 'abc') == "'abc' is a string, expected a float"
+    assert text(spec['fit.iterations'], -5) == '-5 is out of its range [0, inf]'
+    assert text(spec['queue_size'], 0) == '0 is out of its range [1, 1000]'
+    assert text(spec['publish_meshes'], 1) == '1 is an integer, expected a boolean'
+    assert text(spec['css.nocs_loss'], array.array('q', [1, 2])) == \
+        '[1, 2] is a list of integers, expected a list of strings'
+    assert text(spec['marker_namespace'], 'x') is None
 
 
 def test_static_transform_16_numbers():

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from autolabel_ros.config import ConfigError
 from autolabel_ros.io.messages import MessageFactory, class_factory
-from autolabel_ros.nodes.params import ParamSpec
+from autolabel_ros.nodes.params import ParamSpec, refused_value_text
 
 
 class StartupError(RuntimeError):
@@ -47,9 +47,11 @@ def declare_parameters(node, specs: Sequence[ParamSpec]) -> dict:
                                                                 step=0.0)]
         try:
             param = node.declare_parameter(s.name, s.default, desc)
-        except Exception as e:   # rclpy's InvalidParameterType/ValueException carry no parameter context
-            raise ConfigError(f'{node.get_name()}: parameter {s.name!r} (default {s.default!r}): '
-                              f'{type(e).__name__}: {e}') from None
+        except Exception as e:   # rclpy's InvalidParameterType/ValueException, in rclpy's words
+            given = getattr(node, '_parameter_overrides', {}).get(s.name)       # the value it refused
+            why = refused_value_text(s, given.value) if given is not None else None
+            raise ConfigError(f'{node.get_name()}: parameter {s.name!r}: ' +
+                              (why or f'(default {s.default!r}): {type(e).__name__}: {e}')) from None
         values[s.name] = param.value
     return values
 
