@@ -40,6 +40,17 @@ def test_launch_arguments_listed(ros_ws):
         assert f"'{name}':" in res.stdout, name
 
 
+def test_launch_with_a_params_file_that_does_not_exist_stops_with_one_line(ros_ws, tmp_path):
+    """launch_ros itself only warns about a params_file that is no file and starts the nodes with every
+    default; the launch file stops before any node starts."""
+    missing = tmp_path / 'autolabel_typo.yaml'
+    res = ros2('launch', 'autolabel_ros', 'autolabel.launch.py', 'rviz:=false', f'params_file:={missing}',
+               env=ros_ws['env'], timeout=60)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-2000:]
+    assert f'params_file:={missing}: no such file' in out and 'process started' not in out, out[-2000:]
+
+
 def _node_names(peer: Peer) -> set:
     return {(ns.rstrip('/') + '/' + n) for n, ns in peer.node.get_node_names_and_namespaces()}
 
