@@ -157,6 +157,22 @@ def test_latest_slot_busy_worker_gets_only_the_newest_frame():
     assert seen == [0, 9, 19] and slot.dropped == 8 + 9 and slot.accepted == 20
 
 
+def test_input_topic_published_with_another_type_is_named():
+    img, comp = 'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'
+    assert runtime.topic_type_problem('/cam/image', [img, img], img) is None
+    assert runtime.topic_type_problem('/cam/image', [], img) is None
+    assert runtime.topic_type_problem('/cam/image', [img], comp) == (
+        '/cam/image is published as sensor_msgs/msg/Image, but this node subscribes '
+        "sensor_msgs/msg/CompressedImage: set compressed_image: false, or remap image to the camera's "
+        '.../compressed topic')
+    assert runtime.topic_type_problem('/cam/image/compressed', [comp], img).endswith(
+        ': set compressed_image: true')
+    cloud = 'sensor_msgs/msg/PointCloud2'
+    assert runtime.topic_type_problem('/points', ['sensor_msgs/msg/LaserScan'], cloud) == (
+        '/points is published as sensor_msgs/msg/LaserScan, but this node subscribes '
+        'sensor_msgs/msg/PointCloud2: remap it to a sensor_msgs/msg/PointCloud2 topic')
+
+
 def test_latency_stats_summary():
     st = runtime.LatencyStats()
     assert 'no frame processed' in st.summary(dropped=3)

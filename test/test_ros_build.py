@@ -179,6 +179,25 @@ def test_a_model_that_cannot_load_is_one_fatal_line(ros_ws, tmp_path):
     assert 'Traceback' not in out, out[-2000:]
 
 
+def test_an_input_published_with_another_type_is_one_warning(ros_ws, tmp_path):
+    """compressed_image: true on a raw Image topic: DDS matches nothing and the node would only count
+    "nothing received"; it names the two types and the parameter once the publisher is seen."""
+    from sensor_msgs.msg import Image
+
+    cmd = run_node_cmd('detector_node', params={'detector.backend': 'none', 'compressed_image': True},
+                       remaps={'image': '/typed/image'})
+    node = RosProcess(cmd, ros_ws['env'], tmp_path / 'detector.log')
+    peer = Peer('type_checker')
+    try:
+        pub = peer.node.create_publisher(Image, '/typed/image', 10)
+        node.wait_for(r'\[WARN\] .*/typed/image is published as sensor_msgs/msg/Image, but this node '
+                      r'subscribes sensor_msgs/msg/CompressedImage: set compressed_image: false', 60)
+        assert pub.get_subscription_count() == 0
+    finally:
+        peer.close()
+        assert node.stop() == 0, node.output[-2000:]
+
+
 def test_ctrl_c_twice_in_quick_succession_exits_cleanly(ros_ws, tmp_path):
     """A terminal's Ctrl-C reaches a launched node twice: directly (the whole process group) and as
     forwarded by `ros2 launch`. A second SIGINT while the node ended killed it by the signal (launch:

@@ -94,6 +94,11 @@ def steady_timer(node, period_s: float, callback):
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
+def ros_type_name(msg_type) -> str:
+    """A message class -> its ROS type name as graph queries give it: 'sensor_msgs/msg/Image'."""
+    return f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
+
+
 def image_msg_type(compressed: bool):
     from sensor_msgs.msg import CompressedImage, Image
 

@@ -26,8 +26,8 @@ from tf2_ros import Buffer, TransformException, TransformListener
 from autolabel_ros.core.prompts import warn_dropped
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes.clicks import ClickBuffer, clicks_in_camera
-from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, run_node,
-                                        sensor_qos, steady_timer)
+from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, ros_type_name,
+                                        run_node, sensor_qos, steady_timer)
 from autolabel_ros.nodes.inputs import SkipFrame, frame_ids, missing_transform_text, prepare_frame
 from autolabel_ros.nodes.managed import ManagedNode
 from autolabel_ros.nodes.outputs import frame_outputs
@@ -148,7 +148,8 @@ class FitterNode(ManagedNode):
         self.click_sub = self.create_subscription(PointStamped, s.clicked_point_topic, self._on_click, 10)
         self.input_timers = [steady_timer(self, 1.0, self._watchdog),
                              steady_timer(self, 10.0, StatsLine(self))]
-        self.subscribe_when_published(resolved, self._subscribe)
+        types = {t: ros_type_name(cls) for (cls, _), t in zip(self._sensor_topics(), resolved)}
+        self.subscribe_when_published(resolved, self._subscribe, types)
 
     def _subscribe(self, reliability_by_topic: dict):
         s = self.settings

@@ -27,7 +27,7 @@ from autolabel_ros.nodes import log_bridge
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
 from autolabel_ros.nodes.params import unknown_parameters, validate_parameters
-from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats
+from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats, topic_type_problem
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -140,15 +140,25 @@ class ManagedNode(LifecycleNode):
         if self.state_label != 'active':
             raise StartupError(f'{self.get_name()}: activate failed')
 
-    def subscribe_when_published(self, topics: list[str], subscribe: Callable[[dict], None]):
+    def subscribe_when_published(self, topics: list[str], subscribe: Callable[[dict], None],
+                                 types: Optional[dict] = None):
         """Call ``subscribe({topic: 'reliable' | 'best_effort'})`` with the ``reliability`` parameter,
         or, when it is 'auto', once every topic has a publisher: reliable where all its publishers are
         reliable (a reliable link retransmits lost fragments of multi-MB clouds; rosbag2 and sensor
-        drivers differ), best effort otherwise (the only choice that matches a best-effort publisher)."""
+        drivers differ), best effort otherwise (the only choice that matches a best-effort publisher).
+        ``types`` (topic -> 'pkg/msg/Type'): a topic published with another type is one warning."""
         from autolabel_ros.nodes.common import publishers_reliability, steady_timer
+
+        def check_types():
+            for topic, expected in (types or {}).items():
+                published = [i.topic_type for i in self.get_publishers_info_by_topic(topic)]
+                problem = topic_type_problem(topic, published, expected)
+                if problem:
+                    self.get_logger().warning(problem)
 
         if self.settings.reliability != 'auto':
             subscribe({t: self.settings.reliability for t in topics})
+            check_types()         # the publishers that exist now (a later one: the watchdog's counts)
             return
 
         def attempt() -> bool:
@@ -157,6 +167,7 @@ class ManagedNode(LifecycleNode):
                 return False
             self._cancel_qos_wait()
             subscribe(choice)
+            check_types()
             return True
 
         if not attempt():
