@@ -212,6 +212,7 @@ def test_ctrl_c_twice_in_quick_succession_exits_cleanly(ros_ws, tmp_path):
                       tmp_path / 'node.log')
     try:
         node.wait_for(r'reliability auto: waiting for a publisher', 120)
+        time.sleep(1.0)               # spinning (that line comes from activate, just before the spin)
         for _ in range(2):
             os.kill(node.proc.pid, signal.SIGINT)
             time.sleep(0.05)

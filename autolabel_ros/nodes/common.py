@@ -177,10 +177,16 @@ def run_node(make_node, args=None) -> int:
     code = 0
     worker_ended, final = True, ''
     try:
+        # built with SIGINT held back: a Ctrl-C inside its constructor left a half-built executor whose
+        # __del__ printed "Exception ignored ... no attribute '_sigint_gc'" with a traceback
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            executor = MultiThreadedExecutor(num_threads=2)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         node = make_node()
         if node.settings.autostart:
             node.autostart()
-        executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
