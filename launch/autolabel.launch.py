@@ -21,7 +21,7 @@ import sys
 import threading
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import (EnvironmentVariable, EqualsSubstitution, IfElseSubstitution,
                                   LaunchConfiguration, NotEqualsSubstitution, NotSubstitution,
@@ -76,6 +76,15 @@ def keep_ctrl_c_out_of_the_launch_loop() -> bool:
     return True
 
 
+def _check_params_file(context):
+    """launch_ros only warns ("Parameter file path is not a file") and starts the nodes with every
+    default when params_file:= names no file (a typo): stop the launch with one line instead."""
+    path = LaunchConfiguration('params_file').perform(context)
+    if not os.path.isfile(path):
+        raise RuntimeError(f'params_file:={path}: no such file')
+    return []
+
+
 def generate_launch_description():
     keep_ctrl_c_out_of_the_launch_loop()
     share = FindPackageShare(PACKAGE)
@@ -128,4 +137,5 @@ def generate_launch_description():
         arguments=['-d', cfg('rviz_config'), '-f', cfg('fixed_frame')],
         remappings=[(RVIZ_CLOUD_TOPIC, cfg('cloud_topic'))],
         parameters=[{'use_sim_time': use_sim_time}], condition=IfCondition(cfg('rviz')))
-    return LaunchDescription(declared + [dds, detector_node, fitter_node, rviz])
+    return LaunchDescription(declared + [OpaqueFunction(function=_check_params_file), dds, detector_node,
+                                         fitter_node, rviz])

@@ -3,6 +3,7 @@
 Messages are the real ROS 2 definitions from the rosbags typestore; what the fitter publishes is
 serialized to CDR.
 """
+import array
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from autolabel_ros.core.geometry import box_corners, project, transform_points
 from autolabel_ros.core.types import Label3D, Prompt
 from autolabel_ros.io import messages as M
 from autolabel_ros.io.ros_types import get_typestore
-from autolabel_ros.nodes import clicks, inputs, outputs, params, runtime
+from autolabel_ros.nodes import clicks, inputs, log_bridge, outputs, params, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = get_typestore()
@@ -81,6 +82,28 @@ def test_validate_errors_name_the_parameter(key, value, match):
     assert 'autolabel_fitter' in str(e.value)
 
 
+def test_unknown_parameters_are_named_with_the_closest_declared_one():
+    given = ['fit.iteratoins', 'qos_dept', 'slop', 'detector.backend', 'use_sim_time',
+             'qos_overrides./tf.subscription.depth', 'completely_else']
+    assert params.unknown_parameters(given) == ['completely_else',
+                                                'fit.iteratoins (did you mean fit.iterations?)',
+                                                'qos_dept (did you mean qos_depth?)']
+    assert params.unknown_parameters(to_flat_dict(AutolabelConfig())) == []
+
+
+def test_values_ros_refuses_are_explained_by_type_or_range():
+    spec = {s.name: s for s in params.fitter_specs()}
+    text = params.refused_value_text
+    assert text(spec['slop'], 1) == '1 is an integer, expected a float (write 1.0)'
+    assert text(spec['slop'], 'abc') == "'abc' is a string, expected a float"
+    assert text(spec['fit.iterations'], -5) == '-5 is out of its range [0, inf]'
+    assert text(spec['queue_size'], 0) == '0 is out of its range [1, 1000]'
+    assert text(spec['publish_meshes'], 1) == '1 is an integer, expected a boolean'
+    assert text(spec['css.nocs_loss'], array.array('q', [1, 2])) == \
+        '[1, 2] is a list of integers, expected a list of strings'
+    assert text(spec['marker_namespace'], 'x') is None
+
+
 def test_static_transform_16_numbers():
     T = params.parse_static_transform(' '.join(str(v) for v in T_CAM_LIDAR.ravel()))
     np.testing.assert_allclose(T, T_CAM_LIDAR)
@@ -134,6 +157,22 @@ def test_latest_slot_busy_worker_gets_only_the_newest_frame():
     assert seen == [0, 9, 19] and slot.dropped == 8 + 9 and slot.accepted == 20
 
 
+def test_input_topic_published_with_another_type_is_named():
+    img, comp = 'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'
+    assert runtime.topic_type_problem('/cam/image', [img, img], img) is None
+    assert runtime.topic_type_problem('/cam/image', [], img) is None
+    assert runtime.topic_type_problem('/cam/image', [img], comp) == (
+        '/cam/image is published as sensor_msgs/msg/Image, but this node subscribes '
+        "sensor_msgs/msg/CompressedImage: set compressed_image: false, or remap image to the camera's "
+        '.../compressed topic')
+    assert runtime.topic_type_problem('/cam/image/compressed', [comp], img).endswith(
+        ': set compressed_image: true')
+    cloud = 'sensor_msgs/msg/PointCloud2'
+    assert runtime.topic_type_problem('/points', ['sensor_msgs/msg/LaserScan'], cloud) == (
+        '/points is published as sensor_msgs/msg/LaserScan, but this node subscribes '
+        'sensor_msgs/msg/PointCloud2: remap it to a sensor_msgs/msg/PointCloud2 topic')
+
+
 def test_latency_stats_summary():
     st = runtime.LatencyStats()
     assert 'no frame processed' in st.summary(dropped=3)
@@ -181,8 +220,10 @@ def test_click_buffer_expires_and_clears():
     buf = clicks.ClickBuffer(max_age=10.0)
     buf.add([1, 2, 3], 'lidar', now=0.0)
     buf.add([4, 5, 6], 'map', now=8.0)
-    buf.add([np.nan, 0, 0], 'lidar', now=8.0)   # ignored
-    assert len(buf) == 2
+    assert not buf.add([np.nan, 0, 0], 'lidar', now=8.0)     # refused (the node logs it)
+    assert not buf.add([0, np.inf, 0], 'lidar', now=8.0)
+    assert buf.add([7, 8, 9], 'odom', now=-20.0)
+    assert len(buf) == 3
     taken = buf.take(now=12.0)
     assert [c.frame_id for c in taken] == ['map'] and len(buf) == 0
 
@@ -300,6 +341,48 @@ def test_prepare_frame_from_messages_with_clicks():
     info.width = 1280
     with pytest.raises(inputs.SkipFrame, match='camera_info is 1280x480 but the image is 640x480'):
         inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+
+
+def test_unreadable_messages_skip_the_frame_naming_their_topic():
+    """An image encoding the pipeline cannot read, a cloud without x/y/z, a camera_info without focal
+    length: a SkipFrame (one warning in the node) that names the topic, not a worker error."""
+    specs = params.fitter_specs()
+    _, st = params.validate_parameters(defaults(specs), specs)
+    topics = {'image': '/cam/image', 'camera_info': '/cam/info', 'points': '/lidar/points'}
+    cases = [('image', lambda m: setattr(m, 'encoding', 'yuv422'),
+              "image on /cam/image: sensor_msgs/Image: unsupported encoding 'yuv422'"),
+             ('image', lambda m: setattr(m, 'encoding', '16UC1'), 'image on /cam/image: .*depth image'),
+             ('pc', lambda m: setattr(m, 'fields', [m.fields[3]]),
+              r"points on /lidar/points: sensor_msgs/PointCloud2: missing field\(s\) \['x', 'y', 'z'\]"),
+             ('info', lambda m: setattr(m, 'k', np.zeros(9)),
+              "camera_info on /cam/info: sensor_msgs/CameraInfo: 'k' has no valid focal length")]
+    for which, spoil, match in cases:
+        _, img, info, pc, det = _messages([])
+        spoil({'image': img, 'pc': pc, 'info': info}[which])
+        with pytest.raises(inputs.SkipFrame, match=match):
+            inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st, topics=topics)
+
+
+def test_degenerate_detections_are_reported_as_dropped():
+    specs = params.fitter_specs()
+    _, st = params.validate_parameters(defaults(specs), specs)
+    good = Prompt(id=5, box=[300, 200, 400, 260], cls='Car', score=0.8)
+    _, img, info, pc, det = _messages([good, Prompt(id=6, box=[10, 10, 50, 50])])
+    det.detections[1].bbox.size_x = float('nan')
+    _, prompts, _ = inputs.prepare_frame(img, info, pc, det, T_CAM_LIDAR, st)
+    assert [p.id for p in prompts] == [5]
+    assert [(d.id, d.reason) for d in prompts.dropped] == [(6, 'non_finite')]
+    _, prompts, _ = inputs.prepare_frame(img, info, pc, None, T_CAM_LIDAR, st)     # no detections
+    assert prompts == [] and prompts.dropped == []
+
+
+def test_missing_transform_text_names_the_parameter_for_an_empty_frame_id():
+    assert inputs.missing_transform_text('velodyne', 'cam', 0.2) == \
+        'no TF velodyne -> cam at the cloud stamp (waited 0.2 s)'
+    text = inputs.missing_transform_text('velodyne', '', 0.2)
+    assert "-> '' (the image header has no frame_id: set camera_frame)" in text
+    assert "no TF '' (the cloud header has no frame_id: set lidar_frame)" in \
+        inputs.missing_transform_text('', 'cam', 0.2)
 
 
 def test_frame_outputs_are_valid_ros_messages():
@@ -441,6 +524,30 @@ def test_worker_loop_skips_a_bad_item_and_stops_with_the_slot():
     assert log.errors == [('image skipped: ValueError: broken image', 5.0)]
 
 
+def test_worker_busy_at_stop_ends_once_its_item_is_done():
+    """cleanup stops the worker with a bounded wait; a fit can outlast it. That worker must end after
+    its item even when its stop event was cleared again meanwhile (a configure right after did so):
+    it looped on its closed queue, which answers at once, at 100 % CPU."""
+    from autolabel_ros.nodes.common import stop_worker, worker_loop
+
+    slot, stop, busy, release = runtime.FrameQueue(), threading.Event(), threading.Event(), threading.Event()
+
+    def handle(item):
+        busy.set()
+        release.wait(5.0)
+
+    t = threading.Thread(target=worker_loop, args=(stop, slot, handle, None, 'frame'), daemon=True)
+    t.start()
+    slot.put('long fit')
+    assert busy.wait(2.0)
+    stop_worker(stop, slot, t, timeout=0.05)
+    assert t.is_alive()
+    stop.clear()
+    release.set()
+    t.join(2.0)
+    assert not t.is_alive()
+
+
 def test_warmup_frame_is_real_sized_and_its_cars_are_labelled():
     """The nodes' configure-time warm-up frame has a busy frame's size (130 000 points, 1242x375, six
     cars): each prompt frames its own box's LiDAR points, and the pipeline (box masks, short fit)
@@ -472,3 +579,37 @@ def test_warmup_frame_is_real_sized_and_its_cars_are_labelled():
               for (x, y, _), lab in zip(WARMUP_CARS, sorted(labels, key=lambda lab: lab.id))]
     assert sum(placed) >= 5, placed
 
+
+
+# ---------------------------------------------------------------------------------- logging
+
+def test_package_warnings_reach_the_node_logger_at_its_level():
+    """The pipeline's Python warnings (e.g. dropped prompts) become the node's log lines at the ROS
+    severity, filtered by the node's level, and not also printed by Python's last-resort handler."""
+    import logging
+
+    from autolabel_ros.core.prompts import check_prompts
+
+    lines = []
+    detach = log_bridge.attach(lambda sev, text: lines.append((sev, text)), 20)     # ROS INFO = 20
+    try:
+        check_prompts([Prompt(id=3, box=[-50, 10, -20, 40])], 640, 480, frame_id='f1')
+        logging.getLogger('autolabel_ros.pipeline').debug('per-frame detail')
+        logging.getLogger('autolabel_ros.pipeline').error('broken')
+        assert logging.getLogger('autolabel_ros').propagate is False
+    finally:
+        detach()
+    assert lines == [('warning', "frame 'f1': 1 of 1 prompts dropped (1 outside_image; ids 3)"),
+                     ('error', 'broken')]
+    assert logging.getLogger('autolabel_ros').handlers == [] and logging.getLogger('autolabel_ros').propagate
+    assert [log_bridge.severity(v) for v in (5, 10, 20, 30, 40, 50)] == \
+        ['debug', 'debug', 'info', 'warning', 'error', 'fatal']
+
+
+def test_rcl_errors_lose_their_source_locations():
+    from autolabel_ros.nodes.common import rcl_error_text
+
+    text = ("failed to initialize rcl: Couldn't parse params file: '--params-file /x.yaml'. Error: Error "
+            "opening YAML file, at /src/rcl_yaml_param_parser/src/parser.c:271, at /src/rcl/arguments.c:415")
+    assert rcl_error_text(RuntimeError(text)) == ("failed to initialize rcl: Couldn't parse params file: "
+                                                  "'--params-file /x.yaml'. Error: Error opening YAML file")

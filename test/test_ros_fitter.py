@@ -261,6 +261,55 @@ def test_lifecycle_transitions(fitter, scene):
     peer.wait_for(lambda: outputs_at(peer, MARKERS, stamp), 60, 'output after reactivation')
 
 
+def test_unreadable_input_degenerate_detection_and_nan_click_each_one_warning(fitter, scene):
+    """Bad inputs a driver or detector can send: one WARN line each, naming the topic and the reason,
+    and the node keeps serving. An image in an encoding the pipeline cannot read: the frame skipped;
+    a detection with a NaN size: dropped (the pipeline's Python warning as the node's [WARN] line),
+    the frame still published; a clicked point with a NaN coordinate: refused."""
+    from geometry_msgs.msg import PointStamped
+
+    from autolabel_ros.core.types import Prompt
+    from autolabel_ros.io import messages as M
+
+    peer, feed, proc = fitter['peer'], fitter['feeder'], fitter['proc']
+    fr, f = scene.frame, feed.f
+    mark = len(proc.output)
+
+    def send(stamp, image_encoding=None, nan_detection=False):
+        t_img = stamp - 20_000_000
+        img = M.make_image(fr.image, t_img, 'camera', f)
+        if image_encoding:
+            img.encoding = image_encoding
+        dets = M.prompts_to_detection2d_array([Prompt(id=7, box=[10, 10, 50, 50])] if nan_detection else [],
+                                              t_img, 'camera', f)
+        if nan_detection:
+            dets.detections[0].bbox.size_x = float('nan')
+        feed.image.publish(img)
+        feed.info.publish(M.make_camera_info(fr.K, fr.width, fr.height, t_img, 'camera', f))
+        feed.dets.publish(dets)
+        feed.cloud.publish(M.make_pointcloud2(fr.points, stamp, 'lidar_c', f, ring=scene.ring))
+
+    send(S0 + 25_000_000_000, image_encoding='yuv422')
+    proc.wait_for(r"\[WARN\] .*frame skipped: image on /f1/image: sensor_msgs/Image: unsupported encoding "
+                  r"'yuv422'", 30, mark)
+    stamp = S0 + 26_000_000_000
+    send(stamp, nan_detection=True)
+    peer.wait_for(lambda: outputs_at(peer, MARKERS, stamp), 60, 'the frame with a NaN detection')
+    proc.wait_for(r'\[WARN\] \[[\d.]+\] \[autolabel_fitter\]: detections on /f1/detections: 1 of 1 prompts '
+                  r'dropped \(1 non_finite; ids 7\)', 10, mark)
+    click = PointStamped()
+    click.header = M.make_header(stamp, 'lidar_c', f)
+    click.point.x = float('nan')
+    clicks = peer.node.create_publisher(PointStamped, '/clicked_point', 10)
+    peer.wait_for(lambda: clicks.get_subscription_count() > 0, 10, 'click subscription')
+    clicks.publish(click)
+    proc.wait_for(r'\[WARN\] .*click on /clicked_point at \(nan, 0.0, 0.0\) is not a finite point; ignored',
+                  10, mark)
+    out = proc.output[mark:]
+    assert 'MessageError' not in out and 'Traceback' not in out and 'point prompt for' not in out, out[-3000:]
+    assert proc.proc.poll() is None
+
+
 def test_sigint_during_a_fit_exits_cleanly(fitter, scene):
     """Ctrl-C while the worker fits: exit code 0, no traceback, nothing published after the signal."""
     peer, feed, proc = fitter['peer'], fitter['feeder'], fitter['proc']
@@ -281,6 +330,7 @@ def test_sigint_during_a_fit_exits_cleanly(fitter, scene):
     out = proc.output[mark:]
     assert code == 0, out[-3000:]
     assert 'Traceback' not in out and 'InvalidHandle' not in out, out[-3000:]
+    assert 'Failed to publish log message' not in out, out[-3000:]
     assert len(peer.messages('/autolabel_fitter/markers')) == n_before
     assert re.search(r'final: \d+ frames processed, \d+ dropped by the frame queue', out), out[-2000:]
 

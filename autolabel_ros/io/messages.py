@@ -227,7 +227,8 @@ def image_to_numpy(msg) -> np.ndarray:
     enc = str(msg.encoding).strip().lower()
     if enc in _DEPTH_ENCODINGS:
         raise MessageError(f'sensor_msgs/Image: encoding {msg.encoding!r} is a depth image, not a camera '
-                           f'image; choose the camera topic (--image-topic)')
+                           f"image; choose the camera's image topic (autolabel-bag --image-topic, the "
+                           f"nodes' image remap)")
     if enc not in _IMAGE_ENCODINGS:
         raise MessageError(f'sensor_msgs/Image: unsupported encoding {msg.encoding!r}; '
                            f'supported: {", ".join(SUPPORTED_IMAGE_ENCODINGS)}')
@@ -260,8 +261,10 @@ def compressed_image_to_numpy(msg) -> np.ndarray:
         with Image.open(io.BytesIO(buf)) as im:
             return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError) as e:
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says only that
+        why = 'not an image format Pillow reads' if isinstance(e, UnidentifiedImageError) else str(e)
         raise MessageError(f'sensor_msgs/CompressedImage: cannot decode format {msg.format!r} '
-                           f'({len(buf)} bytes): {e}') from None
+                           f'({len(buf)} bytes): {why}') from None
 
 
 def camera_info_to_intrinsics(msg, use_projection: bool = False) -> tuple[np.ndarray, int, int]:

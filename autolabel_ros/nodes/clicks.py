@@ -30,12 +30,14 @@ class ClickBuffer:
         self._lock = threading.Lock()
         self._clicks: list[Click] = []
 
-    def add(self, xyz, frame_id: str, now: float, stamp_ns: int = 0):
+    def add(self, xyz, frame_id: str, now: float, stamp_ns: int = 0) -> bool:
+        """Keep a click; False (not kept) for a point with a NaN or infinite coordinate."""
         p = np.asarray(xyz, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(p)):
-            return
+            return False
         with self._lock:
             self._clicks.append(Click(p, str(frame_id), float(now), int(stamp_ns)))
+        return True
 
     def take(self, now: float) -> list[Click]:
         """All fresh clicks (removed from the buffer); stale ones are dropped."""

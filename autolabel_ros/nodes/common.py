@@ -7,7 +7,7 @@ from typing import Sequence
 
 from autolabel_ros.config import ConfigError
 from autolabel_ros.io.messages import MessageFactory, class_factory
-from autolabel_ros.nodes.params import ParamSpec
+from autolabel_ros.nodes.params import ParamSpec, refused_value_text
 
 
 class StartupError(RuntimeError):
@@ -47,9 +47,11 @@ def declare_parameters(node, specs: Sequence[ParamSpec]) -> dict:
                                                                 step=0.0)]
         try:
             param = node.declare_parameter(s.name, s.default, desc)
-        except Exception as e:   # rclpy's InvalidParameterType/ValueException carry no parameter context
-            raise ConfigError(f'{node.get_name()}: parameter {s.name!r} (default {s.default!r}): '
-                              f'{type(e).__name__}: {e}') from None
+        except Exception as e:   # rclpy's InvalidParameterType/ValueException, in rclpy's words
+            given = getattr(node, '_parameter_overrides', {}).get(s.name)       # the value it refused
+            why = refused_value_text(s, given.value) if given is not None else None
+            raise ConfigError(f'{node.get_name()}: parameter {s.name!r}: ' +
+                              (why or f'(default {s.default!r}): {type(e).__name__}: {e}')) from None
         values[s.name] = param.value
     return values
 
@@ -92,6 +94,11 @@ def steady_timer(node, period_s: float, callback):
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
+def ros_type_name(msg_type) -> str:
+    """A message class -> its ROS type name as graph queries give it: 'sensor_msgs/msg/Image'."""
+    return f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
+
+
 def image_msg_type(compressed: bool):
     from sensor_msgs.msg import CompressedImage, Image
 
@@ -99,11 +106,14 @@ def image_msg_type(compressed: bool):
 
 
 def worker_loop(stop_event, slot, handle, logger, what: str) -> None:
-    """Body of a node's worker thread: handle the items of its frame queue (oldest first) until stopped.
-    One bad item is logged (throttled) and skipped: it must never stop the node."""
+    """Body of a node's worker thread: handle the items of its frame queue (oldest first) until stopped
+    (the stop event, or the queue closed). One bad item is logged (throttled) and skipped: it must
+    never stop the node."""
     while not stop_event.is_set():
         item = slot.get(timeout=0.5)
         if item is None:
+            if slot.closed:     # stopped: a closed queue answers at once, this loop would spin
+                return
             continue
         try:
             handle(item)
@@ -138,24 +148,45 @@ def stop_worker(stop_event, slot, worker, timeout: float = 5.0) -> None:
         worker.join(timeout=timeout)
 
 
+def rcl_error_text(e: Exception) -> str:
+    """An rcl error without the C source locations it lists (", at /path/arguments.c:415")."""
+    import re
+
+    return re.sub(r',? at \S+\.c:\d+', '', str(e)).strip()
+
+
 def run_node(make_node, args=None) -> int:
     """rclpy.init, build the node, bring it to active when its ``autostart`` parameter says so, spin
-    until Ctrl-C / shutdown; startup errors -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
+    until Ctrl-C / shutdown; startup errors (also the ROS arguments rcl refuses: a params file that
+    does not parse, an unknown log level) -> one ``[FATAL]`` line, exit 2. A multi-threaded executor
     keeps TF, clicks and the sensor callbacks served while the worker thread fits."""
+    import signal
     import sys
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+    from rclpy.logging import get_logger
 
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    worker_ended = True
     try:
+        rclpy.init(args=args)
+    except rclpy_implementation.RCLError as e:
+        print(f'[FATAL] cannot start ROS: {rcl_error_text(e)}', file=sys.stderr)
+        return 2
+    node = executor = None
+    code = 0
+    worker_ended, final = True, ''
+    try:
+        # built with SIGINT held back: a Ctrl-C inside its constructor left a half-built executor whose
+        # __del__ printed "Exception ignored ... no attribute '_sigint_gc'" with a traceback
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            executor = MultiThreadedExecutor(num_threads=2)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         node = make_node()
         if node.settings.autostart:
             node.autostart()
-        executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -164,13 +195,19 @@ def run_node(make_node, args=None) -> int:
         print(f'[FATAL] {e}', file=sys.stderr)
         code = 2
     finally:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)      # a second Ctrl-C must not break the cleanup
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)     # its threads release the node's handle
         if node is not None:
-            worker_ended = node.close()
+            name = node.get_name()
+            worker_ended, final = node.close()
             node.destroy_node()
+            if final:
+                get_logger(name).info(final)     # console only: the node and its /rosout are gone
         rclpy.try_shutdown()
+        # rclpy's shutdown restores the SIGINT handler it found at init (the default one): a second
+        # Ctrl-C (the terminal's and the one `ros2 launch` forwards) would kill the process now
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not worker_ended:
         # A fit is still running on the daemon worker (torch in C++): interpreter finalization under it
         # can crash, so leave now; nothing is left to publish or save.

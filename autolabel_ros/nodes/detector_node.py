@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 from autolabel_ros.io import messages as M
-from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, run_node,
-                                        sensor_qos, steady_timer)
+from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, ros_type_name,
+                                        run_node, sensor_qos, steady_timer)
 from autolabel_ros.nodes.managed import ManagedNode
 from autolabel_ros.nodes.params import detector_specs
 
@@ -76,7 +76,9 @@ class DetectorNode(ManagedNode):
 
     def create_inputs(self):
         self.input_timers = [steady_timer(self, 10.0, StatsLine(self))]
-        self.subscribe_when_published([self.resolve_topic_name('image')], self._subscribe)
+        topic = self.resolve_topic_name('image')
+        self.subscribe_when_published([topic], self._subscribe,
+                                      {topic: ros_type_name(image_msg_type(self.settings.compressed_image))})
 
     def _subscribe(self, reliability_by_topic: dict):
         [(topic, reliability)] = reliability_by_topic.items()
@@ -94,10 +96,15 @@ class DetectorNode(ManagedNode):
 
     def process_item(self, msg):
         t0 = time.perf_counter()
-        if self.settings.compressed_image:
-            image = M.compressed_image_to_numpy(msg)
-        else:
-            image = M.image_to_numpy(msg)
+        try:
+            if self.settings.compressed_image:
+                image = M.compressed_image_to_numpy(msg)
+            else:
+                image = M.image_to_numpy(msg)
+        except M.MessageError as e:     # as the fitter's skipped frames: the topic and the reason
+            self.get_logger().warning(f'image skipped: image on {self.resolve_topic_name("image")}: {e}',
+                                      throttle_duration_sec=5.0)
+            return
         detector = self.detector
         if detector is None:
             return
@@ -118,4 +125,4 @@ def main(args=None):
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
     from autolabel_ros.nodes.entry import EXIT_STOPPED
-    run_quietly(lambda: main, EXIT_STOPPED)
+    run_quietly(lambda: main, EXIT_STOPPED, skip_teardown=True)

@@ -15,6 +15,7 @@ All decisions live in the ROS-free modules (``nodes/params.py``, ``runtime.py``,
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from message_filters import ApproximateTimeSynchronizer, Subscriber
@@ -22,11 +23,12 @@ from rclpy.duration import Duration
 from rclpy.time import Time
 from tf2_ros import Buffer, TransformException, TransformListener
 
+from autolabel_ros.core.prompts import warn_dropped
 from autolabel_ros.io import messages as M
 from autolabel_ros.nodes.clicks import ClickBuffer, clicks_in_camera
-from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, run_node,
-                                        sensor_qos, steady_timer)
-from autolabel_ros.nodes.inputs import SkipFrame, frame_ids, prepare_frame
+from autolabel_ros.nodes.common import (StartupError, StatsLine, image_msg_type, output_qos, ros_type_name,
+                                        run_node, sensor_qos, steady_timer)
+from autolabel_ros.nodes.inputs import SkipFrame, frame_ids, missing_transform_text, prepare_frame
 from autolabel_ros.nodes.managed import ManagedNode
 from autolabel_ros.nodes.outputs import frame_outputs
 from autolabel_ros.nodes.params import fitter_specs
@@ -146,7 +148,8 @@ class FitterNode(ManagedNode):
         self.click_sub = self.create_subscription(PointStamped, s.clicked_point_topic, self._on_click, 10)
         self.input_timers = [steady_timer(self, 1.0, self._watchdog),
                              steady_timer(self, 10.0, StatsLine(self))]
-        self.subscribe_when_published(resolved, self._subscribe)
+        types = {t: ros_type_name(cls) for (cls, _), t in zip(self._sensor_topics(), resolved)}
+        self.subscribe_when_published(resolved, self._subscribe, types)
 
     def _subscribe(self, reliability_by_topic: dict):
         s = self.settings
@@ -184,7 +187,11 @@ class FitterNode(ManagedNode):
 
     def _on_click(self, msg):
         p = msg.point
-        self.clicks.add([p.x, p.y, p.z], msg.header.frame_id, now_wall(), stamp_ns=M.header_stamp_ns(msg))
+        if not self.clicks.add([p.x, p.y, p.z], msg.header.frame_id, now_wall(),
+                               stamp_ns=M.header_stamp_ns(msg)):
+            self.get_logger().warning(f'click on {self.settings.clicked_point_topic} at ({p.x}, {p.y}, '
+                                      f'{p.z}) is not a finite point; ignored')
+            return
         self.get_logger().info(f'click at ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}: '
                                f'point prompt for the next frame')
         # A paused bag sends no new frame: re-run the last one so the click takes effect now.
@@ -218,28 +225,30 @@ class FitterNode(ManagedNode):
         lidar_frame, camera_frame = frame_ids(s, image_msg, cloud_msg)
         T, source = transform_at(self._lookup, camera_frame, lidar_frame, M.header_stamp_ns(cloud_msg),
                                  s.tf_timeout, s.T_cam_lidar_static)
-        missing = f'no TF {lidar_frame} -> {camera_frame} at the cloud stamp (waited {s.tf_timeout} s)'
+        missing = missing_transform_text(lidar_frame, camera_frame, s.tf_timeout)
         if source == 'latest':
             self.get_logger().warning(f'{missing}: using the latest one', throttle_duration_sec=5.0)
         elif source == 'fallback':
             self.get_logger().warning(f'{missing}: using the static_transform parameter',
                                       throttle_duration_sec=5.0)
         if T is None:
-            self.get_logger().warning(
-                f'no TF {lidar_frame} -> {camera_frame} at the frame stamp (waited {s.tf_timeout} s) and '
-                f'no static_transform parameter: frame skipped', throttle_duration_sec=5.0)
+            self.get_logger().warning(f'{missing} and no static_transform parameter: frame skipped',
+                                      throttle_duration_sec=5.0)
             return
         clicks_cam, ignored = clicks_in_camera(self.clicks.take(now_wall()), self._lookup, camera_frame,
                                                lidar_frame, T, s.tf_timeout)
         for frame_id in ignored:
             self.get_logger().warning(f'click in frame {frame_id!r}: no TF to {camera_frame!r}; ignored')
         try:
+            topics = {name: self.resolve_topic_name(name) for _, name in self._sensor_topics()}
             frame, prompts, outside = prepare_frame(image_msg, info_msg, cloud_msg, det_msg, T, s,
-                                                    clicks_cam=clicks_cam,
-                                                    info_topic=self.resolve_topic_name('camera_info'))
+                                                    clicks_cam=clicks_cam, topics=topics)
         except SkipFrame as e:
             self.get_logger().warning(f'frame skipped: {e}', throttle_duration_sec=5.0)
             return
+        if prompts.dropped:      # degenerate boxes of the detector (NaN, zero or negative size)
+            warn_dropped(logging.getLogger('autolabel_ros.nodes'), f'detections on {topics["detections"]}',
+                         prompts.dropped, len(det_msg.detections))
         if outside:
             self.get_logger().warning(f'{outside} click(s) fall outside the camera image; ignored')
         if self.cfg.proposals.lidar:
@@ -285,4 +294,4 @@ def main(args=None):
 if __name__ == '__main__':
     from autolabel_ros.core.interrupts import run_quietly
     from autolabel_ros.nodes.entry import EXIT_STOPPED
-    run_quietly(lambda: main, EXIT_STOPPED)
+    run_quietly(lambda: main, EXIT_STOPPED, skip_teardown=True)

@@ -23,10 +23,11 @@ from typing import Callable, Optional
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from autolabel_ros.core.memory import release_free_memory, settle_malloc_thresholds
+from autolabel_ros.nodes import log_bridge
 from autolabel_ros.nodes.common import (StartupError, declare_parameters, rclpy_factory, stop_worker,
                                         worker_loop)
-from autolabel_ros.nodes.params import validate_parameters
-from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats
+from autolabel_ros.nodes.params import unknown_parameters, validate_parameters
+from autolabel_ros.nodes.runtime import FrameQueue, LatencyStats, topic_type_problem
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -58,8 +59,15 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, name: str, specs, **kwargs):
         super().__init__(name, **kwargs)
+        logger = self.get_logger()
+        # the pipeline's Python warnings (dropped prompts, ...) as this node's log lines
+        self._detach_log = log_bridge.attach(lambda sev, text: getattr(logger, sev)(text),
+                                             int(logger.get_effective_level()))
         values = declare_parameters(self, specs)
         self.cfg, self.settings = validate_parameters(values, specs, self.get_name())
+        unknown = unknown_parameters(getattr(self, '_parameter_overrides', {}))    # rclpy's overrides
+        if unknown:
+            logger.warning(f'ignored: parameter(s) that no autolabel_ros node declares: {", ".join(unknown)}')
         if self.settings.release_memory:
             settle_malloc_thresholds()   # before the models load and the warm-up runs: see core/memory.py
         self.factory = rclpy_factory()
@@ -70,6 +78,7 @@ class ManagedNode(LifecycleNode):
         self._publish_lock = threading.Lock()
         self._closing = False
         self._configure_error: Optional[str] = None
+        self._autostarting = False
         self._active = False
         self._qos_wait = None
         self.input_timers: list = []    # create_inputs lists its timers here; _drop_inputs destroys them
@@ -120,22 +129,36 @@ class ManagedNode(LifecycleNode):
 
     def autostart(self):
         """configure + activate now; a failure is a StartupError (one FATAL line, exit 2)."""
-        self.trigger_configure()
+        self._autostarting = True        # the failure is the FATAL line: on_configure does not log it too
+        try:
+            self.trigger_configure()
+        finally:
+            self._autostarting = False
         if self.state_label != 'inactive':
             raise StartupError(self._configure_error or f'{self.get_name()}: configure failed')
         self.trigger_activate()
         if self.state_label != 'active':
             raise StartupError(f'{self.get_name()}: activate failed')
 
-    def subscribe_when_published(self, topics: list[str], subscribe: Callable[[dict], None]):
+    def subscribe_when_published(self, topics: list[str], subscribe: Callable[[dict], None],
+                                 types: Optional[dict] = None):
         """Call ``subscribe({topic: 'reliable' | 'best_effort'})`` with the ``reliability`` parameter,
         or, when it is 'auto', once every topic has a publisher: reliable where all its publishers are
         reliable (a reliable link retransmits lost fragments of multi-MB clouds; rosbag2 and sensor
-        drivers differ), best effort otherwise (the only choice that matches a best-effort publisher)."""
+        drivers differ), best effort otherwise (the only choice that matches a best-effort publisher).
+        ``types`` (topic -> 'pkg/msg/Type'): a topic published with another type is one warning."""
         from autolabel_ros.nodes.common import publishers_reliability, steady_timer
+
+        def check_types():
+            for topic, expected in (types or {}).items():
+                published = [i.topic_type for i in self.get_publishers_info_by_topic(topic)]
+                problem = topic_type_problem(topic, published, expected)
+                if problem:
+                    self.get_logger().warning(problem)
 
         if self.settings.reliability != 'auto':
             subscribe({t: self.settings.reliability for t in topics})
+            check_types()         # the publishers that exist now (a later one: the watchdog's counts)
             return
 
         def attempt() -> bool:
@@ -144,6 +167,7 @@ class ManagedNode(LifecycleNode):
                 return False
             self._cancel_qos_wait()
             subscribe(choice)
+            check_types()
             return True
 
         if not attempt():
@@ -177,11 +201,14 @@ class ManagedNode(LifecycleNode):
         except Exception as e:   # StartupError, DeviceError, missing weights: stay unconfigured
             self._configure_error = str(e) if isinstance(e, StartupError) else \
                 f'{self.get_name()}: cannot load the models: {type(e).__name__}: {e}'
-            self.get_logger().error(self._configure_error)
+            if not self._autostarting:
+                self.get_logger().error(self._configure_error)
             self._release()
             return FAILURE
         self.slot = FrameQueue(self.settings.pending_frames)
-        self._stop.clear()
+        # a new event per worker: a worker that cleanup left finishing a long fit must still see its
+        # own stop (a shared event cleared here kept it looping on its closed queue at 100 % CPU)
+        self._stop = threading.Event()
         self.worker = threading.Thread(target=worker_loop, name=f'{self.get_name()}_worker', daemon=True,
                                        args=(self._stop, self.slot, self._handle_item, self.get_logger(),
                                              self.worker_what))
@@ -248,19 +275,29 @@ class ManagedNode(LifecycleNode):
             self.destroy_outputs()
         self.release_models()
 
-    def close(self) -> bool:
+    def destroy_node(self):
+        super().destroy_node()
+        # rclpy's LifecycleNode (Jazzy) leaves its state machine, whose handle keeps the rcl node and
+        # with it the /rosout publisher alive: a line logged after the node (shut-down context) then
+        # printed "Failed to publish log message to rosout"
+        self._state_machine.destroy_when_not_in_use()
+
+    def close(self) -> tuple[bool, str]:
         """Process end (Ctrl-C, shutdown): no publish from now on, the worker is told to stop (a fit in
-        progress finishes on its daemon thread and finds the node closing); one last statistics line.
-        Returns whether the worker has ended (within 3 s: ros2 launch escalates to SIGTERM after 5)."""
+        progress finishes on its daemon thread and finds the node closing). Returns whether the worker
+        has ended (within 3 s: ros2 launch escalates to SIGTERM after 5) and the last statistics line,
+        which run_node logs once the node is destroyed: after a Ctrl-C rclpy has shut the context
+        down, and a line logged while the node exists fails to reach /rosout with an rcl error line."""
         with self._publish_lock:
             self._closing = True
+        self._detach_log()
         ended = True
         if self.worker is not None:
             stop_worker(self._stop, self.slot, self.worker, timeout=3.0)
             ended = not self.worker.is_alive()
+        final = ''
         if self.slot is not None:
             monitor = getattr(self, 'monitor', None)
-            self.get_logger().info(f'final: {self.stats.frames} frames processed, {self.slot.dropped} '
-                                   f'dropped by the frame queue'
-                                   + (f'; {monitor.received()}' if monitor else ''))
-        return ended
+            final = (f'final: {self.stats.frames} frames processed, {self.slot.dropped} dropped by the frame '
+                     f'queue' + (f'; {monitor.received()}' if monitor else ''))
+        return ended, final

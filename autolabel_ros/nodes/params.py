@@ -10,9 +10,10 @@ Regenerate after a config change::
 """
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -143,6 +144,59 @@ def fitter_specs() -> tuple[ParamSpec, ...]:
 
 def detector_specs() -> tuple[ParamSpec, ...]:
     return DETECTOR_PARAMS + pipeline_specs(detector_pipeline_keys())
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return 'a boolean'
+    if isinstance(value, int):
+        return 'an integer'
+    if isinstance(value, float):
+        return 'a float'
+    if isinstance(value, str):
+        return 'a string'
+    if isinstance(value, (list, tuple)) or hasattr(value, 'typecode'):    # rclpy gives array.array
+        items = list(value)
+        return f'a list of {_kind(items[0]).split(" ", 1)[1]}s' if items else 'an empty list'
+    return type(value).__name__
+
+
+def refused_value_text(spec: ParamSpec, value) -> Optional[str]:
+    """Why ROS refused ``value`` for ``spec`` when the node declared it (typed, ranged descriptors are
+    checked before this package's own checks, in ROS's words: "Trying to set parameter 'slop' to '1'
+    of type 'INTEGER', expecting type 'DOUBLE'"): its type or its range, in one short phrase;
+    None when neither explains it."""
+    given, wanted = _kind(value), _kind(spec.default)
+    if hasattr(value, 'typecode'):
+        value = list(value)
+    if given != wanted:
+        hint = f' (write {value}.0)' if (given, wanted) == ('an integer', 'a float') else ''
+        return f'{value!r} is {given}, expected {wanted}{hint}'
+    if spec.min is not None or spec.max is not None:
+        lo = spec.min if spec.min is not None else '-inf'
+        hi = spec.max if spec.max is not None else 'inf'
+        return f'{value!r} is out of its range [{lo}, {hi}]'
+    return None
+
+
+# parameters of every rclpy node or of ROS tools: not ours to check
+ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+ROS_PARAMETER_PREFIXES = ('qos_overrides.',)
+
+
+def unknown_parameters(names: Iterable[str]) -> list[str]:
+    """The names of a params file / ``-p`` overrides that no node of the package declares (ROS ignores
+    them without a word: a typo leaves the default in force), each with the closest declared name
+    when one is close: ``fit.iteratoins (did you mean fit.iterations?)``. The fitter declares every
+    name the detector does, so one shared params file is checked against the fitter's."""
+    known = [s.name for s in fitter_specs()]
+    out = []
+    for name in sorted(names):
+        if name in known or name in ROS_PARAMETERS or name.startswith(ROS_PARAMETER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        out.append(f'{name} (did you mean {close[0]}?)' if close else name)
+    return out
 
 
 def parse_static_transform(text: str) -> Optional[np.ndarray]:

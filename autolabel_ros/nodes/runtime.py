@@ -1,11 +1,12 @@
 """What the nodes keep while running, ROS-free: the drop-oldest job queue (one slot by default),
-latency / drop statistics and the "nothing synchronizes" watchdog."""
+latency / drop statistics, the "nothing synchronizes" watchdog and the check of the input topics'
+published types."""
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -170,3 +171,19 @@ class SyncMonitor:
         return (f'no synchronized frame {what} {now - self.last_sync:.1f} s: ' + '; '.join(parts) + spread +
                 ' (check topic names/remaps, QoS reliability, the slop parameter and use_sim_time)')
 
+
+
+def topic_type_problem(topic: str, published: Iterable[str], expected: str) -> Optional[str]:
+    """The warning for an input topic whose publishers send another message type than the node
+    subscribes (DDS then delivers nothing, and the watchdog could only say "nothing received"), or
+    None. Types as ROS names them: 'sensor_msgs/msg/Image'."""
+    other = sorted(set(published) - {expected})
+    if not other:
+        return None
+    if expected.endswith('/CompressedImage') and any(t.endswith('/Image') for t in other):
+        hint = ': set compressed_image: false, or remap image to the camera\'s .../compressed topic'
+    elif expected.endswith('/Image') and any(t.endswith('/CompressedImage') for t in other):
+        hint = ': set compressed_image: true'
+    else:
+        hint = f': remap it to a {expected} topic'
+    return f'{topic} is published as {", ".join(other)}, but this node subscribes {expected}{hint}'
