@@ -261,6 +261,38 @@ def test_lifecycle_transitions(fitter, scene):
     peer.wait_for(lambda: outputs_at(peer, MARKERS, stamp), 60, 'output after reactivation')
 
 
+def test_a_frame_fitted_across_a_cleanup_is_not_published(fitter, scene):
+    """A long fit outlives deactivate + cleanup + configure + activate: the old worker finishes it but
+    publishes nothing on the new publishers (it says so in one line), and the next frame is served."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from autolabel_ros.core.types import Prompt
+
+    peer, feed, proc = fitter['peer'], fitter['feeder'], fitter['proc']
+    mark = len(proc.output)
+
+    def change(tid):
+        req = ChangeState.Request()
+        req.transition.id = tid
+        assert peer.call(ChangeState, '/autolabel_fitter/change_state', req, timeout=STARTUP_S).success
+
+    many = [Prompt(id=300 + i, box=p.box, cls='Car', score=1.0) for i, p in enumerate(gt_prompts(scene) * 40)]
+    old = S0 + 23_000_000_000
+    feed.send(scene, old, many, cloud_frame='lidar_c')
+    time.sleep(2.0)          # the fit of the old frame is under way
+    for tid in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
+                Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        change(tid)
+    proc.wait_for(rf'the frame at {old} ns was fitted across a cleanup: not published', FIT_S, mark)
+    assert not outputs_at(peer, MARKERS, old) and not outputs_at(peer, DET3D, old)
+    feed.wait_matched(30)
+    time.sleep(1.0)
+    new = S0 + 24_000_000_000
+    feed.send(scene, new, gt_prompts(scene), cloud_frame='lidar_c')
+    peer.wait_for(lambda: outputs_at(peer, MARKERS, new), 60, 'the next frame after the cycle')
+
+
 def test_unreadable_input_degenerate_detection_and_nan_click_each_one_warning(fitter, scene):
     """Bad inputs a driver or detector can send: one WARN line each, naming the topic and the reason,
     and the node keeps serving. An image in an encoding the pipeline cannot read: the frame skipped;

@@ -266,6 +266,10 @@ class FitterNode(ManagedNode):
         t_pub = time.perf_counter()
         if self._closing:
             return
+        if self._stale_worker():     # a cleanup (and maybe a configure) came during this fit
+            self.get_logger().info(f'the frame at {frame.stamp_ns} ns was fitted across a cleanup: not '
+                                   'published')
+            return
         want_debug = self.has_subscribers(self.pub_debug)
         out = frame_outputs(frame, labels, prompts, s, self.factory,
                             image_stamp_ns=M.header_stamp_ns(image_msg), masks=masks, debug_image=want_debug)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import weakref
 from typing import Callable, Optional
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -75,6 +76,9 @@ class ManagedNode(LifecycleNode):
         self.stats = LatencyStats()
         self.worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        # workers a cleanup stopped: one still finishing a long fit must not publish that old frame on
+        # the publishers of the next configure
+        self._retired: weakref.WeakSet = weakref.WeakSet()
         self._publish_lock = threading.Lock()
         self._closing = False
         self._configure_error: Optional[str] = None
@@ -183,15 +187,20 @@ class ManagedNode(LifecycleNode):
     def has_subscribers(self, publisher) -> bool:
         """Whether anyone listens (false once the node is closing: the context may be gone)."""
         with self._publish_lock:
-            return not self._closing and publisher is not None and publisher.get_subscription_count() > 0
+            return (not self._closing and publisher is not None and not self._stale_worker()
+                    and publisher.get_subscription_count() > 0)
 
     def publish(self, publisher, msg) -> bool:
         """Publish from the worker thread unless the node is closing (publishers may be destroyed)."""
         with self._publish_lock:
-            if self._closing or publisher is None:
+            if self._closing or publisher is None or self._stale_worker():
                 return False
             publisher.publish(msg)
             return True
+
+    def _stale_worker(self) -> bool:
+        """Whether the calling thread is a worker an earlier cleanup stopped."""
+        return threading.current_thread() in self._retired
 
     # ------------------------------------------------------------------ transitions
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -269,6 +278,7 @@ class ManagedNode(LifecycleNode):
 
     def _release(self):
         if self.worker is not None:
+            self._retired.add(self.worker)
             stop_worker(self._stop, self.slot, self.worker, timeout=2.0)
             self.worker = None
         with self._publish_lock:
