@@ -59,3 +59,19 @@ def description(doc: str) -> str:
     if sep and (head.startswith('``') or head.startswith('autolabel-')):
         first = rest
     return re.sub(r':\w+:`([^`]*)`', r'\1', first).replace('``', '')
+
+
+def replaceable_json(path, keys) -> bool:
+    """``path`` names no file yet, or a JSON object holding all of ``keys`` (a file of the tool that
+    writes those keys): a user's file of that name is never replaced."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return True
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(keys) <= set(data)

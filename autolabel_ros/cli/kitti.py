@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from autolabel_ros.cli.args import add_output_args, description, output_file_problem
+from autolabel_ros.cli.args import add_output_args, description, output_file_problem, replaceable_json
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
@@ -44,16 +44,8 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
     return fids
 
 
-def _replaceable_stats(path) -> bool:
-    """``--stats`` names no file yet, or one this tool wrote (a JSON object of its keys)."""
-    path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        return True
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {'frames', 'instances', 'summary'} <= set(data)
+# the keys of the stats file this tool writes: a --stats file without them is the user's
+STATS_KEYS = ('frames', 'instances', 'summary')
 
 
 def main(argv=None) -> int:
@@ -97,7 +89,7 @@ def main(argv=None) -> int:
         fids = preflight(args.data, frames, args.masks)
         if args.stats and output_file_problem(args.stats):
             raise OutputDirError(f'--stats {args.stats}: {output_file_problem(args.stats)}')
-        if args.stats and not _replaceable_stats(args.stats):
+        if args.stats and not replaceable_json(args.stats, STATS_KEYS):
             raise OutputDirError(f'--stats {args.stats}: exists and is not a stats file of {TOOL} (nothing '
                                  'was replaced); move it away, or give another path')
         # a label file the tool did not write (DATA/label_2 given as --out) stops the run here

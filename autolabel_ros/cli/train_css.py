@@ -17,7 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from autolabel_ros.cli.args import description, output_file_problem, weights_error
+from autolabel_ros.cli.args import description, output_file_problem, replaceable_json, weights_error
+
+# the keys of the report this command writes beside the weights: a file of that name without them is
+# the user's
+REPORT_KEYS = ('frames', 'samples', 'steps_run', 'loss_last50')
 
 DEFAULT_DATA = Path.home() / '.cache' / 'autolabel_ros' / 'css_data'
 
@@ -52,7 +56,7 @@ def main(argv=None) -> int:
     if out.suffix == '.json':    # the report <out>.json would overwrite the weights just written
         return _fail(f'--out {out}: the weights and their report (<out>.json) would be one file; '
                      'give a .pt name')
-    if not _replaceable_report(out.with_suffix('.json')):
+    if not replaceable_json(out.with_suffix('.json'), REPORT_KEYS):
         return _fail(f'--out {out}: its report {out.with_suffix(".json")} exists and was not written by '
                      'autolabel-train-css (nothing was replaced); move it away, or give another --out')
     if a.init and weights_error(a.init):
@@ -89,18 +93,6 @@ def main(argv=None) -> int:
         return _fail(f'--out {out}: cannot write ({e.strerror or e})')
     print(json.dumps(report, indent=1))
     return 0
-
-
-def _replaceable_report(path: Path) -> bool:
-    """The report beside the weights names no file yet, or one of this command's (a JSON object of its
-    keys): a user's file of that name is never replaced."""
-    if not (path.exists() or path.is_symlink()):
-        return True
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {'frames', 'samples', 'steps_run', 'loss_last50'} <= set(data)
 
 
 def _fail(message: str) -> int:
