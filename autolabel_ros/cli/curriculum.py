@@ -131,8 +131,9 @@ def main(argv=None) -> int:
             preflight(a.eval, frames)
         except (KittiFormatError, FileNotFoundError) as exc:
             return _fail(f'--eval: {exc}')
-    if a.init and weights_error(a.init):      # here, not after the first loop's labelling
-        return _fail(f'--init: {weights_error(a.init)}')
+    init_problem = weights_error(a.init) if a.init else None     # here, not after the first loop's labelling
+    if init_problem:
+        return _fail(f'--init: {init_problem}')
     try:
         cfg = load_config(a.config) if a.config else load_config(None)
     except (ConfigError, OSError) as exc:

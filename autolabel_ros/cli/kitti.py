@@ -87,8 +87,9 @@ def main(argv=None) -> int:
         frames = list(dict.fromkeys(f.strip() for f in args.frames.split(',') if f.strip())) or None
         # the inputs and the output folder are checked before the models load (tens of seconds)
         fids = preflight(args.data, frames, args.masks)
-        if args.stats and output_file_problem(args.stats):
-            raise OutputDirError(f'--stats {args.stats}: {output_file_problem(args.stats)}')
+        stats_problem = output_file_problem(args.stats) if args.stats else None
+        if stats_problem:
+            raise OutputDirError(f'--stats {args.stats}: {stats_problem}')
         if args.stats and not replaceable_json(args.stats, STATS_KEYS):
             raise OutputDirError(f'--stats {args.stats}: exists and is not a stats file of {TOOL} (nothing '
                                  'was replaced); move it away, or give another path')

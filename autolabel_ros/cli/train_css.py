@@ -59,8 +59,9 @@ def main(argv=None) -> int:
     if not replaceable_json(out.with_suffix('.json'), REPORT_KEYS):
         return _fail(f'--out {out}: its report {out.with_suffix(".json")} exists and was not written by '
                      'autolabel-train-css (nothing was replaced); move it away, or give another --out')
-    if a.init and weights_error(a.init):
-        return _fail(f'--init: {weights_error(a.init)}')
+    init_problem = weights_error(a.init) if a.init else None     # loads the weights: once
+    if init_problem:
+        return _fail(f'--init: {init_problem}')
     import torch
 
     from autolabel_ros.css.evaluate import evaluate_samples

@@ -187,8 +187,7 @@ class ManagedNode(LifecycleNode):
     def has_subscribers(self, publisher) -> bool:
         """Whether anyone listens (false once the node is closing: the context may be gone)."""
         with self._publish_lock:
-            return (not self._closing and publisher is not None and not self._stale_worker()
-                    and publisher.get_subscription_count() > 0)
+            return not self._closing and publisher is not None and publisher.get_subscription_count() > 0
 
     def publish(self, publisher, msg) -> bool:
         """Publish from the worker thread unless the node is closing (publishers may be destroyed)."""
