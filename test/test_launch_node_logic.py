@@ -4,6 +4,7 @@ Messages are the real ROS 2 definitions from the rosbags typestore; what the fit
 serialized to CDR.
 """
 import array
+import logging
 import threading
 import time
 from pathlib import Path
@@ -604,6 +605,32 @@ def test_package_warnings_reach_the_node_logger_at_its_level():
     assert logging.getLogger('autolabel_ros').handlers == [] and logging.getLogger('autolabel_ros').propagate
     assert [log_bridge.severity(v) for v in (5, 10, 20, 30, 40, 50)] == \
         ['debug', 'debug', 'info', 'warning', 'error', 'fatal']
+
+
+def test_the_same_warning_of_every_frame_is_throttled_and_counted():
+    # a detector that sends one degenerate box per frame at 10 Hz: one line per 5 s, not 50
+    lines, now = [], [0.0]
+    bridge = log_bridge.LogBridge(lambda sev, text: lines.append((sev, text)), throttle_s=5.0,
+                                  clock=lambda: now[0])
+    log = logging.getLogger('autolabel_ros.test_throttle')
+    log.addHandler(bridge)
+    log.propagate = False
+    try:
+        for k in range(60):                         # 6 s of frames
+            now[0] = k * 0.1
+            log.warning('frame %s: %d of %d prompts dropped', f'f{k}', 1, 1)
+            if k == 30:
+                log.error('other message')
+        log.critical('fatal %d', 1)
+        log.critical('fatal %d', 2)
+    finally:
+        log.removeHandler(bridge)
+        log.propagate = True
+    assert lines == [('warning', 'frame f0: 1 of 1 prompts dropped'),
+                     ('error', 'other message'),
+                     ('warning', 'frame f50: 1 of 1 prompts dropped'
+                                 ' (49 more like it in the last 5 s not shown)'),
+                     ('fatal', 'fatal 1'), ('fatal', 'fatal 2')]
 
 
 def test_rcl_errors_lose_their_source_locations():

@@ -1,13 +1,16 @@
 """The package's Python ``logging`` lines (the pipeline's warnings: dropped prompts, a missing shape
 prior, ...) into a node's ROS logger, ROS-free: the node hands over a sink that writes one line at a
 ROS severity. Without it those lines reach stderr through Python's last-resort handler: no severity,
-no node name, not in /rosout."""
+no node name, not in /rosout. The per-frame ones (a detector that sends a bad box in every frame) are
+throttled: one line per message per ``THROTTLE_S``, the next one saying how many were left out."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 PACKAGE_LOGGER = 'autolabel_ros'
+THROTTLE_S = 5.0
 
 # (sink: severity name of rclpy's logger methods, text)
 Sink = Callable[[str, str], None]
@@ -23,15 +26,31 @@ def severity(levelno: int) -> str:
 
 
 class LogBridge(logging.Handler):
-    """A logging handler that passes each record's message to ``sink(severity, text)``."""
+    """A logging handler that passes each record's message to ``sink(severity, text)``. Records of the
+    same logger, level and format string (``record.msg``, before its arguments: the same warning of
+    another frame) within ``throttle_s`` of the last one written are counted, not written; fatal ones
+    always are. ``clock``: seconds (monotonic)."""
 
-    def __init__(self, sink: Sink):
+    def __init__(self, sink: Sink, throttle_s: float = THROTTLE_S,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        self.sink = sink
+        self.sink, self.throttle_s, self.clock = sink, throttle_s, clock
+        self._last: dict = {}          # key -> (time written, records left out since)
 
     def emit(self, record: logging.LogRecord):
         try:
-            self.sink(severity(record.levelno), record.getMessage())
+            sev = severity(record.levelno)
+            text = record.getMessage()
+            key = (record.name, record.levelno, str(record.msg))
+            now = self.clock()
+            written, held = self._last.get(key, (None, 0))
+            if sev != 'fatal' and written is not None and now - written < self.throttle_s:
+                self._last[key] = (written, held + 1)
+                return
+            if held:
+                text += f' ({held} more like it in the last {now - written:.0f} s not shown)'
+            self._last[key] = (now, 0)
+            self.sink(sev, text)
         except Exception:
             self.handleError(record)
 
