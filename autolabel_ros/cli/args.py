@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_output_args(p: argparse.ArgumentParser, what: str, replaced: str) -> None:
@@ -75,3 +76,9 @@ def replaceable_json(path, keys) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and set(keys) <= set(data)
+
+
+def input_error(tool: str, message: str) -> int:
+    """A bad input: one line ``TOOL: error: MESSAGE`` on stderr; returns the exit code, 2."""
+    print(f'{tool}: error: {message}', file=sys.stderr)
+    return 2

@@ -17,10 +17,9 @@ package whose data licence forbids it), ``curriculum.json`` / ``.md`` (per-loop 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from autolabel_ros.cli.args import description, weights_error
+from autolabel_ros.cli.args import description, input_error, weights_error
 
 
 def main(argv=None) -> int:
@@ -158,9 +157,7 @@ def main(argv=None) -> int:
 
 
 def _fail(message: str) -> int:
-    """A bad input: one line on stderr, exit code 2."""
-    print(f'autolabel-curriculum: error: {message}', file=sys.stderr)
-    return 2
+    return input_error('autolabel-curriculum', message)
 
 
 def parse_seeds(text: str) -> list[int]:

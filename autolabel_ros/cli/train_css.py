@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from autolabel_ros.cli.args import description, output_file_problem, replaceable_json, weights_error
+from autolabel_ros.cli.args import (description, input_error, output_file_problem, replaceable_json,
+                                    weights_error)
 
 # the keys of the report this command writes beside the weights: a file of that name without them is
 # the user's
@@ -97,8 +97,7 @@ def main(argv=None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f'autolabel-train-css: error: {message}', file=sys.stderr)
-    return 2
+    return input_error('autolabel-train-css', message)
 
 
 if __name__ == '__main__':
