@@ -180,7 +180,8 @@ def _pct(x) -> str:
 
 def _set_name(row: dict) -> str:
     return {'kitti': 'KITTI 12 dev frames', 'sim64': 'sim, procedural cars',
-            'apollo64': 'sim, ApolloCar3D cars'}.get(row['dataset'], row['dataset'])
+            'apollo64': 'sim, ApolloCar3D cars', 'sim64_heldout': 'held-out sim, procedural cars',
+            'apollo64_heldout': 'held-out sim, ApolloCar3D cars'}.get(row['dataset'], row['dataset'])
 
 
 def report_lines(rows: list[dict], headline: list[str]) -> list[str]:

@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.run_all import CACHE, KITTI, CachedSegmenter, apollo_root, sim_root  # noqa: E402
+from benchmarks.run_all import (CACHE, KITTI, CachedSegmenter, apollo_root, heldout_root,  # noqa: E402
+                                sim_root)
 
 # bump when what a dump holds changes (older dumps are refitted)
 DUMP_VERSION = 1
@@ -47,7 +48,10 @@ def code_version() -> str:
 
 
 SETS = {'kitti': ('kitti', KITTI, None), 'sim': ('sim64', sim_root(64), 46),
-        'apollo': ('apollo64', apollo_root(), 40)}
+        'apollo': ('apollo64', apollo_root(), 40),
+        # the held-out scenes (run_all.py HELDOUT; exported by its heldout section), every frame there
+        'sim_heldout': ('sim64_heldout', heldout_root('sim64_heldout'), None),
+        'apollo_heldout': ('apollo64_heldout', heldout_root('apollo64_heldout'), None)}
 
 
 def dump_dir(name: str) -> Path:

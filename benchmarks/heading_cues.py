@@ -34,7 +34,8 @@ ALL_CUES = ('lamps', 'headlamps', 'mean_shape', 'shape_code', 'profile', 'neighb
             'end_look', 'mean_box', 'hidden_shape')
 # bump when what cue_records computes changes (the cached cue values are recomputed)
 CUES_VERSION = 4
-NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)'}
+NAMES = {'sim': 'procedural sim (46)', 'apollo': 'ApolloCar3D sim (40)', 'kitti': 'KITTI (12)',
+         'sim_heldout': 'held-out procedural sim (46)', 'apollo_heldout': 'held-out ApolloCar3D sim (40)'}
 
 
 def alt_fits(rec: dict) -> list:

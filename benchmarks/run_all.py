@@ -89,6 +89,22 @@ def apollo_root() -> Path:
     return CACHE / 'apollo64' / 'training'
 
 
+# Held-out scenes: the simulator's scenes after those every calibration and choice of constants read
+# (sim 0-45, apollo 0-39; fit/heading_model.py, fit/accept_model.py, the fit.w_* weights), exported
+# into their own folders so that the scripts that read every frame of a set never see them
+HELDOUT = {'sim64_heldout': range(92, 138), 'apollo64_heldout': range(80, 120)}
+
+
+def heldout_root(dataset: str) -> Path:
+    return CACHE / dataset / 'training'
+
+
+def scene_kind(dataset: str) -> tuple[int, str | None]:
+    """(LiDAR beams, 'apollo' or None for procedural cars) of a simulator dataset name."""
+    base = dataset.split('_')[0]
+    return (64, 'apollo') if base == 'apollo64' else (int(base[3:]), None)
+
+
 def _export(tasks: list, jobs: int, what: str):
     t = time.perf_counter()
     with ProcessPoolExecutor(jobs) as ex:
@@ -109,10 +125,9 @@ def export_for(specs: list[dict], jobs: int):
     tasks = set()
     for s in specs:
         ds = s['dataset']
-        if ds.startswith('sim') or ds == 'apollo64':
-            beams = 64 if ds == 'apollo64' else int(ds[3:])
+        if ds.startswith('sim') or ds.startswith('apollo64'):
+            beams, cars = scene_kind(ds)
             for fid in s['frames']:
-                cars = 'apollo' if ds == 'apollo64' else None
                 tasks.add((s['data'], SIM_SEED0 + int(fid), beams, fid, cars))
     if tasks:
         _export(sorted(tasks, key=str), jobs, 'synthetic')
@@ -423,6 +438,22 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     return rows
 
 
+def heldout_specs(has_models: bool) -> list[dict]:
+    """The default fit (and hybrid) on the held-out scenes: what the calibrated numbers are worth on
+    scenes no constant was chosen on (the review's unseen synthetic scenes)."""
+    rows = []
+    for ds, frames in HELDOUT.items():
+        if ds.startswith('apollo') and not has_models:
+            continue
+        what = 'apollo' if ds.startswith('apollo') else 'sim'
+        base = dict(dataset=ds, data=str(heldout_root(ds)), prompts='gt-boxes', masks='sam',
+                    frames=[f'{i:06d}' for i in frames])
+        scenes = f'scenes {frames[0]}-{frames[-1]}'
+        rows += [dict(base, name=f'{what} held-out {scenes}: {FULL}', config={}),
+                 dict(base, name=f'{what} held-out {scenes}: method hybrid', config={'method': 'hybrid'})]
+    return rows
+
+
 def row_matches(name: str, pattern: str) -> bool:
     """--rows: 'text' = the name contains it, 'text$' = the name is it."""
     return name == pattern[:-1] if pattern.endswith('$') else pattern in name
@@ -625,6 +656,12 @@ NOTES = """
   4.61 x 1.83 x 1.61 m), larger than the KITTI box convention the procedural cars and the prior
   follow. Ground truth = the tight box of the model without its side mirrors (cut off the mesh, as
   KITTI boxes leave mirrors out). Glass, lamps and tyres are painted from the geometry.
+- **held-out** = simulator scenes that no calibration and no choice of constants ever read (the
+  heading and accept models, the cue weights and every `fit.*` default were chosen on sim 0-45 and
+  apollo 0-39): procedural scenes 92-137 (seeds 300092-300137, 336 cars) and ApolloCar3D scenes
+  80-119 (295 cars; the same 79 models in new scenes), exported into their own folders (HELDOUT; `--only heldout`). They stand for the
+  review's unseen synthetic scenes: where a number there is worse than on the calibration scenes, the
+  held-out one is the one to believe.
 - *detector prompts (end to end)*: the shipped detector's Car boxes (SSD-MobileNet-v2, score >=
   0.4, as `autolabel-bag --prompts detector`) instead of ground-truth boxes
   (benchmarks/detector_split.py); a label belongs to the object its detector box covers (2D IoU
@@ -737,6 +774,32 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
   either way. The weights stay as they are: a re-choice would be a number that holds only on the
   frames it was chosen on. The flips over all ApolloCar3D cars stay at 3.6 % (target 3 %), over the
   evaluated cars at 1.8 %.
+- **On scenes no constant was chosen on** (2026-12-01, the *held-out* rows; same fit and models as the
+  headline rows). ApolloCar3D cars, 80-119: AP3D@0.5 / 0.7 moderate 97.3 / 84.6 (calibration scenes
+  97.5 / 88.4), mean IoU3D 0.749 (0.753), flips 14 of 295 = 4.7 % over all cars (3.6 %) and 5 of 220
+  = 2.3 % over the evaluated ones (1.8 %), accept precision / recall 95.1 / 96.9 % (98.5 / 93.6);
+  procedural cars, 92-137: 97.5 / 97.1, flips 21 of 336 = 6.3 % (4.9 %), evaluated 8 of 236 = 3.4 %
+  (3.0 %), precision / recall 96.0 / 94.1 %. A second unseen draw (ApolloCar3D 40-79, procedural
+  46-91, run the same way once and not kept as rows) read 15 of 295 flips (6 of 219 evaluated), AP
+  99.9 / 85.5, precision 97.3 %, and 26 of 381 (9 of 263), 99.9 / 94.1, 96.7 %. So the calibration
+  scenes read about a point of flips optimistic: over the 590 unseen ApolloCar3D cars 29 flip (4.9 %;
+  evaluated 11 of 439 = 2.5 %). `hybrid` on the held-out scenes: ApolloCar3D 97.3 / 86.7, flips 14
+  of 295 (4 of 220), procedural 99.9 / 97.1, 20 of 336 (7 of 236). **A larger calibration pool does not
+  buy the flips back**: the profile model and the cue weights chosen on 2.9x the labels (the
+  calibration scenes plus the second draw: 1307 labels instead of 458) turn the held-out 668 cars' flips (procedural,
+  ApolloCar3D, KITTI) from 20 + 13 + 0 to 19 + 12 + 0 (profile model alone) or 18 + 13 + 0 (with the
+  weights re-chosen, which read 67 -> 51 on their own scenes): 2 of 668, not adopted. The flips left are
+  the hidden cars of the bullet above, where the cues have nothing more to read.
+- **The fleet's car length, tried** (2026-12-01; benchmarks/length_evidence.py with the log scales
+  started from and held to a longer car): centred on a 4.35 m car (x 1.107) the ApolloCar3D scenes'
+  mean IoU3D goes 0.753 -> 0.779 and the share of cars at IoU3D >= 0.7 from 75 % to 83 % (paired
+  +0.026, 95 % CI +0.020 to +0.033), but flips 11 -> 15 before a recalibration; on KITTI x 0.975
+  moves the share at >= 0.7 from 59 % to 65 %. The length of the fleet a drive shows is worth that
+  much, but a run cannot read it from its own cars: the cars whose scan reaches both ends of the
+  fitted box are the long ones and still come out short (ApolloCar3D: 24 such cars, fitted 4.25 m,
+  true 4.72 m, fleet 4.62 m; procedural: 16 cars, fitted 4.11 m, true 4.44 m, fleet 3.9 m), so an
+  estimate from them lengthens one set and wrongly lengthens the other. Not adopted; a fleet of
+  longer cars is served by a prior built at their size (`autolabel-build-prior --size-scale`).
 - **Why ApolloCar3D boxes come out short even where the scan sees both ends** (2026-12-01,
   benchmarks/end_shape.py; a diagnosis, the fit is unchanged): the procedural family's ends are
   boxier than real cars'. Within 0.05 / 0.15 m of the tip a procedural car's front fills 78 / 92 % of
@@ -887,7 +950,9 @@ def write_report(results: dict, path: Path):
                      f'flip rate {_f(r.get("flip_rate"), ".3f")}')
     lines.append('')
     from benchmarks.car_records import report_lines
-    lines += report_lines(results.get('rows', []), [f'{d}: {FULL}' for d in ('kitti', 'sim', 'apollo')])
+    heldout = [s['name'] for s in heldout_specs(True) if s['name'].endswith(FULL)]
+    lines += report_lines(results.get('rows', []), [f'{d}: {FULL}' for d in ('kitti', 'sim', 'apollo')]
+                          + heldout)
     if results.get('heading_cues'):
         h = results['heading_cues']
         lines += ['## Heading cues', '',
@@ -903,7 +968,8 @@ def write_report(results: dict, path: Path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--only', default='data,kitti,synthetic,apollo,extra,heading,timing,offline,figure')
+    p.add_argument('--only', default='data,kitti,synthetic,apollo,heldout,extra,heading,timing,offline,'
+                   'figure')
     p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
                    "('|' separates alternatives; a trailing '$' asks for the whole name)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
@@ -947,6 +1013,8 @@ def main(argv=None):
             specs += apollo_specs(apollo, args.apollo_frames)
         else:
             print(f'[apollo] skipped: no ApolloCar3D models at {APOLLO_MODELS}')
+    if 'heldout' in only:
+        specs += heldout_specs(has_models)
     if 'extra' in only:
         specs += extra_specs(args.extra_frames)
     specs = [s for s in specs if any(row_matches(s['name'], r) for r in args.rows.split('|'))]
@@ -981,7 +1049,8 @@ def main(argv=None):
                   f'flip {_f(r["result"].get("flip_rate"), ".3f")}')
         order = [s['name'] for s in kitti_specs(True, args.css_weights)
                  + synthetic_specs(True, args.sim_frames, args.beam_frames)
-                 + apollo_specs(True, args.apollo_frames) + extra_specs(args.extra_frames)]
+                 + apollo_specs(True, args.apollo_frames) + heldout_specs(True)
+                 + extra_specs(args.extra_frames)]
         # rows of renamed or removed specs are dropped, so the table never mixes runs of old code
         results['rows'] = sorted((r for r in old.values() if r['name'] in order),
                                  key=lambda r: order.index(r['name']))
