@@ -659,9 +659,9 @@ NOTES = """
 - **held-out** = simulator scenes that no calibration and no choice of constants ever read (the
   heading and accept models, the cue weights and every `fit.*` default were chosen on sim 0-45 and
   apollo 0-39): procedural scenes 92-137 (seeds 300092-300137, 336 cars) and ApolloCar3D scenes
-  80-119 (295 cars; the same 79 models in new scenes), exported into their own folders (HELDOUT; `--only heldout`). They stand for the
-  review's unseen synthetic scenes: where a number there is worse than on the calibration scenes, the
-  held-out one is the one to believe.
+  80-119 (295 cars; the same 79 models in new scenes), exported into their own folders (HELDOUT;
+  `--only heldout`). They stand for the review's unseen synthetic scenes: where a number there is
+  worse than on the calibration scenes, the held-out one is the one to believe.
 - *detector prompts (end to end)*: the shipped detector's Car boxes (SSD-MobileNet-v2, score >=
   0.4, as `autolabel-bag --prompts detector`) instead of ground-truth boxes
   (benchmarks/detector_split.py); a label belongs to the object its detector box covers (2D IoU
