@@ -787,8 +787,9 @@ of the fit; that is why the silhouette only joins for the 2 surviving hypotheses
   of 295 (4 of 220), procedural 99.9 / 97.1, 20 of 336 (7 of 236). **A larger calibration pool does not
   buy the flips back**: the profile model and the cue weights chosen on 2.9x the labels (the
   calibration scenes plus the second draw: 1307 labels instead of 458) turn the held-out 668 cars'
-  flips (procedural, ApolloCar3D, KITTI) from 20 + 13 + 0 to 19 + 12 + 0 (profile model alone) or 18 + 13 + 0 (with the
-  weights re-chosen, which read 67 -> 51 on their own scenes): 2 of 668, not adopted. The flips left are
+  flips (procedural, ApolloCar3D, KITTI) from 20 + 13 + 0 to 19 + 12 + 0 (profile model alone) or
+  18 + 13 + 0 (with the weights re-chosen, which read 67 -> 51 on their own scenes): 2 of 668, not
+  adopted. The flips left are
   the hidden cars of the bullet above, where the cues have nothing more to read.
 - **The fleet's car length, tried** (2026-12-01; benchmarks/length_evidence.py with the log scales
   started from and held to a longer car): centred on a 4.35 m car (x 1.107) the ApolloCar3D scenes'
