@@ -4,14 +4,20 @@ and the KITTI sections of ``benchmarks/run_all.py``.
 What the label files hold is :mod:`autolabel_ros.io.kitti_policy` (the same for ``autolabel-bag``):
 every fitted prompt, scored with its calibrated probability of being right. ``masks='gt'`` reads oracle
 instance masks from ``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of
-label_2, 0 = none), as written by the benchmarks' simulator export.
+label_2, 0 = none), as written by the benchmarks' simulator export. Over the whole run the cars not seen
+side-on get the fleet's length (``fit.fleet_length``, :mod:`autolabel_ros.fit.fleet`).
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
+
+_log = logging.getLogger(__name__)
+
 
 def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
     import cv2
@@ -25,8 +31,12 @@ def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
 
 
 def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, masks='sam',
-                 progress=True, autolabeler=None) -> dict:
-    """Label the frames of a KITTI split; returns the stats dict (also used by the benchmarks)."""
+                 progress=True, autolabeler=None, run: list | None = None) -> dict:
+    """Label the frames of a KITTI split; returns the stats dict (also used by the benchmarks). Each
+    frame's label file is written as it is labelled; with ``fit.fleet_length`` the files whose labels the
+    run's fleet length changes are written again at the end (:func:`finish_run`). ``run``: a list that
+    collects the frames across calls instead (a caller labelling a split frame by frame), which then
+    calls :func:`finish_run` itself."""
     from tqdm import tqdm
 
     from autolabel_ros.io.kitti import KittiObjectDataset, label3d_to_kitti, write_label_file
@@ -42,6 +52,7 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stats = {'frames': [], 'instances': [], 'config': {'prompts': prompts_mode, 'masks': masks}}
+    own_run: list = []
     for fid in tqdm(fids, desc='autolabel-kitti', unit='frame', disable=not progress):
         tl = time.perf_counter()
         frame = ds.load_frame(fid)
@@ -54,8 +65,10 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         load_s = time.perf_counter() - tl
         result = al.label(frame, prompts, given)
         objs = []
+        kept = []
         for lab in kitti_predictions(result.labels, al.cfg.verify.min_confidence):
             objs.append(label3d_to_kitti(lab, calib, frame.width, frame.height))
+            kept.append(dataclasses.replace(lab, mesh=None))      # the boxes, for the fleet length
             m = lab.metrics
             stats['instances'].append({
                 'frame': fid, 'id': int(lab.id), 'accepted': bool(lab.accepted), 'reasons': lab.reasons,
@@ -65,9 +78,12 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
                 'hypothesis': m.get('hypothesis'), 'hypotheses': m.get('hypotheses'),
                 'fit_s': result.timings['per_instance_s']})
         write_label_file(out / f'{fid}.txt', objs)
+        (own_run if run is None else run).append((fid, kept, calib, frame.width, frame.height))
         t = dict(result.timings)
         t.update(frame=fid, load_s=load_s, n_prompts=len(prompts), n_labels=len(objs))
         stats['frames'].append(t)
+    if run is None:
+        stats['fleet'] = finish_run(out, own_run, al)
     fr = stats['frames']
     per_inst = [f['per_instance_s'] for f in fr if f['n'] > 0]
     stats['summary'] = {
@@ -78,3 +94,20 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         'median_segment_s': float(np.median([f['segment_s'] for f in fr])) if fr else None,
     }
     return stats
+
+
+def finish_run(out, run: list, al) -> dict | None:
+    """The run's fleet length (fit/fleet.py) over every frame ``label_frames`` collected: the label
+    files whose boxes it changes are written again. Returns what it read (None when off)."""
+    from autolabel_ros.fit import fleet
+    from autolabel_ros.io.kitti import label3d_to_kitti, write_label_file
+
+    if not al.cfg.fit.fleet_length or not run:
+        return None
+    frames, result = fleet.apply([labels for _, labels, *_ in run], float(al.sdf.mean_size[0]))
+    for (fid, before, calib, width, height), labels in zip(run, frames):
+        if any(a is not b for a, b in zip(before, labels)):
+            write_label_file(Path(out) / f'{fid}.txt', [label3d_to_kitti(lab, calib, width, height)
+                                                        for lab in labels])
+    _log.info(result.summary())
+    return dataclasses.asdict(result)

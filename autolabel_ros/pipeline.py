@@ -81,6 +81,14 @@ def load_deepsdf_prior(path: str = ''):
     return DeepSdfSpace.load(Path(path).expanduser() if path else default_deepsdf_path()).prior
 
 
+def prior_mean_size(cfg: AutolabelConfig) -> np.ndarray:
+    """(l, w, h) of the configured shape space's mean car, without building the fit (a run-level step
+    after the labelling, fit/fleet.py, reads the prior's mean length)."""
+    prior = (load_deepsdf_prior(cfg.shape.deepsdf) if cfg.shape.kind == 'deepsdf'
+             else load_fit_prior(cfg.prior))
+    return np.asarray(prior.sizes, float).mean(0)
+
+
 class Autolabeler:
     """The pipeline with its parts: the shape space (``self.sdf``: ``shape``, else an SdfModel of the
     prior), the renderer and the initialiser (defaults: :func:`autolabel_ros.fit.render.render_silhouettes`,

@@ -167,10 +167,11 @@ class CachedSegmenter:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def label_split(data: Path, out: Path, prompts: str, frames: list, masks: str, al) -> dict:
-    """Label frames of a KITTI-layout split: the one call into autolabel_ros.kitti_labeling."""
+def label_split(data: Path, out: Path, prompts: str, frames: list, masks: str, al, run=None) -> dict:
+    """Label frames of a KITTI-layout split: the one call into autolabel_ros.kitti_labeling (``run``: a
+    list collecting the frames of calls one frame at a time; then kitti_labeling.finish_run)."""
     from autolabel_ros.kitti_labeling import label_frames
-    return label_frames(data, out, prompts, frames, None, masks, False, al)
+    return label_frames(data, out, prompts, frames, None, masks, False, al, run=run)
 
 
 def run_one(spec: dict) -> dict:
@@ -203,11 +204,14 @@ def run_one(spec: dict) -> dict:
         seg = CachedSegmenter(al, f'{spec["dataset"]}_{spec["prompts"]}{tag}')
         al._segmenter = seg
         stats = {'frames': [], 'instances': []}
+        run: list = []
         for fid in frames:       # per frame, so the cache knows the frame id
             seg.fid = fid
-            s = label_split(src, out, mode, [fid], 'sam', al)
+            s = label_split(src, out, mode, [fid], 'sam', al, run)
             stats['frames'] += s['frames']
             stats['instances'] += s['instances']
+        from autolabel_ros.kitti_labeling import finish_run
+        stats['fleet'] = finish_run(out, run, al)       # the whole split's fleet length
     else:
         if spec.get('stages'):
             time_verification(al)
@@ -220,6 +224,8 @@ def run_one(spec: dict) -> dict:
         n = max(1, sum(f['n'] for f in stats['frames'] if f['n'] > 0))
         stages['post (mesh, verification, label)'] = sum(f['post_s'] for f in stats['frames'])
         extra['stages_s_per_instance'] = {k: v / n for k, v in stages.items()}
+    if stats.get('fleet'):
+        extra['fleet'] = stats['fleet']
     return {**extra, 'name': spec['name'], 'dataset': spec['dataset'], 'result': res,
             'accepted_share': float(np.mean(acc)) if acc else None,
             'median_fit_s_per_instance': float(np.median(per_inst)) if per_inst else None,

@@ -227,6 +227,9 @@ def _label_main(argv) -> int:
         print('prompts by source: ' + ', '.join(f'{k} {v}' for k, v in ob['prompts_by_source'].items())
               + '; accepted labels by source: '
               + (', '.join(f'{k} {v}' for k, v in ob['accepted_by_source'].items()) or 'none'))
+    if summary.get('fleet'):
+        from autolabel_ros.fit.fleet import FleetLength
+        print(FleetLength(**summary['fleet']).summary())
     if summary.get('tracks'):
         t = summary['tracks']
         print(f"{t['tracks']} tracks ({t['moving_tracks']} moving), {t['interpolated_boxes']} interpolated "

@@ -128,6 +128,9 @@ def main(argv=None) -> int:
           f'in {s["n_frames"]} frames '
           f'-> {args.out}; median fit {secs(s["median_fit_s_per_instance"])} s/instance, '
           f'median frame {secs(s["median_frame_s"])} s')
+    if stats.get('fleet'):
+        from autolabel_ros.fit.fleet import FleetLength
+        print(f'autolabel-kitti: {FleetLength(**stats["fleet"]).summary()}')
     return 0
 
 

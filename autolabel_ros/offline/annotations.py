@@ -82,3 +82,7 @@ class AnnotationCache:
 
     def get(self, index: int):
         return self._msgs.get(index)
+
+    def drop(self, index: int) -> None:
+        """Forget a frame's messages (its labels changed after it was saved: built again at assembly)."""
+        self._msgs.pop(index, None)

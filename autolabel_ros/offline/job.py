@@ -579,6 +579,8 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
                            lambda _r, ref=ref: load(ref))
             bar.update(1)
 
+    with clock('write.fleet'):
+        run_info['fleet'] = _fleet_length(job, records, labels, streamed)
     track_info = None
     tw = time.perf_counter(), time.process_time()
     if job.tracks and records:
@@ -642,6 +644,28 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
         figure_job.close()
 
 
+def _fleet_length(job, records, labels: dict, streamed) -> Optional[dict]:
+    """The run's fleet length (fit/fleet.py, ``fit.fleet_length``) over every saved frame: the labels of
+    the cars not seen side-on, changed in ``labels``; their frames' prebuilt bag messages are dropped
+    (built again). Returns what it read (None when off or nothing was labelled)."""
+    from autolabel_ros.config import load_config
+    from autolabel_ros.fit import fleet
+    from autolabel_ros.pipeline import prior_mean_size
+
+    cfg = load_config(job.config)
+    if not cfg.fit.fleet_length or not records:
+        return None
+    order = [rec['index'] for rec in records]
+    frames, result = fleet.apply([labels[i] for i in order], float(prior_mean_size(cfg)[0]))
+    for i, new in zip(order, frames):
+        if any(a is not b for a, b in zip(labels[i], new)):
+            labels[i] = new
+            if streamed is not None and streamed.annotations is not None:
+                streamed.annotations.drop(i)
+    log.info(result.summary())
+    return asdict(result)
+
+
 def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar, t0, records, labels,
                    track_info, figure_job, occupancy_info, occupancy_s, clock, prebuilt) -> dict:
     from autolabel_ros.io import report, writers
@@ -696,6 +720,8 @@ def _assemble_rest(job, source, refs, failures, info, run_info, out, stage, bar,
                                                                'voxels_by_class')}
     if track_info is not None:
         summary['tracks'] = track_info
+    if run_info.get('fleet'):
+        summary['fleet'] = run_info['fleet']
     with clock('write.figures_wait'):
         figures = figure_job.result(bar)
     if isinstance(figures, Exception):

@@ -1,0 +1,66 @@
+"""fit/fleet.py: the fleet's car length read from a run's side-on cars and given to the cars seen end-on."""
+import numpy as np
+import pytest
+
+from autolabel_ros.core.types import Label3D, Mesh
+from autolabel_ros.fit import fleet
+
+PRIOR = 3.9
+
+
+def car(x, y, yaw, length, accepted=True, points=80, hidden=0.0, mesh=False, cls='Car'):
+    lab = Label3D(center=[x, y, 0.8], size=[length, 1.7, 1.5], yaw=yaw, cls=cls, accepted=accepted,
+                  metrics={'n_points': points, 'occluded_share': hidden})
+    if mesh:      # the box's corners as the mesh's vertices
+        c, s = np.cos(yaw), np.sin(yaw)
+        u = np.array([[a * length / 2, b * 0.85, z] for a in (-1, 1) for b in (-1, 1) for z in (-0.75, 0.75)])
+        lab.mesh = Mesh(vertices=lab.center + u @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]),
+                        faces=np.array([[0, 1, 2]]))
+    return lab
+
+
+def test_side_on_cars_set_the_factor_and_the_prior_counts_as_five_cars():
+    # side-on: heading across the line of sight (a car 20 m ahead, heading along y)
+    side = [car(20.0, 0.0, np.pi / 2, 4.6) for _ in range(5)]
+    f = fleet.estimate(side, PRIOR)
+    assert f.side_on == 5
+    assert f.factor == pytest.approx(np.exp(5 * np.log(4.6 / PRIOR) / 10))
+    assert f.fleet_length == pytest.approx(PRIOR * f.factor)
+    # end-on, rejected, sparse, hidden and non-car labels tell nothing
+    others = [car(20.0, 0.0, 0.0, 5.0), car(20.0, 0.0, np.pi / 2, 5.0, accepted=False),
+              car(20.0, 0.0, np.pi / 2, 5.0, points=10), car(20.0, 0.0, np.pi / 2, 5.0, hidden=0.5),
+              car(20.0, 0.0, np.pi / 2, 9.0, cls='truck')]
+    assert fleet.estimate(others, PRIOR).side_on == 0 and fleet.estimate(others, PRIOR).factor == 1.0
+    assert fleet.estimate(side + others, PRIOR).factor == pytest.approx(f.factor)
+
+
+@pytest.mark.parametrize('x, yaw', [(20.0, 0.0), (20.0, np.pi), (-15.0, 0.0), (-15.0, np.pi)])
+def test_a_stretched_car_keeps_its_near_end_heading_and_width(x, yaw):
+    lab = car(x, 0.0, yaw, 4.0, mesh=True)
+    out = fleet.stretch(lab, 1.1)
+    assert out.size[0] == pytest.approx(4.4) and out.size[1:] == pytest.approx(lab.size[1:])
+    assert out.yaw == lab.yaw and out.score == lab.score and out.accepted == lab.accepted
+    # the near face (towards the sensor at the origin) stays, the far one goes 0.4 m further out
+    near = lambda b: min(abs(b.center[0] - b.size[0] / 2), abs(b.center[0] + b.size[0] / 2))  # noqa: E731
+    far = lambda b: max(abs(b.center[0] - b.size[0] / 2), abs(b.center[0] + b.size[0] / 2))   # noqa: E731
+    assert near(out) == pytest.approx(near(lab)) and far(out) == pytest.approx(far(lab) + 0.4)
+    # the mesh is stretched alike: its extent along the car is the new box's
+    xs = out.mesh.vertices[:, 0]
+    assert [xs.min(), xs.max()] == pytest.approx([out.center[0] - 2.2, out.center[0] + 2.2])
+    assert out.metrics['fleet_factor'] == 1.1 and 'fleet_factor' not in lab.metrics
+
+
+def test_apply_gives_the_fleet_length_to_the_cars_not_seen_side_on_only():
+    side = [car(20.0 + 6.0 * k, 0.0, np.pi / 2, 4.7) for k in range(10)]
+    ahead = car(30.0, 0.0, 0.0, 3.9, accepted=False)          # end-on, rejected: stretched all the same
+    truck = car(30.0, 5.0, 0.0, 8.0, cls='truck')
+    frames, f = fleet.apply([side[:5], side[5:] + [ahead, truck], []], PRIOR)
+    assert f.side_on == 10 and f.stretched == 1
+    assert f.factor == pytest.approx(np.exp(10 * np.log(4.7 / PRIOR) / 15))
+    assert [len(x) for x in frames] == [5, 7, 0]
+    assert all(a is b for a, b in zip(frames[0], side[:5]))      # side-on labels are untouched
+    assert frames[1][5].size[0] == pytest.approx(3.9 * f.factor) and frames[1][6] is truck
+    assert 'fleet length' in f.summary()
+    # nobody side-on: nothing changes
+    frames, f = fleet.apply([[ahead]], PRIOR)
+    assert f.factor == 1.0 and f.stretched == 0 and frames[0][0] is ahead
