@@ -3,6 +3,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from autolabel_ros.config import AutolabelConfig, load_config, to_flat_dict
@@ -146,3 +147,17 @@ def test_rosdep_commands_skip_the_pip_keys_the_venv_installs():
         text = (ROOT / doc).read_text()
         skipped = re.findall(r'rosdep install [^\n]*\\?\n?[^\n]*--skip-keys "([^"]+)"', text)
         assert skipped and all(sorted(s.split()) == sorted(keys) for s in skipped), doc
+
+
+def test_the_generator_command_line(tmp_path, capsys):
+    """`--help` (or a misspelt option) printed the YAML, as if it were the request to generate it."""
+    with pytest.raises(SystemExit) as e:
+        params.main(['--help'])
+    assert e.value.code == 0 and '--doc' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        params.main(['--docs', 'x.md'])
+    assert e.value.code == 2
+    assert params.main([]) == 0 and capsys.readouterr().out == PARAMS.read_text()
+    doc = tmp_path / 'ROS.md'
+    doc.write_text((ROOT / 'docs' / 'ROS.md').read_text())
+    assert params.main(['--doc', str(doc)]) == 0 and doc.read_text() == (ROOT / 'docs' / 'ROS.md').read_text()
