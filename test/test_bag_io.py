@@ -115,6 +115,10 @@ def test_a_bad_frame_read_again_is_counted_once(tmp_path, caplog):
         for _ in range(3):
             assert len(list(src.iter_frames(refs))) == 4
         assert [i for i, _ in src.stats.corrupt_frames] == [3] and src.stats.as_dict()['corrupt_frames'] == 1
+        bad = next(r for r in refs if r.index == 3)
+        for _ in range(2):          # read on its own (the curriculum): the error names why, every time
+            with pytest.raises(BagError, match='yuv422_weird'):
+                src.load(bad)
     drive = _kitti_raw_folder(tmp_path / '2011_09_26_drive_0001_sync', n=3)
     Image.new('RGB', (100, 30)).save(drive / 'image_02' / 'data' / f'{1:010d}.png')   # not the calib's camera
     src = KittiRawSource(drive)
