@@ -558,24 +558,29 @@ def from_dict(data: dict | None) -> AutolabelConfig:
     return _build(AutolabelConfig, data or {}, '')
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load that refuses a key given twice in one mapping (YAML silently keeps the last)."""
-
-
-def _unique_mapping(loader, node, deep=False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, (str, int, float, bool)):
-            continue      # an unhashable key: SafeLoader's own error follows
-        if key in seen:
-            raise ConfigError(f'{key}: given twice (line {key_node.start_mark.line + 1}); the first value '
-                              'would be ignored')
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+def _key_given_twice(node, path: tuple = ()) -> tuple | None:
+    """(dotted key, line) of the first key given twice in one mapping of a composed YAML document
+    (YAML silently keeps the last); the ROS layout's ``<node>: ros__parameters:`` is left out of the
+    name, so it reads as the other errors do (``fit.iterations``)."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                names = path + (key,)
+                if 'ros__parameters' in names:
+                    names = names[names.index('ros__parameters') + 1:]
+                return '.'.join(names), key_node.start_mark.line + 1
+            seen.add(key)
+            found = _key_given_twice(value, path + ((str(key),) if key is not None else ()))
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            found = _key_given_twice(value, path)
+            if found:
+                return found
+    return None
 
 
 def load_config(path: str | Path | None) -> AutolabelConfig:
@@ -588,13 +593,15 @@ def load_config(path: str | Path | None) -> AutolabelConfig:
     if not p.is_file():
         raise ConfigError(f'{p}: config file not found')
     try:
-        data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
+        text = p.read_text()
+        twice = _key_given_twice(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f'{p}: not a text file (byte {e.start} is not UTF-8)') from None
     except yaml.YAMLError as e:
         raise ConfigError(f'{p}: not valid YAML: {" ".join(str(e).split())}') from None
-    except ConfigError as e:
-        raise ConfigError(f'{p}: {e}') from None
+    if twice:
+        raise ConfigError(f'{p}: {twice[0]}: given twice (line {twice[1]}); the first value would be ignored')
     try:
         cfg = from_dict(_strip_ros_layout(data))
         check_files_and_device(cfg)

@@ -7,7 +7,8 @@ cars), ``apollo`` (simulator scenes whose cars are the 79 ApolloCar3D models fro
 benchmarks/apollo_cars.py), ``extra`` (design checks on 12 synthetic frames with oracle masks),
 ``timing`` (end to end with the segmenter, no mask cache), ``heading`` (the "heading cues" table:
 flips per front/back cue on the three GT-box sets, benchmarks/heading_cues.py over one fit dump of
-each set, benchmarks/fit_dump.py), ``figure``
+each set, benchmarks/fit_dump.py), ``offline`` (``autolabel-bag`` throughput with 1 and 2 workers and
+on Ray), ``no_gt`` (prompts without ground truth, not in the default), ``figure``
 (benchmarks/figures/kitti_fits.png). Results of sections not run are kept from the previous
 results.json, so ``--only timing`` refreshes just the timings; ``--rows TEXT`` runs only the rows
 of the chosen sections whose name contains TEXT. ``AUTOLABEL_SHARED_DATA`` points to the shared data
@@ -973,10 +974,15 @@ def write_report(results: dict, path: Path):
     path.write_text('\n'.join(lines) + '\n' + NOTES)
 
 
+# the sections --only chooses from, in the order they run; no_gt is not in the default
+SECTIONS = ('data', 'kitti', 'synthetic', 'apollo', 'heldout', 'extra', 'heading', 'timing', 'offline',
+            'no_gt', 'figure')
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--only', default='data,kitti,synthetic,apollo,heldout,extra,heading,timing,offline,'
-                   'figure')
+    p.add_argument('--only', default=','.join(s for s in SECTIONS if s != 'no_gt'),
+                   help=f'comma-separated sections, of: {", ".join(SECTIONS)} (default: all but no_gt)')
     p.add_argument('--rows', default='', help="run only the rows whose name contains this text "
                    "('|' separates alternatives; a trailing '$' asks for the whole name)")
     p.add_argument('--apollo-frames', type=int, default=40, help='scenes with ApolloCar3D cars')
@@ -996,6 +1002,9 @@ def main(argv=None):
     p.add_argument('--out', default=str(ROOT / 'benchmarks'))
     args = p.parse_args(argv)
     only = set(args.only.split(','))
+    if only - set(SECTIONS):      # a typo would run nothing and still rewrite RESULTS.md
+        p.error(f'--only: unknown section(s) {", ".join(sorted(only - set(SECTIONS)))}; '
+                f'choose from {", ".join(SECTIONS)}')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jpath = out / 'results.json'

@@ -85,6 +85,20 @@ def _check_params_file(context):
     return []
 
 
+def _check_rviz(context):
+    """rviz:=true without RViz installed: launch_ros fails on the rviz2 node only after the fitter (and the
+    detector) started, and leaves them running without the launch; stop before any node starts."""
+    if not IfCondition(LaunchConfiguration('rviz')).evaluate(context):
+        return []
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix('rviz2')
+    except PackageNotFoundError:
+        raise RuntimeError("rviz:=true but RViz (package 'rviz2') is not installed: install "
+                           'ros-$ROS_DISTRO-rviz2, or pass rviz:=false') from None
+    return []
+
+
 def generate_launch_description():
     keep_ctrl_c_out_of_the_launch_loop()
     share = FindPackageShare(PACKAGE)
@@ -137,5 +151,6 @@ def generate_launch_description():
         arguments=['-d', cfg('rviz_config'), '-f', cfg('fixed_frame')],
         remappings=[(RVIZ_CLOUD_TOPIC, cfg('cloud_topic'))],
         parameters=[{'use_sim_time': use_sim_time}], condition=IfCondition(cfg('rviz')))
-    return LaunchDescription(declared + [OpaqueFunction(function=_check_params_file), dds, detector_node,
+    return LaunchDescription(declared + [OpaqueFunction(function=_check_params_file),
+                                         OpaqueFunction(function=_check_rviz), dds, detector_node,
                                          fitter_node, rviz])

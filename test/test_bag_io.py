@@ -102,6 +102,36 @@ def test_corrupt_message_and_undecodable_frame_are_skipped(tmp_path):
     assert len(src.stats.corrupt_frames) == 1 and 'yuv422_weird' in src.stats.corrupt_frames[0][1]
 
 
+def test_a_bad_frame_read_again_is_counted_once(tmp_path, caplog):
+    """The job reads frames again after labelling (sensor copy, --tracks, --occupancy): a frame that
+    cannot be built was counted and logged once per read (summary pairing.corrupt_frames 6 for 3)."""
+    from PIL import Image
+
+    from autolabel_ros.io.kitti_raw import KittiRawSource
+
+    bag = write_tiny_bag(tmp_path / 'bad.bag', n=5, bad_encoding_at=3)
+    with BagSource(bag) as src:
+        refs = src.index()
+        for _ in range(3):
+            assert len(list(src.iter_frames(refs))) == 4
+        assert [i for i, _ in src.stats.corrupt_frames] == [3] and src.stats.as_dict()['corrupt_frames'] == 1
+        bad = next(r for r in refs if r.index == 3)
+        for _ in range(2):          # read on its own (the curriculum): the error names why, every time
+            with pytest.raises(BagError, match='yuv422_weird'):
+                src.load(bad)
+    drive = _kitti_raw_folder(tmp_path / '2011_09_26_drive_0001_sync', n=3)
+    Image.new('RGB', (100, 30)).save(drive / 'image_02' / 'data' / f'{1:010d}.png')   # not the calib's camera
+    src = KittiRawSource(drive)
+    refs = src.index()
+    caplog.clear()
+    with caplog.at_level('WARNING'):
+        assert len(list(src.iter_frames(refs))) == 2
+        assert len(list(src.sensor_messages(refs))) == 6            # 3 messages for each good frame
+        assert len(list(src.iter_frames(refs))) == 2
+    assert [i for i, _ in src.stats.corrupt_frames] == [1]
+    assert sum('skipped' in r.getMessage() for r in caplog.records) == 1
+
+
 def test_tf_tree_chains_and_names_frames_when_disconnected():
     tree = TfTree()
     A = np.eye(4)

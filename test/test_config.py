@@ -60,7 +60,7 @@ BAD_VALUES = [
     ('shape:\n  deepsdf: no_such.pt\n', 'shape.deepsdf', 'no_such.pt: file not found'),
     # YAML keeps the last of two equal keys without a word: the first one was silently dropped
     ('seed: 1\nseed: 2\n', 'seed', r'given twice \(line [25]\)'),
-    ('fit:\n  iterations: 10\n  iterations: 20\n', 'iterations', r'given twice \(line [36]\)'),
+    ('fit:\n  iterations: 10\n  iterations: 20\n', 'fit.iterations', r'given twice \(line [36]\)'),
 ]
 
 

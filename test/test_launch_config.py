@@ -3,6 +3,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from autolabel_ros.config import AutolabelConfig, load_config, to_flat_dict
@@ -133,3 +134,30 @@ def test_ros_doc_lists_every_node_parameter_and_launch_argument():
     for needle in ('colcon build --symlink-install', 'rosdep install', 'ros2 bag play --clock',
                    'use_sim_time:=true', 'Publish Point', 'QoS mismatch', 'TF missing'):
         assert needle in doc, needle
+
+
+def test_rosdep_commands_skip_the_pip_keys_the_venv_installs():
+    """package.xml's pip-only keys make `rosdep install` pip-install system-wide (refused by PEP 668 on
+    Ubuntu 24.04, and torch would go beside the venv's): the documented commands skip exactly them."""
+    xml = (ROOT / 'package.xml').read_text()
+    keys = re.findall(r'<exec_depend>(python3-[a-z0-9-]+-pip)</exec_depend>', xml)
+    # names rosdep's python.yaml defines (python3-torch-pip is none: rosdep stopped at it)
+    assert sorted(keys) == ['python3-pytorch-pip', 'python3-rosbags-pip', 'python3-trimesh-pip']
+    for doc in ('README.md', 'docs/ROS.md'):
+        text = (ROOT / doc).read_text()
+        skipped = re.findall(r'rosdep install [^\n]*\\?\n?[^\n]*--skip-keys "([^"]+)"', text)
+        assert skipped and all(sorted(s.split()) == sorted(keys) for s in skipped), doc
+
+
+def test_the_generator_command_line(tmp_path, capsys):
+    """`--help` (or a misspelt option) printed the YAML, as if it were the request to generate it."""
+    with pytest.raises(SystemExit) as e:
+        params.main(['--help'])
+    assert e.value.code == 0 and '--doc' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        params.main(['--docs', 'x.md'])
+    assert e.value.code == 2
+    assert params.main([]) == 0 and capsys.readouterr().out == PARAMS.read_text()
+    doc = tmp_path / 'ROS.md'
+    doc.write_text((ROOT / 'docs' / 'ROS.md').read_text())
+    assert params.main(['--doc', str(doc)]) == 0 and doc.read_text() == (ROOT / 'docs' / 'ROS.md').read_text()

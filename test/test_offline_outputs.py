@@ -75,6 +75,20 @@ def _tree(root) -> dict:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}
 
 
+def test_a_folder_of_yours_is_refused_naming_what_it_holds(tmp_path):
+    from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir
+
+    (tmp_path / 'one').mkdir()
+    (tmp_path / 'one' / '.frames').mkdir()
+    with pytest.raises(OutputDirError,
+                       match=r'folder is not empty \(1 entry: \.frames\) and was not written by autolabel'):
+        prepare_output_dir(tmp_path / 'one', 'autolabel-bag')
+    for name in 'abcdef':
+        (tmp_path / 'many' / name).mkdir(parents=True)
+    with pytest.raises(OutputDirError, match=r'not empty \(6 entries: a, b, c, d, e, \.\.\.\)'):
+        prepare_output_dir(tmp_path / 'many', 'autolabel-kitti')
+
+
 def test_install_tree_never_replaces_a_file_the_marker_does_not_list(tmp_path):
     """The output phase's move into place: a user's file at one of the paths (not in the marker) stops
     it before anything moves; the staged outputs stay where they are; the tool's own files are replaced."""

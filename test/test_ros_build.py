@@ -51,6 +51,23 @@ def test_launch_with_a_params_file_that_does_not_exist_stops_with_one_line(ros_w
     assert f'params_file:={missing}: no such file' in out and 'process started' not in out, out[-2000:]
 
 
+def test_launch_with_rviz_not_installed_stops_before_any_node(ros_ws, tmp_path):
+    """rviz:=true (the default) where RViz is not installed: launch_ros failed on the rviz2 node after
+    the fitter had started and left the fitter running without the launch; the launch file stops first."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix('rviz2')
+        pytest.skip('rviz2 is installed here')
+    except PackageNotFoundError:
+        pass
+    res = ros2('launch', 'autolabel_ros', 'autolabel.launch.py', 'detector:=none', 'autostart:=false',
+               env=ros_ws['env'], timeout=60)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-2000:]
+    assert "rviz:=true but RViz (package 'rviz2') is not installed" in out, out[-2000:]
+    assert 'process started' not in out, out[-2000:]
+
+
 def _node_names(peer: Peer) -> set:
     return {(ns.rstrip('/') + '/' + n) for n, ns in peer.node.get_node_names_and_namespaces()}
 

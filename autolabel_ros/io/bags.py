@@ -78,6 +78,14 @@ class SourceStats:
                 'corrupt_frames': len(self.corrupt_frames),
                 'frames_without_prompts': self.frames_without_prompts}
 
+    def frame_skipped(self, index: int, reason: str) -> bool:
+        """Count a frame that cannot be built once, however often it is read (the job reads the frames
+        again for the sensor copy, --tracks and --occupancy); True the first time, when to log it."""
+        if any(i == index for i, _ in self.corrupt_frames):
+            return False
+        self.corrupt_frames.append((index, reason))
+        return True
+
 
 def pair_stamps(image_stamps: list[int], cloud_stamps: list[int], tolerance_ns: int):
     """One-to-one pairing of image and cloud stamps: each image takes the nearest cloud within the
@@ -401,10 +409,9 @@ class BagSource:
     def load(self, ref: FrameRef) -> SensorFrame:
         """The frame of ``ref`` (from :meth:`index`), read on its own; a frame that cannot be decoded
         is a :class:`BagError` naming it."""
-        n_bad = len(self.stats.corrupt_frames)
         for _, frame, _ in self.iter_frames([ref]):
             return frame
-        why = self.stats.corrupt_frames[n_bad][1] if len(self.stats.corrupt_frames) > n_bad else 'not found'
+        why = next((reason for i, reason in self.stats.corrupt_frames if i == ref.index), 'not found')
         raise BagError(f'{self.path}: frame {ref.name} (stamp {ref.stamp_ns}): {why}')
 
     def gt_prompts(self, ref: FrameRef) -> list[Prompt]:
@@ -458,7 +465,7 @@ class BagSource:
                         if all(x.index not in pending for x in need[k]):
                             got.pop(k, None)
         for idx in sorted(pending):
-            self.stats.corrupt_frames.append((idx, 'messages not found on the second read'))
+            self.stats.frame_skipped(idx, 'messages not found on the second read')
 
     def _emit(self, r: FrameRef, got, prompts_from_topic):
         try:
@@ -466,8 +473,8 @@ class BagSource:
         except BagError:
             raise
         except Exception as e:   # bad encoding, truncated data...: skip this frame only
-            log.warning('frame %s (stamp %d) skipped: %s', r.name, r.stamp_ns, e)
-            self.stats.corrupt_frames.append((r.index, f'{type(e).__name__}: {e}'))
+            if self.stats.frame_skipped(r.index, f'{type(e).__name__}: {e}'):
+                log.warning('frame %s (stamp %d) skipped: %s', r.name, r.stamp_ns, e)
             return
         prompts = None
         if prompts_from_topic:

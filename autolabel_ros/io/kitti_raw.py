@@ -140,8 +140,8 @@ class _FolderSource:
             except BagError:
                 raise
             except Exception as e:
-                log.warning('frame %s skipped: %s', ref.name, e)
-                self.stats.corrupt_frames.append((ref.index, f'{type(e).__name__}: {e}'))
+                if self.stats.frame_skipped(ref.index, f'{type(e).__name__}: {e}'):
+                    log.warning('frame %s skipped: %s', ref.name, e)
                 continue
             yield ref, frame, prompts
 

@@ -139,8 +139,9 @@ def prepare_output_dir(path, tool: str, overwrite: bool = False, flag: str = '--
         entries = sorted(p.name for p in path.iterdir())
         if entries:
             shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
+            n = f'{len(entries)} entry' if len(entries) == 1 else f'{len(entries)} entries'
             raise OutputDirError(
-                f'{flag} {path}: folder is not empty ({len(entries)} entries: {shown}) and was not written '
+                f'{flag} {path}: folder is not empty ({n}: {shown}) and was not written '
                 f'by {tool}; choose a new or empty folder, or pass --overwrite to write beside its '
                 f'content (only {tool} files are replaced)')
     if marker is not None and marker['tool'] != tool and not overwrite:

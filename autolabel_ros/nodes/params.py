@@ -348,15 +348,23 @@ def update_doc_tables(text: str) -> str:
     return '\n'.join(lines)
 
 
+def main(argv=None) -> int:
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog='python -m autolabel_ros.nodes.params',
+                                 description='print the nodes\' parameter YAML (> config/autolabel.yaml), '
+                                             'or rewrite the parameter tables of a doc (--doc docs/ROS.md)')
+    ap.add_argument('--doc', type=Path, help='Markdown file whose parameter tables are rewritten in place')
+    args = ap.parse_args(argv)
+    if args.doc:
+        args.doc.write_text(update_doc_tables(args.doc.read_text()))
+    else:
+        print(render_params_yaml(), end='')
+    return 0
+
+
 if __name__ == '__main__':
     # python -m autolabel_ros.nodes.params > config/autolabel.yaml
     # python -m autolabel_ros.nodes.params --doc docs/ROS.md     (rewrites its parameter tables)
-    import sys
-
-    if len(sys.argv) == 3 and sys.argv[1] == '--doc':
-        from pathlib import Path
-
-        doc = Path(sys.argv[2])
-        doc.write_text(update_doc_tables(doc.read_text()))
-    else:
-        print(render_params_yaml(), end='')
+    raise SystemExit(main())
