@@ -64,3 +64,53 @@ def test_apply_gives_the_fleet_length_to_the_cars_not_seen_side_on_only():
     # nobody side-on: nothing changes
     frames, f = fleet.apply([[ahead]], PRIOR)
     assert f.factor == 1.0 and f.stretched == 0 and frames[0][0] is ahead
+
+
+# LiDAR (x fwd, y left, z up) -> camera (x right, y down, z fwd), camera 0.3 m above the LiDAR
+T_CAM_LIDAR = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0.3], [1, 0, 0, 0], [0, 0, 0, 1]])
+K = np.array([[700.0, 0, 600], [0, 700, 180], [0, 0, 1]])
+
+
+def test_the_kitti_folder_tool_writes_again_the_frames_the_fleet_length_changes(tmp_path):
+    from autolabel_ros.io.kitti import calib_from_K, label3d_to_kitti, read_label_file, write_label_file
+    from autolabel_ros.kitti_labeling import finish_run
+    from autolabel_ros.pipeline import Autolabeler
+
+    al = Autolabeler()
+    prior = float(al.sdf.mean_size[0])
+    calib = calib_from_K(K, T_CAM_LIDAR)
+    side = [car(15.0 + 5 * k, 0.0, np.pi / 2, 4.7) for k in range(6)]
+    ahead = car(25.0, 1.0, 0.05, prior)
+    run = [('000000', side, calib, 1242, 375), ('000001', [ahead], calib, 1242, 375)]
+    for fid, labels, *_ in run:          # as label_frames wrote them while it labelled
+        write_label_file(tmp_path / f'{fid}.txt', [label3d_to_kitti(lab, calib, 1242, 375) for lab in labels])
+    before = (tmp_path / '000000.txt').read_text()
+    info = finish_run(tmp_path, run, al)
+    assert info['side_on'] == 6 and info['stretched'] == 1
+    factor = np.exp(6 * np.log(4.7 / prior) / 11)
+    assert info['factor'] == pytest.approx(factor)
+    assert (tmp_path / '000000.txt').read_text() == before
+    (obj,) = read_label_file(tmp_path / '000001.txt')
+    assert obj.hwl[2] == pytest.approx(prior * factor, abs=0.01)
+    # off: nothing read, nothing written
+    al.cfg.fit.fleet_length = False
+    assert finish_run(tmp_path, run, al) is None
+
+
+def test_the_bag_tool_gives_the_fleet_length_at_its_assembly(tmp_path):
+    from autolabel_ros.offline.job import BagJob, _fleet_length
+
+    side = [car(15.0 + 5 * k, 0.0, np.pi / 2, 4.7) for k in range(6)]
+    ahead = car(25.0, 1.0, 0.05, 3.9)
+    labels = {0: side, 3: [ahead]}
+    records = [{'index': 0}, {'index': 3}]
+    info = _fleet_length(BagJob(input='drive.bag', out=str(tmp_path)), records, labels, None)
+    assert info['side_on'] == 6 and info['stretched'] == 1
+    assert labels[0] is side and labels[3][0] is not ahead
+    assert labels[3][0].size[0] == pytest.approx(3.9 * info['factor'])
+    cfg = tmp_path / 'off.yaml'
+    cfg.write_text('fit:\n  fleet_length: false\n')
+    labels = {0: side, 3: [ahead]}
+    assert _fleet_length(BagJob(input='drive.bag', out=str(tmp_path), config=str(cfg)), records, labels,
+                         None) is None
+    assert labels[3][0] is ahead
