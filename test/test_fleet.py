@@ -103,11 +103,15 @@ def test_the_bag_tool_gives_the_fleet_length_at_its_assembly(tmp_path):
     side = [car(15.0 + 5 * k, 0.0, np.pi / 2, 4.7) for k in range(6)]
     ahead = car(25.0, 1.0, 0.05, 3.9)
     labels = {0: side, 3: [ahead]}
-    records = [{'index': 0}, {'index': 3}]
+    records = [{'index': 0, 'labels': [{'center': [0.0] * 3, 'size': [4.7, 1.7, 1.5]}] * 6},
+               {'index': 3, 'labels': [{'center': ahead.center.tolist(), 'size': ahead.size.tolist()}]}]
     info = _fleet_length(BagJob(input='drive.bag', out=str(tmp_path)), records, labels, None)
     assert info['side_on'] == 6 and info['stretched'] == 1
     assert labels[0] is side and labels[3][0] is not ahead
     assert labels[3][0].size[0] == pytest.approx(3.9 * info['factor'])
+    # the saved record as the report's figures read it
+    assert records[1]['labels'][0]['size'][0] == pytest.approx(3.9 * info['factor'])
+    assert records[1]['labels'][0]['center'] == pytest.approx(labels[3][0].center.tolist())
     cfg = tmp_path / 'off.yaml'
     cfg.write_text('fit:\n  fleet_length: false\n')
     labels = {0: side, 3: [ahead]}

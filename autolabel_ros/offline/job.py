@@ -657,11 +657,17 @@ def _fleet_length(job, records, labels: dict, streamed) -> Optional[dict]:
         return None
     order = [rec['index'] for rec in records]
     frames, result = fleet.apply([labels[i] for i in order], float(prior_mean_size(cfg)[0]))
-    for i, new in zip(order, frames):
-        if any(a is not b for a, b in zip(labels[i], new)):
-            labels[i] = new
-            if streamed is not None and streamed.annotations is not None:
-                streamed.annotations.drop(i)
+    for rec, new in zip(records, frames):
+        i = rec['index']
+        changed = [k for k, (a, b) in enumerate(zip(labels[i], new)) if a is not b]
+        if not changed:
+            continue
+        labels[i] = new
+        for k in changed:            # the record's copy too: the report's figures draw from it
+            if k < len(rec.get('labels', [])):
+                rec['labels'][k].update(center=new[k].center.tolist(), size=new[k].size.tolist())
+        if streamed is not None and streamed.annotations is not None:
+            streamed.annotations.drop(i)
     log.info(result.summary())
     return asdict(result)
 
