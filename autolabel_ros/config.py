@@ -185,10 +185,10 @@ class FitConfig:
                                     'rectangles are not silhouettes (outline would grow each car to fill '
                                     'its box)', choices=('auto', 'union', 'outline'))
     log_scales: bool = param(True, 'optimize small per-axis log scales beyond the PCA shape')
-    fleet_length: bool = param(True, "over a whole offline run (autolabel-kitti, autolabel-bag's assembly, "
-                                     "the benchmarks): the cars not seen side-on get the length of the fleet "
-                                     "the run's side-on cars show, their near end kept (fit/fleet.py); the "
-                                     'nodes label frame by frame and leave it')
+    fleet_length: bool = param(True, "the cars not seen side-on get the length of the fleet the side-on cars "
+                                     "show, their near end kept (fit/fleet.py): over a whole offline run "
+                                     "(autolabel-kitti, autolabel-bag's assembly, the benchmarks); in the "
+                                     'fitter node over the frames so far')
     energies: list = param(['mask', 'lidar', 'ground'], 'energy terms of the fit (nocs needs the CSS '
                            'network: css.nocs_loss adds nocs and surfel3d for its methods)', items=ENERGIES)
     lidar_robust: float = param(0.3, 'tau of the robust LiDAR term tau*tanh(|phi|/tau) (m)', min=1e-6)

@@ -118,3 +118,20 @@ def test_the_bag_tool_gives_the_fleet_length_at_its_assembly(tmp_path):
     assert _fleet_length(BagJob(input='drive.bag', out=str(tmp_path), config=str(cfg)), records, labels,
                          None) is None
     assert labels[3][0] is ahead
+
+
+def test_the_running_fleet_of_the_node_learns_from_the_frames_so_far():
+    run = fleet.RunningFleet(PRIOR)
+    ahead = car(25.0, 1.0, 0.05, PRIOR)
+    # the first frame: nobody side-on yet, the prior's car
+    assert run.apply([ahead])[0] is ahead and run.factor() == 1.0
+    # a frame with two side-on cars: they count already for this frame's end-on car
+    out = run.apply([car(20.0, 0.0, np.pi / 2, 4.7), car(30.0, 0.0, np.pi / 2, 4.7), ahead])
+    f2 = np.exp(2 * np.log(4.7 / PRIOR) / 7)
+    assert run.factor() == pytest.approx(f2) and out[2].size[0] == pytest.approx(PRIOR * f2)
+    assert out[0].size[0] == 4.7                      # side-on cars keep their own length
+    # more side-on cars move it further towards their length
+    run.apply([car(20.0, 0.0, np.pi / 2, 4.7)] * 3)
+    assert f2 < run.factor() < 4.7 / PRIOR
+    # the whole run's estimate, over the same labels, is the running one at its end
+    assert fleet.estimate([car(20.0, 0.0, np.pi / 2, 4.7)] * 5, PRIOR).factor == pytest.approx(run.factor())

@@ -13,7 +13,8 @@ Side-on is chosen by the fitted heading against the line of sight, not by how fa
 cars whose scan reaches both ends of their box are the long ones, and an estimate from them read the
 procedural fleet 0.2 m long and the ApolloCar3D fleet 0.4 m short. A run-level step, a pure function
 of all of a run's labels (the KITTI folder tool, the bag tool at its assembly, the benchmarks): the same
-labels whatever the number of workers or a resume. The nodes label frame by frame and leave it.
+labels whatever the number of workers or a resume. The fitter node, which sees one frame at a time, keeps
+a running estimate over the frames so far (:class:`RunningFleet`).
 """
 from __future__ import annotations
 
@@ -112,3 +113,28 @@ def apply(frames: list[list[Label3D]], prior_length: float) -> tuple[list[list[L
             new.append(lab)
         out.append(new)
     return out, fleet
+
+
+class RunningFleet:
+    """The fleet length as a live stream goes (the fitter node): the side-on cars of the frames so far,
+    this one's included, give the factor its end-on cars take. It starts at the prior's mean car and
+    follows the drive; unlike :func:`apply` it depends on the order the frames came in."""
+
+    def __init__(self, prior_length: float):
+        self.prior_length = float(prior_length)
+        self.log_sum = 0.0
+        self.side_on = 0
+
+    def factor(self) -> float:
+        return float(np.exp(self.log_sum / (self.side_on + PRIOR_CARS))) if self.side_on else 1.0
+
+    def apply(self, labels: list[Label3D]) -> list[Label3D]:
+        """This frame's labels: its side-on cars counted, then its other cars given the factor."""
+        for lab in labels:
+            if reads_length(lab):
+                self.log_sum += float(np.log(lab.size[0] / self.prior_length))
+                self.side_on += 1
+        f = self.factor()
+        if f == 1.0:
+            return list(labels)
+        return [stretch(lab, f) if is_car(lab) and end_on(lab) >= SIDE_ON_COS else lab for lab in labels]

@@ -42,6 +42,7 @@ class FitterNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__('autolabel_fitter', fitter_specs(), **kwargs)
         self.labeler = None
+        self.fleet = None
         self.tf_buffer = self.tf_listener = None
         self.pub_markers = self.pub_det3d = self.pub_debug = None
         self.subs, self.sync = [], None
@@ -60,6 +61,10 @@ class FitterNode(ManagedNode):
             threads = process_threads(self.cfg.fit.threads)    # as autolabel-bag's workers set them
             self.labeler = Autolabeler(self.cfg)
             _ = self.labeler.segmenter   # SAM loads lazily: load it now, not on the first frame
+            from autolabel_ros.fit.fleet import RunningFleet
+            # the fleet's car length learnt from this configuration's frames (fit/fleet.py)
+            self.fleet = (RunningFleet(float(self.labeler.sdf.mean_size[0])) if self.cfg.fit.fleet_length
+                          else None)
         except (ConfigError, StartupError):
             raise
         except Exception as e:
@@ -102,6 +107,7 @@ class FitterNode(ManagedNode):
         if self.tf_listener is not None:
             self.tf_listener.unregister()
         self.tf_listener = self.tf_buffer = None
+        self.fleet = None
         if self.labeler is not None:
             self.labeler = None
             try:
@@ -255,13 +261,15 @@ class FitterNode(ManagedNode):
             from autolabel_ros.proposals import fused_prompts
             prompts, _ = fused_prompts(frame, prompts, self.cfg)
         labels, masks = [], None
-        labeler = self.labeler
+        labeler, fleet = self.labeler, self.fleet
         if prompts and labeler is not None:
             result = labeler.label(frame, prompts)
             labels, masks = result.labels, result.masks
             if self.cfg.proposals.lidar:
                 from autolabel_ros.proposals import reject_duplicates
                 reject_duplicates(labels, self.cfg.proposals.duplicate_iou)
+            if fleet is not None:
+                labels = fleet.apply(labels)
         # Always publish (also when empty): the DELETEALL marker clears the previous frame's boxes.
         t_pub = time.perf_counter()
         if self._closing:
