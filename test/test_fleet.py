@@ -133,5 +133,6 @@ def test_the_running_fleet_of_the_node_learns_from_the_frames_so_far():
     # more side-on cars move it further towards their length
     run.apply([car(20.0, 0.0, np.pi / 2, 4.7)] * 3)
     assert f2 < run.factor() < 4.7 / PRIOR
+    assert run.summary() == f'fleet length {PRIOR * run.factor():.2f} m from 5 side-on car(s) so far'
     # the whole run's estimate, over the same labels, is the running one at its end
     assert fleet.estimate([car(20.0, 0.0, np.pi / 2, 4.7)] * 5, PRIOR).factor == pytest.approx(run.factor())

@@ -175,7 +175,8 @@ def test_played_bag_labelled_end_to_end_like_the_offline_tool(ros_ws, tmp_path, 
     for arr in markers:      # each frame clears the last one's boxes in every namespace, then draws its own
         assert arr.markers[0].action == 3 and arr.markers[0].ns == ''
         assert len({(m.ns, m.id) for m in arr.markers[1:]}) == len(arr.markers) - 1
-    # the offline tool on the same bag and config
+    # the offline tool on the same bag and config (its fleet length is the whole run's, the node's a running
+    # one: the simulator's cars follow the prior's size convention, so both stay near 1 here)
     out = tmp_path / 'offline'
     subprocess.run([sys.executable, '-m', 'autolabel_ros.cli.bag', str(sim_bag), '--out', str(out),
                     '--config', str(params), '--prompts',

@@ -128,6 +128,10 @@ class RunningFleet:
     def factor(self) -> float:
         return float(np.exp(self.log_sum / (self.side_on + PRIOR_CARS))) if self.side_on else 1.0
 
+    def summary(self) -> str:
+        return (f'fleet length {self.prior_length * self.factor():.2f} m from {self.side_on} side-on '
+                'car(s) so far')
+
     def apply(self, labels: list[Label3D]) -> list[Label3D]:
         """This frame's labels: its side-on cars counted, then its other cars given the factor."""
         for lab in labels:

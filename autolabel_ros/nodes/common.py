@@ -136,6 +136,9 @@ class StatsLine:
             self.last = now
             monitor = getattr(n, 'monitor', None)
             extra = f'; {monitor.received()}' if monitor is not None else ''
+            fleet = getattr(n, 'fleet', None)       # the fitter's running fleet length (fit/fleet.py)
+            if fleet is not None and fleet.side_on:
+                extra += f'; {fleet.summary()}'
             n.get_logger().info(n.stats.summary(n.slot.dropped) + extra)
 
 
