@@ -72,11 +72,30 @@ def reads_length(lab: Label3D) -> bool:
             and int(m.get('n_points', 0)) >= MIN_POINTS and float(m.get('occluded_share', 1.0)) < MAX_HIDDEN)
 
 
+def takes_fleet(lab: Label3D) -> bool:
+    """A car whose length the data does not show: it takes the fleet's."""
+    return is_car(lab) and end_on(lab) >= SIDE_ON_COS
+
+
+def shrunk_factor(log_sum: float, n: int) -> float:
+    """The factor of ``n`` side-on cars whose log length ratios sum to ``log_sum``, shrunk towards 1 as if
+    ``PRIOR_CARS`` cars of the prior's length were among them."""
+    return float(np.exp(log_sum / (n + PRIOR_CARS))) if n else 1.0
+
+
 def estimate(labels: Iterable[Label3D], prior_length: float) -> FleetLength:
     """The fleet's length factor from a run's labels."""
     logs = [np.log(lab.size[0] / prior_length) for lab in labels if reads_length(lab)]
-    factor = float(np.exp(np.sum(logs) / (len(logs) + PRIOR_CARS))) if logs else 1.0
-    return FleetLength(factor=factor, side_on=len(logs), prior_length=float(prior_length))
+    return FleetLength(factor=shrunk_factor(float(np.sum(logs)), len(logs)), side_on=len(logs),
+                       prior_length=float(prior_length))
+
+
+def give(labels: list[Label3D], factor: float) -> list[Label3D]:
+    """The labels with the cars that take the fleet's length stretched by ``factor`` (the others, and all
+    of them at factor 1, the same objects)."""
+    if factor == 1.0:
+        return list(labels)
+    return [stretch(lab, factor) if takes_fleet(lab) else lab for lab in labels]
 
 
 def stretch(lab: Label3D, factor: float) -> Label3D:
@@ -103,15 +122,8 @@ def apply(frames: list[list[Label3D]], prior_length: float) -> tuple[list[list[L
     """Every frame's labels with the run's fleet length given to the cars not seen side-on (a new list
     per frame; the labels the step does not change are the same objects)."""
     fleet = estimate((lab for labels in frames for lab in labels), prior_length)
-    out = []
-    for labels in frames:
-        new = []
-        for lab in labels:
-            if fleet.factor != 1.0 and is_car(lab) and end_on(lab) >= SIDE_ON_COS:
-                lab = stretch(lab, fleet.factor)
-                fleet.stretched += 1
-            new.append(lab)
-        out.append(new)
+    out = [give(labels, fleet.factor) for labels in frames]
+    fleet.stretched = sum(a is not b for before, after in zip(frames, out) for a, b in zip(before, after))
     return out, fleet
 
 
@@ -126,7 +138,7 @@ class RunningFleet:
         self.side_on = 0
 
     def factor(self) -> float:
-        return float(np.exp(self.log_sum / (self.side_on + PRIOR_CARS))) if self.side_on else 1.0
+        return shrunk_factor(self.log_sum, self.side_on)
 
     def summary(self) -> str:
         return (f'fleet length {self.prior_length * self.factor():.2f} m from {self.side_on} side-on '
@@ -138,7 +150,4 @@ class RunningFleet:
             if reads_length(lab):
                 self.log_sum += float(np.log(lab.size[0] / self.prior_length))
                 self.side_on += 1
-        f = self.factor()
-        if f == 1.0:
-            return list(labels)
-        return [stretch(lab, f) if is_car(lab) and end_on(lab) >= SIDE_ON_COS else lab for lab in labels]
+        return give(labels, self.factor())
