@@ -40,13 +40,13 @@ class LogBridge(logging.Handler):
     def emit(self, record: logging.LogRecord):
         try:
             sev = severity(record.levelno)
-            text = record.getMessage()
             key = (record.name, record.levelno, str(record.msg))
             now = self.clock()
             written, held = self._last.get(key, (None, 0))
             if sev != 'fatal' and written is not None and now - written < self.throttle_s:
                 self._last[key] = (written, held + 1)
                 return
+            text = record.getMessage()          # formatted only when written
             if held:
                 text += f' ({held} more like it in the last {now - written:.0f} s not shown)'
             self._last[key] = (now, 0)
