@@ -2,17 +2,18 @@
 and benchmarks/results.json.
 
 Sections (``--only a,b``): ``data`` (export the synthetic sets), ``kitti`` (the 12 real KITTI
-development frames from ../shared/data, skipped when absent), ``synthetic`` (procedural simulator
-cars), ``apollo`` (simulator scenes whose cars are the 79 ApolloCar3D models from ../shared/data:
-benchmarks/apollo_cars.py), ``extra`` (design checks on 12 synthetic frames with oracle masks),
-``timing`` (end to end with the segmenter, no mask cache), ``heading`` (the "heading cues" table:
-flips per front/back cue on the three GT-box sets, benchmarks/heading_cues.py over one fit dump of
-each set, benchmarks/fit_dump.py), ``offline`` (``autolabel-bag`` throughput with 1 and 2 workers and
-on Ray), ``no_gt`` (prompts without ground truth, not in the default), ``figure``
+development frames from ../shared/data, skipped when absent), ``synthetic`` (procedural simulator cars),
+``apollo`` (simulator scenes whose cars are the 79 ApolloCar3D models from ../shared/data:
+benchmarks/apollo_cars.py), ``heldout`` (the default fit and hybrid on procedural and ApolloCar3D scenes
+no calibration or constant was chosen on, HELDOUT), ``extra`` (design checks on 12 synthetic frames with
+oracle masks), ``timing`` (end to end with the segmenter, no mask cache), ``heading`` (the "heading
+cues" table: flips per front/back cue on the three GT-box sets, benchmarks/heading_cues.py over one fit
+dump of each set, benchmarks/fit_dump.py), ``offline`` (``autolabel-bag`` throughput with 1 and 2
+workers and on Ray), ``no_gt`` (prompts without ground truth, not in the default), ``figure``
 (benchmarks/figures/kitti_fits.png). Results of sections not run are kept from the previous
-results.json, so ``--only timing`` refreshes just the timings; ``--rows TEXT`` runs only the rows
-of the chosen sections whose name contains TEXT. ``AUTOLABEL_SHARED_DATA`` points to the shared data
-when it is not ../shared/data (e.g. from a git worktree).
+results.json, so ``--only timing`` refreshes just the timings; ``--rows TEXT`` runs only the rows of the
+chosen sections whose name contains TEXT. ``AUTOLABEL_SHARED_DATA`` points to the shared data when it is
+not ../shared/data (e.g. from a git worktree).
 
 Besides AP, every row keeps a record per car (benchmarks/car_records.py), from which the report
 builds the failure table, the accept decision's precision/recall and the signed size errors.
