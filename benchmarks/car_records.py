@@ -6,8 +6,9 @@ A record per label (one per prompt) and per ground-truth car no label is about:
   line in label_2), so no matching decides who is whose;
 - with detector or fused prompts, a label is about the ground-truth object its prompt box covers:
   in descending score (the detector's, or for fused prompts the label's), each prompt takes the
-  unmatched object of highest 2D box IoU (>= 0.5). On a Car it is that car's label; on another object (Van, Truck, DontCare, ...) it is
-  left out of the counts, as the KITTI evaluation ignores it; on nothing it is a false detection.
+  unmatched object of highest 2D box IoU (>= 0.5). On a Car it is that car's label; on another
+  object (Van, Truck, DontCare, ...) it is left out of the counts, as the KITTI evaluation ignores
+  it; on nothing it is a false detection.
 
 A label is *right* when its 3D IoU with its car is >= 0.5 and its heading is not flipped (error
 <= 90 degrees). ``depth_err`` is the signed difference of the box centres' distances from the

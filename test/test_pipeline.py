@@ -157,8 +157,8 @@ def test_cli_labels_a_folder_without_labels_from_fused_prompts(sim, tmp_path, ca
     shutil.rmtree(root / 'label_2')
     cfg = tmp_path / 'cfg.yaml'
     cfg.write_text('fit:\n  iterations: 20\n  prune_after: 10\n  mask_from: 10\n')
-    rc = main(['--data', str(root), '--out', str(tmp_path / 'pred'), '--prompts', 'fused', '--config', str(cfg),
-               '--quiet'])
+    rc = main(['--data', str(root), '--out', str(tmp_path / 'pred'), '--prompts', 'fused',
+               '--config', str(cfg), '--quiet'])
     assert rc == 0, capsys.readouterr().err
     pred = read_label_file(tmp_path / 'pred' / '000000.txt')
     easy = [g for g in sim.gt if _well_observed(g)]

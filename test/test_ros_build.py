@@ -85,7 +85,8 @@ def test_launch_conditions_namespace_and_log_level(ros_ws, tmp_path, detector, e
 
     launch = RosProcess(['ros2', 'launch', 'autolabel_ros', 'autolabel.launch.py', 'rviz:=false',
                          'autostart:=false', 'namespace:=t1', 'log_level:=debug']
-                        + ([f'detector:={detector}'] if detector else []), ros_ws['env'], tmp_path / 'launch.log')
+                        + ([f'detector:={detector}'] if detector else []),
+                        ros_ws['env'], tmp_path / 'launch.log')
     peer = Peer('launch_checker')
     try:
         expected = {'/t1/autolabel_fitter'} | ({'/t1/autolabel_detector'} if expect_detector else set())
