@@ -1,6 +1,10 @@
 """Label the frames of a KITTI object split with the pipeline: the library behind ``autolabel-kitti``
 and the KITTI sections of ``benchmarks/run_all.py``.
 
+Prompts (``prompts_mode``): ``gt-boxes`` / ``gt-points`` are made from ``label_2``; ``detector`` and
+``fused`` need no ``label_2``: the 2D detector of the config on each image, and for ``fused`` its boxes
+fused with the LiDAR object proposals (as ``autolabel-bag --prompts fused``, the default there).
+
 What the label files hold is :mod:`autolabel_ros.io.kitti_policy` (the same for ``autolabel-bag``):
 every fitted prompt, scored with its calibrated probability of being right. ``masks='gt'`` reads oracle
 instance masks from ``DATA/instance_2/NNNNNN.png`` (uint16, value k = the object on line k-1 of
@@ -17,6 +21,30 @@ from pathlib import Path
 import numpy as np
 
 _log = logging.getLogger(__name__)
+
+GT_MODES = ('gt-boxes', 'gt-points')       # prompts from label_2
+DETECTED_MODES = ('detector', 'fused')      # prompts from the 2D detector (+ the LiDAR), no label_2 needed
+PROMPT_MODES = GT_MODES + DETECTED_MODES
+
+
+def make_prompt_detector(cfg, mode: str, device):
+    """The detector of a detected prompt mode (None for the ground-truth modes): fused prompts want the
+    weak detections too, which only confirm LiDAR proposals."""
+    if mode not in DETECTED_MODES:
+        return None
+    from autolabel_ros.detect import make_detector
+    from autolabel_ros.proposals import fused_detector_config
+    return make_detector(fused_detector_config(cfg) if mode == 'fused' else cfg.detector, device)
+
+
+def detected_prompts(frame, detector, cfg, mode: str) -> list:
+    """One frame's prompts of a detected mode: the detector's boxes, fused with the LiDAR object
+    proposals for ``fused``."""
+    prompts = detector.detect(frame.image)
+    if mode == 'fused':
+        from autolabel_ros.proposals import fused_prompts
+        prompts, _ = fused_prompts(frame, prompts, cfg)
+    return prompts
 
 
 def read_instance_masks(path: Path, prompts, shape) -> list[np.ndarray]:
@@ -48,7 +76,10 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
     missing = [f for f in fids if f not in ds.frame_ids]
     if missing:
         raise FileNotFoundError(f'{ds.root}: frames not found: {", ".join(missing[:5])}')
+    if prompts_mode not in PROMPT_MODES:
+        raise ValueError(f'prompt mode must be one of {", ".join(PROMPT_MODES)}, got {prompts_mode!r}')
     al = autolabeler or Autolabeler(config)
+    detector = make_prompt_detector(al.cfg, prompts_mode, al.cfg.device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stats = {'frames': [], 'instances': [], 'config': {'prompts': prompts_mode, 'masks': masks}}
@@ -57,13 +88,19 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
         tl = time.perf_counter()
         frame = ds.load_frame(fid)
         calib = ds.calib(fid)
-        prompts = ds.prompts(fid, mode=prompts_mode, seed=al.cfg.seed)
+        if detector is None:
+            prompts = ds.prompts(fid, mode=prompts_mode, seed=al.cfg.seed)
+        else:
+            prompts = detected_prompts(frame, detector, al.cfg, prompts_mode)
         given = None
         if masks == 'gt':
             given = read_instance_masks(ds.root / 'instance_2' / f'{fid}.png', prompts,
                                         frame.image.shape[:2])
         load_s = time.perf_counter() - tl
         result = al.label(frame, prompts, given)
+        if prompts_mode == 'fused' and result.labels:     # as autolabel-bag --prompts fused does
+            from autolabel_ros.proposals import reject_duplicates
+            reject_duplicates(result.labels, al.cfg.proposals.duplicate_iou)
         objs = []
         kept = []
         for lab in kitti_predictions(result.labels, al.cfg.verify.min_confidence):
@@ -76,6 +113,7 @@ def label_frames(data, out, prompts_mode='gt-boxes', frames=None, config=None, m
                 'n_points': m.get('n_points'), 'energy': m.get('energy'),
                 # which initial hypothesis won, of how many (method hybrid: the Procrustes one is last)
                 'hypothesis': m.get('hypothesis'), 'hypotheses': m.get('hypotheses'),
+                'prompt_box': None if lab.box2d is None else [float(v) for v in lab.box2d],
                 'fit_s': result.timings['per_instance_s']})
         write_label_file(out / f'{fid}.txt', objs)
         (own_run if run is None else run).append((fid, kept, calib, frame.width, frame.height))

@@ -178,7 +178,9 @@ def label_split(data: Path, out: Path, prompts: str, frames: list, masks: str, a
 
 def run_one(spec: dict) -> dict:
     """One benchmark row: label a split with a config, evaluate, return the row (with its per-car
-    records). ``prompts: detector`` prompts with the shipped detector's Car boxes."""
+    records). ``prompts: detector`` prompts with the shipped detector's Car boxes (read back as boxes
+    from a split of its detections); ``prompts: fused`` runs the detector and the LiDAR proposals in the
+    labelling itself, as the tools do."""
     import torch
 
     from autolabel_ros.config import from_dict
@@ -234,7 +236,8 @@ def run_one(spec: dict) -> dict:
             'median_frame_s': float(np.median([f['total_s'] for f in stats['frames']])),
             'n_frames': len(frames), 'prompts': spec['prompts'],
             'cars': compact(car_records(data / 'label_2', out, frames, stats['instances'],
-                                        src / 'label_2' if src != data else None)),
+                                        src / 'label_2' if src != data else None,
+                                        prompt_boxes=spec['prompts'] == 'fused')),
             **({'stages': stage_medians(stats['frames'])} if spec.get('stages') else {})}
 
 
@@ -383,6 +386,8 @@ def method_rows(base: dict, prefix: str) -> list[dict]:
     return rows
 
 
+# what a user without boxes gets: autolabel-bag's default prompts (detector + LiDAR proposals, fused)
+FUSED_ROW = 'full, fused prompts (end to end, the tools\' default)'
 DEEPSDF = {'shape': {'kind': 'deepsdf'}}     # the packaged DeepSDF shape space (shape/deepsdf.py)
 
 
@@ -398,6 +403,7 @@ def kitti_specs(apollo: bool, css_weights: str = '') -> list[dict]:
     rows = (energy_ladder(base, 'kitti') + full_variants(base, 'kitti') + method_rows(base, 'kitti')
             + shape_rows(base, 'kitti'))
     rows.append(dict(base, name='kitti: full, detector prompts (end to end)', prompts='detector', config={}))
+    rows.append(dict(base, name=f'kitti: {FUSED_ROW}', prompts='fused', config={}))
     rows.append(dict(base, name='kitti: full, the 7 first development frames', frames=KITTI_FIRST7,
                      config={}))
     rows.append(dict(base, name='kitti: full, manufacturer-size prior', config={'prior': str(MANUFACTURER)}))
@@ -438,6 +444,7 @@ def apollo_specs(apollo_prior: bool, n: int) -> list[dict]:
     rows = [dict(base, name=f'apollo: {FULL}', config={}),
             dict(base, name='apollo: full, oracle masks', masks='gt', config={}),
             dict(base, name='apollo: full, detector prompts (end to end)', prompts='detector', config={}),
+            dict(base, name=f'apollo: {FUSED_ROW}', prompts='fused', config={}),
             dict(base, name='apollo: full, union silhouette', config=UNION)]
     rows += method_rows(base, 'apollo') + shape_rows(base, 'apollo')
     if apollo_prior:
@@ -674,6 +681,11 @@ NOTES = """
   0.4, as `autolabel-bag --prompts detector`) instead of ground-truth boxes
   (benchmarks/detector_split.py); a label belongs to the object its detector box covers (2D IoU
   >= 0.5).
+- *fused prompts (end to end, the tools' default)*: what `autolabel-bag` and the launch file prompt
+  with when no boxes are given: the detector (on the whole image and 4 tiles; its weak boxes, from
+  score 0.05, only confirm a LiDAR object proposal) fused with those proposals (`proposals/`), run
+  inside the labelling (`autolabel-kitti --prompts fused`); a label belongs to the object its prompt
+  box covers.
 - **extra** rows: design checks on the first 12 sim scenes with oracle masks (fit only).
 - Point prompts: 3 seeded clicks in the central half of the ground-truth 2D box (io.kitti).
 - The per-car tables (benchmarks/car_records.py) read a record per label kept in results.json for

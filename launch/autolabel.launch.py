@@ -2,11 +2,12 @@
 
     ros2 launch autolabel_ros autolabel.launch.py \
         image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
-        cloud_topic:=/lidar/points detector:=ssd_mobilenet use_sim_time:=true rviz:=true
+        cloud_topic:=/lidar/points detector:=fused use_sim_time:=true rviz:=true
 
+detector:=fused (default) -> the SSD detector node (down to proposals.confirm_score) and a fitter
+                   that fuses its boxes with LiDAR object proposals (proposals.lidar on both nodes).
+detector:=ssd_mobilenet (or another backend) -> that detector's boxes alone are the prompts.
 detector:=none  -> no detector node; prompts come only from RViz "Publish Point" clicks.
-detector:=fused -> the SSD detector node (down to proposals.confirm_score) and a fitter that fuses its
-                   boxes with LiDAR object proposals (proposals.lidar on both nodes).
 detector:=external -> no detector node; the fitter synchronizes with detections_topic published
                       by another node (vision_msgs/Detection2DArray with the image's header).
 
@@ -41,9 +42,9 @@ ARGUMENTS = [
     ('cloud_topic', '/lidar/points', 'LiDAR sensor_msgs/PointCloud2 (RViz shows this topic too)'),
     ('detections_topic', '/autolabel/detections_2d', 'vision_msgs/Detection2DArray between detector and '
      'fitter'),
-    ('detector', 'ssd_mobilenet', 'detector backend (ssd_mobilenet, fasterrcnn, retinanet, fcos, ...), '
-     'fused (SSD + LiDAR proposals), none (clicks only) or external (another node publishes '
-     'detections_topic)'),
+    ('detector', 'fused', 'fused (the SSD + LiDAR object proposals), a detector backend alone '
+     '(ssd_mobilenet, fasterrcnn, retinanet, fcos, ...), none (clicks only) or external (another node '
+     'publishes detections_topic)'),
     ('use_sim_time', 'false', 'true when replaying a bag with `ros2 bag play --clock`'),
     ('autostart', 'true', 'configure and activate the lifecycle nodes at startup'),
     ('rviz', 'true', 'start RViz with config/autolabel.rviz'),

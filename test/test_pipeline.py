@@ -141,6 +141,42 @@ def test_cli_on_a_simulated_kitti_folder(sim, tmp_path, capsys):
     assert 'autolabel-kitti: error' in capsys.readouterr().err
 
 
+def test_cli_labels_a_folder_without_labels_from_fused_prompts(sim, tmp_path, capsys):
+    """autolabel-kitti --prompts fused on a split with no label_2 (a user's own KITTI-format data): the
+    detector and the LiDAR proposals find the well-seen cars and their labels sit on them; the
+    ground-truth prompt modes and oracle masks, which need label_2, stop in one line first."""
+    import shutil
+
+    from autolabel_ros.cli.kitti import main
+    from autolabel_ros.core.geometry import transform_points
+    from autolabel_ros.io.kitti import read_label_file
+    from autolabel_ros.sim.writers import write_kitti
+    root = tmp_path / 'training'
+    sim.frame.frame_id = '000000'
+    write_kitti(root, sim)
+    shutil.rmtree(root / 'label_2')
+    cfg = tmp_path / 'cfg.yaml'
+    cfg.write_text('fit:\n  iterations: 20\n  prune_after: 10\n  mask_from: 10\n')
+    rc = main(['--data', str(root), '--out', str(tmp_path / 'pred'), '--prompts', 'fused',
+               '--config', str(cfg), '--quiet'])
+    assert rc == 0, capsys.readouterr().err
+    pred = read_label_file(tmp_path / 'pred' / '000000.txt')
+    easy = [g for g in sim.gt if _well_observed(g)]
+    assert len(easy) >= 2
+    # the label files hold camera-frame boxes: compare the ground-plane position (x, z there)
+    for g in easy:
+        c = transform_points(sim.frame.T_cam_lidar, g.center[None])[0]
+        near = [o for o in pred if np.hypot(o.location[0] - c[0], o.location[2] - c[2]) < 1.0]
+        assert near, (g.id, c, [o.location for o in pred])
+    assert len(pred) <= 2 * len(sim.gt)            # no flood of labels on clutter
+    for mode in ('gt-boxes', 'gt-points'):
+        assert main(['--data', str(root), '--out', str(tmp_path / mode), '--prompts', mode, '--quiet']) == 2
+        assert 'label_2: not found' in capsys.readouterr().err
+    assert main(['--data', str(root), '--out', str(tmp_path / 'g'), '--prompts', 'fused', '--masks', 'gt',
+                 '--quiet']) == 2
+    assert '--masks gt' in capsys.readouterr().err
+
+
 def test_a_pole_in_front_is_not_asked_of_the_render(sim, labeler):
     """A pole the prompts do not name stands between the sensor and a car; the mask excludes it (as
     SAM does). Its LiDAR returns mark those pixels occluded, so the fit and its confidence ignore

@@ -30,7 +30,8 @@ FRAMES = int(os.environ.get('AUTOLABEL_ROS_BAG_FRAMES', '12'))
 RATE = float(os.environ.get('AUTOLABEL_ROS_BAG_RATE', '0.025'))    # 1/40 of real time: 4 s per frame
 # every frame labelled unless told otherwise (full speed, or SAM slower than the frame interval)
 ALL_LABELLED = os.environ.get('AUTOLABEL_ROS_BAG_ALL_LABELLED', '1') == '1'
-# external: the simulator's ground-truth 2D boxes are the prompts; ssd_mobilenet: the detector node's
+# external: the simulator's ground-truth 2D boxes are the prompts; ssd_mobilenet: the detector node's;
+# fused (the launch default): the detector node's fused with the fitter's LiDAR proposals
 DETECTOR = os.environ.get('AUTOLABEL_ROS_BAG_DETECTOR', 'external')
 SEED = 1
 SEGMENTER = os.environ.get('AUTOLABEL_ROS_BAG_SEGMENTER', 'box')
@@ -49,7 +50,7 @@ def _config(tmp_path):
     p['device'] = 'cpu'
     p['segmenter']['model'] = SEGMENTER
     p['pending_frames'] = PENDING
-    if DETECTOR != 'external':
+    if DETECTOR not in ('external', 'fused'):
         p['detector']['backend'] = DETECTOR
     if SEGMENTER == 'box':
         p['fit'].update(iterations=20, prune_after=8, mask_from=8)
@@ -180,7 +181,8 @@ def test_played_bag_labelled_end_to_end_like_the_offline_tool(ros_ws, tmp_path, 
     out = tmp_path / 'offline'
     subprocess.run([sys.executable, '-m', 'autolabel_ros.cli.bag', str(sim_bag), '--out', str(out),
                     '--config', str(params), '--prompts',
-                    f'topic:{PROMPTS_TOPIC}' if DETECTOR == 'external' else 'detector',
+                    f'topic:{PROMPTS_TOPIC}' if DETECTOR == 'external' else
+                    'fused' if DETECTOR == 'fused' else 'detector',
                     '--no-copy-sensors', '--quiet'], check=True, cwd=ROOT, timeout=1200)
     offline = _labels_by_stamp(out / 'labels.bag', '/autolabel/detections_3d')
     assert len(offline) == FRAMES

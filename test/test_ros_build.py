@@ -72,18 +72,21 @@ def _node_names(peer: Peer) -> set:
     return {(ns.rstrip('/') + '/' + n) for n, ns in peer.node.get_node_names_and_namespaces()}
 
 
-@pytest.mark.parametrize('detector,expect_detector,sync', [('none', False, False), ('external', False, True),
-                                                            ('ssd_mobilenet', True, True)])
-def test_launch_conditions_namespace_and_log_level(ros_ws, tmp_path, detector, expect_detector, sync):
+@pytest.mark.parametrize('detector,expect_detector,sync,fused', [
+    ('none', False, False, False), ('external', False, True, False), ('ssd_mobilenet', True, True, False),
+    (None, True, True, True)])
+def test_launch_conditions_namespace_and_log_level(ros_ws, tmp_path, detector, expect_detector, sync, fused):
     """detector:=none/external start no detector node; sync_detections follows (false only for none);
+    the default (no detector:=) is fused: the detector node and proposals.lidar on the fitter;
     namespace:= puts the nodes under it; log_level reaches the nodes as a ROS argument; autostart:=false
     leaves the lifecycle nodes unconfigured (so no model loads here)."""
     from lifecycle_msgs.srv import GetState
     from rcl_interfaces.srv import GetParameters
 
     launch = RosProcess(['ros2', 'launch', 'autolabel_ros', 'autolabel.launch.py', 'rviz:=false',
-                         'autostart:=false', 'namespace:=t1', f'detector:={detector}', 'log_level:=debug',
-                         ], ros_ws['env'], tmp_path / 'launch.log')
+                         'autostart:=false', 'namespace:=t1', 'log_level:=debug']
+                        + ([f'detector:={detector}'] if detector else []),
+                        ros_ws['env'], tmp_path / 'launch.log')
     peer = Peer('launch_checker')
     try:
         expected = {'/t1/autolabel_fitter'} | ({'/t1/autolabel_detector'} if expect_detector else set())
@@ -91,9 +94,9 @@ def test_launch_conditions_namespace_and_log_level(ros_ws, tmp_path, detector, e
         time.sleep(1.0)
         names = _node_names(peer)
         assert ('/t1/autolabel_detector' in names) == expect_detector, names
-        req = GetParameters.Request(names=['sync_detections', 'autostart'])
+        req = GetParameters.Request(names=['sync_detections', 'autostart', 'proposals.lidar'])
         res = peer.call(GetParameters, '/t1/autolabel_fitter/get_parameters', req)
-        assert [v.bool_value for v in res.values] == [sync, False]
+        assert [v.bool_value for v in res.values] == [sync, False, fused]
         state = peer.call(GetState, '/t1/autolabel_fitter/get_state', GetState.Request())
         assert state.current_state.label == 'unconfigured'
         launch.wait_for(r'\[DEBUG\]', 30)          # --log-level debug reached the nodes

@@ -1,7 +1,7 @@
 """``autolabel-bag``: autolabel a recorded drive offline (no ROS install needed).
 
     autolabel-bag INPUT --out OUTDIR [--config YAML] [--image-topic T] [--info-topic T] [--cloud-topic T]
-                  [--prompts detector|fused|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
+                  [--prompts fused|detector|topic:NAME|gt] [--start S --end S] [--workers N] [--ray ADDRESS]
                   [--no-resume] [--no-copy-sensors] [--calib FILE] [--storage mcap|sqlite3]
                   [--tracks] [--occupancy [VOXEL]] [--ego auto|tf|oxts|icp]
     autolabel-bag import-kitti-raw DRIVE --out BAG [--storage mcap|sqlite3] [--rate HZ] [--start-time SEC]
@@ -36,11 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--image-topic', help='camera topic (default: the only Image/CompressedImage topic)')
     p.add_argument('--info-topic', help='camera_info topic (default: the only CameraInfo topic)')
     p.add_argument('--cloud-topic', help='LiDAR topic (default: the only PointCloud2 topic)')
-    p.add_argument('--prompts', default='detector',
-                   help="'detector' (2D detector of the config), 'fused' (its boxes fused with "
-                        "LiDAR object proposals, config section proposals), 'topic:NAME' (a "
-                        "vision_msgs/Detection2DArray topic of the bag, matched by stamp) or 'gt' "
-                        "(label_2 boxes of a KITTI object folder)")
+    p.add_argument('--prompts', default='fused',
+                   help="'fused' (default: the 2D detector's boxes fused with LiDAR object proposals, "
+                        "config section proposals), 'detector' (the 2D detector of the config alone), "
+                        "'topic:NAME' (a vision_msgs/Detection2DArray topic of the bag, matched by "
+                        "stamp) or 'gt' (label_2 boxes of a KITTI object folder)")
     p.add_argument('--start', type=float, help='first frame, seconds after the first frame of the input')
     p.add_argument('--end', type=float, help='last frame, seconds after the first frame of the input')
     p.add_argument('--max-frames', type=int, help='label at most this many frames of the window (>= 1)')

@@ -1,7 +1,9 @@
-"""``autolabel-kitti --data KITTI_TRAINING_DIR --out PRED_DIR [--prompts gt-boxes|gt-points]
+"""``autolabel-kitti --data KITTI_TRAINING_DIR --out PRED_DIR [--prompts gt-boxes|gt-points|fused|detector]
 [--frames a,b] [--config YAML] [--stats stats.json] [--masks sam|gt] [--prior PATH]``: auto-label the
 Cars of a KITTI object split from prompts made from its ``label_2`` 2D boxes (or 3 seeded random
-clicks inside each) and write KITTI label files (with scores) to PRED_DIR.
+clicks inside each), or, for a split without labels, from the 2D detector's boxes fused with the LiDAR
+object proposals (``fused``; ``detector``: the detector alone), and write KITTI label files (with
+scores) to PRED_DIR.
 
 The work is :func:`autolabel_ros.kitti_labeling.label_frames` (output policy described there);
 ``--stats`` writes per-frame and per-instance timings and verification metrics as JSON.
@@ -18,10 +20,10 @@ from pathlib import Path
 TOOL = 'autolabel-kitti'
 
 
-def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
+def preflight(data, frames=None, masks: str = 'sam', prompts: str = 'gt-boxes') -> list[str]:
     """The frame ids to label, after reading every calibration and label file and, for ``masks='gt'``,
     finding every oracle mask (cheap, and a bad one fails here, naming the file and line, rather than
-    after the models have loaded)."""
+    after the models have loaded). Prompts from the ground truth need ``label_2``."""
     from autolabel_ros.io.kitti import KittiFormatError, KittiObjectDataset
 
     ds = KittiObjectDataset(data)
@@ -29,6 +31,12 @@ def preflight(data, frames=None, masks: str = 'sam') -> list[str]:
     missing = [f for f in fids if f not in ds.frame_ids]
     if missing:
         raise FileNotFoundError(f'{ds.root}: frames not found: {", ".join(missing[:5])}')
+    if prompts in ('gt-boxes', 'gt-points') and not (ds.root / 'label_2').is_dir():
+        raise KittiFormatError(f'{ds.root / "label_2"}: not found; --prompts {prompts} makes the prompts '
+                               'from its 2D boxes (--prompts fused labels a split without labels)')
+    if masks == 'gt' and prompts not in ('gt-boxes', 'gt-points'):
+        raise ValueError(f'--masks gt reads the oracle mask of each label_2 line: it needs --prompts '
+                         f'gt-boxes or gt-points, not {prompts}')
     for fid in fids:
         ds.calib(fid)
         if (ds.root / 'label_2').is_dir():
@@ -51,11 +59,13 @@ STATS_KEYS = ('frames', 'instances', 'summary')
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='autolabel-kitti', description=description(__doc__))
     p.add_argument('--data', required=True,
-                   help='KITTI object split folder (image_2, velodyne, calib, label_2)')
+                   help='KITTI object split folder (image_2, velodyne, calib; label_2 for the gt prompts)')
     add_output_args(p, 'output folder for the predicted label_2 files',
                     'only <frame>.txt files of the frames labelled')
-    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points'),
-                   help="label_2's 2D boxes (default) or 3 seeded random clicks inside each")
+    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points', 'fused', 'detector'),
+                   help="label_2's 2D boxes (default) or 3 seeded random clicks inside each; without "
+                        "label_2: 'fused' (the 2D detector's boxes fused with LiDAR object proposals, "
+                        "as autolabel-bag's default) or 'detector' (the detector alone)")
     p.add_argument('--frames', default='', help='comma-separated frame ids (default: all)')
     p.add_argument('--config', default=None, help='YAML config (same schema as the ROS parameters)')
     p.add_argument('--stats', default=None, help='write timings and per-instance metrics as JSON here')
@@ -78,6 +88,7 @@ def main(argv=None) -> int:
         from autolabel_ros.segment import SegmenterUnavailable
     except ImportError:          # pragma: no cover
         SegmenterUnavailable = RuntimeError
+    from autolabel_ros.detect import DetectorUnavailable
     from autolabel_ros.io.outdir import OutputDirError, prepare_output_dir, record_files
     try:
         cfg = load_config(args.config)
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
         # each frame once ('a,a' labelled it twice and counted it twice)
         frames = list(dict.fromkeys(f.strip() for f in args.frames.split(',') if f.strip())) or None
         # the inputs and the output folder are checked before the models load (tens of seconds)
-        fids = preflight(args.data, frames, args.masks)
+        fids = preflight(args.data, frames, args.masks, args.prompts)
         stats_problem = output_file_problem(args.stats) if args.stats else None
         if stats_problem:
             raise OutputDirError(f'--stats {args.stats}: {stats_problem}')
@@ -103,8 +114,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f'autolabel-kitti: config error: {e}', file=sys.stderr)
         return 2
-    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable, OutputDirError,
-            FileNotFoundError, ValueError) as e:
+    except (DeviceError, KittiFormatError, PriorError, SegmenterUnavailable, DetectorUnavailable,
+            OutputDirError, FileNotFoundError, ValueError) as e:
         print(f'autolabel-kitti: error: {e}', file=sys.stderr)
         return 2
     except OSError as e:   # disk full, read-only file system while writing

@@ -132,7 +132,8 @@ class _FolderSource:
                     gt_prompts: bool = False):
         """Yield (ref, SensorFrame, prompts or None); unreadable frames are logged, counted and skipped."""
         if prompts_from_topic:
-            raise BagError(f'{self.path}: a KITTI folder has no prompt topic; use --prompts detector')
+            raise BagError(f'{self.path}: a KITTI folder has no prompt topic; use --prompts fused (the '
+                           'default) or detector')
         for ref in refs:
             try:
                 frame = self.load(ref)

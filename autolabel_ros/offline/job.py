@@ -42,7 +42,7 @@ class BagJob:
     image_topic: Optional[str] = None
     info_topic: Optional[str] = None
     cloud_topic: Optional[str] = None
-    prompts: str = 'detector'          # detector | fused (detector + LiDAR) | topic:NAME | gt (KITTI object)
+    prompts: str = 'fused'             # fused (detector + LiDAR) | detector | topic:NAME | gt (KITTI object)
     start: Optional[float] = None      # seconds after the first frame
     end: Optional[float] = None
     max_frames: Optional[int] = None
@@ -98,7 +98,7 @@ def check_options(job: BagJob) -> None:
 
 
 def parse_prompts(spec: str) -> tuple[str, Optional[str]]:
-    spec = (spec or 'detector').strip()
+    spec = (spec or 'fused').strip()
     if spec in ('detector', 'fused'):
         return spec, None
     if spec == 'gt':
