@@ -251,7 +251,8 @@ class ProposalConfig:
     """LiDAR object proposals and their fusion with the detector's boxes (prompts 'fused':
     autolabel-bag --prompts fused, launch detector:=fused). Lengths in metres."""
     lidar: bool = param(False, 'fitter node: add LiDAR proposals to the synchronized detections and fuse '
-                        'them (launch detector:=fused sets it); the bag tool uses --prompts fused')
+                        'them (the launch file sets it with detector:=fused, its default); the bag tool '
+                        'uses --prompts fused, its default')
     band_low: float = param(0.3, 'cluster the points from this height above the ground ...', min=0.0)
     band_high: float = param(2.2, '... up to this one (below canopies and signs)', min=0.1)
     max_range: float = param(50.0, 'horizontal range of the points considered (beyond, a car is < ~25 px '
