@@ -5,10 +5,9 @@ A record per label (one per prompt) and per ground-truth car no label is about:
 - with ground-truth prompts, a label belongs to the car of its prompt (the prompt id is the car's
   line in label_2), so no matching decides who is whose;
 - with detector or fused prompts, a label is about the ground-truth object its prompt box covers:
-  in descending score (the detector's, or for fused prompts the label's), each prompt takes the
-  unmatched object of highest 2D box IoU (>= 0.5). On a Car it is that car's label; on another
-  object (Van, Truck, DontCare, ...) it is left out of the counts, as the KITTI evaluation ignores
-  it; on nothing it is a false detection.
+  in descending label score, each prompt takes the unmatched object of highest 2D box IoU (>= 0.5).
+  On a Car it is that car's label; on another object (Van, Truck, DontCare, ...) it is left out of
+  the counts, as the KITTI evaluation ignores it; on nothing it is a false detection.
 
 A label is *right* when its 3D IoU with its car is >= 0.5 and its heading is not flipped (error
 <= 90 degrees). ``depth_err`` is the signed difference of the box centres' distances from the
@@ -68,12 +67,12 @@ def _gt_fields(g, line: int, models: list) -> dict:
 
 
 def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list,
-                prompt_dir: Path | None = None, prompt_boxes: bool = False) -> list[dict]:
+                prompt_boxes: bool = False) -> list[dict]:
     """Records of one row; ``instances`` = the per-instance stats of the labelling run (in the
-    order of the prediction files' lines); ``prompt_dir`` = the detections' label_2 when the
-    prompts came from a detector, ``prompt_boxes``: the instances' own ``prompt_box`` (prompts the
-    run made itself, e.g. fused); else from the ground truth, ``id`` = the car's line. A detected
-    prompt belongs to the car its box overlaps best (2D IoU >= 0.5), the higher scores first."""
+    order of the prediction files' lines). ``prompt_boxes``: the prompts came from the detector
+    (alone or fused), and a label belongs to the car its instance's ``prompt_box`` overlaps best
+    (2D IoU >= 0.5), the higher label scores first; else from the ground truth, ``id`` = the car's
+    line."""
     from autolabel_ros.eval.iou import box2d_overlap
     from autolabel_ros.io.kitti import read_label_file
     by_frame: dict = {}
@@ -91,17 +90,12 @@ def car_records(gt_dir: Path, pred_dir: Path, frames, instances: list,
             raise ValueError(f'{pf}: {len(preds)} lines but {len(insts)} labelled instances')
         cars = [k for k, g in enumerate(gts) if g.type == 'Car']
         owner: dict = {}
-        if prompt_dir is None and not prompt_boxes:
+        if not prompt_boxes:
             for j, inst in enumerate(insts):
                 owner[j] = int(inst['id'])
         elif insts and gts:
-            if prompt_boxes:
-                boxes = [i['prompt_box'] for i in insts]
-                scores = [float(p.score or 0.0) for p in preds]
-            else:
-                dets = read_label_file(prompt_dir / f'{fid}.txt')
-                boxes = [dets[int(i['id'])].bbox for i in insts]
-                scores = [dets[int(i['id'])].score or 0.0 for i in insts]
+            boxes = [i['prompt_box'] for i in insts]
+            scores = [float(p.score or 0.0) for p in preds]
             iou2d = box2d_overlap(np.array(boxes, float), np.array([g.bbox for g in gts]))
             taken = set()
             for j in sorted(range(len(boxes)), key=lambda j: -scores[j]):

@@ -98,14 +98,15 @@ def test_the_kitti_folder_tool_writes_again_the_frames_the_fleet_length_changes(
 
 
 def test_the_bag_tool_gives_the_fleet_length_at_its_assembly(tmp_path):
-    from autolabel_ros.offline.job import BagJob, _fleet_length
+    from autolabel_ros.config import load_config
+    from autolabel_ros.offline.job import _fleet_length
 
     side = [car(15.0 + 5 * k, 0.0, np.pi / 2, 4.7) for k in range(6)]
     ahead = car(25.0, 1.0, 0.05, 3.9)
     labels = {0: side, 3: [ahead]}
     records = [{'index': 0, 'labels': [{'center': [0.0] * 3, 'size': [4.7, 1.7, 1.5]}] * 6},
                {'index': 3, 'labels': [{'center': ahead.center.tolist(), 'size': ahead.size.tolist()}]}]
-    info = _fleet_length(BagJob(input='drive.bag', out=str(tmp_path)), records, labels, None)
+    info = _fleet_length(load_config(None), records, labels, None)
     assert info['side_on'] == 6 and info['stretched'] == 1
     assert labels[0] is side and labels[3][0] is not ahead
     assert labels[3][0].size[0] == pytest.approx(3.9 * info['factor'])
@@ -115,8 +116,7 @@ def test_the_bag_tool_gives_the_fleet_length_at_its_assembly(tmp_path):
     cfg = tmp_path / 'off.yaml'
     cfg.write_text('fit:\n  fleet_length: false\n')
     labels = {0: side, 3: [ahead]}
-    assert _fleet_length(BagJob(input='drive.bag', out=str(tmp_path), config=str(cfg)), records, labels,
-                         None) is None
+    assert _fleet_length(load_config(str(cfg)), records, labels, None) is None
     assert labels[3][0] is ahead
 
 

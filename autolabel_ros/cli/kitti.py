@@ -15,6 +15,7 @@ import json
 import sys
 
 from autolabel_ros.cli.args import add_output_args, description, output_file_problem, replaceable_json
+from autolabel_ros.kitti_labeling import GT_MODES, PROMPT_MODES
 from pathlib import Path
 
 TOOL = 'autolabel-kitti'
@@ -31,10 +32,10 @@ def preflight(data, frames=None, masks: str = 'sam', prompts: str = 'gt-boxes') 
     missing = [f for f in fids if f not in ds.frame_ids]
     if missing:
         raise FileNotFoundError(f'{ds.root}: frames not found: {", ".join(missing[:5])}')
-    if prompts in ('gt-boxes', 'gt-points') and not (ds.root / 'label_2').is_dir():
+    if prompts in GT_MODES and not (ds.root / 'label_2').is_dir():
         raise KittiFormatError(f'{ds.root / "label_2"}: not found; --prompts {prompts} makes the prompts '
                                'from its 2D boxes (--prompts fused labels a split without labels)')
-    if masks == 'gt' and prompts not in ('gt-boxes', 'gt-points'):
+    if masks == 'gt' and prompts not in GT_MODES:
         raise ValueError(f'--masks gt reads the oracle mask of each label_2 line: it needs --prompts '
                          f'gt-boxes or gt-points, not {prompts}')
     for fid in fids:
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
                    help='KITTI object split folder (image_2, velodyne, calib; label_2 for the gt prompts)')
     add_output_args(p, 'output folder for the predicted label_2 files',
                     'only <frame>.txt files of the frames labelled')
-    p.add_argument('--prompts', default='gt-boxes', choices=('gt-boxes', 'gt-points', 'fused', 'detector'),
+    p.add_argument('--prompts', default='gt-boxes', choices=PROMPT_MODES,
                    help="label_2's 2D boxes (default) or 3 seeded random clicks inside each; without "
                         "label_2: 'fused' (the 2D detector's boxes fused with LiDAR object proposals, "
                         "as autolabel-bag's default) or 'detector' (the detector alone)")

@@ -105,7 +105,7 @@ def stretch(lab: Label3D, factor: float) -> Label3D:
     length = float(lab.size[0])
     far = 1.0 if float(lab.center @ h) >= 0.0 else -1.0         # the far end is along +h or -h
     near_u = -far * length / 2                                    # the near end, along h from the centre
-    center = lab.center + h * (factor - 1.0) * (0.0 - near_u)
+    center = lab.center - h * (factor - 1.0) * near_u
     size = lab.size.copy()
     size[0] = length * factor
     mesh = None

@@ -256,7 +256,7 @@ def _run(job: BagJob, cfg, calib, mode, occupancy, out: Path, on_frame, clock, t
             failures += [{'index': i, 'name': _name(refs, i), 'error': reason}
                          for i, reason in source.stats.corrupt_frames]
             failures.sort(key=lambda f: f['index'])
-            summary = assemble(job, source, refs, store, failures, info,
+            summary = assemble(job, cfg, source, refs, store, failures, info,
                                run_info={'workers': job.workers, 'threads': job.threads, 'ray': job.ray,
                                          'labelled_this_run':
                                          len(todo) - len(failures), 'resumed_frames': len(refs) - len(todo),
@@ -499,7 +499,7 @@ class _Ticker:
 # ----------------------------------------------------------------------------------------------
 # assembly
 
-def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_info, clock=None,
+def assemble(job: BagJob, cfg, source, refs, store: FrameStore, failures, info, run_info, clock=None,
              streamed: Optional[StreamedOutputs] = None) -> dict:
     """All outputs from the saved frames, built in ``OUTDIR/.assemble`` then moved into place; a
     failure (disk full) removes the staging folder and leaves the previous outputs and the saved
@@ -518,7 +518,7 @@ def assemble(job: BagJob, source, refs, store: FrameStore, failures, info, run_i
     bar = tqdm(total=0, unit='step', desc='writing', disable=not job.progress, dynamic_ncols=True)
     keep = False
     try:
-        summary = _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar,
+        summary = _assemble(job, cfg, source, refs, store, failures, info, run_info, out, stage, bar,
                             clock or PhaseClock(), streamed)
     except ForeignFileError as e:     # nothing moved: the outputs stay staged
         keep = True
@@ -555,7 +555,8 @@ def _per_frame(records, failures, what: str, fn) -> list:
     return kept
 
 
-def _assemble(job, source, refs, store, failures, info, run_info, out, stage, bar, clock, streamed) -> dict:
+def _assemble(job, cfg, source, refs, store, failures, info, run_info, out, stage, bar, clock,
+              streamed) -> dict:
     """``bar``: the progress bar of the output phase, one step per selected frame loaded, written to
     KITTI, built into bag messages and written to the bag, per mesh and per figure."""
     from autolabel_ros.io import report, writers
@@ -580,16 +581,14 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
             bar.update(1)
 
     with clock('write.fleet'):
-        run_info['fleet'] = _fleet_length(job, records, labels, streamed)
+        run_info['fleet'] = _fleet_length(cfg, records, labels, streamed)
     track_info = None
     tw = time.perf_counter(), time.process_time()
     if job.tracks and records:
-        from autolabel_ros.config import load_config
         from autolabel_ros.offline import tracking
 
         tracked, track_info, _, pose_of, thin = tracking.track_drive(
-            job.ego, source, refs, records, labels, job.progress,
-            refitter=tracking.make_refitter(load_config(job.config)))
+            job.ego, source, refs, records, labels, job.progress, refitter=tracking.make_refitter(cfg))
         labels.update(tracked)
         atomic_write_text(stage / 'kitti' / 'label_02' / '0000.txt',
                           ''.join(line + '\n' for line in tracking.tracking_lines(records, labels)))
@@ -644,15 +643,13 @@ def _assemble(job, source, refs, store, failures, info, run_info, out, stage, ba
         figure_job.close()
 
 
-def _fleet_length(job, records, labels: dict, streamed) -> Optional[dict]:
-    """The run's fleet length (fit/fleet.py, ``fit.fleet_length``) over every saved frame: the labels of
-    the cars not seen side-on, changed in ``labels``; their frames' prebuilt bag messages are dropped
+def _fleet_length(cfg, records, labels: dict, streamed) -> Optional[dict]:
+    """The run's fleet length (fit/fleet.py, ``cfg.fit.fleet_length``) over every saved frame: the labels
+    of the cars not seen side-on, changed in ``labels``; their frames' prebuilt bag messages are dropped
     (built again). Returns what it read (None when off or nothing was labelled)."""
-    from autolabel_ros.config import load_config
     from autolabel_ros.fit import fleet
     from autolabel_ros.pipeline import prior_mean_size
 
-    cfg = load_config(job.config)
     if not cfg.fit.fleet_length or not records:
         return None
     order = [rec['index'] for rec in records]
