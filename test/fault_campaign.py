@@ -93,6 +93,17 @@ def stopped_as_expected(r: dict) -> bool:
     return r['rc'] == 130 and 'interrupted' in r['stderr'] and 'Traceback' not in r['stderr']
 
 
+def _exiting(pid: int) -> bool:
+    """Whether the process is already in its exit system call (the kernel's PF_EXITING flag): its exit
+    code is set, but tearing down a large process takes a while on a loaded machine, and a signal sent
+    then is lost (the run is done before it, with its own exit code)."""
+    try:
+        flags = int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[6])
+    except (OSError, IndexError, ValueError):
+        return False          # no /proc: as before, the signal is sent
+    return bool(flags & 0x4)
+
+
 def interrupted_run(bag, cfg, out: Path, seed: int, sig=signal.SIGKILL, phase=None) -> dict:
     """Start a run, send ``sig`` at a random moment of ``phase`` (by seed when None); returns what
     happened: the phase, the delay, the exit code and stderr of the stopped run."""
@@ -111,7 +122,7 @@ def interrupted_run(bag, cfg, out: Path, seed: int, sig=signal.SIGKILL, phase=No
     else:   # while the outputs are assembled and moved into place
         _wait_for(lambda: (out / '.assemble').exists(), proc, 300)
         time.sleep(rng.uniform(0.0, 1.5))
-    sent = proc.poll() is None
+    sent = proc.poll() is None and not _exiting(proc.pid)
     if sent:
         proc.send_signal(sig)
     try:
